@@ -1,0 +1,35 @@
+//! `cpu32`: f32 arithmetic on every core (rayon), meant to be the fast CPU path.
+
+mod rng;
+
+use super::{Backend, Precision};
+use crate::error::Result;
+use crate::rng::StreamKey;
+
+/// The multi-threaded f32 CPU backend.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cpu32;
+
+impl Backend for Cpu32 {
+    fn name(&self) -> &'static str {
+        "cpu32"
+    }
+    fn precision(&self) -> Precision {
+        Precision::F32
+    }
+    fn device(&self) -> String {
+        format!("host CPU, {} threads, f32", rayon::current_num_threads())
+    }
+    fn uniform_u32(&self, key: StreamKey, start: u64, out: &mut [u32]) -> Result<()> {
+        rng::uniform_u32(key, start, out);
+        Ok(())
+    }
+    fn uniform(&self, key: StreamKey, start: u64, out: &mut [f64]) -> Result<()> {
+        rng::uniform(key, start, out);
+        Ok(())
+    }
+    fn normal(&self, key: StreamKey, start: u64, out: &mut [f64]) -> Result<()> {
+        rng::normal(key, start, out);
+        Ok(())
+    }
+}

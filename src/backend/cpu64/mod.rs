@@ -1,0 +1,36 @@
+//! `cpu64`: the f64 reference backend. Single-threaded, plain loops, no tricks: the truth that
+//! the tests and the drift study compare every other backend against.
+
+mod rng;
+
+use super::{Backend, Precision};
+use crate::error::Result;
+use crate::rng::StreamKey;
+
+/// The f64 CPU reference backend.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cpu64;
+
+impl Backend for Cpu64 {
+    fn name(&self) -> &'static str {
+        "cpu64"
+    }
+    fn precision(&self) -> Precision {
+        Precision::F64
+    }
+    fn device(&self) -> String {
+        "host CPU, 1 thread, f64".into()
+    }
+    fn uniform_u32(&self, key: StreamKey, start: u64, out: &mut [u32]) -> Result<()> {
+        rng::uniform_u32(key, start, out);
+        Ok(())
+    }
+    fn uniform(&self, key: StreamKey, start: u64, out: &mut [f64]) -> Result<()> {
+        rng::uniform(key, start, out);
+        Ok(())
+    }
+    fn normal(&self, key: StreamKey, start: u64, out: &mut [f64]) -> Result<()> {
+        rng::normal(key, start, out);
+        Ok(())
+    }
+}

@@ -1,0 +1,46 @@
+//! `cube`: the same operations as `#[cube]` kernels, launched by cubecl on the shared wgpu
+//! device (registered through [`GpuContext::cube_device`]).
+
+mod rng;
+
+use std::sync::Arc;
+
+use super::{Backend, Precision};
+use crate::error::Result;
+use crate::gpu::GpuContext;
+use crate::rng::StreamKey;
+
+/// The cubecl backend.
+pub struct Cube {
+    gpu: Arc<GpuContext>,
+    client: cubecl::prelude::Client,
+}
+
+impl Cube {
+    /// A cubecl backend on the shared GPU context.
+    pub fn new(gpu: Arc<GpuContext>) -> Result<Self> {
+        let client = gpu.cube_client()?;
+        Ok(Self { gpu, client })
+    }
+}
+
+impl Backend for Cube {
+    fn name(&self) -> &'static str {
+        "cube"
+    }
+    fn precision(&self) -> Precision {
+        Precision::F32
+    }
+    fn device(&self) -> String {
+        format!("{} ({:?}) via cubecl", self.gpu.info.name, self.gpu.info.backend)
+    }
+    fn uniform_u32(&self, key: StreamKey, start: u64, out: &mut [u32]) -> Result<()> {
+        rng::fill(&self.client, &self.gpu, rng::Fill::U32, key, start, out)
+    }
+    fn uniform(&self, key: StreamKey, start: u64, out: &mut [f64]) -> Result<()> {
+        rng::fill_f32_widened(&self.client, &self.gpu, rng::Fill::UniformF32, key, start, out)
+    }
+    fn normal(&self, key: StreamKey, start: u64, out: &mut [f64]) -> Result<()> {
+        rng::fill_f32_widened(&self.client, &self.gpu, rng::Fill::NormalF32, key, start, out)
+    }
+}

@@ -1,0 +1,97 @@
+//! Launchers for `shaders/rng.wgsl`: chunk the requested range so no binding exceeds the
+//! adapter's limit, dispatch, read back.
+
+use crate::error::Result;
+use crate::gpu::GpuContext;
+use crate::rng::StreamKey;
+
+/// Which entry point of `rng.wgsl`.
+#[derive(Clone, Copy, Debug)]
+pub enum Fill {
+    /// Raw u32 draws.
+    U32,
+    /// f32 uniforms in `[0, 1)`.
+    UniformF32,
+    /// f32 Box–Muller normals.
+    NormalF32,
+}
+
+impl Fill {
+    fn entry(self) -> &'static str {
+        match self {
+            Fill::U32 => "fill_u32",
+            Fill::UniformF32 => "fill_uniform_f32",
+            Fill::NormalF32 => "fill_normal_f32",
+        }
+    }
+}
+
+/// `RngParams` of `rng.wgsl` (uniform buffer, 32 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RngParams {
+    key: [u32; 2],
+    stream: [u32; 2],
+    first_block: [u32; 2],
+    count: u32,
+    lane0: u32,
+}
+
+/// Workgroup size of every `rng.wgsl` entry point.
+const WORKGROUP: u32 = 64;
+
+/// Fill `out` (32-bit words: u32 draws or f32 bit patterns) with values `start ..` of `key`.
+pub fn fill<T: bytemuck::Pod>(
+    gpu: &GpuContext,
+    which: Fill,
+    key: StreamKey,
+    start: u64,
+    out: &mut [T],
+) -> Result<()> {
+    debug_assert_eq!(std::mem::size_of::<T>(), 4);
+    let pipeline = gpu.pipeline("rng.wgsl", which.entry())?;
+    let label = format!("rng.wgsl:{}", which.entry());
+    let max = gpu.max_binding_elements(4) as usize;
+    let mut done = 0usize;
+    while done < out.len() {
+        let n = (out.len() - done).min(max);
+        let s = start + done as u64;
+        let params = RngParams {
+            key: key.key_words(),
+            stream: [key.stream as u32, (key.stream >> 32) as u32],
+            first_block: [(s / 4) as u32, ((s / 4) >> 32) as u32],
+            count: n as u32,
+            lane0: (s % 4) as u32,
+        };
+        let uniform = gpu.uniform_buffer("rng params", bytemuck::bytes_of(&params))?;
+        let output = gpu.output_buffer("rng out", (n * 4) as u64)?;
+        let bind = gpu.bind(&pipeline, &[&uniform, &output])?;
+        let blocks = (n as u32 + params.lane0).div_ceil(4);
+        gpu.dispatch(
+            &label,
+            &pipeline,
+            &bind,
+            GpuContext::grid(blocks.div_ceil(WORKGROUP)),
+        )?;
+        let host: Vec<T> = gpu.read_buffer(&output, n)?;
+        out[done..done + n].copy_from_slice(&host);
+        done += n;
+    }
+    Ok(())
+}
+
+/// Like [`fill`] for an f32 entry point, widening the results into `out`.
+pub fn fill_f32_widened(
+    gpu: &GpuContext,
+    which: Fill,
+    key: StreamKey,
+    start: u64,
+    out: &mut [f64],
+) -> Result<()> {
+    let mut tmp = vec![0f32; out.len()];
+    fill(gpu, which, key, start, &mut tmp)?;
+    for (o, v) in out.iter_mut().zip(tmp) {
+        *o = v as f64;
+    }
+    Ok(())
+}

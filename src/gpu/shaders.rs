@@ -1,0 +1,83 @@
+//! The embedded WGSL sources and the one mechanism that composes them.
+//!
+//! Every file under `shaders/` is compiled into the binary through [`SOURCES`] (so the binary
+//! runs from any directory). A kernel file pulls shared code in with a line of the form
+//!
+//! ```text
+//! //!include common/philox.wgsl
+//! ```
+//!
+//! which [`compose`] replaces with that file's (recursively composed) text. Each file is
+//! included at most once per composed module, so two includes of the same library are harmless;
+//! an include of a name not in [`SOURCES`] is an error. Nothing else is rewritten: what you read
+//! in `shaders/` is what naga sees.
+
+use crate::error::{Error, Result};
+
+/// Every WGSL file of the crate, by its path relative to `shaders/`.
+pub const SOURCES: &[(&str, &str)] = &[
+    (
+        "common/philox.wgsl",
+        include_str!("../../shaders/common/philox.wgsl"),
+    ),
+    ("rng.wgsl", include_str!("../../shaders/rng.wgsl")),
+];
+
+/// The directive that [`compose`] expands.
+pub const INCLUDE_DIRECTIVE: &str = "//!include ";
+
+/// The raw text of shader `name` (a path relative to `shaders/`).
+pub fn source(name: &str) -> Result<&'static str> {
+    SOURCES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| *s)
+        .ok_or_else(|| Error::Shader(format!("no shader named {name:?} in the registry")))
+}
+
+/// The composed WGSL of shader `name`: its text with every `//!include` expanded.
+pub fn compose(name: &str) -> Result<String> {
+    let mut seen = Vec::new();
+    let mut out = String::new();
+    compose_into(name, &mut seen, &mut out)?;
+    Ok(out)
+}
+
+fn compose_into(name: &str, seen: &mut Vec<String>, out: &mut String) -> Result<()> {
+    if seen.iter().any(|s| s == name) {
+        return Ok(());
+    }
+    seen.push(name.to_string());
+    for line in source(name)?.lines() {
+        match line.trim_start().strip_prefix(INCLUDE_DIRECTIVE) {
+            Some(inc) => {
+                let inc = inc.trim();
+                out.push_str(&format!("// ---- begin {inc} (included by {name})\n"));
+                compose_into(inc, seen, out)?;
+                out.push_str(&format!("// ---- end {inc}\n"));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn include_is_expanded_once() {
+        let s = compose("rng.wgsl").unwrap();
+        assert_eq!(s.matches("fn philox4x32_10(").count(), 1);
+        assert!(!s.contains("\n//!include"));
+    }
+
+    #[test]
+    fn unknown_shader_is_an_error() {
+        assert!(compose("nope.wgsl").is_err());
+    }
+}

@@ -1,0 +1,17 @@
+//! collapse-kernels: GPU compute kernels (hand-written WGSL on wgpu, and cubecl) with f64 CPU
+//! references, for measuring how much of model collapse is floating-point error.
+//!
+//! Data flows one way: data → [`backend`] operations → models → driver → results. The pieces:
+//! - [`rng`]: Philox4x32-10, the definition every backend's random numbers must match;
+//! - [`gpu`]: the one shared wgpu device, buffers, pipelines, timing, WGSL composition;
+//! - [`backend`]: the abstraction the models see, with `cpu64`, `cpu32`, `wgsl` and `cube`;
+//! - [`error`]: the error type.
+
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod error;
+pub mod gpu;
+pub mod rng;
+
+pub use error::{Error, Result};

@@ -1,0 +1,251 @@
+//! `collapse`: the command-line front end. It parses flags, calls the library, prints.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use collapse_kernels::backend::{self, BackendKind};
+use collapse_kernels::gpu::{self, AdapterSummary, GpuContext, GpuOptions};
+use collapse_kernels::rng::StreamKey;
+use collapse_kernels::{Error, Result};
+
+/// GPU kernels for studying model collapse, with f64 CPU references.
+#[derive(Parser, Debug)]
+#[command(name = "collapse", version, about, long_about = None)]
+struct Cli {
+    /// Use the first GPU adapter whose name contains this text (case-insensitive), instead of the
+    /// automatic choice (discrete GPU, then integrated, then a CPU adapter such as lavapipe).
+    #[arg(long, global = true, env = "COLLAPSE_ADAPTER")]
+    adapter: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List every adapter wgpu finds, which one is chosen and why, and its limits and features.
+    Info {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Draw random numbers from one Philox stream on a backend, print the first few, the time
+    /// taken, and the largest difference from the cpu64 reference.
+    Rng {
+        /// Backend to run on: cpu64 (f64 reference), cpu32 (f32, all cores), wgsl, cube.
+        #[arg(long, value_enum, default_value_t = BackendKind::Cpu32)]
+        backend: BackendKind,
+        /// What to draw: raw u32 words, uniforms in [0, 1), or standard normals.
+        #[arg(long, value_enum, default_value_t = Kind::Normal)]
+        kind: Kind,
+        /// Experiment seed (the Philox key).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Stream number (e.g. one per replicate chain).
+        #[arg(long, default_value_t = 0)]
+        stream: u64,
+        /// Index of the first draw in the stream.
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// How many draws.
+        #[arg(long, default_value_t = 1 << 20)]
+        count: usize,
+        /// How many values to print.
+        #[arg(long, default_value_t = 8)]
+        show: usize,
+    },
+}
+
+/// What `collapse rng` draws.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Kind {
+    /// Raw 32-bit Philox words (bit-identical on every backend).
+    U32,
+    /// Uniforms in [0, 1).
+    Uniform,
+    /// Standard normals (Box–Muller).
+    Normal,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn gpu_options(cli: &Cli) -> GpuOptions {
+    GpuOptions {
+        adapter: cli.adapter.clone(),
+        poison: std::env::var("COLLAPSE_POISON").is_ok_and(|v| v == "1"),
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let options = gpu_options(&cli);
+    match cli.command {
+        Command::Info { json } => info(&options, json),
+        Command::Rng {
+            backend,
+            kind,
+            seed,
+            stream,
+            start,
+            count,
+            show,
+        } => rng_demo(&options, backend, kind, StreamKey::new(seed, stream), start, count, show),
+    }
+}
+
+fn info(options: &GpuOptions, json: bool) -> Result<()> {
+    let instance = gpu::new_instance();
+    let found: Vec<AdapterSummary> = gpu::list_adapters(&instance)
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    let choice = gpu::choose_adapter(&found, options.adapter.as_deref());
+    if json {
+        let v = serde_json::json!({
+            "adapters": found,
+            "chosen": choice.as_ref().ok(),
+            "error": choice.as_ref().err().map(|e| e.to_string()),
+        });
+        println!("{}", serde_json::to_string_pretty(&v).expect("JSON of plain data"));
+        return choice.map(|_| ());
+    }
+    println!("adapters found by wgpu: {}", found.len());
+    for (i, a) in found.iter().enumerate() {
+        println!(
+            "  [{i}] {} | backend {} | type {} | driver {}",
+            a.name, a.backend, a.device_type, a.driver
+        );
+    }
+    let choice = choice?;
+    let a = &found[choice.index];
+    println!("\nchosen: [{}] {} — {}", choice.index, a.name, choice.reason);
+    println!("limits:");
+    println!(
+        "  max storage binding    {:>14} bytes ({} MiB)",
+        a.max_storage_binding_bytes,
+        a.max_storage_binding_bytes >> 20
+    );
+    println!("  max buffer             {:>14} bytes", a.max_buffer_bytes);
+    println!(
+        "  workgroup storage      {:>14} bytes",
+        a.max_workgroup_storage_bytes
+    );
+    println!(
+        "  max workgroup size     {:>14} invocations",
+        a.max_workgroup_invocations
+    );
+    println!(
+        "  subgroup size          {:>14}",
+        format!("{}..{}", a.subgroup_size.0, a.subgroup_size.1)
+    );
+    let yn = |b: bool| if b { "yes" } else { "no" };
+    println!("features:");
+    println!("  f16 (SHADER_F16)       {}", yn(a.f16));
+    println!("  f64 (SHADER_F64)       {}", yn(a.f64));
+    println!("  subgroups (SUBGROUP)   {}", yn(a.subgroups));
+    println!("  timestamp queries      {}", yn(a.timestamp_queries));
+    if a.is_cpu() {
+        println!(
+            "\nnote: this is a software adapter; it is correct but roughly 300x slower than the \
+             cpu32 backend. Use it for checks at small sizes; use --backend cpu32 for big runs."
+        );
+    }
+    Ok(())
+}
+
+fn rng_demo(
+    options: &GpuOptions,
+    kind_backend: BackendKind,
+    kind: Kind,
+    key: StreamKey,
+    start: u64,
+    count: usize,
+    show: usize,
+) -> Result<()> {
+    if count == 0 {
+        return Err(Error::InvalidArgument("--count must be at least 1".into()));
+    }
+    let gpu = if kind_backend.needs_gpu() {
+        Some(GpuContext::new(options)?)
+    } else {
+        None
+    };
+    let b = backend::create(kind_backend, gpu.as_ref())?;
+    let reference = backend::create(BackendKind::Cpu64, None)?;
+    println!(
+        "backend {} on {}; stream (seed {}, stream {}), draws {}..{}",
+        b.name(),
+        b.device(),
+        key.seed,
+        key.stream,
+        start,
+        start + count as u64
+    );
+    // Warm-up on a small range so pipeline compilation is not in the timing.
+    let mut warm = vec![0f64; 4];
+    b.normal(key, start, &mut warm)?;
+    let t = Instant::now();
+    let (shown, max_diff): (Vec<String>, f64) = match kind {
+        Kind::U32 => {
+            let mut v = vec![0u32; count];
+            b.uniform_u32(key, start, &mut v)?;
+            let secs = t.elapsed().as_secs_f64();
+            report_rate(count, secs);
+            let mut r = vec![0u32; count];
+            reference.uniform_u32(key, start, &mut r)?;
+            let mismatches = v.iter().zip(&r).filter(|(a, b)| a != b).count();
+            (
+                v.iter().take(show).map(|x| format!("{x:#010x}")).collect(),
+                mismatches as f64,
+            )
+        }
+        Kind::Uniform | Kind::Normal => {
+            let mut v = vec![0f64; count];
+            let mut r = vec![0f64; count];
+            if matches!(kind, Kind::Uniform) {
+                b.uniform(key, start, &mut v)?;
+                report_rate(count, t.elapsed().as_secs_f64());
+                reference.uniform(key, start, &mut r)?;
+            } else {
+                b.normal(key, start, &mut v)?;
+                report_rate(count, t.elapsed().as_secs_f64());
+                reference.normal(key, start, &mut r)?;
+            }
+            let d = v
+                .iter()
+                .zip(&r)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            (v.iter().take(show).map(|x| format!("{x:.7}")).collect(), d)
+        }
+    };
+    println!("first {}: {}", shown.len(), shown.join(" "));
+    match kind {
+        Kind::U32 => println!("words differing from cpu64: {max_diff}"),
+        _ => println!("max |value - cpu64 value|: {max_diff:.3e}"),
+    }
+    if let Some(g) = gpu {
+        for t in g.take_timings() {
+            println!("  kernel {} {:.3} ms ({:?})", t.kernel, t.seconds * 1e3, t.source);
+        }
+    }
+    Ok(())
+}
+
+fn report_rate(count: usize, secs: f64) {
+    println!(
+        "drew {count} values in {:.3} ms: {:.1} M values/s (host wall clock, includes readback)",
+        secs * 1e3,
+        count as f64 / secs / 1e6
+    );
+}

@@ -1,0 +1,45 @@
+//! Shared test helpers: the GPU context (poisoned outputs) and the CI rule for missing adapters.
+#![allow(dead_code)]
+
+use std::sync::{Arc, OnceLock};
+
+use collapse_kernels::backend::{self, Backend, BackendKind};
+use collapse_kernels::gpu::{GpuContext, GpuOptions};
+
+/// The shared GPU context for tests, with output poisoning on. `None` (with a printed reason)
+/// when no adapter exists — except under `CI=true`, where a missing adapter fails the test.
+pub fn gpu() -> Option<Arc<GpuContext>> {
+    static CTX: OnceLock<Result<Arc<GpuContext>, String>> = OnceLock::new();
+    let r = CTX.get_or_init(|| {
+        GpuContext::new(&GpuOptions {
+            adapter: std::env::var("COLLAPSE_ADAPTER").ok(),
+            poison: true,
+        })
+        .map_err(|e| e.to_string())
+    });
+    match r {
+        Ok(g) => Some(g.clone()),
+        Err(e) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+                panic!("CI=true and no GPU adapter: {e}");
+            }
+            eprintln!("SKIPPED (no GPU adapter; CI would fail here): {e}");
+            None
+        }
+    }
+}
+
+/// Every backend that can run here: cpu64, cpu32, and wgsl + cube when an adapter exists.
+pub fn backends() -> Vec<Box<dyn Backend>> {
+    let g = gpu();
+    BackendKind::ALL
+        .into_iter()
+        .filter(|k| !k.needs_gpu() || g.is_some())
+        .map(|k| backend::create(k, g.as_ref()).expect("backend creation"))
+        .collect()
+}
+
+/// The GPU backends (empty, after a printed skip, when there is no adapter outside CI).
+pub fn gpu_backends() -> Vec<Box<dyn Backend>> {
+    backends().into_iter().filter(|b| b.name() == "wgsl" || b.name() == "cube").collect()
+}
