@@ -3,7 +3,7 @@
 
 mod common;
 
-use collapse_kernels::backend::{Backend, BackendKind, create};
+use collapse_kernels::backend::{BackendKind, create};
 use collapse_kernels::rng::{self, StreamKey};
 
 /// (seed, stream, start) triples: small, large 64-bit values, an unaligned start, and a start
@@ -50,7 +50,10 @@ fn uniforms_match_the_documented_conversion_exactly() {
     let key = StreamKey::new(9, 9);
     let n = 100_003;
     let mut raw = vec![0u32; n];
-    create(BackendKind::Cpu64, None).unwrap().uniform_u32(key, 5, &mut raw).unwrap();
+    create(BackendKind::Cpu64, None)
+        .unwrap()
+        .uniform_u32(key, 5, &mut raw)
+        .unwrap();
     for b in common::backends() {
         let mut u = vec![f64::NAN; n];
         b.uniform(key, 5, &mut u).unwrap();
@@ -65,9 +68,12 @@ fn uniforms_match_the_documented_conversion_exactly() {
 }
 
 /// f32 normals on the GPU vs the cpu32 normals (same f32 formula, same uniforms): the only
-/// difference is the GPU's ln/sqrt/sin/cos. Measured on lavapipe: max |Δ| ≈ 2e-6 over 10^6
-/// normals (|z| ≤ 5.8); the bound below is ~10× that, scaled by max(1, |z|).
-const GPU_VS_CPU32_ABS: f64 = 2.5e-5;
+/// difference is the GPU's ln/sqrt/sin/cos. The error measure is |Δ| / max(1, |z|).
+/// Measured on lavapipe (llvmpipe, Mesa 22.3.6) over 4 × 2^20 normals: 2.8e-5 (run this test
+/// with `-- --nocapture` to print it per backend and case). WGSL only promises sin/cos within 2⁻¹¹
+/// ≈ 4.9e-4 absolute on [−π, π] (so up to r·2⁻¹¹ ≈ 2.8e-3 in z); the bound below is the measured
+/// figure with a margin of ~4×, tight enough that any formula or stream error (O(1)) fails.
+const F32_ARITH_SCALED: f64 = 1e-4;
 
 #[test]
 fn gpu_normals_match_cpu32_within_measured_bound() {
@@ -87,10 +93,15 @@ fn gpu_normals_match_cpu32_within_measured_bound() {
                     worst = (e, i);
                 }
             }
-            eprintln!("{} vs cpu32 normals: max scaled |Δ| = {:.3e} at {}", b.name(), worst.0, worst.1);
+            eprintln!(
+                "{} vs cpu32 normals: max scaled |Δ| = {:.3e} at {}",
+                b.name(),
+                worst.0,
+                worst.1
+            );
             assert!(
-                worst.0 <= GPU_VS_CPU32_ABS,
-                "{}: normal {} differs from cpu32 by {:.3e} (bound {GPU_VS_CPU32_ABS:e})",
+                worst.0 <= F32_ARITH_SCALED,
+                "{}: normal {} differs from cpu32 by {:.3e} (bound {F32_ARITH_SCALED:e})",
                 b.name(),
                 worst.1,
                 worst.0
@@ -102,8 +113,8 @@ fn gpu_normals_match_cpu32_within_measured_bound() {
 /// f32 normals vs the f64 reference. They use the same draws but f32 uniforms have 24 bits
 /// (u₁ ≥ 2⁻²⁴, so |z| ≤ √(48 ln 2) ≈ 5.77) where f64 ones have 32: the difference is the
 /// quantisation of u₁ and u₂ plus f32 rounding. For each element the bound is
-/// |r(u₁⁽³²⁾) − r(u₁⁽⁶⁴⁾)| + r·2π·2⁻²⁴ + 1e-5·max(1, |z|): the first two terms are the exact
-/// effect of the coarser uniforms, the last covers f32 arithmetic (measured ≤ 1e-6 relative).
+/// |r(u₁⁽³²⁾) − r(u₁⁽⁶⁴⁾)| + r·2π·2⁻²⁴ + `F32_ARITH_SCALED`·max(1, |z|): the first two terms
+/// are the exact effect of the coarser uniforms, the last covers f32 arithmetic as above.
 #[test]
 fn f32_normals_match_cpu64_up_to_uniform_quantisation() {
     let cpu64 = create(BackendKind::Cpu64, None).unwrap();
@@ -122,7 +133,7 @@ fn f32_normals_match_cpu64_up_to_uniform_quantisation() {
             let r32 = (-2.0 * (rng::open_unit_f32(raw[pair]) as f64).ln()).sqrt();
             let bound = (r64 - r32).abs()
                 + r64 * std::f64::consts::TAU * rng::INV_2POW24_F32 as f64
-                + 1e-5 * want[i].abs().max(1.0);
+                + F32_ARITH_SCALED * want[i].abs().max(1.0);
             assert!(
                 (got[i] - want[i]).abs() <= bound,
                 "{} normal {i}: {} vs cpu64 {} (bound {bound:.3e})",
@@ -176,8 +187,14 @@ fn check_distribution(
     let (m, v) = mean_var(&x);
     let mean_tol = 6.0 * (sigma2 / n).sqrt();
     let var_tol = 6.0 * ((mu4 - sigma2 * sigma2) / n).sqrt();
-    assert!((m - mu).abs() <= mean_tol, "{label}: mean {m} vs {mu} (tol {mean_tol:.2e})");
-    assert!((v - sigma2).abs() <= var_tol, "{label}: variance {v} vs {sigma2} (tol {var_tol:.2e})");
+    assert!(
+        (m - mu).abs() <= mean_tol,
+        "{label}: mean {m} vs {mu} (tol {mean_tol:.2e})"
+    );
+    assert!(
+        (v - sigma2).abs() <= var_tol,
+        "{label}: variance {v} vs {sigma2} (tol {var_tol:.2e})"
+    );
     x.sort_by(f64::total_cmp);
     let d = ks(&x, cdf);
     let t = ((2.0f64 / 1e-6).ln() / 2.0).sqrt();
@@ -190,14 +207,12 @@ fn normal_cdf(x: f64) -> f64 {
     0.5 * libm::erfc(-x / std::f64::consts::SQRT_2)
 }
 
-/// The CPU backends get the full 10^7 draws. The GPU backends draw bit-identical u32 streams
-/// (tested above), so their uniforms are the same values; their normals get 10^6 draws here
-/// because lavapipe is slow.
+/// Every backend, 10^7 uniforms and 10^7 normals.
 #[test]
 fn uniform_and_normal_statistics() {
     let key = StreamKey::new(777, 3);
     for b in common::backends() {
-        let n = if b.name().starts_with("cpu") { N_STAT } else { N_STAT / 10 };
+        let n = N_STAT;
         let mut u = vec![0f64; n];
         b.uniform(key, 0, &mut u).unwrap();
         check_distribution(
@@ -210,7 +225,14 @@ fn uniform_and_normal_statistics() {
         );
         let mut z = vec![0f64; n];
         b.normal(key, 1 << 30, &mut z).unwrap();
-        check_distribution(&format!("{} normal", b.name()), z, 0.0, 1.0, 3.0, normal_cdf);
+        check_distribution(
+            &format!("{} normal", b.name()),
+            z,
+            0.0,
+            1.0,
+            3.0,
+            normal_cdf,
+        );
     }
 }
 
@@ -222,6 +244,3 @@ fn backend_names_round_trip_and_unknown_is_an_error() {
     let e = "cuda".parse::<BackendKind>().unwrap_err().to_string();
     assert!(e.contains("cpu64, cpu32, wgsl, cube"), "{e}");
 }
-
-#[allow(dead_code)]
-fn _object_safe(_: &dyn Backend) {}

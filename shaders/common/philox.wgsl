@@ -6,7 +6,8 @@
 //   key     = (seed_lo, seed_hi)
 //   counter = (block_lo, block_hi, stream_lo, stream_hi), block = draw_index / 4
 //   u32 -> f32 [0,1):  f32(x >> 8) * 2^-24        u32 -> f32 (0,1]:  f32((x >> 8) + 1) * 2^-24
-//   Box–Muller on draws (2j, 2j+1): r = sqrt(-2 ln u1), theta = 2*pi*u2, (r cos theta, r sin theta)
+//   Box–Muller on draws (2j, 2j+1): r = sqrt(-2 ln u1), theta = 2*pi*(u2 - 0.5) in [-pi, pi),
+//   (r cos theta, r sin theta); WGSL bounds sin/cos error (2^-11 absolute) only on [-pi, pi].
 // WGSL has no u64 and no high-half multiply: mulhi splits both factors into 16-bit halves.
 
 const PHILOX_M0: u32 = 0xD2511F53u;
@@ -73,7 +74,7 @@ fn philox_box_muller(x0: u32, x1: u32) -> vec2<f32> {
     let u1 = philox_open_unit_f32(x0);
     let u2 = philox_unit_f32(x1);
     let r = sqrt(-2.0 * log(u1));
-    let theta = PHILOX_TAU * u2;
+    let theta = PHILOX_TAU * (u2 - 0.5);
     return vec2<f32>(r * cos(theta), r * sin(theta));
 }
 

@@ -120,9 +120,8 @@ impl std::fmt::Display for BackendKind {
 /// it between `wgsl` and `cube`, so both run on one device).
 pub fn create(kind: BackendKind, gpu: Option<&Arc<GpuContext>>) -> Result<Box<dyn Backend>> {
     let need = |gpu: Option<&Arc<GpuContext>>| {
-        gpu.cloned().ok_or_else(|| {
-            Error::InvalidArgument(format!("backend {kind} needs a GPU context"))
-        })
+        gpu.cloned()
+            .ok_or_else(|| Error::InvalidArgument(format!("backend {kind} needs a GPU context")))
     };
     Ok(match kind {
         BackendKind::Cpu64 => Box::new(cpu64::Cpu64),

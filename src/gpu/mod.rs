@@ -142,7 +142,9 @@ impl GpuContext {
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let unc = uncaptured.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            unc.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
+            unc.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(e.to_string());
         }));
         Ok(Arc::new(Self {
             instance,
@@ -184,7 +186,7 @@ impl GpuContext {
     /// (and at most 2²⁸, so element indices ×4 stay inside u32 in the kernels).
     pub fn max_binding_elements(&self, elem_bytes: u64) -> u64 {
         let l = self.limits();
-        let bytes = (l.max_storage_buffer_binding_size as u64).min(l.max_buffer_size);
+        let bytes = l.max_storage_buffer_binding_size.min(l.max_buffer_size);
         (bytes / elem_bytes).min(1 << 28)
     }
 
@@ -239,7 +241,12 @@ impl GpuContext {
     /// The compute pipeline of `entry` in the composed shader `shader` (cached).
     pub fn pipeline(&self, shader: &str, entry: &str) -> Result<Arc<wgpu::ComputePipeline>> {
         let key = (shader.to_string(), entry.to_string());
-        if let Some(p) = self.pipelines.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(p) = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             return Ok(p.clone());
         }
         let src = shaders::compose(shader)?;
@@ -367,7 +374,9 @@ impl GpuContext {
         let staging = self.scoped(&format!("dispatching {kernel}"), || {
             let mut enc = self
                 .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(kernel) });
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some(kernel),
+                });
             let query = stamps.then(|| {
                 let set = self.device.create_query_set(&wgpu::QuerySetDescriptor {
                     label: Some("kernel timestamps"),
@@ -415,7 +424,8 @@ impl GpuContext {
         let time = match staging {
             Some(staging) => {
                 let t: Vec<u64> = self.read_mappable(&staging, 2)?;
-                let ns = t[1].saturating_sub(t[0]) as f64 * self.queue.get_timestamp_period() as f64;
+                let ns =
+                    t[1].saturating_sub(t[0]) as f64 * self.queue.get_timestamp_period() as f64;
                 KernelTime {
                     kernel: kernel.into(),
                     seconds: ns * 1e-9,
@@ -447,7 +457,11 @@ impl GpuContext {
     }
 
     /// Copy the first `count` elements of `buf` (a `COPY_SRC` buffer) back to the host.
-    pub fn read_buffer<T: bytemuck::Pod>(&self, buf: &wgpu::Buffer, count: usize) -> Result<Vec<T>> {
+    pub fn read_buffer<T: bytemuck::Pod>(
+        &self,
+        buf: &wgpu::Buffer,
+        count: usize,
+    ) -> Result<Vec<T>> {
         let bytes = (count * std::mem::size_of::<T>()) as u64;
         if count == 0 {
             return Ok(Vec::new());
@@ -470,7 +484,11 @@ impl GpuContext {
     }
 
     /// Map a `MAP_READ` buffer and copy its first `count` elements out.
-    fn read_mappable<T: bytemuck::Pod>(&self, staging: &wgpu::Buffer, count: usize) -> Result<Vec<T>> {
+    fn read_mappable<T: bytemuck::Pod>(
+        &self,
+        staging: &wgpu::Buffer,
+        count: usize,
+    ) -> Result<Vec<T>> {
         let bytes = (count * std::mem::size_of::<T>()) as u64;
         let slice = staging.slice(0..bytes);
         let (tx, rx) = std::sync::mpsc::channel();

@@ -41,5 +41,8 @@ pub fn backends() -> Vec<Box<dyn Backend>> {
 
 /// The GPU backends (empty, after a printed skip, when there is no adapter outside CI).
 pub fn gpu_backends() -> Vec<Box<dyn Backend>> {
-    backends().into_iter().filter(|b| b.name() == "wgsl" || b.name() == "cube").collect()
+    backends()
+        .into_iter()
+        .filter(|b| b.name() == "wgsl" || b.name() == "cube")
+        .collect()
 }

@@ -13,9 +13,11 @@ fn par_fill<T: Copy + Send>(
     out: &mut [T],
     per_block: impl Fn([u32; 4]) -> [T; 4] + Sync,
 ) {
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
-        fill_blocks(key, start + (c * CHUNK) as u64, chunk, &per_block);
-    });
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            fill_blocks(key, start + (c * CHUNK) as u64, chunk, &per_block);
+        });
 }
 
 /// Raw draws `start ..` of `key`.

@@ -32,15 +32,32 @@ impl Backend for Cube {
         Precision::F32
     }
     fn device(&self) -> String {
-        format!("{} ({:?}) via cubecl", self.gpu.info.name, self.gpu.info.backend)
+        format!(
+            "{} ({:?}) via cubecl",
+            self.gpu.info.name, self.gpu.info.backend
+        )
     }
     fn uniform_u32(&self, key: StreamKey, start: u64, out: &mut [u32]) -> Result<()> {
         rng::fill(&self.client, &self.gpu, rng::Fill::U32, key, start, out)
     }
     fn uniform(&self, key: StreamKey, start: u64, out: &mut [f64]) -> Result<()> {
-        rng::fill_f32_widened(&self.client, &self.gpu, rng::Fill::UniformF32, key, start, out)
+        rng::fill_f32_widened(
+            &self.client,
+            &self.gpu,
+            rng::Fill::UniformF32,
+            key,
+            start,
+            out,
+        )
     }
     fn normal(&self, key: StreamKey, start: u64, out: &mut [f64]) -> Result<()> {
-        rng::fill_f32_widened(&self.client, &self.gpu, rng::Fill::NormalF32, key, start, out)
+        rng::fill_f32_widened(
+            &self.client,
+            &self.gpu,
+            rng::Fill::NormalF32,
+            key,
+            start,
+            out,
+        )
     }
 }

@@ -121,7 +121,7 @@ fn philox_fill(
                 let u1 = open_unit_f32(x[i]);
                 let u2 = unit_f32(x[i + 1]);
                 let r = f32::sqrt(-2.0f32 * f32::ln(u1));
-                let theta = 6.2831855f32 * u2;
+                let theta = 6.2831855f32 * (u2 - 0.5f32);
                 v[i] = u32::reinterpret(r * f32::cos(theta));
                 v[i + 1] = u32::reinterpret(r * f32::sin(theta));
             }
