@@ -21,6 +21,7 @@ fn backends() -> Vec<Box<dyn Backend>> {
     let gpu = match GpuContext::new(&GpuOptions {
         adapter: std::env::var("COLLAPSE_ADAPTER").ok(),
         poison: false,
+        binding_limit: None,
     }) {
         Ok(g) => Some(g),
         Err(e) => {

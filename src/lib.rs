@@ -13,5 +13,6 @@ pub mod backend;
 pub mod error;
 pub mod gpu;
 pub mod rng;
+pub mod sampling;
 
 pub use error::{Error, Result};

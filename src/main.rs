@@ -84,6 +84,7 @@ fn gpu_options(cli: &Cli) -> GpuOptions {
     GpuOptions {
         adapter: cli.adapter.clone(),
         poison: std::env::var("COLLAPSE_POISON").is_ok_and(|v| v == "1"),
+        binding_limit: None,
     }
 }
 

@@ -66,11 +66,7 @@ fn a_lost_device_is_an_error() {
         return;
     }
     // A private context, so destroying it does not disturb the other tests.
-    let gpu = GpuContext::new(&GpuOptions {
-        adapter: None,
-        poison: false,
-    })
-    .unwrap();
+    let gpu = GpuContext::new(&GpuOptions::default()).unwrap();
     gpu.device.destroy();
     let r = gpu
         .output_buffer("after loss", 64)

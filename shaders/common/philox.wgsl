@@ -62,6 +62,17 @@ fn philox_add64(a: vec2<u32>, b: u32) -> vec2<u32> {
     return vec2<u32>(lo, a.y + select(0u, 1u, lo < a.x));
 }
 
+// 64-bit (lo, hi) + 64-bit (lo, hi) addition with carry.
+fn philox_add64v(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+    let lo = a.x + b.x;
+    return vec2<u32>(lo, a.y + b.y + select(0u, 1u, lo < a.x));
+}
+
+// The full 64-bit product a*b as (lo, hi).
+fn philox_mul64(a: u32, b: u32) -> vec2<u32> {
+    return vec2<u32>(a * b, philox_mulhi(a, b));
+}
+
 fn philox_unit_f32(x: u32) -> f32 {
     return f32(x >> 8u) * PHILOX_INV_2POW24;
 }

@@ -25,6 +25,7 @@
 pub mod cpu32;
 pub mod cpu64;
 pub mod cube;
+pub mod real;
 pub mod wgsl;
 
 use std::str::FromStr;
@@ -33,6 +34,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, GpuOptions};
 use crate::rng::StreamKey;
+use crate::sampling::PreparedMixture;
 
 /// The arithmetic precision a backend computes in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -65,6 +67,20 @@ pub trait Backend: Send + Sync {
     /// Standard normals `start ..` of `key` by Box–Muller on draw pairs (see [`crate::rng`]),
     /// computed at the backend's precision and widened to f64.
     fn normal(&self, key: StreamKey, start: u64, out: &mut [f64]) -> Result<()>;
+
+    /// Draw `m` samples from each of the `R` mixtures (Gaussians when `K = 1`) of `mix`:
+    /// `out` is `[R][m][D]`, `comps` `[R][m]` (component indices, bit-identical on every
+    /// backend). Sample `i = r·m + j` of the call is sample `first + i` of stream `key`, laid out
+    /// as [`crate::sampling`] documents; values are computed at the backend's precision.
+    fn sample_mixture(
+        &self,
+        mix: &PreparedMixture,
+        m: usize,
+        key: StreamKey,
+        first: u64,
+        out: &mut [f64],
+        comps: &mut [u32],
+    ) -> Result<()>;
 }
 
 /// The four backends by name.

@@ -35,6 +35,9 @@ pub struct GpuOptions {
     /// Fill output buffers with [`POISON_WORD`] before each kernel. Tests turn it on; it costs an
     /// upload per output buffer, so it is off for runs and benches unless `COLLAPSE_POISON=1`.
     pub poison: bool,
+    /// Cap on the bytes of one storage binding, below the adapter's own limit. Tests set it
+    /// small so the chunking paths run at small sizes; `None` uses the adapter's limit.
+    pub binding_limit: Option<u64>,
 }
 
 /// Where a kernel time came from.
@@ -73,6 +76,7 @@ pub struct GpuContext {
     /// Why this adapter was chosen.
     pub choice_reason: String,
     poison: bool,
+    binding_limit: Option<u64>,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
     pipelines: Mutex<HashMap<(String, String), Arc<wgpu::ComputePipeline>>>,
@@ -154,6 +158,7 @@ impl GpuContext {
             info,
             choice_reason: choice.reason,
             poison: options.poison,
+            binding_limit: options.binding_limit,
             lost,
             uncaptured,
             pipelines: Mutex::new(HashMap::new()),
@@ -183,10 +188,14 @@ impl GpuContext {
     }
 
     /// The largest number of `elem_bytes`-sized elements one storage binding may hold here
-    /// (and at most 2²⁸, so element indices ×4 stay inside u32 in the kernels).
+    /// (and at most 2²⁸, so element indices ×4 stay inside u32 in the kernels). Kernels chunk
+    /// their outputs to this.
     pub fn max_binding_elements(&self, elem_bytes: u64) -> u64 {
         let l = self.limits();
-        let bytes = l.max_storage_buffer_binding_size.min(l.max_buffer_size);
+        let bytes = l
+            .max_storage_buffer_binding_size
+            .min(l.max_buffer_size)
+            .min(self.binding_limit.unwrap_or(u64::MAX));
         (bytes / elem_bytes).min(1 << 28)
     }
 

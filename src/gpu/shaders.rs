@@ -21,6 +21,7 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/common/philox.wgsl"),
     ),
     ("rng.wgsl", include_str!("../../shaders/rng.wgsl")),
+    ("sampling.wgsl", include_str!("../../shaders/sampling.wgsl")),
 ];
 
 /// The directive that [`compose`] expands.

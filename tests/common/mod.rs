@@ -14,6 +14,7 @@ pub fn gpu() -> Option<Arc<GpuContext>> {
         GpuContext::new(&GpuOptions {
             adapter: std::env::var("COLLAPSE_ADAPTER").ok(),
             poison: true,
+            binding_limit: None,
         })
         .map_err(|e| e.to_string())
     });
@@ -45,4 +46,26 @@ pub fn gpu_backends() -> Vec<Box<dyn Backend>> {
         .into_iter()
         .filter(|b| b.name() == "wgsl" || b.name() == "cube")
         .collect()
+}
+
+/// A second GPU context whose bindings are capped at `bytes`, so chunked launches run at small
+/// sizes. `None` when there is no adapter (after the same CI rule as [`gpu`]).
+pub fn small_binding_gpu(bytes: u64) -> Option<Arc<GpuContext>> {
+    gpu()?;
+    Some(
+        GpuContext::new(&GpuOptions {
+            adapter: std::env::var("COLLAPSE_ADAPTER").ok(),
+            poison: true,
+            binding_limit: Some(bytes),
+        })
+        .expect("second GPU context"),
+    )
+}
+
+/// Norm-wise relative error ‖a − b‖ / ‖b‖ (b is the reference).
+pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+    let den: f64 = b.iter().map(|y| y * y).sum();
+    (num / den).sqrt()
 }

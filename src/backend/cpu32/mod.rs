@@ -5,6 +5,10 @@ mod rng;
 use super::{Backend, Precision};
 use crate::error::Result;
 use crate::rng::StreamKey;
+use crate::sampling::{PreparedMixture, check_mixture_outputs};
+use rayon::prelude::*;
+
+use crate::backend::cpu64::sampling::{Params, sample_range};
 
 /// The multi-threaded f32 CPU backend.
 #[derive(Clone, Copy, Debug, Default)]
@@ -30,6 +34,27 @@ impl Backend for Cpu32 {
     }
     fn normal(&self, key: StreamKey, start: u64, out: &mut [f64]) -> Result<()> {
         rng::normal(key, start, out);
+        Ok(())
+    }
+    fn sample_mixture(
+        &self,
+        mix: &PreparedMixture,
+        m: usize,
+        key: StreamKey,
+        first: u64,
+        out: &mut [f64],
+        comps: &mut [u32],
+    ) -> Result<()> {
+        check_mixture_outputs(mix, m, out, comps)?;
+        let params = Params::<f32>::of(mix);
+        let d = mix.batch.d;
+        const CHUNK: usize = 4096;
+        out.par_chunks_mut(CHUNK * d)
+            .zip(comps.par_chunks_mut(CHUNK))
+            .enumerate()
+            .for_each(|(c, (o, cs))| {
+                sample_range(mix, &params, m, key, first, c * CHUNK, o, cs);
+            });
         Ok(())
     }
 }

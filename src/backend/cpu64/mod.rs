@@ -2,10 +2,12 @@
 //! the tests and the drift study compare every other backend against.
 
 mod rng;
+pub mod sampling;
 
 use super::{Backend, Precision};
 use crate::error::Result;
 use crate::rng::StreamKey;
+use crate::sampling::{PreparedMixture, check_mixture_outputs};
 
 /// The f64 CPU reference backend.
 #[derive(Clone, Copy, Debug, Default)]
@@ -31,6 +33,20 @@ impl Backend for Cpu64 {
     }
     fn normal(&self, key: StreamKey, start: u64, out: &mut [f64]) -> Result<()> {
         rng::normal(key, start, out);
+        Ok(())
+    }
+    fn sample_mixture(
+        &self,
+        mix: &PreparedMixture,
+        m: usize,
+        key: StreamKey,
+        first: u64,
+        out: &mut [f64],
+        comps: &mut [u32],
+    ) -> Result<()> {
+        check_mixture_outputs(mix, m, out, comps)?;
+        let params = sampling::Params::<f64>::of(mix);
+        sampling::sample_range(mix, &params, m, key, first, 0, out, comps);
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! device (registered through [`GpuContext::cube_device`]).
 
 mod rng;
+mod sampling;
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use super::{Backend, Precision};
 use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::rng::StreamKey;
+use crate::sampling::{PreparedMixture, check_mixture_outputs};
 
 /// The cubecl backend.
 pub struct Cube {
@@ -59,5 +61,17 @@ impl Backend for Cube {
             start,
             out,
         )
+    }
+    fn sample_mixture(
+        &self,
+        mix: &PreparedMixture,
+        m: usize,
+        key: StreamKey,
+        first: u64,
+        out: &mut [f64],
+        comps: &mut [u32],
+    ) -> Result<()> {
+        check_mixture_outputs(mix, m, out, comps)?;
+        sampling::sample_mixture(&self.client, &self.gpu, mix, m, key, first, out, comps)
     }
 }

@@ -25,7 +25,7 @@ pub enum Fill {
 const CUBE_DIM: u32 = 64;
 
 #[cube]
-fn mulhi(a: u32, b: u32) -> u32 {
+pub(crate) fn mulhi(a: u32, b: u32) -> u32 {
     let a_lo = a & 0xFFFF;
     let a_hi = a >> 16;
     let b_lo = b & 0xFFFF;
@@ -40,7 +40,7 @@ fn mulhi(a: u32, b: u32) -> u32 {
 
 /// Philox4x32-10 of counter `(c0, c1, c2, c3)` under key `(k0, k1)`, written to `x[0..4]`.
 #[cube]
-fn philox(x: &mut Array<u32>, c0: u32, c1: u32, c2: u32, c3: u32, k0: u32, k1: u32) {
+pub(crate) fn philox(x: &mut Array<u32>, c0: u32, c1: u32, c2: u32, c3: u32, k0: u32, k1: u32) {
     let m0 = 0xD2511F53u32;
     let m1 = 0xCD9E8D57u32;
     let mut x0 = c0;
@@ -73,13 +73,28 @@ fn philox(x: &mut Array<u32>, c0: u32, c1: u32, c2: u32, c3: u32, k0: u32, k1: u
 }
 
 #[cube]
-fn unit_f32(x: u32) -> f32 {
+pub(crate) fn unit_f32(x: u32) -> f32 {
     f32::cast_from(x >> 8) * 5.9604645e-8f32
 }
 
 #[cube]
-fn open_unit_f32(x: u32) -> f32 {
+pub(crate) fn open_unit_f32(x: u32) -> f32 {
     f32::cast_from((x >> 8) + 1) * 5.9604645e-8f32
+}
+
+/// The four Box–Muller normals of Philox block `x`, written to `z[at..at + 4]`.
+#[cube]
+pub(crate) fn normals(x: &Array<u32>, z: &mut Array<f32>, at: usize) {
+    #[unroll]
+    for p in 0..2u32 {
+        let i = (2 * p) as usize;
+        let u1 = open_unit_f32(x[i]);
+        let u2 = unit_f32(x[i + 1]);
+        let r = f32::sqrt(-2.0f32 * f32::ln(u1));
+        let theta = 6.2831855f32 * (u2 - 0.5f32);
+        z[at + i] = r * f32::cos(theta);
+        z[at + i + 1] = r * f32::sin(theta);
+    }
 }
 
 /// `mode`: 0 = raw u32 bits, 1 = f32 uniforms, 2 = f32 normals (as bit patterns).
@@ -115,15 +130,11 @@ fn philox_fill(
                 v[l as usize] = u32::reinterpret(unit_f32(x[l as usize]));
             }
         } else {
+            let mut z = Array::<f32>::new(4usize);
+            normals(&x, &mut z, 0usize);
             #[unroll]
-            for p in 0..2u32 {
-                let i = (2 * p) as usize;
-                let u1 = open_unit_f32(x[i]);
-                let u2 = unit_f32(x[i + 1]);
-                let r = f32::sqrt(-2.0f32 * f32::ln(u1));
-                let theta = 6.2831855f32 * (u2 - 0.5f32);
-                v[i] = u32::reinterpret(r * f32::cos(theta));
-                v[i + 1] = u32::reinterpret(r * f32::sin(theta));
+            for l in 0..4u32 {
+                v[l as usize] = u32::reinterpret(z[l as usize]);
             }
         }
         #[unroll]

@@ -1,6 +1,7 @@
 //! `wgsl`: the hand-written WGSL kernels of `shaders/`, run through wgpu on the shared context.
 
 mod rng;
+pub mod sampling;
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use super::{Backend, Precision};
 use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::rng::StreamKey;
+use crate::sampling::{PreparedMixture, check_mixture_outputs};
 
 /// The WGSL backend.
 pub struct Wgsl {
@@ -39,5 +41,17 @@ impl Backend for Wgsl {
     }
     fn normal(&self, key: StreamKey, start: u64, out: &mut [f64]) -> Result<()> {
         rng::fill_f32_widened(&self.gpu, rng::Fill::NormalF32, key, start, out)
+    }
+    fn sample_mixture(
+        &self,
+        mix: &PreparedMixture,
+        m: usize,
+        key: StreamKey,
+        first: u64,
+        out: &mut [f64],
+        comps: &mut [u32],
+    ) -> Result<()> {
+        check_mixture_outputs(mix, m, out, comps)?;
+        sampling::sample_mixture(&self.gpu, mix, m, key, first, out, comps)
     }
 }

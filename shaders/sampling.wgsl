@@ -1,0 +1,89 @@
+// sampling.wgsl — batched sampling from R Gaussian mixtures of K components in D dimensions (a
+// Gaussian is K = 1). Follows the draw layout of src/sampling.rs exactly.
+//
+// Bindings (group 0):
+//   0: uniform  MixParams (below)
+//   1: storage, read   thresholds: array<u32>  [R][K]   component thresholds c_k (k < K-1)
+//   2: storage, read   means:      array<f32>  [R][K][D]
+//   3: storage, read   factor:     array<f32>  [R][K][D][D] lower Cholesky (full != 0) or [R][K][D] std devs
+//   4: storage, read_write out:    array<f32>  [n][D]  samples of this chunk
+//   5: storage, read_write comps:  array<u32>  [n]     component of each sample
+// Layout: local sample s (0 <= s < n) is sample i = chunk_start + s of the call, replicate
+//   i / m; its Philox blocks start at first_block + s * sb (64-bit). Word 0 of the first block,
+//   shifted right by 1, picks the component by counting thresholds <= it; the next ceil(D/4)
+//   blocks give D normals z; x_d = mu_d + sum_{j<=d} L_dj z_j accumulated in order j = 0..d.
+// Workgroup: 64 x 1 x 1, one invocation per sample, dispatched on an (x, y) grid with x <= 65535:
+//   s = gid.x + gid.y * 64 * num_workgroups.x. D <= MAX_DIM (128).
+//!include common/philox.wgsl
+
+const MAX_DIM: u32 = 128u;
+
+struct MixParams {
+    key: vec2<u32>,
+    stream: vec2<u32>,
+    first_block: vec2<u32>,
+    sb: u32,
+    n: u32,
+    chunk_start: u32,
+    m: u32,
+    k: u32,
+    d: u32,
+    full: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: MixParams;
+@group(0) @binding(1) var<storage, read> thresholds: array<u32>;
+@group(0) @binding(2) var<storage, read> means: array<f32>;
+@group(0) @binding(3) var<storage, read> factor: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> comps: array<u32>;
+
+@compute @workgroup_size(64)
+fn sample_mixture(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let s = gid.x + gid.y * (nwg.x * 64u);
+    if (s >= params.n) {
+        return;
+    }
+    let i = params.chunk_start + s;
+    let rep = i / params.m;
+    let blk = philox_add64v(params.first_block, philox_mul64(s, params.sb));
+    let w = philox4x32_10(philox_counter(blk, params.stream), params.key);
+    let x = w.x >> 1u;
+    var comp = 0u;
+    let tbase = rep * params.k;
+    for (var j = 0u; j + 1u < params.k; j = j + 1u) {
+        comp = comp + select(0u, 1u, x >= thresholds[tbase + j]);
+    }
+    comps[s] = comp;
+
+    let d = params.d;
+    var z: array<f32, MAX_DIM>;
+    let nb = (d + 3u) / 4u;
+    for (var b = 0u; b < nb; b = b + 1u) {
+        let ctr = philox_counter(philox_add64(blk, 1u + b), params.stream);
+        let v = philox_normals(philox4x32_10(ctr, params.key));
+        z[4u * b] = v.x;
+        z[4u * b + 1u] = v.y;
+        z[4u * b + 2u] = v.z;
+        z[4u * b + 3u] = v.w;
+    }
+
+    let rc = rep * params.k + comp;
+    if (params.full != 0u) {
+        let base = rc * d * d;
+        for (var row = 0u; row < d; row = row + 1u) {
+            var acc = means[rc * d + row];
+            for (var j = 0u; j <= row; j = j + 1u) {
+                acc = acc + factor[base + row * d + j] * z[j];
+            }
+            out[s * d + row] = acc;
+        }
+    } else {
+        for (var row = 0u; row < d; row = row + 1u) {
+            out[s * d + row] = means[rc * d + row] + factor[rc * d + row] * z[row];
+        }
+    }
+}

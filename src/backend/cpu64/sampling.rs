@@ -1,0 +1,70 @@
+//! Mixture sampling on the CPU, generic over the precision: the f64 reference, and (through
+//! [`sample_range`]) the body of `cpu32`'s parallel sampler.
+
+use crate::backend::real::Real;
+use crate::rng::StreamKey;
+use crate::sampling::{PreparedMixture, blocks_per_sample};
+
+/// Mixture parameters converted to `T` once per call.
+pub struct Params<T> {
+    /// Means `[R][K][D]`.
+    pub means: Vec<T>,
+    /// Factors `[R][K][D][D]` or `[R][K][D]`.
+    pub factor: Vec<T>,
+}
+
+impl<T: Real> Params<T> {
+    /// Convert `p`'s parameters to `T`.
+    pub fn of(p: &PreparedMixture) -> Self {
+        Self {
+            means: p.batch.means.iter().map(|&v| T::from_f64(v)).collect(),
+            factor: p.factor().iter().map(|&v| T::from_f64(v)).collect(),
+        }
+    }
+}
+
+/// Samples `i0 .. i0 + comps.len()` of the call (sample `i` is replicate `i / m`), written to
+/// `out` (`comps.len() × D`) and `comps`, following the layout of [`crate::sampling`].
+#[allow(clippy::too_many_arguments)]
+pub fn sample_range<T: Real>(
+    p: &PreparedMixture,
+    params: &Params<T>,
+    m: usize,
+    key: StreamKey,
+    first: u64,
+    i0: usize,
+    out: &mut [f64],
+    comps: &mut [u32],
+) {
+    let (k, d) = (p.batch.k, p.batch.d);
+    let sb = blocks_per_sample(d);
+    let full = p.is_full();
+    let mut z = vec![T::from_f64(0.0); d.div_ceil(4) * 4];
+    for (s, (x, c)) in out.chunks_mut(d).zip(comps.iter_mut()).enumerate() {
+        let i = i0 + s;
+        let rep = i / m;
+        let block0 = (first + i as u64) * sb;
+        let comp = p.component(rep, key.block(block0)[0]) as usize;
+        *c = comp as u32;
+        for (b, zs) in z.chunks_mut(4).enumerate() {
+            zs.copy_from_slice(&T::normals(key.block(block0 + 1 + b as u64)));
+        }
+        let rc = rep * k + comp;
+        let mu = &params.means[rc * d..(rc + 1) * d];
+        if full {
+            let l = &params.factor[rc * d * d..(rc + 1) * d * d];
+            for (row, xv) in x.iter_mut().enumerate() {
+                let mut acc = mu[row];
+                for j in 0..=row {
+                    acc = acc + l[row * d + j] * z[j];
+                }
+                *xv = acc.to_f64();
+            }
+        } else {
+            let sd = &params.factor[rc * d..(rc + 1) * d];
+            for (row, xv) in x.iter_mut().enumerate() {
+                *xv = (mu[row] + sd[row] * z[row]).to_f64();
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Launcher for `shaders/sampling.wgsl`: upload the mixture parameters once, then sample in
+//! chunks small enough that no output binding exceeds the adapter's limit.
+
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+use crate::rng::StreamKey;
+use crate::sampling::{MAX_DIM, PreparedMixture, blocks_per_sample};
+
+/// `MixParams` of `sampling.wgsl` (uniform buffer, 64 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct MixParams {
+    key: [u32; 2],
+    stream: [u32; 2],
+    first_block: [u32; 2],
+    sb: u32,
+    n: u32,
+    chunk_start: u32,
+    m: u32,
+    k: u32,
+    d: u32,
+    full: u32,
+    pad: [u32; 3],
+}
+
+const WORKGROUP: u32 = 64;
+
+/// Sizes the GPU samplers accept: D ≤ [`MAX_DIM`], R·M < 2³², and parameters that fit one
+/// binding.
+pub fn check_gpu_limits(gpu: &GpuContext, mix: &PreparedMixture, m: usize) -> Result<()> {
+    let d = mix.batch.d;
+    if d > MAX_DIM {
+        return Err(Error::InvalidArgument(format!(
+            "GPU samplers support D ≤ {MAX_DIM}, got D = {d}; use a CPU backend"
+        )));
+    }
+    if (mix.batch.replicates as u64) * (m as u64) >= u32::MAX as u64 {
+        return Err(Error::InvalidArgument(
+            "R·M must be below 2^32 samples per call; split the call".into(),
+        ));
+    }
+    let max = gpu.max_binding_elements(4) as usize;
+    if mix.factor().len() > max || mix.batch.means.len() > max {
+        return Err(Error::InvalidArgument(format!(
+            "mixture parameters ({} factor values) exceed one GPU binding ({max} values)",
+            mix.factor().len()
+        )));
+    }
+    Ok(())
+}
+
+/// Sample as [`crate::backend::Backend::sample_mixture`] documents.
+pub fn sample_mixture(
+    gpu: &GpuContext,
+    mix: &PreparedMixture,
+    m: usize,
+    key: StreamKey,
+    first: u64,
+    out: &mut [f64],
+    comps: &mut [u32],
+) -> Result<()> {
+    check_gpu_limits(gpu, mix, m)?;
+    let d = mix.batch.d;
+    let n_total = comps.len();
+    let pipeline = gpu.pipeline("sampling.wgsl", "sample_mixture")?;
+    let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    let thresholds = gpu.input_buffer("thresholds", bytemuck::cast_slice(&mix.thresholds))?;
+    let means = gpu.input_buffer("means", bytemuck::cast_slice(&f32s(&mix.batch.means)))?;
+    let factor = gpu.input_buffer("factor", bytemuck::cast_slice(&f32s(mix.factor())))?;
+    let sb = blocks_per_sample(d);
+    let chunk = (gpu.max_binding_elements(4) as usize / d).max(1);
+    let mut done = 0usize;
+    while done < n_total {
+        let n = (n_total - done).min(chunk);
+        let fb = (first + done as u64) * sb;
+        let params = MixParams {
+            key: key.key_words(),
+            stream: [key.stream as u32, (key.stream >> 32) as u32],
+            first_block: [fb as u32, (fb >> 32) as u32],
+            sb: sb as u32,
+            n: n as u32,
+            chunk_start: done as u32,
+            m: m as u32,
+            k: mix.batch.k as u32,
+            d: d as u32,
+            full: mix.is_full() as u32,
+            pad: [0; 3],
+        };
+        let uniform = gpu.uniform_buffer("mix params", bytemuck::bytes_of(&params))?;
+        let samples = gpu.output_buffer("samples", (n * d * 4) as u64)?;
+        let comp_buf = gpu.output_buffer("components", (n * 4) as u64)?;
+        let bind = gpu.bind(
+            &pipeline,
+            &[&uniform, &thresholds, &means, &factor, &samples, &comp_buf],
+        )?;
+        gpu.dispatch(
+            "sampling.wgsl:sample_mixture",
+            &pipeline,
+            &bind,
+            GpuContext::grid((n as u32).div_ceil(WORKGROUP)),
+        )?;
+        let xs: Vec<f32> = gpu.read_buffer(&samples, n * d)?;
+        let cs: Vec<u32> = gpu.read_buffer(&comp_buf, n)?;
+        for (o, v) in out[done * d..(done + n) * d].iter_mut().zip(xs) {
+            *o = v as f64;
+        }
+        comps[done..done + n].copy_from_slice(&cs);
+        done += n;
+    }
+    Ok(())
+}
