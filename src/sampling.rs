@@ -413,3 +413,98 @@ mod tests {
         );
     }
 }
+
+/// Logits at or below this (after conversion to the backend's precision) count as −∞:
+/// probability 0 on every backend. A logit of −∞ may be passed directly.
+pub const EXCLUDED_LOGIT: f64 = -1e30;
+
+/// `B` rows of `V` logits to sample classes from: `p(v) ∝ exp((l_v − max) / T)` over the
+/// `top_k` largest logits of the row (all when `None`).
+///
+/// # Method: inverse CDF
+///
+/// Sample `j` of row `b` is sample `i = b·S + j` of the call (`S` samples per row), i.e. draw
+/// `first + i` of the stream: one Philox word converted to a uniform `u` in `[0, 1)` at the
+/// backend's precision. The backend computes, in its precision and in index order
+/// `v = 0, 1, …, V−1`: the row maximum `m`; the top-k cut (the `k`-th largest logit `t`; logits
+/// above `t` are kept, and logits equal to `t` in index order until `k` are kept);
+/// `p_v = exp((l_v − m)/T)` for kept classes; the total `Z = Σ p_v`; and returns the first `v`
+/// whose running sum exceeds `u·Z` (the last kept class if rounding leaves none). One uniform
+/// per sample keeps draws aligned across backends; sequential sums make cpu32 and the GPU
+/// kernels add in the same order. Indices agree across backends except when `u` falls within
+/// rounding distance of a CDF boundary (probability ~ V·ε per sample; the tests bound it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Categorical {
+    /// Rows `B`.
+    pub rows: usize,
+    /// Classes `V`.
+    pub classes: usize,
+    /// Logits `[B][V]`.
+    pub logits: Vec<f64>,
+    /// Temperature `T > 0`.
+    pub temperature: f64,
+    /// Keep only the `k` most likely classes (1 ≤ k ≤ V).
+    pub top_k: Option<usize>,
+}
+
+impl Categorical {
+    /// Check shapes and values: B, V ≥ 1; `logits.len() = B·V`; no NaN or +∞ logit (error
+    /// names row and column); every row has a finite logit; `T` finite and > 0;
+    /// `1 ≤ top_k ≤ V`.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidArgument(m));
+        let (b, v) = (self.rows, self.classes);
+        if b == 0 || v == 0 {
+            return bad(format!(
+                "categorical needs B ≥ 1 rows and V ≥ 1 classes (got {b}, {v})"
+            ));
+        }
+        if self.logits.len() != b * v {
+            return bad(format!(
+                "logits have {} entries, expected B·V = {}",
+                self.logits.len(),
+                b * v
+            ));
+        }
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return bad(format!(
+                "temperature must be finite and > 0, got {}",
+                self.temperature
+            ));
+        }
+        if let Some(k) = self.top_k
+            && (k == 0 || k > v)
+        {
+            return bad(format!("top_k must be in 1..={v}, got {k}"));
+        }
+        for (r, row) in self.logits.chunks(v).enumerate() {
+            if let Some(c) = row.iter().position(|l| l.is_nan() || *l == f64::INFINITY) {
+                return bad(format!("logit at row {r}, column {c} is {}", row[c]));
+            }
+            if row.iter().all(|l| *l <= EXCLUDED_LOGIT) {
+                return bad(format!(
+                    "row {r} has no finite logit (every class has probability 0)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective k (V when no top-k).
+    pub fn k(&self) -> usize {
+        self.top_k.unwrap_or(self.classes)
+    }
+}
+
+/// Check the output shape of a categorical call of `s` samples per row.
+pub fn check_categorical_outputs(c: &Categorical, s: usize, out: &[u32]) -> Result<()> {
+    c.validate()?;
+    if out.len() != c.rows * s {
+        return Err(Error::InvalidArgument(format!(
+            "output holds {} classes; B·S = {} needed",
+            out.len(),
+            c.rows * s
+        )));
+    }
+    Ok(())
+}

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, GpuOptions};
 use crate::rng::StreamKey;
-use crate::sampling::PreparedMixture;
+use crate::sampling::{Categorical, PreparedMixture};
 
 /// The arithmetic precision a backend computes in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -80,6 +80,18 @@ pub trait Backend: Send + Sync {
         first: u64,
         out: &mut [f64],
         comps: &mut [u32],
+    ) -> Result<()>;
+
+    /// Draw `s` classes per row from `cat` (temperature, optional top-k) by the inverse-CDF
+    /// method documented on [`Categorical`]: `out` is `[B][s]`. Sample `i = b·s + j` uses draw
+    /// `first + i` of stream `key`.
+    fn sample_categorical(
+        &self,
+        cat: &Categorical,
+        s: usize,
+        key: StreamKey,
+        first: u64,
+        out: &mut [u32],
     ) -> Result<()>;
 }
 

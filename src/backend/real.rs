@@ -38,3 +38,32 @@ impl Real for f32 {
         rng::normals_f32(block)
     }
 }
+
+/// What the categorical sampler needs beyond [`Real`]: ordering, exp, division, and the
+/// uniform conversion of this precision.
+pub trait RealCat:
+    Real + PartialOrd + std::ops::Sub<Output = Self> + std::ops::Div<Output = Self>
+{
+    /// e^self.
+    fn exp(self) -> Self;
+    /// The uniform in `[0, 1)` of a raw draw, as [`crate::rng`] defines it for this precision.
+    fn unit(x: u32) -> Self;
+}
+
+impl RealCat for f64 {
+    fn exp(self) -> Self {
+        f64::exp(self)
+    }
+    fn unit(x: u32) -> Self {
+        rng::unit_f64(x)
+    }
+}
+
+impl RealCat for f32 {
+    fn exp(self) -> Self {
+        f32::exp(self)
+    }
+    fn unit(x: u32) -> Self {
+        rng::unit_f32(x)
+    }
+}

@@ -20,6 +20,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         "common/philox.wgsl",
         include_str!("../../shaders/common/philox.wgsl"),
     ),
+    (
+        "categorical.wgsl",
+        include_str!("../../shaders/categorical.wgsl"),
+    ),
     ("rng.wgsl", include_str!("../../shaders/rng.wgsl")),
     ("sampling.wgsl", include_str!("../../shaders/sampling.wgsl")),
 ];

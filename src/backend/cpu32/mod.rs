@@ -5,10 +5,12 @@ mod rng;
 use super::{Backend, Precision};
 use crate::error::Result;
 use crate::rng::StreamKey;
-use crate::sampling::{PreparedMixture, check_mixture_outputs};
+use crate::sampling::{
+    Categorical, PreparedMixture, check_categorical_outputs, check_mixture_outputs,
+};
 use rayon::prelude::*;
 
-use crate::backend::cpu64::sampling::{Params, sample_range};
+use crate::backend::cpu64::sampling::{Params, categorical_rows, sample_range};
 
 /// The multi-threaded f32 CPU backend.
 #[derive(Clone, Copy, Debug, Default)]
@@ -55,6 +57,21 @@ impl Backend for Cpu32 {
             .for_each(|(c, (o, cs))| {
                 sample_range(mix, &params, m, key, first, c * CHUNK, o, cs);
             });
+        Ok(())
+    }
+
+    fn sample_categorical(
+        &self,
+        cat: &Categorical,
+        s: usize,
+        key: StreamKey,
+        first: u64,
+        out: &mut [u32],
+    ) -> Result<()> {
+        check_categorical_outputs(cat, s, out)?;
+        out.par_chunks_mut(s.max(1))
+            .enumerate()
+            .for_each(|(row, o)| categorical_rows::<f32>(cat, s, key, first, row, o));
         Ok(())
     }
 }

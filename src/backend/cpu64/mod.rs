@@ -7,7 +7,9 @@ pub mod sampling;
 use super::{Backend, Precision};
 use crate::error::Result;
 use crate::rng::StreamKey;
-use crate::sampling::{PreparedMixture, check_mixture_outputs};
+use crate::sampling::{
+    Categorical, PreparedMixture, check_categorical_outputs, check_mixture_outputs,
+};
 
 /// The f64 CPU reference backend.
 #[derive(Clone, Copy, Debug, Default)]
@@ -47,6 +49,19 @@ impl Backend for Cpu64 {
         check_mixture_outputs(mix, m, out, comps)?;
         let params = sampling::Params::<f64>::of(mix);
         sampling::sample_range(mix, &params, m, key, first, 0, out, comps);
+        Ok(())
+    }
+
+    fn sample_categorical(
+        &self,
+        cat: &Categorical,
+        s: usize,
+        key: StreamKey,
+        first: u64,
+        out: &mut [u32],
+    ) -> Result<()> {
+        check_categorical_outputs(cat, s, out)?;
+        sampling::categorical_rows::<f64>(cat, s, key, first, 0, out);
         Ok(())
     }
 }

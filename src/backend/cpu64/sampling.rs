@@ -68,3 +68,76 @@ pub fn sample_range<T: Real>(
         }
     }
 }
+
+/// Categorical samples for rows `row0 ..` (`out` holds whole rows of `s` samples each), by the
+/// inverse-CDF method of [`crate::sampling::Categorical`], in precision `T`.
+pub fn categorical_rows<T: crate::backend::real::RealCat>(
+    c: &crate::sampling::Categorical,
+    s: usize,
+    key: StreamKey,
+    first: u64,
+    row0: usize,
+    out: &mut [u32],
+) {
+    let v = c.classes;
+    let excluded = T::from_f64(crate::sampling::EXCLUDED_LOGIT);
+    let inv_t = T::from_f64(1.0 / c.temperature);
+    let mut p = vec![T::from_f64(0.0); v];
+    let mut sorted = Vec::with_capacity(v);
+    for (r, out_row) in out.chunks_mut(s).enumerate() {
+        let row = row0 + r;
+        let l: Vec<T> = c.logits[row * v..(row + 1) * v]
+            .iter()
+            .map(|&x| T::from_f64(x))
+            .collect();
+        let mut m = excluded;
+        for &x in &l {
+            if x > m {
+                m = x;
+            }
+        }
+        // Top-k cut: the k-th largest value t; keep > t, and == t in index order up to k.
+        let k = c.k();
+        let (t, mut ties) = if k < v {
+            sorted.clear();
+            sorted.extend(l.iter().copied());
+            sorted.sort_by(|a, b| b.partial_cmp(a).expect("validated: no NaN"));
+            let t = sorted[k - 1];
+            let above = l.iter().filter(|&&x| x > t).count();
+            (t, k - above)
+        } else {
+            (excluded, usize::MAX)
+        };
+        let mut total = T::from_f64(0.0);
+        let mut last = 0usize;
+        for (j, &x) in l.iter().enumerate() {
+            let keep = x > excluded
+                && (x > t
+                    || (x == t && ties > 0 && {
+                        ties -= 1;
+                        true
+                    }));
+            p[j] = if keep {
+                last = j;
+                ((x - m) * inv_t).exp()
+            } else {
+                T::from_f64(0.0)
+            };
+            total = total + p[j];
+        }
+        for (j, o) in out_row.iter_mut().enumerate() {
+            let i = (row * s + j) as u64;
+            let target = T::unit(key.u32_at(first + i)) * total;
+            let mut acc = T::from_f64(0.0);
+            let mut chosen = last;
+            for (cls, &pv) in p.iter().enumerate() {
+                acc = acc + pv;
+                if acc > target {
+                    chosen = cls;
+                    break;
+                }
+            }
+            *o = chosen as u32;
+        }
+    }
+}

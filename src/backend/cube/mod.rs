@@ -1,6 +1,7 @@
 //! `cube`: the same operations as `#[cube]` kernels, launched by cubecl on the shared wgpu
 //! device (registered through [`GpuContext::cube_device`]).
 
+mod categorical;
 mod rng;
 mod sampling;
 
@@ -10,7 +11,9 @@ use super::{Backend, Precision};
 use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::rng::StreamKey;
-use crate::sampling::{PreparedMixture, check_mixture_outputs};
+use crate::sampling::{
+    Categorical, PreparedMixture, check_categorical_outputs, check_mixture_outputs,
+};
 
 /// The cubecl backend.
 pub struct Cube {
@@ -73,5 +76,17 @@ impl Backend for Cube {
     ) -> Result<()> {
         check_mixture_outputs(mix, m, out, comps)?;
         sampling::sample_mixture(&self.client, &self.gpu, mix, m, key, first, out, comps)
+    }
+
+    fn sample_categorical(
+        &self,
+        cat: &Categorical,
+        s: usize,
+        key: StreamKey,
+        first: u64,
+        out: &mut [u32],
+    ) -> Result<()> {
+        check_categorical_outputs(cat, s, out)?;
+        categorical::sample_categorical(&self.client, &self.gpu, cat, s, key, first, out)
     }
 }

@@ -1,5 +1,6 @@
 //! `wgsl`: the hand-written WGSL kernels of `shaders/`, run through wgpu on the shared context.
 
+pub mod categorical;
 mod rng;
 pub mod sampling;
 
@@ -9,7 +10,9 @@ use super::{Backend, Precision};
 use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::rng::StreamKey;
-use crate::sampling::{PreparedMixture, check_mixture_outputs};
+use crate::sampling::{
+    Categorical, PreparedMixture, check_categorical_outputs, check_mixture_outputs,
+};
 
 /// The WGSL backend.
 pub struct Wgsl {
@@ -53,5 +56,17 @@ impl Backend for Wgsl {
     ) -> Result<()> {
         check_mixture_outputs(mix, m, out, comps)?;
         sampling::sample_mixture(&self.gpu, mix, m, key, first, out, comps)
+    }
+
+    fn sample_categorical(
+        &self,
+        cat: &Categorical,
+        s: usize,
+        key: StreamKey,
+        first: u64,
+        out: &mut [u32],
+    ) -> Result<()> {
+        check_categorical_outputs(cat, s, out)?;
+        categorical::sample_categorical(&self.gpu, cat, s, key, first, out)
     }
 }
