@@ -1,6 +1,8 @@
 //! `cpu32`: f32 arithmetic on every core (rayon), meant to be the fast CPU path.
 
+pub mod lanes;
 mod rng;
+mod sampling;
 
 use super::{Backend, Precision};
 use crate::error::Result;
@@ -10,7 +12,7 @@ use crate::sampling::{
 };
 use rayon::prelude::*;
 
-use crate::backend::cpu64::sampling::{Params, categorical_rows, sample_range};
+use crate::backend::cpu64::sampling::{Params, categorical_rows};
 
 /// The multi-threaded f32 CPU backend.
 #[derive(Clone, Copy, Debug, Default)]
@@ -55,7 +57,9 @@ impl Backend for Cpu32 {
             .zip(comps.par_chunks_mut(CHUNK))
             .enumerate()
             .for_each(|(c, (o, cs))| {
-                sample_range(mix, &params, m, key, first, c * CHUNK, o, cs);
+                lanes::with_best_isa(|| {
+                    sampling::sample_range_lanes(mix, &params, m, key, first, c * CHUNK, o, cs)
+                });
             });
         Ok(())
     }
