@@ -60,6 +60,19 @@ pub enum Error {
     /// A shader name or include that is not in the embedded shader registry.
     #[error("shader error: {0}")]
     Shader(String),
+    /// A data file that cannot be read or holds values we cannot use (names file, line/row).
+    #[error("bad data: {0}")]
+    Data(String),
+    /// A file-system error (names the file).
+    #[error("I/O error: {0}")]
+    Io(String),
+    /// A numerical failure the caller can act on (e.g. a covariance that is not positive
+    /// definite: increase `reg_covar`).
+    #[error("numerical problem: {0}")]
+    Numerical(String),
+    /// An operation this backend does not provide (yet).
+    #[error("{0}")]
+    Unsupported(String),
     /// An argument outside what an operation accepts.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -5,13 +5,19 @@
 //! - [`rng`]: Philox4x32-10, the definition every backend's random numbers must match;
 //! - [`gpu`]: the one shared wgpu device, buffers, pipelines, timing, WGSL composition;
 //! - [`backend`]: the abstraction the models see, with `cpu64`, `cpu32`, `wgsl` and `cube`;
+//! - [`sampling`], [`gmm`]: what the sampling and EM kernels exchange with the host;
+//! - [`models`]: fitting loops written against the backend abstraction;
+//! - [`io`]: CSV / NPY tables and atomic writes;
 //! - [`error`]: the error type.
 
 #![warn(missing_docs)]
 
 pub mod backend;
 pub mod error;
+pub mod gmm;
 pub mod gpu;
+pub mod io;
+pub mod models;
 pub mod rng;
 pub mod sampling;
 

@@ -32,7 +32,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::gmm::GmmPass;
 use crate::gpu::{GpuContext, GpuOptions};
+use crate::io::Matrix;
 use crate::rng::StreamKey;
 use crate::sampling::{Categorical, PreparedMixture};
 
@@ -93,6 +95,11 @@ pub trait Backend: Send + Sync {
         first: u64,
         out: &mut [u32],
     ) -> Result<()>;
+
+    /// Start repeated EM passes over `x` (`[N][D]`): the E-step and the two-pass M-step of a
+    /// Gaussian mixture (see [`crate::gmm`]). GPU backends keep `x` and the responsibilities on
+    /// the device between passes.
+    fn gmm_pass<'a>(&'a self, x: &'a Matrix) -> Result<Box<dyn GmmPass + 'a>>;
 }
 
 /// The four backends by name.

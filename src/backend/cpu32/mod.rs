@@ -1,5 +1,6 @@
 //! `cpu32`: f32 arithmetic on every core (rayon), meant to be the fast CPU path.
 
+pub mod gmm;
 pub mod lanes;
 mod rng;
 mod sampling;
@@ -77,5 +78,12 @@ impl Backend for Cpu32 {
             .enumerate()
             .for_each(|(row, o)| categorical_rows::<f32>(cat, s, key, first, row, o));
         Ok(())
+    }
+
+    fn gmm_pass<'a>(
+        &'a self,
+        x: &'a crate::io::Matrix,
+    ) -> Result<Box<dyn crate::gmm::GmmPass + 'a>> {
+        Ok(Box::new(gmm::Cpu32Gmm::new(x)))
     }
 }

@@ -1,6 +1,7 @@
 //! `cpu64`: the f64 reference backend. Single-threaded, plain loops, no tricks: the truth that
 //! the tests and the drift study compare every other backend against.
 
+pub mod gmm;
 mod rng;
 pub mod sampling;
 
@@ -63,5 +64,12 @@ impl Backend for Cpu64 {
         check_categorical_outputs(cat, s, out)?;
         sampling::categorical_rows::<f64>(cat, s, key, first, 0, out);
         Ok(())
+    }
+
+    fn gmm_pass<'a>(
+        &'a self,
+        x: &'a crate::io::Matrix,
+    ) -> Result<Box<dyn crate::gmm::GmmPass + 'a>> {
+        Ok(Box::new(gmm::Cpu64Gmm::new(x)))
     }
 }

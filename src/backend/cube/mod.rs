@@ -89,4 +89,14 @@ impl Backend for Cube {
         check_categorical_outputs(cat, s, out)?;
         categorical::sample_categorical(&self.client, &self.gpu, cat, s, key, first, out)
     }
+
+    fn gmm_pass<'a>(
+        &'a self,
+        x: &'a crate::io::Matrix,
+    ) -> Result<Box<dyn crate::gmm::GmmPass + 'a>> {
+        let _ = x;
+        Err(crate::Error::Unsupported(
+            "EM (gmm_pass) has no cubecl kernels yet; use --backend cpu64 or cpu32".into(),
+        ))
+    }
 }

@@ -1,0 +1,186 @@
+//! EM passes in f64 with plain loops: the reference the other backends are checked against.
+//! Reductions over points are blocked ([`CPU_BLOCK`] points, summed in order) and the block
+//! partials combined pairwise ([`PairwiseAcc`]).
+
+use crate::error::{Error, Result};
+use crate::gmm::{
+    CPU_BLOCK, CovarianceType, EStepParams, GmmPass, HALF_LN_2PI, MStats, PairwiseAcc, pairwise_sum,
+};
+use crate::io::Matrix;
+
+/// The cpu64 EM pass state: the data (borrowed) and the responsibilities.
+pub struct Cpu64Gmm<'a> {
+    x: &'a Matrix,
+    k: usize,
+    resp: Vec<f64>,
+}
+
+impl<'a> Cpu64Gmm<'a> {
+    /// A pass over `x` (`[N][D]`).
+    pub fn new(x: &'a Matrix) -> Self {
+        Self {
+            x,
+            k: 0,
+            resp: Vec::new(),
+        }
+    }
+}
+
+/// `log N(x | μ, Σ)` from the precision Cholesky factor (see [`EStepParams`]).
+pub fn log_gauss(x: &[f64], p: &EStepParams, c: usize) -> f64 {
+    let d = p.d;
+    let mu = &p.means[c * d..(c + 1) * d];
+    let mut q = 0.0;
+    match p.covariance_type {
+        CovarianceType::Full => {
+            let u = &p.prec_chol[c * d * d..(c + 1) * d * d];
+            for j in 0..d {
+                let mut y = 0.0;
+                for i in 0..=j {
+                    y += (x[i] - mu[i]) * u[i * d + j];
+                }
+                q += y * y;
+            }
+        }
+        CovarianceType::Diag => {
+            let s = &p.prec_chol[c * d..(c + 1) * d];
+            for i in 0..d {
+                let y = (x[i] - mu[i]) * s[i];
+                q += y * y;
+            }
+        }
+    }
+    -0.5 * q - d as f64 * HALF_LN_2PI + p.log_det[c]
+}
+
+/// Log-sum-exp of `l` (max-shifted: no overflow or underflow at large |l|), and `l` replaced by
+/// the normalised `exp(l − lse)`.
+pub fn lse_normalise(l: &mut [f64]) -> f64 {
+    let m = l.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let s: f64 = l.iter().map(|v| (v - m).exp()).sum();
+    let lse = m + s.ln();
+    for v in l.iter_mut() {
+        *v = (*v - lse).exp();
+    }
+    lse
+}
+
+impl GmmPass for Cpu64Gmm<'_> {
+    fn estep(&mut self, p: &EStepParams) -> Result<f64> {
+        let (n, d, k) = (self.x.rows, self.x.cols, p.k);
+        if p.d != d {
+            return Err(Error::InvalidArgument(format!(
+                "model has D = {}, data {d}",
+                p.d
+            )));
+        }
+        self.k = k;
+        self.resp.resize(n * k, 0.0);
+        let mut lse = vec![0.0; n];
+        for (i, r) in self.resp.chunks_mut(k).enumerate() {
+            let x = self.x.row(i);
+            for (c, v) in r.iter_mut().enumerate() {
+                *v = log_gauss(x, p, c) + p.log_weights[c];
+            }
+            lse[i] = lse_normalise(r);
+        }
+        Ok(pairwise_sum(&lse))
+    }
+
+    fn set_responsibilities(&mut self, r: &[f64]) -> Result<()> {
+        let n = self.x.rows;
+        if n == 0 || !r.len().is_multiple_of(n) {
+            return Err(Error::InvalidArgument(format!(
+                "{} responsibilities for {n} points",
+                r.len()
+            )));
+        }
+        self.k = r.len() / n;
+        self.resp = r.to_vec();
+        Ok(())
+    }
+
+    fn responsibilities(&self) -> Result<Vec<f64>> {
+        Ok(self.resp.clone())
+    }
+
+    fn mstep(&mut self, cov: CovarianceType) -> Result<MStats> {
+        let (n, d, k) = (self.x.rows, self.x.cols, self.k);
+        if self.resp.len() != n * k || k == 0 {
+            return Err(Error::InvalidArgument(
+                "mstep before any responsibilities".into(),
+            ));
+        }
+        // Pass 1: nk and Σ r x.
+        let mut acc = PairwiseAcc::default();
+        for b0 in (0..n).step_by(CPU_BLOCK) {
+            let mut part = vec![0.0; k + k * d];
+            for i in b0..(b0 + CPU_BLOCK).min(n) {
+                let x = self.x.row(i);
+                for c in 0..k {
+                    let r = self.resp[i * k + c];
+                    part[c] += r;
+                    for j in 0..d {
+                        part[k + c * d + j] += r * x[j];
+                    }
+                }
+            }
+            acc.push(part);
+        }
+        let tot = acc.finish().unwrap_or_default();
+        let nk = tot[..k].to_vec();
+        let means: Vec<f64> = (0..k * d)
+            .map(|i| {
+                let c = i / d;
+                if nk[c] > 0.0 { tot[k + i] / nk[c] } else { 0.0 }
+            })
+            .collect();
+        // Pass 2: centred scatter.
+        let per = match cov {
+            CovarianceType::Full => d * d,
+            CovarianceType::Diag => d,
+        };
+        let mut acc = PairwiseAcc::default();
+        let mut dx = vec![0.0; d];
+        for b0 in (0..n).step_by(CPU_BLOCK) {
+            let mut part = vec![0.0; k * per];
+            for i in b0..(b0 + CPU_BLOCK).min(n) {
+                let x = self.x.row(i);
+                for c in 0..k {
+                    let r = self.resp[i * k + c];
+                    for j in 0..d {
+                        dx[j] = x[j] - means[c * d + j];
+                    }
+                    let s = &mut part[c * per..(c + 1) * per];
+                    match cov {
+                        CovarianceType::Full => {
+                            for a in 0..d {
+                                for b in 0..=a {
+                                    s[a * d + b] += r * dx[a] * dx[b];
+                                }
+                            }
+                        }
+                        CovarianceType::Diag => {
+                            for a in 0..d {
+                                s[a] += r * dx[a] * dx[a];
+                            }
+                        }
+                    }
+                }
+            }
+            acc.push(part);
+        }
+        let mut scatter = acc.finish().unwrap_or_default();
+        if cov == CovarianceType::Full {
+            for c in 0..k {
+                let s = &mut scatter[c * d * d..(c + 1) * d * d];
+                for a in 0..d {
+                    for b in 0..a {
+                        s[b * d + a] = s[a * d + b];
+                    }
+                }
+            }
+        }
+        Ok(MStats { nk, means, scatter })
+    }
+}

@@ -1,0 +1,279 @@
+//! Gaussian-mixture parameters as the EM kernels consume and produce them, and the host-side
+//! per-component D×D work between passes (Cholesky factors, precision factors, log-determinants).
+//!
+//! The E- and M-step passes over the N data points run on a backend ([`GmmPass`]); what they
+//! exchange with the host is small (`K·D²` numbers), so the per-component Cholesky work runs on
+//! the host in f64 for every backend: it costs `O(K·D³)`, nothing beside the `O(N·K·D²)` passes,
+//! and doing it identically everywhere keeps the backends' differences in the passes.
+
+use crate::error::{Error, Result};
+
+/// Full or diagonal covariances (scikit-learn's `covariance_type`).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum CovarianceType {
+    /// A full D×D covariance per component.
+    Full,
+    /// A diagonal covariance per component.
+    Diag,
+}
+
+/// Mixture parameters on the host, f64.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GmmParams {
+    /// Components.
+    pub k: usize,
+    /// Dimensions.
+    pub d: usize,
+    /// Covariance type.
+    pub covariance_type: CovarianceType,
+    /// Weights `[K]`, summing to 1.
+    pub weights: Vec<f64>,
+    /// Means `[K][D]`.
+    pub means: Vec<f64>,
+    /// Covariances `[K][D][D]` (full) or `[K][D]` (diagonal variances).
+    pub covariances: Vec<f64>,
+}
+
+/// What an E-step needs, computed from [`GmmParams`] on the host.
+///
+/// `prec_chol` is the upper-triangular `U_k` with `Σ_k⁻¹ = U_k U_kᵀ` (scikit-learn's
+/// `precisions_cholesky_`), `[K][D][D]` row-major, or `[K][D]` = `1/σ` for diagonal
+/// covariances, so `log N(x | μ_k, Σ_k) = −½(D ln 2π + ‖(x − μ_k)ᵀ U_k‖²) + log_det[k]`.
+#[derive(Clone, Debug)]
+pub struct EStepParams {
+    /// Components.
+    pub k: usize,
+    /// Dimensions.
+    pub d: usize,
+    /// Covariance type.
+    pub covariance_type: CovarianceType,
+    /// `ln w_k`, `[K]`.
+    pub log_weights: Vec<f64>,
+    /// Means `[K][D]`.
+    pub means: Vec<f64>,
+    /// Precision Cholesky factors (see above).
+    pub prec_chol: Vec<f64>,
+    /// `ln det U_k = −½ ln det Σ_k`, `[K]`.
+    pub log_det: Vec<f64>,
+}
+
+/// Sufficient statistics from one M-step over the data under the last responsibilities `r`:
+/// `nk[k] = Σ_n r_nk`, `means[k] = Σ_n r_nk x_n / nk[k]`, and the *centred* scatter
+/// `scatter[k] = Σ_n r_nk (x_n − means[k])(x_n − means[k])ᵀ` (`[K][D][D]` full, `[K][D]` diag),
+/// computed in a second pass after the means (two-pass: no `Σ r x xᵀ − N μ μᵀ` cancellation).
+#[derive(Clone, Debug)]
+pub struct MStats {
+    /// `Σ_n r_nk`, `[K]`.
+    pub nk: Vec<f64>,
+    /// Weighted means `[K][D]` (0 where `nk = 0`).
+    pub means: Vec<f64>,
+    /// Centred weighted scatter (see above).
+    pub scatter: Vec<f64>,
+}
+
+/// ½ ln 2π.
+pub const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
+
+/// Lower Cholesky factor of the SPD `d×d` matrix `a`; `None` when a pivot is not positive.
+pub fn cholesky_lower(a: &[f64], d: usize) -> Option<Vec<f64>> {
+    let mut l = vec![0.0; d * d];
+    for i in 0..d {
+        for j in 0..=i {
+            let mut s = a[i * d + j];
+            for t in 0..j {
+                s -= l[i * d + t] * l[j * d + t];
+            }
+            if i == j {
+                if !(s > 0.0 && s.is_finite()) {
+                    return None;
+                }
+                l[i * d + i] = s.sqrt();
+            } else {
+                l[i * d + j] = s / l[j * d + j];
+            }
+        }
+    }
+    Some(l)
+}
+
+impl GmmParams {
+    /// The E-step's view of these parameters: precision Cholesky factors and log-determinants.
+    /// Errors when a covariance is not positive definite (suggesting a larger `reg_covar`).
+    pub fn estep_params(&self) -> Result<EStepParams> {
+        let (k, d) = (self.k, self.d);
+        let mut prec = Vec::with_capacity(self.covariances.len());
+        let mut log_det = Vec::with_capacity(k);
+        for c in 0..k {
+            match self.covariance_type {
+                CovarianceType::Full => {
+                    let cov = &self.covariances[c * d * d..(c + 1) * d * d];
+                    let l = cholesky_lower(cov, d).ok_or_else(|| {
+                        Error::Numerical(format!(
+                            "covariance of component {c} is not positive definite; \
+                             increase reg_covar"
+                        ))
+                    })?;
+                    // U = (L⁻¹)ᵀ: solve L V = I for V = L⁻¹ (lower), then transpose.
+                    let mut v = vec![0.0; d * d];
+                    for col in 0..d {
+                        for i in col..d {
+                            let mut s = if i == col { 1.0 } else { 0.0 };
+                            for t in col..i {
+                                s -= l[i * d + t] * v[t * d + col];
+                            }
+                            v[i * d + col] = s / l[i * d + i];
+                        }
+                    }
+                    let mut u = vec![0.0; d * d];
+                    for i in 0..d {
+                        for j in 0..d {
+                            u[i * d + j] = v[j * d + i];
+                        }
+                    }
+                    log_det.push(-(0..d).map(|i| l[i * d + i].ln()).sum::<f64>());
+                    prec.extend(u);
+                }
+                CovarianceType::Diag => {
+                    let var = &self.covariances[c * d..(c + 1) * d];
+                    if let Some(i) = var.iter().position(|v| !(*v > 0.0 && v.is_finite())) {
+                        return Err(Error::Numerical(format!(
+                            "variance {i} of component {c} is {}; increase reg_covar",
+                            var[i]
+                        )));
+                    }
+                    prec.extend(var.iter().map(|v| 1.0 / v.sqrt()));
+                    log_det.push(-0.5 * var.iter().map(|v| v.ln()).sum::<f64>());
+                }
+            }
+        }
+        Ok(EStepParams {
+            k,
+            d,
+            covariance_type: self.covariance_type,
+            log_weights: self.weights.iter().map(|w| w.ln()).collect(),
+            means: self.means.clone(),
+            prec_chol: prec,
+            log_det,
+        })
+    }
+}
+
+/// Pairwise (cascade) sum: rounding error grows like `O(ε log n)`, not `O(ε n)`.
+pub fn pairwise_sum(x: &[f64]) -> f64 {
+    if x.len() <= 16 {
+        return x.iter().sum();
+    }
+    let (a, b) = x.split_at(x.len() / 2);
+    pairwise_sum(a) + pairwise_sum(b)
+}
+
+/// [`pairwise_sum`] in f32.
+pub fn pairwise_sum_f32(x: &[f32]) -> f32 {
+    if x.len() <= 16 {
+        return x.iter().sum();
+    }
+    let (a, b) = x.split_at(x.len() / 2);
+    pairwise_sum_f32(a) + pairwise_sum_f32(b)
+}
+
+/// Pairwise accumulation of equally long vectors (per-block partial sums) in a fixed order:
+/// a binary counter of partial sums, so partials `p_0, p_1, …` are combined as the leaves of a
+/// balanced tree. Deterministic, `O(log n)` memory, and rounding error `O(ε log n)` across blocks.
+pub struct PairwiseAcc<T> {
+    stack: Vec<(u32, Vec<T>)>,
+}
+
+impl<T: Copy + std::ops::Add<Output = T>> Default for PairwiseAcc<T> {
+    fn default() -> Self {
+        Self { stack: Vec::new() }
+    }
+}
+
+impl<T: Copy + std::ops::Add<Output = T>> PairwiseAcc<T> {
+    /// Add the next partial.
+    pub fn push(&mut self, mut v: Vec<T>) {
+        let mut level = 0;
+        while let Some((l, top)) = self.stack.last() {
+            if *l != level {
+                break;
+            }
+            for (a, b) in v.iter_mut().zip(top) {
+                *a = *b + *a;
+            }
+            self.stack.pop();
+            level += 1;
+        }
+        self.stack.push((level, v));
+    }
+
+    /// The total (`None` when nothing was pushed).
+    pub fn finish(mut self) -> Option<Vec<T>> {
+        let mut acc = self.stack.pop()?.1;
+        while let Some((_, v)) = self.stack.pop() {
+            for (a, b) in acc.iter_mut().zip(v) {
+                *a = b + *a;
+            }
+        }
+        Some(acc)
+    }
+}
+
+/// Points per block of the CPU passes: partial sums are formed per block, then combined with
+/// [`PairwiseAcc`].
+pub const CPU_BLOCK: usize = 1024;
+
+/// Repeated E/M passes over one data set on one backend (GPU backends keep the data and the
+/// responsibilities on the device between passes).
+pub trait GmmPass {
+    /// E-step: `log p(x_n)` and responsibilities `r_nk` for every point under `p` (kept for the
+    /// next [`GmmPass::mstep`]); returns `Σ_n log p(x_n)` summed pairwise.
+    fn estep(&mut self, p: &EStepParams) -> Result<f64>;
+
+    /// Replace the responsibilities (`[N][K]`, rows summing to 1), e.g. from an initialisation.
+    fn set_responsibilities(&mut self, r: &[f64]) -> Result<()>;
+
+    /// The current responsibilities, `[N][K]` (tests and diagnostics).
+    fn responsibilities(&self) -> Result<Vec<f64>>;
+
+    /// M-step statistics under the current responsibilities (see [`MStats`]).
+    fn mstep(&mut self, covariance_type: CovarianceType) -> Result<MStats>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precision_cholesky_inverts_the_covariance() {
+        let p = GmmParams {
+            k: 1,
+            d: 2,
+            covariance_type: CovarianceType::Full,
+            weights: vec![1.0],
+            means: vec![0.0, 0.0],
+            covariances: vec![4.0, 2.0, 2.0, 3.0],
+        };
+        let e = p.estep_params().unwrap();
+        let u = &e.prec_chol;
+        // U Uᵀ = Σ⁻¹ = [[3, -2], [-2, 4]] / 8.
+        let uut = |i: usize, j: usize| (0..2).map(|t| u[i * 2 + t] * u[j * 2 + t]).sum::<f64>();
+        assert!((uut(0, 0) - 3.0 / 8.0).abs() < 1e-12);
+        assert!((uut(0, 1) + 2.0 / 8.0).abs() < 1e-12);
+        assert!((uut(1, 1) - 4.0 / 8.0).abs() < 1e-12);
+        assert_eq!(u[2], 0.0); // upper triangular
+        assert!((e.log_det[0] + 0.5 * 8f64.ln()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn pairwise_sum_beats_naive_on_many_small_terms() {
+        let x = vec![0.1f32; 1 << 24];
+        let naive: f32 = x.iter().sum();
+        let pw = pairwise_sum_f32(&x);
+        let exact = 0.1f32 as f64 * (1u64 << 24) as f64;
+        assert!(((pw as f64) - exact).abs() / exact < 1e-6);
+        assert!(((naive as f64) - exact).abs() / exact > 1e-2);
+    }
+}

@@ -1,0 +1,423 @@
+//! Fitting a Gaussian mixture by EM, written against [`Backend`] only: the same loop, the same
+//! Philox-seeded initialisation and the same host-side D×D work on every backend, so two fits
+//! from one seed differ only by the passes' arithmetic.
+//!
+//! Options follow scikit-learn's `GaussianMixture`: `k`, `covariance_type`, `tol`, `max_iter`,
+//! `reg_covar`, `n_init`, `init` (k-means++ seeding or random responsibilities), `seed`.
+//!
+//! - **Initialisation** (host, f64, Philox stream `INIT_STREAM + init`): `kmeans++` picks K
+//!   seeds by greedy k-means++ D² sampling (2 + ⌊ln K⌋ candidates per seed), runs Lloyd's k-means from them (at most
+//!   [`LLOYD_ITERATIONS`], until no point moves) and takes the final assignment as hard
+//!   responsibilities, as scikit-learn does; `random` draws `r_nk ∝ u_nk`. Then one M-step.
+//! - **Iteration**: E-step (mean log-likelihood under the current parameters), convergence
+//!   check `|Δ mean log-likelihood| < tol`, M-step. The reported parameters are the ones the
+//!   reported log-likelihood was computed under.
+//! - **Degenerate components**: a component whose responsibility mass `N_k` falls below
+//!   [`MIN_COMPONENT_MASS`] is re-seeded: mean at a data point drawn by Philox, covariance the
+//!   data's per-dimension variance (diagonal) plus `reg_covar`, weight `1/N` before
+//!   renormalising. The fit counts re-seeds. `reg_covar` is added to every covariance diagonal;
+//!   a covariance still not positive definite is an error that says to raise it.
+//! - **Bad input**: K = 0, K > N, D mismatch, non-finite data (row named), bad options.
+
+use rayon::prelude::*;
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::gmm::{CovarianceType, GmmParams, MStats};
+use crate::io::Matrix;
+use crate::rng::{StreamKey, unit_f64};
+
+/// First Philox stream used for initialisations (`+ init index`); re-seeding uses
+/// `RESEED_STREAM`.
+pub const INIT_STREAM: u64 = 0x6d6d_0000;
+/// Philox stream of component re-seeding.
+pub const RESEED_STREAM: u64 = 0x6d6d_ffff;
+/// Most Lloyd (k-means) iterations of the `kmeans++` initialisation.
+pub const LLOYD_ITERATIONS: usize = 100;
+/// A component with less responsibility mass than this (in points) is re-seeded.
+pub const MIN_COMPONENT_MASS: f64 = 1e-3;
+
+/// How EM starts.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+pub enum Init {
+    /// k-means++ seeding, then nearest-centre hard responsibilities.
+    #[value(name = "kmeans++")]
+    #[serde(rename = "kmeans++")]
+    KMeansPP,
+    /// Random responsibilities `r_nk ∝ u_nk`.
+    Random,
+}
+
+/// EM options (scikit-learn's names and defaults).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct GmmConfig {
+    /// Components.
+    pub k: usize,
+    /// Full or diagonal covariances.
+    pub covariance_type: CovarianceType,
+    /// Convergence threshold on the change of the mean log-likelihood per sample (nats).
+    pub tol: f64,
+    /// Maximum EM iterations per initialisation.
+    pub max_iter: usize,
+    /// Added to every covariance diagonal.
+    pub reg_covar: f64,
+    /// Initialisations; the best final log-likelihood wins.
+    pub n_init: usize,
+    /// How to initialise.
+    pub init: Init,
+    /// Philox seed of the initialisation (and re-seeding).
+    pub seed: u64,
+}
+
+impl GmmConfig {
+    /// scikit-learn's defaults for `k` components.
+    pub fn new(k: usize) -> Self {
+        Self {
+            k,
+            covariance_type: CovarianceType::Full,
+            tol: 1e-3,
+            max_iter: 100,
+            reg_covar: 1e-6,
+            n_init: 1,
+            init: Init::KMeansPP,
+            seed: 0,
+        }
+    }
+}
+
+/// A fitted mixture, as written to `FIT.json`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct GmmFit {
+    /// The parameters (covariances flat: `[K][D][D]` full, `[K][D]` diagonal).
+    pub params: GmmParams,
+    /// Mean log-likelihood per sample (natural log) under `params`.
+    pub mean_log_likelihood: f64,
+    /// E-steps run in the winning initialisation.
+    pub n_iter: usize,
+    /// Whether the change fell below `tol` before `max_iter`.
+    pub converged: bool,
+    /// Components re-seeded during the winning initialisation.
+    pub reseeded: usize,
+    /// The backend that ran the passes.
+    pub backend: String,
+    /// Where it ran.
+    pub adapter: String,
+}
+
+/// What the fit reports as it goes: `(init, iteration, mean log-likelihood)`.
+pub type Progress<'a> = &'a mut dyn FnMut(usize, usize, f64);
+
+fn check(x: &Matrix, cfg: &GmmConfig) -> Result<()> {
+    let bad = |m: String| Err(Error::InvalidArgument(m));
+    if cfg.k == 0 {
+        return bad("k must be at least 1".into());
+    }
+    if cfg.k > x.rows {
+        return bad(format!(
+            "k = {} exceeds the number of points N = {}",
+            cfg.k, x.rows
+        ));
+    }
+    if x.cols == 0 {
+        return bad("data has no columns".into());
+    }
+    if !(cfg.tol >= 0.0 && cfg.tol.is_finite()) {
+        return bad(format!("tol must be ≥ 0, got {}", cfg.tol));
+    }
+    if !(cfg.reg_covar >= 0.0 && cfg.reg_covar.is_finite()) {
+        return bad(format!("reg_covar must be ≥ 0, got {}", cfg.reg_covar));
+    }
+    if cfg.max_iter == 0 || cfg.n_init == 0 {
+        return bad("max_iter and n_init must be at least 1".into());
+    }
+    x.check_finite("data")
+}
+
+/// Initial responsibilities `[N][K]` for initialisation `init` (host, f64, Philox).
+pub fn initial_responsibilities(x: &Matrix, cfg: &GmmConfig, init: usize) -> Vec<f64> {
+    let (n, d, k) = (x.rows, x.cols, cfg.k);
+    let key = StreamKey::new(cfg.seed, INIT_STREAM + init as u64);
+    let mut r = vec![0.0; n * k];
+    match cfg.init {
+        Init::Random => {
+            for (i, row) in r.chunks_mut(k).enumerate() {
+                for (c, v) in row.iter_mut().enumerate() {
+                    *v = unit_f64(key.u32_at((i * k + c) as u64)) + 1e-12;
+                }
+                let s: f64 = row.iter().sum();
+                row.iter_mut().for_each(|v| *v /= s);
+            }
+        }
+        Init::KMeansPP => {
+            let dist2 =
+                |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(p, q)| (p - q) * (p - q)).sum::<f64>();
+            let mut draw = 0u64;
+            let mut next_u = || {
+                draw += 1;
+                unit_f64(key.u32_at(draw - 1))
+            };
+            let first = ((next_u() * n as f64) as usize).min(n - 1);
+            let mut centres = vec![first];
+            let mut best: Vec<f64> = (0..n).map(|i| dist2(x.row(i), x.row(first))).collect();
+            // Greedy k-means++ (as scikit-learn): 2 + ⌊ln K⌋ D²-sampled candidates per step,
+            // keep the one that lowers the total potential most.
+            let trials = 2 + (k as f64).ln().floor() as usize;
+            while centres.len() < k {
+                let total: f64 = best.iter().sum();
+                let mut chosen: Option<(f64, usize, Vec<f64>)> = None;
+                for _ in 0..trials {
+                    let cand = if total > 0.0 {
+                        let target = next_u() * total;
+                        let mut acc = 0.0;
+                        best.iter()
+                            .position(|&b| {
+                                acc += b;
+                                acc > target
+                            })
+                            .unwrap_or(n - 1)
+                    } else {
+                        // Every point coincides with a chosen centre: take an unused index.
+                        (0..n).find(|i| !centres.contains(i)).unwrap_or(0)
+                    };
+                    let nb: Vec<f64> = (0..n)
+                        .into_par_iter()
+                        .map(|i| best[i].min(dist2(x.row(i), x.row(cand))))
+                        .collect();
+                    let pot: f64 = nb.iter().sum();
+                    if chosen.as_ref().is_none_or(|(p, _, _)| pot < *p) {
+                        chosen = Some((pot, cand, nb));
+                    }
+                }
+                let (_, pick, nb) = chosen.expect("at least two trials");
+                centres.push(pick);
+                best = nb;
+            }
+            // Lloyd iterations from the seeds, until no point changes centre (at most
+            // LLOYD_ITERATIONS); assignments in parallel, centre sums in point order.
+            let mut c: Vec<f64> = centres.iter().flat_map(|&i| x.row(i).to_vec()).collect();
+            let mut label = vec![usize::MAX; n];
+            for _ in 0..LLOYD_ITERATIONS {
+                let new: Vec<usize> = (0..n)
+                    .into_par_iter()
+                    .map(|i| {
+                        (0..k)
+                            .min_by(|&a, &b| {
+                                dist2(x.row(i), &c[a * d..(a + 1) * d])
+                                    .total_cmp(&dist2(x.row(i), &c[b * d..(b + 1) * d]))
+                            })
+                            .unwrap_or(0)
+                    })
+                    .collect();
+                if new == label {
+                    break;
+                }
+                label = new;
+                let mut sum = vec![0.0; k * d];
+                let mut count = vec![0usize; k];
+                for (i, &l) in label.iter().enumerate() {
+                    count[l] += 1;
+                    for j in 0..d {
+                        sum[l * d + j] += x.row(i)[j];
+                    }
+                }
+                for cc in 0..k {
+                    if count[cc] > 0 {
+                        for j in 0..d {
+                            c[cc * d + j] = sum[cc * d + j] / count[cc] as f64;
+                        }
+                    }
+                }
+            }
+            for (row, &l) in r.chunks_mut(k).zip(&label) {
+                row[l] = 1.0;
+            }
+        }
+    }
+    r
+}
+
+/// Per-dimension variance of the data (f64, two-pass), for re-seeding.
+fn data_variance(x: &Matrix) -> Vec<f64> {
+    let n = x.rows as f64;
+    let mean: Vec<f64> = (0..x.cols)
+        .map(|j| (0..x.rows).map(|i| x.row(i)[j]).sum::<f64>() / n)
+        .collect();
+    (0..x.cols)
+        .map(|j| {
+            (0..x.rows)
+                .map(|i| (x.row(i)[j] - mean[j]).powi(2))
+                .sum::<f64>()
+                / n
+        })
+        .collect()
+}
+
+/// Turn M-step statistics into parameters: weights `N_k/N`, covariances `scatter/N_k +
+/// reg_covar·I`, re-seeding components below [`MIN_COMPONENT_MASS`]. Returns the parameters and
+/// how many components were re-seeded.
+pub fn params_from_stats(
+    s: &MStats,
+    x: &Matrix,
+    cfg: &GmmConfig,
+    reseed_draw: &mut u64,
+    variance: &mut Option<Vec<f64>>,
+) -> (GmmParams, usize) {
+    let (n, d, k) = (x.rows, x.cols, cfg.k);
+    let full = cfg.covariance_type == CovarianceType::Full;
+    let per = if full { d * d } else { d };
+    let mut weights = Vec::with_capacity(k);
+    let mut means = s.means.clone();
+    let mut cov = vec![0.0; k * per];
+    let mut reseeded = 0;
+    for c in 0..k {
+        let cv = &mut cov[c * per..(c + 1) * per];
+        if s.nk[c] < MIN_COMPONENT_MASS {
+            reseeded += 1;
+            let key = StreamKey::new(cfg.seed, RESEED_STREAM);
+            let i = ((unit_f64(key.u32_at(*reseed_draw)) * n as f64) as usize).min(n - 1);
+            *reseed_draw += 1;
+            means[c * d..(c + 1) * d].copy_from_slice(x.row(i));
+            let var = variance.get_or_insert_with(|| data_variance(x));
+            for j in 0..d {
+                let v = var[j].max(0.0) + cfg.reg_covar;
+                if full {
+                    cv[j * d + j] = v;
+                } else {
+                    cv[j] = v;
+                }
+            }
+            weights.push(1.0 / n as f64);
+        } else {
+            for (o, v) in cv.iter_mut().zip(&s.scatter[c * per..(c + 1) * per]) {
+                *o = v / s.nk[c];
+            }
+            for j in 0..d {
+                if full {
+                    cv[j * d + j] += cfg.reg_covar;
+                } else {
+                    cv[j] += cfg.reg_covar;
+                }
+            }
+            weights.push(s.nk[c] / n as f64);
+        }
+    }
+    let tw: f64 = weights.iter().sum();
+    weights.iter_mut().for_each(|w| *w /= tw);
+    (
+        GmmParams {
+            k,
+            d,
+            covariance_type: cfg.covariance_type,
+            weights,
+            means,
+            covariances: cov,
+        },
+        reseeded,
+    )
+}
+
+/// Fit a mixture to `x` on `backend`, calling `progress` after every E-step.
+pub fn fit(
+    backend: &dyn Backend,
+    x: &Matrix,
+    cfg: &GmmConfig,
+    progress: Progress<'_>,
+) -> Result<GmmFit> {
+    check(x, cfg)?;
+    let n = x.rows as f64;
+    let mut pass = backend.gmm_pass(x)?;
+    let mut best: Option<GmmFit> = None;
+    let mut variance = None;
+    for init in 0..cfg.n_init {
+        let mut reseed_draw = (init as u64) << 32;
+        pass.set_responsibilities(&initial_responsibilities(x, cfg, init))?;
+        let (mut params, mut reseeded) = params_from_stats(
+            &pass.mstep(cfg.covariance_type)?,
+            x,
+            cfg,
+            &mut reseed_draw,
+            &mut variance,
+        );
+        let mut prev = f64::NEG_INFINITY;
+        let mut ll = f64::NEG_INFINITY;
+        let mut converged = false;
+        let mut n_iter = 0;
+        for it in 1..=cfg.max_iter {
+            ll = pass.estep(&params.estep_params()?)? / n;
+            if !ll.is_finite() {
+                return Err(Error::Numerical(format!(
+                    "mean log-likelihood became {ll} at iteration {it}; increase reg_covar"
+                )));
+            }
+            n_iter = it;
+            progress(init, it, ll);
+            if (ll - prev).abs() < cfg.tol {
+                converged = true;
+                break;
+            }
+            prev = ll;
+            if it == cfg.max_iter {
+                break;
+            }
+            let (p, r) = params_from_stats(
+                &pass.mstep(cfg.covariance_type)?,
+                x,
+                cfg,
+                &mut reseed_draw,
+                &mut variance,
+            );
+            params = p;
+            reseeded += r;
+        }
+        let fit = GmmFit {
+            params,
+            mean_log_likelihood: ll,
+            n_iter,
+            converged,
+            reseeded,
+            backend: backend.name().to_string(),
+            adapter: backend.device(),
+        };
+        if best
+            .as_ref()
+            .is_none_or(|b| fit.mean_log_likelihood > b.mean_log_likelihood)
+        {
+            best = Some(fit);
+        }
+    }
+    best.ok_or_else(|| Error::InvalidArgument("n_init must be at least 1".into()))
+}
+
+impl GmmFit {
+    /// The `FIT.json` document: `weights` `[K]`, `means` `[K][D]`, `covariances` `[K][D][D]`
+    /// (full) or `[K][D]` (diag), `mean_log_likelihood`, `n_iter`, `converged`, `backend`,
+    /// `adapter`, plus `covariance_type` and `reseeded`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let p = &self.params;
+        let d = p.d;
+        let means: Vec<&[f64]> = p.means.chunks(d).collect();
+        let covariances: serde_json::Value = match p.covariance_type {
+            CovarianceType::Full => p
+                .covariances
+                .chunks(d * d)
+                .map(|c| c.chunks(d).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+                .into(),
+            CovarianceType::Diag => p.covariances.chunks(d).collect::<Vec<_>>().into(),
+        };
+        serde_json::json!({
+            "weights": p.weights,
+            "means": means,
+            "covariances": covariances,
+            "covariance_type": p.covariance_type,
+            "mean_log_likelihood": self.mean_log_likelihood,
+            "n_iter": self.n_iter,
+            "converged": self.converged,
+            "reseeded": self.reseeded,
+            "backend": self.backend,
+            "adapter": self.adapter,
+        })
+    }
+}
