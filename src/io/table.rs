@@ -81,6 +81,7 @@ fn read_csv(path: &Path) -> Result<Matrix> {
         .has_headers(false)
         .trim(csv::Trim::All)
         .comment(Some(b'#'))
+        .flexible(true)
         .from_path(path)
         .map_err(|e| Error::Data(format!("{name}: {e}")))?;
     let mut data = Vec::new();

@@ -1,0 +1,143 @@
+//! CSV and NPY tables: good files read, bad files give errors that name what is wrong.
+
+use std::path::PathBuf;
+
+use collapse_kernels::io::{read_table, write_atomic};
+
+fn tmp(name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("collapse-io-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// A version-1.0 NPY file with `descr`, `fortran` order, `shape` and raw little-endian data.
+fn npy(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = format!(
+        "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}",
+        if fortran { "True" } else { "False" }
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(data);
+    out
+}
+
+fn f64_bytes(v: &[f64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+#[test]
+fn csv_with_and_without_header() {
+    let a = read_table(&tmp("a.csv", b"x,y\n1,2\n3.5,-4e-1\n")).unwrap();
+    assert_eq!((a.rows, a.cols), (2, 2));
+    assert_eq!(a.data, vec![1.0, 2.0, 3.5, -0.4]);
+    let b = read_table(&tmp("b.csv", b"1, 2\n 3 ,4\n")).unwrap();
+    assert_eq!(b.data, vec![1.0, 2.0, 3.0, 4.0]);
+}
+
+#[test]
+fn malformed_csv_names_the_line() {
+    let cases: [(&str, &[u8], &str); 5] = [
+        ("text.csv", b"x,y\n1,2\n3,abc\n", "line 3, column 2"),
+        ("ragged.csv", b"1,2\n3,4,5\n", "line 2 has 3 fields"),
+        ("nan.csv", b"1,2\n3,NaN\n", "row 2, column 2"),
+        ("inf.csv", b"1,2\ninf,4\n", "row 2, column 1"),
+        ("empty.csv", b"", "no data"),
+    ];
+    for (name, bytes, needle) in cases {
+        let e = read_table(&tmp(name, bytes)).unwrap_err().to_string();
+        assert!(e.contains(needle), "{name}: {e}");
+    }
+}
+
+#[test]
+fn npy_f64_f32_and_fortran_order() {
+    let m = read_table(&tmp(
+        "c.npy",
+        &npy(
+            "<f8",
+            false,
+            "(2, 3)",
+            &f64_bytes(&[1., 2., 3., 4., 5., 6.]),
+        ),
+    ))
+    .unwrap();
+    assert_eq!((m.rows, m.cols), (2, 3));
+    assert_eq!(m.data, vec![1., 2., 3., 4., 5., 6.]);
+    let f32s: Vec<u8> = [1.5f32, -2.0, 0.25, 8.0]
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    let m = read_table(&tmp("d.npy", &npy("<f4", false, "(2, 2)", &f32s))).unwrap();
+    assert_eq!(m.data, vec![1.5, -2.0, 0.25, 8.0]);
+    // Fortran order: column-major on disk, row-major in memory.
+    let m = read_table(&tmp(
+        "e.npy",
+        &npy("<f8", true, "(2, 3)", &f64_bytes(&[1., 4., 2., 5., 3., 6.])),
+    ))
+    .unwrap();
+    assert_eq!(m.data, vec![1., 2., 3., 4., 5., 6.]);
+}
+
+#[test]
+fn bad_npy_files_are_clear_errors() {
+    let cases = [
+        (
+            "1d.npy",
+            npy("<f8", false, "(3,)", &f64_bytes(&[1., 2., 3.])),
+            "2-D",
+        ),
+        (
+            "int.npy",
+            npy("<i4", false, "(1, 2)", &[0u8; 8]),
+            "not supported",
+        ),
+        (
+            "short.npy",
+            npy("<f8", false, "(2, 2)", &f64_bytes(&[1., 2., 3.])),
+            "",
+        ),
+        (
+            "nan.npy",
+            npy("<f8", false, "(2, 1)", &f64_bytes(&[1., f64::NAN])),
+            "row 2, column 1",
+        ),
+        ("junk.npy", b"not an npy file at all".to_vec(), "NPY"),
+    ];
+    for (name, bytes, needle) in cases {
+        let e = read_table(&tmp(name, &bytes)).unwrap_err().to_string();
+        assert!(e.contains(needle), "{name}: {e}");
+        assert!(
+            e.contains(name),
+            "{name}: error does not name the file: {e}"
+        );
+    }
+    let e = read_table(&tmp("x", b"")).map(|_| ()).unwrap_err();
+    assert!(e.to_string().contains("no data"));
+    assert!(read_table(std::path::Path::new("/nonexistent/file.csv")).is_err());
+}
+
+#[test]
+fn atomic_write_replaces_whole_files() {
+    let p = tmp("out.json", b"old");
+    write_atomic(&p, b"new contents").unwrap();
+    assert_eq!(std::fs::read(&p).unwrap(), b"new contents");
+    let leftovers: Vec<_> = std::fs::read_dir(p.parent().unwrap())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".tmp-")
+        })
+        .collect();
+    assert!(leftovers.is_empty());
+}
