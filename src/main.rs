@@ -64,6 +64,30 @@ enum Command {
     /// Fit a model to a data file.
     #[command(subcommand)]
     Fit(FitCommand),
+    /// Time kernels and print a table (criterion benches under benches/ measure the same).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Seconds per EM iteration (E-step + two-pass M-step) for [N=100k, D=16, K=32] full and
+    /// diag and [N=1M, D=8, K=16] full, per backend.
+    Gmm {
+        /// Backends to time (comma-separated). Backends without EM kernels are reported and
+        /// skipped.
+        #[arg(long, value_delimiter = ',', default_values_t = [BackendKind::Cpu64, BackendKind::Cpu32])]
+        backends: Vec<BackendKind>,
+        /// Timed iterations per backend and shape (after one warm-up iteration).
+        #[arg(long, default_value_t = 5)]
+        iters: usize,
+        /// Also write the data sets as NPY files here (gmm-N-D-K.npy), for peer scripts.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Write the records as CSV here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -162,7 +186,72 @@ fn run(cli: Cli) -> Result<()> {
             show,
         ),
         Command::Fit(FitCommand::Gmm(args)) => fit_gmm(&options, &args),
+        Command::Bench(BenchCommand::Gmm {
+            backends,
+            iters,
+            data_dir,
+            out,
+        }) => bench_gmm(&options, &backends, iters, data_dir.as_deref(), out.as_deref()),
     }
+}
+
+fn bench_gmm(
+    options: &GpuOptions,
+    kinds: &[BackendKind],
+    iters: usize,
+    data_dir: Option<&std::path::Path>,
+    out: Option<&std::path::Path>,
+) -> Result<()> {
+    use collapse_kernels::bench::{GMM_SHAPES, gmm_data, time_gmm, write_csv};
+    if iters == 0 {
+        return Err(Error::InvalidArgument("--iters must be at least 1".into()));
+    }
+    let gpu = if kinds.iter().any(|k| k.needs_gpu()) {
+        Some(GpuContext::new(options)?)
+    } else {
+        None
+    };
+    let cpu = backend::create(BackendKind::Cpu64, None)?;
+    let mut records = Vec::new();
+    println!(
+        "{:<8} {:>9} {:>3} {:>3} {:<5} {:>12} {:>12} {:>14}",
+        "backend", "N", "D", "K", "cov", "ms/iter", "min ms", "pts·comp/s"
+    );
+    for shape in GMM_SHAPES {
+        let (x, start) = gmm_data(shape, cpu.as_ref())?;
+        if let Some(dir) = data_dir {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+            let name = format!("gmm-{}-{}-{}.npy", shape.n, shape.d, shape.k);
+            collapse_kernels::io::write_npy(&dir.join(name), &x)?;
+        }
+        for &kind in kinds {
+            let b = backend::create(kind, gpu.as_ref())?;
+            match time_gmm(b.as_ref(), &x, &start, iters) {
+                Ok(t) => {
+                    println!(
+                        "{:<8} {:>9} {:>3} {:>3} {:<5} {:>12.2} {:>12.2} {:>14.3e}",
+                        t.backend,
+                        t.n,
+                        t.d,
+                        t.k,
+                        t.covariance_type,
+                        t.seconds_per_iter * 1e3,
+                        t.min_seconds * 1e3,
+                        t.point_components_per_s
+                    );
+                    records.push(t);
+                }
+                Err(Error::Unsupported(why)) => println!("{:<8} skipped: {why}", kind.name()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if let Some(path) = out {
+        write_csv(path, &records)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 fn fit_gmm(options: &GpuOptions, a: &FitGmmArgs) -> Result<()> {

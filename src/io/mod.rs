@@ -1,4 +1,5 @@
-//! Reading and writing data: numeric tables from CSV and NPY files, and atomic file writes.
+//! Reading and writing data: numeric tables from CSV and NPY files, NPY output, and atomic
+//! file writes.
 
 pub mod table;
 
@@ -29,4 +30,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     f.sync_all().map_err(io)?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Write `m` as a version-1.0 little-endian float64 NPY file (C order), atomically.
+pub fn write_npy(path: &Path, m: &Matrix) -> Result<()> {
+    let mut header = format!(
+        "{{'descr': '<f8', 'fortran_order': False, 'shape': ({}, {}), }}",
+        m.rows, m.cols
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + m.data.len() * 8);
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in &m.data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    write_atomic(path, &out)
 }
