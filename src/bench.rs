@@ -26,16 +26,36 @@ pub struct GmmShape {
 
 /// The shapes of the GMM issue: [100k, 16] → 32 full and diag, [1M, 8] → 16 full.
 pub const GMM_SHAPES: [GmmShape; 3] = [
-    GmmShape { n: 100_000, d: 16, k: 32, covariance_type: CovarianceType::Full },
-    GmmShape { n: 100_000, d: 16, k: 32, covariance_type: CovarianceType::Diag },
-    GmmShape { n: 1_000_000, d: 8, k: 16, covariance_type: CovarianceType::Full },
+    GmmShape {
+        n: 100_000,
+        d: 16,
+        k: 32,
+        covariance_type: CovarianceType::Full,
+    },
+    GmmShape {
+        n: 100_000,
+        d: 16,
+        k: 32,
+        covariance_type: CovarianceType::Diag,
+    },
+    GmmShape {
+        n: 1_000_000,
+        d: 8,
+        k: 16,
+        covariance_type: CovarianceType::Full,
+    },
 ];
 
 /// Deterministic benchmark data for `shape`: `N` points from a `K`-component mixture with
 /// means spread over [−10, 10]ᴰ and covariances 0.5·I (Philox seed 2024), and a starting model
 /// (the true weights, means shifted by 0.5, identity covariances).
 pub fn gmm_data(shape: GmmShape, cpu: &dyn Backend) -> Result<(Matrix, GmmParams)> {
-    let GmmShape { n, d, k, covariance_type } = shape;
+    let GmmShape {
+        n,
+        d,
+        k,
+        covariance_type,
+    } = shape;
     let mut u = vec![0.0; k * d];
     cpu.uniform(StreamKey::new(2024, 1), 0, &mut u)?;
     let means: Vec<f64> = u.iter().map(|v| 20.0 * v - 10.0).collect();
@@ -51,7 +71,11 @@ pub fn gmm_data(shape: GmmShape, cpu: &dyn Backend) -> Result<(Matrix, GmmParams
     let mut x = vec![0.0; n * d];
     let mut c = vec![0u32; n];
     cpu.sample_mixture(&p, n, StreamKey::new(2024, 2), 0, &mut x, &mut c)?;
-    let per = if covariance_type == CovarianceType::Full { d * d } else { d };
+    let per = if covariance_type == CovarianceType::Full {
+        d * d
+    } else {
+        d
+    };
     let mut cov = vec![0.0; k * per];
     for cc in 0..k {
         for j in 0..d {

@@ -191,7 +191,13 @@ fn run(cli: Cli) -> Result<()> {
             iters,
             data_dir,
             out,
-        }) => bench_gmm(&options, &backends, iters, data_dir.as_deref(), out.as_deref()),
+        }) => bench_gmm(
+            &options,
+            &backends,
+            iters,
+            data_dir.as_deref(),
+            out.as_deref(),
+        ),
     }
 }
 

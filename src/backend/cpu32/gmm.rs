@@ -1,7 +1,13 @@
-//! EM passes in f32 on every core: blocks of [`CPU_BLOCK`] points, the per-block matrix work
-//! through `matrixmultiply::sgemm`, tasks of [`TASK_BLOCKS`] blocks in parallel (rayon).
-//! Every reduction over points has a fixed shape — in-order within a block, pairwise across
-//! blocks and across tasks ([`PairwiseAcc`]) — so results do not depend on thread scheduling.
+//! EM passes in f32 on every core.
+//!
+//! Layout: the data and the responsibilities are stored block by block ([`CPU_BLOCK`] points),
+//! each block *transposed* — `x` as `[D][B]`, `r` as `[K][B]` — so the per-point work runs with
+//! points in SIMD lanes (contiguous, vectorised, no horizontal sums) and the matrix work goes
+//! through `matrixmultiply::sgemm`. Tasks of [`TASK_BLOCKS`] blocks run in parallel (rayon).
+//!
+//! Order: every reduction over points has a fixed shape — within a block in point order (or in
+//! [`LANES`] interleaved partial sums, combined pairwise), across blocks and tasks pairwise
+//! ([`PairwiseAcc`]) — so results never depend on thread scheduling.
 
 use rayon::prelude::*;
 
@@ -14,45 +20,101 @@ use crate::io::Matrix;
 
 /// Blocks per parallel task.
 pub const TASK_BLOCKS: usize = 16;
+/// Interleaved partial sums of the diagonal scatter.
+const LANES: usize = 8;
 
-/// The cpu32 EM pass state: the data and the responsibilities, in f32.
+/// e^x in f32, branch-free (Cephes `expf`: x = n ln 2 + r, degree-6 polynomial, scaled by 2ⁿ
+/// through the exponent bits), ≤ 2 ulp for x in [−87.3, 88.7] (tested); inputs below are
+/// clamped to −87.3 (giving ~1e-38 instead of an underflow to 0).
+#[inline(always)]
+#[allow(clippy::excessive_precision)] // Cephes' coefficients, as published
+pub fn exp_f32(x: f32) -> f32 {
+    let x = x.clamp(-87.3, 88.7);
+    let t = x * std::f32::consts::LOG2_E + 0.5;
+    let mut n = t as i32;
+    if (n as f32) > t {
+        n -= 1; // floor for negative t
+    }
+    let nf = n as f32;
+    let r = x - nf * 0.693_359_375 - nf * -2.121_944_4e-4;
+    let z = r * r;
+    let mut y = 1.987_569_1e-4 * r + 1.398_199_9e-3;
+    y = y * r + 8.333_452e-3;
+    y = y * r + 4.166_579_6e-2;
+    y = y * r + 1.666_666_5e-1;
+    y = y * r + 5.000_000_1e-1;
+    y = y * z + r + 1.0;
+    y * f32::from_bits(((n + 127) as u32) << 23)
+}
+
+/// The cpu32 EM pass state: block-transposed data and responsibilities, in f32.
 pub struct Cpu32Gmm {
     n: usize,
     d: usize,
     k: usize,
-    x: Vec<f32>,
-    resp: Vec<f32>,
+    /// Blocks of `[D][B]`.
+    xt: Vec<f32>,
+    /// Blocks of `[K][B]`.
+    rt: Vec<f32>,
+}
+
+/// `(first point, points)` of every block.
+fn blocks(n: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..n)
+        .step_by(CPU_BLOCK)
+        .map(move |s| (s, CPU_BLOCK.min(n - s)))
 }
 
 impl Cpu32Gmm {
-    /// A pass over `x` (`[N][D]`), converted to f32 once.
+    /// A pass over `x` (`[N][D]`), converted to f32 and block-transposed once.
     pub fn new(x: &Matrix) -> Self {
+        let (n, d) = (x.rows, x.cols);
+        let mut xt = vec![0f32; n * d];
+        for (s, bn) in blocks(n) {
+            let dst = &mut xt[s * d..(s + bn) * d];
+            for i in 0..bn {
+                for j in 0..d {
+                    dst[j * bn + i] = x.data[(s + i) * d + j] as f32;
+                }
+            }
+        }
         Self {
-            n: x.rows,
-            d: x.cols,
+            n,
+            d,
             k: 0,
-            x: x.data.iter().map(|&v| v as f32).collect(),
-            resp: Vec::new(),
+            xt,
+            rt: Vec::new(),
         }
     }
 
-    /// Run `f(first_point, points, resp_rows)` on each task in parallel and combine the
-    /// per-task partial vectors pairwise in task order.
-    fn reduce_tasks(
+    /// Run `f(xt_block, rt_block, points, acc)` on each block, tasks in parallel, and combine
+    /// the partial vectors pairwise in block order.
+    fn reduce_blocks(
         &mut self,
         len: usize,
-        f: impl Fn(usize, &[f32], &mut [f32], &mut PairwiseAcc<f32>) + Sync,
+        f: impl Fn(&[f32], &mut [f32], usize, &mut PairwiseAcc<f32>) + Sync,
     ) -> Vec<f32> {
-        let (d, k) = (self.d, self.k);
+        let (d, k, n) = (self.d, self.k, self.n);
         let task = TASK_BLOCKS * CPU_BLOCK;
         let parts: Vec<Vec<f32>> = self
-            .x
+            .xt
             .par_chunks(task * d)
-            .zip(self.resp.par_chunks_mut(task * k))
+            .zip(self.rt.par_chunks_mut(task * k))
             .enumerate()
             .map(|(t, (x, r))| {
                 let mut acc = PairwiseAcc::default();
-                f(t * task, x, r, &mut acc);
+                let mut rest_x = x;
+                let mut rest_r = r;
+                let mut s = t * task;
+                while !rest_x.is_empty() {
+                    let bn = CPU_BLOCK.min(n - s);
+                    let (xb, xr) = rest_x.split_at(bn * d);
+                    let (rb, rr) = rest_r.split_at_mut(bn * k);
+                    f(xb, rb, bn, &mut acc);
+                    rest_x = xr;
+                    rest_r = rr;
+                    s += bn;
+                }
                 acc.finish().unwrap_or_else(|| vec![0.0; len])
             })
             .collect();
@@ -62,23 +124,24 @@ impl Cpu32Gmm {
     }
 }
 
-/// `C (m×n) = A (m×k) · B (k×n)` for row-major slices with explicit strides.
+/// `C = A · B` (m×k times k×n) for slices with explicit strides; `C` row-major with row stride
+/// `rsc`.
 #[allow(clippy::too_many_arguments)]
 fn gemm(
-    m: usize,
-    k: usize,
-    n: usize,
+    (m, k, n): (usize, usize, usize),
     a: &[f32],
-    rsa: isize,
-    csa: isize,
+    (rsa, csa): (usize, usize),
     b: &[f32],
-    rsb: isize,
-    csb: isize,
+    (rsb, csb): (usize, usize),
     c: &mut [f32],
 ) {
+    let last = |rows: usize, cols: usize, rs: usize, cs: usize| {
+        (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs
+    };
+    assert!(a.len() > last(m, k, rsa, csa) && b.len() > last(k, n, rsb, csb));
     assert!(c.len() >= m * n);
-    // SAFETY: the strides address inside `a` (m×k), `b` (k×n) and `c` (m×n, row-major), which
-    // the callers size accordingly; `c` does not alias `a` or `b`.
+    // SAFETY: the asserts above keep every index the strides address inside `a`, `b` and `c`;
+    // `c` is a distinct mutable slice, so it aliases neither input.
     unsafe {
         matrixmultiply::sgemm(
             m,
@@ -86,11 +149,11 @@ fn gemm(
             n,
             1.0,
             a.as_ptr(),
-            rsa,
-            csa,
+            rsa as isize,
+            csa as isize,
             b.as_ptr(),
-            rsb,
-            csb,
+            rsb as isize,
+            csb as isize,
             0.0,
             c.as_mut_ptr(),
             n as isize,
@@ -109,109 +172,126 @@ impl GmmPass for Cpu32Gmm {
             )));
         }
         self.k = k;
-        self.resp.resize(self.n * k, 0.0);
+        self.rt.resize(self.n * k, 0.0);
         let mu: Vec<f32> = p.means.iter().map(|&v| v as f32).collect();
         let u: Vec<f32> = p.prec_chol.iter().map(|&v| v as f32).collect();
         let cst: Vec<f32> = (0..k)
             .map(|c| (p.log_det[c] + p.log_weights[c] - d as f64 * HALF_LN_2PI) as f32)
             .collect();
         let cov = p.covariance_type;
-        let tot = self.reduce_tasks(1, |_, x, r, acc| {
-            let mut xc = vec![0f32; CPU_BLOCK * d];
-            let mut y = vec![0f32; CPU_BLOCK * d];
-            for (xb, rb) in x.chunks(CPU_BLOCK * d).zip(r.chunks_mut(CPU_BLOCK * k)) {
-                let bn = xb.len() / d;
-                for c in 0..k {
-                    let m = &mu[c * d..(c + 1) * d];
-                    match cov {
-                        CovarianceType::Full => {
-                            for (dst, src) in xc.chunks_mut(d).zip(xb.chunks(d)) {
-                                for j in 0..d {
-                                    dst[j] = src[j] - m[j];
-                                }
-                            }
-                            let uc = &u[c * d * d..(c + 1) * d * d];
-                            gemm(bn, d, d, &xc, d as isize, 1, uc, d as isize, 1, &mut y);
-                            for (i, yr) in y.chunks(d).take(bn).enumerate() {
-                                let q: f32 = yr.iter().map(|v| v * v).sum();
-                                rb[i * k + c] = -0.5 * q + cst[c];
+        let tot = self.reduce_blocks(1, |xb, rb, bn, acc| {
+            let mut xc = vec![0f32; bn * d];
+            let mut y = vec![0f32; bn * d];
+            // Log-probabilities into rb ([K][B]).
+            for c in 0..k {
+                let m = &mu[c * d..(c + 1) * d];
+                let q = &mut rb[c * bn..(c + 1) * bn];
+                q.fill(0.0);
+                match cov {
+                    CovarianceType::Full => {
+                        for j in 0..d {
+                            for (o, v) in xc[j * bn..(j + 1) * bn].iter_mut().zip(&xb[j * bn..]) {
+                                *o = v - m[j];
                             }
                         }
-                        CovarianceType::Diag => {
-                            let s = &u[c * d..(c + 1) * d];
-                            for (i, src) in xb.chunks(d).enumerate() {
-                                let mut q = 0f32;
-                                for j in 0..d {
-                                    let v = (src[j] - m[j]) * s[j];
-                                    q += v * v;
-                                }
-                                rb[i * k + c] = -0.5 * q + cst[c];
+                        // yᵀ = Uᵀ · (x − μ)ᵀ: [D][B].
+                        let uc = &u[c * d * d..(c + 1) * d * d];
+                        gemm((d, d, bn), uc, (1, d), &xc, (bn, 1), &mut y);
+                        for j in 0..d {
+                            for (qi, yv) in q.iter_mut().zip(&y[j * bn..(j + 1) * bn]) {
+                                *qi += yv * yv;
+                            }
+                        }
+                    }
+                    CovarianceType::Diag => {
+                        let s = &u[c * d..(c + 1) * d];
+                        for j in 0..d {
+                            for (qi, xv) in q.iter_mut().zip(&xb[j * bn..(j + 1) * bn]) {
+                                let v = (xv - m[j]) * s[j];
+                                *qi += v * v;
                             }
                         }
                     }
                 }
-                let mut lse = vec![0f32; bn];
-                for (i, row) in rb.chunks_mut(k).enumerate() {
-                    let mx = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-                    let s: f32 = row.iter().map(|v| (v - mx).exp()).sum();
-                    let l = mx + s.ln();
-                    row.iter_mut().for_each(|v| *v = (*v - l).exp());
-                    lse[i] = l;
+                for qi in q.iter_mut() {
+                    *qi = -0.5 * *qi + cst[c];
                 }
-                acc.push(vec![pairwise_sum_f32(&lse)]);
             }
+            // Log-sum-exp over components, points in lanes.
+            let mut mx = vec![f32::NEG_INFINITY; bn];
+            for c in 0..k {
+                for (a, v) in mx.iter_mut().zip(&rb[c * bn..(c + 1) * bn]) {
+                    *a = a.max(*v);
+                }
+            }
+            let mut sum = vec![0f32; bn];
+            for c in 0..k {
+                for ((a, v), m) in sum.iter_mut().zip(&rb[c * bn..(c + 1) * bn]).zip(&mx) {
+                    *a += exp_f32(v - m);
+                }
+            }
+            let lse: Vec<f32> = mx.iter().zip(&sum).map(|(m, s)| m + s.ln()).collect();
+            for c in 0..k {
+                for (v, l) in rb[c * bn..(c + 1) * bn].iter_mut().zip(&lse) {
+                    *v = exp_f32(*v - l);
+                }
+            }
+            acc.push(vec![pairwise_sum_f32(&lse)]);
         });
         Ok(tot[0] as f64)
     }
 
     fn set_responsibilities(&mut self, r: &[f64]) -> Result<()> {
-        if self.n == 0 || !r.len().is_multiple_of(self.n) {
+        let n = self.n;
+        if n == 0 || !r.len().is_multiple_of(n) {
             return Err(Error::InvalidArgument(format!(
-                "{} responsibilities for {} points",
-                r.len(),
-                self.n
+                "{} responsibilities for {n} points",
+                r.len()
             )));
         }
-        self.k = r.len() / self.n;
-        self.resp = r.iter().map(|&v| v as f32).collect();
+        let k = r.len() / n;
+        self.k = k;
+        self.rt = vec![0f32; n * k];
+        for (s, bn) in blocks(n) {
+            let dst = &mut self.rt[s * k..(s + bn) * k];
+            for i in 0..bn {
+                for c in 0..k {
+                    dst[c * bn + i] = r[(s + i) * k + c] as f32;
+                }
+            }
+        }
         Ok(())
     }
 
     fn responsibilities(&self) -> Result<Vec<f64>> {
-        Ok(self.resp.iter().map(|&v| v as f64).collect())
+        let (n, k) = (self.n, self.k);
+        let mut out = vec![0.0; n * k];
+        for (s, bn) in blocks(n) {
+            let src = &self.rt[s * k..(s + bn) * k];
+            for i in 0..bn {
+                for c in 0..k {
+                    out[(s + i) * k + c] = src[c * bn + i] as f64;
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn mstep(&mut self, cov: CovarianceType) -> Result<MStats> {
         let (d, k) = (self.d, self.k);
-        if self.resp.len() != self.n * k || k == 0 {
+        if self.rt.len() != self.n * k || k == 0 {
             return Err(Error::InvalidArgument(
                 "mstep before any responsibilities".into(),
             ));
         }
-        // Pass 1: nk and Σ r x = Rᵀ X per block.
-        let tot = self.reduce_tasks(k + k * d, |_, x, r, acc| {
-            for (xb, rb) in x.chunks(CPU_BLOCK * d).zip(r.chunks(CPU_BLOCK * k)) {
-                let bn = xb.len() / d;
-                let mut part = vec![0f32; k + k * d];
-                for row in rb.chunks(k) {
-                    for c in 0..k {
-                        part[c] += row[c];
-                    }
-                }
-                gemm(
-                    k,
-                    bn,
-                    d,
-                    rb,
-                    1,
-                    k as isize,
-                    xb,
-                    d as isize,
-                    1,
-                    &mut part[k..],
-                );
-                acc.push(part);
+        // Pass 1: nk and Σ r x = R · Xᵀᵀ per block.
+        let tot = self.reduce_blocks(k + k * d, |xb, rb, bn, acc| {
+            let mut part = vec![0f32; k + k * d];
+            for c in 0..k {
+                part[c] = pairwise_sum_f32(&rb[c * bn..(c + 1) * bn]);
             }
+            gemm((k, bn, d), rb, (bn, 1), xb, (1, bn), &mut part[k..]);
+            acc.push(part);
         });
         let nk: Vec<f64> = tot[..k].iter().map(|&v| v as f64).collect();
         let means32: Vec<f32> = (0..k * d)
@@ -230,43 +310,79 @@ impl GmmPass for Cpu32Gmm {
             d
         };
         let m = &means32;
-        let scatter = self.reduce_tasks(k * per, |_, x, r, acc| {
-            let mut w = vec![0f32; CPU_BLOCK * d];
-            for (xb, rb) in x.chunks(CPU_BLOCK * d).zip(r.chunks(CPU_BLOCK * k)) {
-                let bn = xb.len() / d;
-                let mut part = vec![0f32; k * per];
-                for c in 0..k {
-                    let mc = &m[c * d..(c + 1) * d];
-                    match cov {
-                        CovarianceType::Full => {
-                            for (i, (dst, src)) in w.chunks_mut(d).zip(xb.chunks(d)).enumerate() {
-                                let sr = rb[i * k + c].sqrt();
-                                for j in 0..d {
-                                    dst[j] = sr * (src[j] - mc[j]);
-                                }
+        let scatter = self.reduce_blocks(k * per, |xb, rb, bn, acc| {
+            let mut part = vec![0f32; k * per];
+            let mut w = vec![0f32; bn * d];
+            for c in 0..k {
+                let mc = &m[c * d..(c + 1) * d];
+                let r = &rb[c * bn..(c + 1) * bn];
+                match cov {
+                    CovarianceType::Full => {
+                        // wᵀ [D][B] = √r (x − μ); S = wᵀ · w.
+                        for j in 0..d {
+                            let src = &xb[j * bn..(j + 1) * bn];
+                            for ((o, xv), rv) in w[j * bn..(j + 1) * bn].iter_mut().zip(src).zip(r)
+                            {
+                                *o = rv.sqrt() * (xv - mc[j]);
                             }
-                            let s = &mut part[c * d * d..(c + 1) * d * d];
-                            gemm(d, bn, d, &w, 1, d as isize, &w, d as isize, 1, s);
                         }
-                        CovarianceType::Diag => {
-                            let s = &mut part[c * d..(c + 1) * d];
-                            for (i, src) in xb.chunks(d).enumerate() {
-                                let r = rb[i * k + c];
-                                for j in 0..d {
-                                    let v = src[j] - mc[j];
-                                    s[j] += r * v * v;
+                        let s = &mut part[c * d * d..(c + 1) * d * d];
+                        gemm((d, bn, d), &w, (bn, 1), &w, (1, bn), s);
+                    }
+                    CovarianceType::Diag => {
+                        for j in 0..d {
+                            let src = &xb[j * bn..(j + 1) * bn];
+                            let mut lanes = [0f32; LANES];
+                            let full = bn / LANES * LANES;
+                            for (xs, rs) in
+                                src[..full].chunks_exact(LANES).zip(r.chunks_exact(LANES))
+                            {
+                                for l in 0..LANES {
+                                    let v = xs[l] - mc[j];
+                                    lanes[l] += rs[l] * v * v;
                                 }
                             }
+                            let mut tail = 0f32;
+                            for (xv, rv) in src[full..].iter().zip(&r[full..]) {
+                                let v = xv - mc[j];
+                                tail += rv * v * v;
+                            }
+                            part[c * d + j] = pairwise_sum_f32(&lanes) + tail;
                         }
                     }
                 }
-                acc.push(part);
             }
+            acc.push(part);
         });
         Ok(MStats {
             nk,
             means: means32.iter().map(|&v| v as f64).collect(),
             scatter: scatter.iter().map(|&v| v as f64).collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_within_two_ulp() {
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let want = (x as f64).exp();
+            let got = exp_f32(x) as f64;
+            let ulp = {
+                let f = want as f32;
+                (f32::from_bits(f.to_bits() + 1) - f) as f64
+            };
+            assert!(
+                (got - want).abs() <= 2.0 * ulp,
+                "exp({x}) = {got}, want {want}"
+            );
+            x += 0.0137;
+        }
+        assert!(exp_f32(-1e30) < 1e-37 && exp_f32(-1e30) >= 0.0);
+        assert_eq!(exp_f32(0.0), 1.0);
     }
 }
