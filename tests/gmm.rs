@@ -351,3 +351,44 @@ fn bad_input_and_degenerate_cases() {
     assert!((p.weights.iter().sum::<f64>() - 1.0).abs() < 1e-12);
     p.estep_params().unwrap();
 }
+
+/// Small bindings force the GPU passes through several chunks of points and many tiles: the
+/// sums must match the unchunked run's to f32 rounding (different summation shape).
+#[test]
+fn chunked_gpu_passes_match_unchunked() {
+    let Some(small) = common::small_binding_gpu(16 * 1024) else {
+        return;
+    };
+    let (n, d, k) = (9_000, 3, 4);
+    let x = random_data(n, d, 21);
+    for cov in [CovarianceType::Full, CovarianceType::Diag] {
+        let p = random_params(k, d, cov, 22).estep_params().unwrap();
+        for kind in [BackendKind::Wgsl, BackendKind::Cube] {
+            let whole = create(kind, common::gpu().as_ref()).unwrap();
+            let chunked = create(kind, Some(&small)).unwrap();
+            let (Ok(mut a), Ok(mut b)) = (whole.gmm_pass(&x), chunked.gmm_pass(&x)) else {
+                continue;
+            };
+            let (la, lb) = (a.estep(&p).unwrap(), b.estep(&p).unwrap());
+            assert!(
+                ((la - lb) / la).abs() < 1e-5,
+                "{kind} {cov:?}: {la} vs {lb}"
+            );
+            assert!(
+                rel(
+                    &a.responsibilities().unwrap(),
+                    &b.responsibilities().unwrap()
+                ) < 1e-6
+            );
+            let (sa, sb) = (a.mstep(cov).unwrap(), b.mstep(cov).unwrap());
+            assert!(
+                rel(&sa.nk, &sb.nk) < 1e-5 && rel(&sa.means, &sb.means) < 1e-5,
+                "{kind}"
+            );
+            assert!(
+                rel(&sa.scatter, &sb.scatter) < 1e-5,
+                "{kind} {cov:?} scatter"
+            );
+        }
+    }
+}

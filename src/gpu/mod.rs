@@ -352,12 +352,26 @@ impl GpuContext {
         pipeline: &wgpu::ComputePipeline,
         buffers: &[&wgpu::Buffer],
     ) -> Result<wgpu::BindGroup> {
+        let numbered: Vec<(u32, &wgpu::Buffer)> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (i as u32, *b))
+            .collect();
+        self.bind_at(pipeline, &numbered)
+    }
+
+    /// Bind each `(binding, buffer)` in group 0 of `pipeline` (for modules whose entry points
+    /// use different subsets of the bindings).
+    pub fn bind_at(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        buffers: &[(u32, &wgpu::Buffer)],
+    ) -> Result<wgpu::BindGroup> {
         self.scoped("binding buffers", || {
             let entries: Vec<wgpu::BindGroupEntry> = buffers
                 .iter()
-                .enumerate()
                 .map(|(i, b)| wgpu::BindGroupEntry {
-                    binding: i as u32,
+                    binding: *i,
                     resource: b.as_entire_binding(),
                 })
                 .collect();
@@ -377,6 +391,17 @@ impl GpuContext {
         pipeline: &wgpu::ComputePipeline,
         bind_group: &wgpu::BindGroup,
         groups: (u32, u32),
+    ) -> Result<KernelTime> {
+        self.dispatch3(kernel, pipeline, bind_group, (groups.0, groups.1, 1))
+    }
+
+    /// [`GpuContext::dispatch`] over a three-dimensional grid.
+    pub fn dispatch3(
+        &self,
+        kernel: &str,
+        pipeline: &wgpu::ComputePipeline,
+        bind_group: &wgpu::BindGroup,
+        groups: (u32, u32, u32),
     ) -> Result<KernelTime> {
         let stamps = self.has_timestamps();
         let start = Instant::now();
@@ -419,7 +444,7 @@ impl GpuContext {
                 });
                 pass.set_pipeline(pipeline);
                 pass.set_bind_group(0, bind_group, &[]);
-                pass.dispatch_workgroups(groups.0, groups.1, 1);
+                pass.dispatch_workgroups(groups.0, groups.1, groups.2);
             }
             if let Some((set, resolve, staging)) = &query {
                 enc.resolve_query_set(set, 0..2, resolve, 0);

@@ -24,6 +24,7 @@ pub const SOURCES: &[(&str, &str)] = &[
         "categorical.wgsl",
         include_str!("../../shaders/categorical.wgsl"),
     ),
+    ("gmm.wgsl", include_str!("../../shaders/gmm.wgsl")),
     ("rng.wgsl", include_str!("../../shaders/rng.wgsl")),
     ("sampling.wgsl", include_str!("../../shaders/sampling.wgsl")),
 ];

@@ -1,6 +1,7 @@
 //! `wgsl`: the hand-written WGSL kernels of `shaders/`, run through wgpu on the shared context.
 
 pub mod categorical;
+pub mod gmm;
 mod rng;
 pub mod sampling;
 
@@ -74,9 +75,6 @@ impl Backend for Wgsl {
         &'a self,
         x: &'a crate::io::Matrix,
     ) -> Result<Box<dyn crate::gmm::GmmPass + 'a>> {
-        let _ = x;
-        Err(crate::Error::Unsupported(
-            "EM (gmm_pass) has no WGSL kernels yet; use --backend cpu64 or cpu32".into(),
-        ))
+        Ok(Box::new(gmm::WgslGmm::new(&self.gpu, x)?))
     }
 }
