@@ -2,6 +2,7 @@
 //! device (registered through [`GpuContext::cube_device`]).
 
 mod categorical;
+mod gmm;
 mod rng;
 mod sampling;
 
@@ -94,9 +95,6 @@ impl Backend for Cube {
         &'a self,
         x: &'a crate::io::Matrix,
     ) -> Result<Box<dyn crate::gmm::GmmPass + 'a>> {
-        let _ = x;
-        Err(crate::Error::Unsupported(
-            "EM (gmm_pass) has no cubecl kernels yet; use --backend cpu64 or cpu32".into(),
-        ))
+        Ok(Box::new(gmm::CubeGmm::new(&self.client, &self.gpu, x)?))
     }
 }
