@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 use collapse_kernels::backend::{self, BackendKind};
+use collapse_kernels::driver::ModelKind;
 use collapse_kernels::gmm::CovarianceType;
 use collapse_kernels::gpu::{self, AdapterSummary, GpuContext, GpuOptions};
 use collapse_kernels::io::{read_table, write_atomic};
@@ -64,9 +65,70 @@ enum Command {
     /// Fit a model to a data file.
     #[command(subcommand)]
     Fit(FitCommand),
+    /// Run a generational model-collapse experiment: generation 0 fits real data, generation n
+    /// fits samples of generation n−1 (mixed with real data by --policy). Writes metrics.csv,
+    /// summary.json and state.json (a checkpoint after every generation) into --out.
+    Run(RunArgs),
     /// Time kernels and print a table (criterion benches under benches/ measure the same).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Model each generation fits: gaussian (MLE mean and per-dimension variance, no
+    /// regularisation) or gmm (EM).
+    #[arg(long, value_enum, default_value_t = ModelKind::Gaussian)]
+    model: ModelKind,
+    /// Built-in ground truth: normal, normal:D (N(0, I) in D dims), shumailov-gmm (two 2-D
+    /// Gaussians). Default: normal for gaussian, shumailov-gmm for gmm.
+    #[arg(long, conflicts_with = "data")]
+    truth: Option<String>,
+    /// Real data from a file (CSV or NPY) instead of a built-in truth; 20% is held out.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Generations after generation 0.
+    #[arg(long, default_value_t = 100)]
+    generations: usize,
+    /// Samples drawn per generation (and real points at generation 0).
+    #[arg(long, default_value_t = 100)]
+    samples: usize,
+    /// Independent replicate chains (seeds derived from --seed).
+    #[arg(long, default_value_t = 8)]
+    replicates: usize,
+    /// Training pool: replace (last generation's samples), accumulate (all real and synthetic
+    /// data so far), mix:F (fraction F real, drawn from the real set), fresh:F (fraction F new
+    /// real data each generation).
+    #[arg(long, default_value = "replace")]
+    policy: String,
+    /// Backend running sampling and fitting; auto = wgsl on a GPU adapter, else cpu32.
+    #[arg(long, default_value = "auto")]
+    backend: String,
+    /// Philox seed of the whole experiment.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// GMM: components.
+    #[arg(long, default_value_t = 2)]
+    k: usize,
+    /// GMM: covariance type.
+    #[arg(long, value_enum, default_value_t = CovarianceType::Full)]
+    covariance: CovarianceType,
+    /// GMM: EM tolerance on the mean log-likelihood change.
+    #[arg(long, default_value_t = 1e-3)]
+    tol: f64,
+    /// GMM: EM iteration cap per generation.
+    #[arg(long, default_value_t = 100)]
+    max_iter: usize,
+    /// GMM: added to covariance diagonals.
+    #[arg(long, default_value_t = 1e-6)]
+    reg_covar: f64,
+    /// Output directory (must not hold a run already).
+    #[arg(long, required_unless_present = "resume")]
+    out: Option<PathBuf>,
+    /// Continue the run in this directory from its last checkpoint (its stored configuration is
+    /// used; the other flags are ignored).
+    #[arg(long, conflicts_with = "out")]
+    resume: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -186,6 +248,7 @@ fn run(cli: Cli) -> Result<()> {
             show,
         ),
         Command::Fit(FitCommand::Gmm(args)) => fit_gmm(&options, &args),
+        Command::Run(args) => run_generations(&options, &args),
         Command::Bench(BenchCommand::Gmm {
             backends,
             iters,
@@ -198,6 +261,112 @@ fn run(cli: Cli) -> Result<()> {
             data_dir.as_deref(),
             out.as_deref(),
         ),
+    }
+}
+
+fn run_generations(options: &GpuOptions, a: &RunArgs) -> Result<()> {
+    use collapse_kernels::driver::{self, RunConfig, Truth};
+    let (config, dir) = match &a.resume {
+        Some(dir) => {
+            let text = std::fs::read_to_string(dir.join("state.json")).map_err(|e| {
+                Error::Io(format!(
+                    "{}: {e} (nothing to resume)",
+                    dir.join("state.json").display()
+                ))
+            })?;
+            let st: driver::RunState = serde_json::from_str(&text)
+                .map_err(|e| Error::Data(format!("{}: {e}", dir.display())))?;
+            (st.config, dir.clone())
+        }
+        None => {
+            let truth = match (&a.data, &a.truth) {
+                (Some(p), _) => Truth::File(p.clone()),
+                (None, Some(t)) => Truth::Builtin(t.clone()),
+                (None, None) => Truth::Builtin(
+                    match a.model {
+                        ModelKind::Gaussian => "normal",
+                        ModelKind::Gmm => "shumailov-gmm",
+                    }
+                    .into(),
+                ),
+            };
+            let backend = if a.backend == "auto" {
+                auto_backend(options)
+            } else {
+                a.backend.parse::<BackendKind>()?
+            };
+            let cfg = RunConfig {
+                model: a.model,
+                truth,
+                generations: a.generations,
+                samples: a.samples,
+                replicates: a.replicates,
+                policy: a.policy.parse()?,
+                seed: a.seed,
+                k: a.k,
+                covariance_type: a.covariance,
+                tol: a.tol,
+                max_iter: a.max_iter,
+                reg_covar: a.reg_covar,
+                backend: backend.name().into(),
+            };
+            (
+                cfg,
+                a.out.clone().expect("clap requires --out without --resume"),
+            )
+        }
+    };
+    let kind: BackendKind = config.backend.parse()?;
+    let b = backend::open(kind, options)?;
+    let cpu = backend::create(BackendKind::Cpu64, None)?;
+    eprintln!(
+        "{:?} model, {} generations × {} replicates, {} samples each, policy {}, on {} ({}) → {}",
+        config.model,
+        config.generations,
+        config.replicates,
+        config.samples,
+        config.policy,
+        b.name(),
+        b.device(),
+        dir.display()
+    );
+    let bar = indicatif::ProgressBar::new(config.generations as u64 + 1);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} generations, {elapsed} (eta {eta})",
+        )
+        .expect("static template"),
+    );
+    let t = Instant::now();
+    let resume = a.resume.is_some();
+    let r = driver::run(
+        b.as_ref(),
+        cpu.as_ref(),
+        (!resume).then_some(config),
+        &dir,
+        &mut |done, _| bar.set_position(done as u64),
+    );
+    bar.finish_and_clear();
+    r?;
+    println!(
+        "done in {:.1} s: {}/metrics.csv, summary.json, state.json",
+        t.elapsed().as_secs_f64(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// wgsl when the chosen adapter is a real GPU, else cpu32 (lavapipe is correct but far too
+/// slow for generational runs).
+fn auto_backend(options: &GpuOptions) -> BackendKind {
+    let instance = gpu::new_instance();
+    let found: Vec<AdapterSummary> = gpu::list_adapters(&instance)
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    match gpu::choose_adapter(&found, options.adapter.as_deref()) {
+        Ok(c) if !found[c.index].is_cpu() => BackendKind::Wgsl,
+        _ => BackendKind::Cpu32,
     }
 }
 

@@ -9,7 +9,8 @@
 //! - `weights` `[R][K]`, `means` `[R][K][D]`;
 //! - [`Factor::Cholesky`] `[R][K][D][D]`: the lower-triangular Cholesky factor `L` of each
 //!   covariance (`Σ = L Lᵀ`; only the lower triangle is read), or [`Factor::Diagonal`] `[R][K][D]`:
-//!   the standard deviations.
+//!   the standard deviations (0 is allowed: a point mass in that dimension, the absorbing state
+//!   of a collapsing Gaussian chain).
 //!
 //! # Draw layout (identical on every backend)
 //!
@@ -127,8 +128,8 @@ impl MixtureBatch {
     /// Check shapes and values and compute the component thresholds. Errors name what is
     /// wrong: K = 0, D = 0, length mismatches, negative/NaN/inf weights, weights that do not sum
     /// to 1 within [`WEIGHT_SUM_TOLERANCE`], non-finite means, a Cholesky factor whose diagonal
-    /// is not positive and finite (the covariance would not be positive definite), a negative or
-    /// zero standard deviation.
+    /// is not positive and finite (the covariance would not be positive definite), a
+    /// negative standard deviation.
     pub fn prepare(&self) -> Result<PreparedMixture> {
         let (r, k, d) = (self.replicates, self.k, self.d);
         let bad = |m: String| Err(Error::InvalidArgument(m));
@@ -198,12 +199,13 @@ impl MixtureBatch {
             }
             let diag_ok = match &self.factor {
                 Factor::Cholesky(_) => (0..d).all(|i| f[i * d + i] > 0.0),
-                Factor::Diagonal(_) => f.iter().all(|s| *s > 0.0),
+                Factor::Diagonal(_) => f.iter().all(|s| *s >= 0.0),
             };
             if !diag_ok {
                 return bad(format!(
-                    "covariance of component {c} (replicate {}, component {}) is not positive \
-                     definite: its factor has a diagonal entry ≤ 0",
+                    "covariance of component {c} (replicate {}, component {}) is invalid: a \
+                     Cholesky diagonal entry ≤ 0 (not positive definite) or a negative \
+                     standard deviation",
                     c / k,
                     c % k
                 ));
@@ -374,7 +376,7 @@ mod tests {
             (
                 "std",
                 MixtureBatch {
-                    factor: Factor::Diagonal(vec![1.0, 1.0, 0.0, 1.0, 1.0, 1.0]),
+                    factor: Factor::Diagonal(vec![1.0, 1.0, -1.0, 1.0, 1.0, 1.0]),
                     ..batch()
                 },
             ),

@@ -1,0 +1,527 @@
+//! The generational driver behind `collapse run`: generation 0 fits real data; generation `n`
+//! fits data sampled from generation `n − 1`, mixed with real data by a [`Policy`]. Every
+//! computation (sampling, fitting) goes through one [`Backend`], so rerunning with another
+//! backend changes only the arithmetic.
+//!
+//! # Randomness
+//!
+//! All draws come from Philox stream `(seed, stream_id(purpose, replicate, generation))`: real
+//! data, synthetic samples, mixing choices and EM initialisation each have their own purpose,
+//! so replicate chains are independent and every generation is reproducible on its own.
+//!
+//! # Checkpoint and resume
+//!
+//! After every generation the driver appends that generation's rows to `metrics.csv` (flushed to
+//! disk), then writes `state.json` atomically: the configuration, the fitted parameters of every
+//! generation so far (they determine every sample drawn, so the data pool is rebuilt exactly on
+//! resume) and the length of `metrics.csv` at that point. `collapse run --resume DIR` truncates
+//! `metrics.csv` to that length (dropping rows of a generation whose checkpoint never landed) and
+//! continues; the finished `metrics.csv` is byte-identical to an uninterrupted run's.
+
+pub mod metrics;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::gmm::{CovarianceType, GmmParams};
+use crate::io::{Matrix, write_atomic};
+use crate::models::gmm::{GmmConfig, Init, fit};
+use crate::rng::{StreamKey, unit_f64};
+use crate::sampling::{Factor, MixtureBatch, cholesky};
+
+/// Which model each generation fits.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// Mean and per-dimension variance by maximum likelihood (no regularisation: σ may reach 0).
+    Gaussian,
+    /// A Gaussian mixture fitted by EM.
+    Gmm,
+}
+
+/// How each generation's training pool is formed.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Policy {
+    /// Only the previous generation's samples.
+    Replace,
+    /// All real data and every synthetic sample so far.
+    Accumulate,
+    /// A fraction F of the pool is real data (drawn from the real set), the rest synthetic.
+    Mix(f64),
+    /// A fraction F of the pool is *new* real data each generation, the rest synthetic.
+    Fresh(f64),
+}
+
+impl std::str::FromStr for Policy {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let frac = |v: &str| -> Result<f64> {
+            let f: f64 = v.parse().map_err(|_| {
+                Error::InvalidArgument(format!("policy fraction {v:?} is not a number"))
+            })?;
+            if (0.0..=1.0).contains(&f) {
+                Ok(f)
+            } else {
+                Err(Error::InvalidArgument(format!(
+                    "policy fraction {f} is not in [0, 1]"
+                )))
+            }
+        };
+        match s.split_once(':') {
+            None if s == "replace" => Ok(Policy::Replace),
+            None if s == "accumulate" => Ok(Policy::Accumulate),
+            Some(("mix", f)) => Ok(Policy::Mix(frac(f)?)),
+            Some(("fresh", f)) => Ok(Policy::Fresh(frac(f)?)),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown policy {s:?}; use replace, accumulate, mix:F or fresh:F"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Policy::Replace => write!(f, "replace"),
+            Policy::Accumulate => write!(f, "accumulate"),
+            Policy::Mix(x) => write!(f, "mix:{x}"),
+            Policy::Fresh(x) => write!(f, "fresh:{x}"),
+        }
+    }
+}
+
+/// Where the real data comes from.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub enum Truth {
+    /// A built-in ground truth: a known mixture (see [`builtin_truth`]).
+    Builtin(String),
+    /// Rows of a data file (CSV or NPY).
+    File(PathBuf),
+}
+
+/// The configuration of a run (stored in `state.json` and `summary.json`).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct RunConfig {
+    /// Model fitted each generation.
+    pub model: ModelKind,
+    /// Real data.
+    pub truth: Truth,
+    /// Generations after generation 0.
+    pub generations: usize,
+    /// Samples per generation (and real points at generation 0 for built-in truths).
+    pub samples: usize,
+    /// Independent chains.
+    pub replicates: usize,
+    /// Pool policy.
+    pub policy: Policy,
+    /// Philox seed.
+    pub seed: u64,
+    /// GMM: components.
+    pub k: usize,
+    /// GMM: covariance type.
+    pub covariance_type: CovarianceType,
+    /// GMM: EM tolerance.
+    pub tol: f64,
+    /// GMM: EM iteration cap.
+    pub max_iter: usize,
+    /// GMM: added to covariance diagonals.
+    pub reg_covar: f64,
+    /// Backend name (recorded; the caller creates the backend).
+    pub backend: String,
+}
+
+/// Built-in ground truths:
+/// - `normal` / `normal:D`: N(0, I) in D dimensions (default 1);
+/// - `shumailov-gmm`: two equally weighted 2-D Gaussians with means (±1.5, 0) and covariance
+///   0.5·I — a small, well-separated mixture in the spirit of Shumailov et al.'s GMM
+///   experiment (Nature 2024), where N = 1000 samples per generation show the tails vanish.
+pub fn builtin_truth(name: &str) -> Result<GmmParams> {
+    let diag = |k, d, weights, means, var: f64| GmmParams {
+        k,
+        d,
+        covariance_type: CovarianceType::Diag,
+        weights,
+        means,
+        covariances: vec![var; k * d],
+    };
+    match name.split_once(':') {
+        None if name == "normal" => Ok(diag(1, 1, vec![1.0], vec![0.0], 1.0)),
+        Some(("normal", d)) => {
+            let d: usize = d
+                .parse()
+                .ok()
+                .filter(|d| *d >= 1)
+                .ok_or_else(|| Error::InvalidArgument(format!("normal:{d}: D must be ≥ 1")))?;
+            Ok(diag(1, d, vec![1.0], vec![0.0; d], 1.0))
+        }
+        None if name == "shumailov-gmm" => {
+            Ok(diag(2, 2, vec![0.5, 0.5], vec![-1.5, 0.0, 1.5, 0.0], 0.5))
+        }
+        _ => Err(Error::InvalidArgument(format!(
+            "unknown ground truth {name:?}; built-in: normal, normal:D, shumailov-gmm"
+        ))),
+    }
+}
+
+/// Philox stream purposes.
+mod purpose {
+    pub const REAL: u64 = 1;
+    pub const SYNTHETIC: u64 = 2;
+    pub const MIX: u64 = 3;
+    pub const EM_INIT: u64 = 4;
+    pub const HELD_OUT: u64 = 5;
+    pub const TAIL: u64 = 6;
+}
+
+/// The stream of `purpose` for `replicate` at `generation`.
+pub fn stream_id(purpose: u64, replicate: usize, generation: usize) -> u64 {
+    (purpose << 56) | ((replicate as u64 & 0xFF_FFFF) << 32) | (generation as u64 & 0xFFFF_FFFF)
+}
+
+/// `m` samples from `p` on `backend` using stream `key`.
+pub fn sample_model(
+    backend: &dyn Backend,
+    p: &GmmParams,
+    m: usize,
+    key: StreamKey,
+) -> Result<Matrix> {
+    let factor = match p.covariance_type {
+        CovarianceType::Diag => {
+            Factor::Diagonal(p.covariances.iter().map(|v| v.max(0.0).sqrt()).collect())
+        }
+        CovarianceType::Full => {
+            let d = p.d;
+            let mut l = Vec::with_capacity(p.covariances.len());
+            for c in p.covariances.chunks(d * d) {
+                l.extend(cholesky(c, d)?);
+            }
+            Factor::Cholesky(l)
+        }
+    };
+    let prep = MixtureBatch {
+        replicates: 1,
+        k: p.k,
+        d: p.d,
+        weights: p.weights.clone(),
+        means: p.means.clone(),
+        factor,
+    }
+    .prepare()?;
+    let mut x = vec![0.0; m * p.d];
+    let mut c = vec![0u32; m];
+    backend.sample_mixture(&prep, m, key, 0, &mut x, &mut c)?;
+    Matrix::new(m, p.d, x)
+}
+
+/// Fit the configured model to `x`.
+fn fit_model(
+    backend: &dyn Backend,
+    cfg: &RunConfig,
+    x: &Matrix,
+    seed_stream: u64,
+) -> Result<GmmParams> {
+    match cfg.model {
+        ModelKind::Gaussian => {
+            // MLE: responsibilities all 1, one M-step: mean and scatter / M (no regularisation).
+            let mut pass = backend.gmm_pass(x)?;
+            pass.set_responsibilities(&vec![1.0; x.rows])?;
+            let s = pass.mstep(CovarianceType::Diag)?;
+            Ok(GmmParams {
+                k: 1,
+                d: x.cols,
+                covariance_type: CovarianceType::Diag,
+                weights: vec![1.0],
+                means: s.means,
+                covariances: s.scatter.iter().map(|v| (v / s.nk[0]).max(0.0)).collect(),
+            })
+        }
+        ModelKind::Gmm => {
+            let gc = GmmConfig {
+                k: cfg.k,
+                covariance_type: cfg.covariance_type,
+                tol: cfg.tol,
+                max_iter: cfg.max_iter,
+                reg_covar: cfg.reg_covar,
+                n_init: 1,
+                init: Init::KMeansPP,
+                seed: cfg.seed ^ seed_stream,
+            };
+            Ok(fit(backend, x, &gc, &mut |_, _, _| {})?.params)
+        }
+    }
+}
+
+/// Persistent run state (`state.json`).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct RunState {
+    /// The configuration.
+    pub config: RunConfig,
+    /// Fitted parameters per replicate, per completed generation.
+    pub history: Vec<Vec<GmmParams>>,
+    /// Bytes of `metrics.csv` written when this state was saved.
+    pub metrics_bytes: u64,
+}
+
+/// What the driver needs besides the backend: the real data and what metrics compare to.
+pub struct RealData {
+    /// Real points available to generation 0 and to mixing, per replicate: `samples` draws of a
+    /// built-in truth from each replicate's own stream (independent chains), or the training
+    /// rows of a file (shared).
+    pub train: Vec<Matrix>,
+    /// Held-out real points for the held-out log-likelihood.
+    pub held_out: Matrix,
+    /// The reference density: the built-in truth, or for a file the generation-0 fit.
+    pub truth: Option<GmmParams>,
+}
+
+fn load_real(cfg: &RunConfig, cpu: &dyn Backend) -> Result<RealData> {
+    match &cfg.truth {
+        Truth::Builtin(name) => {
+            let t = builtin_truth(name)?;
+            let train = (0..cfg.replicates)
+                .map(|r| {
+                    sample_model(
+                        cpu,
+                        &t,
+                        cfg.samples,
+                        StreamKey::new(cfg.seed, stream_id(purpose::REAL, r, 0)),
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(RealData {
+                train,
+                held_out: sample_model(
+                    cpu,
+                    &t,
+                    10_000,
+                    StreamKey::new(cfg.seed, stream_id(purpose::HELD_OUT, 0, 0)),
+                )?,
+                truth: Some(t),
+            })
+        }
+        Truth::File(path) => {
+            let m = crate::io::read_table(path)?;
+            // Deterministic 80/20 split by a Philox uniform per row.
+            let key = StreamKey::new(cfg.seed, stream_id(purpose::HELD_OUT, 0, 0));
+            let (mut tr, mut ho) = (Vec::new(), Vec::new());
+            for i in 0..m.rows {
+                if unit_f64(key.u32_at(i as u64)) < 0.2 {
+                    &mut ho
+                } else {
+                    &mut tr
+                }
+                .extend_from_slice(m.row(i));
+            }
+            let d = m.cols;
+            if tr.len() < d || ho.len() < d {
+                return Err(Error::Data(format!(
+                    "{}: too few rows to split 80/20",
+                    path.display()
+                )));
+            }
+            let train = Matrix::new(tr.len() / d, d, tr)?;
+            Ok(RealData {
+                train: vec![train; cfg.replicates],
+                held_out: Matrix::new(ho.len() / d, d, ho)?,
+                truth: None,
+            })
+        }
+    }
+}
+
+/// `count` rows of `x` drawn uniformly with replacement by Philox stream `key`.
+fn draw_rows(x: &Matrix, count: usize, key: StreamKey) -> Result<Matrix> {
+    let mut pick = Vec::with_capacity(count * x.cols);
+    for i in 0..count {
+        let idx = ((unit_f64(key.u32_at(i as u64)) * x.rows as f64) as usize).min(x.rows - 1);
+        pick.extend_from_slice(x.row(idx));
+    }
+    Matrix::new(count, x.cols, pick)
+}
+
+/// The training pool of generation `n` of replicate `r`, and its real fraction.
+fn pool(
+    backend: &dyn Backend,
+    cfg: &RunConfig,
+    real: &RealData,
+    history: &[GmmParams],
+    r: usize,
+    n: usize,
+) -> Result<(Matrix, f64)> {
+    let train = &real.train[r];
+    let d = train.cols;
+    if n == 0 {
+        return Ok((train.clone(), 1.0));
+    }
+    let m = cfg.samples;
+    let synth = |j: usize, count: usize| {
+        sample_model(
+            backend,
+            &history[j - 1],
+            count,
+            StreamKey::new(cfg.seed, stream_id(purpose::SYNTHETIC, r, j)),
+        )
+    };
+    let concat = |parts: Vec<Matrix>| -> Result<Matrix> {
+        let rows = parts.iter().map(|p| p.rows).sum();
+        Matrix::new(rows, d, parts.into_iter().flat_map(|p| p.data).collect())
+    };
+    match cfg.policy {
+        Policy::Replace => Ok((synth(n, m)?, 0.0)),
+        Policy::Accumulate => {
+            let mut parts = vec![train.clone()];
+            for j in 1..=n {
+                parts.push(synth(j, m)?);
+            }
+            let x = concat(parts)?;
+            let frac = train.rows as f64 / x.rows as f64;
+            Ok((x, frac))
+        }
+        Policy::Mix(f) => {
+            let nr = (f * m as f64).round() as usize;
+            let key = StreamKey::new(cfg.seed, stream_id(purpose::MIX, r, n));
+            let x = concat(vec![draw_rows(train, nr, key)?, synth(n, m - nr)?])?;
+            Ok((x, nr as f64 / m as f64))
+        }
+        Policy::Fresh(f) => {
+            let nr = (f * m as f64).round() as usize;
+            let fresh = match (&cfg.truth, &real.truth) {
+                (Truth::Builtin(_), Some(t)) => sample_model(
+                    backend,
+                    t,
+                    nr,
+                    StreamKey::new(cfg.seed, stream_id(purpose::REAL, r, n)),
+                )?,
+                // A file has no generator: draw rows (with replacement) as new real data.
+                _ => draw_rows(
+                    train,
+                    nr,
+                    StreamKey::new(cfg.seed, stream_id(purpose::REAL, r, n)),
+                )?,
+            };
+            let x = concat(vec![fresh, synth(n, m - nr)?])?;
+            Ok((x, nr as f64 / m as f64))
+        }
+    }
+}
+
+fn check_config(cfg: &RunConfig) -> Result<()> {
+    let bad = |m: String| Err(Error::InvalidArgument(m));
+    if cfg.samples < 2 {
+        return bad("--samples must be at least 2".into());
+    }
+    if cfg.replicates == 0 {
+        return bad("--replicates must be at least 1".into());
+    }
+    if cfg.model == ModelKind::Gmm && cfg.k > cfg.samples {
+        return bad(format!("--k {} exceeds --samples {}", cfg.k, cfg.samples));
+    }
+    Ok(())
+}
+
+/// Run (or, with `resume`, continue) the experiment into `dir`: `metrics.csv`, `state.json`,
+/// `summary.json`. `progress(generations_done, total)` is called after each generation.
+pub fn run(
+    backend: &dyn Backend,
+    cpu_reference: &dyn Backend,
+    config: Option<RunConfig>,
+    dir: &Path,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<RunState> {
+    let io = |e: std::io::Error| Error::Io(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let state_path = dir.join("state.json");
+    let metrics_path = dir.join("metrics.csv");
+    let mut state = match config {
+        Some(config) => {
+            if state_path.exists() {
+                return Err(Error::InvalidArgument(format!(
+                    "{} already holds a run; use --resume {} to continue it, or another --out",
+                    dir.display(),
+                    dir.display()
+                )));
+            }
+            check_config(&config)?;
+            RunState {
+                history: vec![Vec::new(); config.replicates],
+                config,
+                metrics_bytes: 0,
+            }
+        }
+        None => {
+            let text = std::fs::read_to_string(&state_path).map_err(|e| {
+                Error::Io(format!("{}: {e} (nothing to resume)", state_path.display()))
+            })?;
+            serde_json::from_str(&text)
+                .map_err(|e| Error::Data(format!("{}: {e}", state_path.display())))?
+        }
+    };
+    let cfg = state.config.clone();
+    let mut real = load_real(&cfg, cpu_reference)?;
+    // Metrics file: truncated to the last checkpoint (drops rows of an unfinished generation).
+    let mf = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&metrics_path)
+        .map_err(io)?;
+    mf.set_len(state.metrics_bytes).map_err(io)?;
+    let mut mf = std::io::BufWriter::new(mf);
+    use std::io::Seek;
+    mf.seek(std::io::SeekFrom::End(0)).map_err(io)?;
+    let total = cfg.generations + 1;
+    let done = state.history[0].len();
+    if done > 0 && real.truth.is_none() {
+        real.truth = Some(state.history[0][0].clone());
+    }
+    // The tail region needs the reference density: for a file that is the generation-0 fit, so
+    // it is built at first use (the same point in a fresh and a resumed run).
+    let mut tails: Option<metrics::TailRegion> = None;
+    progress(done, total);
+    for n in done..total {
+        let mut rows = Vec::new();
+        for r in 0..cfg.replicates {
+            let (x, real_frac) = pool(backend, &cfg, &real, &state.history[r], r, n)?;
+            let p = fit_model(backend, &cfg, &x, stream_id(purpose::EM_INIT, r, n))?;
+            if n == 0 && real.truth.is_none() {
+                real.truth = Some(p.clone());
+            }
+            if tails.is_none()
+                && let Some(t) = &real.truth
+            {
+                tails = Some(metrics::TailRegion::new(&cfg, t, cpu_reference)?);
+            }
+            let ctx = metrics::RowContext {
+                cfg: &cfg,
+                real: &real,
+                tails: tails.as_ref(),
+                cpu: cpu_reference,
+            };
+            rows.push(metrics::row(&ctx, &p, n, r, x.rows, real_frac)?);
+            state.history[r].push(p);
+        }
+        if n == 0 && state.metrics_bytes == 0 {
+            writeln!(mf, "{}", metrics::header(&cfg, real.train[0].cols)).map_err(io)?;
+        }
+        for row in rows {
+            writeln!(mf, "{row}").map_err(io)?;
+        }
+        mf.flush().map_err(io)?;
+        mf.get_ref().sync_all().map_err(io)?;
+        state.metrics_bytes = mf.get_ref().metadata().map_err(io)?.len();
+        if std::env::var("COLLAPSE_TEST_ABORT_BEFORE_CHECKPOINT").is_ok_and(|v| v == n.to_string())
+        {
+            // Test hook: die like SIGKILL after writing metrics rows but before the checkpoint.
+            std::process::abort();
+        }
+        let json = serde_json::to_vec(&state).map_err(|e| Error::Io(e.to_string()))?;
+        write_atomic(&state_path, &json)?;
+        progress(n + 1, total);
+    }
+    metrics::write_summary(dir, &cfg)?;
+    Ok(state)
+}
