@@ -20,6 +20,7 @@ pub mod gmm;
 pub mod gpu;
 pub mod io;
 pub mod models;
+pub mod report;
 pub mod rng;
 pub mod sampling;
 

@@ -69,6 +69,16 @@ enum Command {
     /// fits samples of generation n−1 (mixed with real data by --policy). Writes metrics.csv,
     /// summary.json and state.json (a checkpoint after every generation) into --out.
     Run(RunArgs),
+    /// Overlay the collapse curves of several runs: one SVG per metric shared by all of them
+    /// (mean over replicates, band ± 1 sd), e.g. one run per policy.
+    Plot {
+        /// Run directories (each with a summary.json).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Directory for the SVG files.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Time kernels and print a table (criterion benches under benches/ measure the same).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -249,6 +259,12 @@ fn run(cli: Cli) -> Result<()> {
         ),
         Command::Fit(FitCommand::Gmm(args)) => fit_gmm(&options, &args),
         Command::Run(args) => run_generations(&options, &args),
+        Command::Plot { runs, out } => {
+            for f in collapse_kernels::report::plot_runs(&runs, &out)? {
+                println!("wrote {}", f.display());
+            }
+            Ok(())
+        }
         Command::Bench(BenchCommand::Gmm {
             backends,
             iters,
@@ -348,10 +364,13 @@ fn run_generations(options: &GpuOptions, a: &RunArgs) -> Result<()> {
     );
     bar.finish_and_clear();
     r?;
+    let plots =
+        collapse_kernels::report::plot_runs(std::slice::from_ref(&dir), &dir.join("plots"))?;
     println!(
-        "done in {:.1} s: {}/metrics.csv, summary.json, state.json",
+        "done in {:.1} s: {}/metrics.csv, summary.json, state.json, plots/ ({} SVG)",
         t.elapsed().as_secs_f64(),
-        dir.display()
+        dir.display(),
+        plots.len()
     );
     Ok(())
 }
