@@ -7,34 +7,16 @@
 
 use std::time::Duration;
 
+mod common;
+
+use common::backends;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use rand_distr::StandardNormal;
 
-use collapse_kernels::backend::{self, Backend, BackendKind};
-use collapse_kernels::gpu::{GpuContext, GpuOptions};
 use collapse_kernels::rng::StreamKey;
 
 const SIZES: [usize; 2] = [1 << 20, 1 << 24];
-
-fn backends() -> Vec<Box<dyn Backend>> {
-    let gpu = match GpuContext::new(&GpuOptions {
-        adapter: std::env::var("COLLAPSE_ADAPTER").ok(),
-        poison: false,
-        binding_limit: None,
-    }) {
-        Ok(g) => Some(g),
-        Err(e) => {
-            eprintln!("no GPU adapter, benching CPU backends only: {e}");
-            None
-        }
-    };
-    BackendKind::ALL
-        .into_iter()
-        .filter(|k| !k.needs_gpu() || gpu.is_some())
-        .map(|k| backend::create(k, gpu.as_ref()).expect("backend"))
-        .collect()
-}
 
 fn bench_rng(c: &mut Criterion) {
     let backends = backends();

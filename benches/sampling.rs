@@ -7,32 +7,16 @@
 
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::backends;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use rand_distr::{Distribution, StandardNormal, weighted::WeightedIndex};
 
-use collapse_kernels::backend::{self, Backend, BackendKind};
-use collapse_kernels::gpu::{GpuContext, GpuOptions};
+use collapse_kernels::backend::{self, BackendKind};
 use collapse_kernels::rng::StreamKey;
 use collapse_kernels::sampling::{Categorical, Factor, MixtureBatch, PreparedMixture};
-
-fn backends() -> Vec<Box<dyn Backend>> {
-    let gpu = match GpuContext::new(&GpuOptions {
-        adapter: std::env::var("COLLAPSE_ADAPTER").ok(),
-        ..Default::default()
-    }) {
-        Ok(g) => Some(g),
-        Err(e) => {
-            eprintln!("no GPU adapter, benching CPU backends only: {e}");
-            None
-        }
-    };
-    BackendKind::ALL
-        .into_iter()
-        .filter(|k| !k.needs_gpu() || gpu.is_some())
-        .map(|k| backend::create(k, gpu.as_ref()).expect("backend"))
-        .collect()
-}
 
 /// A fixed GMM: K components, D dims, full covariances with Cholesky factor 0.5·I + 0.1 below
 /// the diagonal.

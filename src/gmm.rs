@@ -161,6 +161,33 @@ impl GmmParams {
     }
 }
 
+impl EStepParams {
+    /// Per-component constants `ln w_k + ln det U_k − (D/2) ln 2π`, `[K]`: the log-density of
+    /// component k at x is `−½‖(x − μ_k)ᵀU_k‖² + constant_k`.
+    pub fn log_constants(&self) -> Vec<f64> {
+        (0..self.k)
+            .map(|c| self.log_det[c] + self.log_weights[c] - self.d as f64 * HALF_LN_2PI)
+            .collect()
+    }
+}
+
+/// `(N_k, means)` from the first M-step sums laid out `[K][D + 1]` (columns `Σ r x_j`, then
+/// `Σ r`), as the GPU passes produce them; a component with no mass gets mean 0.
+pub fn first_pass_stats(first: &[f32], k: usize, d: usize) -> (Vec<f32>, Vec<f32>) {
+    let nk: Vec<f32> = (0..k).map(|c| first[c * (d + 1) + d]).collect();
+    let means = (0..k * d)
+        .map(|i| {
+            let (c, j) = (i / d, i % d);
+            if nk[c] > 0.0 {
+                first[c * (d + 1) + j] / nk[c]
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    (nk, means)
+}
+
 /// Pairwise (cascade) sum: rounding error grows like `O(ε log n)`, not `O(ε n)`.
 pub fn pairwise_sum(x: &[f64]) -> f64 {
     if x.len() <= 16 {

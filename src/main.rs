@@ -378,11 +378,7 @@ fn run_generations(options: &GpuOptions, a: &RunArgs) -> Result<()> {
 /// wgsl when the chosen adapter is a real GPU, else cpu32 (lavapipe is correct but far too
 /// slow for generational runs).
 fn auto_backend(options: &GpuOptions) -> BackendKind {
-    let instance = gpu::new_instance();
-    let found: Vec<AdapterSummary> = gpu::list_adapters(&instance)
-        .into_iter()
-        .map(|(_, s)| s)
-        .collect();
+    let found = adapter_summaries();
     match gpu::choose_adapter(&found, options.adapter.as_deref()) {
         Ok(c) if !found[c.index].is_cpu() => BackendKind::Wgsl,
         _ => BackendKind::Cpu32,
@@ -516,12 +512,16 @@ fn fit_gmm(options: &GpuOptions, a: &FitGmmArgs) -> Result<()> {
     Ok(())
 }
 
-fn info(options: &GpuOptions, json: bool) -> Result<()> {
-    let instance = gpu::new_instance();
-    let found: Vec<AdapterSummary> = gpu::list_adapters(&instance)
+/// Summaries of every adapter wgpu finds.
+fn adapter_summaries() -> Vec<AdapterSummary> {
+    gpu::list_adapters(&gpu::new_instance())
         .into_iter()
         .map(|(_, s)| s)
-        .collect();
+        .collect()
+}
+
+fn info(options: &GpuOptions, json: bool) -> Result<()> {
+    let found = adapter_summaries();
     let choice = gpu::choose_adapter(&found, options.adapter.as_deref());
     if json {
         let v = serde_json::json!({

@@ -13,8 +13,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::gmm::{
-    CPU_BLOCK, CovarianceType, EStepParams, GmmPass, HALF_LN_2PI, MStats, PairwiseAcc,
-    pairwise_sum_f32,
+    CPU_BLOCK, CovarianceType, EStepParams, GmmPass, MStats, PairwiseAcc, pairwise_sum_f32,
 };
 use crate::io::Matrix;
 
@@ -175,9 +174,7 @@ impl GmmPass for Cpu32Gmm {
         self.rt.resize(self.n * k, 0.0);
         let mu: Vec<f32> = p.means.iter().map(|&v| v as f32).collect();
         let u: Vec<f32> = p.prec_chol.iter().map(|&v| v as f32).collect();
-        let cst: Vec<f32> = (0..k)
-            .map(|c| (p.log_det[c] + p.log_weights[c] - d as f64 * HALF_LN_2PI) as f32)
-            .collect();
+        let cst: Vec<f32> = p.log_constants().iter().map(|&v| v as f32).collect();
         let cov = p.covariance_type;
         let tot = self.reduce_blocks(1, |xb, rb, bn, acc| {
             let mut xc = vec![0f32; bn * d];

@@ -6,9 +6,9 @@
 
 use cubecl::prelude::*;
 
-use crate::backend::wgsl::gmm::MAX_DIM;
+use crate::backend::wgsl::gmm::{MAX_DIM, chunk_points, msum_tiling};
 use crate::error::{Error, Result};
-use crate::gmm::{CovarianceType, EStepParams, GmmPass, HALF_LN_2PI, MStats, PairwiseAcc};
+use crate::gmm::{CovarianceType, EStepParams, GmmPass, MStats, PairwiseAcc, first_pass_stats};
 use crate::gpu::GpuContext;
 use crate::io::Matrix;
 
@@ -199,7 +199,7 @@ impl<'a> CubeGmm<'a> {
         }
         let d = self.d;
         let n = self.x.len() / d;
-        let per = (self.gpu.max_binding_elements(4) as usize / d.max(k)).max(1);
+        let per = chunk_points(self.gpu, d, k);
         self.chunks = (0..n)
             .step_by(per)
             .map(|s| {
@@ -265,10 +265,7 @@ impl<'a> CubeGmm<'a> {
             let resp = ch.resp.as_ref().ok_or_else(|| {
                 Error::InvalidArgument("mstep before any responsibilities".into())
             })?;
-            let tile = 256
-                .max(ch.n.div_ceil(65_535))
-                .max(ch.n.div_ceil((max / cols).max(1)));
-            let tiles = ch.n.div_ceil(tile);
+            let (tile, tiles) = msum_tiling(ch.n, cols, max);
             let partial = self.output(tiles * cols);
             msum_kernel::launch(
                 self.client,
@@ -303,9 +300,7 @@ impl GmmPass for CubeGmm<'_> {
         }
         self.layout(p.k);
         let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-        let cst: Vec<f64> = (0..p.k)
-            .map(|c| p.log_det[c] + p.log_weights[c] - p.d as f64 * HALF_LN_2PI)
-            .collect();
+        let cst = p.log_constants();
         let (means_v, prec_v, cst_v) = (f32s(&p.means), f32s(&p.prec_chol), f32s(&cst));
         let means = self
             .client
@@ -379,17 +374,7 @@ impl GmmPass for CubeGmm<'_> {
         let full = cov == CovarianceType::Full;
         let dummy = self.client.create_from_slice(bytemuck::cast_slice(&[0f32]));
         let first = self.msum(0, k * (d + 1), full, &dummy, 1)?;
-        let nk: Vec<f32> = (0..k).map(|c| first[c * (d + 1) + d]).collect();
-        let means: Vec<f32> = (0..k * d)
-            .map(|i| {
-                let (c, j) = (i / d, i % d);
-                if nk[c] > 0.0 {
-                    first[c * (d + 1) + j] / nk[c]
-                } else {
-                    0.0
-                }
-            })
-            .collect();
+        let (nk, means) = first_pass_stats(&first, k, d);
         let means_h = self.client.create_from_slice(bytemuck::cast_slice(&means));
         let per = if full { d * d } else { d };
         let scatter = self.msum(1, k * per, full, &means_h, means.len())?;

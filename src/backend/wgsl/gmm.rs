@@ -5,7 +5,7 @@
 //! across tiles on the device (`tree_reduce`), then pairwise across chunks on the host (f32).
 
 use crate::error::{Error, Result};
-use crate::gmm::{CovarianceType, EStepParams, GmmPass, HALF_LN_2PI, MStats, PairwiseAcc};
+use crate::gmm::{CovarianceType, EStepParams, GmmPass, MStats, PairwiseAcc, first_pass_stats};
 use crate::gpu::GpuContext;
 use crate::io::Matrix;
 
@@ -26,6 +26,22 @@ struct Params {
 /// Largest dimension of the GPU E-step (its per-invocation buffer).
 pub const MAX_DIM: usize = 128;
 const WG: u32 = 64;
+
+/// Points per chunk for `d` dimensions and `k` components: `x` (`[n][d]`) and the
+/// responsibilities (`[n][k]`) each fit one binding.
+pub(crate) fn chunk_points(gpu: &GpuContext, d: usize, k: usize) -> usize {
+    (gpu.max_binding_elements(4) as usize / d.max(k)).max(1)
+}
+
+/// `(points per tile, tiles)` of an M-step sum over `n` points into `cols` columns: at least 256
+/// points per tile, at most 65535 tiles (one grid dimension), and the `[tiles][cols]` table of
+/// partial sums within `max` values (one binding).
+pub(crate) fn msum_tiling(n: usize, cols: usize, max: usize) -> (usize, usize) {
+    let tile = 256
+        .max(n.div_ceil(65_535))
+        .max(n.div_ceil((max / cols).max(1)));
+    (tile, n.div_ceil(tile))
+}
 
 struct Chunk {
     n: usize,
@@ -71,7 +87,7 @@ impl<'a> WgslGmm<'a> {
         }
         let d = self.d;
         let n = self.x.len() / d;
-        let per = (self.gpu.max_binding_elements(4) as usize / d.max(k)).max(1);
+        let per = chunk_points(self.gpu, d, k);
         self.chunks.clear();
         for s in (0..n).step_by(per) {
             let cn = per.min(n - s);
@@ -131,12 +147,7 @@ impl<'a> WgslGmm<'a> {
             let resp = ch.resp.as_ref().ok_or_else(|| {
                 Error::InvalidArgument("mstep before any responsibilities".into())
             })?;
-            // Tiles: at least 256 points, at most 65535 tiles, the table within one binding.
-            let min_tiles_pts =
-                ch.n.div_ceil(65_535)
-                    .max(ch.n.div_ceil((max / cols).max(1)));
-            let tile = 256.max(min_tiles_pts);
-            let tiles = ch.n.div_ceil(tile);
+            let (tile, tiles) = msum_tiling(ch.n, cols, max);
             let partial = self
                 .gpu
                 .output_buffer("gmm partial", (tiles * cols * 4) as u64)?;
@@ -176,9 +187,7 @@ impl GmmPass for WgslGmm<'_> {
         }
         self.layout(p.k)?;
         let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-        let cst: Vec<f64> = (0..p.k)
-            .map(|c| p.log_det[c] + p.log_weights[c] - p.d as f64 * HALF_LN_2PI)
-            .collect();
+        let cst = p.log_constants();
         let means = self
             .gpu
             .input_buffer("gmm means", bytemuck::cast_slice(&f32s(&p.means)))?;
@@ -269,17 +278,7 @@ impl GmmPass for WgslGmm<'_> {
         let full = cov == CovarianceType::Full;
         let dummy = self.gpu.input_buffer("gmm no means", &[0u8; 4])?;
         let first = self.msum(0, k * (d + 1), full, &dummy)?;
-        let nk: Vec<f32> = (0..k).map(|c| first[c * (d + 1) + d]).collect();
-        let means: Vec<f32> = (0..k * d)
-            .map(|i| {
-                let (c, j) = (i / d, i % d);
-                if nk[c] > 0.0 {
-                    first[c * (d + 1) + j] / nk[c]
-                } else {
-                    0.0
-                }
-            })
-            .collect();
+        let (nk, means) = first_pass_stats(&first, k, d);
         let means_buf = self
             .gpu
             .input_buffer("gmm new means", bytemuck::cast_slice(&means))?;
