@@ -12,15 +12,16 @@ rm -rf results/shumailov-gmm && mkdir -p results/shumailov-gmm
 $c run --model gmm --truth shumailov-gmm --samples 1000 --generations 2000 --replicates 4 \
   --policy replace --seed 1 --backend "$B" --out results/shumailov-gmm/replace
 
-# Policy comparison: replace, accumulate, mix:0.1, for the 1-D Gaussian and the GMM.
+# Policy comparison: replace, accumulate, mix:0.1, verify:gen0:0.5, for the 1-D Gaussian and the GMM.
 for model in gaussian gmm; do
   rm -rf "results/policies-$model" && mkdir -p "results/policies-$model"
   if [ "$model" = gaussian ]; then args=(--samples 100 --generations 500 --replicates 16);
   else args=(--samples 1000 --generations 200 --replicates 4); fi
-  for p in replace accumulate mix:0.1; do
+  for p in replace accumulate mix:0.1 verify:gen0:0.5; do
     $c run --model "$model" "${args[@]}" --policy "$p" --seed 2 --backend "$B" \
-      --out "results/policies-$model/${p/:/-}"
+      --out "results/policies-$model/${p//:/-}"
   done
   $c plot results/policies-$model/replace results/policies-$model/accumulate \
-    results/policies-$model/mix-0.1 --out "results/policies-$model/plots"
+    results/policies-$model/mix-0.1 results/policies-$model/verify-gen0-0.5 \
+    --out "results/policies-$model/plots"
 done

@@ -1,7 +1,9 @@
 //! Per-(generation, replicate) metrics of a generational run, and the summary over replicates.
 //!
 //! Columns (`metrics.csv`, one row per generation and replicate, pandas-readable):
-//! `generation, replicate, pool_size, pool_real_fraction`, then
+//! `generation, replicate, pool_size, pool_real_fraction, pool_composition` (provenance:
+//! `origin:count|…` with origins `real`, `fresh` (new real data) and `gJ` (sampled from generation
+//! J's model)), then
 //! - gaussian: `mu, sigma` (1-D) or `mu_0.., sigma_0..`, and `w2_to_truth`, the 2-Wasserstein
 //!   distance to the truth (exact for diagonal Gaussians: `√(‖μ − μ*‖² + ‖σ − σ*‖²)`);
 //! - gmm: `heldout_ll` (mean log-likelihood of held-out real data, nats), `l2_to_truth` (the
@@ -15,7 +17,7 @@
 
 use std::path::Path;
 
-use super::{ModelKind, RealData, RunConfig, purpose, sample_model, stream_id};
+use super::{ModelKind, Pool, RealData, RunConfig, purpose, sample_model, stream_id};
 use crate::backend::Backend;
 use crate::backend::cpu64::gmm::log_gauss;
 use crate::error::{Error, Result};
@@ -80,6 +82,7 @@ pub fn header(cfg: &RunConfig, d: usize) -> String {
         "replicate".into(),
         "pool_size".into(),
         "pool_real_fraction".into(),
+        "pool_composition".into(),
     ];
     match cfg.model {
         ModelKind::Gaussian if d == 1 => h.extend(["mu".into(), "sigma".into()]),
@@ -171,14 +174,14 @@ pub fn row(
     p: &GmmParams,
     generation: usize,
     replicate: usize,
-    pool_size: usize,
-    real_fraction: f64,
+    pool: &Pool,
 ) -> Result<String> {
     let mut v: Vec<String> = vec![
         generation.to_string(),
         replicate.to_string(),
-        pool_size.to_string(),
-        real_fraction.to_string(),
+        pool.x.rows.to_string(),
+        pool.real_fraction().to_string(),
+        pool.composition_field(),
     ];
     let truth = ctx.real.truth.as_ref();
     match ctx.cfg.model {
@@ -257,7 +260,12 @@ pub fn write_summary(dir: &Path, cfg: &RunConfig) -> Result<()> {
         .iter()
         .map(|(g, rows)| {
             let mut m = serde_json::Map::new();
-            for (c, name) in headers.iter().enumerate().skip(2) {
+            for (c, name) in headers
+                .iter()
+                .enumerate()
+                .skip(2)
+                .filter(|(_, n)| *n != "pool_composition")
+            {
                 let xs: Vec<f64> = rows.iter().map(|r| r[c]).collect();
                 let n = xs.len() as f64;
                 let mean = xs.iter().sum::<f64>() / n;

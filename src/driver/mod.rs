@@ -54,6 +54,18 @@ pub enum Policy {
     Mix(f64),
     /// A fraction F of the pool is *new* real data each generation, the rest synthetic.
     Fresh(f64),
+    /// Verified synthetic data (Feng et al. 2024): draw `⌈M/F⌉` synthetic candidates, score each
+    /// by the verifier's log-likelihood, keep the best `M`.
+    Verify(Verifier, f64),
+}
+
+/// Who scores synthetic candidates under [`Policy::Verify`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Verifier {
+    /// The replicate's own generation-0 model (fitted on real data).
+    Gen0,
+    /// A model of the same kind fitted once (cpu64) to the held-out real data.
+    HeldOut,
 }
 
 impl std::str::FromStr for Policy {
@@ -76,8 +88,25 @@ impl std::str::FromStr for Policy {
             None if s == "accumulate" => Ok(Policy::Accumulate),
             Some(("mix", f)) => Ok(Policy::Mix(frac(f)?)),
             Some(("fresh", f)) => Ok(Policy::Fresh(frac(f)?)),
+            Some(("verify", rest)) => {
+                let (mode, f) = rest.split_once(':').unwrap_or((rest, ""));
+                let mode = match mode {
+                    "gen0" => Verifier::Gen0,
+                    "heldout" => Verifier::HeldOut,
+                    _ => {
+                        return Err(Error::InvalidArgument(format!(
+                            "verify mode {mode:?}: use verify:gen0:F or verify:heldout:F"
+                        )));
+                    }
+                };
+                let f = frac(f)?;
+                if f == 0.0 {
+                    return Err(Error::InvalidArgument("verify fraction must be > 0".into()));
+                }
+                Ok(Policy::Verify(mode, f))
+            }
             _ => Err(Error::InvalidArgument(format!(
-                "unknown policy {s:?}; use replace, accumulate, mix:F or fresh:F"
+                "unknown policy {s:?}; use replace, accumulate, mix:F, fresh:F or verify:MODE:F"
             ))),
         }
     }
@@ -90,6 +119,8 @@ impl std::fmt::Display for Policy {
             Policy::Accumulate => write!(f, "accumulate"),
             Policy::Mix(x) => write!(f, "mix:{x}"),
             Policy::Fresh(x) => write!(f, "fresh:{x}"),
+            Policy::Verify(Verifier::Gen0, x) => write!(f, "verify:gen0:{x}"),
+            Policy::Verify(Verifier::HeldOut, x) => write!(f, "verify:heldout:{x}"),
         }
     }
 }
@@ -276,6 +307,8 @@ pub struct RealData {
     pub held_out: Matrix,
     /// The reference density: the built-in truth, or for a file the generation-0 fit.
     pub truth: Option<GmmParams>,
+    /// The `verify:heldout` verifier: the model fitted (cpu64) to `held_out`.
+    pub held_out_model: Option<GmmParams>,
 }
 
 fn load_real(cfg: &RunConfig, cpu: &dyn Backend) -> Result<RealData> {
@@ -294,6 +327,7 @@ fn load_real(cfg: &RunConfig, cpu: &dyn Backend) -> Result<RealData> {
                 .collect::<Result<Vec<_>>>()?;
             Ok(RealData {
                 train,
+                held_out_model: None,
                 held_out: sample_model(
                     cpu,
                     &t,
@@ -325,6 +359,7 @@ fn load_real(cfg: &RunConfig, cpu: &dyn Backend) -> Result<RealData> {
             }
             let train = Matrix::new(tr.len() / d, d, tr)?;
             Ok(RealData {
+                held_out_model: None,
                 train: vec![train; cfg.replicates],
                 held_out: Matrix::new(ho.len() / d, d, ho)?,
                 truth: None,
@@ -343,7 +378,52 @@ fn draw_rows(x: &Matrix, count: usize, key: StreamKey) -> Result<Matrix> {
     Matrix::new(count, x.cols, pick)
 }
 
-/// The training pool of generation `n` of replicate `r`, and its real fraction.
+/// A training pool and its provenance.
+pub struct Pool {
+    /// The points.
+    pub x: Matrix,
+    /// `(origin, count)` in pool order: `real` (the real training data), `fresh` (new real
+    /// data), `gJ` (sampled from generation J's model).
+    pub composition: Vec<(String, usize)>,
+}
+
+impl Pool {
+    /// Fraction of real (`real` or `fresh`) points.
+    pub fn real_fraction(&self) -> f64 {
+        let real: usize = self
+            .composition
+            .iter()
+            .filter(|(o, _)| o == "real" || o == "fresh")
+            .map(|(_, c)| c)
+            .sum();
+        real as f64 / self.x.rows as f64
+    }
+
+    /// The composition as `origin:count|origin:count…` (one CSV field).
+    pub fn composition_field(&self) -> String {
+        self.composition
+            .iter()
+            .map(|(o, c)| format!("{o}:{c}"))
+            .collect::<Vec<_>>()
+            .join("|")
+    }
+}
+
+/// Log-density of each row of `x` under `p` (f64, host).
+fn log_densities(p: &GmmParams, x: &Matrix) -> Result<Vec<f64>> {
+    let e = p.estep_params()?;
+    Ok((0..x.rows)
+        .map(|i| {
+            let l: Vec<f64> = (0..e.k)
+                .map(|c| crate::backend::cpu64::gmm::log_gauss(x.row(i), &e, c) + e.log_weights[c])
+                .collect();
+            let m = l.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            m + l.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+        })
+        .collect())
+}
+
+/// The training pool of generation `n` of replicate `r`.
 fn pool(
     backend: &dyn Backend,
     cfg: &RunConfig,
@@ -351,12 +431,16 @@ fn pool(
     history: &[GmmParams],
     r: usize,
     n: usize,
-) -> Result<(Matrix, f64)> {
+) -> Result<Pool> {
     let train = &real.train[r];
     let d = train.cols;
     if n == 0 {
-        return Ok((train.clone(), 1.0));
+        return Ok(Pool {
+            x: train.clone(),
+            composition: vec![("real".into(), train.rows)],
+        });
     }
+    let g = |j: usize| format!("g{}", j - 1);
     let m = cfg.samples;
     let synth = |j: usize, count: usize| {
         sample_model(
@@ -371,21 +455,52 @@ fn pool(
         Matrix::new(rows, d, parts.into_iter().flat_map(|p| p.data).collect())
     };
     match cfg.policy {
-        Policy::Replace => Ok((synth(n, m)?, 0.0)),
+        Policy::Replace => Ok(Pool {
+            x: synth(n, m)?,
+            composition: vec![(g(n), m)],
+        }),
         Policy::Accumulate => {
             let mut parts = vec![train.clone()];
+            let mut composition = vec![("real".to_string(), train.rows)];
             for j in 1..=n {
                 parts.push(synth(j, m)?);
+                composition.push((g(j), m));
             }
-            let x = concat(parts)?;
-            let frac = train.rows as f64 / x.rows as f64;
-            Ok((x, frac))
+            Ok(Pool {
+                x: concat(parts)?,
+                composition,
+            })
         }
         Policy::Mix(f) => {
             let nr = (f * m as f64).round() as usize;
             let key = StreamKey::new(cfg.seed, stream_id(purpose::MIX, r, n));
             let x = concat(vec![draw_rows(train, nr, key)?, synth(n, m - nr)?])?;
-            Ok((x, nr as f64 / m as f64))
+            Ok(Pool {
+                x,
+                composition: vec![("real".into(), nr), (g(n), m - nr)],
+            })
+        }
+        Policy::Verify(verifier, f) => {
+            let candidates = synth(n, ((m as f64) / f).ceil() as usize)?;
+            let judge = match verifier {
+                Verifier::Gen0 => &history[0],
+                Verifier::HeldOut => real.held_out_model.as_ref().ok_or_else(|| {
+                    Error::InvalidArgument("verify:heldout needs the held-out model".into())
+                })?,
+            };
+            let score = log_densities(judge, &candidates)?;
+            let mut order: Vec<usize> = (0..candidates.rows).collect();
+            order.sort_by(|&a, &b| score[b].total_cmp(&score[a]).then(a.cmp(&b)));
+            order.truncate(m);
+            order.sort_unstable();
+            let data = order
+                .iter()
+                .flat_map(|&i| candidates.row(i).to_vec())
+                .collect();
+            Ok(Pool {
+                x: Matrix::new(m, d, data)?,
+                composition: vec![(g(n), m)],
+            })
         }
         Policy::Fresh(f) => {
             let nr = (f * m as f64).round() as usize;
@@ -404,7 +519,10 @@ fn pool(
                 )?,
             };
             let x = concat(vec![fresh, synth(n, m - nr)?])?;
-            Ok((x, nr as f64 / m as f64))
+            Ok(Pool {
+                x,
+                composition: vec![("fresh".into(), nr), (g(n), m - nr)],
+            })
         }
     }
 }
@@ -462,6 +580,10 @@ pub fn run(
     };
     let cfg = state.config.clone();
     let mut real = load_real(&cfg, cpu_reference)?;
+    if matches!(cfg.policy, Policy::Verify(Verifier::HeldOut, _)) {
+        let stream = stream_id(purpose::EM_INIT, 0xFF_FFFF, 0);
+        real.held_out_model = Some(fit_model(cpu_reference, &cfg, &real.held_out, stream)?);
+    }
     // Metrics file: truncated to the last checkpoint (drops rows of an unfinished generation).
     let mf = std::fs::OpenOptions::new()
         .create(true)
@@ -485,8 +607,8 @@ pub fn run(
     for n in done..total {
         let mut rows = Vec::new();
         for r in 0..cfg.replicates {
-            let (x, real_frac) = pool(backend, &cfg, &real, &state.history[r], r, n)?;
-            let p = fit_model(backend, &cfg, &x, stream_id(purpose::EM_INIT, r, n))?;
+            let pool = pool(backend, &cfg, &real, &state.history[r], r, n)?;
+            let p = fit_model(backend, &cfg, &pool.x, stream_id(purpose::EM_INIT, r, n))?;
             if n == 0 && real.truth.is_none() {
                 real.truth = Some(p.clone());
             }
@@ -501,7 +623,7 @@ pub fn run(
                 tails: tails.as_ref(),
                 cpu: cpu_reference,
             };
-            rows.push(metrics::row(&ctx, &p, n, r, x.rows, real_frac)?);
+            rows.push(metrics::row(&ctx, &p, n, r, &pool)?);
             state.history[r].push(p);
         }
         if n == 0 && state.metrics_bytes == 0 {
