@@ -20,14 +20,9 @@ fn load(dir: &Path) -> Result<(String, serde_json::Value)> {
         .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
-    let policy = match &v["config"]["policy"] {
-        serde_json::Value::String(s) => s.to_lowercase(),
-        serde_json::Value::Object(o) => o
-            .iter()
-            .map(|(k, f)| format!("{}:{f}", k.to_lowercase()))
-            .collect(),
-        other => other.to_string(),
-    };
+    let policy = serde_json::from_value::<crate::driver::Policy>(v["config"]["policy"].clone())
+        .map(|p| p.to_string())
+        .unwrap_or_else(|_| v["config"]["policy"].to_string());
     let label = format!(
         "{} ({}, {})",
         dir.file_name()
