@@ -8,13 +8,13 @@ c=./target/release/collapse
 B="${BACKEND:-cpu32}"
 
 # Shumailov et al.'s GMM setting: 2 components, N = 1000 per generation, 2000 generations, replace.
-rm -rf results/shumailov-gmm && mkdir -p results/shumailov-gmm
+rm -rf results/shumailov-gmm/replace   # keep the folder's README
 $c run --model gmm --truth shumailov-gmm --samples 1000 --generations 2000 --replicates 4 \
   --policy replace --seed 1 --backend "$B" --out results/shumailov-gmm/replace
 
 # Policy comparison: replace, accumulate, mix:0.1, verify:gen0:0.5, for the 1-D Gaussian and the GMM.
 for model in gaussian gmm; do
-  rm -rf "results/policies-$model" && mkdir -p "results/policies-$model"
+  rm -rf "results/policies-$model"/{replace,accumulate,mix-0.1,verify-gen0-0.5,plots}
   if [ "$model" = gaussian ]; then args=(--samples 100 --generations 500 --replicates 16);
   else args=(--samples 1000 --generations 200 --replicates 4); fi
   for p in replace accumulate mix:0.1 verify:gen0:0.5; do
