@@ -218,12 +218,29 @@ enum Kind {
 }
 
 fn main() -> ExitCode {
+    quiet_mesa();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Mesa's Vulkan drivers print "XDG_RUNTIME_DIR is invalid" when it is unset; give them a
+/// private directory instead (set before any thread starts).
+fn quiet_mesa() {
+    let ok = std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir());
+    if !ok {
+        let user = std::env::var("USER").unwrap_or_else(|_| "user".into());
+        let dir = std::env::temp_dir().join(format!("collapse-xdg-{user}"));
+        if std::fs::create_dir_all(&dir).is_ok() {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+            // SAFETY: called first thing in main, before any other thread exists.
+            unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
         }
     }
 }
@@ -445,6 +462,11 @@ fn bench_gmm(
 }
 
 fn fit_gmm(options: &GpuOptions, a: &FitGmmArgs) -> Result<()> {
+    // Make sure the result can be written before spending the time to fit.
+    if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::Io(format!("{}: {e}", parent.display())))?;
+    }
     let x = read_table(&a.data)?;
     let b = backend::open(a.backend, options)?;
     let cfg = GmmConfig {

@@ -551,6 +551,9 @@ pub fn run(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<RunState> {
     let io = |e: std::io::Error| Error::Io(format!("{}: {e}", dir.display()));
+    if let Some(c) = &config {
+        check_config(c)?;
+    }
     std::fs::create_dir_all(dir).map_err(io)?;
     let state_path = dir.join("state.json");
     let metrics_path = dir.join("metrics.csv");
@@ -563,7 +566,6 @@ pub fn run(
                     dir.display()
                 )));
             }
-            check_config(&config)?;
             RunState {
                 history: vec![Vec::new(); config.replicates],
                 config,
