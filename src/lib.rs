@@ -14,6 +14,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod check;
 pub mod driver;
 pub mod error;
 pub mod gmm;

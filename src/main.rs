@@ -79,6 +79,21 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Numeric regression check: run every kernel on fixed seeded inputs and compare with the
+    /// golden fingerprints (reference summary + each kernel's promised tolerance vs cpu64).
+    /// Exits non-zero on drift.
+    Check {
+        /// Rewrite the golden file from the current cpu64 reference and say what changed.
+        #[arg(long)]
+        bless: bool,
+        /// The golden file.
+        #[arg(long, default_value = "results/golden/fingerprints.json")]
+        golden: PathBuf,
+        /// Backends to check against cpu64 (default: cpu32, and wgsl + cube when an adapter
+        /// exists).
+        #[arg(long, value_delimiter = ',')]
+        backends: Vec<BackendKind>,
+    },
     /// Time kernels and print a table (criterion benches under benches/ measure the same).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -276,6 +291,11 @@ fn run(cli: Cli) -> Result<()> {
         ),
         Command::Fit(FitCommand::Gmm(args)) => fit_gmm(&options, &args),
         Command::Run(args) => run_generations(&options, &args),
+        Command::Check {
+            bless,
+            golden,
+            backends,
+        } => check(&options, bless, &golden, &backends),
         Command::Plot { runs, out } => {
             for f in collapse_kernels::report::plot_runs(&runs, &out)? {
                 println!("wrote {}", f.display());
@@ -531,6 +551,110 @@ fn fit_gmm(options: &GpuOptions, a: &FitGmmArgs) -> Result<()> {
             f.reseeded
         );
     }
+    Ok(())
+}
+
+fn check(
+    options: &GpuOptions,
+    bless: bool,
+    path: &std::path::Path,
+    kinds: &[BackendKind],
+) -> Result<()> {
+    use collapse_kernels::check;
+    let reference = backend::create(BackendKind::Cpu64, None)?;
+    if bless {
+        let new = check::bless(reference.as_ref())?;
+        match check::load(path) {
+            Ok(old) => {
+                for f in &new.kernels {
+                    match old.kernels.iter().find(|o| o.kernel == f.kernel) {
+                        Some(o) if o == f => println!("unchanged  {}", f.kernel),
+                        Some(o) => println!(
+                            "CHANGED    {}: {:?} ≤ {:e}, {:?}  →  {:?} ≤ {:e}, {:?}",
+                            f.kernel,
+                            o.measure,
+                            o.tolerance,
+                            o.reference,
+                            f.measure,
+                            f.tolerance,
+                            f.reference
+                        ),
+                        None => println!("new        {}", f.kernel),
+                    }
+                }
+            }
+            Err(_) => println!("no previous golden file; writing {}", path.display()),
+        }
+        check::save(path, &new)?;
+        println!("wrote {}", path.display());
+        return Ok(());
+    }
+    let golden = check::load(path)?;
+    let kinds: Vec<BackendKind> = if kinds.is_empty() {
+        let mut k = vec![BackendKind::Cpu32];
+        if gpu::choose_adapter(&adapter_summaries(), options.adapter.as_deref()).is_ok() {
+            k.extend([BackendKind::Wgsl, BackendKind::Cube]);
+        } else {
+            eprintln!("no GPU adapter: checking cpu32 only");
+        }
+        k
+    } else {
+        kinds.to_vec()
+    };
+    let gpu = if kinds.iter().any(|k| k.needs_gpu()) {
+        Some(GpuContext::new(options)?)
+    } else {
+        None
+    };
+    let backends: Vec<Box<dyn backend::Backend>> = kinds
+        .iter()
+        .map(|&k| backend::create(k, gpu.as_ref()))
+        .collect::<Result<_>>()?;
+    let refs: Vec<&dyn backend::Backend> = backends.iter().map(|b| b.as_ref()).collect();
+    let outcomes = check::check(&golden, reference.as_ref(), &refs)?;
+    println!(
+        "{:<28} {:<6} {:<6} {:<22} {:<12}",
+        "kernel", "backend", "result", "expected", "got"
+    );
+    for o in &outcomes {
+        let expected = if o.backend == "cpu64" {
+            "golden summary".to_string()
+        } else {
+            o.expected.clone()
+        };
+        let got = if o.backend == "cpu64" && o.pass {
+            "matches".to_string()
+        } else {
+            o.got.clone()
+        };
+        println!(
+            "{:<28} {:<6} {:<6} {:<22} {}",
+            o.kernel,
+            o.backend,
+            if o.pass { "ok" } else { "DRIFT" },
+            expected,
+            got
+        );
+    }
+    let failed: Vec<&check::Outcome> = outcomes.iter().filter(|o| !o.pass).collect();
+    if let Some(o) = failed.first() {
+        return Err(Error::Numerical(format!(
+            "{} of {} checks drifted (first: {} on {} / {}: expected {}, got {}, tolerance {:e})",
+            failed.len(),
+            outcomes.len(),
+            o.kernel,
+            o.backend,
+            o.adapter,
+            o.expected,
+            o.got,
+            o.tolerance
+        )));
+    }
+    println!(
+        "all {} checks passed against {}",
+        outcomes.len(),
+        path.display()
+    );
     Ok(())
 }
 

@@ -1,0 +1,403 @@
+//! `collapse check`: numeric regression checks against golden fingerprints.
+//!
+//! Every kernel runs on fixed, seeded inputs. A fingerprint (in `results/golden/fingerprints.json`)
+//! records, per kernel, a summary of the **cpu64 reference output** (count, mean, sd, min, max; or
+//! a hash where the kernel promises bit-identical results) and the **tolerance the kernel
+//! promises** for any backend against cpu64, with the measure it is stated in. A check
+//! recomputes the reference and compares it with the golden summary (catches a change of
+//! definition: a different Philox stream, a changed conversion), then runs each backend and
+//! compares its output with the reference by the kernel's measure (catches a kernel
+//! regression). No raw bit patterns of f32 outputs are stored, so another GPU that rounds
+//! differently passes while a real regression fails.
+
+use std::path::Path;
+
+use crate::backend::{Backend, BackendKind};
+use crate::error::{Error, Result};
+use crate::gmm::{CovarianceType, GmmParams};
+use crate::io::{Matrix, write_atomic};
+use crate::rng::StreamKey;
+use crate::sampling::{Categorical, MixtureBatch};
+
+/// How a backend's output is compared with the cpu64 reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Measure {
+    /// Bit-identical: hashes must match.
+    Exact,
+    /// Norm-wise relative error ‖got − ref‖ / ‖ref‖.
+    RelErr,
+    /// Fraction of entries that differ (indices that may move at rounding boundaries).
+    MismatchFraction,
+}
+
+/// Summary of a reference output.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Summary {
+    /// Number of values.
+    pub n: usize,
+    /// Mean.
+    pub mean: f64,
+    /// Standard deviation.
+    pub sd: f64,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// FNV-1a 64 of the values as little-endian f64 (for exact kernels).
+    pub hash: Option<String>,
+}
+
+/// One kernel's fingerprint.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Fingerprint {
+    /// Kernel name.
+    pub kernel: String,
+    /// The cpu64 reference output's summary.
+    pub reference: Summary,
+    /// How backends are compared with the reference.
+    pub measure: Measure,
+    /// The promised bound in that measure (0 for exact).
+    pub tolerance: f64,
+}
+
+/// The golden file.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Golden {
+    /// File format version.
+    pub version: u32,
+    /// Fingerprints, one per kernel.
+    pub kernels: Vec<Fingerprint>,
+}
+
+/// One line of the report.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Outcome {
+    /// Kernel.
+    pub kernel: String,
+    /// Backend (`cpu64` rows check the reference against the golden summary).
+    pub backend: String,
+    /// Where it ran.
+    pub adapter: String,
+    /// What was expected.
+    pub expected: String,
+    /// What was measured.
+    pub got: String,
+    /// The tolerance.
+    pub tolerance: f64,
+    /// Whether it passed.
+    pub pass: bool,
+}
+
+fn fnv(values: &[f64]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for v in values {
+        for b in v.to_le_bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+/// Summarise `v`, with a hash when `exact`.
+pub fn summarise(v: &[f64], exact: bool) -> Summary {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
+    Summary {
+        n: v.len(),
+        mean,
+        sd,
+        min: v.iter().cloned().fold(f64::INFINITY, f64::min),
+        max: v.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+        hash: exact.then(|| fnv(v)),
+    }
+}
+
+/// Relative tolerance of reference summaries across machines (libm may differ in the last bits).
+pub const SUMMARY_RTOL: f64 = 1e-9;
+
+/// Does the recomputed reference summary match the golden one?
+pub fn summary_matches(golden: &Summary, now: &Summary) -> bool {
+    let close = |a: f64, b: f64| (a - b).abs() <= SUMMARY_RTOL * a.abs().max(b.abs()).max(1e-300);
+    golden.n == now.n
+        && golden.hash == now.hash
+        && close(golden.mean, now.mean)
+        && close(golden.sd, now.sd)
+        && close(golden.min, now.min)
+        && close(golden.max, now.max)
+}
+
+/// The error of `got` against `reference` in `measure` (0 or 1 for exact).
+pub fn measure(m: Measure, reference: &[f64], got: &[f64]) -> f64 {
+    if reference.len() != got.len() || got.iter().any(|v| v.is_nan()) {
+        return f64::INFINITY;
+    }
+    match m {
+        Measure::Exact => (fnv(reference) != fnv(got)) as u8 as f64,
+        Measure::RelErr => {
+            let num: f64 = reference
+                .iter()
+                .zip(got)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum();
+            let den: f64 = reference.iter().map(|a| a * a).sum();
+            (num / den.max(1e-300)).sqrt()
+        }
+        Measure::MismatchFraction => {
+            reference.iter().zip(got).filter(|(a, b)| a != b).count() as f64
+                / got.len().max(1) as f64
+        }
+    }
+}
+
+/// A kernel of the check: name, measure, promised tolerance, and how to run it.
+struct Case {
+    name: &'static str,
+    measure: Measure,
+    tolerance: f64,
+    run: fn(&dyn Backend) -> Result<Vec<f64>>,
+}
+
+fn mixture() -> Result<crate::sampling::PreparedMixture> {
+    let (r, k, d) = (2, 4, 3);
+    let mut cov = Vec::new();
+    for c in 0..r * k {
+        for i in 0..d {
+            for j in 0..d {
+                cov.push(if i == j { 1.0 + 0.25 * c as f64 } else { 0.3 });
+            }
+        }
+    }
+    let weights = vec![0.1, 0.2, 0.3, 0.4, 0.25, 0.25, 0.25, 0.25];
+    let means = (0..r * k * d)
+        .map(|i| (i as f64 * 0.7).sin() * 4.0)
+        .collect();
+    MixtureBatch::from_covariances(r, k, d, weights, means, &cov)?.prepare()
+}
+
+fn em_data() -> Result<(Matrix, GmmParams)> {
+    let (n, d, k) = (4096, 4, 3);
+    let mut z = vec![0.0; n * d];
+    crate::backend::create(BackendKind::Cpu64, None)?.normal(StreamKey::new(5, 5), 0, &mut z)?;
+    let x = Matrix::new(
+        n,
+        d,
+        z.iter()
+            .enumerate()
+            .map(|(i, v)| 2.0 * v + (i % 3) as f64)
+            .collect(),
+    )?;
+    let mut cov = vec![0.0; k * d * d];
+    for c in 0..k {
+        for i in 0..d {
+            for j in 0..d {
+                cov[c * d * d + i * d + j] = if i == j { 1.5 + c as f64 } else { 0.2 };
+            }
+        }
+    }
+    let p = GmmParams {
+        k,
+        d,
+        covariance_type: CovarianceType::Full,
+        weights: vec![0.2, 0.3, 0.5],
+        means: (0..k * d).map(|i| (i % 5) as f64 - 2.0).collect(),
+        covariances: cov,
+    };
+    Ok((x, p))
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "philox_u32",
+        measure: Measure::Exact,
+        tolerance: 0.0,
+        run: |b| {
+            let mut v = vec![0u32; 65_536];
+            b.uniform_u32(StreamKey::new(42, 7), 3, &mut v)?;
+            Ok(v.iter().map(|&x| x as f64).collect())
+        },
+    },
+    Case {
+        name: "normal",
+        measure: Measure::RelErr,
+        tolerance: 1e-4,
+        run: |b| {
+            let mut v = vec![0.0; 65_536];
+            b.normal(StreamKey::new(42, 8), 0, &mut v)?;
+            Ok(v)
+        },
+    },
+    Case {
+        name: "gmm_sample_components",
+        measure: Measure::Exact,
+        tolerance: 0.0,
+        run: |b| {
+            let p = mixture()?;
+            let (mut x, mut c) = (vec![0.0; 2 * 4096 * 3], vec![0u32; 2 * 4096]);
+            b.sample_mixture(&p, 4096, StreamKey::new(9, 1), 0, &mut x, &mut c)?;
+            Ok(c.iter().map(|&v| v as f64).collect())
+        },
+    },
+    Case {
+        name: "gmm_sample_values",
+        measure: Measure::RelErr,
+        tolerance: 1e-4,
+        run: |b| {
+            let p = mixture()?;
+            let (mut x, mut c) = (vec![0.0; 2 * 4096 * 3], vec![0u32; 2 * 4096]);
+            b.sample_mixture(&p, 4096, StreamKey::new(9, 1), 0, &mut x, &mut c)?;
+            Ok(x)
+        },
+    },
+    Case {
+        name: "categorical_top20",
+        measure: Measure::MismatchFraction,
+        tolerance: 0.01,
+        run: |b| {
+            let mut logits = vec![0.0; 16 * 100];
+            crate::backend::create(BackendKind::Cpu64, None)?.normal(
+                StreamKey::new(3, 3),
+                0,
+                &mut logits,
+            )?;
+            let cat = Categorical {
+                rows: 16,
+                classes: 100,
+                logits,
+                temperature: 0.8,
+                top_k: Some(20),
+            };
+            let mut out = vec![0u32; 16 * 64];
+            b.sample_categorical(&cat, 64, StreamKey::new(3, 4), 0, &mut out)?;
+            Ok(out.iter().map(|&v| v as f64).collect())
+        },
+    },
+    Case {
+        name: "gmm_estep_loglik",
+        measure: Measure::RelErr,
+        tolerance: 1e-5,
+        run: |b| {
+            let (x, p) = em_data()?;
+            Ok(vec![b.gmm_pass(&x)?.estep(&p.estep_params()?)?])
+        },
+    },
+    Case {
+        name: "gmm_estep_responsibilities",
+        measure: Measure::RelErr,
+        tolerance: 1e-4,
+        run: |b| {
+            let (x, p) = em_data()?;
+            let mut pass = b.gmm_pass(&x)?;
+            pass.estep(&p.estep_params()?)?;
+            pass.responsibilities()
+        },
+    },
+    Case {
+        name: "gmm_mstep_scatter",
+        measure: Measure::RelErr,
+        tolerance: 1e-4,
+        run: |b| {
+            let (x, p) = em_data()?;
+            let r = {
+                let cpu = crate::backend::create(BackendKind::Cpu64, None)?;
+                let mut pass = cpu.gmm_pass(&x)?;
+                pass.estep(&p.estep_params()?)?;
+                pass.responsibilities()?
+            };
+            let mut pass = b.gmm_pass(&x)?;
+            pass.set_responsibilities(&r)?;
+            let s = pass.mstep(CovarianceType::Full)?;
+            Ok(s.nk.into_iter().chain(s.means).chain(s.scatter).collect())
+        },
+    },
+];
+
+/// Fingerprints of the current cpu64 reference.
+pub fn bless(reference: &dyn Backend) -> Result<Golden> {
+    let kernels = CASES
+        .iter()
+        .map(|c| {
+            Ok(Fingerprint {
+                kernel: c.name.into(),
+                reference: summarise(&(c.run)(reference)?, c.measure == Measure::Exact),
+                measure: c.measure,
+                tolerance: c.tolerance,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(Golden {
+        version: 1,
+        kernels,
+    })
+}
+
+/// Read a golden file.
+pub fn load(path: &Path) -> Result<Golden> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Io(format!("{}: {e} (create it with --bless)", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| Error::Data(format!("{}: {e}", path.display())))
+}
+
+/// Write a golden file (atomically).
+pub fn save(path: &Path, g: &Golden) -> Result<()> {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).map_err(|e| Error::Io(format!("{}: {e}", p.display())))?;
+    }
+    let text = serde_json::to_string_pretty(g).map_err(|e| Error::Io(e.to_string()))?;
+    write_atomic(path, text.as_bytes())
+}
+
+/// Run every case: the reference against `golden`, then each backend against the reference.
+pub fn check(
+    golden: &Golden,
+    reference: &dyn Backend,
+    backends: &[&dyn Backend],
+) -> Result<Vec<Outcome>> {
+    let mut out = Vec::new();
+    for case in CASES {
+        let Some(fp) = golden.kernels.iter().find(|f| f.kernel == case.name) else {
+            out.push(Outcome {
+                kernel: case.name.into(),
+                backend: "cpu64".into(),
+                adapter: reference.device(),
+                expected: "a golden fingerprint".into(),
+                got: "none (run with --bless)".into(),
+                tolerance: 0.0,
+                pass: false,
+            });
+            continue;
+        };
+        let ref_vals = (case.run)(reference)?;
+        let now = summarise(&ref_vals, fp.measure == Measure::Exact);
+        out.push(Outcome {
+            kernel: case.name.into(),
+            backend: "cpu64".into(),
+            adapter: reference.device(),
+            expected: format!("{:?}", fp.reference),
+            got: format!("{now:?}"),
+            tolerance: SUMMARY_RTOL,
+            pass: summary_matches(&fp.reference, &now),
+        });
+        for b in backends {
+            let (got, pass) = match (case.run)(*b) {
+                Ok(v) => {
+                    let e = measure(fp.measure, &ref_vals, &v);
+                    (format!("{e:.3e}"), e <= fp.tolerance)
+                }
+                Err(e) => (format!("error: {e}"), false),
+            };
+            out.push(Outcome {
+                kernel: case.name.into(),
+                backend: b.name().into(),
+                adapter: b.device(),
+                expected: format!("{:?} ≤ {:e}", fp.measure, fp.tolerance),
+                got,
+                tolerance: fp.tolerance,
+                pass,
+            });
+        }
+    }
+    Ok(out)
+}
