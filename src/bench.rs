@@ -24,6 +24,34 @@ pub struct GmmShape {
     pub covariance_type: CovarianceType,
 }
 
+impl std::str::FromStr for GmmShape {
+    type Err = crate::Error;
+    /// `NxDxK:full` or `NxDxK:diag`, e.g. `1000000x64x64:diag`.
+    fn from_str(s: &str) -> Result<Self> {
+        let bad =
+            || crate::Error::InvalidArgument(format!("shape {s:?}: use NxDxK:full or NxDxK:diag"));
+        let (dims, cov) = s.split_once(':').ok_or_else(bad)?;
+        let v: Vec<usize> = dims
+            .split('x')
+            .map(|t| t.parse().map_err(|_| bad()))
+            .collect::<Result<_>>()?;
+        let covariance_type = match cov {
+            "full" => CovarianceType::Full,
+            "diag" => CovarianceType::Diag,
+            _ => return Err(bad()),
+        };
+        match v[..] {
+            [n, d, k] if n >= 1 && d >= 1 && k >= 1 && k <= n => Ok(Self {
+                n,
+                d,
+                k,
+                covariance_type,
+            }),
+            _ => Err(bad()),
+        }
+    }
+}
+
 /// The shapes of the GMM issue: [100k, 16] → 32 full and diag, [1M, 8] → 16 full.
 pub const GMM_SHAPES: [GmmShape; 3] = [
     GmmShape {

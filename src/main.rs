@@ -174,6 +174,10 @@ enum BenchCommand {
         /// Write the records as CSV here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Shapes to time instead of the default three, as NxDxK:full or NxDxK:diag
+        /// (repeatable), e.g. --shape 1000000x64x64:diag.
+        #[arg(long = "shape")]
+        shapes: Vec<String>,
     },
 }
 
@@ -307,12 +311,14 @@ fn run(cli: Cli) -> Result<()> {
             iters,
             data_dir,
             out,
+            shapes,
         }) => bench_gmm(
             &options,
             &backends,
             iters,
             data_dir.as_deref(),
             out.as_deref(),
+            &shapes,
         ),
     }
 }
@@ -428,11 +434,20 @@ fn bench_gmm(
     iters: usize,
     data_dir: Option<&std::path::Path>,
     out: Option<&std::path::Path>,
+    shape_args: &[String],
 ) -> Result<()> {
-    use collapse_kernels::bench::{GMM_SHAPES, gmm_data, time_gmm, write_csv};
+    use collapse_kernels::bench::{GMM_SHAPES, GmmShape, gmm_data, time_gmm, write_csv};
     if iters == 0 {
         return Err(Error::InvalidArgument("--iters must be at least 1".into()));
     }
+    let shapes: Vec<GmmShape> = if shape_args.is_empty() {
+        GMM_SHAPES.to_vec()
+    } else {
+        shape_args
+            .iter()
+            .map(|s| s.parse::<GmmShape>())
+            .collect::<Result<_>>()?
+    };
     let gpu = if kinds.iter().any(|k| k.needs_gpu()) {
         Some(GpuContext::new(options)?)
     } else {
@@ -444,7 +459,7 @@ fn bench_gmm(
         "{:<8} {:>9} {:>3} {:>3} {:<5} {:>12} {:>12} {:>14}",
         "backend", "N", "D", "K", "cov", "ms/iter", "min ms", "pts·comp/s"
     );
-    for shape in GMM_SHAPES {
+    for shape in shapes {
         let (x, start) = gmm_data(shape, cpu.as_ref())?;
         if let Some(dir) = data_dir {
             std::fs::create_dir_all(dir)

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# On a machine with an NVIDIA GPU, no Rust toolchain and no network: run the binaries that
+# scripts/gpu-build.sh put in gpu-bundle/ and write records into OUTDIR.
+#   collapse info, collapse check (every kernel vs the golden fingerprints, all backends),
+#   collapse bench gmm at GPU sizes ([1M, 64] → 64 diag and full) on cpu32, wgsl and cube,
+#   the criterion sampling bench (samples/s, bytes/s),
+# then prints a short table. Meant to finish well inside 10 minutes (each step has a timeout).
+# Usage: bash scripts/gpu-check.sh OUTDIR
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:?usage: gpu-check.sh OUTDIR}
+mkdir -p "$out"
+B=gpu-bundle
+[ -d "$B" ] || { echo "no $B/: run scripts/gpu-build.sh on the build machine and carry $B"; exit 2; }
+# 1. Vulkan loader (the NVIDIA driver ships the ICD; the loader may be missing).
+if ! ldconfig -p | grep -q libvulkan.so.1; then
+  for f in "$B"/debs/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+if [ -e /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ] && ! ls /usr/share/vulkan/icd.d/nvidia* >/dev/null 2>&1; then
+  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+fi
+bin=/tmp/collapse-gpu
+mkdir -p "$bin"
+for f in "$B"/*.gz; do n=$(basename "$f" .gz); gunzip -c "$f" > "$bin/$n"; chmod +x "$bin/$n"; done
+C="$bin/collapse"
+{ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv || true; } > "$out/nvidia-smi.csv" 2>&1
+cat "$out/nvidia-smi.csv"
+echo "build: $(cat "$B/git-rev" 2>/dev/null)"
+# 2. Adapter and correctness.
+timeout 60 "$C" info | tee "$out/info.txt"
+timeout 60 "$C" info --json > "$out/info.json"
+timeout 180 "$C" check 2>&1 | tee "$out/check.txt"
+check_rc=${PIPESTATUS[0]}
+# 3. EM at GPU sizes; the CPU row is the same-run reference.
+# GMM_SHAPES overrides the shapes (e.g. small ones to try the script on lavapipe).
+shapes=${GMM_SHAPES:---shape 1000000x64x64:diag --shape 1000000x64x64:full}
+timeout 300 "$C" bench gmm --backends cpu32,wgsl,cube --iters 3 $shapes --out "$out/gmm.csv" 2>&1 \
+  | tee "$out/gmm.txt"
+# 4. Sampling bench (criterion writes target/criterion under the working directory).
+if [ -x "$bin/bench-sampling" ]; then
+  (cd "$out" && timeout 200 "$bin/bench-sampling" --bench --warm-up-time 1 --measurement-time 3 "gmm" \
+     > sampling-bench.txt 2>&1) || true
+  grep "M samples" "$out/sampling-bench.txt" || true
+fi
+echo
+echo "== summary ($(head -2 "$out/nvidia-smi.csv" | tail -1)) =="
+echo "collapse check: $([ "$check_rc" = 0 ] && echo passed || echo "FAILED (rc $check_rc)")"
+grep -v '^wrote' "$out/gmm.txt" 2>/dev/null || true
