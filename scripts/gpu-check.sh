@@ -3,6 +3,7 @@
 # scripts/gpu-build.sh put in gpu-bundle/ and write records into OUTDIR.
 #   collapse info, collapse check (every kernel vs the golden fingerprints, all backends),
 #   collapse bench gmm at GPU sizes ([1M, 64] → 64 diag and full) on cpu32, wgsl and cube,
+#   collapse bench sample (copy bandwidth vs the sampler's write rate, GPU timestamps),
 #   the criterion sampling bench (samples/s, bytes/s),
 # then prints a short table. Meant to finish well inside 10 minutes (each step has a timeout).
 # Usage: bash scripts/gpu-check.sh OUTDIR
@@ -37,13 +38,18 @@ check_rc=${PIPESTATUS[0]}
 shapes=${GMM_SHAPES:---shape 1000000x64x64:diag --shape 1000000x64x64:full}
 timeout 300 "$C" bench gmm --backends cpu32,wgsl,cube --iters 3 $shapes --out "$out/gmm.csv" 2>&1 \
   | tee "$out/gmm.txt"
-# 4. Sampling bench (criterion writes target/criterion under the working directory).
+# 4. Device GB/s: copy-bandwidth probe vs the WGSL GMM sampler's writes (issue: ≥ 60%).
+timeout 120 "$C" bench sample --samples ${SAMPLE_N:-16777216} 2>&1 | tee "$out/sample.txt"
+# 5. Sampling bench (criterion writes target/criterion under the working directory).
 if [ -x "$bin/bench-sampling" ]; then
-  (cd "$out" && timeout 200 "$bin/bench-sampling" --bench --warm-up-time 1 --measurement-time 3 "gmm" \
-     > sampling-bench.txt 2>&1) || true
+  # (criterion's own files stay in /tmp: OUTDIR keeps to 8 files.)
+  abs_out=$(cd "$out" && pwd)
+  (mkdir -p /tmp/crit && cd /tmp/crit && timeout 200 "$bin/bench-sampling" --bench --warm-up-time 1 \
+     --measurement-time 3 "gmm" > "$abs_out/sampling-bench.txt" 2>&1) || true
   grep "M samples" "$out/sampling-bench.txt" || true
 fi
 echo
 echo "== summary ($(head -2 "$out/nvidia-smi.csv" | tail -1)) =="
 echo "collapse check: $([ "$check_rc" = 0 ] && echo passed || echo "FAILED (rc $check_rc)")"
 grep -v '^wrote' "$out/gmm.txt" 2>/dev/null || true
+grep -E "GB/s|copy bandwidth" "$out/sample.txt" 2>/dev/null || true

@@ -203,3 +203,111 @@ pub fn write_csv<T: serde::Serialize>(path: &Path, rows: &[T]) -> Result<()> {
         .map_err(|e| crate::Error::Io(format!("{}: {e}", path.display())))?;
     crate::io::write_atomic(path, &bytes)
 }
+
+/// A device-side throughput measurement.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Throughput {
+    /// What was measured.
+    pub what: String,
+    /// Bytes counted (see each probe).
+    pub bytes: u64,
+    /// Fastest of the repetitions, seconds (device time with timestamps).
+    pub seconds: f64,
+    /// `bytes / seconds`, GB/s.
+    pub gb_per_s: f64,
+    /// `GpuTimestamp` or `WallClock`.
+    pub timing: String,
+}
+
+/// The copy-bandwidth ceiling: `shaders/probe.wgsl:copy` over the largest buffer one binding
+/// allows (at most 256 MiB), best of `reps`; bytes = read + written.
+pub fn copy_bandwidth(gpu: &crate::gpu::GpuContext, reps: usize) -> Result<Throughput> {
+    let elems = (gpu.max_binding_elements(16).min(1 << 24)) as usize; // vec4<f32> = 16 bytes
+    let pipe = gpu.pipeline("probe.wgsl", "copy")?;
+    let src = gpu.input_buffer("probe src", &vec![0u8; elems * 16])?;
+    let dst = gpu.output_buffer("probe dst", (elems * 16) as u64)?;
+    let bind = gpu.bind(&pipe, &[&src, &dst])?;
+    let mut best: Option<crate::gpu::KernelTime> = None;
+    for _ in 0..reps.max(1) {
+        let t = gpu.dispatch(
+            "probe.wgsl:copy",
+            &pipe,
+            &bind,
+            crate::gpu::GpuContext::grid((elems as u32).div_ceil(256)),
+        )?;
+        if best.as_ref().is_none_or(|b| t.seconds < b.seconds) {
+            best = Some(t);
+        }
+    }
+    let t = best.expect("at least one repetition");
+    let bytes = 2 * elems as u64 * 16;
+    Ok(Throughput {
+        what: "copy (read + write)".into(),
+        bytes,
+        seconds: t.seconds,
+        gb_per_s: bytes as f64 / t.seconds / 1e9,
+        timing: format!("{:?}", t.source),
+    })
+}
+
+/// Bytes per second the WGSL GMM sampler writes (samples as f32 plus a u32 component each) for
+/// `n` samples of a K = 16, D = 8 full mixture, from the kernel's own device time (the sum over
+/// its chunks), best of `reps`.
+pub fn sampler_write_rate(
+    gpu: &std::sync::Arc<crate::gpu::GpuContext>,
+    n: usize,
+    reps: usize,
+) -> Result<Throughput> {
+    let (k, d) = (16, 8);
+    let mut l = vec![0.0; k * d * d];
+    for c in 0..k {
+        for i in 0..d {
+            for j in 0..=i {
+                l[c * d * d + i * d + j] = if i == j { 0.5 } else { 0.1 };
+            }
+        }
+    }
+    let p = MixtureBatch {
+        replicates: 1,
+        k,
+        d,
+        weights: vec![1.0 / k as f64; k],
+        means: (0..k * d).map(|i| (i % 7) as f64).collect(),
+        factor: Factor::Cholesky(l),
+    }
+    .prepare()?;
+    let b = crate::backend::create(crate::backend::BackendKind::Wgsl, Some(gpu))?;
+    let (mut x, mut c) = (vec![0.0; n * d], vec![0u32; n]);
+    b.sample_mixture(
+        &p,
+        1024,
+        StreamKey::new(1, 1),
+        0,
+        &mut x[..1024 * d],
+        &mut c[..1024],
+    )?; // warm-up
+    let mut best = f64::INFINITY;
+    let mut timing = String::new();
+    for _ in 0..reps.max(1) {
+        gpu.take_timings();
+        b.sample_mixture(&p, n, StreamKey::new(1, 1), 0, &mut x, &mut c)?;
+        let ts: Vec<_> = gpu
+            .take_timings()
+            .into_iter()
+            .filter(|t| t.kernel == "sampling.wgsl:sample_mixture")
+            .collect();
+        timing = ts
+            .first()
+            .map(|t| format!("{:?}", t.source))
+            .unwrap_or_default();
+        best = best.min(ts.iter().map(|t| t.seconds).sum());
+    }
+    let bytes = (n * (d * 4 + 4)) as u64;
+    Ok(Throughput {
+        what: format!("WGSL GMM sampler writes (K={k}, D={d}, full, N={n})"),
+        bytes,
+        seconds: best,
+        gb_per_s: bytes as f64 / best / 1e9,
+        timing,
+    })
+}

@@ -179,6 +179,16 @@ enum BenchCommand {
         #[arg(long = "shape")]
         shapes: Vec<String>,
     },
+    /// Device-side GB/s: the adapter's copy bandwidth (probe kernel) and the bytes per second the
+    /// WGSL GMM sampler writes, from GPU timestamps, and their ratio.
+    Sample {
+        /// Samples per sampler call (K = 16, D = 8, full).
+        #[arg(long, default_value_t = 1 << 22)]
+        samples: usize,
+        /// Repetitions; the fastest counts.
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -320,6 +330,9 @@ fn run(cli: Cli) -> Result<()> {
             out.as_deref(),
             &shapes,
         ),
+        Command::Bench(BenchCommand::Sample { samples, reps }) => {
+            bench_sample(&options, samples, reps)
+        }
     }
 }
 
@@ -670,6 +683,37 @@ fn check(
         outcomes.len(),
         path.display()
     );
+    Ok(())
+}
+
+fn bench_sample(options: &GpuOptions, samples: usize, reps: usize) -> Result<()> {
+    use collapse_kernels::bench::{copy_bandwidth, sampler_write_rate};
+    if samples < 1024 {
+        return Err(Error::InvalidArgument(
+            "--samples must be at least 1024".into(),
+        ));
+    }
+    let gpu = GpuContext::new(options)?;
+    println!("adapter: {} ({:?})", gpu.info.name, gpu.info.backend);
+    let copy = copy_bandwidth(&gpu, reps)?;
+    let samp = sampler_write_rate(&gpu, samples, reps)?;
+    for t in [&copy, &samp] {
+        println!(
+            "{:<52} {:>12} bytes {:>10.3} ms {:>9.2} GB/s ({})",
+            t.what,
+            t.bytes,
+            t.seconds * 1e3,
+            t.gb_per_s,
+            t.timing
+        );
+    }
+    println!(
+        "sampler writes at {:.1}% of the copy bandwidth",
+        100.0 * samp.gb_per_s / copy.gb_per_s
+    );
+    if gpu.info.device_type == wgpu::DeviceType::Cpu {
+        println!("(a software adapter: these are not GPU figures)");
+    }
     Ok(())
 }
 

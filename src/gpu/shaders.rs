@@ -25,6 +25,7 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/categorical.wgsl"),
     ),
     ("gmm.wgsl", include_str!("../../shaders/gmm.wgsl")),
+    ("probe.wgsl", include_str!("../../shaders/probe.wgsl")),
     ("rng.wgsl", include_str!("../../shaders/rng.wgsl")),
     ("sampling.wgsl", include_str!("../../shaders/sampling.wgsl")),
 ];
