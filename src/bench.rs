@@ -311,3 +311,216 @@ pub fn sampler_write_rate(
         timing,
     })
 }
+
+/// The square sizes of the matmul bench (`N×N·N×N`).
+pub const MATMUL_SQUARES: [usize; 6] = [128, 256, 512, 1024, 2048, 4096];
+
+/// The matmul shapes of the models, `(label, M, N, K)`: the transformer's MLP up-projection
+/// (`[4096, 256]·[256, 1024]`, 32 sequences × 128 tokens) and the VAE's first layer
+/// (`[128, 784]·[784, 400]`).
+pub const MATMUL_MODEL_SHAPES: [(&str, usize, usize, usize); 2] =
+    [("lm_mlp_up", 4096, 1024, 256), ("vae_enc1", 128, 400, 784)];
+
+/// One timed matmul.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MatmulTiming {
+    /// Backend name (`cpu32` is the `matrixmultiply` crate).
+    pub backend: String,
+    /// Adapter or CPU description.
+    pub device: String,
+    /// Shape label (`MxNxK`, …).
+    pub shape: String,
+    /// M.
+    pub m: usize,
+    /// N.
+    pub n: usize,
+    /// K.
+    pub k: usize,
+    /// Median seconds per product.
+    pub seconds: f64,
+    /// Fastest seconds.
+    pub min_seconds: f64,
+    /// `2MNK / median`, GFLOP/s.
+    pub gflops: f64,
+    /// Fewest bytes the product must move / median, GB/s.
+    pub gb_per_s: f64,
+    /// `GpuTimestamp` (device time), `WallClock` (host, includes synchronisation).
+    pub timing: String,
+    /// Norm-wise relative error of this backend's C against the check reference.
+    pub rel_error: f64,
+    /// The check reference: `cpu64` for small products, else `cpu32`.
+    pub reference: String,
+    /// WGSL tile shape (empty for other backends).
+    pub tile: String,
+}
+
+/// Inputs of a bench product: deterministic values in [−0.5, 0.5), rounded to f32.
+pub fn matmul_inputs(p: &crate::matmul::Matmul) -> (Vec<f64>, Vec<f64>) {
+    let fill = |n: usize, s: usize| -> Vec<f64> {
+        (0..n)
+            .map(|i| (((i + s) * 2_654_435_761) % 1_000_003) as f32 as f64 / 1_000_003.0 - 0.5)
+            .collect()
+    };
+    (fill(p.len_a(), 1), fill(p.len_b(), 7))
+}
+
+/// A matmul prepared on one backend with its operands resident where the backend keeps them
+/// (device buffers for GPU backends, f32 copies for cpu32): `run()` does one product and
+/// returns its seconds and how they were measured; `result()` returns C.
+pub struct MatmulRunner<'a> {
+    run: Box<dyn FnMut() -> Result<(f64, &'static str)> + 'a>,
+    result: Box<dyn FnMut() -> Result<Vec<f64>> + 'a>,
+    /// WGSL tile shape name (empty elsewhere).
+    pub tile: String,
+}
+
+impl MatmulRunner<'_> {
+    /// One product: (seconds, timing source).
+    pub fn run(&mut self) -> Result<(f64, &'static str)> {
+        (self.run)()
+    }
+    /// C after the last run, widened.
+    pub fn result(&mut self) -> Result<Vec<f64>> {
+        (self.result)()
+    }
+}
+
+/// Prepare `p` (f32 storage, β = 0) on backend `kind`.
+pub fn matmul_runner<'a>(
+    kind: crate::backend::BackendKind,
+    gpu: Option<&'a std::sync::Arc<crate::gpu::GpuContext>>,
+    p: &'a crate::matmul::Matmul,
+) -> Result<MatmulRunner<'a>> {
+    use crate::backend::BackendKind;
+    let (a, b) = matmul_inputs(p);
+    let need_gpu =
+        || gpu.ok_or_else(|| crate::Error::InvalidArgument(format!("{kind} needs a GPU")));
+    Ok(match kind {
+        BackendKind::Cpu64 => {
+            let c = std::rc::Rc::new(std::cell::RefCell::new(vec![0.0; p.len_c()]));
+            let c2 = c.clone();
+            MatmulRunner {
+                run: Box::new(move || {
+                    let t = Instant::now();
+                    crate::backend::cpu64::matmul::matmul(p, &a, &b, None, &mut c.borrow_mut())?;
+                    Ok((t.elapsed().as_secs_f64(), "WallClock"))
+                }),
+                result: Box::new(move || Ok(c2.borrow().clone())),
+                tile: String::new(),
+            }
+        }
+        BackendKind::Cpu32 => {
+            let a32: Vec<f32> = a.iter().map(|&v| v as f32).collect();
+            let b32: Vec<f32> = b.iter().map(|&v| v as f32).collect();
+            let c = std::rc::Rc::new(std::cell::RefCell::new(vec![0f32; p.len_c()]));
+            let c2 = c.clone();
+            MatmulRunner {
+                run: Box::new(move || {
+                    let t = Instant::now();
+                    crate::backend::cpu32::matmul::sgemm(p, &a32, &b32, None, &mut c.borrow_mut());
+                    Ok((t.elapsed().as_secs_f64(), "WallClock"))
+                }),
+                result: Box::new(move || Ok(c2.borrow().iter().map(|&v| v as f64).collect())),
+                tile: String::new(),
+            }
+        }
+        BackendKind::Wgsl => {
+            use crate::backend::wgsl::matmul as wm;
+            let gpu = need_gpu()?;
+            let tile = crate::backend::wgsl::Wgsl::new(gpu.clone())
+                .matmul_tile()?
+                .tile;
+            wm::check_device(gpu, p, &tile)?;
+            let ops = std::rc::Rc::new(wm::upload(gpu, p, &a, &b, None, &[])?);
+            let ops2 = ops.clone();
+            MatmulRunner {
+                run: Box::new(move || {
+                    let s = wm::launch(gpu, p, &tile, &ops, true)?;
+                    let src = if gpu.has_timestamps() {
+                        "GpuTimestamp"
+                    } else {
+                        "WallClock"
+                    };
+                    Ok((s, src))
+                }),
+                result: Box::new(move || {
+                    let v: Vec<f32> = gpu.read_buffer(&ops2.c, p.len_c())?;
+                    Ok(v.into_iter().map(|x| x as f64).collect())
+                }),
+                tile: tile.name.to_string(),
+            }
+        }
+        BackendKind::Cube => {
+            use crate::backend::cube::matmul as cm;
+            let gpu = need_gpu()?;
+            let client = std::rc::Rc::new(gpu.cube_client()?);
+            let ops = std::rc::Rc::new(cm::upload(gpu, &client, p, &a, &b, None, &[])?);
+            let (client2, ops2) = (client.clone(), ops.clone());
+            MatmulRunner {
+                run: Box::new(move || {
+                    let t = Instant::now();
+                    cm::launch(&client, p, &ops);
+                    cubecl::future::block_on(client.sync())
+                        .map_err(|e| crate::Error::Cubecl(format!("{e:?}")))?;
+                    gpu.check_health()?;
+                    Ok((t.elapsed().as_secs_f64(), "WallClock"))
+                }),
+                result: Box::new(move || {
+                    let v = cm::read_c(&client2, p, &ops2)?;
+                    Ok(v.into_iter().map(|x| x as f64).collect())
+                }),
+                tile: String::new(),
+            }
+        }
+    })
+}
+
+/// Time `p` on `kind`: one checked warm-up run (C against `reference`), then `reps` timed runs.
+pub fn time_matmul(
+    kind: crate::backend::BackendKind,
+    gpu: Option<&std::sync::Arc<crate::gpu::GpuContext>>,
+    label: &str,
+    p: &crate::matmul::Matmul,
+    reps: usize,
+    reference: (&str, &[f64]),
+) -> Result<MatmulTiming> {
+    let mut r = matmul_runner(kind, gpu, p)?;
+    r.run()?;
+    let c = r.result()?;
+    let rel_error = crate::matmul::rel_error(&c, reference.1);
+    let mut times = Vec::with_capacity(reps);
+    let mut source = "";
+    for _ in 0..reps.max(1) {
+        let (s, src) = r.run()?;
+        times.push(s);
+        source = src;
+    }
+    times.sort_by(f64::total_cmp);
+    let med = times[times.len() / 2];
+    let device = match kind {
+        crate::backend::BackendKind::Cpu64 => "host CPU, 1 thread, f64".to_string(),
+        crate::backend::BackendKind::Cpu32 => {
+            format!(
+                "host CPU, {} threads, matrixmultiply",
+                rayon::current_num_threads()
+            )
+        }
+        _ => gpu.map(|g| g.info.name.clone()).unwrap_or_default(),
+    };
+    Ok(MatmulTiming {
+        backend: kind.name().into(),
+        device,
+        shape: label.into(),
+        m: p.m,
+        n: p.n,
+        k: p.k,
+        seconds: med,
+        min_seconds: times[0],
+        gflops: p.flops() / med * 1e-9,
+        gb_per_s: p.min_bytes() / med * 1e-9,
+        timing: source.into(),
+        rel_error,
+        reference: reference.0.into(),
+        tile: r.tile.clone(),
+    })
+}

@@ -188,6 +188,17 @@ pub fn first_pass_stats(first: &[f32], k: usize, d: usize) -> (Vec<f32>, Vec<f32
     (nk, means)
 }
 
+/// The number of components `K` of a responsibilities table of `len` entries over `n` points
+/// (`[N][K]`); an error when `len` is not a positive multiple of `n`.
+pub fn components_of(len: usize, n: usize) -> Result<usize> {
+    if n == 0 || len == 0 || !len.is_multiple_of(n) {
+        return Err(Error::InvalidArgument(format!(
+            "{len} responsibilities for {n} points"
+        )));
+    }
+    Ok(len / n)
+}
+
 /// Pairwise (cascade) sum: rounding error grows like `O(ε log n)`, not `O(ε n)`.
 pub fn pairwise_sum(x: &[f64]) -> f64 {
     if x.len() <= 16 {

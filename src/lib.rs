@@ -5,7 +5,8 @@
 //! - [`rng`]: Philox4x32-10, the definition every backend's random numbers must match;
 //! - [`gpu`]: the one shared wgpu device, buffers, pipelines, timing, WGSL composition;
 //! - [`backend`]: the abstraction the models see, with `cpu64`, `cpu32`, `wgsl` and `cube`;
-//! - [`sampling`], [`gmm`]: what the sampling and EM kernels exchange with the host;
+//! - [`sampling`], [`gmm`], [`matmul`]: what the sampling, EM and matmul kernels exchange with
+//!   the host;
 //! - [`models`]: fitting loops written against the backend abstraction;
 //! - [`io`]: CSV / NPY tables and atomic writes;
 //! - [`error`]: the error type.
@@ -20,6 +21,7 @@ pub mod error;
 pub mod gmm;
 pub mod gpu;
 pub mod io;
+pub mod matmul;
 pub mod models;
 pub mod report;
 pub mod rng;

@@ -35,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::gmm::GmmPass;
 use crate::gpu::{GpuContext, GpuOptions};
 use crate::io::Matrix;
+use crate::matmul::Matmul;
 use crate::rng::StreamKey;
 use crate::sampling::{Categorical, PreparedMixture};
 
@@ -94,6 +95,19 @@ pub trait Backend: Send + Sync {
         key: StreamKey,
         first: u64,
         out: &mut [u32],
+    ) -> Result<()>;
+
+    /// `C = act(α·op(A)·op(B) + β·C + bias)`, batched, as [`crate::matmul`] documents: `a`, `b`,
+    /// `c` hold `p.len_a()`, `p.len_b()`, `p.len_c()` values, `bias` `N` when the epilogue adds
+    /// one. f32 backends round the inputs to f32 (A and B to f16 with f16 storage) and compute
+    /// in f32; C comes back widened to f64.
+    fn matmul(
+        &self,
+        p: &Matmul,
+        a: &[f64],
+        b: &[f64],
+        bias: Option<&[f64]>,
+        c: &mut [f64],
     ) -> Result<()>;
 
     /// Start repeated EM passes over `x` (`[N][D]`): the E-step and the two-pass M-step of a

@@ -249,7 +249,23 @@ impl GpuContext {
 
     /// The compute pipeline of `entry` in the composed shader `shader` (cached).
     pub fn pipeline(&self, shader: &str, entry: &str) -> Result<Arc<wgpu::ComputePipeline>> {
-        let key = (shader.to_string(), entry.to_string());
+        self.pipeline_with(shader, entry, &[])
+    }
+
+    /// The compute pipeline of `entry` in the composed shader `shader` with its
+    /// pipeline-overridable constants (`override` declarations) set to `constants` (cached per
+    /// set of values): how the matmul kernels get their per-adapter tile shape.
+    pub fn pipeline_with(
+        &self,
+        shader: &str,
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
+        let mut name = entry.to_string();
+        for (k, v) in constants {
+            name += &format!(" {k}={v}");
+        }
+        let key = (shader.to_string(), name);
         if let Some(p) = self
             .pipelines
             .lock()
@@ -259,7 +275,7 @@ impl GpuContext {
             return Ok(p.clone());
         }
         let src = shaders::compose(shader)?;
-        let p = Arc::new(self.pipeline_from_source(shader, &src, entry)?);
+        let p = Arc::new(self.pipeline_from_source_with(shader, &src, entry, constants)?);
         self.pipelines
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -274,6 +290,17 @@ impl GpuContext {
         src: &str,
         entry: &str,
     ) -> Result<wgpu::ComputePipeline> {
+        self.pipeline_from_source_with(label, src, entry, &[])
+    }
+
+    /// [`GpuContext::pipeline_from_source`] with pipeline-overridable constants.
+    pub fn pipeline_from_source_with(
+        &self,
+        label: &str,
+        src: &str,
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> Result<wgpu::ComputePipeline> {
         self.scoped(&format!("compiling {label}:{entry}"), || {
             let module = self
                 .device
@@ -287,7 +314,10 @@ impl GpuContext {
                     layout: None,
                     module: &module,
                     entry_point: Some(entry),
-                    compilation_options: Default::default(),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants,
+                        ..Default::default()
+                    },
                     cache: None,
                 })
         })

@@ -21,10 +21,23 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/common/philox.wgsl"),
     ),
     (
+        "common/matmul_core.wgsl",
+        include_str!("../../shaders/common/matmul_core.wgsl"),
+    ),
+    (
         "categorical.wgsl",
         include_str!("../../shaders/categorical.wgsl"),
     ),
     ("gmm.wgsl", include_str!("../../shaders/gmm.wgsl")),
+    ("matmul.wgsl", include_str!("../../shaders/matmul.wgsl")),
+    (
+        "matmul_f16.wgsl",
+        include_str!("../../shaders/matmul_f16.wgsl"),
+    ),
+    (
+        "matmul_vec4.wgsl",
+        include_str!("../../shaders/matmul_vec4.wgsl"),
+    ),
     ("probe.wgsl", include_str!("../../shaders/probe.wgsl")),
     ("rng.wgsl", include_str!("../../shaders/rng.wgsl")),
     ("sampling.wgsl", include_str!("../../shaders/sampling.wgsl")),

@@ -13,7 +13,8 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::gmm::{
-    CPU_BLOCK, CovarianceType, EStepParams, GmmPass, MStats, PairwiseAcc, pairwise_sum_f32,
+    CPU_BLOCK, CovarianceType, EStepParams, GmmPass, MStats, PairwiseAcc, components_of,
+    pairwise_sum_f32,
 };
 use crate::io::Matrix;
 
@@ -240,13 +241,7 @@ impl GmmPass for Cpu32Gmm {
 
     fn set_responsibilities(&mut self, r: &[f64]) -> Result<()> {
         let n = self.n;
-        if n == 0 || !r.len().is_multiple_of(n) {
-            return Err(Error::InvalidArgument(format!(
-                "{} responsibilities for {n} points",
-                r.len()
-            )));
-        }
-        let k = r.len() / n;
+        let k = components_of(r.len(), n)?;
         self.k = k;
         self.rt = vec![0f32; n * k];
         for (s, bn) in blocks(n) {

@@ -2,6 +2,7 @@
 
 pub mod gmm;
 pub mod lanes;
+pub mod matmul;
 mod rng;
 mod sampling;
 
@@ -78,6 +79,17 @@ impl Backend for Cpu32 {
             .enumerate()
             .for_each(|(row, o)| categorical_rows::<f32>(cat, s, key, first, row, o));
         Ok(())
+    }
+
+    fn matmul(
+        &self,
+        p: &crate::matmul::Matmul,
+        a: &[f64],
+        b: &[f64],
+        bias: Option<&[f64]>,
+        c: &mut [f64],
+    ) -> Result<()> {
+        matmul::matmul(p, a, b, bias, c)
     }
 
     fn gmm_pass<'a>(

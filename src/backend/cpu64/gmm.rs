@@ -4,7 +4,8 @@
 
 use crate::error::{Error, Result};
 use crate::gmm::{
-    CPU_BLOCK, CovarianceType, EStepParams, GmmPass, HALF_LN_2PI, MStats, PairwiseAcc, pairwise_sum,
+    CPU_BLOCK, CovarianceType, EStepParams, GmmPass, HALF_LN_2PI, MStats, PairwiseAcc,
+    components_of, pairwise_sum,
 };
 use crate::io::Matrix;
 
@@ -89,13 +90,7 @@ impl GmmPass for Cpu64Gmm<'_> {
 
     fn set_responsibilities(&mut self, r: &[f64]) -> Result<()> {
         let n = self.x.rows;
-        if n == 0 || !r.len().is_multiple_of(n) {
-            return Err(Error::InvalidArgument(format!(
-                "{} responsibilities for {n} points",
-                r.len()
-            )));
-        }
-        self.k = r.len() / n;
+        self.k = components_of(r.len(), n)?;
         self.resp = r.to_vec();
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! the tests and the drift study compare every other backend against.
 
 pub mod gmm;
+pub mod matmul;
 mod rng;
 pub mod sampling;
 
@@ -64,6 +65,17 @@ impl Backend for Cpu64 {
         check_categorical_outputs(cat, s, out)?;
         sampling::categorical_rows::<f64>(cat, s, key, first, 0, out);
         Ok(())
+    }
+
+    fn matmul(
+        &self,
+        p: &crate::matmul::Matmul,
+        a: &[f64],
+        b: &[f64],
+        bias: Option<&[f64]>,
+        c: &mut [f64],
+    ) -> Result<()> {
+        matmul::matmul(p, a, b, bias, c)
     }
 
     fn gmm_pass<'a>(

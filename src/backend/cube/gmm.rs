@@ -8,7 +8,9 @@ use cubecl::prelude::*;
 
 use crate::backend::wgsl::gmm::{MAX_DIM, chunk_points, msum_tiling};
 use crate::error::{Error, Result};
-use crate::gmm::{CovarianceType, EStepParams, GmmPass, MStats, PairwiseAcc, first_pass_stats};
+use crate::gmm::{
+    CovarianceType, EStepParams, GmmPass, MStats, PairwiseAcc, components_of, first_pass_stats,
+};
 use crate::gpu::GpuContext;
 use crate::io::Matrix;
 
@@ -336,13 +338,7 @@ impl GmmPass for CubeGmm<'_> {
 
     fn set_responsibilities(&mut self, r: &[f64]) -> Result<()> {
         let n = self.x.len() / self.d;
-        if n == 0 || !r.len().is_multiple_of(n) {
-            return Err(Error::InvalidArgument(format!(
-                "{} responsibilities for {n} points",
-                r.len()
-            )));
-        }
-        let k = r.len() / n;
+        let k = components_of(r.len(), n)?;
         self.layout(k);
         let mut s = 0;
         for ch in &mut self.chunks {

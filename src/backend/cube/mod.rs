@@ -3,6 +3,7 @@
 
 mod categorical;
 mod gmm;
+pub mod matmul;
 mod rng;
 mod sampling;
 
@@ -89,6 +90,17 @@ impl Backend for Cube {
     ) -> Result<()> {
         check_categorical_outputs(cat, s, out)?;
         categorical::sample_categorical(&self.client, &self.gpu, cat, s, key, first, out)
+    }
+
+    fn matmul(
+        &self,
+        p: &crate::matmul::Matmul,
+        a: &[f64],
+        b: &[f64],
+        bias: Option<&[f64]>,
+        c: &mut [f64],
+    ) -> Result<()> {
+        matmul::matmul(&self.gpu, &self.client, p, a, b, bias, c)
     }
 
     fn gmm_pass<'a>(

@@ -5,7 +5,9 @@
 //! across tiles on the device (`tree_reduce`), then pairwise across chunks on the host (f32).
 
 use crate::error::{Error, Result};
-use crate::gmm::{CovarianceType, EStepParams, GmmPass, MStats, PairwiseAcc, first_pass_stats};
+use crate::gmm::{
+    CovarianceType, EStepParams, GmmPass, MStats, PairwiseAcc, components_of, first_pass_stats,
+};
 use crate::gpu::GpuContext;
 use crate::io::Matrix;
 
@@ -47,7 +49,6 @@ struct Chunk {
     n: usize,
     x: wgpu::Buffer,
     resp: Option<wgpu::Buffer>,
-    lse: Option<wgpu::Buffer>,
 }
 
 /// The WGSL EM pass state.
@@ -98,7 +99,6 @@ impl<'a> WgslGmm<'a> {
                 n: cn,
                 x,
                 resp: None,
-                lse: None,
             });
         }
         self.k = k;
@@ -229,23 +229,15 @@ impl GmmPass for WgslGmm<'_> {
                 &bg,
                 GpuContext::grid((n as u32).div_ceil(WG)),
             )?;
-            let sum = self.tree_sum(lse.clone(), n, 1)?;
-            total.push(sum);
+            total.push(self.tree_sum(lse, n, 1)?);
             self.chunks[i].resp = Some(resp);
-            self.chunks[i].lse = Some(lse);
         }
         Ok(total.finish().map(|v| v[0] as f64).unwrap_or(0.0))
     }
 
     fn set_responsibilities(&mut self, r: &[f64]) -> Result<()> {
         let n = self.x.len() / self.d;
-        if n == 0 || !r.len().is_multiple_of(n) {
-            return Err(Error::InvalidArgument(format!(
-                "{} responsibilities for {n} points",
-                r.len()
-            )));
-        }
-        let k = r.len() / n;
+        let k = components_of(r.len(), n)?;
         self.layout(k)?;
         let mut s = 0;
         for i in 0..self.chunks.len() {

@@ -2,10 +2,11 @@
 
 pub mod categorical;
 pub mod gmm;
+pub mod matmul;
 mod rng;
 pub mod sampling;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::{Backend, Precision};
 use crate::error::Result;
@@ -18,12 +19,29 @@ use crate::sampling::{
 /// The WGSL backend.
 pub struct Wgsl {
     gpu: Arc<GpuContext>,
+    tile: Mutex<Option<matmul::TileChoice>>,
 }
 
 impl Wgsl {
     /// A WGSL backend on the shared GPU context.
     pub fn new(gpu: Arc<GpuContext>) -> Self {
-        Self { gpu }
+        Self {
+            gpu,
+            tile: Mutex::new(None),
+        }
+    }
+
+    /// The matmul tile shape for this adapter: chosen on first use (env, disk cache or
+    /// autotune, see [`matmul::choose_tile`]) and kept for the backend's life.
+    pub fn matmul_tile(&self) -> Result<matmul::TileChoice> {
+        let mut guard = self.tile.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = guard.as_ref() {
+            return Ok(t.clone());
+        }
+        let file = matmul::cache_dir().map(|d| d.join("matmul-tiles.json"));
+        let t = matmul::choose_tile(&self.gpu, file.as_deref())?;
+        *guard = Some(t.clone());
+        Ok(t)
     }
 }
 
@@ -69,6 +87,19 @@ impl Backend for Wgsl {
     ) -> Result<()> {
         check_categorical_outputs(cat, s, out)?;
         categorical::sample_categorical(&self.gpu, cat, s, key, first, out)
+    }
+
+    fn matmul(
+        &self,
+        p: &crate::matmul::Matmul,
+        a: &[f64],
+        b: &[f64],
+        bias: Option<&[f64]>,
+        c: &mut [f64],
+    ) -> Result<()> {
+        p.validate(a.len(), b.len(), bias.map(<[f64]>::len), c.len())?;
+        let tile = self.matmul_tile()?.tile;
+        matmul::matmul_with(&self.gpu, &tile, true, p, a, b, bias, c)
     }
 
     fn gmm_pass<'a>(

@@ -1,0 +1,368 @@
+//! Matrix multiply: every backend against the cpu64 reference on awkward shapes, every
+//! transpose, α/β combination, batch count, epilogue and storage; every WGSL tile shape and both
+//! WGSL load paths; bad input; the autotune and its cache.
+//!
+//! Inputs are fresh Philox normals (seed printed; set `MATMUL_TEST_SEED` to replay), rounded to
+//! f32 so every backend sees the same values. GPU outputs are poisoned with NaN before each
+//! kernel, so an unwritten element fails. Bounds, norm-wise relative error vs cpu64:
+//! - f32: `1e-5` (measured ≤ ~1e-6 at K ≤ 4096);
+//! - f16 storage vs cpu64 on the same f16-rounded inputs: `1e-5`; vs the unrounded inputs:
+//!   `3e-3` (binary16 keeps 11 significant bits: each input off by ≤ 2⁻¹¹ relative).
+
+mod common;
+
+use collapse_kernels::backend::wgsl::matmul::{
+    TILE_CONFIGS, choose_tile, matmul_with, shader_for, tile_by_name,
+};
+use collapse_kernels::backend::{Backend, BackendKind, create};
+use collapse_kernels::error::Error;
+use collapse_kernels::matmul::{Epilogue, Matmul, Storage, rel_error};
+use collapse_kernels::rng::StreamKey;
+
+const F32_BOUND: f64 = 1e-5;
+const F16_SAME_INPUT_BOUND: f64 = 1e-5;
+const F16_VS_F32_BOUND: f64 = 3e-3;
+
+fn seed() -> u64 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| {
+        let s = std::env::var("MATMUL_TEST_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+            });
+        eprintln!("matmul tests: MATMUL_TEST_SEED={s}");
+        s
+    })
+}
+
+/// `n` standard normals rounded to f32 (stream `stream` of the test seed).
+fn data(n: usize, stream: u64) -> Vec<f64> {
+    let mut z = vec![0.0; n];
+    create(BackendKind::Cpu64, None)
+        .unwrap()
+        .normal(StreamKey::new(seed(), stream), 0, &mut z)
+        .unwrap();
+    z.iter().map(|&v| v as f32 as f64).collect()
+}
+
+struct Case {
+    p: Matmul,
+    a: Vec<f64>,
+    b: Vec<f64>,
+    bias: Option<Vec<f64>>,
+    c0: Vec<f64>,
+}
+
+fn case(p: Matmul, stream: u64) -> Case {
+    let a = data(p.len_a(), 4 * stream);
+    let b = data(p.len_b(), 4 * stream + 1);
+    let bias = p.epilogue.has_bias().then(|| data(p.n, 4 * stream + 2));
+    // β = 0: C holds NaN, which must not reach the output.
+    let c0 = if p.beta != 0.0 {
+        data(p.len_c(), 4 * stream + 3)
+    } else {
+        vec![f64::NAN; p.len_c()]
+    };
+    Case { p, a, b, bias, c0 }
+}
+
+fn run(be: &dyn Backend, c: &Case) -> Vec<f64> {
+    let mut out = c.c0.clone();
+    be.matmul(&c.p, &c.a, &c.b, c.bias.as_deref(), &mut out)
+        .unwrap_or_else(|e| panic!("{} {}: {e}", be.name(), c.p.label()));
+    out
+}
+
+fn reference(c: &Case) -> Vec<f64> {
+    run(create(BackendKind::Cpu64, None).unwrap().as_ref(), c)
+}
+
+fn check(name: &str, got: &[f64], want: &[f64], bound: f64, what: &str) {
+    let e = rel_error(got, want);
+    assert!(
+        e <= bound,
+        "{name} {what}: relative error {e:.3e} > {bound:.0e} (seed {})",
+        seed()
+    );
+}
+
+/// The awkward shapes of the issue (M×N×K), plus the 4096-long one the other way round.
+const SHAPES: [(usize, usize, usize); 5] = [
+    (1, 1, 1),
+    (63, 2, 10),
+    (1, 4096, 1),
+    (4096, 1, 1),
+    (257, 129, 65),
+];
+
+#[test]
+fn every_backend_matches_cpu64_on_awkward_shapes() {
+    let backends = common::backends();
+    let mut stream = 0;
+    for (m, n, k) in SHAPES {
+        for batch in [1, 7] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                for alpha in [0.0, 1.0, 2.3] {
+                    for beta in [0.0, 1.0, 2.3] {
+                        stream += 1;
+                        let p = Matmul::new(m, n, k)
+                            .batched(batch)
+                            .transposed(ta, tb)
+                            .scaled(alpha, beta);
+                        let c = case(p, stream);
+                        let want = reference(&c);
+                        assert!(want.iter().all(|v| v.is_finite()));
+                        for be in backends.iter().filter(|b| b.name() != "cpu64") {
+                            check(
+                                be.name(),
+                                &run(be.as_ref(), &c),
+                                &want,
+                                F32_BOUND,
+                                &c.p.label(),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn epilogues_match_cpu64() {
+    let backends = common::backends();
+    for (i, e) in Epilogue::ALL.into_iter().enumerate() {
+        for (m, n, k, batch) in [(257, 129, 65, 1), (33, 20, 300, 3)] {
+            let p = Matmul::new(m, n, k)
+                .batched(batch)
+                .scaled(0.7, 0.5)
+                .with_epilogue(e);
+            let c = case(p, 1000 + i as u64);
+            let want = reference(&c);
+            for be in backends.iter().filter(|b| b.name() != "cpu64") {
+                check(
+                    be.name(),
+                    &run(be.as_ref(), &c),
+                    &want,
+                    F32_BOUND,
+                    &c.p.label(),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn activations_f32_match_f64_definitions() {
+    for x in [-20.0f32, -3.0, -0.5, -1e-3, 0.0, 1e-3, 0.7, 4.0, 30.0] {
+        for e in Epilogue::ALL {
+            let got = e.activate_f32(x) as f64;
+            let want = e.activate(x as f64);
+            assert!(
+                (got - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                "{e:?}({x}) = {got}, want {want}"
+            );
+        }
+    }
+}
+
+#[test]
+fn wgsl_every_tile_shape_and_both_load_paths() {
+    let Some(gpu) = common::gpu() else { return };
+    // Vec4-eligible shapes (contiguous dimensions multiples of 4) and ineligible ones.
+    let shapes = [(68, 36, 20), (130, 68, 44), (257, 129, 65), (5, 3, 7)];
+    let mut vec4_seen = false;
+    for tile in TILE_CONFIGS {
+        for (s, &(m, n, k)) in shapes.iter().enumerate() {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let p = Matmul::new(m, n, k)
+                    .batched(2)
+                    .transposed(ta, tb)
+                    .scaled(1.5, 0.5);
+                let c = case(p, 2000 + s as u64);
+                let want = reference(&c);
+                for allow_vec4 in [true, false] {
+                    vec4_seen |= shader_for(&c.p, allow_vec4) == "matmul_vec4.wgsl";
+                    let mut got = c.c0.clone();
+                    matmul_with(&gpu, &tile, allow_vec4, &c.p, &c.a, &c.b, None, &mut got)
+                        .unwrap_or_else(|e| panic!("{} {}: {e}", tile.name, c.p.label()));
+                    let what = format!("{} vec4={allow_vec4} {}", tile.name, c.p.label());
+                    check("wgsl", &got, &want, F32_BOUND, &what);
+                }
+            }
+        }
+    }
+    assert!(vec4_seen, "no shape exercised matmul_vec4.wgsl");
+}
+
+#[test]
+fn f16_storage_matches_cpu64_on_rounded_inputs() {
+    let gpu_backends = common::gpu_backends();
+    for (i, (m, n, k)) in [(257, 129, 65), (64, 64, 512), (3, 5, 7)]
+        .into_iter()
+        .enumerate()
+    {
+        let p32 = Matmul::new(m, n, k)
+            .batched(2)
+            .transposed(i == 1, i == 2)
+            .scaled(1.0, 0.5)
+            .with_epilogue(Epilogue::BiasGelu);
+        let p16 = p32.clone().with_storage(Storage::F16);
+        let c32 = case(p32, 3000 + i as u64);
+        let c16 = Case {
+            p: p16,
+            a: c32.a.clone(),
+            b: c32.b.clone(),
+            bias: c32.bias.clone(),
+            c0: c32.c0.clone(),
+        };
+        let want16 = reference(&c16);
+        let want32 = reference(&c32);
+        // The reference itself: f16 rounding moves the result by about 2^-11.
+        let e = rel_error(&want16, &want32);
+        assert!(
+            e > 1e-5 && e < F16_VS_F32_BOUND,
+            "f16 reference vs f32: {e:.3e}"
+        );
+        let cpu32 = create(BackendKind::Cpu32, None).unwrap();
+        check(
+            "cpu32",
+            &run(cpu32.as_ref(), &c16),
+            &want16,
+            F16_SAME_INPUT_BOUND,
+            "f16",
+        );
+        for be in &gpu_backends {
+            let gpu = common::gpu().unwrap();
+            if !gpu.features().contains(wgpu::Features::SHADER_F16) {
+                let mut out = c16.c0.clone();
+                let err = be.matmul(&c16.p, &c16.a, &c16.b, c16.bias.as_deref(), &mut out);
+                assert!(matches!(err, Err(Error::Unsupported(_))), "{err:?}");
+                continue;
+            }
+            let got = run(be.as_ref(), &c16);
+            check(
+                be.name(),
+                &got,
+                &want16,
+                F16_SAME_INPUT_BOUND,
+                &c16.p.label(),
+            );
+            check(
+                be.name(),
+                &got,
+                &want32,
+                F16_VS_F32_BOUND,
+                "f16 vs f32 inputs",
+            );
+        }
+    }
+}
+
+#[test]
+fn broadcast_and_padded_batch_strides() {
+    let backends = common::backends();
+    // One B shared by 5 batches (stride 0), C batches with a gap of 3 elements between them.
+    let mut p = Matmul::new(17, 12, 9).batched(5).scaled(1.0, 1.0);
+    p.stride_b = 0;
+    p.stride_c = 17 * 12 + 3;
+    let c = case(p, 4000);
+    let want = reference(&c);
+    for be in backends.iter().filter(|b| b.name() != "cpu64") {
+        let got = run(be.as_ref(), &c);
+        check(be.name(), &got, &want, F32_BOUND, &c.p.label());
+        // The gaps between C batches are left as they were.
+        for bt in 0..4 {
+            for g in 0..3 {
+                let i = bt * c.p.stride_c + 17 * 12 + g;
+                assert_eq!(got[i].to_bits(), c.c0[i].to_bits(), "{} gap {i}", be.name());
+            }
+        }
+    }
+}
+
+#[test]
+fn more_batches_than_one_dispatch_holds() {
+    let backends = common::gpu_backends();
+    let p = Matmul::new(1, 2, 3).batched(65_535 + 5);
+    let c = case(p, 5000);
+    let want = reference(&c);
+    for be in &backends {
+        check(
+            be.name(),
+            &run(be.as_ref(), &c),
+            &want,
+            F32_BOUND,
+            &c.p.label(),
+        );
+    }
+}
+
+#[test]
+fn bad_input_is_a_clear_error_on_every_backend() {
+    let backends = common::backends();
+    let ok = Matmul::new(3, 4, 5);
+    let a = data(15, 1);
+    let b = data(20, 2);
+    let bias = data(4, 3);
+    for be in &backends {
+        let mut c = vec![0.0; 12];
+        let mut bad = |p: &Matmul, a: &[f64], b: &[f64], bias: Option<&[f64]>, want: &str| {
+            let err = be.matmul(p, a, b, bias, &mut c).unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidArgument(_)) && err.to_string().contains(want),
+                "{}: {err} (wanted {want:?})",
+                be.name()
+            );
+        };
+        bad(&Matmul::new(0, 4, 5), &[], &b, None, "at least 1");
+        bad(&ok, &a[..14], &b, None, "A holds 14");
+        bad(&ok, &a, &b[..19], None, "B holds 19");
+        bad(&ok.clone().scaled(f64::NAN, 0.0), &a, &b, None, "finite");
+        bad(
+            &ok.clone().with_epilogue(Epilogue::BiasRelu),
+            &a,
+            &b,
+            None,
+            "none was given",
+        );
+        bad(&ok, &a, &b, Some(&bias), "epilogue is `none`");
+        bad(
+            &ok.clone().with_epilogue(Epilogue::Bias),
+            &a,
+            &b,
+            Some(&bias[..3]),
+            "bias holds 3",
+        );
+        let mut overlap = ok.clone().batched(2);
+        overlap.stride_c = 5;
+        bad(&overlap, &data(30, 4), &data(40, 5), None, "overlap");
+        let mut c_short = vec![0.0; 11];
+        let err = be.matmul(&ok, &a, &b, None, &mut c_short).unwrap_err();
+        assert!(err.to_string().contains("C holds 11"), "{err}");
+    }
+}
+
+#[test]
+fn autotune_picks_a_tile_and_caches_it() {
+    let Some(gpu) = common::gpu() else { return };
+    let dir = std::env::temp_dir().join(format!("collapse-tune-{}", std::process::id()));
+    let file = dir.join("matmul-tiles.json");
+    let _ = std::fs::remove_file(&file);
+    let first = choose_tile(&gpu, Some(&file)).unwrap();
+    assert!(first.source.starts_with("autotune"), "{}", first.source);
+    assert!(first.source.contains("saved"), "{}", first.source);
+    assert!(!first.tuned.is_empty());
+    assert!(first.tuned.iter().all(|(_, g)| g.is_finite() && *g > 0.0));
+    assert!(TILE_CONFIGS.contains(&first.tile));
+    let second = choose_tile(&gpu, Some(&file)).unwrap();
+    assert!(second.source.starts_with("cache"), "{}", second.source);
+    assert_eq!(second.tile, first.tile);
+    assert!(tile_by_name("no-such-tile").is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
