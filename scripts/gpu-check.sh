@@ -5,6 +5,8 @@
 #   collapse bench gmm at GPU sizes ([1M, 64] → 64 diag and full) on cpu32, wgsl and cube,
 #   collapse bench sample (copy bandwidth vs the sampler's write rate, GPU timestamps),
 #   the criterion sampling bench (samples/s, bytes/s),
+#   collapse bench matmul (cpu32, wgsl, cube; squares 512-4096 and the models' shapes) and the
+#   PyTorch/cuBLAS f32 peer (TF32 off) on the same card, with the wgsl/cuBLAS ratio,
 # then prints a short table. Meant to finish well inside 10 minutes (each step has a timeout).
 # Usage: bash scripts/gpu-check.sh OUTDIR
 set -uo pipefail
@@ -48,8 +50,31 @@ if [ -x "$bin/bench-sampling" ]; then
      --measurement-time 3 "gmm" > "$abs_out/sampling-bench.txt" 2>&1) || true
   grep "M samples" "$out/sampling-bench.txt" || true
 fi
+# 6. Matmul: our kernels and cuBLAS (through PyTorch, TF32 off) on the same card.
+msizes=${MATMUL_SIZES:-512,1024,2048,4096}
+timeout 240 "$C" bench matmul --backends cpu32,wgsl,cube --sizes "$msizes" --models --reps 5 \
+  --out "$out/matmul.csv" 2>&1 | tee "$out/matmul.txt"
+timeout 90 python3 scripts/peer-torch-matmul.py --sizes "$msizes" --models --out "$out/matmul-torch.csv" 2>&1 \
+  | tee "$out/matmul-torch.txt" || true
 echo
 echo "== summary ($(head -2 "$out/nvidia-smi.csv" | tail -1)) =="
 echo "collapse check: $([ "$check_rc" = 0 ] && echo passed || echo "FAILED (rc $check_rc)")"
 grep -v '^wrote' "$out/gmm.txt" 2>/dev/null || true
 grep -E "GB/s|copy bandwidth" "$out/sample.txt" 2>/dev/null || true
+python3 - "$out" <<'PY' || true
+import csv, os, sys
+out = sys.argv[1]
+try:
+    ours = list(csv.DictReader(open(os.path.join(out, "matmul.csv"))))
+    peer = {r["shape"]: float(r["gflops"]) for r in csv.DictReader(open(os.path.join(out, "matmul-torch.csv")))}
+except OSError as e:
+    sys.exit(f"matmul summary: {e}")
+print(f"{'shape':<14} {'wgsl':>9} {'cube':>9} {'cuBLAS':>9} {'wgsl/cuBLAS':>12} {'cube/cuBLAS':>12}  (GFLOP/s)")
+for shape in dict.fromkeys(r["shape"] for r in ours):
+    g = {r["backend"]: float(r["gflops"]) for r in ours if r["shape"] == shape}
+    c = peer.get(shape)
+    w, k = g.get("wgsl"), g.get("cube")
+    f = lambda v: f"{v:9.1f}" if v else f"{'-':>9}"
+    r = lambda v: f"{v / c:12.1%}" if v and c else f"{'-':>12}"
+    print(f"{shape:<14} {f(w)} {f(k)} {f(c)} {r(w)} {r(k)}")
+PY

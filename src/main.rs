@@ -179,6 +179,31 @@ enum BenchCommand {
         #[arg(long = "shape")]
         shapes: Vec<String>,
     },
+    /// GFLOP/s and GB/s of C = A·B (f32, row-major) per backend, each checked against a
+    /// reference first (cpu64 up to 512³-sized products, cpu32 above), with the ratio to cpu32
+    /// (the `matrixmultiply` crate) measured in the same run. Prints the WGSL tile shape and
+    /// how it was chosen (autotune, cache or COLLAPSE_MATMUL_TILE).
+    Matmul {
+        /// Backends to time (comma-separated).
+        #[arg(long, value_delimiter = ',', default_values_t = [BackendKind::Cpu32, BackendKind::Wgsl, BackendKind::Cube])]
+        backends: Vec<BackendKind>,
+        /// Square sizes N (N×N times N×N), comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [128usize, 256, 512, 1024])]
+        sizes: Vec<usize>,
+        /// Extra shapes as MxNxK (repeatable), e.g. --shape 4096x1024x256. `--models` adds the
+        /// transformer's and the VAE's shapes.
+        #[arg(long = "shape")]
+        shapes: Vec<String>,
+        /// Add the models' shapes: lm_mlp_up 4096x1024x256 and vae_enc1 128x400x784.
+        #[arg(long)]
+        models: bool,
+        /// Timed repetitions per backend and shape (after one checked warm-up); the median counts.
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// Write the records as CSV here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Device-side GB/s: the adapter's copy bandwidth (probe kernel) and the bytes per second the
     /// WGSL GMM sampler writes, from GPU timestamps, and their ratio.
     Sample {
@@ -329,6 +354,22 @@ fn run(cli: Cli) -> Result<()> {
             data_dir.as_deref(),
             out.as_deref(),
             &shapes,
+        ),
+        Command::Bench(BenchCommand::Matmul {
+            backends,
+            sizes,
+            shapes,
+            models,
+            reps,
+            out,
+        }) => bench_matmul(
+            &options,
+            &backends,
+            &sizes,
+            &shapes,
+            models,
+            reps,
+            out.as_deref(),
         ),
         Command::Bench(BenchCommand::Sample { samples, reps }) => {
             bench_sample(&options, samples, reps)
@@ -683,6 +724,121 @@ fn check(
         outcomes.len(),
         path.display()
     );
+    Ok(())
+}
+
+fn bench_matmul(
+    options: &GpuOptions,
+    kinds: &[BackendKind],
+    sizes: &[usize],
+    shape_args: &[String],
+    models: bool,
+    reps: usize,
+    out: Option<&std::path::Path>,
+) -> Result<()> {
+    use collapse_kernels::backend::wgsl::Wgsl;
+    use collapse_kernels::bench::{MATMUL_MODEL_SHAPES, matmul_runner, time_matmul, write_csv};
+    use collapse_kernels::matmul::Matmul;
+    if reps == 0 {
+        return Err(Error::InvalidArgument("--reps must be at least 1".into()));
+    }
+    let mut shapes: Vec<(String, Matmul)> = Vec::new();
+    for &n in sizes {
+        if n == 0 {
+            return Err(Error::InvalidArgument("--sizes must be at least 1".into()));
+        }
+        shapes.push((format!("{n}x{n}x{n}"), Matmul::new(n, n, n)));
+    }
+    for s in shape_args {
+        let bad = || Error::InvalidArgument(format!("shape {s:?}: use MxNxK, e.g. 4096x1024x256"));
+        let v: Vec<usize> = s
+            .split('x')
+            .map(|t| t.parse().map_err(|_| bad()))
+            .collect::<Result<_>>()?;
+        match v[..] {
+            [m, n, k] if m > 0 && n > 0 && k > 0 => shapes.push((s.clone(), Matmul::new(m, n, k))),
+            _ => return Err(bad()),
+        }
+    }
+    if models {
+        for (label, m, n, k) in MATMUL_MODEL_SHAPES {
+            shapes.push((label.to_string(), Matmul::new(m, n, k)));
+        }
+    }
+    let gpu = if kinds.iter().any(|k| k.needs_gpu()) {
+        Some(GpuContext::new(options)?)
+    } else {
+        None
+    };
+    if let Some(g) = &gpu {
+        println!(
+            "adapter: {} ({:?}, {:?})",
+            g.info.name, g.info.backend, g.info.device_type
+        );
+        if kinds.contains(&BackendKind::Wgsl) {
+            let t = Wgsl::new(g.clone()).matmul_tile()?;
+            println!("wgsl tile: {} — {}", t.tile.name, t.source);
+            for (name, gflops) in &t.tuned {
+                println!(
+                    "  autotune {}³: {name:<16} {gflops:>9.2} GFLOP/s",
+                    t.tune_size
+                );
+            }
+        }
+        if g.info.device_type == wgpu::DeviceType::Cpu {
+            println!("(a software adapter: GPU rows are not GPU figures)");
+        }
+    }
+    println!(
+        "{:<18} {:<6} {:>10} {:>10} {:>9} {:>10} {:>10} {:<12} {:<16}",
+        "shape", "backend", "ms", "GFLOP/s", "GB/s", "×cpu32", "rel.err", "timing", "tile"
+    );
+    let mut records = Vec::new();
+    for (label, p) in &shapes {
+        // The check reference: cpu64 where it takes seconds at most, else cpu32.
+        let small = p.flops() <= 2.0 * 512f64.powi(3);
+        let ref_kind = if small {
+            BackendKind::Cpu64
+        } else {
+            BackendKind::Cpu32
+        };
+        let mut r = matmul_runner(ref_kind, None, p)?;
+        r.run()?;
+        let want = r.result()?;
+        let mut cpu32_gflops = None;
+        for &kind in kinds {
+            let t = time_matmul(kind, gpu.as_ref(), label, p, reps, (ref_kind.name(), &want))?;
+            if kind == BackendKind::Cpu32 {
+                cpu32_gflops = Some(t.gflops);
+            }
+            let ratio = cpu32_gflops
+                .map(|c| format!("{:.2}", t.gflops / c))
+                .unwrap_or_else(|| "-".into());
+            println!(
+                "{:<18} {:<6} {:>10.3} {:>10.2} {:>9.2} {:>10} {:>10.2e} {:<12} {:<16}",
+                label,
+                t.backend,
+                t.seconds * 1e3,
+                t.gflops,
+                t.gb_per_s,
+                ratio,
+                t.rel_error,
+                t.timing,
+                t.tile
+            );
+            if t.rel_error.is_nan() || t.rel_error > 1e-4 {
+                return Err(Error::Numerical(format!(
+                    "{} {label}: relative error {:.3e} vs {} exceeds 1e-4",
+                    t.backend, t.rel_error, t.reference
+                )));
+            }
+            records.push(t);
+        }
+    }
+    if let Some(path) = out {
+        write_csv(path, &records)?;
+        println!("wrote {}", path.display());
+    }
     Ok(())
 }
 

@@ -366,3 +366,45 @@ fn autotune_picks_a_tile_and_caches_it() {
     assert!(tile_by_name("no-such-tile").is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn bench_matmul_cli_checks_times_and_writes_csv() {
+    let dir = std::env::temp_dir().join(format!("collapse-bench-mm-{}", std::process::id()));
+    let csv = dir.join("mm.csv");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_collapse"))
+        .args([
+            "bench",
+            "matmul",
+            "--backends",
+            "cpu64,cpu32",
+            "--sizes",
+            "16",
+        ])
+        .args(["--shape", "3x5x7", "--reps", "2", "--out"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("16x16x16") && stdout.contains("3x5x7"),
+        "{stdout}"
+    );
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(text.lines().count(), 1 + 4, "{text}");
+    assert!(
+        text.starts_with("backend,device,shape,m,n,k,seconds"),
+        "{text}"
+    );
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_collapse"))
+        .args(["bench", "matmul", "--backends", "cpu32", "--shape", "3x5"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("use MxNxK"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
