@@ -8,6 +8,8 @@
 //! - [`sampling`], [`gmm`], [`matmul`]: what the sampling, EM and matmul kernels exchange with
 //!   the host;
 //! - [`models`]: fitting loops written against the backend abstraction;
+//! - [`driver`], [`drift`]: the generational runs, and the same run compared across backends;
+//! - [`summation`]: summation orders (naive, pairwise, Kahan) for the drift study;
 //! - [`io`]: CSV / NPY tables and atomic writes;
 //! - [`error`]: the error type.
 
@@ -16,6 +18,7 @@
 pub mod backend;
 pub mod bench;
 pub mod check;
+pub mod drift;
 pub mod driver;
 pub mod error;
 pub mod gmm;
@@ -26,5 +29,6 @@ pub mod models;
 pub mod report;
 pub mod rng;
 pub mod sampling;
+pub mod summation;
 
 pub use error::{Error, Result};

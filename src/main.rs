@@ -97,10 +97,90 @@ enum Command {
     /// Time kernels and print a table (criterion benches under benches/ measure the same).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Computational error as a collapse source: the same experiment on several backends and
+    /// precisions (`drift run`), and each kernel's error vs size and input scale
+    /// (`drift kernels`).
+    #[command(subcommand)]
+    Drift(DriftCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum DriftCommand {
+    /// Run one generational experiment (same seed, same Philox streams) on every --backends
+    /// entry and compare: per generation the distance between each pair's trajectories and the
+    /// first generation each pair passes 1e-6, 1e-4, 1e-2; per backend when replicates reach
+    /// the absorbing state (σ exactly 0; σ on the rounding floor, ≤ 16·u·|μ|). Writes pairs.csv,
+    /// crossings.csv, absorption.csv, absorption_per_replicate.csv, spread.csv, summary.json and
+    /// plots/ into --out, and prints the crossing and absorption tables.
+    Run(DriftRunArgs),
+    /// Error of each kernel family vs the f64 reference as a function of problem size and input
+    /// scale: sums (naive, pairwise, Kahan), the Gaussian fit, the E-step log-likelihood,
+    /// matmul and sampling. Writes --out (CSV) and an SVG per family beside it.
+    Kernels(DriftKernelArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct DriftRunArgs {
+    #[command(flatten)]
+    exp: ExperimentArgs,
+    /// Backends and precisions to compare, comma-separated; the first is the reference of the
+    /// plots. Known: cpu64, cpu32, wgsl, cube, cpu32-naive, cpu32-pairwise, cpu32-kahan (EM
+    /// reductions in that summation order, single-threaded), cpu32-f16 (samples stored as
+    /// binary16).
+    #[arg(long, default_value = "cpu64,cpu32,cpu32-naive,cpu32-kahan,cpu32-f16")]
+    backends: String,
+    /// Also write params.csv: every fitted parameter of every backend, generation and replicate
+    /// (large for long runs).
+    #[arg(long)]
+    params: bool,
+    /// Output directory (created; existing report files are replaced).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+struct DriftKernelArgs {
+    /// Backends for the fit, log-likelihood, matmul and sample families (comma-separated;
+    /// cpu64 is the reference and always runs). wgsl and cube also run matmul with f16 storage
+    /// where the adapter has f16.
+    #[arg(long, default_value = "cpu32,cpu32-naive,cpu32-kahan")]
+    backends: String,
+    /// Problem sizes n (points or terms), comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000usize, 10_000, 100_000, 1_000_000])]
+    sizes: Vec<usize>,
+    /// Inner dimensions of the matmul family, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [64usize, 256, 1024, 4096, 16384])]
+    matmul_k: Vec<usize>,
+    /// Input scales s (inputs are s + N(0, 1)), comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.0f64, 1.0, 100.0, 10000.0])]
+    scales: Vec<f64>,
+    /// Philox seed of the inputs.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where to write the table (CSV); plots go to PLOTS beside it (drift-kernels-FAMILY.svg).
+    #[arg(long, default_value = "results/drift/kernels.csv")]
+    out: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
 struct RunArgs {
+    #[command(flatten)]
+    exp: ExperimentArgs,
+    /// Backend running sampling and fitting; auto = wgsl on a GPU adapter, else cpu32.
+    #[arg(long, default_value = "auto")]
+    backend: String,
+    /// Output directory (must not hold a run already).
+    #[arg(long, required_unless_present = "resume")]
+    out: Option<PathBuf>,
+    /// Continue the run in this directory from its last checkpoint (its stored configuration is
+    /// used; the other flags are ignored).
+    #[arg(long, conflicts_with = "out")]
+    resume: Option<PathBuf>,
+}
+
+/// The experiment flags shared by `collapse run` and `collapse drift run`.
+#[derive(clap::Args, Debug)]
+struct ExperimentArgs {
     /// Model each generation fits: gaussian (MLE mean and per-dimension variance, no
     /// regularisation) or gmm (EM).
     #[arg(long, value_enum, default_value_t = ModelKind::Gaussian)]
@@ -126,9 +206,6 @@ struct RunArgs {
     /// real data each generation).
     #[arg(long, default_value = "replace")]
     policy: String,
-    /// Backend running sampling and fitting; auto = wgsl on a GPU adapter, else cpu32.
-    #[arg(long, default_value = "auto")]
-    backend: String,
     /// Philox seed of the whole experiment.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -147,13 +224,6 @@ struct RunArgs {
     /// GMM: added to covariance diagonals.
     #[arg(long, default_value_t = 1e-6)]
     reg_covar: f64,
-    /// Output directory (must not hold a run already).
-    #[arg(long, required_unless_present = "resume")]
-    out: Option<PathBuf>,
-    /// Continue the run in this directory from its last checkpoint (its stored configuration is
-    /// used; the other flags are ignored).
-    #[arg(long, conflicts_with = "out")]
-    resume: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -335,6 +405,8 @@ fn run(cli: Cli) -> Result<()> {
             golden,
             backends,
         } => check(&options, bless, &golden, &backends),
+        Command::Drift(DriftCommand::Run(args)) => drift_run(&options, &args),
+        Command::Drift(DriftCommand::Kernels(args)) => drift_kernels(&options, &args),
         Command::Plot { runs, out } => {
             for f in collapse_kernels::report::plot_runs(&runs, &out)? {
                 println!("wrote {}", f.display());
@@ -378,7 +450,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn run_generations(options: &GpuOptions, a: &RunArgs) -> Result<()> {
-    use collapse_kernels::driver::{self, RunConfig, Truth};
+    use collapse_kernels::driver;
     let (config, dir) = match &a.resume {
         Some(dir) => {
             let text = std::fs::read_to_string(dir.join("state.json")).map_err(|e| {
@@ -392,6 +464,26 @@ fn run_generations(options: &GpuOptions, a: &RunArgs) -> Result<()> {
             (st.config, dir.clone())
         }
         None => {
+            let backend = if a.backend == "auto" {
+                auto_backend(options)
+            } else {
+                a.backend.parse::<BackendKind>()?
+            };
+            (
+                a.exp.config(backend.name().into())?,
+                a.out.clone().expect("clap requires --out without --resume"),
+            )
+        }
+    };
+    run_with(options, config, dir, a.resume.is_some())
+}
+
+impl ExperimentArgs {
+    /// The run configuration these flags describe, recording `backend`.
+    fn config(&self, backend: String) -> Result<collapse_kernels::driver::RunConfig> {
+        use collapse_kernels::driver::{RunConfig, Truth};
+        let a = self;
+        {
             let truth = match (&a.data, &a.truth) {
                 (Some(p), _) => Truth::File(p.clone()),
                 (None, Some(t)) => Truth::Builtin(t.clone()),
@@ -403,12 +495,7 @@ fn run_generations(options: &GpuOptions, a: &RunArgs) -> Result<()> {
                     .into(),
                 ),
             };
-            let backend = if a.backend == "auto" {
-                auto_backend(options)
-            } else {
-                a.backend.parse::<BackendKind>()?
-            };
-            let cfg = RunConfig {
+            Ok(RunConfig {
                 model: a.model,
                 truth,
                 generations: a.generations,
@@ -421,14 +508,20 @@ fn run_generations(options: &GpuOptions, a: &RunArgs) -> Result<()> {
                 tol: a.tol,
                 max_iter: a.max_iter,
                 reg_covar: a.reg_covar,
-                backend: backend.name().into(),
-            };
-            (
-                cfg,
-                a.out.clone().expect("clap requires --out without --resume"),
-            )
+                backend,
+            })
         }
-    };
+    }
+}
+
+/// Run (or resume) the generational experiment `config` into `dir`, with a progress bar.
+fn run_with(
+    options: &GpuOptions,
+    config: collapse_kernels::driver::RunConfig,
+    dir: PathBuf,
+    resume: bool,
+) -> Result<()> {
+    use collapse_kernels::driver;
     let kind: BackendKind = config.backend.parse()?;
     let b = backend::open(kind, options)?;
     let cpu = backend::create(BackendKind::Cpu64, None)?;
@@ -451,7 +544,6 @@ fn run_generations(options: &GpuOptions, a: &RunArgs) -> Result<()> {
         .expect("static template"),
     );
     let t = Instant::now();
-    let resume = a.resume.is_some();
     let r = driver::run(
         b.as_ref(),
         cpu.as_ref(),
@@ -1041,4 +1133,213 @@ fn report_rate(count: usize, secs: f64) {
         secs * 1e3,
         count as f64 / secs / 1e6
     );
+}
+
+fn drift_run(options: &GpuOptions, a: &DriftRunArgs) -> Result<()> {
+    use collapse_kernels::drift::{self, chain};
+    let names = drift::parse_backends(&a.backends)?;
+    let cfg = a.exp.config(names.join(","))?;
+    eprintln!(
+        "{:?} model, {} generations × {} replicates, {} samples each, policy {}, seed {}, on {}",
+        cfg.model,
+        cfg.generations,
+        cfg.replicates,
+        cfg.samples,
+        cfg.policy,
+        cfg.seed,
+        names.join(", ")
+    );
+    let bar = indicatif::ProgressBar::new(((cfg.generations + 1) * names.len()) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} backend·generations, {elapsed} (eta {eta}) {msg}",
+        )
+        .expect("static template"),
+    );
+    let t = Instant::now();
+    let mut base = 0u64;
+    let mut current = String::new();
+    let runs = chain::run_all(&cfg, &names, options, &mut |name, done, total| {
+        if name != current {
+            if !current.is_empty() {
+                base += total as u64;
+            }
+            current = name.to_string();
+            bar.set_message(name.to_string());
+        }
+        bar.set_position(base + done as u64);
+    });
+    bar.finish_and_clear();
+    let runs = runs?;
+    let report = chain::analyse(&cfg, &runs)?;
+    let files = chain::write(&a.out, &cfg, &runs, &report, a.params)?;
+    for t in &runs {
+        println!("{:<15} {:>8.1} s  {}", t.name, t.seconds, t.device);
+    }
+    let show = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.0}"));
+    println!(
+        "\nfirst generation a pair's distance exceeds a threshold (median [10%, 90%] over replicates; - = fewer than that fraction crossed)"
+    );
+    println!(
+        "{:<15} {:<15} {:<11} {:>9} {:>8} {:>17}",
+        "a", "b", "measure", "threshold", "crossed", "generation"
+    );
+    for c in report
+        .crossings
+        .iter()
+        .filter(|c| c.a == names[0] && c.measure != "metric_diff")
+    {
+        println!(
+            "{:<15} {:<15} {:<11} {:>9.0e} {:>4}/{:<3} {:>5} [{}, {}]",
+            c.a,
+            c.b,
+            c.measure,
+            c.threshold,
+            c.crossed,
+            c.replicates,
+            show(c.median),
+            show(c.p10),
+            show(c.p90)
+        );
+    }
+    println!("\nfirst generation in the absorbing state (median ± bootstrap SE [10%, 90%])");
+    println!(
+        "{:<15} {:<11} {:>8} {:>22}",
+        "backend", "state", "reached", "generation"
+    );
+    for r in &report.absorption {
+        let se = r.median_se.map_or("?".to_string(), |x| format!("{x:.1}"));
+        println!(
+            "{:<15} {:<11} {:>4}/{:<3} {:>6} ± {:<5} [{}, {}]",
+            r.backend,
+            r.state,
+            r.reached,
+            r.replicates,
+            show(r.median),
+            se,
+            show(r.p10),
+            show(r.p90)
+        );
+    }
+    println!(
+        "\ndone in {:.1} s: {} files in {}",
+        t.elapsed().as_secs_f64(),
+        files.len(),
+        a.out.display()
+    );
+    Ok(())
+}
+
+fn drift_kernels(options: &GpuOptions, a: &DriftKernelArgs) -> Result<()> {
+    use collapse_kernels::drift::{self, kernels, plot};
+    let names: Vec<String> = a
+        .backends
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && *s != "cpu64")
+        .map(String::from)
+        .collect();
+    let mut gpu = None;
+    let subjects = names
+        .iter()
+        .map(|n| drift::open_subject(n, &mut gpu, options))
+        .collect::<Result<Vec<_>>>()?;
+    let backends: Vec<(String, &dyn collapse_kernels::backend::Backend)> = names
+        .iter()
+        .cloned()
+        .zip(subjects.iter().map(|s| s.backend.as_ref()))
+        .collect();
+    let f16: Vec<String> = match &gpu {
+        Some(g) if g.features().contains(wgpu::Features::SHADER_F16) => names
+            .iter()
+            .filter(|n| *n == "wgsl" || *n == "cube")
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    };
+    for (n, s) in &backends {
+        eprintln!("{n}: {}", s.device());
+    }
+    let sweep = kernels::KernelSweep {
+        sizes: a.sizes.clone(),
+        matmul_k: a.matmul_k.clone(),
+        scales: a.scales.clone(),
+        seed: a.seed,
+    };
+    let t = Instant::now();
+    let mut rows = Vec::new();
+    let mut say = |m: &str| eprintln!("  {m} ({:.0} s)", t.elapsed().as_secs_f64());
+    kernels::sums(&sweep, &mut rows)?;
+    kernels::backend_families(&sweep, &backends, &mut rows, &mut say)?;
+    kernels::matmuls(&sweep, &backends, &f16, &mut rows, &mut say)?;
+    collapse_kernels::bench::write_csv(&a.out, &rows)?;
+    let dir = a.out.parent().unwrap_or(std::path::Path::new("."));
+    let stem = a
+        .out
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "kernels".into());
+    let families = ["sum", "fit_mean", "fit_var", "loglik", "matmul", "sample"];
+    for fam in families {
+        let fr: Vec<&kernels::KernelRow> = rows.iter().filter(|r| r.family == fam).collect();
+        if fr.is_empty() {
+            continue;
+        }
+        let mut series = Vec::new();
+        let mut methods: Vec<&str> = fr.iter().map(|r| r.method.as_str()).collect();
+        methods.dedup();
+        methods.sort();
+        methods.dedup();
+        for m in methods {
+            for &s in &a.scales {
+                let points: Vec<(f64, f64)> = fr
+                    .iter()
+                    .filter(|r| r.method == m && r.scale == s)
+                    .map(|r| (r.n as f64, r.error.max(1e-17)))
+                    .collect();
+                if points.len() > 1 || fam == "sample" {
+                    series.push(plot::Series {
+                        label: format!("{m}, s = {s}"),
+                        points,
+                        band: Vec::new(),
+                        dashed: s != a.scales[0],
+                        color: None,
+                    });
+                }
+            }
+        }
+        let path = dir.join(format!("{stem}-{fam}.svg"));
+        plot::lines(
+            &path,
+            &format!("{fam}: error vs f64 reference (errors of 0 drawn at 1e-17)"),
+            (
+                if fam == "matmul" {
+                    "inner dimension k"
+                } else {
+                    "n"
+                },
+                plot::Scale::Log,
+            ),
+            ("error", plot::Scale::Log),
+            &series,
+        )?;
+        println!("wrote {}", path.display());
+    }
+    println!(
+        "{:<9} {:<15} {:>9} {:>9} {:>11}",
+        "family", "method", "n", "scale", "error"
+    );
+    for r in &rows {
+        println!(
+            "{:<9} {:<15} {:>9} {:>9} {:>11.3e}",
+            r.family, r.method, r.n, r.scale, r.error
+        );
+    }
+    println!(
+        "wrote {} ({} rows) in {:.1} s",
+        a.out.display(),
+        rows.len(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

@@ -26,6 +26,7 @@ pub mod cpu32;
 pub mod cpu64;
 pub mod cube;
 pub mod real;
+pub mod variants;
 pub mod wgsl;
 
 use std::str::FromStr;

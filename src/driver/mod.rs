@@ -541,6 +541,49 @@ fn check_config(cfg: &RunConfig) -> Result<()> {
     Ok(())
 }
 
+/// The fitted parameters of one run held in memory (no files): what [`crate::drift`] compares.
+pub struct Simulation {
+    /// Fitted parameters per replicate, per generation (`[R][generations + 1]`).
+    pub history: Vec<Vec<GmmParams>>,
+    /// The reference density: the built-in truth, or for a data file this run's generation-0
+    /// fit of replicate 0.
+    pub truth: GmmParams,
+}
+
+/// Run the experiment `cfg` on `backend` in memory, exactly as [`run`] does (same streams, same
+/// pools, same fits), without metrics or checkpoints. `progress(generations_done, total)` is
+/// called after each generation.
+pub fn simulate(
+    backend: &dyn Backend,
+    cpu_reference: &dyn Backend,
+    cfg: &RunConfig,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Simulation> {
+    check_config(cfg)?;
+    let mut real = load_real(cfg, cpu_reference)?;
+    if matches!(cfg.policy, Policy::Verify(Verifier::HeldOut, _)) {
+        let stream = stream_id(purpose::EM_INIT, 0xFF_FFFF, 0);
+        real.held_out_model = Some(fit_model(cpu_reference, cfg, &real.held_out, stream)?);
+    }
+    let total = cfg.generations + 1;
+    let mut history = vec![Vec::with_capacity(total); cfg.replicates];
+    for n in 0..total {
+        for (r, h) in history.iter_mut().enumerate() {
+            let pool = pool(backend, cfg, &real, h, r, n)?;
+            let p = fit_model(backend, cfg, &pool.x, stream_id(purpose::EM_INIT, r, n))?;
+            if n == 0 && real.truth.is_none() {
+                real.truth = Some(p.clone());
+            }
+            h.push(p);
+        }
+        progress(n + 1, total);
+    }
+    Ok(Simulation {
+        history,
+        truth: real.truth.expect("generation 0 sets the truth"),
+    })
+}
+
 /// Run (or, with `resume`, continue) the experiment into `dir`: `metrics.csv`, `state.json`,
 /// `summary.json`. `progress(generations_done, total)` is called after each generation.
 pub fn run(

@@ -1,0 +1,508 @@
+//! The same generational experiment on several backends, compared generation by generation.
+//!
+//! # Measures (per pair of backends `a`, `b`, per generation, per replicate)
+//!
+//! - `param_rel`: norm-wise relative distance `‖θa − θb‖₂ / ‖θb‖₂` of the parameter vectors
+//!   `θ = (weights, means, covariances)` (covariances as stored: `[K][D][D]` or `[K][D]`);
+//! - `scale_rel`: the largest relative difference of any variance, `|va − vb| / max(va, vb)`
+//!   (0 when both are 0; 1 when exactly one is): how far the two runs' spreads disagree, the
+//!   quantity that collapses;
+//! - `metric_diff`: the difference of the distance to the truth, `|m(a) − m(b)|`, with `m` the
+//!   2-Wasserstein distance (gaussian) or the closed-form L2 density distance (gmm) to the
+//!   reference density (the built-in truth, or the first backend's generation-0 fit).
+//!
+//! For each measure and threshold 10⁻⁶, 10⁻⁴, 10⁻² the *crossing generation* of a replicate is
+//! the first generation whose distance exceeds the threshold; its distribution over replicates
+//! is reported (median, 10–90%), with replicates that never cross counted as censored.
+//!
+//! # Absorbing states (per backend, per replicate)
+//!
+//! - `zero` — gaussian: every σ is exactly 0 (sampling returns μ forever); gmm: some component
+//!   has weight exactly 0, or every variance of some component is within 0.1% of `reg_covar`
+//!   (its data spread has vanished and only the regulariser is left);
+//! - `floor` — some component has `σ_j ≤ F·u·|μ_j|` in every dimension `j` ([`FLOOR_UNITS`]
+//!   `F = 16`), with `u` the unit roundoff of the backend's values (2⁻⁵³, 2⁻²⁴, 2⁻¹¹): the
+//!   samples `μ + σ·z` then span only a few dozen representable values around `μ`, and from
+//!   here on their rounding, not the model, drives σ. Above it rounding is negligible (it adds
+//!   about `(2u|μ|)²/12` to σ², under 0.1% at the threshold), so the generation it is reached
+//!   follows the rounding-free decay of σ; what happens after (how long σ rests near the
+//!   floor before it is exactly 0) is arithmetic. `zero` implies `floor`.
+//!
+//! The first generation in each state is reported per replicate (`absorption.csv`) and over
+//! replicates: median with its bootstrap standard error, 10% and 90% quantiles.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::driver::{ModelKind, RunConfig, Simulation, metrics::l2_distance, simulate};
+use crate::error::{Error, Result};
+use crate::gmm::{CovarianceType, GmmParams};
+
+/// Crossing thresholds of the pair distances.
+pub const THRESHOLDS: [f64; 3] = [1e-6, 1e-4, 1e-2];
+/// The `floor` state: σ ≤ `FLOOR_UNITS`·u·|μ|.
+pub const FLOOR_UNITS: f64 = 16.0;
+/// Bootstrap resamples for the medians' standard errors.
+pub const BOOTSTRAP: usize = 2000;
+
+/// One backend's run.
+pub struct Trajectory {
+    /// Backend name (e.g. `cpu32-kahan`).
+    pub name: String,
+    /// Where it ran.
+    pub device: String,
+    /// Unit roundoff of its values.
+    pub unit_roundoff: f64,
+    /// The fitted parameters of every generation and replicate.
+    pub sim: Simulation,
+    /// Wall-clock seconds the run took.
+    pub seconds: f64,
+}
+
+/// Run `cfg` on every backend of `names` (the first is the reference of the plots).
+/// `progress(backend, generations_done, total)` reports each generation.
+pub fn run_all(
+    cfg: &RunConfig,
+    names: &[String],
+    options: &crate::gpu::GpuOptions,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<Vec<Trajectory>> {
+    let cpu = crate::backend::cpu64::Cpu64;
+    let mut gpu = None;
+    let mut out = Vec::new();
+    for name in names {
+        let s = super::open_subject(name, &mut gpu, options)?;
+        let t = Instant::now();
+        let sim = simulate(s.backend.as_ref(), &cpu, cfg, &mut |d, tot| {
+            progress(name, d, tot)
+        })
+        .map_err(|e| Error::Numerical(format!("{name}: {e}")))?;
+        out.push(Trajectory {
+            name: name.clone(),
+            device: s.backend.device(),
+            unit_roundoff: s.unit_roundoff,
+            sim,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(out)
+}
+
+fn theta(p: &GmmParams) -> Vec<f64> {
+    p.weights
+        .iter()
+        .chain(&p.means)
+        .chain(&p.covariances)
+        .copied()
+        .collect()
+}
+
+/// Variances `[K][D]` (the diagonal of full covariances).
+fn variances(p: &GmmParams) -> Vec<f64> {
+    match p.covariance_type {
+        CovarianceType::Diag => p.covariances.clone(),
+        CovarianceType::Full => (0..p.k)
+            .flat_map(|c| (0..p.d).map(move |j| (c, j)))
+            .map(|(c, j)| p.covariances[c * p.d * p.d + j * p.d + j])
+            .collect(),
+    }
+}
+
+/// Distance of `p` to the reference density (see the module documentation).
+fn metric(model: ModelKind, p: &GmmParams, truth: &GmmParams) -> f64 {
+    match model {
+        ModelKind::Gaussian => {
+            let tv = variances(truth);
+            let pv = variances(p);
+            let mut s = 0.0;
+            for j in 0..p.d {
+                s += (p.means[j] - truth.means[j]).powi(2)
+                    + (pv[j].max(0.0).sqrt() - tv[j].max(0.0).sqrt()).powi(2);
+            }
+            s.sqrt()
+        }
+        ModelKind::Gmm => l2_distance(p, truth),
+    }
+}
+
+/// The three pair measures of two fits.
+fn pair_measures(model: ModelKind, a: &GmmParams, b: &GmmParams, truth: &GmmParams) -> [f64; 3] {
+    let param = super::rel_error(&theta(a), &theta(b));
+    let scale = variances(a)
+        .iter()
+        .zip(variances(b))
+        .map(|(&x, y)| {
+            let m = x.max(y);
+            if x == y { 0.0 } else { (x - y).abs() / m }
+        })
+        .fold(0.0, f64::max);
+    let metric = (metric(model, a, truth) - metric(model, b, truth)).abs();
+    [param, scale, metric]
+}
+
+/// Names of the pair measures, in [`pair_measures`] order.
+pub const MEASURES: [&str; 3] = ["param_rel", "scale_rel", "metric_diff"];
+
+/// Whether `p` is in the `zero` and `floor` states (see the module documentation).
+pub fn absorbed(model: ModelKind, p: &GmmParams, reg_covar: f64, u: f64) -> (bool, bool) {
+    let v = variances(p);
+    let d = p.d;
+    let zero = match model {
+        ModelKind::Gaussian => v.iter().all(|&x| x == 0.0),
+        ModelKind::Gmm => {
+            p.weights.contains(&0.0)
+                || v.chunks(d)
+                    .any(|c| c.iter().all(|&x| x <= reg_covar * (1.0 + 1e-3)))
+        }
+    };
+    let floor = (0..p.k).any(|c| {
+        (0..d).all(|j| v[c * d + j].max(0.0).sqrt() <= FLOOR_UNITS * u * p.means[c * d + j].abs())
+    });
+    (zero, zero || floor)
+}
+
+/// Per-generation summary of one pair.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PairRow {
+    /// Backend a.
+    pub a: String,
+    /// Backend b.
+    pub b: String,
+    /// Generation.
+    pub generation: usize,
+    /// Median over replicates of `param_rel`.
+    pub param_rel_median: f64,
+    /// Largest `param_rel` over replicates.
+    pub param_rel_max: f64,
+    /// Median of `scale_rel`.
+    pub scale_rel_median: f64,
+    /// Largest `scale_rel`.
+    pub scale_rel_max: f64,
+    /// Median of `metric_diff`.
+    pub metric_diff_median: f64,
+    /// Largest `metric_diff`.
+    pub metric_diff_max: f64,
+}
+
+/// When a pair's distance first exceeds a threshold, over replicates.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CrossingRow {
+    /// Backend a.
+    pub a: String,
+    /// Backend b.
+    pub b: String,
+    /// `param_rel`, `scale_rel` or `metric_diff`.
+    pub measure: String,
+    /// The threshold.
+    pub threshold: f64,
+    /// Replicates whose distance exceeded it by the last generation.
+    pub crossed: usize,
+    /// Replicates.
+    pub replicates: usize,
+    /// Median crossing generation (empty: fewer than half crossed).
+    pub median: Option<f64>,
+    /// 10% quantile.
+    pub p10: Option<f64>,
+    /// 90% quantile.
+    pub p90: Option<f64>,
+}
+
+/// When a backend's replicates reach an absorbing state.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AbsorptionRow {
+    /// Backend.
+    pub backend: String,
+    /// `zero` or `floor`.
+    pub state: String,
+    /// Replicates that reached it by the last generation.
+    pub reached: usize,
+    /// Replicates.
+    pub replicates: usize,
+    /// Median first generation in the state (empty: fewer than half reached it).
+    pub median: Option<f64>,
+    /// Bootstrap standard error of the median (empty when not defined).
+    pub median_se: Option<f64>,
+    /// 10% quantile.
+    pub p10: Option<f64>,
+    /// 90% quantile.
+    pub p90: Option<f64>,
+}
+
+/// One replicate's first generation in each absorbing state.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ReplicateAbsorption {
+    /// Backend.
+    pub backend: String,
+    /// Replicate.
+    pub replicate: usize,
+    /// First generation in the `zero` state (empty: never).
+    pub zero: Option<usize>,
+    /// First generation in the `floor` state (empty: never).
+    pub floor: Option<usize>,
+}
+
+/// Per-generation spread of one backend: quantiles over replicates of the smallest standard
+/// deviation of the model (gaussian: min over dimensions; gmm: over components and dimensions),
+/// and the fraction of replicates absorbed so far.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SpreadRow {
+    /// Backend.
+    pub backend: String,
+    /// Generation.
+    pub generation: usize,
+    /// Median of the smallest σ.
+    pub sigma_median: f64,
+    /// 10% quantile.
+    pub sigma_p10: f64,
+    /// 90% quantile.
+    pub sigma_p90: f64,
+    /// Fraction of replicates in the `zero` state.
+    pub absorbed_zero: f64,
+    /// Fraction in the `floor` state.
+    pub absorbed_floor: f64,
+}
+
+/// Everything `collapse drift` reports.
+pub struct Report {
+    /// Per pair and generation.
+    pub pairs: Vec<PairRow>,
+    /// Crossing generations.
+    pub crossings: Vec<CrossingRow>,
+    /// Absorption summaries.
+    pub absorption: Vec<AbsorptionRow>,
+    /// Absorption per replicate.
+    pub per_replicate: Vec<ReplicateAbsorption>,
+    /// Spread per backend and generation.
+    pub spread: Vec<SpreadRow>,
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+fn first_gen(v: Option<usize>) -> f64 {
+    v.map_or(f64::INFINITY, |g| g as f64)
+}
+
+/// Compare the trajectories (all of one configuration).
+pub fn analyse(cfg: &RunConfig, runs: &[Trajectory]) -> Result<Report> {
+    if runs.len() < 2 {
+        return Err(Error::InvalidArgument("need at least two runs".into()));
+    }
+    let truth = &runs[0].sim.truth;
+    let (reps, gens) = (cfg.replicates, cfg.generations + 1);
+    let mut pairs = Vec::new();
+    let mut crossings = Vec::new();
+    for i in 0..runs.len() {
+        for j in i + 1..runs.len() {
+            let (a, b) = (&runs[i], &runs[j]);
+            // first[m][t][r]: first generation measure m of replicate r passed threshold t.
+            let mut first = vec![vec![vec![None; reps]; THRESHOLDS.len()]; MEASURES.len()];
+            for g in 0..gens {
+                let per: Vec<[f64; 3]> = (0..reps)
+                    .map(|r| {
+                        pair_measures(cfg.model, &a.sim.history[r][g], &b.sim.history[r][g], truth)
+                    })
+                    .collect();
+                for (r, m) in per.iter().enumerate() {
+                    for (mi, &v) in m.iter().enumerate() {
+                        for (ti, &t) in THRESHOLDS.iter().enumerate() {
+                            if v > t && first[mi][ti][r].is_none() {
+                                first[mi][ti][r] = Some(g);
+                            }
+                        }
+                    }
+                }
+                let col = |mi: usize| sorted(per.iter().map(|m| m[mi]).collect());
+                let (p, s, m) = (col(0), col(1), col(2));
+                let med = |v: &[f64]| super::quantile(v, 0.5).unwrap_or(f64::NAN);
+                pairs.push(PairRow {
+                    a: a.name.clone(),
+                    b: b.name.clone(),
+                    generation: g,
+                    param_rel_median: med(&p),
+                    param_rel_max: p[reps - 1],
+                    scale_rel_median: med(&s),
+                    scale_rel_max: s[reps - 1],
+                    metric_diff_median: med(&m),
+                    metric_diff_max: m[reps - 1],
+                });
+            }
+            for (mi, name) in MEASURES.iter().enumerate() {
+                for (ti, &t) in THRESHOLDS.iter().enumerate() {
+                    let v = sorted(first[mi][ti].iter().map(|&g| first_gen(g)).collect());
+                    crossings.push(CrossingRow {
+                        a: a.name.clone(),
+                        b: b.name.clone(),
+                        measure: name.to_string(),
+                        threshold: t,
+                        crossed: v.iter().filter(|x| x.is_finite()).count(),
+                        replicates: reps,
+                        median: super::quantile(&v, 0.5),
+                        p10: super::quantile(&v, 0.1),
+                        p90: super::quantile(&v, 0.9),
+                    });
+                }
+            }
+        }
+    }
+    let mut absorption = Vec::new();
+    let mut per_replicate = Vec::new();
+    let mut spread = Vec::new();
+    for t in runs {
+        let states: Vec<Vec<(bool, bool)>> = t
+            .sim
+            .history
+            .iter()
+            .map(|h| {
+                h.iter()
+                    .map(|p| absorbed(cfg.model, p, cfg.reg_covar, t.unit_roundoff))
+                    .collect()
+            })
+            .collect();
+        let mut zs = Vec::new();
+        let mut rs = Vec::new();
+        for (r, s) in states.iter().enumerate() {
+            let z = s.iter().position(|x| x.0);
+            let res = s.iter().position(|x| x.1);
+            zs.push(first_gen(z));
+            rs.push(first_gen(res));
+            per_replicate.push(ReplicateAbsorption {
+                backend: t.name.clone(),
+                replicate: r,
+                zero: z,
+                floor: res,
+            });
+        }
+        for (state, v) in [("zero", zs), ("floor", rs)] {
+            let v = sorted(v);
+            absorption.push(AbsorptionRow {
+                backend: t.name.clone(),
+                state: state.into(),
+                reached: v.iter().filter(|x| x.is_finite()).count(),
+                replicates: reps,
+                median: super::quantile(&v, 0.5),
+                median_se: super::median_se(&v, BOOTSTRAP, cfg.seed),
+                p10: super::quantile(&v, 0.1),
+                p90: super::quantile(&v, 0.9),
+            });
+        }
+        for g in 0..gens {
+            let sig = sorted(
+                t.sim
+                    .history
+                    .iter()
+                    .map(|h| {
+                        variances(&h[g])
+                            .iter()
+                            .map(|v| v.max(0.0).sqrt())
+                            .fold(f64::INFINITY, f64::min)
+                    })
+                    .collect(),
+            );
+            let q = |p| super::quantile(&sig, p).unwrap_or(f64::NAN);
+            let frac = |f: fn(&(bool, bool)) -> bool| {
+                states.iter().filter(|s| f(&s[g])).count() as f64 / reps as f64
+            };
+            spread.push(SpreadRow {
+                backend: t.name.clone(),
+                generation: g,
+                sigma_median: q(0.5),
+                sigma_p10: q(0.1),
+                sigma_p90: q(0.9),
+                absorbed_zero: frac(|s| s.0),
+                absorbed_floor: frac(|s| s.1),
+            });
+        }
+    }
+    Ok(Report {
+        pairs,
+        crossings,
+        absorption,
+        per_replicate,
+        spread,
+    })
+}
+
+/// Write the report into `dir`: `pairs.csv`, `crossings.csv`, `absorption.csv`,
+/// `absorption_per_replicate.csv`, `spread.csv`, `summary.json` and `plots/*.svg`; with
+/// `params` also `params.csv` (every fitted parameter: backend, generation, replicate, then
+/// `weight_c`, `mean_c_j`, `var_c_j`). Returns the files written.
+pub fn write(
+    dir: &Path,
+    cfg: &RunConfig,
+    runs: &[Trajectory],
+    report: &Report,
+    params: bool,
+) -> Result<Vec<PathBuf>> {
+    use crate::bench::write_csv;
+    let mut files = Vec::new();
+    let mut put = |name: &str, f: &dyn Fn(&Path) -> Result<()>| -> Result<()> {
+        let p = dir.join(name);
+        f(&p)?;
+        files.push(p);
+        Ok(())
+    };
+    put("pairs.csv", &|p| write_csv(p, &report.pairs))?;
+    put("crossings.csv", &|p| write_csv(p, &report.crossings))?;
+    put("absorption.csv", &|p| write_csv(p, &report.absorption))?;
+    put("absorption_per_replicate.csv", &|p| {
+        write_csv(p, &report.per_replicate)
+    })?;
+    put("spread.csv", &|p| write_csv(p, &report.spread))?;
+    if params {
+        put("params.csv", &|p| write_params(p, runs))?;
+    }
+    let summary = serde_json::json!({
+        "config": cfg,
+        "backends": runs.iter().map(|t| serde_json::json!({
+            "name": t.name,
+            "device": t.device,
+            "unit_roundoff": t.unit_roundoff,
+            "seconds": t.seconds,
+        })).collect::<Vec<_>>(),
+        "thresholds": THRESHOLDS,
+        "crossings": report.crossings,
+        "absorption": report.absorption,
+    });
+    put("summary.json", &|p| {
+        let bytes = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Io(e.to_string()))?;
+        crate::io::write_atomic(p, &bytes)
+    })?;
+    files.extend(super::plot::chain_plots(&dir.join("plots"), runs, report)?);
+    Ok(files)
+}
+
+fn write_params(path: &Path, runs: &[Trajectory]) -> Result<()> {
+    use std::fmt::Write;
+    let p0 = &runs[0].sim.history[0][0];
+    let (k, d) = (p0.k, p0.d);
+    let mut s = String::from("backend,generation,replicate");
+    for c in 0..k {
+        write!(s, ",weight_{c}").ok();
+    }
+    for c in 0..k {
+        for j in 0..d {
+            write!(s, ",mean_{c}_{j}").ok();
+        }
+    }
+    for c in 0..k {
+        for j in 0..d {
+            write!(s, ",var_{c}_{j}").ok();
+        }
+    }
+    s.push('\n');
+    for t in runs {
+        for (r, h) in t.sim.history.iter().enumerate() {
+            for (g, p) in h.iter().enumerate() {
+                write!(s, "{},{g},{r}", t.name).ok();
+                for v in p.weights.iter().chain(&p.means).chain(&variances(p)) {
+                    write!(s, ",{v:e}").ok();
+                }
+                s.push('\n');
+            }
+        }
+    }
+    crate::io::write_atomic(path, s.as_bytes())
+}

@@ -1,0 +1,288 @@
+//! `collapse drift`: the absorbing-state measurement on the 1-D Gaussian chain (M = 10, MLE)
+//! against theory, the pair distances, the GPU backends in the study, and the CLI.
+
+mod common;
+
+use std::process::Command;
+
+use collapse_kernels::drift::chain::{self, Trajectory};
+use collapse_kernels::driver::{ModelKind, Policy, RunConfig, Truth, simulate};
+use collapse_kernels::gmm::CovarianceType;
+
+fn config(generations: usize, samples: usize, replicates: usize) -> RunConfig {
+    RunConfig {
+        model: ModelKind::Gaussian,
+        truth: Truth::Builtin("normal".into()),
+        generations,
+        samples,
+        replicates,
+        policy: Policy::Replace,
+        seed: 11,
+        k: 1,
+        covariance_type: CovarianceType::Diag,
+        tol: 1e-3,
+        max_iter: 100,
+        reg_covar: 1e-6,
+        backend: "test".into(),
+    }
+}
+
+fn run(cfg: &RunConfig, names: &[&str]) -> Vec<Trajectory> {
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    chain::run_all(cfg, &names, &gpu_options(), &mut |_, _, _| {}).expect("drift runs")
+}
+
+fn gpu_options() -> collapse_kernels::gpu::GpuOptions {
+    collapse_kernels::gpu::GpuOptions {
+        adapter: std::env::var("COLLAPSE_ADAPTER").ok(),
+        poison: true,
+        binding_limit: None,
+    }
+}
+
+/// ψ(x) by recurrence and the asymptotic series (x > 0).
+fn digamma(mut x: f64) -> f64 {
+    let mut r = 0.0;
+    while x < 6.0 {
+        r -= 1.0 / x;
+        x += 1.0;
+    }
+    let f = 1.0 / (x * x);
+    r + x.ln() - 0.5 / x - f * (1.0 / 12.0 - f * (1.0 / 120.0 - f / 252.0))
+}
+
+/// The 1-D Gaussian chain with M = 10 samples per generation, MLE. Without rounding, ln σₙ²
+/// drifts down by `c = ψ((M−1)/2) + ln(2/M) ≈ −0.2206` per generation (generation 0 is the
+/// first step: it fits M real points of σ = 1), so a replicate whose mean settles at μ reaches
+/// the floor `σ = F·u·|μ|` after about `n* = 2·ln(F·u·|μ|)/c − 1` generations (Wald's identity;
+/// the overshoot moves it by under a generation). The measured `floor` generations must agree
+/// with that, per precision; lower precision must reach both the floor and σ = 0 sooner; and
+/// every median comes with a bootstrap standard error small enough to tell them apart.
+#[test]
+fn gaussian_chain_absorbs_sooner_in_lower_precision() {
+    let m = 10;
+    let reps = 120;
+    let cfg = config(560, m, reps);
+    let runs = run(&cfg, &["cpu64", "cpu32", "cpu32-f16"]);
+    let report = chain::analyse(&cfg, &runs).unwrap();
+    let c = digamma((m as f64 - 1.0) / 2.0) + (2.0 / m as f64).ln();
+    assert!((c + 0.2206).abs() < 1e-3, "c = {c}");
+    let get = |name: &str, state: &str| {
+        let row = report
+            .absorption
+            .iter()
+            .find(|r| r.backend == name && r.state == state)
+            .unwrap()
+            .clone();
+        let med = row
+            .median
+            .unwrap_or_else(|| panic!("{name} {state}: median not reached"));
+        let se = row
+            .median_se
+            .unwrap_or_else(|| panic!("{name} {state}: no SE"));
+        assert!(se > 0.0 && se < 25.0, "{name} {state}: SE {se}");
+        (med, se, row.reached)
+    };
+    let mut floors = Vec::new();
+    let mut zeros = Vec::new();
+    for t in &runs {
+        let (med, se, reached) = get(&t.name, "floor");
+        let mut theory: Vec<f64> = t
+            .sim
+            .history
+            .iter()
+            .map(|h| {
+                let mu = h.last().unwrap().means[0].abs();
+                2.0 * (chain::FLOOR_UNITS * t.unit_roundoff * mu).ln() / c - 1.0
+            })
+            .collect();
+        theory.sort_by(f64::total_cmp);
+        let want = theory[reps / 2];
+        eprintln!(
+            "{}: floor median {med} ± {se:.1} (theory {want:.1}), reached {reached}/{reps}; zero {:?}",
+            t.name,
+            get(&t.name, "zero")
+        );
+        assert!(
+            (med - want).abs() < (4.0 * se).max(0.04 * want),
+            "{}: floor median {med} ± {se:.1} vs theory {want:.1}",
+            t.name
+        );
+        floors.push((med, se));
+        zeros.push(get(&t.name, "zero"));
+    }
+    for w in floors.windows(2) {
+        assert!(
+            w[0].0 - w[1].0 > 4.0 * (w[0].1 + w[1].1),
+            "floors {floors:?}"
+        );
+    }
+    for w in zeros.windows(2) {
+        assert!(w[0].0 - w[1].0 > 3.0 * (w[0].1 + w[1].1), "zeros {zeros:?}");
+    }
+}
+
+/// Two runs that share every random number differ only by arithmetic: cpu64 vs itself is 0,
+/// cpu32 vs cpu64 starts at f32 rounding level at generation 0 and stays far below 1 while
+/// neither chain has collapsed.
+#[test]
+fn pair_distances_measure_arithmetic_only() {
+    let cfg = config(40, 50, 6);
+    let runs = run(&cfg, &["cpu64", "cpu32", "cpu32-kahan"]);
+    let report = chain::analyse(&cfg, &runs).unwrap();
+    let g0 = report
+        .pairs
+        .iter()
+        .find(|p| p.a == "cpu64" && p.b == "cpu32" && p.generation == 0)
+        .unwrap();
+    assert!(
+        g0.param_rel_max > 0.0 && g0.param_rel_max < 1e-6,
+        "generation 0: {g0:?}"
+    );
+    for p in &report.pairs {
+        assert!(
+            p.param_rel_max.is_finite() && p.param_rel_max < 1e-3,
+            "{p:?}"
+        );
+    }
+    // The same backend twice gives identical trajectories (nothing but arithmetic differs).
+    let again = run(&cfg, &["cpu32-kahan", "cpu32-kahan"]);
+    let r2 = chain::analyse(&cfg, &again).unwrap();
+    assert!(r2.pairs.iter().all(|p| p.param_rel_max == 0.0));
+    // And a simulation reproduces the driver's fits exactly.
+    let sim = simulate(
+        &collapse_kernels::backend::cpu64::Cpu64,
+        &collapse_kernels::backend::cpu64::Cpu64,
+        &cfg,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(sim.history, runs[0].sim.history);
+}
+
+/// The GPU backends take part in the study like any other (lavapipe here; fails under CI=true
+/// without an adapter).
+#[test]
+fn gpu_backends_join_the_study() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let cfg = config(6, 64, 2);
+    let runs = run(&cfg, &["cpu64", "wgsl", "cube"]);
+    let report = chain::analyse(&cfg, &runs).unwrap();
+    for p in report.pairs.iter().filter(|p| p.a == "cpu64") {
+        assert!(
+            p.param_rel_max > 0.0 && p.param_rel_max < 1e-5,
+            "{} vs cpu64 at generation {}: {}",
+            p.b,
+            p.generation,
+            p.param_rel_max
+        );
+    }
+}
+
+#[test]
+fn cli_writes_the_report_and_rejects_bad_lists() {
+    let dir = std::env::temp_dir().join(format!("collapse-drift-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(env!("CARGO_BIN_EXE_collapse"))
+        .args([
+            "drift",
+            "run",
+            "--generations",
+            "30",
+            "--samples",
+            "10",
+            "--replicates",
+            "5",
+            "--backends",
+            "cpu64,cpu32,cpu32-f16",
+            "--params",
+            "--out",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("absorbing state"), "{stdout}");
+    for f in [
+        "pairs.csv",
+        "crossings.csv",
+        "absorption.csv",
+        "absorption_per_replicate.csv",
+        "spread.csv",
+        "summary.json",
+        "params.csv",
+        "plots/param_rel.svg",
+        "plots/scale_rel.svg",
+        "plots/sigma.svg",
+        "plots/absorbed.svg",
+    ] {
+        let p = dir.join(f);
+        assert!(p.metadata().map(|m| m.len() > 100).unwrap_or(false), "{f}");
+    }
+    let pairs = std::fs::read_to_string(dir.join("pairs.csv")).unwrap();
+    // 3 pairs × 31 generations + header.
+    assert_eq!(pairs.lines().count(), 3 * 31 + 1);
+    let params = std::fs::read_to_string(dir.join("params.csv")).unwrap();
+    assert_eq!(params.lines().count(), 3 * 31 * 5 + 1);
+    assert!(params.starts_with("backend,generation,replicate,weight_0,mean_0_0,var_0_0"));
+    for bad in ["cpu64", "cpu64,tpu", "cpu32,cpu32"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_collapse"))
+            .args(["drift", "run", "--backends", bad, "--out"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("error:") && !err.contains("panicked"), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn kernel_drift_cli_writes_table_and_plots() {
+    let dir = std::env::temp_dir().join(format!("collapse-kdrift-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let csv = dir.join("k.csv");
+    let out = Command::new(env!("CARGO_BIN_EXE_collapse"))
+        .args([
+            "drift",
+            "kernels",
+            "--backends",
+            "cpu32,cpu32-kahan",
+            "--sizes",
+            "1000,20000",
+            "--matmul-k",
+            "64,512",
+            "--scales",
+            "0,1000",
+            "--out",
+        ])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut rdr = csv::Reader::from_reader(text.as_bytes());
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    // sum: 2 sizes × 2 scales × 3 orders; per backend 4 families × 2 × 2; matmul 2 × 2 per backend.
+    assert_eq!(rows.len(), 12 + 2 * 16 + 2 * 4);
+    for r in &rows {
+        let e: f64 = r[4].parse().unwrap();
+        assert!(e.is_finite() && e < 1e-2, "{r:?}");
+    }
+    for fam in ["sum", "fit_mean", "fit_var", "loglik", "matmul", "sample"] {
+        assert!(dir.join(format!("k-{fam}.svg")).exists(), "{fam}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
