@@ -5,9 +5,11 @@
 //!
 //! Run: `cargo bench --bench gmm`.
 
+mod common;
+
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 
 use collapse_kernels::backend::{self, BackendKind};
 use collapse_kernels::bench::{GMM_SHAPES, gmm_data};
@@ -55,4 +57,6 @@ fn bench_gmm(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_gmm);
-criterion_main!(benches);
+fn main() {
+    common::main_with_records("criterion gmm", &[benches]);
+}

@@ -12,9 +12,11 @@
 //!
 //! Run: `cargo bench --bench matmul`.
 
+mod common;
+
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 
 use collapse_kernels::backend::BackendKind;
 use collapse_kernels::bench::{MATMUL_MODEL_SHAPES, MATMUL_SQUARES, matmul_runner};
@@ -79,4 +81,6 @@ fn bench_matmul(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_matmul);
-criterion_main!(benches);
+fn main() {
+    common::main_with_records("criterion matmul", &[benches]);
+}

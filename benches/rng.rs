@@ -10,7 +10,7 @@ use std::time::Duration;
 mod common;
 
 use common::backends;
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use rand_distr::StandardNormal;
 
@@ -56,4 +56,6 @@ fn bench_rng(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_rng);
-criterion_main!(benches);
+fn main() {
+    common::main_with_records("criterion rng", &[benches]);
+}

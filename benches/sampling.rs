@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::backends;
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use rand_distr::{Distribution, StandardNormal, weighted::WeightedIndex};
 
@@ -166,4 +166,6 @@ fn bench_categorical(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_gmm, bench_categorical);
-criterion_main!(benches);
+fn main() {
+    common::main_with_records("criterion sampling", &[benches]);
+}

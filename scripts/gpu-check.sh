@@ -8,7 +8,10 @@
 #   collapse bench matmul (cpu32, wgsl, cube; squares 512-4096 and the models' shapes) and the
 #   PyTorch/cuBLAS f32 peer (TF32 off) on the same card, with the wgsl/cuBLAS ratio,
 # then prints a short table. Meant to finish well inside 10 minutes (each step has a timeout).
+# Every bench step also writes its JSON records (see src/records.rs) into OUTDIR/records.
 # Usage: bash scripts/gpu-check.sh OUTDIR
+# (OUTDIR holds ~16 files; through the device tool, whose $OUT returns at most 8, run
+#  `bash scripts/gpu-check.sh /tmp/gc; tar czf "$OUT/gpu-check.tgz" -C /tmp gc`.)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: gpu-check.sh OUTDIR}
@@ -38,22 +41,25 @@ check_rc=${PIPESTATUS[0]}
 # 3. EM at GPU sizes; the CPU row is the same-run reference.
 # GMM_SHAPES overrides the shapes (e.g. small ones to try the script on lavapipe).
 shapes=${GMM_SHAPES:---shape 1000000x64x64:diag --shape 1000000x64x64:full}
-timeout 300 "$C" bench gmm --backends cpu32,wgsl,cube --iters 3 $shapes --out "$out/gmm.csv" 2>&1 \
+timeout 300 "$C" bench gmm --backends cpu32,wgsl,cube --iters 3 $shapes --out "$out/gmm.csv" \
+  --records "$out/records" 2>&1 \
   | tee "$out/gmm.txt"
 # 4. Device GB/s: copy-bandwidth probe vs the WGSL GMM sampler's writes (issue: ≥ 60%).
-timeout 120 "$C" bench sample --samples ${SAMPLE_N:-16777216} 2>&1 | tee "$out/sample.txt"
+timeout 120 "$C" bench sample --samples ${SAMPLE_N:-16777216} --records "$out/records" 2>&1 \
+  | tee "$out/sample.txt"
 # 5. Sampling bench (criterion writes target/criterion under the working directory).
 if [ -x "$bin/bench-sampling" ]; then
   # (criterion's own files stay in /tmp: OUTDIR keeps to 8 files.)
   abs_out=$(cd "$out" && pwd)
-  (mkdir -p /tmp/crit && cd /tmp/crit && timeout 200 "$bin/bench-sampling" --bench --warm-up-time 1 \
+  (mkdir -p /tmp/crit && cd /tmp/crit && COLLAPSE_RECORDS_DIR="$abs_out/records" \
+     timeout 200 "$bin/bench-sampling" --bench --warm-up-time 1 \
      --measurement-time 3 "gmm" > "$abs_out/sampling-bench.txt" 2>&1) || true
   grep "M samples" "$out/sampling-bench.txt" || true
 fi
 # 6. Matmul: our kernels and cuBLAS (through PyTorch, TF32 off) on the same card.
 msizes=${MATMUL_SIZES:-512,1024,2048,4096}
 timeout 240 "$C" bench matmul --backends cpu32,wgsl,cube --sizes "$msizes" --models --reps 5 \
-  --out "$out/matmul.csv" 2>&1 | tee "$out/matmul.txt"
+  --out "$out/matmul.csv" --records "$out/records" 2>&1 | tee "$out/matmul.txt"
 timeout 90 python3 scripts/peer-torch-matmul.py --sizes "$msizes" --models --out "$out/matmul-torch.csv" 2>&1 \
   | tee "$out/matmul-torch.txt" || true
 echo

@@ -255,6 +255,74 @@ pub fn copy_bandwidth(gpu: &crate::gpu::GpuContext, reps: usize) -> Result<Throu
     })
 }
 
+/// FLOPs one invocation of `shaders/probe.wgsl:fma_chains` performs.
+pub const FMA_FLOPS_PER_INVOCATION: u64 = 8 * 4 * 2 * 256;
+
+/// The f32 arithmetic ceiling: `shaders/probe.wgsl:fma_chains` (8 independent vec4 fma chains
+/// of 256 steps per invocation) over 2²⁰ invocations on a GPU (2¹⁶ on a CPU adapter), best of
+/// `reps`. Returned in a [`Throughput`] whose `bytes` field holds the FLOPs and `gb_per_s` the
+/// GFLOP/s. The output is read back and checked finite (the chains must really run).
+pub fn fma_throughput(gpu: &crate::gpu::GpuContext, reps: usize) -> Result<Throughput> {
+    let invocations: usize = if gpu.info.device_type == wgpu::DeviceType::Cpu {
+        1 << 16
+    } else {
+        1 << 20
+    };
+    let pipe = gpu.pipeline("probe.wgsl", "fma_chains")?;
+    // b = 0.999, c = 0.001: every chain converges towards 1 and stays finite.
+    let mut init = vec![0.5f32; invocations * 4];
+    init[..4].copy_from_slice(&[0.999; 4]);
+    init[4..8].copy_from_slice(&[0.001; 4]);
+    let src = gpu.input_buffer("fma src", bytemuck::cast_slice(&init))?;
+    let dst = gpu.output_buffer("fma dst", (invocations * 16) as u64)?;
+    let bind = gpu.bind(&pipe, &[&src, &dst])?;
+    let mut best: Option<crate::gpu::KernelTime> = None;
+    for _ in 0..reps.max(1) {
+        let t = gpu.dispatch(
+            "probe.wgsl:fma_chains",
+            &pipe,
+            &bind,
+            crate::gpu::GpuContext::grid((invocations as u32).div_ceil(256)),
+        )?;
+        if best.as_ref().is_none_or(|b| t.seconds < b.seconds) {
+            best = Some(t);
+        }
+    }
+    let out: Vec<f32> = gpu.read_buffer(&dst, invocations * 4)?;
+    if let Some(i) = out.iter().position(|v| !v.is_finite()) {
+        return Err(crate::Error::Numerical(format!(
+            "fma probe: element {i} is {} (the kernel did not run as written)",
+            out[i]
+        )));
+    }
+    let t = best.expect("at least one repetition");
+    let flops = invocations as u64 * FMA_FLOPS_PER_INVOCATION;
+    Ok(Throughput {
+        what: "fma chains (f32 FLOPs)".into(),
+        bytes: flops,
+        seconds: t.seconds,
+        gb_per_s: flops as f64 / t.seconds / 1e9,
+        timing: format!("{:?}", t.source),
+    })
+}
+
+/// The adapter's measured ceilings: f32 FMA GFLOP/s and copy GB/s.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Ceilings {
+    /// `probe.wgsl:fma_chains`, GFLOP/s.
+    pub gflops: f64,
+    /// `probe.wgsl:copy`, GB/s (read + written).
+    pub gb_per_s: f64,
+}
+
+/// Measure both ceilings (best of `reps` each).
+pub fn ceilings(gpu: &crate::gpu::GpuContext, reps: usize) -> Result<Ceilings> {
+    Ok(Ceilings {
+        gflops: fma_throughput(gpu, reps)?.gb_per_s,
+        gb_per_s: copy_bandwidth(gpu, reps)?.gb_per_s,
+    })
+}
+
 /// Bytes per second the WGSL GMM sampler writes (samples as f32 plus a u32 component each) for
 /// `n` samples of a K = 16, D = 8 full mixture, from the kernel's own device time (the sum over
 /// its chunks), best of `reps`.

@@ -26,6 +26,7 @@ pub mod gpu;
 pub mod io;
 pub mod matmul;
 pub mod models;
+pub mod records;
 pub mod report;
 pub mod rng;
 pub mod sampling;

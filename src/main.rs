@@ -95,8 +95,7 @@ enum Command {
         backends: Vec<BackendKind>,
     },
     /// Time kernels and print a table (criterion benches under benches/ measure the same).
-    #[command(subcommand)]
-    Bench(BenchCommand),
+    Bench(BenchArgs),
     /// Computational error as a collapse source: the same experiment on several backends and
     /// precisions (`drift run`), and each kernel's error vs size and input scale
     /// (`drift kernels`).
@@ -248,11 +247,15 @@ enum BenchCommand {
         /// (repeatable), e.g. --shape 1000000x64x64:diag.
         #[arg(long = "shape")]
         shapes: Vec<String>,
+        #[command(flatten)]
+        records: RecordArgs,
     },
     /// GFLOP/s and GB/s of C = A·B (f32, row-major) per backend, each checked against a
     /// reference first (cpu64 up to 512³-sized products, cpu32 above), with the ratio to cpu32
     /// (the `matrixmultiply` crate) measured in the same run. Prints the WGSL tile shape and
-    /// how it was chosen (autotune, cache or COLLAPSE_MATMUL_TILE).
+    /// how it was chosen (autotune, cache or COLLAPSE_MATMUL_TILE). With a GPU backend it also
+    /// measures the adapter's ceilings (probe.wgsl: f32 FMA GFLOP/s, copy GB/s) and prints each
+    /// GPU row's fraction of them (the roofline).
     Matmul {
         /// Backends to time (comma-separated).
         #[arg(long, value_delimiter = ',', default_values_t = [BackendKind::Cpu32, BackendKind::Wgsl, BackendKind::Cube])]
@@ -273,6 +276,8 @@ enum BenchCommand {
         /// Write the records as CSV here.
         #[arg(long)]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        records: RecordArgs,
     },
     /// Device-side GB/s: the adapter's copy bandwidth (probe kernel) and the bytes per second the
     /// WGSL GMM sampler writes, from GPU timestamps, and their ratio.
@@ -283,7 +288,58 @@ enum BenchCommand {
         /// Repetitions; the fastest counts.
         #[arg(long, default_value_t = 5)]
         reps: usize,
+        #[command(flatten)]
+        records: RecordArgs,
     },
+    /// Compare two record sets (record files or folders of them, e.g. two machines' or two
+    /// revisions' results/bench/records): median seconds and the speedup of B over A for every
+    /// kernel, backend and shape both hold (the latest record of each). Same as
+    /// `collapse bench --compare A B`.
+    Compare {
+        /// The baseline records.
+        a: PathBuf,
+        /// The records compared with it.
+        b: PathBuf,
+    },
+}
+
+/// `collapse bench`: a bench subcommand, or `--compare A B`.
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, arg_required_else_help = true)]
+struct BenchArgs {
+    /// Compare two record sets (see `collapse bench compare --help`).
+    #[arg(long, num_args = 2, value_names = ["A", "B"])]
+    compare: Option<Vec<PathBuf>>,
+    #[command(subcommand)]
+    cmd: Option<BenchCommand>,
+}
+
+/// Where a bench run writes its JSON records (see `collapse_kernels::records`).
+#[derive(clap::Args, Debug)]
+struct RecordArgs {
+    /// Folder for this run's JSON records (kernel, backend, adapter, driver, shape, median,
+    /// spread, throughput, git revision, date); one file per run.
+    #[arg(long, default_value = "results/bench/records")]
+    records: PathBuf,
+    /// Write no records.
+    #[arg(long)]
+    no_records: bool,
+}
+
+impl RecordArgs {
+    /// Write `records` unless disabled; prints where.
+    fn write(
+        &self,
+        stamp: &collapse_kernels::records::Stamp,
+        records: &[collapse_kernels::records::Record],
+    ) -> Result<()> {
+        if self.no_records || records.is_empty() {
+            return Ok(());
+        }
+        let p = collapse_kernels::records::write(&self.records, stamp, records)?;
+        println!("records: {}", p.display());
+        Ok(())
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -413,12 +469,28 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Bench(BenchCommand::Gmm {
-            backends,
-            iters,
-            data_dir,
-            out,
-            shapes,
+        Command::Bench(BenchArgs {
+            compare: Some(ab), ..
+        }) => bench_compare(&ab[0], &ab[1]),
+        Command::Bench(BenchArgs { cmd: None, .. }) => Err(Error::InvalidArgument(
+            "collapse bench: give a subcommand (gmm, matmul, sample, compare) or --compare A B"
+                .into(),
+        )),
+        Command::Bench(BenchArgs {
+            cmd: Some(BenchCommand::Compare { a, b }),
+            ..
+        }) => bench_compare(&a, &b),
+        Command::Bench(BenchArgs {
+            cmd:
+                Some(BenchCommand::Gmm {
+                    backends,
+                    iters,
+                    data_dir,
+                    out,
+                    shapes,
+                    records,
+                }),
+            ..
         }) => bench_gmm(
             &options,
             &backends,
@@ -426,14 +498,20 @@ fn run(cli: Cli) -> Result<()> {
             data_dir.as_deref(),
             out.as_deref(),
             &shapes,
+            &records,
         ),
-        Command::Bench(BenchCommand::Matmul {
-            backends,
-            sizes,
-            shapes,
-            models,
-            reps,
-            out,
+        Command::Bench(BenchArgs {
+            cmd:
+                Some(BenchCommand::Matmul {
+                    backends,
+                    sizes,
+                    shapes,
+                    models,
+                    reps,
+                    out,
+                    records,
+                }),
+            ..
         }) => bench_matmul(
             &options,
             &backends,
@@ -442,10 +520,17 @@ fn run(cli: Cli) -> Result<()> {
             models,
             reps,
             out.as_deref(),
+            &records,
         ),
-        Command::Bench(BenchCommand::Sample { samples, reps }) => {
-            bench_sample(&options, samples, reps)
-        }
+        Command::Bench(BenchArgs {
+            cmd:
+                Some(BenchCommand::Sample {
+                    samples,
+                    reps,
+                    records,
+                }),
+            ..
+        }) => bench_sample(&options, samples, reps, &records),
     }
 }
 
@@ -581,8 +666,11 @@ fn bench_gmm(
     data_dir: Option<&std::path::Path>,
     out: Option<&std::path::Path>,
     shape_args: &[String],
+    record_args: &RecordArgs,
 ) -> Result<()> {
     use collapse_kernels::bench::{GMM_SHAPES, GmmShape, gmm_data, time_gmm, write_csv};
+    let stamp = collapse_kernels::records::Stamp::new("collapse bench gmm");
+    let mut recs = Vec::new();
     if iters == 0 {
         return Err(Error::InvalidArgument("--iters must be at least 1".into()));
     }
@@ -628,6 +716,16 @@ fn bench_gmm(
                         t.min_seconds * 1e3,
                         t.point_components_per_s
                     );
+                    let (adapter, driver) = adapter_of(b.as_ref(), gpu.as_ref());
+                    recs.push(stamp.record(
+                        "gmm_em_iteration",
+                        &t.backend,
+                        (&adapter, &driver),
+                        &format!("N={},D={},K={},{}", t.n, t.d, t.k, t.covariance_type),
+                        t.seconds_per_iter,
+                        t.seconds_per_iter - t.min_seconds,
+                        (t.point_components_per_s, "points·components/s"),
+                    ));
                     records.push(t);
                 }
                 Err(Error::Unsupported(why)) => println!("{:<8} skipped: {why}", kind.name()),
@@ -639,6 +737,58 @@ fn bench_gmm(
         write_csv(path, &records)?;
         println!("wrote {}", path.display());
     }
+    record_args.write(&stamp, &recs)
+}
+
+/// Adapter and driver of a backend for its records: the GPU's for wgsl/cube, the host's
+/// description otherwise.
+fn adapter_of(
+    b: &dyn collapse_kernels::backend::Backend,
+    gpu: Option<&std::sync::Arc<GpuContext>>,
+) -> (String, String) {
+    match gpu {
+        Some(g) if b.name() == "wgsl" || b.name() == "cube" => (
+            g.info.name.clone(),
+            format!("{} {}", g.info.driver, g.info.driver_info)
+                .trim()
+                .to_string(),
+        ),
+        _ => (b.device(), String::new()),
+    }
+}
+
+fn bench_compare(a: &std::path::Path, b: &std::path::Path) -> Result<()> {
+    use collapse_kernels::records::{compare, load};
+    let (ra, rb) = (load(a)?, load(b)?);
+    let rows = compare(&ra, &rb);
+    println!(
+        "A = {} ({} records), B = {} ({} records)",
+        a.display(),
+        ra.len(),
+        b.display(),
+        rb.len()
+    );
+    if rows.is_empty() {
+        return Err(Error::InvalidArgument(
+            "no (kernel, backend, shape) is in both record sets".into(),
+        ));
+    }
+    println!(
+        "{:<20} {:<12} {:<28} {:>12} {:>12} {:>9}",
+        "kernel", "backend", "shape", "A ms", "B ms", "A/B"
+    );
+    for r in &rows {
+        println!(
+            "{:<20} {:<12} {:<28} {:>12.4} {:>12.4} {:>9.3}",
+            r.kernel,
+            r.backend,
+            r.shape,
+            r.a_s * 1e3,
+            r.b_s * 1e3,
+            r.speedup
+        );
+    }
+    println!("A/B above 1: B is faster.");
     Ok(())
 }
 
@@ -819,6 +969,7 @@ fn check(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn bench_matmul(
     options: &GpuOptions,
     kinds: &[BackendKind],
@@ -827,8 +978,11 @@ fn bench_matmul(
     models: bool,
     reps: usize,
     out: Option<&std::path::Path>,
+    record_args: &RecordArgs,
 ) -> Result<()> {
     use collapse_kernels::backend::wgsl::Wgsl;
+    let stamp = collapse_kernels::records::Stamp::new("collapse bench matmul");
+    let mut recs = Vec::new();
     use collapse_kernels::bench::{MATMUL_MODEL_SHAPES, matmul_runner, time_matmul, write_csv};
     use collapse_kernels::matmul::Matmul;
     if reps == 0 {
@@ -881,9 +1035,60 @@ fn bench_matmul(
             println!("(a software adapter: GPU rows are not GPU figures)");
         }
     }
+    let (adapter, driver) = gpu
+        .as_ref()
+        .map(|g| {
+            (
+                g.info.name.clone(),
+                format!("{} {}", g.info.driver, g.info.driver_info)
+                    .trim()
+                    .to_string(),
+            )
+        })
+        .unwrap_or_default();
+    // The roofline: the adapter's measured ceilings, for the GPU rows' fractions.
+    let ceil = match &gpu {
+        Some(g) => {
+            let c = collapse_kernels::bench::ceilings(g, 5)?;
+            println!(
+                "ceilings (probe.wgsl, best of 5): f32 FMA {:.1} GFLOP/s, copy {:.1} GB/s",
+                c.gflops, c.gb_per_s
+            );
+            recs.push(stamp.record(
+                "fma",
+                "wgsl",
+                (&adapter, &driver),
+                "probe",
+                0.0,
+                0.0,
+                (c.gflops, "GFLOP/s"),
+            ));
+            recs.push(stamp.record(
+                "copy",
+                "wgsl",
+                (&adapter, &driver),
+                "probe",
+                0.0,
+                0.0,
+                (c.gb_per_s, "GB/s"),
+            ));
+            Some(c)
+        }
+        None => None,
+    };
     println!(
-        "{:<18} {:<6} {:>10} {:>10} {:>9} {:>10} {:>10} {:<12} {:<16}",
-        "shape", "backend", "ms", "GFLOP/s", "GB/s", "×cpu32", "rel.err", "timing", "tile"
+        "{:<18} {:<6} {:>10} {:>10} {:>9} {:>10} {:>10} {:>6} {:>6} {:<12} {:<16}",
+        "shape",
+        "backend",
+        "ms",
+        "GFLOP/s",
+        "GB/s",
+        "×cpu32",
+        "rel.err",
+        "%fma",
+        "%copy",
+        "timing",
+        "tile"
     );
     let mut records = Vec::new();
     for (label, p) in &shapes {
@@ -906,8 +1111,15 @@ fn bench_matmul(
             let ratio = cpu32_gflops
                 .map(|c| format!("{:.2}", t.gflops / c))
                 .unwrap_or_else(|| "-".into());
+            let (fma, copy) = match ceil {
+                Some(c) if kind.needs_gpu() => (
+                    format!("{:.1}", 100.0 * t.gflops / c.gflops),
+                    format!("{:.1}", 100.0 * t.gb_per_s / c.gb_per_s),
+                ),
+                _ => ("-".into(), "-".into()),
+            };
             println!(
-                "{:<18} {:<6} {:>10.3} {:>10.2} {:>9.2} {:>10} {:>10.2e} {:<12} {:<16}",
+                "{:<18} {:<6} {:>10.3} {:>10.2} {:>9.2} {:>10} {:>10.2e} {:>6} {:>6} {:<12} {:<16}",
                 label,
                 t.backend,
                 t.seconds * 1e3,
@@ -915,9 +1127,26 @@ fn bench_matmul(
                 t.gb_per_s,
                 ratio,
                 t.rel_error,
+                fma,
+                copy,
                 t.timing,
                 t.tile
             );
+            let host = t.device.clone();
+            let (ad, dr) = if kind.needs_gpu() {
+                (adapter.as_str(), driver.as_str())
+            } else {
+                (host.as_str(), "")
+            };
+            recs.push(stamp.record(
+                "matmul",
+                &t.backend,
+                (ad, dr),
+                label,
+                t.seconds,
+                t.seconds - t.min_seconds,
+                (t.gflops, "GFLOP/s"),
+            ));
             if t.rel_error.is_nan() || t.rel_error > 1e-4 {
                 return Err(Error::Numerical(format!(
                     "{} {label}: relative error {:.3e} vs {} exceeds 1e-4",
@@ -931,10 +1160,15 @@ fn bench_matmul(
         write_csv(path, &records)?;
         println!("wrote {}", path.display());
     }
-    Ok(())
+    record_args.write(&stamp, &recs)
 }
 
-fn bench_sample(options: &GpuOptions, samples: usize, reps: usize) -> Result<()> {
+fn bench_sample(
+    options: &GpuOptions,
+    samples: usize,
+    reps: usize,
+    record_args: &RecordArgs,
+) -> Result<()> {
     use collapse_kernels::bench::{copy_bandwidth, sampler_write_rate};
     if samples < 1024 {
         return Err(Error::InvalidArgument(
@@ -962,7 +1196,28 @@ fn bench_sample(options: &GpuOptions, samples: usize, reps: usize) -> Result<()>
     if gpu.info.device_type == wgpu::DeviceType::Cpu {
         println!("(a software adapter: these are not GPU figures)");
     }
-    Ok(())
+    let stamp = collapse_kernels::records::Stamp::new("collapse bench sample");
+    let driver = format!("{} {}", gpu.info.driver, gpu.info.driver_info)
+        .trim()
+        .to_string();
+    let recs = [
+        ("copy", "probe", &copy),
+        ("sample_gmm_writes", "N=%,K=16,D=8,full", &samp),
+    ]
+    .into_iter()
+    .map(|(kernel, shape, t)| {
+        stamp.record(
+            kernel,
+            "wgsl",
+            (&gpu.info.name, &driver),
+            &shape.replace('%', &samples.to_string()),
+            t.seconds,
+            0.0,
+            (t.gb_per_s, "GB/s"),
+        )
+    })
+    .collect::<Vec<_>>();
+    record_args.write(&stamp, &recs)
 }
 
 /// Summaries of every adapter wgpu finds.

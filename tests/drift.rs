@@ -181,6 +181,38 @@ fn gpu_backends_join_the_study() {
     }
 }
 
+/// The GMM chain (full covariances, EM each generation) on the GPU backends: their M-steps sum
+/// the two triangles of a scatter separately, and the fit must still be an exactly symmetric
+/// covariance that the next generation can sample from.
+#[test]
+fn gpu_backends_run_the_gmm_chain() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let mut cfg = config(4, 400, 2);
+    cfg.model = ModelKind::Gmm;
+    cfg.truth = Truth::Builtin("shumailov-gmm".into());
+    cfg.k = 2;
+    cfg.covariance_type = CovarianceType::Full;
+    let runs = run(&cfg, &["cpu64", "wgsl", "cube"]);
+    let report = chain::analyse(&cfg, &runs).unwrap();
+    for t in &runs {
+        for p in t.sim.history.iter().flatten() {
+            for c in 0..p.k {
+                let cv = &p.covariances[c * 4..(c + 1) * 4];
+                assert_eq!(cv[1], cv[2], "{}: {cv:?}", t.name);
+            }
+        }
+    }
+    let g0 = report
+        .pairs
+        .iter()
+        .filter(|p| p.a == "cpu64" && p.generation == 0);
+    for p in g0 {
+        assert!(p.param_rel_max < 1e-4, "{p:?}");
+    }
+}
+
 #[test]
 fn cli_writes_the_report_and_rejects_bad_lists() {
     let dir = std::env::temp_dir().join(format!("collapse-drift-{}", std::process::id()));

@@ -382,6 +382,8 @@ fn bench_matmul_cli_checks_times_and_writes_csv() {
         ])
         .args(["--shape", "3x5x7", "--reps", "2", "--out"])
         .arg(&csv)
+        .arg("--records")
+        .arg(dir.join("records"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -400,6 +402,27 @@ fn bench_matmul_cli_checks_times_and_writes_csv() {
         text.starts_with("backend,device,shape,m,n,k,seconds"),
         "{text}"
     );
+    // The JSON records: one per (shape, backend), stamped, and comparable with themselves.
+    let recs = collapse_kernels::records::load(&dir.join("records")).unwrap();
+    assert_eq!(recs.len(), 4, "{recs:?}");
+    for r in &recs {
+        assert_eq!(r.kernel, "matmul");
+        assert_eq!(r.source, "collapse bench matmul");
+        assert!(
+            r.median_s > 0.0 && r.throughput > 0.0 && r.unit == "GFLOP/s",
+            "{r:?}"
+        );
+        assert!(r.date.starts_with("20") && !r.git_rev.is_empty(), "{r:?}");
+    }
+    let cmp = std::process::Command::new(env!("CARGO_BIN_EXE_collapse"))
+        .args(["bench", "--compare"])
+        .arg(dir.join("records"))
+        .arg(dir.join("records"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&cmp.stdout);
+    assert!(cmp.status.success(), "{text}");
+    assert_eq!(text.matches("1.000").count(), 4, "{text}");
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_collapse"))
         .args(["bench", "matmul", "--backends", "cpu32", "--shape", "3x5"])
         .output()
@@ -407,4 +430,14 @@ fn bench_matmul_cli_checks_times_and_writes_csv() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("use MxNxK"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The roofline ceilings on this adapter: the FMA probe's chains run (finite output, checked
+/// inside) and both ceilings are positive and finite.
+#[test]
+fn roofline_ceilings_are_measured() {
+    let Some(gpu) = common::gpu() else { return };
+    let c = collapse_kernels::bench::ceilings(&gpu, 2).unwrap();
+    assert!(c.gflops.is_finite() && c.gflops > 0.0, "{c:?}");
+    assert!(c.gb_per_s.is_finite() && c.gb_per_s > 0.0, "{c:?}");
 }

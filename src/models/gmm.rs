@@ -255,7 +255,7 @@ fn data_variance(x: &Matrix) -> Vec<f64> {
 }
 
 /// Turn M-step statistics into parameters: weights `N_k/N`, covariances `scatter/N_k +
-/// reg_covar·I`, re-seeding components below [`MIN_COMPONENT_MASS`]. Returns the parameters and
+/// reg_covar·I` (full ones made exactly symmetric from their lower triangle), re-seeding components below [`MIN_COMPONENT_MASS`]. Returns the parameters and
 /// how many components were re-seeded.
 pub fn params_from_stats(
     s: &MStats,
@@ -292,6 +292,16 @@ pub fn params_from_stats(
         } else {
             for (o, v) in cv.iter_mut().zip(&s.scatter[c * per..(c + 1) * per]) {
                 *o = v / s.nk[c];
+            }
+            if full {
+                // GPU M-steps sum every entry of the scatter on its own, so (a, b) and (b, a)
+                // can differ in the last bit; the fitted covariance takes the lower triangle
+                // (as cpu64 computes it) and mirrors it, so it is exactly symmetric.
+                for a in 0..d {
+                    for b in 0..a {
+                        cv[b * d + a] = cv[a * d + b];
+                    }
+                }
             }
             for j in 0..d {
                 if full {
