@@ -1457,23 +1457,26 @@ fn drift_run(options: &GpuOptions, a: &DriftRunArgs) -> Result<()> {
             show(c.p90)
         );
     }
-    println!("\nfirst generation in the absorbing state (median ± bootstrap SE [10%, 90%])");
     println!(
-        "{:<15} {:<11} {:>8} {:>22}",
-        "backend", "state", "reached", "generation"
+        "\nfirst generation in the absorbing state (median ± bootstrap SE [10%, 90%]; theory: \
+         the rounding-free prediction of the floor, gaussian + replace only)"
+    );
+    println!(
+        "{:<15} {:<11} {:>8} {:>15} {:>12} {:>8}",
+        "backend", "state", "reached", "generation", "[10%, 90%]", "theory"
     );
     for r in &report.absorption {
         let se = r.median_se.map_or("?".to_string(), |x| format!("{x:.1}"));
         println!(
-            "{:<15} {:<11} {:>4}/{:<3} {:>6} ± {:<5} [{}, {}]",
+            "{:<15} {:<11} {:>4}/{:<3} {:>6} ± {:<6} {:>12} {:>8}",
             r.backend,
             r.state,
             r.reached,
             r.replicates,
             show(r.median),
             se,
-            show(r.p10),
-            show(r.p90)
+            format!("[{}, {}]", show(r.p10), show(r.p90)),
+            r.theory_median.map_or(String::new(), |x| format!("{x:.1}"))
         );
     }
     println!(

@@ -29,12 +29,14 @@
 //!   floor before it is exactly 0) is arithmetic. `zero` implies `floor`.
 //!
 //! The first generation in each state is reported per replicate (`absorption.csv`) and over
-//! replicates: median with its bootstrap standard error, 10% and 90% quantiles.
+//! replicates: median with its bootstrap standard error, 10% and 90% quantiles, and for the
+//! Gaussian chain under `replace` the rounding-free prediction of the `floor` generation
+//! ([`floor_theory`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::driver::{ModelKind, RunConfig, Simulation, metrics::l2_distance, simulate};
+use crate::driver::{ModelKind, Policy, RunConfig, Simulation, metrics::l2_distance, simulate};
 use crate::error::{Error, Result};
 use crate::gmm::{CovarianceType, GmmParams};
 
@@ -226,6 +228,35 @@ pub struct AbsorptionRow {
     pub p10: Option<f64>,
     /// 90% quantile.
     pub p90: Option<f64>,
+    /// `floor` of the Gaussian chain under `replace`: the rounding-free prediction (see
+    /// [`floor_theory`]), median over replicates; empty otherwise.
+    pub theory_median: Option<f64>,
+}
+
+/// ψ(x), the digamma function, for x > 0 (recurrence to x ≥ 12, then the asymptotic series;
+/// error below 1e-12).
+pub fn digamma(mut x: f64) -> f64 {
+    let mut r = 0.0;
+    while x < 12.0 {
+        r -= 1.0 / x;
+        x += 1.0;
+    }
+    let f = 1.0 / (x * x);
+    r + x.ln() - 0.5 / x - f * (1.0 / 12.0 - f * (1.0 / 120.0 - f * (1.0 / 252.0 - f / 240.0)))
+}
+
+/// The generation at which the Gaussian chain (MLE, `replace`, `m` samples per generation)
+/// reaches the `floor` without rounding: each generation multiplies σ² by `χ²_{m−1}/m`, so
+/// `ln σ²` drifts by `c = ψ((m−1)/2) + ln(2/m)` per generation (generation 0, the fit of the
+/// real data with σ = 1, is the first step), and by Wald's identity the first passage below
+/// `ln (F·u·|μ|)²` comes after `2·ln(F·u·|μ|)/c − 1` generations on average; in D dimensions
+/// the last dimension to get there decides. `mu` is the replicate's settled mean (its value at
+/// the last generation: once σ is small, μ no longer moves).
+pub fn floor_theory(m: usize, u: f64, mu: &[f64]) -> f64 {
+    let c = digamma((m as f64 - 1.0) / 2.0) + (2.0 / m as f64).ln();
+    mu.iter()
+        .map(|x| 2.0 * (FLOOR_UNITS * u * x.abs()).ln() / c - 1.0)
+        .fold(f64::NEG_INFINITY, f64::max)
 }
 
 /// One replicate's first generation in each absorbing state.
@@ -375,9 +406,21 @@ pub fn analyse(cfg: &RunConfig, runs: &[Trajectory]) -> Result<Report> {
                 floor: res,
             });
         }
+        let theory =
+            (cfg.model == ModelKind::Gaussian && cfg.policy == Policy::Replace).then(|| {
+                let v = sorted(
+                    t.sim
+                        .history
+                        .iter()
+                        .map(|h| floor_theory(cfg.samples, t.unit_roundoff, &h[h.len() - 1].means))
+                        .collect(),
+                );
+                super::quantile(&v, 0.5).unwrap_or(f64::NAN)
+            });
         for (state, v) in [("zero", zs), ("floor", rs)] {
             let v = sorted(v);
             absorption.push(AbsorptionRow {
+                theory_median: if state == "floor" { theory } else { None },
                 backend: t.name.clone(),
                 state: state.into(),
                 reached: v.iter().filter(|x| x.is_finite()).count(),
@@ -505,4 +548,17 @@ fn write_params(path: &Path, runs: &[Trajectory]) -> Result<()> {
         }
     }
     crate::io::write_atomic(path, s.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digamma_matches_known_values() {
+        let gamma = 0.577_215_664_901_532_9;
+        assert!((digamma(1.0) + gamma).abs() < 1e-12);
+        assert!((digamma(0.5) + gamma + 2.0 * 2f64.ln()).abs() < 1e-12);
+        assert!((digamma(10.5) - 2.303_001_034_297_686).abs() < 1e-12);
+    }
 }

@@ -43,6 +43,15 @@ pub fn lines(
         .map_err(|e| Error::Io(format!("{}: {e}", path.display())))
 }
 
+/// Axis tick text: `1e-7` on log axes, `250` or `0.25` on linear ones.
+fn tick(scale: Scale, v: f64) -> String {
+    match scale {
+        Scale::Log => format!("{v:.0e}"),
+        Scale::Linear if v == v.round() && v.abs() < 1e6 => format!("{v:.0}"),
+        Scale::Linear => format!("{v:.3}"),
+    }
+}
+
 fn keep(scale: Scale, v: f64) -> bool {
     v.is_finite() && (scale == Scale::Linear || v > 0.0)
 }
@@ -97,10 +106,14 @@ fn draw(
     macro_rules! body {
         ($chart:expr) => {{
             let mut chart = $chart;
+            let fx = |v: &f64| tick(xs, *v);
+            let fy = |v: &f64| tick(ys, *v);
             chart
                 .configure_mesh()
                 .x_desc(x_desc)
                 .y_desc(y_desc)
+                .x_label_formatter(&fx)
+                .y_label_formatter(&fy)
                 .draw()?;
             for (i, s) in series.iter().enumerate() {
                 let color = Palette99::pick(s.color.unwrap_or(i)).to_rgba();
