@@ -9,6 +9,7 @@
 //!   the host;
 //! - [`models`]: fitting loops written against the backend abstraction;
 //! - [`driver`], [`drift`]: the generational runs, and the same run compared across backends;
+//! - [`vae`]: the variational autoencoder (model, parameters, the CPU trainer);
 //! - [`summation`]: summation orders (naive, pairwise, Kahan) for the drift study;
 //! - [`io`]: CSV / NPY tables and atomic writes;
 //! - [`error`]: the error type.
@@ -31,5 +32,6 @@ pub mod report;
 pub mod rng;
 pub mod sampling;
 pub mod summation;
+pub mod vae;
 
 pub use error::{Error, Result};

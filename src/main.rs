@@ -65,6 +65,9 @@ enum Command {
     /// Fit a model to a data file.
     #[command(subcommand)]
     Fit(FitCommand),
+    /// Train a model on images.
+    #[command(subcommand)]
+    Train(TrainCommand),
     /// Run a generational model-collapse experiment: generation 0 fits real data, generation n
     /// fits samples of generation n−1 (mixed with real data by --policy). Writes metrics.csv,
     /// summary.json and state.json (a checkpoint after every generation) into --out.
@@ -343,6 +346,64 @@ impl RecordArgs {
 }
 
 #[derive(Subcommand, Debug)]
+enum TrainCommand {
+    /// Train the MLP VAE (D → H → 2Z → H → D, Bernoulli likelihood, Adam) on IDX images and
+    /// write epochs.csv (epoch, train loss, test negative ELBO in nats per image, seconds,
+    /// images/s), model.json, weights.npy, samples.png and reconstructions.png into --out.
+    Vae(TrainVaeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct TrainVaeArgs {
+    /// Training images: an IDX image file, raw or gzip (MNIST, Fashion-MNIST, …).
+    #[arg(
+        long,
+        default_value = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
+    )]
+    data: PathBuf,
+    /// Test images (IDX). Default: the `t10k-` file beside a `train-` --data file; otherwise
+    /// the last 10% of --data is held out.
+    #[arg(long)]
+    test_data: Option<PathBuf>,
+    /// Use only the first N training images (quick runs).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Passes over the training images.
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Images per training step.
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Hidden width H.
+    #[arg(long, default_value_t = 400)]
+    hidden: usize,
+    /// Latent dimensions Z.
+    #[arg(long, default_value_t = 20)]
+    latent: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Adam L2 weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    /// Weight of the KL term (1 = the ELBO).
+    #[arg(long, default_value_t = 1.0)]
+    beta: f64,
+    /// Philox seed of the weights, shuffles and noise (the same start on every backend).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Backend running the training steps (wgsl and cube have no VAE kernels yet).
+    #[arg(long, value_enum, default_value_t = BackendKind::Cpu32)]
+    backend: BackendKind,
+    /// Read the loss back every this many steps.
+    #[arg(long, default_value_t = 10)]
+    loss_every: usize,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
 enum FitCommand {
     /// Fit a Gaussian mixture by EM (scikit-learn's options) and write FIT.json.
     Gmm(FitGmmArgs),
@@ -455,6 +516,7 @@ fn run(cli: Cli) -> Result<()> {
             show,
         ),
         Command::Fit(FitCommand::Gmm(args)) => fit_gmm(&options, &args),
+        Command::Train(TrainCommand::Vae(args)) => train_vae(&options, &args),
         Command::Run(args) => run_generations(&options, &args),
         Command::Check {
             bless,
@@ -1598,6 +1660,169 @@ fn drift_kernels(options: &GpuOptions, a: &DriftKernelArgs) -> Result<()> {
         a.out.display(),
         rows.len(),
         t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn train_vae(options: &GpuOptions, a: &TrainVaeArgs) -> Result<()> {
+    use collapse_kernels::io::idx::{IdxImages, read_idx_images, write_png_grid};
+    use collapse_kernels::vae::{self, Adam, VaeConfig, train};
+    std::fs::create_dir_all(&a.out).map_err(|e| Error::Io(format!("{}: {e}", a.out.display())))?;
+    let mut data = read_idx_images(&a.data)?;
+    let sibling = a.data.file_name().and_then(|n| n.to_str()).and_then(|n| {
+        n.strip_prefix("train-")
+            .map(|rest| a.data.with_file_name(format!("t10k-{rest}")))
+            .filter(|p| p.exists())
+    });
+    let test = match a.test_data.clone().or(sibling) {
+        Some(p) => read_idx_images(&p)?,
+        None => {
+            let keep = data.count - data.count / 10;
+            if keep == 0 || keep == data.count {
+                return Err(Error::Data(format!(
+                    "{}: {} images are too few to hold out a test set; give --test-data",
+                    a.data.display(),
+                    data.count
+                )));
+            }
+            let d = data.dim();
+            let t = IdxImages {
+                count: data.count - keep,
+                rows: data.rows,
+                cols: data.cols,
+                pixels: data.pixels[keep * d..].to_vec(),
+            };
+            data.pixels.truncate(keep * d);
+            data.count = keep;
+            eprintln!("no test file: holding out the last {} images", t.count);
+            t
+        }
+    };
+    if let Some(n) = a.limit {
+        if n == 0 {
+            return Err(Error::InvalidArgument("--limit must be ≥ 1".into()));
+        }
+        data.count = data.count.min(n);
+        data.pixels.truncate(data.count * data.dim());
+    }
+    if (test.rows, test.cols) != (data.rows, data.cols) {
+        return Err(Error::Data(format!(
+            "test images are {}×{}, training images {}×{}",
+            test.rows, test.cols, data.rows, data.cols
+        )));
+    }
+    let cfg = train::TrainConfig {
+        vae: VaeConfig {
+            d: data.dim(),
+            h: a.hidden,
+            z: a.latent,
+            beta: a.beta,
+            adam: Adam {
+                lr: a.lr,
+                weight_decay: a.weight_decay,
+                ..Adam::default()
+            },
+        },
+        epochs: a.epochs,
+        batch: a.batch,
+        seed: a.seed,
+        loss_every: a.loss_every,
+    };
+    let b = backend::open(a.backend, options)?;
+    eprintln!(
+        "VAE {}→{}→{}: {} training and {} test images of {}×{}, {} epochs of batch {}, on {} ({})",
+        cfg.vae.d,
+        cfg.vae.h,
+        cfg.vae.z,
+        data.count,
+        test.count,
+        data.rows,
+        data.cols,
+        cfg.epochs,
+        cfg.batch,
+        b.name(),
+        b.device()
+    );
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "epoch {prefix} {bar:30} {pos}/{len} steps, {elapsed} (eta {eta}) {msg}",
+        )
+        .expect("static template"),
+    );
+    let t = Instant::now();
+    let result = train::train(
+        b.as_ref(),
+        &cfg,
+        &data,
+        &test,
+        &mut |epoch, s, steps, loss| {
+            if s == 1 {
+                bar.set_length(steps as u64);
+                bar.set_prefix(format!("{epoch}/{}", cfg.epochs));
+            }
+            bar.set_position(s as u64);
+            if let Some(l) = loss {
+                bar.set_message(format!("loss {l:.2}"));
+            }
+        },
+    );
+    bar.finish_and_clear();
+    let (mut model, rows) = result?;
+    println!(
+        "{:>5} {:>12} {:>14} {:>9} {:>10}",
+        "epoch", "train loss", "test −ELBO", "seconds", "images/s"
+    );
+    for r in &rows {
+        println!(
+            "{:>5} {:>12} {:>14.3} {:>9.2} {:>10.0}",
+            r.epoch,
+            r.train_loss.map_or("-".into(), |l| format!("{l:.3}")),
+            r.test_neg_elbo,
+            r.seconds,
+            r.images_per_s
+        );
+    }
+    collapse_kernels::bench::write_csv(&a.out.join("epochs.csv"), &rows)?;
+    let params = model.params()?;
+    collapse_kernels::io::write_npy(
+        &a.out.join("weights.npy"),
+        &collapse_kernels::io::Matrix::new(1, params.len(), params)?,
+    )?;
+    let layout: Vec<serde_json::Value> = vae::layout(&cfg.vae)
+        .iter()
+        .map(|t| serde_json::json!({"name": t.name, "rows": t.rows, "cols": t.cols, "offset": t.offset}))
+        .collect();
+    let meta = serde_json::json!({
+        "config": cfg,
+        "backend": b.name(),
+        "device": b.device(),
+        "data": a.data,
+        "train_images": data.count,
+        "test_images": test.count,
+        "layout": layout,
+        "weights": "weights.npy (shape [1, P], float64, the layout's order)",
+        "epochs": rows,
+    });
+    write_atomic(
+        &a.out.join("model.json"),
+        serde_json::to_string_pretty(&meta)
+            .expect("JSON of plain data")
+            .as_bytes(),
+    )?;
+    let shape = (data.rows, data.cols);
+    let samples = train::sample_images(model.as_mut(), 64, a.seed)?;
+    write_png_grid(&a.out.join("samples.png"), &samples, shape, 8)?;
+    let n = test.count.min(16);
+    let originals = train::gather(&test, &(0..n).collect::<Vec<_>>());
+    let recon = model.reconstruct(&originals)?;
+    let both: Vec<f64> = originals.iter().chain(&recon).copied().collect();
+    write_png_grid(&a.out.join("reconstructions.png"), &both, shape, n)?;
+    println!(
+        "done in {:.1} s: {}/epochs.csv, model.json, weights.npy, samples.png, reconstructions.png \
+         (top row: test images, bottom: reconstructions)",
+        t.elapsed().as_secs_f64(),
+        a.out.display()
     );
     Ok(())
 }

@@ -115,6 +115,14 @@ pub trait Backend: Send + Sync {
     /// Gaussian mixture (see [`crate::gmm`]). GPU backends keep `x` and the responsibilities on
     /// the device between passes.
     fn gmm_pass<'a>(&'a self, x: &'a Matrix) -> Result<Box<dyn GmmPass + 'a>>;
+
+    /// A VAE (see [`crate::vae`]) with parameters `params` (flat, f64, rounded to the
+    /// backend's precision) and fresh Adam state, trained and evaluated on this backend.
+    fn vae<'a>(
+        &'a self,
+        cfg: &crate::vae::VaeConfig,
+        params: &[f64],
+    ) -> Result<Box<dyn crate::vae::VaeTrainer + 'a>>;
 }
 
 /// The four backends by name.

@@ -133,6 +133,14 @@ impl Backend for Cpu32Variant {
             Self::F16Storage => Cpu32.gmm_pass(x),
         }
     }
+
+    fn vae<'a>(
+        &'a self,
+        cfg: &crate::vae::VaeConfig,
+        params: &[f64],
+    ) -> Result<Box<dyn crate::vae::VaeTrainer + 'a>> {
+        Cpu32.vae(cfg, params)
+    }
 }
 
 /// A single-threaded f32 EM pass whose reductions over points use one [`Summation`] order.

@@ -469,7 +469,10 @@ pub fn analyse(cfg: &RunConfig, runs: &[Trajectory]) -> Result<Report> {
 }
 
 /// Write the report into `dir`: `pairs.csv`, `crossings.csv`, `absorption.csv`,
-/// `absorption_per_replicate.csv`, `spread.csv`, `summary.json` and `plots/*.svg`; with
+/// `absorption_per_replicate.csv`, `spread.csv`, `summary.json` and `plots/*.svg`
+/// (`pairs.csv`, `spread.csv` and the plots hold every generation of runs up to 1000
+/// generations, else every ⌈(G+1)/1000⌉-th and the last; crossings and absorption always use
+/// every generation); with
 /// `params` also `params.csv` (every fitted parameter: backend, generation, replicate, then
 /// `weight_c`, `mean_c_j`, `var_c_j`). Returns the files written.
 pub fn write(
@@ -487,13 +490,34 @@ pub fn write(
         files.push(p);
         Ok(())
     };
-    put("pairs.csv", &|p| write_csv(p, &report.pairs))?;
+    // Long runs: every ⌈(G+1)/1000⌉-th generation (and the last) in the per-generation tables.
+    let gens = cfg.generations + 1;
+    let stride = gens.div_ceil(1000).max(1);
+    let keep = |g: usize| g.is_multiple_of(stride) || g + 1 == gens;
+    let thin = Report {
+        pairs: report
+            .pairs
+            .iter()
+            .filter(|r| keep(r.generation))
+            .cloned()
+            .collect(),
+        spread: report
+            .spread
+            .iter()
+            .filter(|r| keep(r.generation))
+            .cloned()
+            .collect(),
+        crossings: Vec::new(),
+        absorption: Vec::new(),
+        per_replicate: Vec::new(),
+    };
+    put("pairs.csv", &|p| write_csv(p, &thin.pairs))?;
     put("crossings.csv", &|p| write_csv(p, &report.crossings))?;
     put("absorption.csv", &|p| write_csv(p, &report.absorption))?;
     put("absorption_per_replicate.csv", &|p| {
         write_csv(p, &report.per_replicate)
     })?;
-    put("spread.csv", &|p| write_csv(p, &report.spread))?;
+    put("spread.csv", &|p| write_csv(p, &thin.spread))?;
     if params {
         put("params.csv", &|p| write_params(p, runs))?;
     }
@@ -513,7 +537,7 @@ pub fn write(
         let bytes = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Io(e.to_string()))?;
         crate::io::write_atomic(p, &bytes)
     })?;
-    files.extend(super::plot::chain_plots(&dir.join("plots"), runs, report)?);
+    files.extend(super::plot::chain_plots(&dir.join("plots"), runs, &thin)?);
     Ok(files)
 }
 

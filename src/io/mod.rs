@@ -1,6 +1,8 @@
-//! Reading and writing data: numeric tables from CSV and NPY files, NPY output, and atomic
+//! Reading and writing data: numeric tables from CSV and NPY files, IDX image files, NPY and PNG
+//! output, and atomic
 //! file writes.
 
+pub mod idx;
 pub mod table;
 
 pub use table::{Matrix, read_table};

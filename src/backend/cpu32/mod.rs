@@ -98,4 +98,12 @@ impl Backend for Cpu32 {
     ) -> Result<Box<dyn crate::gmm::GmmPass + 'a>> {
         Ok(Box::new(gmm::Cpu32Gmm::new(x)))
     }
+
+    fn vae<'a>(
+        &'a self,
+        cfg: &crate::vae::VaeConfig,
+        params: &[f64],
+    ) -> Result<Box<dyn crate::vae::VaeTrainer + 'a>> {
+        Ok(Box::new(crate::vae::cpu::CpuVae::<f32>::new(cfg, params)?))
+    }
 }

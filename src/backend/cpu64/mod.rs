@@ -84,4 +84,12 @@ impl Backend for Cpu64 {
     ) -> Result<Box<dyn crate::gmm::GmmPass + 'a>> {
         Ok(Box::new(gmm::Cpu64Gmm::new(x)))
     }
+
+    fn vae<'a>(
+        &'a self,
+        cfg: &crate::vae::VaeConfig,
+        params: &[f64],
+    ) -> Result<Box<dyn crate::vae::VaeTrainer + 'a>> {
+        Ok(Box::new(crate::vae::cpu::CpuVae::<f64>::new(cfg, params)?))
+    }
 }

@@ -109,4 +109,15 @@ impl Backend for Cube {
     ) -> Result<Box<dyn crate::gmm::GmmPass + 'a>> {
         Ok(Box::new(gmm::CubeGmm::new(&self.client, &self.gpu, x)?))
     }
+
+    fn vae<'a>(
+        &'a self,
+        cfg: &crate::vae::VaeConfig,
+        params: &[f64],
+    ) -> Result<Box<dyn crate::vae::VaeTrainer + 'a>> {
+        let _ = (cfg, params);
+        Err(crate::Error::Unsupported(
+            "the VAE has no cubecl training kernels yet (issue 6); use cpu32 or cpu64".into(),
+        ))
+    }
 }

@@ -108,4 +108,15 @@ impl Backend for Wgsl {
     ) -> Result<Box<dyn crate::gmm::GmmPass + 'a>> {
         Ok(Box::new(gmm::WgslGmm::new(&self.gpu, x)?))
     }
+
+    fn vae<'a>(
+        &'a self,
+        cfg: &crate::vae::VaeConfig,
+        params: &[f64],
+    ) -> Result<Box<dyn crate::vae::VaeTrainer + 'a>> {
+        let _ = (cfg, params);
+        Err(crate::Error::Unsupported(
+            "the VAE has no WGSL training kernels yet (issue 6); use cpu32 or cpu64".into(),
+        ))
+    }
 }

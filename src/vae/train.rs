@@ -1,0 +1,166 @@
+//! Training a VAE on IDX images, epoch by epoch, on any backend (`collapse train vae`).
+//!
+//! Each epoch visits the training images in a Philox permutation (stream
+//! `(seed, SHUFFLE_STREAM + epoch)`, Fisher–Yates), in batches of `batch` (the last one may be
+//! smaller). Step `s` (counted over the whole run) draws its reparameterisation noise from stream
+//! `(seed, NOISE_STREAM + s)`. The loss is read back every `loss_every` steps (GPU backends pay
+//! for a read-back); the epoch's training loss is the mean of those reads. After each epoch the
+//! test set's negative ELBO is measured (one noise draw per image, stream
+//! `(seed, EVAL_STREAM)`, the same every epoch); a row with epoch 0 gives it before training.
+
+use std::time::Instant;
+
+use super::{VaeConfig, VaeTrainer, init_params};
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::io::idx::IdxImages;
+use crate::rng::{StreamKey, unit_f64};
+
+/// Philox stream base of the per-epoch shuffles.
+pub const SHUFFLE_STREAM: u64 = 0x5AFF_0000_0000;
+/// Philox stream base of the per-step noise.
+pub const NOISE_STREAM: u64 = 0x0015_E000_0000_0000;
+/// Philox stream of the evaluation noise.
+pub const EVAL_STREAM: u64 = 0xE7A1;
+/// Philox stream of the decoded sample latents.
+pub const SAMPLE_STREAM: u64 = 0x5A3F;
+
+/// What to train.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct TrainConfig {
+    /// The model.
+    pub vae: VaeConfig,
+    /// Passes over the training images.
+    pub epochs: usize,
+    /// Images per step.
+    pub batch: usize,
+    /// Philox seed of the weights, shuffles and noise.
+    pub seed: u64,
+    /// Read the loss back every this many steps.
+    pub loss_every: usize,
+}
+
+/// One epoch's figures.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EpochRow {
+    /// Epoch (0 = before training).
+    pub epoch: usize,
+    /// Mean training loss over the read-backs of the epoch (nats per image; empty for 0).
+    pub train_loss: Option<f64>,
+    /// Test negative ELBO (nats per image).
+    pub test_neg_elbo: f64,
+    /// Seconds of training in the epoch (evaluation excluded).
+    pub seconds: f64,
+    /// Training images per second.
+    pub images_per_s: f64,
+}
+
+/// `[n][D]` pixels in [0, 1] of images `idx` of `img`.
+pub fn gather(img: &IdxImages, idx: &[usize]) -> Vec<f64> {
+    let mut x = Vec::with_capacity(idx.len() * img.dim());
+    for &i in idx {
+        x.extend(img.image_f64(i));
+    }
+    x
+}
+
+/// A Philox permutation of `0..n` (Fisher–Yates).
+pub fn permutation(n: usize, key: StreamKey) -> Vec<usize> {
+    let mut p: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = ((unit_f64(key.u32_at(i as u64)) * (i + 1) as f64) as usize).min(i);
+        p.swap(i, j);
+    }
+    p
+}
+
+/// Train on `train`, evaluating on `test`; `progress(epoch, steps_done, steps_per_epoch, loss)`
+/// is called after every step. Returns the trained model and the per-epoch rows.
+pub fn train<'a>(
+    backend: &'a dyn Backend,
+    cfg: &TrainConfig,
+    train: &IdxImages,
+    test: &IdxImages,
+    progress: &mut dyn FnMut(usize, usize, usize, Option<f64>),
+) -> Result<(Box<dyn VaeTrainer + 'a>, Vec<EpochRow>)> {
+    cfg.vae.validate()?;
+    if train.dim() != cfg.vae.d || test.dim() != cfg.vae.d {
+        return Err(Error::InvalidArgument(format!(
+            "images have {} (train) and {} (test) pixels; the model expects D = {}",
+            train.dim(),
+            test.dim(),
+            cfg.vae.d
+        )));
+    }
+    if cfg.batch == 0 || cfg.epochs == 0 || cfg.loss_every == 0 {
+        return Err(Error::InvalidArgument(
+            "--batch, --epochs and the loss interval must be ≥ 1".into(),
+        ));
+    }
+    let mut vae = backend.vae(&cfg.vae, &init_params(&cfg.vae, cfg.seed))?;
+    let test_x = gather(test, &(0..test.count).collect::<Vec<_>>());
+    let eval = StreamKey::new(cfg.seed, EVAL_STREAM);
+    let mut rows = vec![EpochRow {
+        epoch: 0,
+        train_loss: None,
+        test_neg_elbo: vae.neg_elbo(&test_x, eval)?,
+        seconds: 0.0,
+        images_per_s: 0.0,
+    }];
+    let steps = train.count.div_ceil(cfg.batch);
+    let mut step = 0u64;
+    for epoch in 1..=cfg.epochs {
+        let order = permutation(
+            train.count,
+            StreamKey::new(cfg.seed, SHUFFLE_STREAM + epoch as u64),
+        );
+        let t = Instant::now();
+        let mut losses = Vec::new();
+        for (s, idx) in order.chunks(cfg.batch).enumerate() {
+            let x = gather(train, idx);
+            vae.step(&x, StreamKey::new(cfg.seed, NOISE_STREAM + step))?;
+            step += 1;
+            let read = (s + 1) % cfg.loss_every == 0 || s + 1 == steps;
+            let loss = if read {
+                let l = vae.last_loss()?.loss;
+                losses.push(l);
+                Some(l)
+            } else {
+                None
+            };
+            progress(epoch, s + 1, steps, loss);
+        }
+        let seconds = t.elapsed().as_secs_f64();
+        rows.push(EpochRow {
+            epoch,
+            train_loss: Some(losses.iter().sum::<f64>() / losses.len() as f64),
+            test_neg_elbo: vae.neg_elbo(&test_x, eval)?,
+            seconds,
+            images_per_s: train.count as f64 / seconds,
+        });
+    }
+    Ok((vae, rows))
+}
+
+/// `n` images decoded from latents `z ~ N(0, I)` (Philox stream `(seed, SAMPLE_STREAM)`,
+/// drawn in f64) → `[n][D]` pixel probabilities.
+pub fn sample_images(vae: &mut dyn VaeTrainer, n: usize, seed: u64) -> Result<Vec<f64>> {
+    let mut z = vec![0.0; n * vae.config().z];
+    crate::backend::cpu64::Cpu64.normal(StreamKey::new(seed, SAMPLE_STREAM), 0, &mut z)?;
+    vae.decode(&z)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permutations_are_permutations() {
+        let p = permutation(1000, StreamKey::new(1, 2));
+        let mut s = p.clone();
+        s.sort_unstable();
+        assert_eq!(s, (0..1000).collect::<Vec<_>>());
+        assert_ne!(p, (0..1000).collect::<Vec<_>>());
+        assert_ne!(p, permutation(1000, StreamKey::new(1, 3)));
+    }
+}
