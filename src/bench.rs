@@ -597,3 +597,59 @@ pub fn time_matmul(
         tile: r.tile.clone(),
     })
 }
+
+/// Training-step throughput of the VAE on one backend.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct VaeTiming {
+    /// Backend.
+    pub backend: String,
+    /// Where it ran.
+    pub device: String,
+    /// Images per step.
+    pub batch: usize,
+    /// `D-H-Z`.
+    pub shape: String,
+    /// Median seconds per training step (forward, backward, Adam).
+    pub seconds: f64,
+    /// Fastest step.
+    pub min_seconds: f64,
+    /// `1 / seconds`.
+    pub steps_per_s: f64,
+    /// `batch / seconds`.
+    pub images_per_s: f64,
+}
+
+/// Time `steps` VAE training steps (after one untimed step) on `backend` at `batch`, on Philox
+/// uniform pixels (the arithmetic does not depend on the pixel values).
+pub fn time_vae(
+    backend: &dyn Backend,
+    cfg: &crate::vae::VaeConfig,
+    batch: usize,
+    steps: usize,
+) -> Result<VaeTiming> {
+    use crate::rng::StreamKey;
+    let mut x = vec![0.0; batch * cfg.d];
+    crate::backend::cpu64::Cpu64.uniform(StreamKey::new(1, 0xBE7C), 0, &mut x)?;
+    let mut vae = backend.vae(cfg, &crate::vae::init_params(cfg, 0))?;
+    vae.step(&x, StreamKey::new(2, 0))?;
+    vae.last_loss()?;
+    let mut times = Vec::with_capacity(steps);
+    for s in 0..steps.max(1) {
+        let t = std::time::Instant::now();
+        vae.step(&x, StreamKey::new(2, 1 + s as u64))?;
+        vae.last_loss()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let med = times[times.len() / 2];
+    Ok(VaeTiming {
+        backend: backend.name().into(),
+        device: backend.device(),
+        batch,
+        shape: format!("{}-{}-{}", cfg.d, cfg.h, cfg.z),
+        seconds: med,
+        min_seconds: times[0],
+        steps_per_s: 1.0 / med,
+        images_per_s: batch as f64 / med,
+    })
+}

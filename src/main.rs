@@ -294,6 +294,25 @@ enum BenchCommand {
         #[command(flatten)]
         records: RecordArgs,
     },
+    /// VAE training steps per second and images per second (forward, loss, backward, Adam;
+    /// D = 784, H = 400, Z = 20) per backend and batch size, the loss read back every step.
+    /// `scripts/bench-vae.sh` runs this and the PyTorch CPU peer back to back.
+    Vae {
+        /// Backends to time (comma-separated).
+        #[arg(long, value_delimiter = ',', default_values_t = [BackendKind::Cpu32])]
+        backends: Vec<BackendKind>,
+        /// Batch sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [128usize, 1024])]
+        batches: Vec<usize>,
+        /// Timed steps per backend and batch (after one untimed step); the median counts.
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// Write the timings as CSV here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        records: RecordArgs,
+    },
     /// Compare two record sets (record files or folders of them, e.g. two machines' or two
     /// revisions' results/bench/records): median seconds and the speedup of B over A for every
     /// kernel, backend and shape both hold (the latest record of each). Same as
@@ -542,6 +561,17 @@ fn run(cli: Cli) -> Result<()> {
             cmd: Some(BenchCommand::Compare { a, b }),
             ..
         }) => bench_compare(&a, &b),
+        Command::Bench(BenchArgs {
+            cmd:
+                Some(BenchCommand::Vae {
+                    backends,
+                    batches,
+                    steps,
+                    out,
+                    records,
+                }),
+            ..
+        }) => bench_vae(&options, &backends, &batches, steps, out.as_deref(), &records),
         Command::Bench(BenchArgs {
             cmd:
                 Some(BenchCommand::Gmm {
@@ -1825,4 +1855,67 @@ fn train_vae(options: &GpuOptions, a: &TrainVaeArgs) -> Result<()> {
         a.out.display()
     );
     Ok(())
+}
+
+fn bench_vae(
+    options: &GpuOptions,
+    kinds: &[BackendKind],
+    batches: &[usize],
+    steps: usize,
+    out: Option<&std::path::Path>,
+    record_args: &RecordArgs,
+) -> Result<()> {
+    use collapse_kernels::bench::{time_vae, write_csv};
+    use collapse_kernels::vae::VaeConfig;
+    if batches.contains(&0) || steps == 0 {
+        return Err(Error::InvalidArgument("--batches and --steps must be ≥ 1".into()));
+    }
+    let gpu = if kinds.iter().any(|k| k.needs_gpu()) {
+        Some(GpuContext::new(options)?)
+    } else {
+        None
+    };
+    let cfg = VaeConfig::default();
+    let stamp = collapse_kernels::records::Stamp::new("collapse bench vae");
+    let mut recs = Vec::new();
+    let mut rows = Vec::new();
+    println!(
+        "{:<8} {:>6} {:>12} {:>10} {:>12}",
+        "backend", "batch", "ms/step", "steps/s", "images/s"
+    );
+    for &batch in batches {
+        for &kind in kinds {
+            let b = backend::create(kind, gpu.as_ref())?;
+            match time_vae(b.as_ref(), &cfg, batch, steps) {
+                Ok(t) => {
+                    println!(
+                        "{:<8} {:>6} {:>12.3} {:>10.2} {:>12.0}",
+                        t.backend,
+                        t.batch,
+                        t.seconds * 1e3,
+                        t.steps_per_s,
+                        t.images_per_s
+                    );
+                    let (adapter, driver) = adapter_of(b.as_ref(), gpu.as_ref());
+                    recs.push(stamp.record(
+                        "vae_train_step",
+                        &t.backend,
+                        (&adapter, &driver),
+                        &format!("{},B={}", t.shape, t.batch),
+                        t.seconds,
+                        t.seconds - t.min_seconds,
+                        (t.images_per_s, "images/s"),
+                    ));
+                    rows.push(t);
+                }
+                Err(Error::Unsupported(why)) => println!("{:<8} skipped: {why}", kind.name()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if let Some(path) = out {
+        write_csv(path, &rows)?;
+        println!("wrote {}", path.display());
+    }
+    record_args.write(&stamp, &recs)
 }

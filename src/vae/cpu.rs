@@ -16,6 +16,7 @@
 //! Sums over the batch (bias gradients, the loss) are formed pairwise.
 
 use num_traits::Float;
+use rayon::prelude::*;
 
 use super::{VaeConfig, VaeLoss, VaeTrainer, check_batch, layout};
 use crate::backend::Backend;
@@ -150,7 +151,10 @@ struct Forward<T> {
     eps: Vec<T>,
     z: Vec<T>,
     h2: Vec<T>,
-    logits: Vec<T>,
+    /// `sigmoid(logits)`.
+    sig: Vec<T>,
+    /// BCE per image (summed over pixels, pairwise).
+    bce_img: Vec<T>,
 }
 
 fn add_bias<T: VaeFloat>(y: &mut [T], bias: &[T]) {
@@ -167,19 +171,44 @@ fn relu<T: VaeFloat>(y: &mut [T]) {
 
 /// Column sums of `g` (`[rows][cols]`) into `out`, pairwise over rows.
 fn col_sums<T: VaeFloat>(g: &[T], cols: usize, out: &mut [T]) {
-    let rows = g.len() / cols;
-    let mut col = vec![T::zero(); rows];
-    for (j, o) in out.iter_mut().enumerate() {
-        for (i, c) in col.iter_mut().enumerate() {
-            *c = g[i * cols + j];
+    // Rows split in halves down to blocks of 16 summed in order; halves added elementwise.
+    fn rec<T: VaeFloat>(g: &[T], cols: usize, out: &mut [T]) {
+        let rows = g.len() / cols;
+        if rows <= 16 {
+            out.iter_mut().for_each(|v| *v = T::zero());
+            for row in g.chunks(cols) {
+                for (o, v) in out.iter_mut().zip(row) {
+                    *o = *o + *v;
+                }
+            }
+            return;
         }
-        *o = T::psum(&col);
+        let (a, b) = g.split_at(rows / 2 * cols);
+        let mut tmp = vec![T::zero(); cols];
+        rec(a, cols, out);
+        rec(b, cols, &mut tmp);
+        for (o, t) in out.iter_mut().zip(&tmp) {
+            *o = *o + *t;
+        }
     }
+    rec(g, cols, out);
 }
 
 /// `softplus(l) − x·l`, exact for any `l`.
+#[cfg(test)]
 fn bce<T: VaeFloat>(l: T, x: T) -> T {
-    l.max(T::zero()) - x * l + (-l.abs()).exp().ln_1p()
+    bce_sigmoid(l, x).0
+}
+
+/// `(softplus(l) − x·l, sigmoid(l))` from one exponential, exact for any `l`.
+fn bce_sigmoid<T: VaeFloat>(l: T, x: T) -> (T, T) {
+    let e = (-l.abs()).exp();
+    let sig = if l >= T::zero() {
+        T::one() / (T::one() + e)
+    } else {
+        e / (T::one() + e)
+    };
+    (l.max(T::zero()) - x * l + e.ln_1p(), sig)
 }
 
 impl<T: VaeFloat> CpuVae<T> {
@@ -283,6 +312,22 @@ impl<T: VaeFloat> CpuVae<T> {
             .map(|i| mu[i] + (half * lv[i]).exp() * eps[i])
             .collect();
         let (h2, logits) = self.decode_logits(&z, b);
+        let d = c.d;
+        let mut sig = vec![T::zero(); b * d];
+        let bce_img: Vec<T> = logits
+            .par_chunks(d)
+            .zip(x.par_chunks(d))
+            .zip(sig.par_chunks_mut(d))
+            .map(|((l, xr), sr)| {
+                let mut terms = vec![T::zero(); d];
+                for j in 0..d {
+                    let (t, s) = bce_sigmoid(l[j], xr[j]);
+                    terms[j] = t;
+                    sr[j] = s;
+                }
+                T::psum(&terms)
+            })
+            .collect();
         Ok(Forward {
             b,
             x,
@@ -292,21 +337,14 @@ impl<T: VaeFloat> CpuVae<T> {
             eps,
             z,
             h2,
-            logits,
+            sig,
+            bce_img,
         })
     }
 
     /// Mean BCE and KL per image of a forward pass.
     fn loss_of(&self, f: &Forward<T>, beta: f64) -> Result<VaeLoss> {
         let c = &self.cfg;
-        let bce_img: Vec<T> = (0..f.b)
-            .map(|i| {
-                let terms: Vec<T> = (0..c.d)
-                    .map(|j| bce(f.logits[i * c.d + j], f.x[i * c.d + j]))
-                    .collect();
-                T::psum(&terms)
-            })
-            .collect();
         let kl_img: Vec<T> = (0..f.b)
             .map(|i| {
                 let terms: Vec<T> = (0..c.z)
@@ -319,7 +357,7 @@ impl<T: VaeFloat> CpuVae<T> {
             })
             .collect();
         let nb = f.b as f64;
-        let bce = T::psum(&bce_img).wide() / nb;
+        let bce = T::psum(&f.bce_img).wide() / nb;
         let kl = T::psum(&kl_img).wide() / nb;
         let loss = bce + beta * kl;
         if !loss.is_finite() {
@@ -341,10 +379,10 @@ impl<T: VaeFloat> CpuVae<T> {
         let half = T::of(0.5);
         // Output layer.
         let dlogits: Vec<T> = f
-            .logits
-            .iter()
+            .sig
+            .par_iter()
             .zip(&f.x)
-            .map(|(&lg, &x)| (T::one() / (T::one() + (-lg).exp()) - x) * inv_b)
+            .map(|(&s, &x)| (s - x) * inv_b)
             .collect();
         T::gemm(
             h,
