@@ -571,7 +571,14 @@ fn run(cli: Cli) -> Result<()> {
                     records,
                 }),
             ..
-        }) => bench_vae(&options, &backends, &batches, steps, out.as_deref(), &records),
+        }) => bench_vae(
+            &options,
+            &backends,
+            &batches,
+            steps,
+            out.as_deref(),
+            &records,
+        ),
         Command::Bench(BenchArgs {
             cmd:
                 Some(BenchCommand::Gmm {
@@ -1868,7 +1875,9 @@ fn bench_vae(
     use collapse_kernels::bench::{time_vae, write_csv};
     use collapse_kernels::vae::VaeConfig;
     if batches.contains(&0) || steps == 0 {
-        return Err(Error::InvalidArgument("--batches and --steps must be ≥ 1".into()));
+        return Err(Error::InvalidArgument(
+            "--batches and --steps must be ≥ 1".into(),
+        ));
     }
     let gpu = if kinds.iter().any(|k| k.needs_gpu()) {
         Some(GpuContext::new(options)?)

@@ -170,17 +170,6 @@ fn resume_after_sigkill_is_byte_identical() {
     );
 }
 
-/// ψ(x) for x > 0: recurrence up to x ≥ 6, then the asymptotic series.
-fn digamma(mut x: f64) -> f64 {
-    let mut r = 0.0;
-    while x < 6.0 {
-        r -= 1.0 / x;
-        x += 1.0;
-    }
-    let f = 1.0 / (x * x);
-    r + x.ln() - 0.5 / x - f * (1.0 / 12.0 - f * (1.0 / 120.0 - f * (1.0 / 252.0 - f / 240.0)))
-}
-
 /// The 1-D Gaussian chain with MLE fits and M samples per generation, σ₀ = 1. Generation g has
 /// been fitted n = g + 1 times from samples, so: E[σ²] = ((M−1)/M)ⁿ, Var(μ) = 1 − ((M−1)/M)ⁿ,
 /// E[ln σ²] = n·(ψ((M−1)/2) + ln(2/M)). Each is checked on R = 4000 replicates within 5 standard
@@ -234,7 +223,9 @@ fn gaussian_chain_matches_closed_forms() {
             "g={g}: Var(μ) {mu_var} vs {want}"
         );
         let (l_mean, l_var, _) = stat(at.iter().map(|x| (x[s_c] * x[s_c]).ln()).collect());
-        let want = n * (digamma((m as f64 - 1.0) / 2.0) + (2.0 / m as f64).ln());
+        let want = n
+            * (collapse_kernels::drift::chain::digamma((m as f64 - 1.0) / 2.0)
+                + (2.0 / m as f64).ln());
         assert!(
             (l_mean - want).abs() <= 5.0 * (l_var / rf).sqrt(),
             "g={g}: E[ln σ²] {l_mean} vs {want}"
