@@ -7,7 +7,9 @@
 #   the criterion sampling bench (samples/s, bytes/s),
 #   collapse bench matmul (cpu32, wgsl, cube; squares 512-4096 and the models' shapes) and the
 #   PyTorch/cuBLAS f32 peer (TF32 off) on the same card, with the wgsl/cuBLAS ratio,
-# then prints a short table. Meant to finish well inside 10 minutes (each step has a timeout).
+#   collapse bench vae (cpu32 and wgsl training steps/s),
+# then prints a short table. Finishes inside 10 minutes: each step has a timeout and all share a
+# BUDGET of 540 s.
 # Every bench step also writes its JSON records (see src/records.rs) into OUTDIR/records.
 # Usage: bash scripts/gpu-check.sh OUTDIR
 # (OUTDIR holds ~16 files; through the device tool, whose $OUT returns at most 8, run
@@ -33,35 +35,44 @@ C="$bin/collapse"
 { nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv || true; } > "$out/nvidia-smi.csv" 2>&1
 cat "$out/nvidia-smi.csv"
 echo "build: $(cat "$B/git-rev" 2>/dev/null)"
+# Time budget: every step gets at most its own limit and what is left of BUDGET seconds (default
+# 540), so the whole script ends inside 10 minutes; a step with under 15 s left is skipped.
+BUDGET=${BUDGET:-540}
+t() { local left=$(( BUDGET - SECONDS )); [ "$left" -lt 15 ] && { echo "(skipped: time budget spent)"; return 0; }
+      timeout $(( $1 < left ? $1 : left )) "${@:2}"; }
 # 2. Adapter and correctness.
-timeout 60 "$C" info | tee "$out/info.txt"
-timeout 60 "$C" info --json > "$out/info.json"
-timeout 180 "$C" check 2>&1 | tee "$out/check.txt"
+t 60 "$C" info | tee "$out/info.txt"
+t 60 "$C" info --json > "$out/info.json"
+t 180 "$C" check 2>&1 | tee "$out/check.txt"
 check_rc=${PIPESTATUS[0]}
 # 3. EM at GPU sizes; the CPU row is the same-run reference.
 # GMM_SHAPES overrides the shapes (e.g. small ones to try the script on lavapipe).
 shapes=${GMM_SHAPES:---shape 1000000x64x64:diag --shape 1000000x64x64:full}
-timeout 300 "$C" bench gmm --backends cpu32,wgsl,cube --iters 3 $shapes --out "$out/gmm.csv" \
+t 150 "$C" bench gmm --backends cpu32,wgsl,cube --iters 3 $shapes --out "$out/gmm.csv" \
   --records "$out/records" 2>&1 \
   | tee "$out/gmm.txt"
 # 4. Device GB/s: copy-bandwidth probe vs the WGSL GMM sampler's writes (issue: ≥ 60%).
-timeout 120 "$C" bench sample --samples ${SAMPLE_N:-16777216} --records "$out/records" 2>&1 \
+t 60 "$C" bench sample --samples ${SAMPLE_N:-16777216} --records "$out/records" 2>&1 \
   | tee "$out/sample.txt"
 # 5. Sampling bench (criterion writes target/criterion under the working directory).
 if [ -x "$bin/bench-sampling" ]; then
   # (criterion's own files stay in /tmp: OUTDIR keeps to 8 files.)
   abs_out=$(cd "$out" && pwd)
   (mkdir -p /tmp/crit && cd /tmp/crit && COLLAPSE_RECORDS_DIR="$abs_out/records" \
-     timeout 200 "$bin/bench-sampling" --bench --warm-up-time 1 \
+     timeout $(( BUDGET - SECONDS > 90 ? 90 : (BUDGET - SECONDS > 15 ? BUDGET - SECONDS : 1) )) \
+     "$bin/bench-sampling" --bench --warm-up-time 1 \
      --measurement-time 3 "gmm" > "$abs_out/sampling-bench.txt" 2>&1) || true
   grep "M samples" "$out/sampling-bench.txt" || true
 fi
 # 6. Matmul: our kernels and cuBLAS (through PyTorch, TF32 off) on the same card.
 msizes=${MATMUL_SIZES:-512,1024,2048,4096}
-timeout 240 "$C" bench matmul --backends cpu32,wgsl,cube --sizes "$msizes" --models --reps 5 \
+t 120 "$C" bench matmul --backends cpu32,wgsl,cube --sizes "$msizes" --models --reps 5 \
   --out "$out/matmul.csv" --records "$out/records" 2>&1 | tee "$out/matmul.txt"
-timeout 90 python3 scripts/peer-torch-matmul.py --sizes "$msizes" --models --out "$out/matmul-torch.csv" 2>&1 \
+t 60 python3 scripts/peer-torch-matmul.py --sizes "$msizes" --models --out "$out/matmul-torch.csv" 2>&1 \
   | tee "$out/matmul-torch.txt" || true
+# 7. VAE training steps on the card (wgsl) beside cpu32.
+t 60 "$C" bench vae --backends cpu32,wgsl --batches 128,1024 --steps 10 --out "$out/vae.csv" \
+  --records "$out/records" 2>&1 | tee "$out/vae.txt"
 echo
 echo "== summary ($(head -2 "$out/nvidia-smi.csv" | tail -1)) =="
 echo "collapse check: $([ "$check_rc" = 0 ] && echo passed || echo "FAILED (rc $check_rc)")"

@@ -41,6 +41,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("probe.wgsl", include_str!("../../shaders/probe.wgsl")),
     ("rng.wgsl", include_str!("../../shaders/rng.wgsl")),
     ("sampling.wgsl", include_str!("../../shaders/sampling.wgsl")),
+    ("vae.wgsl", include_str!("../../shaders/vae.wgsl")),
 ];
 
 /// The directive that [`compose`] expands.

@@ -25,9 +25,10 @@
 //! # Where it runs
 //!
 //! [`crate::backend::Backend::vae`] gives a [`VaeTrainer`] holding the weights and Adam state
-//! on that backend. `cpu64` (plain loops, the reference) and `cpu32` (f32, `matrixmultiply`)
-//! implement it ([`cpu::CpuVae`]); the WGSL and cubecl training kernels are not written yet, and
-//! those backends answer with an `Unsupported` error.
+//! on that backend: `cpu64` (plain loops, the reference) and `cpu32` (f32, `matrixmultiply`)
+//! through [`cpu::CpuVae`]; `wgsl` through `backend::wgsl::vae` (the matmul kernels plus
+//! `shaders/vae.wgsl`, everything on the device). The cubecl training kernels are not written
+//! yet: `cube` answers with an `Unsupported` error.
 
 pub mod cpu;
 pub mod train;

@@ -5,6 +5,7 @@ pub mod gmm;
 pub mod matmul;
 mod rng;
 pub mod sampling;
+pub mod vae;
 
 use std::sync::{Arc, Mutex};
 
@@ -114,9 +115,12 @@ impl Backend for Wgsl {
         cfg: &crate::vae::VaeConfig,
         params: &[f64],
     ) -> Result<Box<dyn crate::vae::VaeTrainer + 'a>> {
-        let _ = (cfg, params);
-        Err(crate::Error::Unsupported(
-            "the VAE has no WGSL training kernels yet (issue 6); use cpu32 or cpu64".into(),
-        ))
+        let tile = self.matmul_tile()?.tile;
+        Ok(Box::new(vae::WgslVae::new(
+            self.gpu.clone(),
+            tile,
+            cfg,
+            params,
+        )?))
     }
 }

@@ -40,6 +40,37 @@ struct RngParams {
 /// Workgroup size of every `rng.wgsl` entry point.
 const WORKGROUP: u32 = 64;
 
+/// Dispatch `which` to write values `start .. start + count` of `key` into `out` (32-bit words,
+/// device-resident; `count` within one binding), without reading anything back.
+pub fn fill_into(
+    gpu: &GpuContext,
+    which: Fill,
+    key: StreamKey,
+    start: u64,
+    count: usize,
+    out: &wgpu::Buffer,
+) -> Result<()> {
+    let pipeline = gpu.pipeline("rng.wgsl", which.entry())?;
+    let label = format!("rng.wgsl:{}", which.entry());
+    let params = RngParams {
+        key: key.key_words(),
+        stream: [key.stream as u32, (key.stream >> 32) as u32],
+        first_block: [(start / 4) as u32, ((start / 4) >> 32) as u32],
+        count: count as u32,
+        lane0: (start % 4) as u32,
+    };
+    let uniform = gpu.uniform_buffer("rng params", bytemuck::bytes_of(&params))?;
+    let bind = gpu.bind(&pipeline, &[&uniform, out])?;
+    let blocks = (count as u32 + params.lane0).div_ceil(4);
+    gpu.dispatch(
+        &label,
+        &pipeline,
+        &bind,
+        GpuContext::grid(blocks.div_ceil(WORKGROUP)),
+    )?;
+    Ok(())
+}
+
 /// Fill `out` (32-bit words: u32 draws or f32 bit patterns) with values `start ..` of `key`.
 pub fn fill<T: bytemuck::Pod>(
     gpu: &GpuContext,
@@ -49,30 +80,12 @@ pub fn fill<T: bytemuck::Pod>(
     out: &mut [T],
 ) -> Result<()> {
     debug_assert_eq!(std::mem::size_of::<T>(), 4);
-    let pipeline = gpu.pipeline("rng.wgsl", which.entry())?;
-    let label = format!("rng.wgsl:{}", which.entry());
     let max = gpu.max_binding_elements(4) as usize;
     let mut done = 0usize;
     while done < out.len() {
         let n = (out.len() - done).min(max);
-        let s = start + done as u64;
-        let params = RngParams {
-            key: key.key_words(),
-            stream: [key.stream as u32, (key.stream >> 32) as u32],
-            first_block: [(s / 4) as u32, ((s / 4) >> 32) as u32],
-            count: n as u32,
-            lane0: (s % 4) as u32,
-        };
-        let uniform = gpu.uniform_buffer("rng params", bytemuck::bytes_of(&params))?;
         let output = gpu.output_buffer("rng out", (n * 4) as u64)?;
-        let bind = gpu.bind(&pipeline, &[&uniform, &output])?;
-        let blocks = (n as u32 + params.lane0).div_ceil(4);
-        gpu.dispatch(
-            &label,
-            &pipeline,
-            &bind,
-            GpuContext::grid(blocks.div_ceil(WORKGROUP)),
-        )?;
+        fill_into(gpu, which, key, start + done as u64, n, &output)?;
         let host: Vec<T> = gpu.read_buffer(&output, n)?;
         out[done..done + n].copy_from_slice(&host);
         done += n;

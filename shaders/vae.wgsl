@@ -1,0 +1,205 @@
+// vae.wgsl — the VAE's element-wise and reduction kernels (the layers' products run through
+// matmul.wgsl / matmul_vec4.wgsl with their bias and ReLU epilogues). See src/vae/cpu.rs for the
+// maths; every kernel here is the f32 form of one step there.
+//
+// Bindings (group 0); each entry point uses the subset named beside it, bound by number:
+//   0: uniform  VaeParams { b, d, z, flags, count, inv_b, beta, pad }        (all but adam)
+//   1: storage, read_write  logits: array<f32> [B][D] (bce_rows: becomes dlogits when flags & 1)
+//   2: storage, read        x: array<f32> [B][D]
+//   3: storage, read_write  bce_row: array<f32> [B]
+//   4: storage, read        mu: array<f32> [B][Z]
+//   5: storage, read        lv: array<f32> [B][Z]      (log σ²)
+//   6: storage, read        eps: array<f32> [B][Z]     (Philox normals, rng.wgsl fill_normal_f32)
+//   7: storage, read        dz: array<f32> [B][Z]
+//   8: storage, read_write  dmu: array<f32> [B][Z]
+//   9: storage, read_write  dlv: array<f32> [B][Z]
+//  10: storage, read_write  kl_row: array<f32> [B]
+//  11: storage, read_write  z: array<f32> [B][Z]
+//  12: storage, read        act: array<f32> (relu_grad: the layer's ReLU output)
+//  13: storage, read_write  grad: array<f32> (relu_grad: zeroed where act <= 0)
+//  14: storage, read        rows: array<f32> [B][count] (col_sum input)
+//  15: storage, read_write  sums: array<f32> [count]
+//  16: storage, read_write  loss: array<f32> [3] (loss, bce, kl: means over the batch)
+//  17: uniform  AdamParams { lr, beta1, beta2, eps, wd, c1, c2, count }
+//  18: storage, read_write  p: array<f32>     19: storage, read g: array<f32>
+//  20: storage, read_write  m: array<f32>     21: storage, read_write v: array<f32>
+//
+// Entry points and shapes (1-D grids of x <= 65535 workgroups; (x, y) grids index
+// i = gid.x + gid.y * 256 * nwg.x for the element-wise ones):
+//   bce_rows  workgroup 256, one workgroup per image (grid (B, 1)): BCE of the row, tree-reduced
+//             in workgroup memory into bce_row[b]; with flags & 1 also dlogits = (σ(l) − x)/B.
+//   reparam   workgroup 256, one invocation per latent: z = mu + exp(lv/2)·eps.
+//   latent    workgroup 64, one invocation per image: kl_row[b]; with flags & 1 the gradients
+//             dmu = dz + β·mu/B and dlv = dz·eps·exp(lv/2)/2 + β·(exp(lv) − 1)/(2B).
+//   relu_grad workgroup 256, one invocation per element: grad = 0 where act <= 0.
+//   col_sum   workgroup 64, one invocation per column: sums[j] = Σ_b rows[b][j] in order.
+//   batch_loss workgroup 1: loss[1] = Σ bce_row / B, loss[2] = Σ kl_row / B (in order),
+//             loss[0] = loss[1] + β·loss[2].
+//   adam      workgroup 256, one invocation per parameter: PyTorch's Adam with L2 decay.
+
+struct VaeParams {
+    b: u32,
+    d: u32,
+    z: u32,
+    flags: u32,
+    count: u32,
+    inv_b: f32,
+    beta: f32,
+    pad: u32,
+}
+
+struct AdamParams {
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    wd: f32,
+    c1: f32,
+    c2: f32,
+    count: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: VaeParams;
+@group(0) @binding(1) var<storage, read_write> logits: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> bce_row: array<f32>;
+@group(0) @binding(4) var<storage, read> mu: array<f32>;
+@group(0) @binding(5) var<storage, read> lv: array<f32>;
+@group(0) @binding(6) var<storage, read> eps: array<f32>;
+@group(0) @binding(7) var<storage, read> dz: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dmu: array<f32>;
+@group(0) @binding(9) var<storage, read_write> dlv: array<f32>;
+@group(0) @binding(10) var<storage, read_write> kl_row: array<f32>;
+@group(0) @binding(11) var<storage, read_write> z: array<f32>;
+@group(0) @binding(12) var<storage, read> act: array<f32>;
+@group(0) @binding(13) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(14) var<storage, read> rows: array<f32>;
+@group(0) @binding(15) var<storage, read_write> sums: array<f32>;
+@group(0) @binding(16) var<storage, read_write> loss: array<f32>;
+@group(0) @binding(17) var<uniform> adam_params: AdamParams;
+@group(0) @binding(18) var<storage, read_write> p: array<f32>;
+@group(0) @binding(19) var<storage, read> g: array<f32>;
+@group(0) @binding(20) var<storage, read_write> m: array<f32>;
+@group(0) @binding(21) var<storage, read_write> v: array<f32>;
+
+var<workgroup> partial: array<f32, 256>;
+
+fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * (nwg.x * 256u);
+}
+
+@compute @workgroup_size(256)
+fn bce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = wid.x;
+    let d = params.d;
+    var acc = 0.0;
+    for (var j = lid; j < d; j = j + 256u) {
+        let i = row * d + j;
+        let l = logits[i];
+        let xv = x[i];
+        let e = exp(-abs(l));
+        acc = acc + (max(l, 0.0) - xv * l + log(1.0 + e));
+        if ((params.flags & 1u) != 0u) {
+            var s = 1.0 / (1.0 + e);
+            if (l < 0.0) {
+                s = e / (1.0 + e);
+            }
+            logits[i] = (s - xv) * params.inv_b;
+        }
+    }
+    partial[lid] = acc;
+    workgroupBarrier();
+    for (var w = 128u; w > 0u; w = w / 2u) {
+        if (lid < w) {
+            partial[lid] = partial[lid] + partial[lid + w];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        bce_row[row] = partial[0];
+    }
+}
+
+@compute @workgroup_size(256)
+fn reparam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= params.b * params.z) {
+        return;
+    }
+    z[i] = mu[i] + exp(0.5 * lv[i]) * eps[i];
+}
+
+@compute @workgroup_size(64)
+fn latent(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let row = gid.x;
+    if (row >= params.b) {
+        return;
+    }
+    var kl = 0.0;
+    for (var j = 0u; j < params.z; j = j + 1u) {
+        let i = row * params.z + j;
+        let m0 = mu[i];
+        let l = lv[i];
+        let el = exp(l);
+        kl = kl - 0.5 * (1.0 + l - m0 * m0 - el);
+        if ((params.flags & 1u) != 0u) {
+            dmu[i] = dz[i] + params.beta * m0 * params.inv_b;
+            dlv[i] = dz[i] * eps[i] * 0.5 * exp(0.5 * l)
+                + params.beta * 0.5 * (el - 1.0) * params.inv_b;
+        }
+    }
+    kl_row[row] = kl;
+}
+
+@compute @workgroup_size(256)
+fn relu_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= params.count) {
+        return;
+    }
+    if (act[i] <= 0.0) {
+        grad[i] = 0.0;
+    }
+}
+
+@compute @workgroup_size(64)
+fn col_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let j = gid.x;
+    let cols = params.count;
+    if (j >= cols) {
+        return;
+    }
+    var s = 0.0;
+    for (var r = 0u; r < params.b; r = r + 1u) {
+        s = s + rows[r * cols + j];
+    }
+    sums[j] = s;
+}
+
+@compute @workgroup_size(1)
+fn batch_loss() {
+    var b = 0.0;
+    var k = 0.0;
+    for (var r = 0u; r < params.b; r = r + 1u) {
+        b = b + bce_row[r];
+        k = k + kl_row[r];
+    }
+    loss[1] = b * params.inv_b;
+    loss[2] = k * params.inv_b;
+    loss[0] = loss[1] + params.beta * loss[2];
+}
+
+@compute @workgroup_size(256)
+fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    let a = adam_params;
+    if (i >= a.count) {
+        return;
+    }
+    let gi = g[i] + a.wd * p[i];
+    m[i] = a.beta1 * m[i] + (1.0 - a.beta1) * gi;
+    v[i] = a.beta2 * v[i] + (1.0 - a.beta2) * gi * gi;
+    let mh = m[i] / a.c1;
+    let vh = v[i] / a.c2;
+    p[i] = p[i] - a.lr * mh / (sqrt(vh) + a.eps);
+}
