@@ -1,6 +1,6 @@
 //! VAE training steps (forward, loss, backward, Adam; D = 784, H = 400, Z = 20) per backend at
 //! batch 128 and 1024; throughput in images per second. cpu64 (plain loops) at batch 128 only.
-//! Backends without VAE kernels (wgsl, cube for now) are reported and skipped. The PyTorch CPU
+//! Backends without VAE kernels would be reported and skipped. The PyTorch CPU
 //! peer runs from `scripts/bench-vae.sh`, back to back with `collapse bench vae`.
 //!
 //! Run: `cargo bench --bench vae`.

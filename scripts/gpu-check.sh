@@ -7,7 +7,7 @@
 #   the criterion sampling bench (samples/s, bytes/s),
 #   collapse bench matmul (cpu32, wgsl, cube; squares 512-4096 and the models' shapes) and the
 #   PyTorch/cuBLAS f32 peer (TF32 off) on the same card, with the wgsl/cuBLAS ratio,
-#   collapse bench vae (cpu32 and wgsl training steps/s),
+#   collapse bench vae (cpu32, wgsl and cube training steps/s),
 # then prints a short table. Finishes inside 10 minutes: each step has a timeout and all share a
 # BUDGET of 540 s.
 # Every bench step also writes its JSON records (see src/records.rs) into OUTDIR/records.
@@ -70,8 +70,8 @@ t 120 "$C" bench matmul --backends cpu32,wgsl,cube --sizes "$msizes" --models --
   --out "$out/matmul.csv" --records "$out/records" 2>&1 | tee "$out/matmul.txt"
 t 60 python3 scripts/peer-torch-matmul.py --sizes "$msizes" --models --out "$out/matmul-torch.csv" 2>&1 \
   | tee "$out/matmul-torch.txt" || true
-# 7. VAE training steps on the card (wgsl) beside cpu32.
-t 60 "$C" bench vae --backends cpu32,wgsl --batches 128,1024 --steps 10 --out "$out/vae.csv" \
+# 7. VAE training steps on the card (wgsl, cube) beside cpu32.
+t 60 "$C" bench vae --backends cpu32,wgsl,cube --batches 128,1024 --steps 10 --out "$out/vae.csv" \
   --records "$out/records" 2>&1 | tee "$out/vae.txt"
 echo
 echo "== summary ($(head -2 "$out/nvidia-smi.csv" | tail -1)) =="

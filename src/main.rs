@@ -298,7 +298,7 @@ enum BenchCommand {
     /// D = 784, H = 400, Z = 20) per backend and batch size, the loss read back every step.
     /// `scripts/bench-vae.sh` runs this and the PyTorch CPU peer back to back.
     Vae {
-        /// Backends to time (comma-separated; cube has no VAE kernels yet and is skipped).
+        /// Backends to time (comma-separated).
         #[arg(long, value_delimiter = ',', default_values_t = [BackendKind::Cpu32])]
         backends: Vec<BackendKind>,
         /// Batch sizes, comma-separated.
@@ -411,7 +411,7 @@ struct TrainVaeArgs {
     /// Philox seed of the weights, shuffles and noise (the same start on every backend).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Backend running the training steps (cpu64, cpu32, wgsl; cube has no VAE kernels yet).
+    /// Backend running the training steps.
     #[arg(long, value_enum, default_value_t = BackendKind::Cpu32)]
     backend: BackendKind,
     /// Read the loss back every this many steps.

@@ -27,8 +27,9 @@
 //! [`crate::backend::Backend::vae`] gives a [`VaeTrainer`] holding the weights and Adam state
 //! on that backend: `cpu64` (plain loops, the reference) and `cpu32` (f32, `matrixmultiply`)
 //! through [`cpu::CpuVae`]; `wgsl` through `backend::wgsl::vae` (the matmul kernels plus
-//! `shaders/vae.wgsl`, everything on the device). The cubecl training kernels are not written
-//! yet: `cube` answers with an `Unsupported` error.
+//! `shaders/vae.wgsl`) and `cube` through `backend::cube::vae` (the cubecl matmul plus `#[cube]`
+//! kernels): on the GPU backends weights, gradients, Adam state and activations stay on the
+//! device.
 
 pub mod cpu;
 pub mod train;

@@ -180,8 +180,28 @@ pub struct CubeOperands {
     bias_len: usize,
 }
 
+impl CubeOperands {
+    /// Operands already on the device (f32 storage): A, B, the bias (`bias_len` elements; one
+    /// dummy element when the epilogue adds none) and C.
+    pub fn from_handles(
+        a: cubecl::server::Handle,
+        b: cubecl::server::Handle,
+        bias: cubecl::server::Handle,
+        bias_len: usize,
+        c: cubecl::server::Handle,
+    ) -> Self {
+        Self {
+            a,
+            b,
+            bias,
+            c,
+            bias_len,
+        }
+    }
+}
+
 /// Check `p` against the adapter (f16 support, grid size).
-fn check_device(gpu: &GpuContext, p: &Matmul) -> Result<()> {
+pub fn check_device(gpu: &GpuContext, p: &Matmul) -> Result<()> {
     if p.storage == Storage::F16 && !gpu.features().contains(wgpu::Features::SHADER_F16) {
         return Err(Error::Unsupported(format!(
             "f16 storage needs SHADER_F16, which adapter {} lacks",

@@ -6,6 +6,7 @@ mod gmm;
 pub mod matmul;
 mod rng;
 mod sampling;
+pub mod vae;
 
 use std::sync::Arc;
 
@@ -115,9 +116,11 @@ impl Backend for Cube {
         cfg: &crate::vae::VaeConfig,
         params: &[f64],
     ) -> Result<Box<dyn crate::vae::VaeTrainer + 'a>> {
-        let _ = (cfg, params);
-        Err(crate::Error::Unsupported(
-            "the VAE has no cubecl training kernels yet (issue 6); use cpu32 or cpu64".into(),
-        ))
+        Ok(Box::new(vae::CubeVae::new(
+            &self.client,
+            &self.gpu,
+            cfg,
+            params,
+        )?))
     }
 }

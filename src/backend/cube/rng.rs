@@ -147,6 +147,43 @@ fn philox_fill(
     }
 }
 
+/// Launch the fill of values `start .. start + count` of `key` into the device handle `out`
+/// (`count` within one binding); nothing is read back.
+pub fn fill_into(
+    client: &Client,
+    which: Fill,
+    key: StreamKey,
+    start: u64,
+    count: usize,
+    out: &cubecl::server::Handle,
+) {
+    let mode = match which {
+        Fill::U32 => 0,
+        Fill::UniformF32 => 1,
+        Fill::NormalF32 => 2,
+    };
+    let [k0, k1] = key.key_words();
+    let block = start / 4;
+    let lane0 = (start % 4) as u32;
+    let blocks = (count as u32 + lane0).div_ceil(4);
+    let (gx, gy) = GpuContext::grid(blocks.div_ceil(CUBE_DIM));
+    philox_fill::launch(
+        client,
+        CubeCount::Static(gx, gy, 1),
+        CubeDim::new_1d(CUBE_DIM),
+        unsafe { BufferArg::from_raw_parts(out.clone(), count) },
+        k0,
+        k1,
+        key.stream as u32,
+        (key.stream >> 32) as u32,
+        block as u32,
+        (block >> 32) as u32,
+        count as u32,
+        lane0,
+        mode,
+    );
+}
+
 /// Fill `out` (u32 draws or f32 bit patterns) with values `start ..` of `key`, chunked to the
 /// adapter's binding limit.
 pub fn fill<T: bytemuck::Pod>(
@@ -158,42 +195,17 @@ pub fn fill<T: bytemuck::Pod>(
     out: &mut [T],
 ) -> Result<()> {
     debug_assert_eq!(std::mem::size_of::<T>(), 4);
-    let mode = match which {
-        Fill::U32 => 0,
-        Fill::UniformF32 => 1,
-        Fill::NormalF32 => 2,
-    };
     let max = gpu.max_binding_elements(4) as usize;
-    let [k0, k1] = key.key_words();
     let mut done = 0usize;
     while done < out.len() {
         let n = (out.len() - done).min(max);
-        let s = start + done as u64;
-        let block = s / 4;
-        let lane0 = (s % 4) as u32;
         let init: Vec<u32> = if gpu.poisoning() {
             vec![crate::gpu::POISON_WORD; n]
         } else {
             vec![0; n]
         };
         let handle = client.create_from_slice(bytemuck::cast_slice(&init));
-        let blocks = (n as u32 + lane0).div_ceil(4);
-        let (gx, gy) = GpuContext::grid(blocks.div_ceil(CUBE_DIM));
-        philox_fill::launch(
-            client,
-            CubeCount::Static(gx, gy, 1),
-            CubeDim::new_1d(CUBE_DIM),
-            unsafe { BufferArg::from_raw_parts(handle.clone(), n) },
-            k0,
-            k1,
-            key.stream as u32,
-            (key.stream >> 32) as u32,
-            block as u32,
-            (block >> 32) as u32,
-            n as u32,
-            lane0,
-            mode,
-        );
+        fill_into(client, which, key, start + done as u64, n, &handle);
         let bytes = client
             .read_one(handle)
             .map_err(|e| Error::Cubecl(format!("{e:?}")))?;
