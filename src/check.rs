@@ -337,6 +337,28 @@ const CASES: &[Case] = &[
             matmul_case(b, &p)
         },
     },
+    Case {
+        name: "vae_loss_gradient",
+        measure: Measure::RelErr,
+        tolerance: 1e-4,
+        run: |b| {
+            let cfg = crate::vae::VaeConfig {
+                d: 64,
+                h: 32,
+                z: 6,
+                ..Default::default()
+            };
+            let mut x = vec![0.0; 16 * cfg.d];
+            crate::backend::create(BackendKind::Cpu64, None)?.uniform(
+                StreamKey::new(12, 1),
+                0,
+                &mut x,
+            )?;
+            let mut vae = b.vae(&cfg, &crate::vae::init_params(&cfg, 12))?;
+            let (loss, g) = vae.loss_and_gradient(&x, StreamKey::new(12, 2))?;
+            Ok(std::iter::once(loss.loss).chain(g).collect())
+        },
+    },
 ];
 
 /// Run matmul `p` on seeded inputs (Philox normals rounded to f32, so every backend sees the
