@@ -405,6 +405,15 @@ struct TrainVaeArgs {
     /// Adam L2 weight decay.
     #[arg(long, default_value_t = 0.0)]
     weight_decay: f64,
+    /// Adam first-moment decay β₁.
+    #[arg(long, default_value_t = 0.9)]
+    adam_beta1: f64,
+    /// Adam second-moment decay β₂.
+    #[arg(long, default_value_t = 0.999)]
+    adam_beta2: f64,
+    /// Adam ε (added to √v̂).
+    #[arg(long, default_value_t = 1e-8)]
+    adam_eps: f64,
     /// Weight of the KL term (1 = the ELBO).
     #[arg(long, default_value_t = 1.0)]
     beta: f64,
@@ -1756,8 +1765,10 @@ fn train_vae(options: &GpuOptions, a: &TrainVaeArgs) -> Result<()> {
             beta: a.beta,
             adam: Adam {
                 lr: a.lr,
+                beta1: a.adam_beta1,
+                beta2: a.adam_beta2,
+                eps: a.adam_eps,
                 weight_decay: a.weight_decay,
-                ..Adam::default()
             },
         },
         epochs: a.epochs,
