@@ -1598,6 +1598,16 @@ fn drift_run(options: &GpuOptions, a: &DriftRunArgs) -> Result<()> {
 
 fn drift_kernels(options: &GpuOptions, a: &DriftKernelArgs) -> Result<()> {
     use collapse_kernels::drift::{self, kernels, plot};
+    if a.sizes.contains(&0) || a.matmul_k.contains(&0) {
+        return Err(Error::InvalidArgument(
+            "--sizes and --matmul-k must be ≥ 1".into(),
+        ));
+    }
+    if let Some(s) = a.scales.iter().find(|s| !s.is_finite()) {
+        return Err(Error::InvalidArgument(format!(
+            "--scales: {s} is not finite"
+        )));
+    }
     let names: Vec<String> = a
         .backends
         .split(',')

@@ -69,6 +69,7 @@ pub fn run_all(
     options: &crate::gpu::GpuOptions,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<Vec<Trajectory>> {
+    crate::driver::check_config(cfg)?;
     let cpu = crate::backend::cpu64::Cpu64;
     let mut gpu = None;
     let mut out = Vec::new();

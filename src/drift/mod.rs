@@ -57,7 +57,10 @@ pub fn open_subject(
         });
     }
     let kind: BackendKind = name.parse().map_err(|_| {
-        Error::UnknownBackend(format!("{name} (drift knows {})", BACKEND_NAMES.join(", ")))
+        Error::InvalidArgument(format!(
+            "unknown backend {name:?}; drift knows {}",
+            BACKEND_NAMES.join(", ")
+        ))
     })?;
     if kind.needs_gpu() && gpu.is_none() {
         *gpu = Some(GpuContext::new(options)?);
@@ -78,8 +81,8 @@ pub fn parse_backends(list: &str) -> Result<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
     for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if !BACKEND_NAMES.contains(&name) {
-            return Err(Error::UnknownBackend(format!(
-                "{name} (drift knows {})",
+            return Err(Error::InvalidArgument(format!(
+                "unknown backend {name:?}; drift knows {}",
                 BACKEND_NAMES.join(", ")
             )));
         }

@@ -527,7 +527,8 @@ fn pool(
     }
 }
 
-fn check_config(cfg: &RunConfig) -> Result<()> {
+/// Reject configurations no run can use (too few samples, no replicates, K > samples).
+pub fn check_config(cfg: &RunConfig) -> Result<()> {
     let bad = |m: String| Err(Error::InvalidArgument(m));
     if cfg.samples < 2 {
         return bad("--samples must be at least 2".into());
