@@ -40,37 +40,33 @@ impl Summation {
     /// `Σ x` in f32 by this order.
     pub fn sum_f32(self, x: &[f32]) -> f32 {
         match self {
-            Self::Naive => x.iter().fold(0.0f32, |a, &v| a + v),
             Self::Pairwise => crate::gmm::pairwise_sum_f32(x),
-            Self::Kahan => {
-                let (mut s, mut c) = (0.0f32, 0.0f32);
-                for &v in x {
-                    let y = v - c;
-                    let t = s + y;
-                    c = (t - s) - y;
-                    s = t;
-                }
-                s
-            }
+            _ => self.sequential(x),
         }
     }
 
     /// `Σ x` in f64 by this order.
     pub fn sum_f64(self, x: &[f64]) -> f64 {
         match self {
-            Self::Naive => x.iter().sum(),
             Self::Pairwise => crate::gmm::pairwise_sum(x),
-            Self::Kahan => {
-                let (mut s, mut c) = (0.0f64, 0.0f64);
-                for &v in x {
-                    let y = v - c;
-                    let t = s + y;
-                    c = (t - s) - y;
-                    s = t;
-                }
-                s
+            _ => self.sequential(x),
+        }
+    }
+
+    /// The left-to-right orders (naive, Kahan) at the precision of `T`.
+    fn sequential<T: num_traits::Float>(self, x: &[T]) -> T {
+        let (mut s, mut c) = (T::zero(), T::zero());
+        for &v in x {
+            if self == Self::Kahan {
+                let y = v - c;
+                let t = s + y;
+                c = (t - s) - y;
+                s = t;
+            } else {
+                s = s + v;
             }
         }
+        s
     }
 }
 

@@ -10,8 +10,8 @@ use std::process::Command;
 use collapse_kernels::backend::cpu32::Cpu32;
 use collapse_kernels::backend::cpu64::Cpu64;
 use collapse_kernels::backend::{Backend, BackendKind};
-use collapse_kernels::drift::rel_error;
 use collapse_kernels::io::idx::{IdxImages, encode_idx_images};
+use collapse_kernels::matmul::rel_error;
 use collapse_kernels::rng::{StreamKey, unit_f64};
 use collapse_kernels::vae::{VaeConfig, init_params, layout};
 

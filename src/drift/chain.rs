@@ -130,7 +130,7 @@ fn metric(model: ModelKind, p: &GmmParams, truth: &GmmParams) -> f64 {
 
 /// The three pair measures of two fits.
 fn pair_measures(model: ModelKind, a: &GmmParams, b: &GmmParams, truth: &GmmParams) -> [f64; 3] {
-    let param = super::rel_error(&theta(a), &theta(b));
+    let param = crate::matmul::rel_error(&theta(a), &theta(b));
     let scale = variances(a)
         .iter()
         .zip(variances(b))

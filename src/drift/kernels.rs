@@ -146,7 +146,10 @@ pub fn backend_families(
                 out.push(row("fit_mean", (m - m64).abs() / v64.sqrt()));
                 out.push(row("fit_var", (v - v64).abs() / v64));
                 out.push(row("loglik", (ll - ll64).abs() / ll64.abs()));
-                out.push(row("sample", super::rel_error(&draws.data, &draws64.data)));
+                out.push(row(
+                    "sample",
+                    crate::matmul::rel_error(&draws.data, &draws64.data),
+                ));
             }
         }
     }
@@ -181,7 +184,7 @@ pub fn matmuls(
                     method: name,
                     n: k,
                     scale: s,
-                    error: super::rel_error(&c, &c64),
+                    error: crate::matmul::rel_error(&c, &c64),
                     cond: None,
                 });
                 Ok(())

@@ -144,13 +144,6 @@ pub fn median_se(v: &[f64], resamples: usize, seed: u64) -> Option<f64> {
     Some(var.sqrt())
 }
 
-/// Norm-wise relative error `‖a − b‖₂ / ‖b‖₂` (0 when both are 0, ∞ when only `b` is).
-pub fn rel_error(a: &[f64], b: &[f64]) -> f64 {
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum();
-    let den: f64 = b.iter().map(|y| y * y).sum();
-    if num == 0.0 { 0.0 } else { (num / den).sqrt() }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

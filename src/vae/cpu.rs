@@ -214,20 +214,8 @@ fn bce_sigmoid<T: VaeFloat>(l: T, x: T) -> (T, T) {
 impl<T: VaeFloat> CpuVae<T> {
     /// A VAE with parameters `params` (flat, [`layout`] order, rounded to `T`).
     pub fn new(cfg: &VaeConfig, params: &[f64]) -> Result<Self> {
-        cfg.validate()?;
-        let n = super::param_count(cfg);
-        if params.len() != n {
-            return Err(Error::InvalidArgument(format!(
-                "{} parameters given, the VAE has {n}",
-                params.len()
-            )));
-        }
-        if let Some(i) = params.iter().position(|v| !v.is_finite()) {
-            return Err(Error::InvalidArgument(format!(
-                "parameter {i} is {}",
-                params[i]
-            )));
-        }
+        super::check_params(cfg, params)?;
+        let n = params.len();
         Ok(Self {
             cfg: *cfg,
             p: params.iter().map(|&v| T::of(v)).collect(),
@@ -359,13 +347,7 @@ impl<T: VaeFloat> CpuVae<T> {
         let nb = f.b as f64;
         let bce = T::psum(&f.bce_img).wide() / nb;
         let kl = T::psum(&kl_img).wide() / nb;
-        let loss = bce + beta * kl;
-        if !loss.is_finite() {
-            return Err(Error::Numerical(format!(
-                "VAE loss is {loss} (BCE {bce}, KL {kl}): training diverged; lower --lr"
-            )));
-        }
-        Ok(VaeLoss { loss, bce, kl })
+        VaeLoss::checked(bce, kl, bce + beta * kl)
     }
 
     /// Gradient of the batch-mean loss (see the module documentation).
@@ -489,8 +471,8 @@ impl<T: VaeFloat> CpuVae<T> {
         let a = self.cfg.adam;
         self.t += 1;
         let (b1, b2) = (T::of(a.beta1), T::of(a.beta2));
-        let c1 = T::of(1.0 - a.beta1.powi(self.t as i32));
-        let c2 = T::of(1.0 - a.beta2.powi(self.t as i32));
+        let (c1, c2) = a.corrections(self.t);
+        let (c1, c2) = (T::of(c1), T::of(c2));
         let (lr, eps, wd) = (T::of(a.lr), T::of(a.eps), T::of(a.weight_decay));
         for (((p, m), v), &g) in self.p.iter_mut().zip(&mut self.m).zip(&mut self.v).zip(g) {
             let gi = g + wd * *p;
@@ -529,27 +511,16 @@ impl<T: VaeFloat> VaeTrainer for CpuVae<T> {
     }
 
     fn neg_elbo(&mut self, x: &[f64], key: StreamKey) -> Result<f64> {
-        let d = self.cfg.d;
-        let n = check_batch(x, d)?;
-        // Chunks of 1000 images; chunk c uses normals from the stream's block of that chunk.
-        let mut total = 0.0;
-        for (ci, chunk) in x.chunks(1000 * d).enumerate() {
-            let sub = StreamKey::new(key.seed, key.stream ^ ((ci as u64) << 40));
+        super::chunked_neg_elbo(x, self.cfg.d, key, &mut |chunk, sub| {
             let f = self.forward(chunk, sub)?;
-            total += self.loss_of(&f, 1.0)?.loss * f.b as f64;
-        }
-        Ok(total / n as f64)
+            Ok(self.loss_of(&f, 1.0)?.loss)
+        })
     }
 
     fn decode(&mut self, z: &[f64]) -> Result<Vec<f64>> {
-        let zd = self.cfg.z;
-        if z.is_empty() || !z.len().is_multiple_of(zd) || z.iter().any(|v| !v.is_finite()) {
-            return Err(Error::InvalidArgument(format!(
-                "latents must be finite and a whole number of {zd}-vectors"
-            )));
-        }
+        let n = super::check_latents(z, self.cfg.z)?;
         let zt: Vec<T> = z.iter().map(|&v| T::of(v)).collect();
-        let (_, logits) = self.decode_logits(&zt, z.len() / zd);
+        let (_, logits) = self.decode_logits(&zt, n);
         Ok(logits
             .iter()
             .map(|&l| 1.0 / (1.0 + (-l.wide()).exp()))
@@ -620,7 +591,7 @@ mod tests {
         }
         for t in layout(&c) {
             let r = t.range();
-            let err = crate::drift::rel_error(&g[r.clone()], &num[r]);
+            let err = crate::matmul::rel_error(&g[r.clone()], &num[r]);
             assert!(err < 1e-6, "{}: relative error {err}", t.name);
         }
     }

@@ -241,6 +241,79 @@ pub trait VaeTrainer {
     fn params(&self) -> Result<Vec<f64>>;
 }
 
+impl Adam {
+    /// Bias corrections `(1 − β₁ᵗ, 1 − β₂ᵗ)` of step `t` (1-based).
+    pub fn corrections(&self, t: u32) -> (f64, f64) {
+        (
+            1.0 - self.beta1.powi(t as i32),
+            1.0 - self.beta2.powi(t as i32),
+        )
+    }
+}
+
+impl VaeLoss {
+    /// The loss from its parts, or an error when training has diverged (non-finite loss).
+    pub fn checked(bce: f64, kl: f64, loss: f64) -> Result<Self> {
+        if !loss.is_finite() {
+            return Err(Error::Numerical(format!(
+                "VAE loss is {loss} (BCE {bce}, KL {kl}): training diverged; lower --lr"
+            )));
+        }
+        Ok(Self { loss, bce, kl })
+    }
+}
+
+/// Check a configuration and a flat parameter vector for it (length, finiteness): what every
+/// trainer's constructor accepts.
+pub fn check_params(cfg: &VaeConfig, params: &[f64]) -> Result<()> {
+    cfg.validate()?;
+    let n = param_count(cfg);
+    if params.len() != n {
+        return Err(Error::InvalidArgument(format!(
+            "{} parameters given, the VAE has {n}",
+            params.len()
+        )));
+    }
+    if let Some(i) = params.iter().position(|v| !v.is_finite()) {
+        return Err(Error::InvalidArgument(format!(
+            "parameter {i} is {}",
+            params[i]
+        )));
+    }
+    Ok(())
+}
+
+/// Check latents for decoding: finite, a whole number of `z`-vectors. Returns their count.
+pub fn check_latents(latents: &[f64], z: usize) -> Result<usize> {
+    if latents.is_empty()
+        || !latents.len().is_multiple_of(z)
+        || latents.iter().any(|v| !v.is_finite())
+    {
+        return Err(Error::InvalidArgument(format!(
+            "latents must be finite and a whole number of {z}-vectors"
+        )));
+    }
+    Ok(latents.len() / z)
+}
+
+/// The mean negative ELBO of `x` (`[n][d]`) evaluated in chunks of 1000 images, chunk `c` with
+/// noise from stream `key.stream ^ (c << 40)`; `chunk_loss(images, key)` gives a chunk's mean
+/// loss with β = 1. Every trainer evaluates through this, so all draw the same noise.
+pub fn chunked_neg_elbo(
+    x: &[f64],
+    d: usize,
+    key: StreamKey,
+    chunk_loss: &mut dyn FnMut(&[f64], StreamKey) -> Result<f64>,
+) -> Result<f64> {
+    let n = check_batch(x, d)?;
+    let mut total = 0.0;
+    for (ci, chunk) in x.chunks(1000 * d).enumerate() {
+        let sub = StreamKey::new(key.seed, key.stream ^ ((ci as u64) << 40));
+        total += chunk_loss(chunk, sub)? * (chunk.len() / d) as f64;
+    }
+    Ok(total / n as f64)
+}
+
 /// Check a batch: a whole number of images of `d` values, each in [0, 1] (NaN fails).
 pub fn check_batch(x: &[f64], d: usize) -> Result<usize> {
     if x.is_empty() || !x.len().is_multiple_of(d) {

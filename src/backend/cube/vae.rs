@@ -223,20 +223,7 @@ impl<'a> CubeVae<'a> {
         cfg: &VaeConfig,
         params: &[f64],
     ) -> Result<Self> {
-        cfg.validate()?;
-        let n = crate::vae::param_count(cfg);
-        if params.len() != n {
-            return Err(Error::InvalidArgument(format!(
-                "{} parameters given, the VAE has {n}",
-                params.len()
-            )));
-        }
-        if let Some(i) = params.iter().position(|v| !v.is_finite()) {
-            return Err(Error::InvalidArgument(format!(
-                "parameter {i} is {}",
-                params[i]
-            )));
-        }
+        crate::vae::check_params(cfg, params)?;
         let up = |v: &[f64]| {
             let f: Vec<f32> = v.iter().map(|&x| x as f32).collect();
             client.create_from_slice(bytemuck::cast_slice(&f))
@@ -533,8 +520,8 @@ impl<'a> CubeVae<'a> {
     fn adam(&mut self) {
         self.t += 1;
         let a = self.cfg.adam;
-        let c1 = (1.0 - a.beta1.powi(self.t as i32)) as f32;
-        let c2 = (1.0 - a.beta2.powi(self.t as i32)) as f32;
+        let (c1, c2) = a.corrections(self.t);
+        let (c1, c2) = (c1 as f32, c2 as f32);
         for (i, t) in layout(&self.cfg).iter().enumerate() {
             let n = t.len();
             adam_kernel::launch(
@@ -567,18 +554,7 @@ impl<'a> CubeVae<'a> {
 
     fn read_loss(&self) -> Result<VaeLoss> {
         let l = self.read(&self.loss, 3)?;
-        let loss = VaeLoss {
-            loss: l[0] as f64,
-            bce: l[1] as f64,
-            kl: l[2] as f64,
-        };
-        if !loss.loss.is_finite() {
-            return Err(Error::Numerical(format!(
-                "VAE loss is {} (BCE {}, KL {}): training diverged; lower --lr",
-                loss.loss, loss.bce, loss.kl
-            )));
-        }
-        Ok(loss)
+        VaeLoss::checked(l[1] as f64, l[2] as f64, l[0] as f64)
     }
 
     fn read_all(&self, hs: &[Handle]) -> Result<Vec<f64>> {
@@ -626,26 +602,15 @@ impl VaeTrainer for CubeVae<'_> {
     }
 
     fn neg_elbo(&mut self, x: &[f64], key: StreamKey) -> Result<f64> {
-        let d = self.cfg.d;
-        let n = check_batch(x, d)?;
-        let mut total = 0.0;
-        for (ci, chunk) in x.chunks(1000 * d).enumerate() {
-            let sub = StreamKey::new(key.seed, key.stream ^ ((ci as u64) << 40));
-            self.forward(chunk, sub, false, 1.0)?;
-            total += self.read_loss()?.loss * (chunk.len() / d) as f64;
-        }
         self.stepped = false;
-        Ok(total / n as f64)
+        crate::vae::chunked_neg_elbo(x, self.cfg.d, key, &mut |chunk, sub| {
+            self.forward(chunk, sub, false, 1.0)?;
+            Ok(self.read_loss()?.loss)
+        })
     }
 
     fn decode(&mut self, z: &[f64]) -> Result<Vec<f64>> {
-        let zd = self.cfg.z;
-        if z.is_empty() || !z.len().is_multiple_of(zd) || z.iter().any(|v| !v.is_finite()) {
-            return Err(Error::InvalidArgument(format!(
-                "latents must be finite and a whole number of {zd}-vectors"
-            )));
-        }
-        let n = z.len() / zd;
+        let n = crate::vae::check_latents(z, self.cfg.z)?;
         self.acts(n);
         self.upload_into(|a| &mut a.z, z);
         let a = self.acts.as_ref().expect("allocated above");

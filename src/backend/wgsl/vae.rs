@@ -95,20 +95,7 @@ impl WgslVae {
         cfg: &VaeConfig,
         params: &[f64],
     ) -> Result<Self> {
-        cfg.validate()?;
-        let n = crate::vae::param_count(cfg);
-        if params.len() != n {
-            return Err(Error::InvalidArgument(format!(
-                "{} parameters given, the VAE has {n}",
-                params.len()
-            )));
-        }
-        if let Some(i) = params.iter().position(|v| !v.is_finite()) {
-            return Err(Error::InvalidArgument(format!(
-                "parameter {i} is {}",
-                params[i]
-            )));
-        }
+        crate::vae::check_params(cfg, params)?;
         let mut p = Vec::new();
         let mut g = Vec::new();
         let mut m = Vec::new();
@@ -422,6 +409,7 @@ impl WgslVae {
     fn adam(&mut self) -> Result<()> {
         self.t += 1;
         let a = self.cfg.adam;
+        let (c1, c2) = a.corrections(self.t);
         for (i, t) in layout(&self.cfg).iter().enumerate() {
             let ap = AdamParams {
                 lr: a.lr as f32,
@@ -429,8 +417,8 @@ impl WgslVae {
                 beta2: a.beta2 as f32,
                 eps: a.eps as f32,
                 wd: a.weight_decay as f32,
-                c1: (1.0 - a.beta1.powi(self.t as i32)) as f32,
-                c2: (1.0 - a.beta2.powi(self.t as i32)) as f32,
+                c1: c1 as f32,
+                c2: c2 as f32,
                 count: t.len() as u32,
             };
             let u = self
@@ -454,18 +442,7 @@ impl WgslVae {
 
     fn read_loss(&self) -> Result<VaeLoss> {
         let l: Vec<f32> = self.gpu.read_buffer(&self.loss, 3)?;
-        let loss = VaeLoss {
-            loss: l[0] as f64,
-            bce: l[1] as f64,
-            kl: l[2] as f64,
-        };
-        if !loss.loss.is_finite() {
-            return Err(Error::Numerical(format!(
-                "VAE loss is {} (BCE {}, KL {}): training diverged; lower --lr",
-                loss.loss, loss.bce, loss.kl
-            )));
-        }
-        Ok(loss)
+        VaeLoss::checked(l[1] as f64, l[2] as f64, l[0] as f64)
     }
 
     fn read_all(&self, bufs: &[wgpu::Buffer]) -> Result<Vec<f64>> {
@@ -514,26 +491,15 @@ impl VaeTrainer for WgslVae {
     }
 
     fn neg_elbo(&mut self, x: &[f64], key: StreamKey) -> Result<f64> {
-        let d = self.cfg.d;
-        let n = check_batch(x, d)?;
-        let mut total = 0.0;
-        for (ci, chunk) in x.chunks(1000 * d).enumerate() {
-            let sub = StreamKey::new(key.seed, key.stream ^ ((ci as u64) << 40));
-            self.forward(chunk, sub, false, 1.0)?;
-            total += self.read_loss()?.loss * (chunk.len() / d) as f64;
-        }
         self.stepped = false;
-        Ok(total / n as f64)
+        crate::vae::chunked_neg_elbo(x, self.cfg.d, key, &mut |chunk, sub| {
+            self.forward(chunk, sub, false, 1.0)?;
+            Ok(self.read_loss()?.loss)
+        })
     }
 
     fn decode(&mut self, z: &[f64]) -> Result<Vec<f64>> {
-        let zd = self.cfg.z;
-        if z.is_empty() || !z.len().is_multiple_of(zd) || z.iter().any(|v| !v.is_finite()) {
-            return Err(Error::InvalidArgument(format!(
-                "latents must be finite and a whole number of {zd}-vectors"
-            )));
-        }
-        let n = z.len() / zd;
+        let n = crate::vae::check_latents(z, self.cfg.z)?;
         self.acts(n)?;
         let a = self.acts.as_ref().expect("allocated above");
         self.gpu.queue.write_buffer(&a.z, 0, &f32_bytes(z));
