@@ -184,16 +184,23 @@ struct RunArgs {
 #[derive(clap::Args, Debug)]
 struct ExperimentArgs {
     /// Model each generation fits: gaussian (MLE mean and per-dimension variance, no
-    /// regularisation) or gmm (EM).
+    /// regularisation), gmm (EM) or vae (a VAE trained from scratch each generation on images;
+    /// its samples are decoder means; real data defaults to Fashion-MNIST).
     #[arg(long, value_enum, default_value_t = ModelKind::Gaussian)]
     model: ModelKind,
     /// Built-in ground truth: normal, normal:D (N(0, I) in D dims), shumailov-gmm (two 2-D
     /// Gaussians). Default: normal for gaussian, shumailov-gmm for gmm.
     #[arg(long, conflicts_with = "data")]
     truth: Option<String>,
-    /// Real data from a file (CSV or NPY) instead of a built-in truth; 20% is held out.
+    /// Real data from a file (CSV, NPY, or IDX images named *-ubyte[.gz]) instead of a
+    /// built-in truth; 20% of the rows (a Philox choice) is held out. Default for vae:
+    /// /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// With --data: real rows per replicate for generation 0 and mix:F, a Philox choice from
+    /// the training split (default: every training row); fresh:F draws from the whole split.
+    #[arg(long)]
+    real_rows: Option<usize>,
     /// Generations after generation 0.
     #[arg(long, default_value_t = 100)]
     generations: usize,
@@ -226,6 +233,24 @@ struct ExperimentArgs {
     /// GMM: added to covariance diagonals.
     #[arg(long, default_value_t = 1e-6)]
     reg_covar: f64,
+    /// VAE: hidden width.
+    #[arg(long, default_value_t = 200)]
+    vae_hidden: usize,
+    /// VAE: latent dimensions.
+    #[arg(long, default_value_t = 10)]
+    vae_latent: usize,
+    /// VAE: passes over each generation's pool.
+    #[arg(long, default_value_t = 5)]
+    vae_epochs: usize,
+    /// VAE: images per Adam step.
+    #[arg(long, default_value_t = 64)]
+    vae_batch: usize,
+    /// VAE: Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    vae_lr: f64,
+    /// VAE: weight of the KL term (1 = the ELBO).
+    #[arg(long, default_value_t = 1.0)]
+    vae_beta: f64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -680,10 +705,13 @@ impl ExperimentArgs {
             let truth = match (&a.data, &a.truth) {
                 (Some(p), _) => Truth::File(p.clone()),
                 (None, Some(t)) => Truth::Builtin(t.clone()),
+                (None, None) if a.model == ModelKind::Vae => Truth::File(
+                    "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz".into(),
+                ),
                 (None, None) => Truth::Builtin(
                     match a.model {
                         ModelKind::Gaussian => "normal",
-                        ModelKind::Gmm => "shumailov-gmm",
+                        ModelKind::Gmm | ModelKind::Vae => "shumailov-gmm",
                     }
                     .into(),
                 ),
@@ -702,6 +730,15 @@ impl ExperimentArgs {
                 max_iter: a.max_iter,
                 reg_covar: a.reg_covar,
                 backend,
+                real_rows: a.real_rows,
+                vae: collapse_kernels::driver::vae::VaeRunConfig {
+                    hidden: a.vae_hidden,
+                    latent: a.vae_latent,
+                    epochs: a.vae_epochs,
+                    batch: a.vae_batch,
+                    lr: a.vae_lr,
+                    beta: a.vae_beta,
+                },
             })
         }
     }

@@ -24,6 +24,8 @@ fn config(generations: usize, samples: usize, replicates: usize) -> RunConfig {
         max_iter: 100,
         reg_covar: 1e-6,
         backend: "test".into(),
+        real_rows: None,
+        vae: Default::default(),
     }
 }
 

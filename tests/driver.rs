@@ -36,6 +36,8 @@ fn config(
         max_iter: 100,
         reg_covar: 1e-6,
         backend: "cpu64".into(),
+        real_rows: None,
+        vae: Default::default(),
     }
 }
 

@@ -90,6 +90,7 @@ pub fn header(cfg: &RunConfig, d: usize) -> String {
             h.extend((0..d).map(|i| format!("mu_{i}")));
             h.extend((0..d).map(|i| format!("sigma_{i}")));
         }
+        ModelKind::Vae => h.extend(super::vae::METRIC_COLUMNS.iter().map(|c| c.to_string())),
         ModelKind::Gmm => h.extend([
             "heldout_ll".into(),
             "l2_to_truth".into(),
@@ -202,6 +203,11 @@ pub fn row(
             });
             v.push(w2.to_string());
         }
+        ModelKind::Vae => {
+            return Err(Error::InvalidArgument(
+                "VAE rows come from driver::vae".into(),
+            ));
+        }
         ModelKind::Gmm => {
             let heldout = match p.estep_params() {
                 Ok(e) => {
@@ -238,9 +244,13 @@ pub fn row(
     Ok(v.join(","))
 }
 
-/// `summary.json`: the configuration and, per generation, the mean and standard deviation over
-/// replicates of every metric column.
-pub fn write_summary(dir: &Path, cfg: &RunConfig) -> Result<()> {
+/// `summary.json`: the configuration, the real data's `reference` values when the model has any,
+/// and, per generation, the mean and standard deviation over replicates of every metric column.
+pub fn write_summary(
+    dir: &Path,
+    cfg: &RunConfig,
+    reference: Option<serde_json::Value>,
+) -> Result<()> {
     let path = dir.join("metrics.csv");
     let mut rdr =
         csv::Reader::from_path(&path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
@@ -279,7 +289,10 @@ pub fn write_summary(dir: &Path, cfg: &RunConfig) -> Result<()> {
             serde_json::json!({"generation": g, "replicates": rows.len(), "metrics": m})
         })
         .collect();
-    let doc = serde_json::json!({"config": cfg, "generations": gens});
+    let mut doc = serde_json::json!({"config": cfg, "generations": gens});
+    if let Some(r) = reference {
+        doc["reference"] = r;
+    }
     write_atomic(
         &dir.join("summary.json"),
         serde_json::to_string_pretty(&doc)

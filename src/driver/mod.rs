@@ -19,6 +19,7 @@
 //! continues; the finished `metrics.csv` is byte-identical to an uninterrupted run's.
 
 pub mod metrics;
+pub mod vae;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,9 @@ pub enum ModelKind {
     Gaussian,
     /// A Gaussian mixture fitted by EM.
     Gmm,
+    /// A variational autoencoder on images (pixels in [0, 1]), trained from scratch each
+    /// generation (see [`vae`]).
+    Vae,
 }
 
 /// How each generation's training pool is formed.
@@ -163,6 +167,13 @@ pub struct RunConfig {
     pub reg_covar: f64,
     /// Backend name (recorded; the caller creates the backend).
     pub backend: String,
+    /// A data-file truth: real rows per replicate, a Philox choice without replacement from the
+    /// training split (stream `REAL` of the replicate); `None` uses every training row.
+    #[serde(default)]
+    pub real_rows: Option<usize>,
+    /// VAE: the network and its training each generation (ignored by the other models).
+    #[serde(default)]
+    pub vae: vae::VaeRunConfig,
 }
 
 /// Built-in ground truths:
@@ -248,6 +259,25 @@ pub fn sample_model(
     Matrix::new(m, p.d, x)
 }
 
+/// What a training pool needs of a fitted model: samples, and a plausibility score per point for
+/// the `verify` policies.
+pub trait Generator {
+    /// `count` samples (rows) from Philox stream `key`, computed on `backend`.
+    fn generate(&self, backend: &dyn Backend, count: usize, key: StreamKey) -> Result<Matrix>;
+    /// A score per row of `x`, higher = more plausible (a log-likelihood or a bound on it).
+    fn score(&self, backend: &dyn Backend, x: &Matrix) -> Result<Vec<f64>>;
+}
+
+impl Generator for GmmParams {
+    fn generate(&self, backend: &dyn Backend, count: usize, key: StreamKey) -> Result<Matrix> {
+        sample_model(backend, self, count, key)
+    }
+    /// The exact log-density (f64, host, whatever the backend).
+    fn score(&self, _backend: &dyn Backend, x: &Matrix) -> Result<Vec<f64>> {
+        log_densities(self, x)
+    }
+}
+
 /// Fit the configured model to `x`.
 fn fit_model(
     backend: &dyn Backend,
@@ -270,6 +300,9 @@ fn fit_model(
                 covariances: s.scatter.iter().map(|v| (v / s.nk[0]).max(0.0)).collect(),
             })
         }
+        ModelKind::Vae => Err(Error::InvalidArgument(
+            "the VAE is fitted by driver::vae, not as a mixture".into(),
+        )),
         ModelKind::Gmm => {
             let gc = GmmConfig {
                 k: cfg.k,
@@ -295,6 +328,10 @@ pub struct RunState {
     pub history: Vec<Vec<GmmParams>>,
     /// Bytes of `metrics.csv` written when this state was saved.
     pub metrics_bytes: u64,
+    /// VAE runs: the weight files (relative to the run directory) per replicate, per completed
+    /// generation; `history` stays empty.
+    #[serde(default)]
+    pub vae_weights: Vec<Vec<String>>,
 }
 
 /// What the driver needs besides the backend: the real data and what metrics compare to.
@@ -309,6 +346,9 @@ pub struct RealData {
     pub truth: Option<GmmParams>,
     /// The `verify:heldout` verifier: the model fitted (cpu64) to `held_out`.
     pub held_out_model: Option<GmmParams>,
+    /// A data-file truth: every training row, where `fresh:F` draws new real data from (with
+    /// `real_rows` the replicates' own real sets are subsets of it).
+    pub all_train: Option<Matrix>,
 }
 
 fn load_real(cfg: &RunConfig, cpu: &dyn Backend) -> Result<RealData> {
@@ -327,6 +367,7 @@ fn load_real(cfg: &RunConfig, cpu: &dyn Backend) -> Result<RealData> {
                 .collect::<Result<Vec<_>>>()?;
             Ok(RealData {
                 train,
+                all_train: None,
                 held_out_model: None,
                 held_out: sample_model(
                     cpu,
@@ -339,6 +380,17 @@ fn load_real(cfg: &RunConfig, cpu: &dyn Backend) -> Result<RealData> {
         }
         Truth::File(path) => {
             let m = crate::io::read_table(path)?;
+            if cfg.model == ModelKind::Vae
+                && let Some(i) = m.data.iter().position(|v| !(0.0..=1.0).contains(v))
+            {
+                return Err(Error::Data(format!(
+                    "{}: row {}, column {} is {}; the VAE needs values in [0, 1] (pixels)",
+                    path.display(),
+                    i / m.cols + 1,
+                    i % m.cols + 1,
+                    m.data[i]
+                )));
+            }
             // Deterministic 80/20 split by a Philox uniform per row.
             let key = StreamKey::new(cfg.seed, stream_id(purpose::HELD_OUT, 0, 0));
             let (mut tr, mut ho) = (Vec::new(), Vec::new());
@@ -357,10 +409,31 @@ fn load_real(cfg: &RunConfig, cpu: &dyn Backend) -> Result<RealData> {
                     path.display()
                 )));
             }
-            let train = Matrix::new(tr.len() / d, d, tr)?;
+            let all = Matrix::new(tr.len() / d, d, tr)?;
+            let train = match cfg.real_rows {
+                None => vec![all.clone(); cfg.replicates],
+                Some(k) if k == 0 || k > all.rows => {
+                    return Err(Error::InvalidArgument(format!(
+                        "--real-rows {k}: the training split of {} has {} rows",
+                        path.display(),
+                        all.rows
+                    )));
+                }
+                Some(k) => (0..cfg.replicates)
+                    .map(|r| {
+                        let key = StreamKey::new(cfg.seed, stream_id(purpose::REAL, r, 0));
+                        let mut idx = crate::vae::train::permutation(all.rows, key);
+                        idx.truncate(k);
+                        idx.sort_unstable();
+                        let data = idx.iter().flat_map(|&i| all.row(i).to_vec()).collect();
+                        Matrix::new(k, d, data)
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            };
             Ok(RealData {
                 held_out_model: None,
-                train: vec![train; cfg.replicates],
+                train,
+                all_train: Some(all),
                 held_out: Matrix::new(ho.len() / d, d, ho)?,
                 truth: None,
             })
@@ -423,12 +496,14 @@ fn log_densities(p: &GmmParams, x: &Matrix) -> Result<Vec<f64>> {
         .collect())
 }
 
-/// The training pool of generation `n` of replicate `r`.
-fn pool(
+/// The training pool of generation `n` of replicate `r`, given the models of its earlier
+/// generations (`history`) and the `verify:heldout` verifier.
+fn pool<G: Generator>(
     backend: &dyn Backend,
     cfg: &RunConfig,
     real: &RealData,
-    history: &[GmmParams],
+    history: &[G],
+    held_out_judge: Option<&G>,
     r: usize,
     n: usize,
 ) -> Result<Pool> {
@@ -443,9 +518,8 @@ fn pool(
     let g = |j: usize| format!("g{}", j - 1);
     let m = cfg.samples;
     let synth = |j: usize, count: usize| {
-        sample_model(
+        history[j - 1].generate(
             backend,
-            &history[j - 1],
             count,
             StreamKey::new(cfg.seed, stream_id(purpose::SYNTHETIC, r, j)),
         )
@@ -484,11 +558,11 @@ fn pool(
             let candidates = synth(n, ((m as f64) / f).ceil() as usize)?;
             let judge = match verifier {
                 Verifier::Gen0 => &history[0],
-                Verifier::HeldOut => real.held_out_model.as_ref().ok_or_else(|| {
+                Verifier::HeldOut => held_out_judge.ok_or_else(|| {
                     Error::InvalidArgument("verify:heldout needs the held-out model".into())
                 })?,
             };
-            let score = log_densities(judge, &candidates)?;
+            let score = judge.score(backend, &candidates)?;
             let mut order: Vec<usize> = (0..candidates.rows).collect();
             order.sort_by(|&a, &b| score[b].total_cmp(&score[a]).then(a.cmp(&b)));
             order.truncate(m);
@@ -513,7 +587,7 @@ fn pool(
                 )?,
                 // A file has no generator: draw rows (with replacement) as new real data.
                 _ => draw_rows(
-                    train,
+                    real.all_train.as_ref().unwrap_or(train),
                     nr,
                     StreamKey::new(cfg.seed, stream_id(purpose::REAL, r, n)),
                 )?,
@@ -539,6 +613,15 @@ pub fn check_config(cfg: &RunConfig) -> Result<()> {
     if cfg.model == ModelKind::Gmm && cfg.k > cfg.samples {
         return bad(format!("--k {} exceeds --samples {}", cfg.k, cfg.samples));
     }
+    if cfg.model == ModelKind::Vae {
+        if matches!(cfg.truth, Truth::Builtin(_)) {
+            return bad(
+                "the VAE needs image data: --data FILE (IDX images, or CSV/NPY rows in [0, 1])"
+                    .into(),
+            );
+        }
+        cfg.vae.check()?;
+    }
     Ok(())
 }
 
@@ -561,6 +644,11 @@ pub fn simulate(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Simulation> {
     check_config(cfg)?;
+    if cfg.model == ModelKind::Vae {
+        return Err(Error::InvalidArgument(
+            "drift compares gaussian and gmm runs (the VAE has no closed-form parameters)".into(),
+        ));
+    }
     let mut real = load_real(cfg, cpu_reference)?;
     if matches!(cfg.policy, Policy::Verify(Verifier::HeldOut, _)) {
         let stream = stream_id(purpose::EM_INIT, 0xFF_FFFF, 0);
@@ -570,7 +658,7 @@ pub fn simulate(
     let mut history = vec![Vec::with_capacity(total); cfg.replicates];
     for n in 0..total {
         for (r, h) in history.iter_mut().enumerate() {
-            let pool = pool(backend, cfg, &real, h, r, n)?;
+            let pool = pool(backend, cfg, &real, h, real.held_out_model.as_ref(), r, n)?;
             let p = fit_model(backend, cfg, &pool.x, stream_id(purpose::EM_INIT, r, n))?;
             if n == 0 && real.truth.is_none() {
                 real.truth = Some(p.clone());
@@ -600,7 +688,6 @@ pub fn run(
     }
     std::fs::create_dir_all(dir).map_err(io)?;
     let state_path = dir.join("state.json");
-    let metrics_path = dir.join("metrics.csv");
     let mut state = match config {
         Some(config) => {
             if state_path.exists() {
@@ -612,6 +699,7 @@ pub fn run(
             }
             RunState {
                 history: vec![Vec::new(); config.replicates],
+                vae_weights: vec![Vec::new(); config.replicates],
                 config,
                 metrics_bytes: 0,
             }
@@ -626,54 +714,73 @@ pub fn run(
     };
     let cfg = state.config.clone();
     let mut real = load_real(&cfg, cpu_reference)?;
-    if matches!(cfg.policy, Policy::Verify(Verifier::HeldOut, _)) {
-        let stream = stream_id(purpose::EM_INIT, 0xFF_FFFF, 0);
-        real.held_out_model = Some(fit_model(cpu_reference, &cfg, &real.held_out, stream)?);
+    let mut ck = Checkpoint::open(dir, state.metrics_bytes)?;
+    if cfg.model == ModelKind::Vae {
+        vae::generations(backend, cpu_reference, &real, &mut state, &mut ck, progress)?;
+    } else {
+        mixture_generations(
+            backend,
+            cpu_reference,
+            &mut real,
+            &mut state,
+            &mut ck,
+            progress,
+        )?;
     }
-    // Metrics file: truncated to the last checkpoint (drops rows of an unfinished generation).
-    let mf = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&metrics_path)
-        .map_err(io)?;
-    mf.set_len(state.metrics_bytes).map_err(io)?;
-    let mut mf = std::io::BufWriter::new(mf);
-    use std::io::Seek;
-    mf.seek(std::io::SeekFrom::End(0)).map_err(io)?;
-    let total = cfg.generations + 1;
-    let done = state.history[0].len();
-    if done > 0 && real.truth.is_none() {
-        real.truth = Some(state.history[0][0].clone());
+    metrics::write_summary(dir, &cfg, ck.reference.take())?;
+    Ok(state)
+}
+
+/// `metrics.csv` and `state.json` of a run directory: rows are appended and synced, then the
+/// state naming the file's new length is written atomically.
+pub struct Checkpoint {
+    dir: PathBuf,
+    metrics: std::io::BufWriter<std::fs::File>,
+    /// Reference values of the real data for `summary.json` (e.g. the VAE's diversity of real
+    /// images), set by the model's loop.
+    pub reference: Option<serde_json::Value>,
+}
+
+impl Checkpoint {
+    /// Open `dir/metrics.csv`, truncated to `bytes` (drops rows of a generation whose checkpoint
+    /// never landed).
+    fn open(dir: &Path, bytes: u64) -> Result<Self> {
+        let io = |e: std::io::Error| Error::Io(format!("{}: {e}", dir.display()));
+        let mf = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("metrics.csv"))
+            .map_err(io)?;
+        mf.set_len(bytes).map_err(io)?;
+        let mut metrics = std::io::BufWriter::new(mf);
+        use std::io::Seek;
+        metrics.seek(std::io::SeekFrom::End(0)).map_err(io)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            metrics,
+            reference: None,
+        })
     }
-    // The tail region needs the reference density: for a file that is the generation-0 fit, so
-    // it is built at first use (the same point in a fresh and a resumed run).
-    let mut tails: Option<metrics::TailRegion> = None;
-    progress(done, total);
-    for n in done..total {
-        let mut rows = Vec::new();
-        for r in 0..cfg.replicates {
-            let pool = pool(backend, &cfg, &real, &state.history[r], r, n)?;
-            let p = fit_model(backend, &cfg, &pool.x, stream_id(purpose::EM_INIT, r, n))?;
-            if n == 0 && real.truth.is_none() {
-                real.truth = Some(p.clone());
-            }
-            if tails.is_none()
-                && let Some(t) = &real.truth
-            {
-                tails = Some(metrics::TailRegion::new(&cfg, t, cpu_reference)?);
-            }
-            let ctx = metrics::RowContext {
-                cfg: &cfg,
-                real: &real,
-                tails: tails.as_ref(),
-                cpu: cpu_reference,
-            };
-            rows.push(metrics::row(&ctx, &p, n, r, &pool)?);
-            state.history[r].push(p);
-        }
-        if n == 0 && state.metrics_bytes == 0 {
-            writeln!(mf, "{}", metrics::header(&cfg, real.train[0].cols)).map_err(io)?;
+
+    /// The run directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Append generation `n`'s rows (after `header` when the file is empty), sync, and save
+    /// `state` (which already holds generation `n`) atomically.
+    fn commit(
+        &mut self,
+        state: &mut RunState,
+        n: usize,
+        header: &str,
+        rows: &[String],
+    ) -> Result<()> {
+        let io = |e: std::io::Error| Error::Io(format!("{}: {e}", self.dir.display()));
+        let mf = &mut self.metrics;
+        if state.metrics_bytes == 0 {
+            writeln!(mf, "{header}").map_err(io)?;
         }
         for row in rows {
             writeln!(mf, "{row}").map_err(io)?;
@@ -686,10 +793,60 @@ pub fn run(
             // Test hook: die like SIGKILL after writing metrics rows but before the checkpoint.
             std::process::abort();
         }
-        let json = serde_json::to_vec(&state).map_err(|e| Error::Io(e.to_string()))?;
-        write_atomic(&state_path, &json)?;
+        let json = serde_json::to_vec(state).map_err(|e| Error::Io(e.to_string()))?;
+        write_atomic(&self.dir.join("state.json"), &json)
+    }
+}
+
+/// The generational loop of the mixture models (gaussian, gmm).
+fn mixture_generations(
+    backend: &dyn Backend,
+    cpu_reference: &dyn Backend,
+    real: &mut RealData,
+    state: &mut RunState,
+    ck: &mut Checkpoint,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<()> {
+    let cfg = state.config.clone();
+    if matches!(cfg.policy, Policy::Verify(Verifier::HeldOut, _)) {
+        let stream = stream_id(purpose::EM_INIT, 0xFF_FFFF, 0);
+        real.held_out_model = Some(fit_model(cpu_reference, &cfg, &real.held_out, stream)?);
+    }
+    let total = cfg.generations + 1;
+    let done = state.history[0].len();
+    if done > 0 && real.truth.is_none() {
+        real.truth = Some(state.history[0][0].clone());
+    }
+    // The tail region needs the reference density: for a file that is the generation-0 fit, so
+    // it is built at first use (the same point in a fresh and a resumed run).
+    let mut tails: Option<metrics::TailRegion> = None;
+    let header = metrics::header(&cfg, real.train[0].cols);
+    progress(done, total);
+    for n in done..total {
+        let mut rows = Vec::new();
+        for r in 0..cfg.replicates {
+            let judge = real.held_out_model.as_ref();
+            let pool = pool(backend, &cfg, real, &state.history[r], judge, r, n)?;
+            let p = fit_model(backend, &cfg, &pool.x, stream_id(purpose::EM_INIT, r, n))?;
+            if n == 0 && real.truth.is_none() {
+                real.truth = Some(p.clone());
+            }
+            if tails.is_none()
+                && let Some(t) = &real.truth
+            {
+                tails = Some(metrics::TailRegion::new(&cfg, t, cpu_reference)?);
+            }
+            let ctx = metrics::RowContext {
+                cfg: &cfg,
+                real,
+                tails: tails.as_ref(),
+                cpu: cpu_reference,
+            };
+            rows.push(metrics::row(&ctx, &p, n, r, &pool)?);
+            state.history[r].push(p);
+        }
+        ck.commit(state, n, &header, &rows)?;
         progress(n + 1, total);
     }
-    metrics::write_summary(dir, &cfg)?;
-    Ok(state)
+    Ok(())
 }

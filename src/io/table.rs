@@ -3,6 +3,8 @@
 //! - CSV: comma-separated numbers, one row per line, an optional header line (a first line that
 //!   does not parse as numbers), every row the same width. Errors name the line and column.
 //! - NPY: a 2-D array of little- or big-endian f32 or f64, C or Fortran order.
+//! - IDX (MNIST/Fashion-MNIST image files, raw or gzip, named `*-ubyte[.gz]` or `*.idx[.gz]`):
+//!   one row per image, pixels scaled to [0, 1].
 //!
 //! Every value must be finite: NaN or ±inf is an error naming the row (1-based data row) and
 //! column, since one NaN silently poisons every fitted parameter.
@@ -53,7 +55,7 @@ impl Matrix {
     }
 }
 
-/// Read a table from `path`: `.npy` as NPY, anything else as CSV. The result is checked to be
+/// Read a table from `path`: `.npy` as NPY, IDX image files as images, anything else as CSV. The result is checked to be
 /// non-empty and finite.
 pub fn read_table(path: &Path) -> Result<Matrix> {
     let name = path.display().to_string();
@@ -62,6 +64,10 @@ pub fn read_table(path: &Path) -> Result<Matrix> {
         .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
     {
         read_npy(path)?
+    } else if is_idx_name(path) {
+        let img = super::idx::read_idx_images(path)?;
+        let data = (0..img.count).flat_map(|i| img.image_f64(i)).collect();
+        Matrix::new(img.count, img.dim(), data)?
     } else {
         read_csv(path)?
     };
@@ -73,6 +79,18 @@ pub fn read_table(path: &Path) -> Result<Matrix> {
     }
     m.check_finite(&name)?;
     Ok(m)
+}
+
+/// IDX image files are recognised by name: `*-ubyte`, `*-ubyte.gz`, `*.idx`, `*.idx.gz` (MNIST's
+/// and Fashion-MNIST's naming).
+fn is_idx_name(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let stem = name.strip_suffix(".gz").unwrap_or(&name);
+    stem.ends_with("-ubyte") || stem.ends_with(".idx")
 }
 
 fn read_csv(path: &Path) -> Result<Matrix> {

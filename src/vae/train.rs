@@ -74,6 +74,33 @@ pub fn permutation(n: usize, key: StreamKey) -> Vec<usize> {
     p
 }
 
+/// One pass over `n` examples in the Philox permutation of stream `(seed, SHUFFLE_STREAM +
+/// epoch)`, in batches of `batch` (the last may be smaller): `gather(indices)` gives a batch's
+/// pixels; step number `*step` (counted over the whole run, incremented here) draws its noise
+/// from stream `(seed, NOISE_STREAM + step)`. `after(vae, s, steps)` runs after batch `s` of
+/// `steps`.
+#[allow(clippy::too_many_arguments)]
+pub fn run_epoch(
+    vae: &mut dyn VaeTrainer,
+    n: usize,
+    batch: usize,
+    seed: u64,
+    epoch: usize,
+    step: &mut u64,
+    gather: &dyn Fn(&[usize]) -> Vec<f64>,
+    after: &mut dyn FnMut(&mut dyn VaeTrainer, usize, usize) -> Result<()>,
+) -> Result<()> {
+    let order = permutation(n, StreamKey::new(seed, SHUFFLE_STREAM + epoch as u64));
+    let steps = n.div_ceil(batch);
+    for (s, idx) in order.chunks(batch).enumerate() {
+        let x = gather(idx);
+        vae.step(&x, StreamKey::new(seed, NOISE_STREAM + *step))?;
+        *step += 1;
+        after(vae, s, steps)?;
+    }
+    Ok(())
+}
+
 /// Train on `train`, evaluating on `test`; `progress(epoch, steps_done, steps_per_epoch, loss)`
 /// is called after every step. Returns the trained model and the per-epoch rows.
 pub fn train<'a>(
@@ -107,29 +134,31 @@ pub fn train<'a>(
         seconds: 0.0,
         images_per_s: 0.0,
     }];
-    let steps = train.count.div_ceil(cfg.batch);
     let mut step = 0u64;
     for epoch in 1..=cfg.epochs {
-        let order = permutation(
-            train.count,
-            StreamKey::new(cfg.seed, SHUFFLE_STREAM + epoch as u64),
-        );
         let t = Instant::now();
         let mut losses = Vec::new();
-        for (s, idx) in order.chunks(cfg.batch).enumerate() {
-            let x = gather(train, idx);
-            vae.step(&x, StreamKey::new(cfg.seed, NOISE_STREAM + step))?;
-            step += 1;
-            let read = (s + 1) % cfg.loss_every == 0 || s + 1 == steps;
-            let loss = if read {
-                let l = vae.last_loss()?.loss;
-                losses.push(l);
-                Some(l)
-            } else {
-                None
-            };
-            progress(epoch, s + 1, steps, loss);
-        }
+        run_epoch(
+            vae.as_mut(),
+            train.count,
+            cfg.batch,
+            cfg.seed,
+            epoch,
+            &mut step,
+            &|idx| gather(train, idx),
+            &mut |vae, s, steps| {
+                let read = (s + 1) % cfg.loss_every == 0 || s + 1 == steps;
+                let loss = if read {
+                    let l = vae.last_loss()?.loss;
+                    losses.push(l);
+                    Some(l)
+                } else {
+                    None
+                };
+                progress(epoch, s + 1, steps, loss);
+                Ok(())
+            },
+        )?;
         let seconds = t.elapsed().as_secs_f64();
         rows.push(EpochRow {
             epoch,
