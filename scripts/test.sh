@@ -4,7 +4,7 @@
 # the CPU): as root it runs apt-get itself; otherwise it says which packages to install and goes on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS="mesa-vulkan-drivers libvulkan1 dataset-fashion-mnist"
+PKGS="mesa-vulkan-drivers libvulkan1 dataset-fashion-mnist fortunes"
 missing=$(for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -10,6 +10,7 @@
 //! - [`models`]: fitting loops written against the backend abstraction;
 //! - [`driver`], [`drift`]: the generational runs, and the same run compared across backends;
 //! - [`vae`]: the variational autoencoder (model, parameters, the CPU trainer);
+//! - [`lm`]: the byte-level transformer language model (model, CPU trainer, sampling, data);
 //! - [`summation`]: summation orders (naive, pairwise, Kahan) for the drift study;
 //! - [`io`]: CSV / NPY tables and atomic writes;
 //! - [`error`]: the error type.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod gmm;
 pub mod gpu;
 pub mod io;
+pub mod lm;
 pub mod matmul;
 pub mod models;
 pub mod records;

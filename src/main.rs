@@ -65,9 +65,12 @@ enum Command {
     /// Fit a model to a data file.
     #[command(subcommand)]
     Fit(FitCommand),
-    /// Train a model on images.
+    /// Train a model (the VAE on images, the language model on text).
     #[command(subcommand)]
     Train(TrainCommand),
+    /// Sample from a trained model.
+    #[command(subcommand)]
+    Sample(SampleCommand),
     /// Run a generational model-collapse experiment: generation 0 fits real data, generation n
     /// fits samples of generation n−1 (mixed with real data by --policy). Writes metrics.csv,
     /// summary.json and state.json (a checkpoint after every generation) into --out.
@@ -114,7 +117,7 @@ enum DriftCommand {
     /// the absorbing state (σ exactly 0; σ on the rounding floor, ≤ 16·u·|μ|). Writes pairs.csv,
     /// crossings.csv, absorption.csv, absorption_per_replicate.csv, spread.csv, summary.json and
     /// plots/ into --out, and prints the crossing and absorption tables.
-    Run(DriftRunArgs),
+    Run(Box<DriftRunArgs>),
     /// Error of each kernel family vs the f64 reference as a function of problem size and input
     /// scale: sums (naive, pairwise, Kahan), the Gaussian fit, the E-step log-likelihood,
     /// matmul and sampling. Writes --out (CSV) and an SVG per family beside it.
@@ -184,12 +187,14 @@ struct RunArgs {
 #[derive(clap::Args, Debug)]
 struct ExperimentArgs {
     /// Model each generation fits: gaussian (MLE mean and per-dimension variance, no
-    /// regularisation), gmm (EM) or vae (a VAE trained from scratch each generation on images;
-    /// its samples are decoder means; real data defaults to Fashion-MNIST).
+    /// regularisation), gmm (EM), vae (a VAE trained from scratch each generation on images;
+    /// its samples are decoder means; real data defaults to Fashion-MNIST) or lm (a byte-level
+    /// transformer on text; real data defaults to Debian's fortunes; --data takes a text file).
     #[arg(long, value_enum, default_value_t = ModelKind::Gaussian)]
     model: ModelKind,
     /// Built-in ground truth: normal, normal:D (N(0, I) in D dims), shumailov-gmm (two 2-D
-    /// Gaussians). Default: normal for gaussian, shumailov-gmm for gmm.
+    /// Gaussians), fortunes (text, for lm). Default: normal for gaussian, shumailov-gmm for gmm,
+    /// fortunes for lm.
     #[arg(long, conflicts_with = "data")]
     truth: Option<String>,
     /// Real data from a file (CSV, NPY, or IDX images named *-ubyte[.gz]) instead of a
@@ -251,6 +256,37 @@ struct ExperimentArgs {
     /// VAE: weight of the KL term (1 = the ELBO).
     #[arg(long, default_value_t = 1.0)]
     vae_beta: f64,
+    /// LM: width C.
+    #[arg(long, default_value_t = 64)]
+    lm_width: usize,
+    /// LM: transformer blocks.
+    #[arg(long, default_value_t = 2)]
+    lm_layers: usize,
+    /// LM: attention heads.
+    #[arg(long, default_value_t = 4)]
+    lm_heads: usize,
+    /// LM: context; a sample (and a training row) is `\n` plus this many bytes.
+    #[arg(long, default_value_t = 64)]
+    lm_context: usize,
+    /// LM: AdamW steps per generation.
+    #[arg(long, default_value_t = 300)]
+    lm_steps: usize,
+    /// LM: rows per step.
+    #[arg(long, default_value_t = 16)]
+    lm_batch: usize,
+    /// LM: AdamW learning rate.
+    #[arg(long, default_value_t = 2e-3)]
+    lm_lr: f64,
+    /// LM: where each generation's training starts: scratch (fresh weights) or gen0
+    /// (fine-tune the replicate's generation-0 model, as Shumailov et al.).
+    #[arg(long, value_enum, default_value_t = collapse_kernels::driver::lm::LmInit::Scratch)]
+    lm_init: collapse_kernels::driver::lm::LmInit,
+    /// LM: sampling temperature.
+    #[arg(long, default_value_t = 1.0)]
+    lm_temperature: f64,
+    /// LM: sample only among the k likeliest bytes.
+    #[arg(long)]
+    lm_top_k: Option<usize>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -395,6 +431,122 @@ enum TrainCommand {
     /// write epochs.csv (epoch, train loss, test negative ELBO in nats per image, seconds,
     /// images/s), model.json, weights.npy, samples.png and reconstructions.png into --out.
     Vae(TrainVaeArgs),
+    /// Train the byte-level transformer language model (pre-norm GPT blocks, AdamW) on text
+    /// (default: Debian's fortunes) and write log.csv (step, train loss, validation loss in
+    /// nats per byte, perplexity, seconds, tokens/s), model.json, weights.npy and samples.txt
+    /// into --out.
+    Lm(TrainLmArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum SampleCommand {
+    /// Continue a prompt with a trained language model (KV cache; temperature and top-k through
+    /// the categorical sampler) and print the samples.
+    Lm(SampleLmArgs),
+}
+
+/// The language model's shape and optimiser flags.
+#[derive(clap::Args, Debug, Clone)]
+struct LmShapeArgs {
+    /// Width C (d_model).
+    #[arg(long, default_value_t = 128)]
+    width: usize,
+    /// Transformer blocks.
+    #[arg(long, default_value_t = 4)]
+    layers: usize,
+    /// Attention heads (must divide --width).
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    /// Context (bytes per training sequence, positions with an embedding).
+    #[arg(long, default_value_t = 128)]
+    context: usize,
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// AdamW decoupled weight decay (weights and embeddings only).
+    #[arg(long, default_value_t = 0.1)]
+    weight_decay: f64,
+    /// Clip the gradient to this global L2 norm (0: no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    clip: f64,
+}
+
+impl LmShapeArgs {
+    fn config(&self) -> collapse_kernels::lm::LmConfig {
+        use collapse_kernels::lm::{AdamW, LmConfig};
+        LmConfig {
+            width: self.width,
+            layers: self.layers,
+            heads: self.heads,
+            context: self.context,
+            adam: AdamW {
+                lr: self.lr,
+                weight_decay: self.weight_decay,
+                clip: (self.clip > 0.0).then_some(self.clip),
+                ..AdamW::default()
+            },
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+struct TrainLmArgs {
+    /// UTF-8 text files (records split at `%` lines, else blank lines; 10% of records held out
+    /// for validation). Default: every fortune file in /usr/share/games/fortunes except art and
+    /// ascii-art (`apt-get install fortunes`).
+    #[arg(long, num_args = 1..)]
+    data: Vec<PathBuf>,
+    #[command(flatten)]
+    shape: LmShapeArgs,
+    /// AdamW steps.
+    #[arg(long, default_value_t = 1000)]
+    steps: usize,
+    /// Sequences per step.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Measure the validation loss every this many steps.
+    #[arg(long, default_value_t = 100)]
+    eval_every: usize,
+    /// Validation windows (of context + 1 bytes) per measurement.
+    #[arg(long, default_value_t = 64)]
+    eval_windows: usize,
+    /// Philox seed of the weights, batches and samples.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Backend running the training steps (the GPU backends have no LM kernels yet).
+    #[arg(long, value_enum, default_value_t = BackendKind::Cpu32)]
+    backend: BackendKind,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+struct SampleLmArgs {
+    /// A directory written by `collapse train lm` (model.json, weights.npy).
+    #[arg(long)]
+    model: PathBuf,
+    /// Text to continue (at least one byte); `\n` and `\t` are read as newline and tab.
+    #[arg(long, default_value = "\n")]
+    prompt: String,
+    /// Samples.
+    #[arg(long, default_value_t = 4)]
+    rows: usize,
+    /// Bytes per sample (prompt + bytes − 1 must fit the context).
+    #[arg(long, default_value_t = 100)]
+    len: usize,
+    /// Temperature (> 0).
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    /// Keep only the k likeliest bytes.
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Philox seed of the draws.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Backend computing the logits and drawing the bytes.
+    #[arg(long, value_enum, default_value_t = BackendKind::Cpu32)]
+    backend: BackendKind,
 }
 
 #[derive(clap::Args, Debug)]
@@ -570,6 +722,8 @@ fn run(cli: Cli) -> Result<()> {
         ),
         Command::Fit(FitCommand::Gmm(args)) => fit_gmm(&options, &args),
         Command::Train(TrainCommand::Vae(args)) => train_vae(&options, &args),
+        Command::Train(TrainCommand::Lm(args)) => train_lm(&options, &args),
+        Command::Sample(SampleCommand::Lm(args)) => sample_lm(&options, &args),
         Command::Run(args) => run_generations(&options, &args),
         Command::Check {
             bless,
@@ -705,13 +859,14 @@ impl ExperimentArgs {
             let truth = match (&a.data, &a.truth) {
                 (Some(p), _) => Truth::File(p.clone()),
                 (None, Some(t)) => Truth::Builtin(t.clone()),
+                (None, None) if a.model == ModelKind::Lm => Truth::Builtin("fortunes".into()),
                 (None, None) if a.model == ModelKind::Vae => Truth::File(
                     "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz".into(),
                 ),
                 (None, None) => Truth::Builtin(
                     match a.model {
                         ModelKind::Gaussian => "normal",
-                        ModelKind::Gmm | ModelKind::Vae => "shumailov-gmm",
+                        _ => "shumailov-gmm",
                     }
                     .into(),
                 ),
@@ -738,6 +893,18 @@ impl ExperimentArgs {
                     batch: a.vae_batch,
                     lr: a.vae_lr,
                     beta: a.vae_beta,
+                },
+                lm: collapse_kernels::driver::lm::LmRunConfig {
+                    width: a.lm_width,
+                    layers: a.lm_layers,
+                    heads: a.lm_heads,
+                    context: a.lm_context,
+                    steps: a.lm_steps,
+                    batch: a.lm_batch,
+                    lr: a.lm_lr,
+                    init: a.lm_init,
+                    temperature: a.lm_temperature,
+                    top_k: a.lm_top_k,
                 },
             })
         }
@@ -1919,6 +2086,157 @@ fn train_vae(options: &GpuOptions, a: &TrainVaeArgs) -> Result<()> {
         t.elapsed().as_secs_f64(),
         a.out.display()
     );
+    Ok(())
+}
+
+/// The prompt with `\n` and `\t` (as typed on a command line) turned into the bytes.
+fn unescape(s: &str) -> Vec<u8> {
+    s.replace("\\n", "\n").replace("\\t", "\t").into_bytes()
+}
+
+fn train_lm(options: &GpuOptions, a: &TrainLmArgs) -> Result<()> {
+    use collapse_kernels::lm::{self, sample, train};
+    let files = if a.data.is_empty() {
+        train::fortune_files()?
+    } else {
+        a.data.clone()
+    };
+    let corpus = train::load_corpus(&files)?;
+    let cfg = train::TrainConfig {
+        lm: a.shape.config(),
+        steps: a.steps,
+        batch: a.batch,
+        seed: a.seed,
+        eval_every: a.eval_every,
+        eval_windows: a.eval_windows,
+    };
+    cfg.lm.validate()?;
+    let b = backend::open(a.backend, options)?;
+    let unigram = train::unigram_cross_entropy(&corpus.train, &corpus.val);
+    eprintln!(
+        "LM C={} L={} H={} T={} ({} parameters): {} files, {} train / {} validation records \
+         ({} / {} bytes), {} steps of {} sequences, on {} ({}); unigram baseline {:.3} nats/byte \
+         (perplexity {:.2})",
+        cfg.lm.width,
+        cfg.lm.layers,
+        cfg.lm.heads,
+        cfg.lm.context,
+        lm::param_count(&cfg.lm),
+        files.len(),
+        corpus.records.0,
+        corpus.records.1,
+        corpus.train.len(),
+        corpus.val.len(),
+        cfg.steps,
+        cfg.batch,
+        b.name(),
+        b.device(),
+        unigram,
+        unigram.exp()
+    );
+    let bar = indicatif::ProgressBar::new(cfg.steps as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps, {elapsed} (eta {eta}) {msg}",
+        )
+        .expect("static template"),
+    );
+    let t = Instant::now();
+    let result = train::train(b.as_ref(), &cfg, &corpus, &mut |s, l| {
+        bar.set_position(s as u64);
+        bar.set_message(format!("loss {l:.3}"));
+    });
+    bar.finish_and_clear();
+    let (model, rows) = result?;
+    println!(
+        "{:>6} {:>11} {:>9} {:>8} {:>9} {:>10}",
+        "step", "train loss", "val loss", "val ppl", "seconds", "tokens/s"
+    );
+    for r in &rows {
+        println!(
+            "{:>6} {:>11} {:>9.4} {:>8.3} {:>9.2} {:>10.0}",
+            r.step,
+            r.train_loss.map_or("-".into(), |l| format!("{l:.4}")),
+            r.val_loss,
+            r.val_ppl,
+            r.seconds,
+            r.tokens_per_s
+        );
+    }
+    std::fs::create_dir_all(&a.out).map_err(|e| Error::Io(format!("{}: {e}", a.out.display())))?;
+    collapse_kernels::bench::write_csv(&a.out.join("log.csv"), &rows)?;
+    lm::save_model(
+        &a.out,
+        &cfg.lm,
+        &model.params()?,
+        serde_json::json!({
+            "train": cfg,
+            "backend": b.name(),
+            "device": b.device(),
+            "data": files,
+            "records": {"train": corpus.records.0, "validation": corpus.records.1},
+            "bytes": {"train": corpus.train.len(), "validation": corpus.val.len()},
+            "unigram_val_loss": unigram,
+            "log": rows,
+        }),
+    )?;
+    let sc = sample::SampleConfig::default();
+    let n = cfg.lm.context.min(200);
+    let texts = sample::generate(
+        model.as_ref(),
+        b.as_ref(),
+        b"\n",
+        8,
+        n,
+        &sc,
+        StreamKey::new(a.seed, 0x5A),
+    )?;
+    let mut out = String::new();
+    for (i, t) in texts.iter().enumerate() {
+        out.push_str(&format!("--- sample {i} (T = 1, prompt \"\\n\")\n"));
+        out.push_str(&String::from_utf8_lossy(t));
+        out.push('\n');
+    }
+    write_atomic(&a.out.join("samples.txt"), out.as_bytes())?;
+    let last = rows.last().expect("the first row is always there");
+    println!(
+        "done in {:.1} s: validation perplexity {:.3} (unigram baseline {:.3}); {}/log.csv, \
+         model.json, weights.npy, samples.txt",
+        t.elapsed().as_secs_f64(),
+        last.val_ppl,
+        unigram.exp(),
+        a.out.display()
+    );
+    Ok(())
+}
+
+fn sample_lm(options: &GpuOptions, a: &SampleLmArgs) -> Result<()> {
+    use collapse_kernels::lm::{self, sample};
+    let (cfg, params) = lm::load_model(&a.model)?;
+    let b = backend::open(a.backend, options)?;
+    let model = b.lm(&cfg, &params)?;
+    let prompt = unescape(&a.prompt);
+    let sc = sample::SampleConfig {
+        temperature: a.temperature,
+        top_k: a.top_k,
+    };
+    let texts = sample::generate(
+        model.as_ref(),
+        b.as_ref(),
+        &prompt,
+        a.rows,
+        a.len,
+        &sc,
+        StreamKey::new(a.seed, 0x5A),
+    )?;
+    for (i, t) in texts.iter().enumerate() {
+        println!("--- sample {i}");
+        println!(
+            "{}{}",
+            String::from_utf8_lossy(&prompt),
+            String::from_utf8_lossy(t)
+        );
+    }
     Ok(())
 }
 

@@ -26,6 +26,7 @@ fn config(generations: usize, samples: usize, replicates: usize) -> RunConfig {
         backend: "test".into(),
         real_rows: None,
         vae: Default::default(),
+        lm: Default::default(),
     }
 }
 

@@ -38,6 +38,7 @@ fn config(
         backend: "cpu64".into(),
         real_rows: None,
         vae: Default::default(),
+        lm: Default::default(),
     }
 }
 

@@ -123,6 +123,15 @@ pub trait Backend: Send + Sync {
         cfg: &crate::vae::VaeConfig,
         params: &[f64],
     ) -> Result<Box<dyn crate::vae::VaeTrainer + 'a>>;
+
+    /// A byte-level language model (see [`crate::lm`]) with parameters `params` (flat, f64,
+    /// rounded to the backend's precision) and fresh AdamW state. GPU backends have no LM
+    /// kernels yet: they answer [`crate::Error::Unsupported`].
+    fn lm<'a>(
+        &'a self,
+        cfg: &crate::lm::LmConfig,
+        params: &[f64],
+    ) -> Result<Box<dyn crate::lm::LmTrainer + 'a>>;
 }
 
 /// The four backends by name.

@@ -141,6 +141,14 @@ impl Backend for Cpu32Variant {
     ) -> Result<Box<dyn crate::vae::VaeTrainer + 'a>> {
         Cpu32.vae(cfg, params)
     }
+
+    fn lm<'a>(
+        &'a self,
+        cfg: &crate::lm::LmConfig,
+        params: &[f64],
+    ) -> Result<Box<dyn crate::lm::LmTrainer + 'a>> {
+        Cpu32.lm(cfg, params)
+    }
 }
 
 /// A single-threaded f32 EM pass whose reductions over points use one [`Summation`] order.

@@ -91,6 +91,7 @@ pub fn header(cfg: &RunConfig, d: usize) -> String {
             h.extend((0..d).map(|i| format!("sigma_{i}")));
         }
         ModelKind::Vae => h.extend(super::vae::METRIC_COLUMNS.iter().map(|c| c.to_string())),
+        ModelKind::Lm => h.extend(super::lm::METRIC_COLUMNS.iter().map(|c| c.to_string())),
         ModelKind::Gmm => h.extend([
             "heldout_ll".into(),
             "l2_to_truth".into(),
@@ -203,9 +204,9 @@ pub fn row(
             });
             v.push(w2.to_string());
         }
-        ModelKind::Vae => {
+        ModelKind::Vae | ModelKind::Lm => {
             return Err(Error::InvalidArgument(
-                "VAE rows come from driver::vae".into(),
+                "VAE and LM rows come from driver::trained".into(),
             ));
         }
         ModelKind::Gmm => {

@@ -18,7 +18,9 @@
 //! `metrics.csv` to that length (dropping rows of a generation whose checkpoint never landed) and
 //! continues; the finished `metrics.csv` is byte-identical to an uninterrupted run's.
 
+pub mod lm;
 pub mod metrics;
+pub mod trained;
 pub mod vae;
 
 use std::io::Write;
@@ -45,6 +47,8 @@ pub enum ModelKind {
     /// A variational autoencoder on images (pixels in [0, 1]), trained from scratch each
     /// generation (see [`vae`]).
     Vae,
+    /// A byte-level transformer language model on text (see [`lm`]).
+    Lm,
 }
 
 /// How each generation's training pool is formed.
@@ -174,6 +178,9 @@ pub struct RunConfig {
     /// VAE: the network and its training each generation (ignored by the other models).
     #[serde(default)]
     pub vae: vae::VaeRunConfig,
+    /// LM: the network, its training and sampling each generation (ignored by the others).
+    #[serde(default)]
+    pub lm: lm::LmRunConfig,
 }
 
 /// Built-in ground truths:
@@ -300,8 +307,8 @@ fn fit_model(
                 covariances: s.scatter.iter().map(|v| (v / s.nk[0]).max(0.0)).collect(),
             })
         }
-        ModelKind::Vae => Err(Error::InvalidArgument(
-            "the VAE is fitted by driver::vae, not as a mixture".into(),
+        ModelKind::Vae | ModelKind::Lm => Err(Error::InvalidArgument(
+            "the VAE and the LM are trained by driver::trained, not fitted as mixtures".into(),
         )),
         ModelKind::Gmm => {
             let gc = GmmConfig {
@@ -328,10 +335,10 @@ pub struct RunState {
     pub history: Vec<Vec<GmmParams>>,
     /// Bytes of `metrics.csv` written when this state was saved.
     pub metrics_bytes: u64,
-    /// VAE runs: the weight files (relative to the run directory) per replicate, per completed
-    /// generation; `history` stays empty.
-    #[serde(default)]
-    pub vae_weights: Vec<Vec<String>>,
+    /// VAE and LM runs: the weight files (relative to the run directory) per replicate, per
+    /// completed generation; `history` stays empty.
+    #[serde(default, alias = "vae_weights")]
+    pub model_files: Vec<Vec<String>>,
 }
 
 /// What the driver needs besides the backend: the real data and what metrics compare to.
@@ -352,6 +359,9 @@ pub struct RealData {
 }
 
 fn load_real(cfg: &RunConfig, cpu: &dyn Backend) -> Result<RealData> {
+    if cfg.model == ModelKind::Lm {
+        return lm::load_real(cfg);
+    }
     match &cfg.truth {
         Truth::Builtin(name) => {
             let t = builtin_truth(name)?;
@@ -622,6 +632,12 @@ pub fn check_config(cfg: &RunConfig) -> Result<()> {
         }
         cfg.vae.check()?;
     }
+    if cfg.model == ModelKind::Lm {
+        cfg.lm.check()?;
+        if matches!(&cfg.truth, Truth::Builtin(n) if n != "fortunes") {
+            return bad("the language model learns text: --truth fortunes or --data FILE".into());
+        }
+    }
     Ok(())
 }
 
@@ -644,9 +660,11 @@ pub fn simulate(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Simulation> {
     check_config(cfg)?;
-    if cfg.model == ModelKind::Vae {
+    if matches!(cfg.model, ModelKind::Vae | ModelKind::Lm) {
         return Err(Error::InvalidArgument(
-            "drift compares gaussian and gmm runs (the VAE has no closed-form parameters)".into(),
+            "drift compares gaussian and gmm runs (the VAE and the LM have no closed-form \
+             parameters)"
+                .into(),
         ));
     }
     let mut real = load_real(cfg, cpu_reference)?;
@@ -699,7 +717,7 @@ pub fn run(
             }
             RunState {
                 history: vec![Vec::new(); config.replicates],
-                vae_weights: vec![Vec::new(); config.replicates],
+                model_files: vec![Vec::new(); config.replicates],
                 config,
                 metrics_bytes: 0,
             }
@@ -716,7 +734,25 @@ pub fn run(
     let mut real = load_real(&cfg, cpu_reference)?;
     let mut ck = Checkpoint::open(dir, state.metrics_bytes)?;
     if cfg.model == ModelKind::Vae {
-        vae::generations(backend, cpu_reference, &real, &mut state, &mut ck, progress)?;
+        let (real, state) = (&real, &mut state);
+        trained::generations::<vae::VaeModel>(
+            backend,
+            cpu_reference,
+            real,
+            state,
+            &mut ck,
+            progress,
+        )?;
+    } else if cfg.model == ModelKind::Lm {
+        let (real, state) = (&real, &mut state);
+        trained::generations::<lm::LmModel>(
+            backend,
+            cpu_reference,
+            real,
+            state,
+            &mut ck,
+            progress,
+        )?;
     } else {
         mixture_generations(
             backend,

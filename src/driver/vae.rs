@@ -19,9 +19,8 @@
 //!
 //! # Checkpoints
 //!
-//! Weights are not in `state.json`: each generation's are written atomically to
-//! `weights/r{R}-g{N}.f64` (flat little-endian f64, [`crate::vae::layout`] order) before the
-//! state naming them, so a resumed run rebuilds every earlier generation's samples exactly.
+//! As for every trained model ([`super::trained`]): weights in `weights/r{R}-g{N}.f64`
+//! ([`crate::vae::layout`] order).
 //!
 //! # Metrics (columns after the pool's)
 //!
@@ -35,18 +34,15 @@
 //! `summary.json` holds the same two diversity measures of 128 held-out real images under
 //! `reference`; `samples/gNNNN.png` shows 64 of replicate 0's samples per generation.
 
-use std::path::Path;
-
-use super::{
-    Checkpoint, Generator, Pool, RealData, RunConfig, RunState, Verifier, pool, purpose, stream_id,
-};
+use super::trained::{MetricContext, Trained};
+use super::{Generator, RealData, RunConfig, purpose, stream_id};
 use crate::backend::Backend;
 use crate::backend::cpu64::Cpu64;
 use crate::error::{Error, Result};
-use crate::io::{Matrix, write_atomic};
+use crate::io::Matrix;
 use crate::rng::StreamKey;
 use crate::vae::train::{EVAL_STREAM, run_epoch};
-use crate::vae::{Adam, VaeConfig, init_params, param_count};
+use crate::vae::{Adam, VaeConfig, init_params};
 
 /// The VAE columns of `metrics.csv`.
 pub const METRIC_COLUMNS: [&str; 3] = ["heldout_neg_elbo", "sample_diversity", "pixel_std"];
@@ -154,33 +150,6 @@ impl VaeModel {
         let x = backend.vae(&self.cfg, &self.params)?.decode(z)?;
         Matrix::new(z.len() / self.cfg.z, self.cfg.d, x)
     }
-
-    /// Write the weights to `path` atomically (little-endian f64).
-    fn save(&self, path: &Path) -> Result<()> {
-        let bytes: Vec<u8> = self.params.iter().flat_map(|v| v.to_le_bytes()).collect();
-        write_atomic(path, &bytes)
-    }
-
-    /// Read weights of the VAE `cfg` from `path`.
-    fn load(cfg: VaeConfig, path: &Path) -> Result<Self> {
-        let bytes =
-            std::fs::read(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-        let n = param_count(&cfg);
-        if bytes.len() != 8 * n {
-            return Err(Error::Data(format!(
-                "{}: {} bytes, the VAE has {n} f64 parameters",
-                path.display(),
-                bytes.len()
-            )));
-        }
-        let params: Vec<f64> = bytes
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
-            .collect();
-        crate::vae::check_params(&cfg, &params)
-            .map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
-        Ok(Self { cfg, params })
-    }
 }
 
 /// Standard normal latents `[n][z]` from `key` (f64, the same on every backend).
@@ -256,98 +225,65 @@ fn image_shape(d: usize) -> (usize, usize) {
     if s * s == d { (s, s) } else { (1, d) }
 }
 
-/// The generational loop of the VAE: fit, checkpoint weights, measure, commit.
-pub(super) fn generations(
-    backend: &dyn Backend,
-    cpu: &dyn Backend,
-    real: &RealData,
-    state: &mut RunState,
-    ck: &mut Checkpoint,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<()> {
-    let cfg: RunConfig = state.config.clone();
-    let d = real.train[0].cols;
-    let net = cfg.vae.network(d);
-    let dir = ck.dir().to_path_buf();
-    let io = |e: std::io::Error| Error::Io(format!("{}: {e}", dir.display()));
-    std::fs::create_dir_all(dir.join("weights")).map_err(io)?;
-    std::fs::create_dir_all(dir.join("samples")).map_err(io)?;
-    if state.vae_weights.len() != cfg.replicates {
-        state.vae_weights = vec![Vec::new(); cfg.replicates];
+impl Trained for VaeModel {
+    fn columns() -> &'static [&'static str] {
+        &METRIC_COLUMNS
     }
-    let mut history: Vec<Vec<VaeModel>> = state
-        .vae_weights
-        .iter()
-        .map(|files| {
-            files
-                .iter()
-                .map(|f| VaeModel::load(net, &dir.join(f)))
-                .collect()
-        })
-        .collect::<Result<_>>()?;
-    let held_out = head(&real.held_out, HELDOUT_EVAL)?;
-    let (real_div, real_sd) = diversity(&head(&real.held_out, DIVERSITY_SAMPLES)?);
-    ck.reference = Some(serde_json::json!({
-        "source": "held-out real images",
-        "images": DIVERSITY_SAMPLES.min(real.held_out.rows),
-        "sample_diversity": real_div,
-        "pixel_std": real_sd,
-    }));
-    let judge = match cfg.policy {
-        super::Policy::Verify(Verifier::HeldOut, _) => {
-            let k = cfg.samples.min(real.held_out.rows);
-            let rows = &real.held_out.data[(real.held_out.rows - k) * d..];
-            let x = Matrix::new(k, d, rows.to_vec())?;
-            let seed = cfg.seed ^ stream_id(purpose::EM_INIT, 0xFF_FFFF, 0);
-            Some(VaeModel::fit(cpu, &cfg.vae, &x, seed)?)
-        }
-        _ => None,
-    };
-    let header = super::metrics::header(&cfg, d);
-    let total = cfg.generations + 1;
-    let done = history[0].len();
-    progress(done, total);
-    for n in done..total {
-        let mut rows = Vec::new();
-        for (r, h) in history.iter_mut().enumerate() {
-            let pool: Pool = pool(backend, &cfg, real, h, judge.as_ref(), r, n)?;
-            let seed = cfg.seed ^ stream_id(purpose::EM_INIT, r, n);
-            let m = VaeModel::fit(backend, &cfg.vae, &pool.x, seed)?;
-            let file = format!("weights/r{r}-g{n}.f64");
-            m.save(&dir.join(&file))?;
-            // Metrics on cpu64 from the f64 weights.
-            let mut ref_vae = cpu.vae(&m.cfg, &m.params)?;
-            let neg_elbo =
-                ref_vae.neg_elbo(&held_out.data, StreamKey::new(cfg.seed, EVAL_STREAM))?;
-            let z = latents(
-                DIVERSITY_SAMPLES,
-                net.z,
-                StreamKey::new(cfg.seed, stream_id(purpose::TAIL, r, 0)),
+
+    fn fit(
+        backend: &dyn Backend,
+        cfg: &RunConfig,
+        pool: &Matrix,
+        seed: u64,
+        _gen0: Option<&Self>,
+    ) -> Result<Self> {
+        VaeModel::fit(backend, &cfg.vae, pool, seed)
+    }
+
+    fn params(&self) -> &[f64] {
+        &self.params
+    }
+
+    fn from_params(cfg: &RunConfig, real: &RealData, params: Vec<f64>) -> Result<Self> {
+        let net = cfg.vae.network(real.train[0].cols);
+        crate::vae::check_params(&net, &params)?;
+        Ok(Self { cfg: net, params })
+    }
+
+    fn metrics(&self, ctx: &MetricContext<'_>) -> Result<Vec<f64>> {
+        let d = self.cfg.d;
+        let held_out = head(&ctx.real.held_out, HELDOUT_EVAL)?;
+        let mut ref_vae = ctx.cpu.vae(&self.cfg, &self.params)?;
+        let key = StreamKey::new(ctx.cfg.seed, EVAL_STREAM);
+        let neg_elbo = ref_vae.neg_elbo(&held_out.data, key)?;
+        let z = latents(
+            DIVERSITY_SAMPLES,
+            self.cfg.z,
+            StreamKey::new(ctx.cfg.seed, stream_id(purpose::TAIL, ctx.replicate, 0)),
+        )?;
+        let samples = self.decode(ctx.cpu, &z)?;
+        let (div, sd) = diversity(&samples);
+        if ctx.replicate == 0 {
+            let dir = ctx.dir.join("samples");
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+            crate::io::idx::write_png_grid(
+                &dir.join(format!("g{:04}.png", ctx.generation)),
+                &samples.data[..PNG_SAMPLES.min(samples.rows) * d],
+                image_shape(d),
+                8,
             )?;
-            let samples = m.decode(cpu, &z)?;
-            let (div, sd) = diversity(&samples);
-            if r == 0 {
-                crate::io::idx::write_png_grid(
-                    &dir.join(format!("samples/g{n:04}.png")),
-                    &samples.data[..PNG_SAMPLES.min(samples.rows) * d],
-                    image_shape(d),
-                    8,
-                )?;
-            }
-            let mut v = vec![
-                n.to_string(),
-                r.to_string(),
-                pool.x.rows.to_string(),
-                pool.real_fraction().to_string(),
-                pool.composition_field(),
-            ];
-            v.extend([neg_elbo, div, sd].iter().map(|x| x.to_string()));
-            rows.push(v.join(","));
-            state.vae_weights[r].push(file);
-            h.push(m);
         }
-        ck.commit(state, n, &header, &rows)?;
-        progress(n + 1, total);
+        Ok(vec![neg_elbo, div, sd])
     }
-    Ok(())
+
+    fn reference(_cfg: &RunConfig, real: &RealData) -> Result<Option<serde_json::Value>> {
+        let (div, sd) = diversity(&head(&real.held_out, DIVERSITY_SAMPLES)?);
+        Ok(Some(serde_json::json!({
+            "source": "held-out real images",
+            "images": DIVERSITY_SAMPLES.min(real.held_out.rows),
+            "sample_diversity": div,
+            "pixel_std": sd,
+        })))
+    }
 }

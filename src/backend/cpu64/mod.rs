@@ -92,4 +92,12 @@ impl Backend for Cpu64 {
     ) -> Result<Box<dyn crate::vae::VaeTrainer + 'a>> {
         Ok(Box::new(crate::vae::cpu::CpuVae::<f64>::new(cfg, params)?))
     }
+
+    fn lm<'a>(
+        &'a self,
+        cfg: &crate::lm::LmConfig,
+        params: &[f64],
+    ) -> Result<Box<dyn crate::lm::LmTrainer + 'a>> {
+        Ok(Box::new(crate::lm::cpu::CpuLm::<f64>::new(cfg, params)?))
+    }
 }

@@ -123,4 +123,14 @@ impl Backend for Wgsl {
             params,
         )?))
     }
+
+    fn lm<'a>(
+        &'a self,
+        _cfg: &crate::lm::LmConfig,
+        _params: &[f64],
+    ) -> Result<Box<dyn crate::lm::LmTrainer + 'a>> {
+        Err(crate::Error::Unsupported(
+            "the language model has no wgsl kernels yet; use --backend cpu32 or cpu64".into(),
+        ))
+    }
 }

@@ -1,0 +1,345 @@
+//! The language model in the generational loop (`collapse run --model lm`): Shumailov et al.'s
+//! OPT-125m / WikiText-2 experiment in miniature.
+//!
+//! # Data as rows
+//!
+//! A pool is a matrix whose rows are byte sequences of `context + 1` bytes (values 0–255 as
+//! f64), so the policies of [`super::pool`] apply unchanged. Real rows: each replicate's
+//! generation 0 trains on `samples` windows of the training text at Philox offsets (stream
+//! `REAL` of the replicate); `fresh:F` draws from every non-overlapping window of the training
+//! text; held-out rows are up to 64 windows evenly spaced over the validation text (see
+//! [`crate::lm::train`] for the corpus and its fixed split).
+//!
+//! # Fitting and sampling
+//!
+//! Each generation trains for `steps` AdamW steps of `batch` pool rows (rows drawn by Philox
+//! stream `(seed', BATCH_STREAM + step)`), from the Philox initialisation (`init = scratch`) or
+//! from the replicate's generation-0 weights (`init = gen0`, fine-tuning as Shumailov et al.
+//! do). A synthetic row is the prompt `\n` followed by `context` sampled bytes (temperature,
+//! top-k), generated in chunks of 256 rows, chunk `c` from stream `key.stream ^ (c << 40)`.
+//! `verify` scores a row by its log-likelihood under the verifier (nats).
+//!
+//! # Metrics (columns after the pool's), on the run's backend
+//!
+//! `val_loss` (nats per byte on the held-out rows), `val_ppl = exp(val_loss)`, and `distinct_1`,
+//! `distinct_2` (unique word uni-/bigrams over all, [`crate::lm::train::distinct_n`]) of 32
+//! samples drawn from the same stream every generation. `samples/gNNNN.txt` holds 8 of
+//! replicate 0's. `summary.json` gives under `reference` the unigram baseline and the
+//! distinct-n of 32 held-out windows.
+
+use super::trained::{MetricContext, Trained};
+use super::{Generator, RealData, RunConfig, Truth, purpose, stream_id};
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::io::{Matrix, write_atomic};
+use crate::lm::sample::{SampleConfig, generate};
+use crate::lm::train::{BATCH_STREAM, distinct_n, eval_windows, fortune_files, load_corpus};
+use crate::lm::{AdamW, LmConfig, LmTrainer, init_params};
+use crate::rng::{StreamKey, unit_f64};
+
+/// The LM columns of `metrics.csv`.
+pub const METRIC_COLUMNS: [&str; 4] = ["val_loss", "val_ppl", "distinct_1", "distinct_2"];
+
+/// Held-out windows.
+const HELDOUT_WINDOWS: usize = 64;
+/// Samples in the distinct-n metrics.
+const DIVERSITY_SAMPLES: usize = 32;
+/// Rows generated per decoder.
+const CHUNK: usize = 256;
+
+/// Where each generation's training starts.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum LmInit {
+    /// Fresh Philox-initialised weights.
+    Scratch,
+    /// The replicate's generation-0 weights (fine-tuning).
+    Gen0,
+}
+
+/// The network, its training and its sampling in every generation of an LM run.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LmRunConfig {
+    /// Width C.
+    pub width: usize,
+    /// Blocks.
+    pub layers: usize,
+    /// Heads.
+    pub heads: usize,
+    /// Context (a row is `context + 1` bytes).
+    pub context: usize,
+    /// AdamW steps per generation.
+    pub steps: usize,
+    /// Rows per step.
+    pub batch: usize,
+    /// Learning rate.
+    pub lr: f64,
+    /// Where training starts.
+    pub init: LmInit,
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// Sampling top-k.
+    pub top_k: Option<usize>,
+}
+
+impl Default for LmRunConfig {
+    fn default() -> Self {
+        Self {
+            width: 64,
+            layers: 2,
+            heads: 4,
+            context: 64,
+            steps: 300,
+            batch: 16,
+            lr: 2e-3,
+            init: LmInit::Scratch,
+            temperature: 1.0,
+            top_k: None,
+        }
+    }
+}
+
+impl LmRunConfig {
+    /// The network.
+    pub fn network(&self) -> LmConfig {
+        LmConfig {
+            width: self.width,
+            layers: self.layers,
+            heads: self.heads,
+            context: self.context,
+            adam: AdamW {
+                lr: self.lr,
+                ..AdamW::default()
+            },
+        }
+    }
+
+    /// Errors on settings no generation can use.
+    pub fn check(&self) -> Result<()> {
+        if self.steps == 0 || self.batch == 0 {
+            return Err(Error::InvalidArgument(
+                "--lm-steps and --lm-batch must be ≥ 1".into(),
+            ));
+        }
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return Err(Error::InvalidArgument(format!(
+                "--lm-temperature {} must be > 0",
+                self.temperature
+            )));
+        }
+        if self.top_k.is_some_and(|k| k == 0 || k > crate::lm::VOCAB) {
+            return Err(Error::InvalidArgument(
+                "--lm-top-k must be in 1..=256".into(),
+            ));
+        }
+        self.network().validate()
+    }
+
+    fn sampling(&self) -> SampleConfig {
+        SampleConfig {
+            temperature: self.temperature,
+            top_k: self.top_k,
+        }
+    }
+}
+
+/// Rows of `width` bytes as a matrix.
+fn rows_matrix(bytes: &[u8], width: usize) -> Result<Matrix> {
+    Matrix::new(
+        bytes.len() / width,
+        width,
+        bytes.iter().map(|&b| b as f64).collect(),
+    )
+}
+
+/// The bytes of matrix rows (values 0–255).
+fn row_bytes(x: &[f64]) -> Vec<u8> {
+    x.iter().map(|&v| v.clamp(0.0, 255.0) as u8).collect()
+}
+
+/// Real data of an LM run: the corpus as rows (see the module documentation).
+pub(super) fn load_real(cfg: &RunConfig) -> Result<RealData> {
+    let files = match &cfg.truth {
+        Truth::Builtin(name) if name == "fortunes" => fortune_files()?,
+        Truth::File(p) => vec![p.clone()],
+        Truth::Builtin(name) => {
+            return Err(Error::InvalidArgument(format!(
+                "the language model learns text: --truth fortunes or --data FILE, not {name:?}"
+            )));
+        }
+    };
+    let corpus = load_corpus(&files)?;
+    let len = cfg.lm.context;
+    let w = len + 1;
+    let train = (0..cfg.replicates)
+        .map(|r| {
+            let key = StreamKey::new(cfg.seed, stream_id(purpose::REAL, r, 0));
+            rows_matrix(
+                &crate::lm::train::batch(&corpus.train, cfg.samples, len, key)?,
+                w,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let whole = corpus.train.len() / w * w;
+    Ok(RealData {
+        train,
+        all_train: Some(rows_matrix(&corpus.train[..whole], w)?),
+        held_out: rows_matrix(&eval_windows(&corpus.val, len, HELDOUT_WINDOWS)?, w)?,
+        truth: None,
+        held_out_model: None,
+    })
+}
+
+/// One generation's trained language model.
+#[derive(Clone, Debug)]
+pub struct LmModel {
+    /// The network.
+    pub cfg: LmConfig,
+    /// Its weights, flat, f64.
+    pub params: Vec<f64>,
+    /// Sampling settings.
+    pub sampling: SampleConfig,
+}
+
+impl LmModel {
+    fn on<'a>(&self, backend: &'a dyn Backend) -> Result<Box<dyn LmTrainer + 'a>> {
+        backend.lm(&self.cfg, &self.params)
+    }
+}
+
+impl Generator for LmModel {
+    fn generate(&self, backend: &dyn Backend, count: usize, key: StreamKey) -> Result<Matrix> {
+        let len = self.cfg.context;
+        let lm = self.on(backend)?;
+        let mut bytes = Vec::with_capacity(count * (len + 1));
+        let mut left = count;
+        let mut ci = 0u64;
+        while left > 0 {
+            let rows = left.min(CHUNK);
+            let sub = StreamKey::new(key.seed, key.stream ^ (ci << 40));
+            for t in generate(lm.as_ref(), backend, b"\n", rows, len, &self.sampling, sub)? {
+                bytes.push(b'\n');
+                bytes.extend(t);
+            }
+            left -= rows;
+            ci += 1;
+        }
+        rows_matrix(&bytes, len + 1)
+    }
+
+    /// Log-likelihood of each row (nats): `−len ×` its mean cross-entropy.
+    fn score(&self, backend: &dyn Backend, x: &Matrix) -> Result<Vec<f64>> {
+        let mut lm = self.on(backend)?;
+        let len = x.cols - 1;
+        (0..x.rows)
+            .map(|i| Ok(-lm.loss(&row_bytes(x.row(i)), len)? * len as f64))
+            .collect()
+    }
+}
+
+impl Trained for LmModel {
+    fn columns() -> &'static [&'static str] {
+        &METRIC_COLUMNS
+    }
+
+    fn fit(
+        backend: &dyn Backend,
+        cfg: &RunConfig,
+        pool: &Matrix,
+        seed: u64,
+        gen0: Option<&Self>,
+    ) -> Result<Self> {
+        let rc = &cfg.lm;
+        let net = rc.network();
+        let start = match (rc.init, gen0) {
+            (LmInit::Gen0, Some(g)) => g.params.clone(),
+            _ => init_params(&net, seed),
+        };
+        let mut lm = backend.lm(&net, &start)?;
+        let len = pool.cols - 1;
+        let mut tokens = Vec::with_capacity(rc.batch * pool.cols);
+        for s in 0..rc.steps {
+            let key = StreamKey::new(seed, BATCH_STREAM + s as u64);
+            tokens.clear();
+            for b in 0..rc.batch {
+                let i = ((unit_f64(key.u32_at(b as u64)) * pool.rows as f64) as usize)
+                    .min(pool.rows - 1);
+                tokens.extend(row_bytes(pool.row(i)));
+            }
+            lm.step(&tokens, len)?;
+        }
+        lm.last_loss()?;
+        Ok(Self {
+            cfg: net,
+            params: lm.params()?,
+            sampling: rc.sampling(),
+        })
+    }
+
+    fn params(&self) -> &[f64] {
+        &self.params
+    }
+
+    fn from_params(cfg: &RunConfig, _real: &RealData, params: Vec<f64>) -> Result<Self> {
+        let net = cfg.lm.network();
+        crate::lm::check_params(&net, &params)?;
+        Ok(Self {
+            cfg: net,
+            params,
+            sampling: cfg.lm.sampling(),
+        })
+    }
+
+    fn metrics(&self, ctx: &MetricContext<'_>) -> Result<Vec<f64>> {
+        let ho = &ctx.real.held_out;
+        let val_loss = self
+            .on(ctx.backend)?
+            .loss(&row_bytes(&ho.data), ho.cols - 1)?;
+        let key = StreamKey::new(ctx.cfg.seed, stream_id(purpose::TAIL, ctx.replicate, 0));
+        let samples = self.generate(ctx.backend, DIVERSITY_SAMPLES, key)?;
+        let texts: Vec<Vec<u8>> = (0..samples.rows)
+            .map(|i| row_bytes(samples.row(i)))
+            .collect();
+        if ctx.replicate == 0 {
+            let dir = ctx.dir.join("samples");
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+            let mut out = String::new();
+            for (i, t) in texts.iter().take(8).enumerate() {
+                out.push_str(&format!("--- sample {i}\n{}\n", String::from_utf8_lossy(t)));
+            }
+            write_atomic(
+                &dir.join(format!("g{:04}.txt", ctx.generation)),
+                out.as_bytes(),
+            )?;
+        }
+        Ok(vec![
+            val_loss,
+            val_loss.exp(),
+            distinct_n(&texts, 1),
+            distinct_n(&texts, 2),
+        ])
+    }
+
+    fn reference(_cfg: &RunConfig, real: &RealData) -> Result<Option<serde_json::Value>> {
+        let ho = &real.held_out;
+        let all = real
+            .all_train
+            .as_ref()
+            .expect("LM runs keep the training rows");
+        let unigram =
+            crate::lm::train::unigram_cross_entropy(&row_bytes(&all.data), &row_bytes(&ho.data));
+        let texts: Vec<Vec<u8>> = (0..ho.rows.min(DIVERSITY_SAMPLES))
+            .map(|i| row_bytes(ho.row(i)))
+            .collect();
+        Ok(Some(serde_json::json!({
+            "source": "held-out real text",
+            "unigram_val_loss": unigram,
+            "unigram_val_ppl": unigram.exp(),
+            "distinct_1": distinct_n(&texts, 1),
+            "distinct_2": distinct_n(&texts, 2),
+        })))
+    }
+}
