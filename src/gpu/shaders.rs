@@ -29,6 +29,7 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/categorical.wgsl"),
     ),
     ("gmm.wgsl", include_str!("../../shaders/gmm.wgsl")),
+    ("lm.wgsl", include_str!("../../shaders/lm.wgsl")),
     ("matmul.wgsl", include_str!("../../shaders/matmul.wgsl")),
     (
         "matmul_f16.wgsl",

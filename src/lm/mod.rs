@@ -32,6 +32,7 @@
 //! the training loop in [`train`].
 
 pub mod cpu;
+pub mod device;
 pub mod sample;
 pub mod train;
 

@@ -2,6 +2,7 @@
 
 pub mod categorical;
 pub mod gmm;
+pub mod lm;
 pub mod matmul;
 mod rng;
 pub mod sampling;
@@ -126,11 +127,13 @@ impl Backend for Wgsl {
 
     fn lm<'a>(
         &'a self,
-        _cfg: &crate::lm::LmConfig,
-        _params: &[f64],
+        cfg: &crate::lm::LmConfig,
+        params: &[f64],
     ) -> Result<Box<dyn crate::lm::LmTrainer + 'a>> {
-        Err(crate::Error::Unsupported(
-            "the language model has no wgsl kernels yet; use --backend cpu32 or cpu64".into(),
-        ))
+        let tile = self.matmul_tile()?.tile;
+        let ops = lm::WgslLmOps::new(self.gpu.clone(), tile)?;
+        Ok(Box::new(crate::lm::device::DeviceLm::new(
+            ops, cfg, params,
+        )?))
     }
 }

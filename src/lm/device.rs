@@ -1,0 +1,915 @@
+//! The language model on a GPU, written once over [`LmOps`] — the kernels a backend provides —
+//! so every GPU backend runs the same sequence of operations as `src/lm/cpu.rs` (see there for
+//! the maths). Weights, gradients, AdamW moments and activations stay in device buffers, one
+//! per tensor; a training step uploads its tokens and reads nothing back.
+//!
+//! Layouts (f32 unless named): tokens and targets `u32 [N]` (`N = rows·len`, row-major over
+//! sequences); activations `[N][width]`; per-head arrays `[rows][H][len][d]`; attention
+//! probabilities `[rows][H][len][len]`; the KV cache `[rows][context][C]` per block.
+
+use super::{
+    Decoder, Kind, LmConfig, LmLoss, LmTrainer, Tensor, VOCAB, check_params, check_sequences,
+    layout,
+};
+use crate::error::{Error, Result};
+
+/// Shape of a (batched) product `C = op(A)·op(B) (+ C) (+ bias)`: `C` is `[m][n]`, `k` the
+/// inner size; `batch` products at element strides `(a, b, c)`.
+#[derive(Clone, Copy, Debug)]
+pub struct Gemm {
+    /// Rows of C.
+    pub m: usize,
+    /// Columns of C.
+    pub n: usize,
+    /// Inner size.
+    pub k: usize,
+    /// A stored `[k][m]` and used transposed.
+    pub ta: bool,
+    /// B stored `[n][k]` and used transposed.
+    pub tb: bool,
+    /// Add into C.
+    pub acc: bool,
+    /// Products, and the element strides between them in A, B, C.
+    pub batch: (usize, usize, usize, usize),
+}
+
+impl Gemm {
+    /// One product `[m][k]·[k][n]`.
+    pub fn new(m: usize, n: usize, k: usize) -> Self {
+        Self {
+            m,
+            n,
+            k,
+            ta: false,
+            tb: false,
+            acc: false,
+            batch: (1, 0, 0, 0),
+        }
+    }
+    /// A transposed.
+    pub fn ta(mut self) -> Self {
+        self.ta = true;
+        self
+    }
+    /// B transposed.
+    pub fn tb(mut self) -> Self {
+        self.tb = true;
+        self
+    }
+    /// Accumulate into C.
+    pub fn acc(mut self) -> Self {
+        self.acc = true;
+        self
+    }
+    /// `count` products at strides `m·k`, `k·n`, `m·n` (packed).
+    pub fn batched(mut self, count: usize) -> Self {
+        self.batch = (count, self.m * self.k, self.k * self.n, self.m * self.n);
+        self
+    }
+}
+
+/// AdamW settings of one tensor's update.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamStep {
+    /// Learning rate.
+    pub lr: f32,
+    /// β₁, β₂.
+    pub betas: (f32, f32),
+    /// ε.
+    pub eps: f32,
+    /// Factor applied to the weights before the step (`1 − lr·wd`, or 1 when not decayed).
+    pub decay: f32,
+    /// `1/(1 − β₁ᵗ)`, `1/(1 − β₂ᵗ)`.
+    pub inv_corr: (f32, f32),
+    /// Clip to this global norm (0: none); the squared norms of all tensors are in `norms`.
+    pub clip: f32,
+    /// Number of tensors whose squared norms `norms` holds.
+    pub tensors: usize,
+}
+
+/// The kernels a GPU backend provides to the language model. Every buffer holds f32 unless
+/// named; `count`s are elements.
+#[allow(clippy::too_many_arguments)]
+pub trait LmOps {
+    /// A device buffer.
+    type Buf: Clone;
+
+    /// A buffer of `len` f32 (contents undefined; poisoned when poisoning is on).
+    fn alloc(&self, label: &str, len: usize) -> Result<Self::Buf>;
+    /// A buffer holding `data`.
+    fn upload(&self, label: &str, data: &[f32]) -> Result<Self::Buf>;
+    /// A buffer holding `data` (u32).
+    fn upload_u32(&self, label: &str, data: &[u32]) -> Result<Self::Buf>;
+    /// Read `len` f32.
+    fn read(&self, buf: &Self::Buf, len: usize) -> Result<Vec<f32>>;
+
+    /// `C = op(A)·op(B) (+ C) (+ bias per column)`.
+    fn gemm(
+        &self,
+        g: Gemm,
+        a: &Self::Buf,
+        b: &Self::Buf,
+        c: &Self::Buf,
+        bias: Option<&Self::Buf>,
+    ) -> Result<()>;
+    /// `out[i] = value` for `i < count`.
+    fn fill(&self, out: &Self::Buf, count: usize, value: f32) -> Result<()>;
+    /// `out[i][j] = tok_emb[tokens[i]][j] + pos_emb[pos0 + i % len][j]`, `i < n`, `j < c`.
+    fn embed(
+        &self,
+        tokens: &Self::Buf,
+        tok_emb: &Self::Buf,
+        pos_emb: &Self::Buf,
+        out: &Self::Buf,
+        n: usize,
+        len: usize,
+        pos0: usize,
+        c: usize,
+    ) -> Result<()>;
+    /// LayerNorm of the `n` rows of `x` (`[n][c]`): `y`, `xhat`, `rstd` (`[n]`).
+    fn layer_norm(
+        &self,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        beta: &Self::Buf,
+        y: &Self::Buf,
+        xhat: &Self::Buf,
+        rstd: &Self::Buf,
+        n: usize,
+        c: usize,
+        eps: f32,
+    ) -> Result<()>;
+    /// LayerNorm backward: `dx += rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂⊙x̂))` with `dx̂ = dy⊙γ`, and
+    /// `prod = dy⊙x̂` (whose column sums are dγ).
+    fn layer_norm_back(
+        &self,
+        dy: &Self::Buf,
+        xhat: &Self::Buf,
+        rstd: &Self::Buf,
+        gamma: &Self::Buf,
+        dx: &Self::Buf,
+        prod: &Self::Buf,
+        n: usize,
+        c: usize,
+    ) -> Result<()>;
+    /// `out[j] = Σ_i rows[i][j]` over `n` rows of `c`.
+    fn col_sum(&self, rows: &Self::Buf, out: &Self::Buf, n: usize, c: usize) -> Result<()>;
+    /// Copy columns `offset .. offset + H·d` of `src` (`[rows·len][stride]`) into `dst`
+    /// (`[rows][H][len][d]`).
+    fn gather_heads(
+        &self,
+        src: &Self::Buf,
+        dst: &Self::Buf,
+        shape: (usize, usize, usize, usize),
+        stride: usize,
+        offset: usize,
+    ) -> Result<()>;
+    /// The inverse of [`LmOps::gather_heads`]: `src` `[rows][H][len][d]` into those columns of
+    /// `dst` (other columns untouched). `shape` is `(rows, H, len, d)`.
+    fn scatter_heads(
+        &self,
+        src: &Self::Buf,
+        dst: &Self::Buf,
+        shape: (usize, usize, usize, usize),
+        stride: usize,
+        offset: usize,
+    ) -> Result<()>;
+    /// In place on `s` (`[r][len]` rows, row `i` a query at position `i % len`): scale, causal
+    /// mask, softmax (0 above the diagonal).
+    fn causal_softmax(&self, s: &Self::Buf, r: usize, len: usize, scale: f32) -> Result<()>;
+    /// In place on `dp`: `dS = P ⊙ (dP − rowsum(P ⊙ dP))·scale`.
+    fn softmax_back(
+        &self,
+        p: &Self::Buf,
+        dp: &Self::Buf,
+        r: usize,
+        len: usize,
+        scale: f32,
+    ) -> Result<()>;
+    /// `g = GELU(f)` (tanh form).
+    fn gelu(&self, f: &Self::Buf, g: &Self::Buf, count: usize) -> Result<()>;
+    /// `dg ← dg ⊙ GELU′(f)`.
+    fn gelu_back(&self, f: &Self::Buf, dg: &Self::Buf, count: usize) -> Result<()>;
+    /// Per row of `logits` (`[n][256]`): `rows[i] = logsumexp − logit[target]`; with `grad`,
+    /// `logits ← (softmax − onehot)·inv_n` in place.
+    fn cross_entropy(
+        &self,
+        logits: &Self::Buf,
+        targets: &Self::Buf,
+        rows: &Self::Buf,
+        n: usize,
+        grad: bool,
+        inv_n: f32,
+    ) -> Result<()>;
+    /// `out[0] = Σ rows[i] / n` (in order).
+    fn mean(&self, rows: &Self::Buf, out: &Self::Buf, n: usize) -> Result<()>;
+    /// `out[i][v] = [tokens[i] == v]`, `[n][256]`.
+    fn onehot(&self, tokens: &Self::Buf, out: &Self::Buf, n: usize) -> Result<()>;
+    /// `out[t][j] = Σ_r dh[r·len + t][j]` for `t < len`, 0 for `len ≤ t < ctx`.
+    fn pos_grad(
+        &self,
+        dh: &Self::Buf,
+        out: &Self::Buf,
+        rows: usize,
+        len: usize,
+        ctx: usize,
+        c: usize,
+    ) -> Result<()>;
+    /// `norms[slot] = Σ g²`.
+    fn sumsq(&self, g: &Self::Buf, count: usize, norms: &Self::Buf, slot: usize) -> Result<()>;
+    /// AdamW on one tensor (gradient scaled by the global clip factor from `norms`).
+    fn adamw(
+        &self,
+        p: &Self::Buf,
+        g: &Self::Buf,
+        m: &Self::Buf,
+        v: &Self::Buf,
+        norms: &Self::Buf,
+        count: usize,
+        s: &AdamStep,
+    ) -> Result<()>;
+    /// Store the keys and values of `qkv` (`[rows][3C]`) at position `pos` of the caches
+    /// (`[rows][ctx][C]`).
+    fn kv_store(
+        &self,
+        qkv: &Self::Buf,
+        k: &Self::Buf,
+        v: &Self::Buf,
+        rows: usize,
+        ctx: usize,
+        c: usize,
+        pos: usize,
+    ) -> Result<()>;
+    /// One query per row (`qkv` `[rows][3C]`) attending to cached positions `0..=pos`:
+    /// `o` `[rows][C]`.
+    fn decode_attention(
+        &self,
+        qkv: &Self::Buf,
+        k: &Self::Buf,
+        v: &Self::Buf,
+        o: &Self::Buf,
+        shape: (usize, usize, usize, usize),
+        pos: usize,
+        scale: f32,
+    ) -> Result<()>;
+}
+
+/// Activations of one `(rows, len)`.
+struct Acts<B> {
+    rows: usize,
+    len: usize,
+    tokens: B,
+    targets: B,
+    h: B,
+    blocks: Vec<BlockActs<B>>,
+    lnf: [B; 3],
+    logits: B,
+    loss_rows: B,
+    // Backward scratch.
+    dh: B,
+    da: B,
+    dff: B,
+    d_o: B,
+    doh: B,
+    dp: B,
+    dq: B,
+    dk: B,
+    dv: B,
+    dqkv: B,
+    prod: B,
+    onehot: B,
+}
+
+struct BlockActs<B> {
+    ln1: [B; 3],
+    qkv: B,
+    q: B,
+    k: B,
+    v: B,
+    att: B,
+    oh: B,
+    o: B,
+    ln2: [B; 3],
+    f: B,
+    g: B,
+}
+
+/// A language model whose state lives on a device reached through `O`.
+pub struct DeviceLm<O: LmOps> {
+    ops: O,
+    cfg: LmConfig,
+    tensors: Vec<Tensor>,
+    p: Vec<O::Buf>,
+    g: Vec<O::Buf>,
+    m: Vec<O::Buf>,
+    v: Vec<O::Buf>,
+    norms: O::Buf,
+    loss: O::Buf,
+    t: u32,
+    stepped: bool,
+    acts: Option<Acts<O::Buf>>,
+}
+
+const LN1_G: usize = 0;
+const LN1_B: usize = 1;
+const QKV_W: usize = 2;
+const QKV_B: usize = 3;
+const PROJ_W: usize = 4;
+const PROJ_B: usize = 5;
+const LN2_G: usize = 6;
+const LN2_B: usize = 7;
+const FC_W: usize = 8;
+const FC_B: usize = 9;
+const OUT_W: usize = 10;
+const OUT_B: usize = 11;
+
+impl<O: LmOps> DeviceLm<O> {
+    /// Upload `params` (flat, [`layout`] order) and zero AdamW state.
+    pub fn new(ops: O, cfg: &LmConfig, params: &[f64]) -> Result<Self> {
+        check_params(cfg, params)?;
+        if cfg.context > 1024 {
+            return Err(Error::Unsupported(format!(
+                "context {} over the GPU decoder's 1024 positions",
+                cfg.context
+            )));
+        }
+        let tensors = layout(cfg);
+        let (mut p, mut g, mut m, mut v) = (vec![], vec![], vec![], vec![]);
+        for t in &tensors {
+            let vals: Vec<f32> = params[t.range()].iter().map(|&x| x as f32).collect();
+            let n = vals.len();
+            p.push(ops.upload(&t.name, &vals)?);
+            g.push(ops.alloc("lm grad", n)?);
+            m.push(ops.upload("adamw m", &vec![0.0; n])?);
+            v.push(ops.upload("adamw v", &vec![0.0; n])?);
+        }
+        Ok(Self {
+            norms: ops.alloc("lm grad norms", tensors.len())?,
+            loss: ops.alloc("lm loss", 1)?,
+            ops,
+            cfg: *cfg,
+            tensors,
+            p,
+            g,
+            m,
+            v,
+            t: 0,
+            stepped: false,
+            acts: None,
+        })
+    }
+
+    fn bi(&self, l: usize, j: usize) -> usize {
+        2 + 12 * l + j
+    }
+    fn lnf(&self) -> usize {
+        2 + 12 * self.cfg.layers
+    }
+
+    fn acts(&mut self, rows: usize, len: usize) -> Result<()> {
+        if self
+            .acts
+            .as_ref()
+            .is_some_and(|a| a.rows == rows && a.len == len)
+        {
+            return Ok(());
+        }
+        self.acts = None; // free the old set first
+        let o = &self.ops;
+        let c = self.cfg.width;
+        let hn = self.cfg.heads;
+        let n = rows * len;
+        let ht = rows * hn * len;
+        let ln = |label: &str| -> Result<[O::Buf; 3]> {
+            Ok([
+                o.alloc(label, n * c)?,
+                o.alloc(label, n * c)?,
+                o.alloc(label, n)?,
+            ])
+        };
+        let blocks = (0..self.cfg.layers)
+            .map(|_| {
+                Ok(BlockActs {
+                    ln1: ln("ln1")?,
+                    qkv: o.alloc("qkv", n * 3 * c)?,
+                    q: o.alloc("q", n * c)?,
+                    k: o.alloc("k", n * c)?,
+                    v: o.alloc("v", n * c)?,
+                    att: o.alloc("att", ht * len)?,
+                    oh: o.alloc("oh", n * c)?,
+                    o: o.alloc("o", n * c)?,
+                    ln2: ln("ln2")?,
+                    f: o.alloc("f", n * 4 * c)?,
+                    g: o.alloc("g", n * 4 * c)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.acts = Some(Acts {
+            rows,
+            len,
+            tokens: o.upload_u32("tokens", &vec![0; n])?,
+            targets: o.upload_u32("targets", &vec![0; n])?,
+            h: o.alloc("h", n * c)?,
+            blocks,
+            lnf: ln("lnf")?,
+            logits: o.alloc("logits", n * VOCAB)?,
+            loss_rows: o.alloc("loss rows", n)?,
+            dh: o.alloc("dh", n * c)?,
+            da: o.alloc("da", n * c)?,
+            dff: o.alloc("dff", n * 4 * c)?,
+            d_o: o.alloc("do", n * c)?,
+            doh: o.alloc("doh", n * c)?,
+            dp: o.alloc("dp", ht * len)?,
+            dq: o.alloc("dq", n * c)?,
+            dk: o.alloc("dk", n * c)?,
+            dv: o.alloc("dv", n * c)?,
+            dqkv: o.alloc("dqkv", n * 3 * c)?,
+            prod: o.alloc("ln prod", n * c)?,
+            onehot: o.alloc("onehot", n * VOCAB)?,
+        });
+        Ok(())
+    }
+
+    /// Upload `tokens` and run the forward pass and the loss (into `self.loss`); with `grad`
+    /// the logits become dlogits.
+    fn forward(&mut self, tokens: &[u8], len: usize, grad: bool) -> Result<()> {
+        let (rows, len) = check_sequences(&self.cfg, tokens, len)?;
+        let mut inputs = Vec::with_capacity(rows * len);
+        let mut targets = Vec::with_capacity(rows * len);
+        for s in tokens.chunks(len + 1) {
+            inputs.extend(s[..len].iter().map(|&b| b as u32));
+            targets.extend(s[1..].iter().map(|&b| b as u32));
+        }
+        self.acts(rows, len)?;
+        let a = self.acts.as_mut().expect("allocated above");
+        a.tokens = self.ops.upload_u32("tokens", &inputs)?;
+        a.targets = self.ops.upload_u32("targets", &targets)?;
+        let a = self.acts.as_ref().expect("allocated above");
+        let (o, p) = (&self.ops, &self.p);
+        let c = self.cfg.width;
+        let (hn, d) = (self.cfg.heads, self.cfg.head_dim());
+        let n = rows * len;
+        let scale = 1.0 / (d as f32).sqrt();
+        let shape = (rows, hn, len, d);
+        o.embed(&a.tokens, &p[0], &p[1], &a.h, n, len, 0, c)?;
+        for (l, b) in a.blocks.iter().enumerate() {
+            let w = |j| &p[self.bi(l, j)];
+            let [y1, xh1, rs1] = &b.ln1;
+            o.layer_norm(
+                &a.h,
+                w(LN1_G),
+                w(LN1_B),
+                y1,
+                xh1,
+                rs1,
+                n,
+                c,
+                super::cpu::LN_EPS as f32,
+            )?;
+            o.gemm(Gemm::new(n, 3 * c, c), y1, w(QKV_W), &b.qkv, Some(w(QKV_B)))?;
+            o.gather_heads(&b.qkv, &b.q, shape, 3 * c, 0)?;
+            o.gather_heads(&b.qkv, &b.k, shape, 3 * c, c)?;
+            o.gather_heads(&b.qkv, &b.v, shape, 3 * c, 2 * c)?;
+            o.gemm(
+                Gemm::new(len, len, d).tb().batched(rows * hn),
+                &b.q,
+                &b.k,
+                &b.att,
+                None,
+            )?;
+            o.causal_softmax(&b.att, rows * hn * len, len, scale)?;
+            o.gemm(
+                Gemm::new(len, d, len).batched(rows * hn),
+                &b.att,
+                &b.v,
+                &b.oh,
+                None,
+            )?;
+            o.scatter_heads(&b.oh, &b.o, shape, c, 0)?;
+            o.gemm(
+                Gemm::new(n, c, c).acc(),
+                &b.o,
+                w(PROJ_W),
+                &a.h,
+                Some(w(PROJ_B)),
+            )?;
+            let [y2, xh2, rs2] = &b.ln2;
+            o.layer_norm(
+                &a.h,
+                w(LN2_G),
+                w(LN2_B),
+                y2,
+                xh2,
+                rs2,
+                n,
+                c,
+                super::cpu::LN_EPS as f32,
+            )?;
+            o.gemm(Gemm::new(n, 4 * c, c), y2, w(FC_W), &b.f, Some(w(FC_B)))?;
+            o.gelu(&b.f, &b.g, n * 4 * c)?;
+            o.gemm(
+                Gemm::new(n, c, 4 * c).acc(),
+                &b.g,
+                w(OUT_W),
+                &a.h,
+                Some(w(OUT_B)),
+            )?;
+        }
+        let f = self.lnf();
+        let [yf, xhf, rsf] = &a.lnf;
+        o.layer_norm(
+            &a.h,
+            &p[f],
+            &p[f + 1],
+            yf,
+            xhf,
+            rsf,
+            n,
+            c,
+            super::cpu::LN_EPS as f32,
+        )?;
+        o.gemm(Gemm::new(n, VOCAB, c), yf, &p[f + 2], &a.logits, None)?;
+        o.cross_entropy(&a.logits, &a.targets, &a.loss_rows, n, grad, 1.0 / n as f32)?;
+        o.mean(&a.loss_rows, &self.loss, n)
+    }
+
+    /// Gradients into `g` after `forward(…, grad = true)`.
+    fn backward(&self) -> Result<()> {
+        let a = self.acts.as_ref().expect("forward ran");
+        let (o, p, g) = (&self.ops, &self.p, &self.g);
+        let c = self.cfg.width;
+        let (hn, d) = (self.cfg.heads, self.cfg.head_dim());
+        let (rows, len) = (a.rows, a.len);
+        let n = rows * len;
+        let shape = (rows, hn, len, d);
+        let scale = 1.0 / (d as f32).sqrt();
+        let f = self.lnf();
+        // Head, final LayerNorm (a.logits holds dlogits).
+        o.gemm(
+            Gemm::new(c, VOCAB, n).ta(),
+            &a.lnf[0],
+            &a.logits,
+            &g[f + 2],
+            None,
+        )?;
+        o.gemm(
+            Gemm::new(n, c, VOCAB).tb(),
+            &a.logits,
+            &p[f + 2],
+            &a.da,
+            None,
+        )?;
+        o.fill(&a.dh, n * c, 0.0)?;
+        o.layer_norm_back(&a.da, &a.lnf[1], &a.lnf[2], &p[f], &a.dh, &a.prod, n, c)?;
+        o.col_sum(&a.prod, &g[f], n, c)?;
+        o.col_sum(&a.da, &g[f + 1], n, c)?;
+        for l in (0..self.cfg.layers).rev() {
+            let b = &a.blocks[l];
+            let ti = |j| self.bi(l, j);
+            // MLP.
+            o.gemm(
+                Gemm::new(4 * c, c, n).ta(),
+                &b.g,
+                &a.dh,
+                &g[ti(OUT_W)],
+                None,
+            )?;
+            o.col_sum(&a.dh, &g[ti(OUT_B)], n, c)?;
+            o.gemm(
+                Gemm::new(n, 4 * c, c).tb(),
+                &a.dh,
+                &p[ti(OUT_W)],
+                &a.dff,
+                None,
+            )?;
+            o.gelu_back(&b.f, &a.dff, n * 4 * c)?;
+            o.gemm(
+                Gemm::new(c, 4 * c, n).ta(),
+                &b.ln2[0],
+                &a.dff,
+                &g[ti(FC_W)],
+                None,
+            )?;
+            o.col_sum(&a.dff, &g[ti(FC_B)], n, 4 * c)?;
+            o.gemm(
+                Gemm::new(n, c, 4 * c).tb(),
+                &a.dff,
+                &p[ti(FC_W)],
+                &a.da,
+                None,
+            )?;
+            o.layer_norm_back(
+                &a.da,
+                &b.ln2[1],
+                &b.ln2[2],
+                &p[ti(LN2_G)],
+                &a.dh,
+                &a.prod,
+                n,
+                c,
+            )?;
+            o.col_sum(&a.prod, &g[ti(LN2_G)], n, c)?;
+            o.col_sum(&a.da, &g[ti(LN2_B)], n, c)?;
+            // Attention.
+            o.gemm(Gemm::new(c, c, n).ta(), &b.o, &a.dh, &g[ti(PROJ_W)], None)?;
+            o.col_sum(&a.dh, &g[ti(PROJ_B)], n, c)?;
+            o.gemm(Gemm::new(n, c, c).tb(), &a.dh, &p[ti(PROJ_W)], &a.d_o, None)?;
+            o.gather_heads(&a.d_o, &a.doh, shape, c, 0)?;
+            let bh = rows * hn;
+            o.gemm(
+                Gemm::new(len, len, d).tb().batched(bh),
+                &a.doh,
+                &b.v,
+                &a.dp,
+                None,
+            )?;
+            o.gemm(
+                Gemm::new(len, d, len).ta().batched(bh),
+                &b.att,
+                &a.doh,
+                &a.dv,
+                None,
+            )?;
+            o.softmax_back(&b.att, &a.dp, bh * len, len, scale)?;
+            o.gemm(Gemm::new(len, d, len).batched(bh), &a.dp, &b.k, &a.dq, None)?;
+            o.gemm(
+                Gemm::new(len, d, len).ta().batched(bh),
+                &a.dp,
+                &b.q,
+                &a.dk,
+                None,
+            )?;
+            o.scatter_heads(&a.dq, &a.dqkv, shape, 3 * c, 0)?;
+            o.scatter_heads(&a.dk, &a.dqkv, shape, 3 * c, c)?;
+            o.scatter_heads(&a.dv, &a.dqkv, shape, 3 * c, 2 * c)?;
+            o.gemm(
+                Gemm::new(c, 3 * c, n).ta(),
+                &b.ln1[0],
+                &a.dqkv,
+                &g[ti(QKV_W)],
+                None,
+            )?;
+            o.col_sum(&a.dqkv, &g[ti(QKV_B)], n, 3 * c)?;
+            o.gemm(
+                Gemm::new(n, c, 3 * c).tb(),
+                &a.dqkv,
+                &p[ti(QKV_W)],
+                &a.da,
+                None,
+            )?;
+            o.layer_norm_back(
+                &a.da,
+                &b.ln1[1],
+                &b.ln1[2],
+                &p[ti(LN1_G)],
+                &a.dh,
+                &a.prod,
+                n,
+                c,
+            )?;
+            o.col_sum(&a.prod, &g[ti(LN1_G)], n, c)?;
+            o.col_sum(&a.da, &g[ti(LN1_B)], n, c)?;
+        }
+        // Embeddings: dtok = onehotᵀ·dh; dpos = Σ over sequences.
+        o.onehot(&a.tokens, &a.onehot, n)?;
+        o.gemm(Gemm::new(VOCAB, c, n).ta(), &a.onehot, &a.dh, &g[0], None)?;
+        o.pos_grad(&a.dh, &g[1], rows, len, self.cfg.context, c)
+    }
+
+    fn adamw(&mut self) -> Result<()> {
+        self.t += 1;
+        let a = self.cfg.adam;
+        let c1 = 1.0 - a.beta1.powi(self.t as i32);
+        let c2 = 1.0 - a.beta2.powi(self.t as i32);
+        for (i, t) in self.tensors.iter().enumerate() {
+            self.ops
+                .sumsq(&self.g[i], t.rows * t.cols, &self.norms, i)?;
+        }
+        for (i, t) in self.tensors.iter().enumerate() {
+            let decayed = matches!(t.kind, Kind::Weight | Kind::Residual);
+            let s = AdamStep {
+                lr: a.lr as f32,
+                betas: (a.beta1 as f32, a.beta2 as f32),
+                eps: a.eps as f32,
+                decay: if decayed {
+                    (1.0 - a.lr * a.weight_decay) as f32
+                } else {
+                    1.0
+                },
+                inv_corr: ((1.0 / c1) as f32, (1.0 / c2) as f32),
+                clip: a.clip.unwrap_or(0.0) as f32,
+                tensors: self.tensors.len(),
+            };
+            self.ops.adamw(
+                &self.p[i],
+                &self.g[i],
+                &self.m[i],
+                &self.v[i],
+                &self.norms,
+                t.rows * t.cols,
+                &s,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn read_loss(&self) -> Result<f64> {
+        Ok(self.ops.read(&self.loss, 1)?[0] as f64)
+    }
+
+    fn read_all(&self, bufs: &[O::Buf]) -> Result<Vec<f64>> {
+        let mut out = Vec::new();
+        for (t, b) in self.tensors.iter().zip(bufs) {
+            out.extend(self.ops.read(b, t.rows * t.cols)?.iter().map(|&x| x as f64));
+        }
+        Ok(out)
+    }
+}
+
+impl<O: LmOps> LmTrainer for DeviceLm<O> {
+    fn config(&self) -> &LmConfig {
+        &self.cfg
+    }
+
+    fn step(&mut self, tokens: &[u8], len: usize) -> Result<()> {
+        self.forward(tokens, len, true)?;
+        self.backward()?;
+        self.adamw()?;
+        self.stepped = true;
+        Ok(())
+    }
+
+    fn last_loss(&mut self) -> Result<LmLoss> {
+        if !self.stepped {
+            return Err(Error::InvalidArgument("no training step yet".into()));
+        }
+        LmLoss::checked(self.read_loss()?)
+    }
+
+    fn loss_and_gradient(&mut self, tokens: &[u8], len: usize) -> Result<(LmLoss, Vec<f64>)> {
+        self.forward(tokens, len, true)?;
+        self.backward()?;
+        self.stepped = false;
+        Ok((
+            LmLoss {
+                loss: self.read_loss()?,
+            },
+            self.read_all(&self.g)?,
+        ))
+    }
+
+    fn loss(&mut self, tokens: &[u8], len: usize) -> Result<f64> {
+        self.stepped = false;
+        self.forward(tokens, len, false)?;
+        self.read_loss()
+    }
+
+    fn logits(&mut self, tokens: &[u8], rows: usize, len: usize) -> Result<Vec<f64>> {
+        if tokens.len() != rows * len || len == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "{} tokens are not {rows} sequences of {len}",
+                tokens.len()
+            )));
+        }
+        let mut seq = Vec::with_capacity(rows * (len + 1));
+        for s in tokens.chunks(len) {
+            seq.extend_from_slice(s);
+            seq.push(0);
+        }
+        self.stepped = false;
+        self.forward(&seq, len, false)?;
+        let a = self.acts.as_ref().expect("forward ran");
+        Ok(self
+            .ops
+            .read(&a.logits, rows * len * VOCAB)?
+            .iter()
+            .map(|&x| x as f64)
+            .collect())
+    }
+
+    fn decoder(&self, rows: usize) -> Result<Box<dyn Decoder + '_>> {
+        if rows == 0 {
+            return Err(Error::InvalidArgument("decoding needs ≥ 1 row".into()));
+        }
+        let (o, c) = (&self.ops, self.cfg.width);
+        let cache = rows * self.cfg.context * c;
+        Ok(Box::new(DeviceDecoder {
+            lm: self,
+            rows,
+            pos: 0,
+            k: (0..self.cfg.layers)
+                .map(|_| o.alloc("k cache", cache))
+                .collect::<Result<_>>()?,
+            v: (0..self.cfg.layers)
+                .map(|_| o.alloc("v cache", cache))
+                .collect::<Result<_>>()?,
+            h: o.alloc("dec h", rows * c)?,
+            ln: [
+                o.alloc("dec ln", rows * c)?,
+                o.alloc("dec ln", rows * c)?,
+                o.alloc("dec ln", rows)?,
+            ],
+            qkv: o.alloc("dec qkv", rows * 3 * c)?,
+            att: o.alloc("dec o", rows * c)?,
+            f: o.alloc("dec f", rows * 4 * c)?,
+            g: o.alloc("dec g", rows * 4 * c)?,
+            logits: o.alloc("dec logits", rows * VOCAB)?,
+        }))
+    }
+
+    fn params(&self) -> Result<Vec<f64>> {
+        self.read_all(&self.p)
+    }
+}
+
+/// Incremental decoding on the device with a KV cache per block.
+struct DeviceDecoder<'a, O: LmOps> {
+    lm: &'a DeviceLm<O>,
+    rows: usize,
+    pos: usize,
+    k: Vec<O::Buf>,
+    v: Vec<O::Buf>,
+    h: O::Buf,
+    ln: [O::Buf; 3],
+    qkv: O::Buf,
+    att: O::Buf,
+    f: O::Buf,
+    g: O::Buf,
+    logits: O::Buf,
+}
+
+impl<O: LmOps> Decoder for DeviceDecoder<'_, O> {
+    fn feed(&mut self, tokens: &[u8]) -> Result<Vec<f64>> {
+        let lm = self.lm;
+        let (o, p, cfg) = (&lm.ops, &lm.p, &lm.cfg);
+        let (c, hn, d, ctx) = (cfg.width, cfg.heads, cfg.head_dim(), cfg.context);
+        if tokens.len() != self.rows {
+            return Err(Error::InvalidArgument(format!(
+                "{} tokens fed to a {}-row decoder",
+                tokens.len(),
+                self.rows
+            )));
+        }
+        if self.pos >= ctx {
+            return Err(Error::InvalidArgument(format!(
+                "the context of {ctx} positions is full"
+            )));
+        }
+        let n = self.rows;
+        let tok: Vec<u32> = tokens.iter().map(|&b| b as u32).collect();
+        let tok = o.upload_u32("dec tokens", &tok)?;
+        o.embed(&tok, &p[0], &p[1], &self.h, n, 1, self.pos, c)?;
+        let eps = super::cpu::LN_EPS as f32;
+        let [y, xh, rs] = &self.ln;
+        for l in 0..cfg.layers {
+            let w = |j| &p[lm.bi(l, j)];
+            o.layer_norm(&self.h, w(LN1_G), w(LN1_B), y, xh, rs, n, c, eps)?;
+            o.gemm(
+                Gemm::new(n, 3 * c, c),
+                y,
+                w(QKV_W),
+                &self.qkv,
+                Some(w(QKV_B)),
+            )?;
+            o.kv_store(&self.qkv, &self.k[l], &self.v[l], n, ctx, c, self.pos)?;
+            o.decode_attention(
+                &self.qkv,
+                &self.k[l],
+                &self.v[l],
+                &self.att,
+                (n, hn, ctx, d),
+                self.pos,
+                1.0 / (d as f32).sqrt(),
+            )?;
+            o.gemm(
+                Gemm::new(n, c, c).acc(),
+                &self.att,
+                w(PROJ_W),
+                &self.h,
+                Some(w(PROJ_B)),
+            )?;
+            o.layer_norm(&self.h, w(LN2_G), w(LN2_B), y, xh, rs, n, c, eps)?;
+            o.gemm(Gemm::new(n, 4 * c, c), y, w(FC_W), &self.f, Some(w(FC_B)))?;
+            o.gelu(&self.f, &self.g, n * 4 * c)?;
+            o.gemm(
+                Gemm::new(n, c, 4 * c).acc(),
+                &self.g,
+                w(OUT_W),
+                &self.h,
+                Some(w(OUT_B)),
+            )?;
+        }
+        let f = lm.lnf();
+        o.layer_norm(&self.h, &p[f], &p[f + 1], y, xh, rs, n, c, eps)?;
+        o.gemm(Gemm::new(n, VOCAB, c), y, &p[f + 2], &self.logits, None)?;
+        self.pos += 1;
+        Ok(o.read(&self.logits, n * VOCAB)?
+            .iter()
+            .map(|&x| x as f64)
+            .collect())
+    }
+
+    fn position(&self) -> usize {
+        self.pos
+    }
+}
