@@ -172,6 +172,12 @@ fn wgsl_matches_cpu64() {
     gpu_matches_cpu64(&collapse_kernels::backend::wgsl::Wgsl::new(gpu));
 }
 
+#[test]
+fn cube_matches_cpu64() {
+    let Some(gpu) = common::gpu() else { return };
+    gpu_matches_cpu64(&collapse_kernels::backend::cube::Cube::new(gpu).unwrap());
+}
+
 /// Sampling: the same seed gives the same bytes; with top-k 1 every sampled byte is the argmax
 /// of the full forward pass's logits over the sequence so far (the KV cache and the sampler
 /// agree with the model), whatever the seed and temperature; cpu32 and cpu64 draw the same

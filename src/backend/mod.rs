@@ -125,8 +125,7 @@ pub trait Backend: Send + Sync {
     ) -> Result<Box<dyn crate::vae::VaeTrainer + 'a>>;
 
     /// A byte-level language model (see [`crate::lm`]) with parameters `params` (flat, f64,
-    /// rounded to the backend's precision) and fresh AdamW state. GPU backends have no LM
-    /// kernels yet: they answer [`crate::Error::Unsupported`].
+    /// rounded to the backend's precision) and fresh AdamW state.
     fn lm<'a>(
         &'a self,
         cfg: &crate::lm::LmConfig,

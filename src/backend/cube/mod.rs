@@ -3,6 +3,7 @@
 
 mod categorical;
 mod gmm;
+pub mod lm;
 pub mod matmul;
 mod rng;
 mod sampling;
@@ -126,11 +127,12 @@ impl Backend for Cube {
 
     fn lm<'a>(
         &'a self,
-        _cfg: &crate::lm::LmConfig,
-        _params: &[f64],
+        cfg: &crate::lm::LmConfig,
+        params: &[f64],
     ) -> Result<Box<dyn crate::lm::LmTrainer + 'a>> {
-        Err(crate::Error::Unsupported(
-            "the language model has no cube kernels yet; use --backend cpu32 or cpu64".into(),
-        ))
+        let ops = lm::CubeLmOps::new(&self.client, &self.gpu);
+        Ok(Box::new(crate::lm::device::DeviceLm::new(
+            ops, cfg, params,
+        )?))
     }
 }
