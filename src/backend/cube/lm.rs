@@ -200,7 +200,7 @@ fn causal_softmax_kernel(s: &mut [f32], r: u32, len: u32, scale: f32) {
         for j in 0..len {
             let k = (base + j) as usize;
             if j <= last {
-                s[k] = s[k] / z;
+                s[k] /= z;
             } else {
                 s[k] = f32::new(0.0);
             }
@@ -261,7 +261,7 @@ fn gelu_back_kernel(f: &[f32], dg: &mut [f32], n: u32) {
         let t = tanh_f32(s * (x + a * x * x * x));
         let d = 0.5f32 * (1.0f32 + t)
             + 0.5f32 * x * (1.0f32 - t * t) * s * (1.0f32 + 3.0f32 * a * x * x);
-        dg[i as usize] = dg[i as usize] * d;
+        dg[i as usize] *= d;
     }
 }
 
