@@ -8,6 +8,8 @@
 #   collapse bench matmul (cpu32, wgsl, cube; squares 512-4096 and the models' shapes) and the
 #   PyTorch/cuBLAS f32 peer (TF32 off) on the same card, with the wgsl/cuBLAS ratio,
 #   collapse bench vae (cpu32, wgsl and cube training steps/s),
+#   collapse bench lm (cpu32, wgsl, cube: training and sampling tokens/s, wgsl's matmul share)
+#   and the PyTorch peer of the same transformer on the card (benches/peers/lm_torch.py),
 # then prints a short table. Finishes inside 10 minutes: each step has a timeout and all share a
 # BUDGET of 540 s.
 # Every bench step also writes its JSON records (see src/records.rs) into OUTDIR/records.
@@ -73,11 +75,17 @@ t 60 python3 scripts/peer-torch-matmul.py --sizes "$msizes" --models --out "$out
 # 7. VAE training steps on the card (wgsl, cube) beside cpu32.
 t 60 "$C" bench vae --backends cpu32,wgsl,cube --batches 128,1024 --steps 10 --out "$out/vae.csv" \
   --records "$out/records" 2>&1 | tee "$out/vae.txt"
+# 8. Language model: training and sampling tokens/s, and the share of device time in matmul.
+t 60 "$C" bench lm --backends cpu32,wgsl,cube --steps 5 --out "$out/lm.csv" \
+  --records "$out/records" 2>&1 | tee "$out/lm.txt"
+t 40 python3 benches/peers/lm_torch.py --device cuda --steps 10 --out "$out/lm-torch.csv" 2>&1 \
+  | tee -a "$out/lm.txt" || true
 echo
 echo "== summary ($(head -2 "$out/nvidia-smi.csv" | tail -1)) =="
 echo "collapse check: $([ "$check_rc" = 0 ] && echo passed || echo "FAILED (rc $check_rc)")"
 grep -v '^wrote' "$out/gmm.txt" 2>/dev/null || true
 grep -E "GB/s|copy bandwidth" "$out/sample.txt" 2>/dev/null || true
+grep -E "^(backend|cpu32|wgsl|cube|torch)" "$out/lm.txt" 2>/dev/null || true
 python3 - "$out" <<'PY' || true
 import csv, os, sys
 out = sys.argv[1]

@@ -359,6 +359,30 @@ const CASES: &[Case] = &[
             Ok(std::iter::once(loss.loss).chain(g).collect())
         },
     },
+    Case {
+        name: "lm_loss_gradient",
+        measure: Measure::RelErr,
+        tolerance: 1e-4,
+        run: |b| {
+            let cfg = crate::lm::LmConfig {
+                width: 16,
+                layers: 2,
+                heads: 2,
+                context: 12,
+                ..Default::default()
+            };
+            let mut words = vec![0u32; 3 * (cfg.context + 1)];
+            crate::backend::create(BackendKind::Cpu64, None)?.uniform_u32(
+                StreamKey::new(13, 1),
+                0,
+                &mut words,
+            )?;
+            let tokens: Vec<u8> = words.iter().map(|w| (w >> 24) as u8).collect();
+            let mut lm = b.lm(&cfg, &crate::lm::init_params(&cfg, 13))?;
+            let (loss, g) = lm.loss_and_gradient(&tokens, cfg.context)?;
+            Ok(std::iter::once(loss.loss).chain(g).collect())
+        },
+    },
 ];
 
 /// Run matmul `p` on seeded inputs (Philox normals rounded to f32, so every backend sees the

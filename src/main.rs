@@ -374,6 +374,26 @@ enum BenchCommand {
         #[command(flatten)]
         records: RecordArgs,
     },
+    /// Language-model training tokens/s (forward, backward, AdamW) and sampling tokens/s (KV
+    /// cache, categorical sampler) per backend; on WGSL the share of device time in matmul.
+    Lm {
+        /// Backends to time (comma-separated).
+        #[arg(long, value_delimiter = ',', default_values_t = [BackendKind::Cpu32])]
+        backends: Vec<BackendKind>,
+        #[command(flatten)]
+        shape: LmShapeArgs,
+        /// Sequences per training step (and rows sampled at once).
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Timed steps per backend (after one untimed step); the median counts.
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// Write the timings as CSV here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        records: RecordArgs,
+    },
     /// Compare two record sets (record files or folders of them, e.g. two machines' or two
     /// revisions' results/bench/records): median seconds and the speedup of B over A for every
     /// kernel, backend and shape both hold (the latest record of each). Same as
@@ -749,6 +769,26 @@ fn run(cli: Cli) -> Result<()> {
             cmd: Some(BenchCommand::Compare { a, b }),
             ..
         }) => bench_compare(&a, &b),
+        Command::Bench(BenchArgs {
+            cmd:
+                Some(BenchCommand::Lm {
+                    backends,
+                    shape,
+                    batch,
+                    steps,
+                    out,
+                    records,
+                }),
+            ..
+        }) => bench_lm(
+            &options,
+            &backends,
+            &shape,
+            batch,
+            steps,
+            out.as_deref(),
+            &records,
+        ),
         Command::Bench(BenchArgs {
             cmd:
                 Some(BenchCommand::Vae {
@@ -2238,6 +2278,77 @@ fn sample_lm(options: &GpuOptions, a: &SampleLmArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn bench_lm(
+    options: &GpuOptions,
+    kinds: &[BackendKind],
+    shape: &LmShapeArgs,
+    batch: usize,
+    steps: usize,
+    out: Option<&std::path::Path>,
+    record_args: &RecordArgs,
+) -> Result<()> {
+    use collapse_kernels::bench::{time_lm, write_csv};
+    if batch == 0 || steps == 0 {
+        return Err(Error::InvalidArgument(
+            "--batch and --steps must be ≥ 1".into(),
+        ));
+    }
+    let cfg = shape.config();
+    cfg.validate()?;
+    let gpu = if kinds.iter().any(|k| k.needs_gpu()) {
+        Some(GpuContext::new(options)?)
+    } else {
+        None
+    };
+    let stamp = collapse_kernels::records::Stamp::new("collapse bench lm");
+    let (mut recs, mut rows) = (Vec::new(), Vec::new());
+    println!(
+        "{:<8} {:>14} {:>6} {:>10} {:>14} {:>15} {:>8}",
+        "backend", "C-L-H-T", "batch", "ms/step", "train tok/s", "sample tok/s", "matmul"
+    );
+    for &kind in kinds {
+        let b = backend::create(kind, gpu.as_ref())?;
+        let g = if kind.needs_gpu() {
+            gpu.as_deref()
+        } else {
+            None
+        };
+        match time_lm(b.as_ref(), g, &cfg, batch, steps) {
+            Ok(t) => {
+                println!(
+                    "{:<8} {:>14} {:>6} {:>10.2} {:>14.0} {:>15.0} {:>8}",
+                    t.backend,
+                    t.shape,
+                    t.batch,
+                    t.seconds * 1e3,
+                    t.train_tokens_per_s,
+                    t.sample_tokens_per_s,
+                    t.matmul_share
+                        .map_or("-".into(), |s| format!("{:.0}%", 100.0 * s))
+                );
+                let (adapter, driver) = adapter_of(b.as_ref(), gpu.as_ref());
+                recs.push(stamp.record(
+                    "lm_train_step",
+                    &t.backend,
+                    (&adapter, &driver),
+                    &format!("{},B={}", t.shape, t.batch),
+                    t.seconds,
+                    t.seconds - t.min_seconds,
+                    (t.train_tokens_per_s, "tokens/s"),
+                ));
+                rows.push(t);
+            }
+            Err(Error::Unsupported(why)) => println!("{:<8} skipped: {why}", kind.name()),
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(path) = out {
+        write_csv(path, &rows)?;
+        println!("wrote {}", path.display());
+    }
+    record_args.write(&stamp, &recs)
 }
 
 fn bench_vae(
