@@ -11,6 +11,7 @@
 //! - [`driver`], [`drift`]: the generational runs, and the same run compared across backends;
 //! - [`vae`]: the variational autoencoder (model, parameters, the CPU trainer);
 //! - [`lm`]: the byte-level transformer language model (model, CPU trainer, sampling, data);
+//! - [`float`]: the float trait the CPU trainers are generic over (f64 reference, f32);
 //! - [`summation`]: summation orders (naive, pairwise, Kahan) for the drift study;
 //! - [`io`]: CSV / NPY tables and atomic writes;
 //! - [`error`]: the error type.
@@ -23,6 +24,7 @@ pub mod check;
 pub mod drift;
 pub mod driver;
 pub mod error;
+pub mod float;
 pub mod gmm;
 pub mod gpu;
 pub mod io;

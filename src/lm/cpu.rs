@@ -25,7 +25,7 @@ use super::{
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::vae::cpu::VaeFloat;
+use crate::float::HostFloat;
 
 /// LayerNorm's ε.
 pub const LN_EPS: f64 = 1e-5;
@@ -68,7 +68,7 @@ const OUT_W: usize = 10;
 const OUT_B: usize = 11;
 
 /// A language model trained on the CPU in `T` arithmetic.
-pub struct CpuLm<T: VaeFloat> {
+pub struct CpuLm<T: HostFloat> {
     cfg: LmConfig,
     tensors: Vec<Tensor>,
     idx: Idx,
@@ -112,7 +112,7 @@ struct Forward<T> {
     logits: Vec<T>,
 }
 
-fn layer_norm<T: VaeFloat>(x: &[T], c: usize, g: &[T], b: &[T]) -> Norm<T> {
+fn layer_norm<T: HostFloat>(x: &[T], c: usize, g: &[T], b: &[T]) -> Norm<T> {
     let n = x.len() / c;
     let (mut y, mut xhat, mut rstd) = (vec![T::zero(); n * c], vec![T::zero(); n * c], vec![]);
     let cf = T::of(c as f64);
@@ -133,7 +133,7 @@ fn layer_norm<T: VaeFloat>(x: &[T], c: usize, g: &[T], b: &[T]) -> Norm<T> {
 }
 
 /// LayerNorm backward: returns `dx`; `dg`, `db` receive the column sums (overwritten).
-fn layer_norm_back<T: VaeFloat>(
+fn layer_norm_back<T: HostFloat>(
     dy: &[T],
     nm: &Norm<T>,
     g: &[T],
@@ -160,7 +160,7 @@ fn layer_norm_back<T: VaeFloat>(
 }
 
 /// Column sums of `x` (`[n][c]`) into `out` (overwritten), as `onesᵀ·x`.
-fn col_sums<T: VaeFloat>(x: &[T], n: usize, c: usize, out: &mut [T]) {
+fn col_sums<T: HostFloat>(x: &[T], n: usize, c: usize, out: &mut [T]) {
     let ones = vec![T::one(); n];
     T::gemm(1, c, n, &ones, false, x, false, out, false);
 }
@@ -169,19 +169,19 @@ const GELU_A: f64 = 0.044_715;
 /// √(2/π).
 const GELU_S: f64 = 0.797_884_560_802_865_4;
 
-fn gelu<T: VaeFloat>(x: T) -> T {
+fn gelu<T: HostFloat>(x: T) -> T {
     let (a, s, half) = (T::of(GELU_A), T::of(GELU_S), T::of(0.5));
     half * x * (T::one() + (s * (x + a * x * x * x)).tanh())
 }
 
-fn gelu_grad<T: VaeFloat>(x: T) -> T {
+fn gelu_grad<T: HostFloat>(x: T) -> T {
     let (a, s, half) = (T::of(GELU_A), T::of(GELU_S), T::of(0.5));
     let t = (s * (x + a * x * x * x)).tanh();
     half * (T::one() + t) + half * x * (T::one() - t * t) * s * (T::one() + T::of(3.0) * a * x * x)
 }
 
 /// `y = x·W (+ b)` for `x` `[n][k]`, `W` `[k][m]`.
-fn linear<T: VaeFloat>(x: &[T], n: usize, k: usize, w: &[T], b: Option<&[T]>, m: usize) -> Vec<T> {
+fn linear<T: HostFloat>(x: &[T], n: usize, k: usize, w: &[T], b: Option<&[T]>, m: usize) -> Vec<T> {
     let mut y = vec![T::zero(); n * m];
     T::gemm(n, m, k, x, false, w, false, &mut y, false);
     if let Some(b) = b {
@@ -195,7 +195,7 @@ fn linear<T: VaeFloat>(x: &[T], n: usize, k: usize, w: &[T], b: Option<&[T]>, m:
 }
 
 /// Softmax over `row[..=last]` in place (the rest set to 0).
-fn causal_softmax<T: VaeFloat>(row: &mut [T], last: usize) {
+fn causal_softmax<T: HostFloat>(row: &mut [T], last: usize) {
     let m = row[..=last]
         .iter()
         .cloned()
@@ -213,7 +213,7 @@ fn causal_softmax<T: VaeFloat>(row: &mut [T], last: usize) {
 }
 
 /// Copy head `hh` of part `part` (0 = q, 1 = k, 2 = v) of sequence `r` out of `qkv` → `[len][d]`.
-fn head_slice<T: VaeFloat>(
+fn head_slice<T: HostFloat>(
     qkv: &[T],
     c: usize,
     len: usize,
@@ -230,7 +230,7 @@ fn head_slice<T: VaeFloat>(
     out
 }
 
-impl<T: VaeFloat> CpuLm<T> {
+impl<T: HostFloat> CpuLm<T> {
     /// A model with parameters `params` (flat, [`layout`] order, rounded to `T`) and fresh
     /// AdamW state.
     pub fn new(cfg: &LmConfig, params: &[f64]) -> Result<Self> {
@@ -601,7 +601,7 @@ impl<T: VaeFloat> CpuLm<T> {
     }
 }
 
-impl<T: VaeFloat> LmTrainer for CpuLm<T> {
+impl<T: HostFloat> LmTrainer for CpuLm<T> {
     fn config(&self) -> &LmConfig {
         &self.cfg
     }
@@ -667,7 +667,7 @@ impl<T: VaeFloat> LmTrainer for CpuLm<T> {
 
 /// Incremental decoding on the CPU: keys and values of every layer cached
 /// `[layer][row][position][C]`.
-struct CpuDecoder<'a, T: VaeFloat> {
+struct CpuDecoder<'a, T: HostFloat> {
     lm: &'a CpuLm<T>,
     rows: usize,
     pos: usize,
@@ -675,7 +675,7 @@ struct CpuDecoder<'a, T: VaeFloat> {
     v: Vec<Vec<T>>,
 }
 
-impl<T: VaeFloat> Decoder for CpuDecoder<'_, T> {
+impl<T: HostFloat> Decoder for CpuDecoder<'_, T> {
     fn feed(&mut self, tokens: &[u8]) -> Result<Vec<f64>> {
         let lm = self.lm;
         let cfg = &lm.cfg;

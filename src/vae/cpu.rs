@@ -15,124 +15,15 @@
 //!
 //! Sums over the batch (bias gradients, the loss) are formed pairwise.
 
-use num_traits::Float;
 use rayon::prelude::*;
 
 use super::{VaeConfig, VaeLoss, VaeTrainer, check_batch, layout};
-use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::matmul::Matmul;
+use crate::float::HostFloat;
 use crate::rng::StreamKey;
 
-/// The arithmetic a CPU VAE needs from its float type.
-pub trait VaeFloat: Float + Send + Sync + std::fmt::Debug + 'static {
-    /// Round from f64.
-    fn of(v: f64) -> Self;
-    /// Widen to f64.
-    fn wide(self) -> f64;
-    /// `C[m][n] = op(A)·op(B)` (`+ C` when `acc`); `op(A)` is `A` (`[m][k]`) or, with `ta`,
-    /// `Aᵀ` of `A` stored `[k][m]`; likewise `B` (`[k][n]`, or `[n][k]` with `tb`).
-    #[allow(clippy::too_many_arguments)]
-    fn gemm(
-        m: usize,
-        n: usize,
-        k: usize,
-        a: &[Self],
-        ta: bool,
-        b: &[Self],
-        tb: bool,
-        c: &mut [Self],
-        acc: bool,
-    );
-    /// Standard normals `0..n` of `key` at this precision (the backend's own Box–Muller).
-    fn normals(key: StreamKey, n: usize) -> Vec<Self>;
-    /// Pairwise sum.
-    fn psum(v: &[Self]) -> Self;
-}
-
-impl VaeFloat for f64 {
-    fn of(v: f64) -> Self {
-        v
-    }
-    fn wide(self) -> f64 {
-        self
-    }
-    fn gemm(
-        m: usize,
-        n: usize,
-        k: usize,
-        a: &[f64],
-        ta: bool,
-        b: &[f64],
-        tb: bool,
-        c: &mut [f64],
-        acc: bool,
-    ) {
-        // Plain loops: the reference. i–p–j order walks C and B rows contiguously.
-        if !acc {
-            c[..m * n].iter_mut().for_each(|v| *v = 0.0);
-        }
-        for i in 0..m {
-            for p in 0..k {
-                let av = if ta { a[p * m + i] } else { a[i * k + p] };
-                let row = &mut c[i * n..(i + 1) * n];
-                for (j, cv) in row.iter_mut().enumerate() {
-                    let bv = if tb { b[j * k + p] } else { b[p * n + j] };
-                    *cv += av * bv;
-                }
-            }
-        }
-    }
-    fn normals(key: StreamKey, n: usize) -> Vec<f64> {
-        let mut v = vec![0.0; n];
-        crate::backend::cpu64::Cpu64
-            .normal(key, 0, &mut v)
-            .expect("host normals cannot fail");
-        v
-    }
-    fn psum(v: &[f64]) -> f64 {
-        crate::gmm::pairwise_sum(v)
-    }
-}
-
-impl VaeFloat for f32 {
-    fn of(v: f64) -> Self {
-        v as f32
-    }
-    fn wide(self) -> f64 {
-        self as f64
-    }
-    fn gemm(
-        m: usize,
-        n: usize,
-        k: usize,
-        a: &[f32],
-        ta: bool,
-        b: &[f32],
-        tb: bool,
-        c: &mut [f32],
-        acc: bool,
-    ) {
-        let mut p = Matmul::new(m, n, k);
-        p.trans_a = ta;
-        p.trans_b = tb;
-        p.beta = if acc { 1.0 } else { 0.0 };
-        crate::backend::cpu32::matmul::sgemm(&p, a, b, None, c);
-    }
-    fn normals(key: StreamKey, n: usize) -> Vec<f32> {
-        let mut v = vec![0.0; n];
-        crate::backend::cpu32::Cpu32
-            .normal(key, 0, &mut v)
-            .expect("host normals cannot fail");
-        v.into_iter().map(|x| x as f32).collect()
-    }
-    fn psum(v: &[f32]) -> f32 {
-        crate::gmm::pairwise_sum_f32(v)
-    }
-}
-
 /// A VAE trained on the CPU in `T` arithmetic.
-pub struct CpuVae<T: VaeFloat> {
+pub struct CpuVae<T: HostFloat> {
     cfg: VaeConfig,
     p: Vec<T>,
     m: Vec<T>,
@@ -157,7 +48,7 @@ struct Forward<T> {
     bce_img: Vec<T>,
 }
 
-fn add_bias<T: VaeFloat>(y: &mut [T], bias: &[T]) {
+fn add_bias<T: HostFloat>(y: &mut [T], bias: &[T]) {
     for row in y.chunks_mut(bias.len()) {
         for (v, b) in row.iter_mut().zip(bias) {
             *v = *v + *b;
@@ -165,14 +56,14 @@ fn add_bias<T: VaeFloat>(y: &mut [T], bias: &[T]) {
     }
 }
 
-fn relu<T: VaeFloat>(y: &mut [T]) {
+fn relu<T: HostFloat>(y: &mut [T]) {
     y.iter_mut().for_each(|v| *v = v.max(T::zero()));
 }
 
 /// Column sums of `g` (`[rows][cols]`) into `out`, pairwise over rows.
-fn col_sums<T: VaeFloat>(g: &[T], cols: usize, out: &mut [T]) {
+fn col_sums<T: HostFloat>(g: &[T], cols: usize, out: &mut [T]) {
     // Rows split in halves down to blocks of 16 summed in order; halves added elementwise.
-    fn rec<T: VaeFloat>(g: &[T], cols: usize, out: &mut [T]) {
+    fn rec<T: HostFloat>(g: &[T], cols: usize, out: &mut [T]) {
         let rows = g.len() / cols;
         if rows <= 16 {
             out.iter_mut().for_each(|v| *v = T::zero());
@@ -196,12 +87,12 @@ fn col_sums<T: VaeFloat>(g: &[T], cols: usize, out: &mut [T]) {
 
 /// `softplus(l) − x·l`, exact for any `l`.
 #[cfg(test)]
-fn bce<T: VaeFloat>(l: T, x: T) -> T {
+fn bce<T: HostFloat>(l: T, x: T) -> T {
     bce_sigmoid(l, x).0
 }
 
 /// `(softplus(l) − x·l, sigmoid(l))` from one exponential, exact for any `l`.
-fn bce_sigmoid<T: VaeFloat>(l: T, x: T) -> (T, T) {
+fn bce_sigmoid<T: HostFloat>(l: T, x: T) -> (T, T) {
     let e = (-l.abs()).exp();
     let sig = if l >= T::zero() {
         T::one() / (T::one() + e)
@@ -211,7 +102,7 @@ fn bce_sigmoid<T: VaeFloat>(l: T, x: T) -> (T, T) {
     (l.max(T::zero()) - x * l + e.ln_1p(), sig)
 }
 
-impl<T: VaeFloat> CpuVae<T> {
+impl<T: HostFloat> CpuVae<T> {
     /// A VAE with parameters `params` (flat, [`layout`] order, rounded to `T`).
     pub fn new(cfg: &VaeConfig, params: &[f64]) -> Result<Self> {
         super::check_params(cfg, params)?;
@@ -485,7 +376,7 @@ impl<T: VaeFloat> CpuVae<T> {
     }
 }
 
-impl<T: VaeFloat> VaeTrainer for CpuVae<T> {
+impl<T: HostFloat> VaeTrainer for CpuVae<T> {
     fn config(&self) -> &VaeConfig {
         &self.cfg
     }
