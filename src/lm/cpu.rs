@@ -97,6 +97,8 @@ struct BlockCache<T> {
     ln2: Norm<T>,
     /// Pre-activation of the MLP `[N][4C]`.
     f: Vec<T>,
+    /// GELU's tanh term of `f` (kept for the backward pass).
+    t: Vec<T>,
     /// GELU(f).
     g: Vec<T>,
 }
@@ -114,21 +116,29 @@ struct Forward<T> {
 
 fn layer_norm<T: HostFloat>(x: &[T], c: usize, g: &[T], b: &[T]) -> Norm<T> {
     let n = x.len() / c;
-    let (mut y, mut xhat, mut rstd) = (vec![T::zero(); n * c], vec![T::zero(); n * c], vec![]);
+    let (mut y, mut xhat, mut rstd) = (
+        vec![T::zero(); n * c],
+        vec![T::zero(); n * c],
+        vec![T::zero(); n],
+    );
     let cf = T::of(c as f64);
-    for i in 0..n {
-        let row = &x[i * c..(i + 1) * c];
-        let mean = T::psum(row) / cf;
-        let dev: Vec<T> = row.iter().map(|v| (*v - mean) * (*v - mean)).collect();
-        let var = T::psum(&dev) / cf;
-        let r = T::one() / (var + T::of(LN_EPS)).sqrt();
-        rstd.push(r);
-        for j in 0..c {
-            let xh = (row[j] - mean) * r;
-            xhat[i * c + j] = xh;
-            y[i * c + j] = xh * g[j] + b[j];
-        }
-    }
+    // Rows in parallel; each row's sums in its own (pairwise) order.
+    x.par_chunks(c)
+        .zip(y.par_chunks_mut(c))
+        .zip(xhat.par_chunks_mut(c))
+        .zip(rstd.par_iter_mut())
+        .for_each(|(((row, yr), xr), rs)| {
+            let mean = T::psum(row) / cf;
+            let dev: Vec<T> = row.iter().map(|v| (*v - mean) * (*v - mean)).collect();
+            let var = T::psum(&dev) / cf;
+            let r = T::one() / (var + T::of(LN_EPS)).sqrt();
+            *rs = r;
+            for j in 0..c {
+                let xh = (row[j] - mean) * r;
+                xr[j] = xh;
+                yr[j] = xh * g[j] + b[j];
+            }
+        });
     Norm { y, xhat, rstd }
 }
 
@@ -147,15 +157,15 @@ fn layer_norm_back<T: HostFloat>(
     col_sums(dy, n, c, db);
     let mut dx = vec![T::zero(); n * c];
     let cf = T::of(c as f64);
-    for i in 0..n {
+    dx.par_chunks_mut(c).enumerate().for_each(|(i, dxr)| {
         let dxh: Vec<T> = (0..c).map(|j| dy[i * c + j] * g[j]).collect();
         let xh = &nm.xhat[i * c..(i + 1) * c];
         let m1 = T::psum(&dxh) / cf;
         let m2 = T::psum(&dxh.iter().zip(xh).map(|(a, b)| *a * *b).collect::<Vec<_>>()) / cf;
         for j in 0..c {
-            dx[i * c + j] = nm.rstd[i] * (dxh[j] - m1 - xh[j] * m2);
+            dxr[j] = nm.rstd[i] * (dxh[j] - m1 - xh[j] * m2);
         }
-    }
+    });
     dx
 }
 
@@ -169,15 +179,27 @@ const GELU_A: f64 = 0.044_715;
 /// √(2/π).
 const GELU_S: f64 = 0.797_884_560_802_865_4;
 
-fn gelu<T: HostFloat>(x: T) -> T {
-    let (a, s, half) = (T::of(GELU_A), T::of(GELU_S), T::of(0.5));
-    half * x * (T::one() + (s * (x + a * x * x * x)).tanh())
+/// `tanh(√(2/π)(x + 0.044715x³))`, GELU's inner term.
+fn gelu_tanh<T: HostFloat>(x: T) -> T {
+    (T::of(GELU_S) * (x + T::of(GELU_A) * x * x * x)).tanh()
 }
 
-fn gelu_grad<T: HostFloat>(x: T) -> T {
+/// GELU of `x` given its [`gelu_tanh`] `t`.
+fn gelu_of<T: HostFloat>(x: T, t: T) -> T {
+    T::of(0.5) * x * (T::one() + t)
+}
+
+/// GELU′ of `x` given its [`gelu_tanh`] `t`.
+fn gelu_grad<T: HostFloat>(x: T, t: T) -> T {
     let (a, s, half) = (T::of(GELU_A), T::of(GELU_S), T::of(0.5));
-    let t = (s * (x + a * x * x * x)).tanh();
     half * (T::one() + t) + half * x * (T::one() - t * t) * s * (T::one() + T::of(3.0) * a * x * x)
+}
+
+/// `(tanh terms, GELU)` of `f`, elements in parallel.
+fn gelu_forward<T: HostFloat>(f: &[T]) -> (Vec<T>, Vec<T>) {
+    let t: Vec<T> = f.par_iter().map(|x| gelu_tanh(*x)).collect();
+    let g = f.par_iter().zip(&t).map(|(x, t)| gelu_of(*x, *t)).collect();
+    (t, g)
 }
 
 /// `y = x·W (+ b)` for `x` `[n][k]`, `W` `[k][m]`.
@@ -307,7 +329,7 @@ impl<T: HostFloat> CpuLm<T> {
             h.iter_mut().zip(&proj).for_each(|(a, b)| *a = *a + *b);
             let ln2 = layer_norm(&h, c, bw(LN2_G), bw(LN2_B));
             let f = linear(&ln2.y, n, c, bw(FC_W), Some(bw(FC_B)), 4 * c);
-            let g: Vec<T> = f.iter().map(|x| gelu(*x)).collect();
+            let (t, g) = gelu_forward(&f);
             let out = linear(&g, n, 4 * c, bw(OUT_W), Some(bw(OUT_B)), c);
             h.iter_mut().zip(&out).for_each(|(a, b)| *a = *a + *b);
             blocks.push(BlockCache {
@@ -317,6 +339,7 @@ impl<T: HostFloat> CpuLm<T> {
                 o,
                 ln2,
                 f,
+                t,
                 g,
             });
         }
@@ -336,26 +359,36 @@ impl<T: HostFloat> CpuLm<T> {
     /// Mean cross-entropy and (when `grad`) `dlogits`.
     fn cross_entropy(&self, fw: &Forward<T>, grad: bool) -> (f64, Vec<T>) {
         let n = fw.rows * fw.len;
-        let mut terms = Vec::with_capacity(n);
+        let terms: Vec<T>;
         let mut dl = if grad {
             vec![T::zero(); n * VOCAB]
         } else {
             vec![]
         };
         let inv_n = T::of(1.0 / n as f64);
-        for i in 0..n {
+        let row_loss = |i: usize, dlr: Option<&mut [T]>| {
             let row = &fw.logits[i * VOCAB..(i + 1) * VOCAB];
             let m = row.iter().cloned().fold(T::neg_infinity(), |a, b| a.max(b));
             let e: Vec<T> = row.iter().map(|v| (*v - m).exp()).collect();
             let z = T::psum(&e);
             let y = fw.targets[i] as usize;
-            terms.push(z.ln() + m - row[y]);
-            if grad {
+            if let Some(dlr) = dlr {
                 for j in 0..VOCAB {
                     let onehot = if j == y { T::one() } else { T::zero() };
-                    dl[i * VOCAB + j] = (e[j] / z - onehot) * inv_n;
+                    dlr[j] = (e[j] / z - onehot) * inv_n;
                 }
             }
+            z.ln() + m - row[y]
+        };
+        // Rows in parallel.
+        if grad {
+            terms = dl
+                .par_chunks_mut(VOCAB)
+                .enumerate()
+                .map(|(i, dlr)| row_loss(i, Some(dlr)))
+                .collect();
+        } else {
+            terms = (0..n).into_par_iter().map(|i| row_loss(i, None)).collect();
         }
         (T::psum(&terms).wide() / n as f64, dl)
     }
@@ -427,9 +460,9 @@ impl<T: HostFloat> CpuLm<T> {
                 &mut df,
                 false,
             );
-            df.iter_mut()
-                .zip(&bc.f)
-                .for_each(|(a, x)| *a = *a * gelu_grad(*x));
+            df.par_iter_mut()
+                .zip(bc.f.par_iter().zip(&bc.t))
+                .for_each(|(a, (x, t))| *a = *a * gelu_grad(*x, *t));
             T::gemm(
                 c,
                 4 * c,
@@ -734,7 +767,7 @@ impl<T: HostFloat> Decoder for CpuDecoder<'_, T> {
             h.iter_mut().zip(&proj).for_each(|(a, b)| *a = *a + *b);
             let ln2 = layer_norm(&h, c, bw(LN2_G), bw(LN2_B));
             let f = linear(&ln2.y, n, c, bw(FC_W), Some(bw(FC_B)), 4 * c);
-            let g: Vec<T> = f.iter().map(|x| gelu(*x)).collect();
+            let (_, g) = gelu_forward(&f);
             let out = linear(&g, n, 4 * c, bw(OUT_W), Some(bw(OUT_B)), c);
             h.iter_mut().zip(&out).for_each(|(a, b)| *a = *a + *b);
         }
