@@ -359,7 +359,6 @@ impl<T: HostFloat> CpuLm<T> {
     /// Mean cross-entropy and (when `grad`) `dlogits`.
     fn cross_entropy(&self, fw: &Forward<T>, grad: bool) -> (f64, Vec<T>) {
         let n = fw.rows * fw.len;
-        let terms: Vec<T>;
         let mut dl = if grad {
             vec![T::zero(); n * VOCAB]
         } else {
@@ -381,15 +380,14 @@ impl<T: HostFloat> CpuLm<T> {
             z.ln() + m - row[y]
         };
         // Rows in parallel.
-        if grad {
-            terms = dl
-                .par_chunks_mut(VOCAB)
+        let terms: Vec<T> = if grad {
+            dl.par_chunks_mut(VOCAB)
                 .enumerate()
                 .map(|(i, dlr)| row_loss(i, Some(dlr)))
-                .collect();
+                .collect()
         } else {
-            terms = (0..n).into_par_iter().map(|i| row_loss(i, None)).collect();
-        }
+            (0..n).into_par_iter().map(|i| row_loss(i, None)).collect()
+        };
         (T::psum(&terms).wide() / n as f64, dl)
     }
 
