@@ -11,8 +11,8 @@
 //! # Split
 //!
 //! The text is cut into records: at `%` lines when it has them, else at blank lines
-//! (paragraphs). Record `i` goes to validation when Philox draw `i` of stream
-//! `(0, SPLIT_STREAM)` is below 0.1 — fixed, whatever the run's seed, so every run, backend and
+//! (paragraphs), else (fewer than 20 paragraphs) at every line. Record `i` goes to validation
+//! when Philox draw `i` of stream `(0, SPLIT_STREAM)` is below 0.1 — fixed, whatever the run's seed, so every run, backend and
 //! generation is measured on the same validation text. Each part is its records joined in
 //! order, each ending in `\n%\n`.
 //!
@@ -81,24 +81,41 @@ pub fn fortune_files() -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Records of `text`: at `%` lines when it has them, else at blank lines. Empty records drop.
+/// Records of `text`: at `%` lines when it has them, else at blank lines (paragraphs), else —
+/// when that gives fewer than [`MIN_PARAGRAPHS`] — one record per line. Empty records drop.
 pub fn records(text: &str) -> Vec<String> {
     let lines: Vec<&str> = text.lines().collect();
     let percent = lines.iter().any(|l| l.trim_end() == "%");
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    for l in lines {
-        let boundary = if percent {
+    let out = split_records(&lines, |l| {
+        if percent {
             l.trim_end() == "%"
         } else {
             l.trim().is_empty()
-        };
-        if boundary {
+        }
+    });
+    if percent || out.len() >= MIN_PARAGRAPHS {
+        return out;
+    }
+    split_records(&lines, |_| true)
+}
+
+/// Below this many paragraphs a text is split into lines instead.
+pub const MIN_PARAGRAPHS: usize = 20;
+
+/// Records of `lines` split where `boundary` holds (a boundary line starts a new record and, when
+/// blank or `%`, is dropped; with "every line" each line is its own record).
+fn split_records(lines: &[&str], boundary: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for &l in lines {
+        let separator = l.trim().is_empty() || l.trim_end() == "%";
+        if boundary(l) {
             if !cur.trim().is_empty() {
                 out.push(std::mem::take(&mut cur));
             }
             cur.clear();
-        } else {
+        }
+        if !separator {
             cur.push_str(l);
             cur.push('\n');
         }
@@ -342,10 +359,14 @@ mod tests {
     fn records_split_and_windows() {
         let text = "a b\n%\nc d e\nf\n%\n\n%\ng\n";
         assert_eq!(records(text), vec!["a b\n", "c d e\nf\n", "g\n"]);
+        // Few paragraphs: one record per line.
         assert_eq!(
             records("p one\n\np two\nmore\n"),
-            vec!["p one\n", "p two\nmore\n"]
+            vec!["p one\n", "p two\n", "more\n"]
         );
+        let paras: String = (0..25).map(|i| format!("p {i}\nmore\n\n")).collect();
+        assert_eq!(records(&paras).len(), 25);
+        assert_eq!(records(&paras)[1], "p 1\nmore\n");
         let recs: Vec<String> = (0..200).map(|i| format!("record {i}\n")).collect();
         let c = split(recs, vec![]).unwrap();
         assert_eq!(c.records.0 + c.records.1, 200);
