@@ -12,9 +12,9 @@
 //!
 //! The text is cut into records: at `%` lines when it has them, else at blank lines
 //! (paragraphs), else (fewer than 20 paragraphs) at every line. Record `i` goes to validation
-//! when Philox draw `i` of stream `(0, SPLIT_STREAM)` is below 0.1 — fixed, whatever the run's seed, so every run, backend and
-//! generation is measured on the same validation text. Each part is its records joined in
-//! order, each ending in `\n%\n`.
+//! when Philox draw `i` of stream `(0, SPLIT_STREAM)` is below 0.1 — fixed, whatever the run's
+//! seed, so every run, backend and generation is measured on the same validation text. Each
+//! part is its records joined in order, each ending in `%\n`.
 //!
 //! # Training
 //!
