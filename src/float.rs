@@ -114,4 +114,3 @@ impl HostFloat for f32 {
         crate::gmm::pairwise_sum_f32(v)
     }
 }
-

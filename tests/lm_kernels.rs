@@ -7,8 +7,8 @@ mod common;
 
 use collapse_kernels::backend::Backend;
 use collapse_kernels::backend::cpu64::Cpu64;
-use collapse_kernels::lm::device::{AdamStep, Gemm, LmOps};
-use collapse_kernels::matmul::rel_error;
+use collapse_kernels::lm::device::{AdamStep, LmOps};
+use collapse_kernels::matmul::{Epilogue, Matmul, rel_error};
 use collapse_kernels::rng::StreamKey;
 
 const TOL: f64 = 1e-5;
@@ -63,8 +63,12 @@ fn all_kernels<O: LmOps>(o: &O) {
     let c0 = normals(batch * m * nn, 3);
     let bias = normals(nn, 4);
     let cb = up(&c0);
-    let g = Gemm::new(m, nn, k).ta().tb().acc().batched(batch);
-    o.gemm(g, &up(&a), &up(&b), &cb, Some(&up(&bias))).unwrap();
+    let g = Matmul::new(m, nn, k)
+        .transposed(true, true)
+        .scaled(1.0, 1.0)
+        .batched(batch)
+        .with_epilogue(Epilogue::Bias);
+    o.gemm(&g, &up(&a), &up(&b), &cb, Some(&up(&bias))).unwrap();
     let mut want = vec![0.0; batch * m * nn];
     for t in 0..batch {
         for i in 0..m {

@@ -12,59 +12,34 @@ use super::{
     layout,
 };
 use crate::error::{Error, Result};
+use crate::matmul::{Epilogue, Matmul};
 
-/// Shape of a (batched) product `C = op(A)·op(B) (+ C) (+ bias)`: `C` is `[m][n]`, `k` the
-/// inner size; `batch` products at element strides `(a, b, c)`.
-#[derive(Clone, Copy, Debug)]
-pub struct Gemm {
-    /// Rows of C.
-    pub m: usize,
-    /// Columns of C.
-    pub n: usize,
-    /// Inner size.
-    pub k: usize,
-    /// A stored `[k][m]` and used transposed.
-    pub ta: bool,
-    /// B stored `[n][k]` and used transposed.
-    pub tb: bool,
-    /// Add into C.
-    pub acc: bool,
-    /// Products, and the element strides between them in A, B, C.
-    pub batch: (usize, usize, usize, usize),
+/// Short forms of the [`Matmul`] settings the trainer uses.
+trait Shorthand {
+    /// A stored `[k][m]`, used transposed.
+    fn ta(self) -> Self;
+    /// B stored `[n][k]`, used transposed.
+    fn tb(self) -> Self;
+    /// Accumulate into C (β = 1).
+    fn acc(self) -> Self;
+    /// Add the bias (the [`Epilogue::Bias`] epilogue).
+    fn bias(self) -> Self;
 }
 
-impl Gemm {
-    /// One product `[m][k]·[k][n]`.
-    pub fn new(m: usize, n: usize, k: usize) -> Self {
-        Self {
-            m,
-            n,
-            k,
-            ta: false,
-            tb: false,
-            acc: false,
-            batch: (1, 0, 0, 0),
-        }
+impl Shorthand for Matmul {
+    fn ta(self) -> Self {
+        let tb = self.trans_b;
+        self.transposed(true, tb)
     }
-    /// A transposed.
-    pub fn ta(mut self) -> Self {
-        self.ta = true;
-        self
+    fn tb(self) -> Self {
+        let ta = self.trans_a;
+        self.transposed(ta, true)
     }
-    /// B transposed.
-    pub fn tb(mut self) -> Self {
-        self.tb = true;
-        self
+    fn acc(self) -> Self {
+        self.scaled(1.0, 1.0)
     }
-    /// Accumulate into C.
-    pub fn acc(mut self) -> Self {
-        self.acc = true;
-        self
-    }
-    /// `count` products at strides `m·k`, `k·n`, `m·n` (packed).
-    pub fn batched(mut self, count: usize) -> Self {
-        self.batch = (count, self.m * self.k, self.k * self.n, self.m * self.n);
-        self
+    fn bias(self) -> Self {
+        self.with_epilogue(Epilogue::Bias)
     }
 }
 
@@ -103,10 +78,11 @@ pub trait LmOps {
     /// Read `len` f32.
     fn read(&self, buf: &Self::Buf, len: usize) -> Result<Vec<f32>>;
 
-    /// `C = op(A)·op(B) (+ C) (+ bias per column)`.
+    /// `C = act(α·op(A)·op(B) + β·C + bias)` as `p` describes (`bias` given exactly when the
+    /// epilogue adds one).
     fn gemm(
         &self,
-        g: Gemm,
+        p: &Matmul,
         a: &Self::Buf,
         b: &Self::Buf,
         c: &Self::Buf,
@@ -466,12 +442,18 @@ impl<O: LmOps> DeviceLm<O> {
                 c,
                 super::cpu::LN_EPS as f32,
             )?;
-            o.gemm(Gemm::new(n, 3 * c, c), y1, w(QKV_W), &b.qkv, Some(w(QKV_B)))?;
+            o.gemm(
+                &Matmul::new(n, 3 * c, c).bias(),
+                y1,
+                w(QKV_W),
+                &b.qkv,
+                Some(w(QKV_B)),
+            )?;
             o.gather_heads(&b.qkv, &b.q, shape, 3 * c, 0)?;
             o.gather_heads(&b.qkv, &b.k, shape, 3 * c, c)?;
             o.gather_heads(&b.qkv, &b.v, shape, 3 * c, 2 * c)?;
             o.gemm(
-                Gemm::new(len, len, d).tb().batched(rows * hn),
+                &Matmul::new(len, len, d).tb().batched(rows * hn),
                 &b.q,
                 &b.k,
                 &b.att,
@@ -479,7 +461,7 @@ impl<O: LmOps> DeviceLm<O> {
             )?;
             o.causal_softmax(&b.att, rows * hn * len, len, scale)?;
             o.gemm(
-                Gemm::new(len, d, len).batched(rows * hn),
+                &Matmul::new(len, d, len).batched(rows * hn),
                 &b.att,
                 &b.v,
                 &b.oh,
@@ -487,7 +469,7 @@ impl<O: LmOps> DeviceLm<O> {
             )?;
             o.scatter_heads(&b.oh, &b.o, shape, c, 0)?;
             o.gemm(
-                Gemm::new(n, c, c).acc(),
+                &Matmul::new(n, c, c).acc().bias(),
                 &b.o,
                 w(PROJ_W),
                 &a.h,
@@ -505,10 +487,16 @@ impl<O: LmOps> DeviceLm<O> {
                 c,
                 super::cpu::LN_EPS as f32,
             )?;
-            o.gemm(Gemm::new(n, 4 * c, c), y2, w(FC_W), &b.f, Some(w(FC_B)))?;
+            o.gemm(
+                &Matmul::new(n, 4 * c, c).bias(),
+                y2,
+                w(FC_W),
+                &b.f,
+                Some(w(FC_B)),
+            )?;
             o.gelu(&b.f, &b.g, n * 4 * c)?;
             o.gemm(
-                Gemm::new(n, c, 4 * c).acc(),
+                &Matmul::new(n, c, 4 * c).acc().bias(),
                 &b.g,
                 w(OUT_W),
                 &a.h,
@@ -528,7 +516,7 @@ impl<O: LmOps> DeviceLm<O> {
             c,
             super::cpu::LN_EPS as f32,
         )?;
-        o.gemm(Gemm::new(n, VOCAB, c), yf, &p[f + 2], &a.logits, None)?;
+        o.gemm(&Matmul::new(n, VOCAB, c), yf, &p[f + 2], &a.logits, None)?;
         o.cross_entropy(&a.logits, &a.targets, &a.loss_rows, n, grad, 1.0 / n as f32)?;
         o.mean(&a.loss_rows, &self.loss, n)
     }
@@ -546,14 +534,14 @@ impl<O: LmOps> DeviceLm<O> {
         let f = self.lnf();
         // Head, final LayerNorm (a.logits holds dlogits).
         o.gemm(
-            Gemm::new(c, VOCAB, n).ta(),
+            &Matmul::new(c, VOCAB, n).ta(),
             &a.lnf[0],
             &a.logits,
             &g[f + 2],
             None,
         )?;
         o.gemm(
-            Gemm::new(n, c, VOCAB).tb(),
+            &Matmul::new(n, c, VOCAB).tb(),
             &a.logits,
             &p[f + 2],
             &a.da,
@@ -568,7 +556,7 @@ impl<O: LmOps> DeviceLm<O> {
             let ti = |j| self.bi(l, j);
             // MLP.
             o.gemm(
-                Gemm::new(4 * c, c, n).ta(),
+                &Matmul::new(4 * c, c, n).ta(),
                 &b.g,
                 &a.dh,
                 &g[ti(OUT_W)],
@@ -576,7 +564,7 @@ impl<O: LmOps> DeviceLm<O> {
             )?;
             o.col_sum(&a.dh, &g[ti(OUT_B)], n, c)?;
             o.gemm(
-                Gemm::new(n, 4 * c, c).tb(),
+                &Matmul::new(n, 4 * c, c).tb(),
                 &a.dh,
                 &p[ti(OUT_W)],
                 &a.dff,
@@ -584,7 +572,7 @@ impl<O: LmOps> DeviceLm<O> {
             )?;
             o.gelu_back(&b.f, &a.dff, n * 4 * c)?;
             o.gemm(
-                Gemm::new(c, 4 * c, n).ta(),
+                &Matmul::new(c, 4 * c, n).ta(),
                 &b.ln2[0],
                 &a.dff,
                 &g[ti(FC_W)],
@@ -592,7 +580,7 @@ impl<O: LmOps> DeviceLm<O> {
             )?;
             o.col_sum(&a.dff, &g[ti(FC_B)], n, 4 * c)?;
             o.gemm(
-                Gemm::new(n, c, 4 * c).tb(),
+                &Matmul::new(n, c, 4 * c).tb(),
                 &a.dff,
                 &p[ti(FC_W)],
                 &a.da,
@@ -611,29 +599,47 @@ impl<O: LmOps> DeviceLm<O> {
             o.col_sum(&a.prod, &g[ti(LN2_G)], n, c)?;
             o.col_sum(&a.da, &g[ti(LN2_B)], n, c)?;
             // Attention.
-            o.gemm(Gemm::new(c, c, n).ta(), &b.o, &a.dh, &g[ti(PROJ_W)], None)?;
+            o.gemm(
+                &Matmul::new(c, c, n).ta(),
+                &b.o,
+                &a.dh,
+                &g[ti(PROJ_W)],
+                None,
+            )?;
             o.col_sum(&a.dh, &g[ti(PROJ_B)], n, c)?;
-            o.gemm(Gemm::new(n, c, c).tb(), &a.dh, &p[ti(PROJ_W)], &a.d_o, None)?;
+            o.gemm(
+                &Matmul::new(n, c, c).tb(),
+                &a.dh,
+                &p[ti(PROJ_W)],
+                &a.d_o,
+                None,
+            )?;
             o.gather_heads(&a.d_o, &a.doh, shape, c, 0)?;
             let bh = rows * hn;
             o.gemm(
-                Gemm::new(len, len, d).tb().batched(bh),
+                &Matmul::new(len, len, d).tb().batched(bh),
                 &a.doh,
                 &b.v,
                 &a.dp,
                 None,
             )?;
             o.gemm(
-                Gemm::new(len, d, len).ta().batched(bh),
+                &Matmul::new(len, d, len).ta().batched(bh),
                 &b.att,
                 &a.doh,
                 &a.dv,
                 None,
             )?;
             o.softmax_back(&b.att, &a.dp, bh * len, len, scale)?;
-            o.gemm(Gemm::new(len, d, len).batched(bh), &a.dp, &b.k, &a.dq, None)?;
             o.gemm(
-                Gemm::new(len, d, len).ta().batched(bh),
+                &Matmul::new(len, d, len).batched(bh),
+                &a.dp,
+                &b.k,
+                &a.dq,
+                None,
+            )?;
+            o.gemm(
+                &Matmul::new(len, d, len).ta().batched(bh),
                 &a.dp,
                 &b.q,
                 &a.dk,
@@ -643,7 +649,7 @@ impl<O: LmOps> DeviceLm<O> {
             o.scatter_heads(&a.dk, &a.dqkv, shape, 3 * c, c)?;
             o.scatter_heads(&a.dv, &a.dqkv, shape, 3 * c, 2 * c)?;
             o.gemm(
-                Gemm::new(c, 3 * c, n).ta(),
+                &Matmul::new(c, 3 * c, n).ta(),
                 &b.ln1[0],
                 &a.dqkv,
                 &g[ti(QKV_W)],
@@ -651,7 +657,7 @@ impl<O: LmOps> DeviceLm<O> {
             )?;
             o.col_sum(&a.dqkv, &g[ti(QKV_B)], n, 3 * c)?;
             o.gemm(
-                Gemm::new(n, c, 3 * c).tb(),
+                &Matmul::new(n, c, 3 * c).tb(),
                 &a.dqkv,
                 &p[ti(QKV_W)],
                 &a.da,
@@ -672,7 +678,13 @@ impl<O: LmOps> DeviceLm<O> {
         }
         // Embeddings: dtok = onehotᵀ·dh; dpos = Σ over sequences.
         o.onehot(&a.tokens, &a.onehot, n)?;
-        o.gemm(Gemm::new(VOCAB, c, n).ta(), &a.onehot, &a.dh, &g[0], None)?;
+        o.gemm(
+            &Matmul::new(VOCAB, c, n).ta(),
+            &a.onehot,
+            &a.dh,
+            &g[0],
+            None,
+        )?;
         o.pos_grad(&a.dh, &g[1], rows, len, self.cfg.context, c)
     }
 
@@ -865,7 +877,7 @@ impl<O: LmOps> Decoder for DeviceDecoder<'_, O> {
             let w = |j| &p[lm.bi(l, j)];
             o.layer_norm(&self.h, w(LN1_G), w(LN1_B), y, xh, rs, n, c, eps)?;
             o.gemm(
-                Gemm::new(n, 3 * c, c),
+                &Matmul::new(n, 3 * c, c).bias(),
                 y,
                 w(QKV_W),
                 &self.qkv,
@@ -882,17 +894,23 @@ impl<O: LmOps> Decoder for DeviceDecoder<'_, O> {
                 1.0 / (d as f32).sqrt(),
             )?;
             o.gemm(
-                Gemm::new(n, c, c).acc(),
+                &Matmul::new(n, c, c).acc().bias(),
                 &self.att,
                 w(PROJ_W),
                 &self.h,
                 Some(w(PROJ_B)),
             )?;
             o.layer_norm(&self.h, w(LN2_G), w(LN2_B), y, xh, rs, n, c, eps)?;
-            o.gemm(Gemm::new(n, 4 * c, c), y, w(FC_W), &self.f, Some(w(FC_B)))?;
+            o.gemm(
+                &Matmul::new(n, 4 * c, c).bias(),
+                y,
+                w(FC_W),
+                &self.f,
+                Some(w(FC_B)),
+            )?;
             o.gelu(&self.f, &self.g, n * 4 * c)?;
             o.gemm(
-                Gemm::new(n, c, 4 * c).acc(),
+                &Matmul::new(n, c, 4 * c).acc().bias(),
                 &self.g,
                 w(OUT_W),
                 &self.h,
@@ -901,7 +919,7 @@ impl<O: LmOps> Decoder for DeviceDecoder<'_, O> {
         }
         let f = lm.lnf();
         o.layer_norm(&self.h, &p[f], &p[f + 1], y, xh, rs, n, c, eps)?;
-        o.gemm(Gemm::new(n, VOCAB, c), y, &p[f + 2], &self.logits, None)?;
+        o.gemm(&Matmul::new(n, VOCAB, c), y, &p[f + 2], &self.logits, None)?;
         self.pos += 1;
         Ok(o.read(&self.logits, n * VOCAB)?
             .iter()

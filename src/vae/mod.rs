@@ -26,12 +26,13 @@
 //!
 //! [`crate::backend::Backend::vae`] gives a [`VaeTrainer`] holding the weights and Adam state
 //! on that backend: `cpu64` (plain loops, the reference) and `cpu32` (f32, `matrixmultiply`)
-//! through [`cpu::CpuVae`]; `wgsl` through `backend::wgsl::vae` (the matmul kernels plus
-//! `shaders/vae.wgsl`) and `cube` through `backend::cube::vae` (the cubecl matmul plus `#[cube]`
-//! kernels): on the GPU backends weights, gradients, Adam state and activations stay on the
-//! device.
+//! through [`cpu::CpuVae`]; `wgsl` and `cube` through [`device::DeviceVae`], one trainer over
+//! each backend's kernels (`backend::wgsl::vae`: the matmul kernels plus `shaders/vae.wgsl`;
+//! `backend::cube::vae`: the cubecl matmul plus `#[cube]` kernels): on the GPU backends weights,
+//! gradients, Adam state and activations stay on the device.
 
 pub mod cpu;
+pub mod device;
 pub mod train;
 
 use crate::error::{Error, Result};

@@ -10,8 +10,8 @@ use cubecl::prelude::*;
 use super::matmul::{CubeOperands, check_device, launch};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
-use crate::lm::device::{AdamStep, Gemm, LmOps};
-use crate::matmul::{Epilogue, Matmul};
+use crate::lm::device::{AdamStep, LmOps};
+use crate::matmul::Matmul;
 
 const CUBE_DIM: u32 = 64;
 
@@ -531,32 +531,19 @@ impl LmOps for CubeLmOps<'_> {
 
     fn gemm(
         &self,
-        g: Gemm,
+        p: &Matmul,
         a: &Handle,
         b: &Handle,
         c: &Handle,
         bias: Option<&Handle>,
     ) -> Result<()> {
-        let mut p = Matmul::new(g.m, g.n, g.k);
-        p.trans_a = g.ta;
-        p.trans_b = g.tb;
-        p.beta = if g.acc { 1.0 } else { 0.0 };
-        (p.batch, p.stride_a, p.stride_b, p.stride_c) = g.batch;
-        if p.batch == 1 {
-            (p.stride_a, p.stride_b, p.stride_c) = (g.m * g.k, g.k * g.n, g.m * g.n);
-        }
-        p.epilogue = if bias.is_some() {
-            Epilogue::Bias
-        } else {
-            Epilogue::None
-        };
-        check_device(self.gpu, &p)?;
+        check_device(self.gpu, p)?;
         let (bias_h, bias_len) = match bias {
-            Some(h) => (h.clone(), g.n),
+            Some(h) => (h.clone(), p.n),
             None => (self.dummy.clone(), 1),
         };
         let ops = CubeOperands::from_handles(a.clone(), b.clone(), bias_h, bias_len, c.clone());
-        launch(self.client, &p, &ops);
+        launch(self.client, p, &ops);
         Ok(())
     }
 

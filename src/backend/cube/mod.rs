@@ -117,11 +117,9 @@ impl Backend for Cube {
         cfg: &crate::vae::VaeConfig,
         params: &[f64],
     ) -> Result<Box<dyn crate::vae::VaeTrainer + 'a>> {
-        Ok(Box::new(vae::CubeVae::new(
-            &self.client,
-            &self.gpu,
-            cfg,
-            params,
+        let ops = vae::CubeVaeOps::new(&self.client, &self.gpu);
+        Ok(Box::new(crate::vae::device::DeviceVae::new(
+            ops, cfg, params,
         )?))
     }
 

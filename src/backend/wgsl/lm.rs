@@ -7,8 +7,8 @@ use std::sync::Arc;
 use super::matmul::{DeviceOperands, TileConfig, launch};
 use crate::error::Result;
 use crate::gpu::GpuContext;
-use crate::lm::device::{AdamStep, Gemm, LmOps};
-use crate::matmul::{Epilogue, Matmul};
+use crate::lm::device::{AdamStep, LmOps};
+use crate::matmul::Matmul;
 
 /// `LmParams` of `lm.wgsl` (uniform, 64 bytes).
 #[repr(C)]
@@ -92,32 +92,19 @@ impl LmOps for WgslLmOps {
 
     fn gemm(
         &self,
-        g: Gemm,
+        p: &Matmul,
         a: &wgpu::Buffer,
         b: &wgpu::Buffer,
         c: &wgpu::Buffer,
         bias: Option<&wgpu::Buffer>,
     ) -> Result<()> {
-        let mut p = Matmul::new(g.m, g.n, g.k);
-        p.trans_a = g.ta;
-        p.trans_b = g.tb;
-        p.beta = if g.acc { 1.0 } else { 0.0 };
-        (p.batch, p.stride_a, p.stride_b, p.stride_c) = g.batch;
-        if p.batch == 1 {
-            (p.stride_a, p.stride_b, p.stride_c) = (g.m * g.k, g.k * g.n, g.m * g.n);
-        }
-        p.epilogue = if bias.is_some() {
-            Epilogue::Bias
-        } else {
-            Epilogue::None
-        };
         let ops = DeviceOperands {
             a: a.clone(),
             b: b.clone(),
             bias: bias.unwrap_or(&self.dummy).clone(),
             c: c.clone(),
         };
-        launch(&self.gpu, &p, &self.tile, &ops, true)?;
+        launch(&self.gpu, p, &self.tile, &ops, true)?;
         Ok(())
     }
 

@@ -117,11 +117,9 @@ impl Backend for Wgsl {
         params: &[f64],
     ) -> Result<Box<dyn crate::vae::VaeTrainer + 'a>> {
         let tile = self.matmul_tile()?.tile;
-        Ok(Box::new(vae::WgslVae::new(
-            self.gpu.clone(),
-            tile,
-            cfg,
-            params,
+        let ops = vae::WgslVaeOps::new(self.gpu.clone(), tile)?;
+        Ok(Box::new(crate::vae::device::DeviceVae::new(
+            ops, cfg, params,
         )?))
     }
 

@@ -1,0 +1,420 @@
+//! The VAE on a GPU, written once over [`VaeOps`] — the kernels a backend provides — so the WGSL
+//! and cubecl trainers run the same sequence of operations as `src/vae/cpu.rs` (see there for
+//! the maths). Weights, gradients, Adam moments and activations stay in device buffers, one per
+//! tensor; the reparameterisation noise is drawn on the device (the backend's Philox fill, the
+//! same f32 normals as cpu32). A training step uploads its batch and reads nothing back;
+//! [`VaeTrainer::last_loss`] reads the three loss values.
+//!
+//! Layouts: f32, row-major; activations `[B][width]`; weights `[in][out]` as in
+//! [`super::layout`].
+
+use super::{VaeConfig, VaeLoss, VaeTrainer, check_batch, layout};
+use crate::error::{Error, Result};
+use crate::matmul::{Epilogue, Matmul};
+use crate::rng::StreamKey;
+
+/// Adam settings of one tensor's update (PyTorch's Adam with L2 decay).
+#[derive(Clone, Copy, Debug)]
+pub struct AdamStep {
+    /// Learning rate.
+    pub lr: f32,
+    /// β₁, β₂.
+    pub betas: (f32, f32),
+    /// ε.
+    pub eps: f32,
+    /// L2 weight decay added to the gradient.
+    pub weight_decay: f32,
+    /// Bias corrections `1 − β₁ᵗ`, `1 − β₂ᵗ`.
+    pub corr: (f32, f32),
+}
+
+/// The kernels a GPU backend provides to the VAE. Buffers hold f32; counts are elements.
+#[allow(clippy::too_many_arguments)]
+pub trait VaeOps {
+    /// A device buffer.
+    type Buf: Clone;
+
+    /// A buffer of `len` f32 (contents undefined; poisoned when poisoning is on).
+    fn alloc(&self, label: &str, len: usize) -> Result<Self::Buf>;
+    /// A buffer holding `data`.
+    fn upload(&self, label: &str, data: &[f32]) -> Result<Self::Buf>;
+    /// Read `len` f32.
+    fn read(&self, buf: &Self::Buf, len: usize) -> Result<Vec<f32>>;
+    /// `C = act(op(A)·op(B) + β·C + bias)` as `p` describes (`bias` given exactly when the
+    /// epilogue adds one).
+    fn gemm(
+        &self,
+        p: &Matmul,
+        a: &Self::Buf,
+        b: &Self::Buf,
+        c: &Self::Buf,
+        bias: Option<&Self::Buf>,
+    ) -> Result<()>;
+    /// Philox f32 standard normals `0..count` of `key` into `out`.
+    fn normals(&self, key: StreamKey, count: usize, out: &Self::Buf) -> Result<()>;
+    /// `z = μ + exp(lv/2)·ε`, element-wise.
+    fn reparam(
+        &self,
+        mu: &Self::Buf,
+        lv: &Self::Buf,
+        eps: &Self::Buf,
+        z: &Self::Buf,
+        count: usize,
+    ) -> Result<()>;
+    /// Per image: BCE of the logits summed over pixels into `rows`; with `grad`,
+    /// `logits ← (σ(l) − x)·inv_b`.
+    fn bce_rows(
+        &self,
+        logits: &Self::Buf,
+        x: &Self::Buf,
+        rows: &Self::Buf,
+        b: usize,
+        d: usize,
+        grad: bool,
+        inv_b: f32,
+    ) -> Result<()>;
+    /// Per image: KL into `kl_row`; with `grad`, `dμ = dz + β·μ·inv_b` and
+    /// `dlv = dz·ε·exp(lv/2)/2 + β·(exp(lv) − 1)·inv_b/2`. `inputs` are `[μ, lv, ε, dz]`,
+    /// `outputs` `[dμ, dlv, kl_row]`.
+    fn latent(
+        &self,
+        inputs: [&Self::Buf; 4],
+        outputs: [&Self::Buf; 3],
+        b: usize,
+        z: usize,
+        grad: bool,
+        beta: f32,
+        inv_b: f32,
+    ) -> Result<()>;
+    /// `grad = 0` where `act ≤ 0`.
+    fn relu_grad(&self, act: &Self::Buf, grad: &Self::Buf, count: usize) -> Result<()>;
+    /// `out[j] = Σ_r rows[r][j]` in order over `n` rows of `c`.
+    fn col_sum(&self, rows: &Self::Buf, out: &Self::Buf, n: usize, c: usize) -> Result<()>;
+    /// `loss = [bce + β·kl, bce, kl]`, the batch means (sums in order).
+    fn batch_loss(
+        &self,
+        bce_row: &Self::Buf,
+        kl_row: &Self::Buf,
+        loss: &Self::Buf,
+        b: usize,
+        beta: f32,
+        inv_b: f32,
+    ) -> Result<()>;
+    /// Adam on one tensor.
+    fn adam(
+        &self,
+        p: &Self::Buf,
+        g: &Self::Buf,
+        m: &Self::Buf,
+        v: &Self::Buf,
+        count: usize,
+        s: &AdamStep,
+    ) -> Result<()>;
+}
+
+/// Activations and their gradients for one batch size.
+struct Acts<B> {
+    b: usize,
+    x: B,
+    h1: B,
+    mu: B,
+    lv: B,
+    eps: B,
+    z: B,
+    h2: B,
+    logits: B,
+    dh2: B,
+    dz: B,
+    dmu: B,
+    dlv: B,
+    dh1: B,
+    bce_row: B,
+    kl_row: B,
+}
+
+/// A VAE whose state lives on a device reached through `O`.
+pub struct DeviceVae<O: VaeOps> {
+    ops: O,
+    cfg: VaeConfig,
+    p: Vec<O::Buf>,
+    g: Vec<O::Buf>,
+    m: Vec<O::Buf>,
+    v: Vec<O::Buf>,
+    loss: O::Buf,
+    t: u32,
+    stepped: bool,
+    acts: Option<Acts<O::Buf>>,
+}
+
+fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+/// One `[m][k]·[k][n]` product.
+fn mm(m: usize, n: usize, k: usize) -> Matmul {
+    Matmul::new(m, n, k)
+}
+
+impl<O: VaeOps> DeviceVae<O> {
+    /// Upload `params` (flat, [`layout`] order) and zero Adam state.
+    pub fn new(ops: O, cfg: &VaeConfig, params: &[f64]) -> Result<Self> {
+        super::check_params(cfg, params)?;
+        let (mut p, mut g, mut m, mut v) = (vec![], vec![], vec![], vec![]);
+        for t in layout(cfg) {
+            p.push(ops.upload(t.name, &f32s(&params[t.range()]))?);
+            g.push(ops.alloc("vae grad", t.len())?);
+            m.push(ops.upload("adam m", &vec![0.0; t.len()])?);
+            v.push(ops.upload("adam v", &vec![0.0; t.len()])?);
+        }
+        Ok(Self {
+            loss: ops.alloc("vae loss", 3)?,
+            ops,
+            cfg: *cfg,
+            p,
+            g,
+            m,
+            v,
+            t: 0,
+            stepped: false,
+            acts: None,
+        })
+    }
+
+    fn acts(&mut self, b: usize) -> Result<()> {
+        if self.acts.as_ref().is_some_and(|a| a.b == b) {
+            return Ok(());
+        }
+        self.acts = None;
+        let (d, h, z) = (self.cfg.d, self.cfg.h, self.cfg.z);
+        let o = &self.ops;
+        self.acts = Some(Acts {
+            b,
+            x: o.alloc("vae x", b * d)?,
+            h1: o.alloc("vae h1", b * h)?,
+            mu: o.alloc("vae mu", b * z)?,
+            lv: o.alloc("vae lv", b * z)?,
+            eps: o.alloc("vae eps", b * z)?,
+            z: o.alloc("vae z", b * z)?,
+            h2: o.alloc("vae h2", b * h)?,
+            logits: o.alloc("vae logits", b * d)?,
+            dh2: o.alloc("vae dh2", b * h)?,
+            dz: o.alloc("vae dz", b * z)?,
+            dmu: o.alloc("vae dmu", b * z)?,
+            dlv: o.alloc("vae dlv", b * z)?,
+            dh1: o.alloc("vae dh1", b * h)?,
+            bce_row: o.alloc("vae bce rows", b)?,
+            kl_row: o.alloc("vae kl rows", b)?,
+        });
+        Ok(())
+    }
+
+    /// Replace one activation buffer with an upload of `v`.
+    fn upload_into(
+        &mut self,
+        which: fn(&mut Acts<O::Buf>) -> &mut O::Buf,
+        v: &[f64],
+    ) -> Result<()> {
+        let buf = self.ops.upload("vae input", &f32s(v))?;
+        *which(self.acts.as_mut().expect("allocated")) = buf;
+        Ok(())
+    }
+
+    /// `y = act(x·W + b)` with parameter tensors `w`, `w + 1`.
+    fn layer(
+        &self,
+        (b, n, k): (usize, usize, usize),
+        x: &O::Buf,
+        w: usize,
+        y: &O::Buf,
+        relu: bool,
+    ) -> Result<()> {
+        let e = if relu {
+            Epilogue::BiasRelu
+        } else {
+            Epilogue::Bias
+        };
+        self.ops.gemm(
+            &mm(b, n, k).with_epilogue(e),
+            x,
+            &self.p[w],
+            y,
+            Some(&self.p[w + 1]),
+        )
+    }
+
+    /// Encoder into `h1`, `mu`, `lv`.
+    fn encode(&self, a: &Acts<O::Buf>) -> Result<()> {
+        let (b, d, h, z) = (a.b, self.cfg.d, self.cfg.h, self.cfg.z);
+        self.layer((b, h, d), &a.x, 0, &a.h1, true)?;
+        self.layer((b, z, h), &a.h1, 2, &a.mu, false)?;
+        self.layer((b, z, h), &a.h1, 4, &a.lv, false)
+    }
+
+    /// Decoder from latents `zb` into `h2`, `logits`.
+    fn decode_into(&self, a: &Acts<O::Buf>, zb: &O::Buf) -> Result<()> {
+        let (b, d, h, z) = (a.b, self.cfg.d, self.cfg.h, self.cfg.z);
+        self.layer((b, h, z), zb, 6, &a.h2, true)?;
+        self.layer((b, d, h), &a.h2, 8, &a.logits, false)
+    }
+
+    /// Upload `x`, run the forward pass with noise from `key` and the per-image BCE (the logits
+    /// become dlogits when `grad`); without `grad` also the KL and the batch loss with `beta`.
+    fn forward(&mut self, x: &[f64], key: StreamKey, grad: bool, beta: f64) -> Result<()> {
+        let b = check_batch(x, self.cfg.d)?;
+        self.acts(b)?;
+        self.upload_into(|a| &mut a.x, x)?;
+        let a = self.acts.as_ref().expect("allocated above");
+        let (d, z) = (self.cfg.d, self.cfg.z);
+        self.encode(a)?;
+        self.ops.normals(key, b * z, &a.eps)?;
+        self.ops.reparam(&a.mu, &a.lv, &a.eps, &a.z, b * z)?;
+        self.decode_into(a, &a.z)?;
+        let inv_b = (1.0 / b as f64) as f32;
+        self.ops
+            .bce_rows(&a.logits, &a.x, &a.bce_row, b, d, grad, inv_b)?;
+        if !grad {
+            self.latent_and_loss(a, false, beta)?;
+        }
+        Ok(())
+    }
+
+    fn latent_and_loss(&self, a: &Acts<O::Buf>, grad: bool, beta: f64) -> Result<()> {
+        let inv_b = (1.0 / a.b as f64) as f32;
+        self.ops.latent(
+            [&a.mu, &a.lv, &a.eps, &a.dz],
+            [&a.dmu, &a.dlv, &a.kl_row],
+            a.b,
+            self.cfg.z,
+            grad,
+            beta as f32,
+            inv_b,
+        )?;
+        self.ops
+            .batch_loss(&a.bce_row, &a.kl_row, &self.loss, a.b, beta as f32, inv_b)
+    }
+
+    /// Gradients into `g` after `forward(…, grad = true, …)`; also the batch loss.
+    fn backward(&self) -> Result<()> {
+        let a = self.acts.as_ref().expect("forward ran");
+        let (b, d, h, z) = (a.b, self.cfg.d, self.cfg.h, self.cfg.z);
+        let (o, p, g) = (&self.ops, &self.p, &self.g);
+        let tn = |m, n, k| mm(m, n, k).transposed(true, false);
+        let nt = |m, n, k| mm(m, n, k).transposed(false, true);
+        // a.logits holds dlogits now.
+        o.gemm(&tn(h, d, b), &a.h2, &a.logits, &g[8], None)?;
+        o.col_sum(&a.logits, &g[9], b, d)?;
+        o.gemm(&nt(b, h, d), &a.logits, &p[8], &a.dh2, None)?;
+        o.relu_grad(&a.h2, &a.dh2, b * h)?;
+        o.gemm(&tn(z, h, b), &a.z, &a.dh2, &g[6], None)?;
+        o.col_sum(&a.dh2, &g[7], b, h)?;
+        o.gemm(&nt(b, z, h), &a.dh2, &p[6], &a.dz, None)?;
+        self.latent_and_loss(a, true, self.cfg.beta)?;
+        o.gemm(&tn(h, z, b), &a.h1, &a.dmu, &g[2], None)?;
+        o.col_sum(&a.dmu, &g[3], b, z)?;
+        o.gemm(&tn(h, z, b), &a.h1, &a.dlv, &g[4], None)?;
+        o.col_sum(&a.dlv, &g[5], b, z)?;
+        o.gemm(&nt(b, h, z), &a.dmu, &p[2], &a.dh1, None)?;
+        o.gemm(&nt(b, h, z).scaled(1.0, 1.0), &a.dlv, &p[4], &a.dh1, None)?;
+        o.relu_grad(&a.h1, &a.dh1, b * h)?;
+        o.gemm(&tn(d, h, b), &a.x, &a.dh1, &g[0], None)?;
+        o.col_sum(&a.dh1, &g[1], b, h)
+    }
+
+    fn adam(&mut self) -> Result<()> {
+        self.t += 1;
+        let a = self.cfg.adam;
+        let (c1, c2) = a.corrections(self.t);
+        let s = AdamStep {
+            lr: a.lr as f32,
+            betas: (a.beta1 as f32, a.beta2 as f32),
+            eps: a.eps as f32,
+            weight_decay: a.weight_decay as f32,
+            corr: (c1 as f32, c2 as f32),
+        };
+        for (i, t) in layout(&self.cfg).iter().enumerate() {
+            self.ops
+                .adam(&self.p[i], &self.g[i], &self.m[i], &self.v[i], t.len(), &s)?;
+        }
+        Ok(())
+    }
+
+    fn read_loss(&self) -> Result<VaeLoss> {
+        let l = self.ops.read(&self.loss, 3)?;
+        VaeLoss::checked(l[1] as f64, l[2] as f64, l[0] as f64)
+    }
+
+    fn read_all(&self, bufs: &[O::Buf]) -> Result<Vec<f64>> {
+        let mut out = Vec::new();
+        for (t, buf) in layout(&self.cfg).iter().zip(bufs) {
+            out.extend(self.ops.read(buf, t.len())?.iter().map(|&x| x as f64));
+        }
+        Ok(out)
+    }
+
+    fn logits_to_probs(&self, n: usize) -> Result<Vec<f64>> {
+        let a = self.acts.as_ref().expect("decoded");
+        let l = self.ops.read(&a.logits, n * self.cfg.d)?;
+        Ok(l.iter()
+            .map(|&v| 1.0 / (1.0 + (-(v as f64)).exp()))
+            .collect())
+    }
+}
+
+impl<O: VaeOps> VaeTrainer for DeviceVae<O> {
+    fn config(&self) -> &VaeConfig {
+        &self.cfg
+    }
+
+    fn step(&mut self, x: &[f64], key: StreamKey) -> Result<()> {
+        self.forward(x, key, true, self.cfg.beta)?;
+        self.backward()?;
+        self.adam()?;
+        self.stepped = true;
+        Ok(())
+    }
+
+    fn last_loss(&mut self) -> Result<VaeLoss> {
+        if !self.stepped {
+            return Err(Error::InvalidArgument("no training step yet".into()));
+        }
+        self.read_loss()
+    }
+
+    fn loss_and_gradient(&mut self, x: &[f64], key: StreamKey) -> Result<(VaeLoss, Vec<f64>)> {
+        self.forward(x, key, true, self.cfg.beta)?;
+        self.backward()?;
+        self.stepped = false;
+        Ok((self.read_loss()?, self.read_all(&self.g)?))
+    }
+
+    fn neg_elbo(&mut self, x: &[f64], key: StreamKey) -> Result<f64> {
+        self.stepped = false;
+        super::chunked_neg_elbo(x, self.cfg.d, key, &mut |chunk, sub| {
+            self.forward(chunk, sub, false, 1.0)?;
+            Ok(self.read_loss()?.loss)
+        })
+    }
+
+    fn decode(&mut self, z: &[f64]) -> Result<Vec<f64>> {
+        let n = super::check_latents(z, self.cfg.z)?;
+        self.acts(n)?;
+        self.upload_into(|a| &mut a.z, z)?;
+        let a = self.acts.as_ref().expect("allocated above");
+        self.decode_into(a, &a.z)?;
+        self.logits_to_probs(n)
+    }
+
+    fn reconstruct(&mut self, x: &[f64]) -> Result<Vec<f64>> {
+        let n = check_batch(x, self.cfg.d)?;
+        self.acts(n)?;
+        self.upload_into(|a| &mut a.x, x)?;
+        let a = self.acts.as_ref().expect("allocated above");
+        self.encode(a)?;
+        self.decode_into(a, &a.mu)?;
+        self.logits_to_probs(n)
+    }
+
+    fn params(&self) -> Result<Vec<f64>> {
+        self.read_all(&self.p)
+    }
+}
