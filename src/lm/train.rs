@@ -82,40 +82,38 @@ pub fn fortune_files() -> Result<Vec<PathBuf>> {
 }
 
 /// Records of `text`: at `%` lines when it has them, else at blank lines (paragraphs), else —
-/// when that gives fewer than [`MIN_PARAGRAPHS`] — one record per line. Empty records drop.
+/// when that gives fewer than [`MIN_PARAGRAPHS`] — one record per line. Separator lines drop,
+/// and so do records that are only whitespace.
 pub fn records(text: &str) -> Vec<String> {
     let lines: Vec<&str> = text.lines().collect();
-    let percent = lines.iter().any(|l| l.trim_end() == "%");
-    let out = split_records(&lines, |l| {
-        if percent {
-            l.trim_end() == "%"
-        } else {
-            l.trim().is_empty()
-        }
-    });
-    if percent || out.len() >= MIN_PARAGRAPHS {
-        return out;
+    if lines.iter().any(|l| l.trim_end() == "%") {
+        return split_at(&lines, |l| l.trim_end() == "%");
     }
-    split_records(&lines, |_| true)
+    let paragraphs = split_at(&lines, |l| l.trim().is_empty());
+    if paragraphs.len() >= MIN_PARAGRAPHS {
+        return paragraphs;
+    }
+    lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// Below this many paragraphs a text is split into lines instead.
 pub const MIN_PARAGRAPHS: usize = 20;
 
-/// Records of `lines` split where `boundary` holds (a boundary line starts a new record and, when
-/// blank or `%`, is dropped; with "every line" each line is its own record).
-fn split_records(lines: &[&str], boundary: impl Fn(&str) -> bool) -> Vec<String> {
+/// Records of `lines` between separator lines (which drop).
+fn split_at(lines: &[&str], separator: impl Fn(&str) -> bool) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     for &l in lines {
-        let separator = l.trim().is_empty() || l.trim_end() == "%";
-        if boundary(l) {
+        if separator(l) {
             if !cur.trim().is_empty() {
                 out.push(std::mem::take(&mut cur));
             }
             cur.clear();
-        }
-        if !separator {
+        } else {
             cur.push_str(l);
             cur.push('\n');
         }
