@@ -202,8 +202,9 @@ struct ExperimentArgs {
     /// /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// With --data: real rows per replicate for generation 0 and mix:F, a Philox choice from
-    /// the training split (default: every training row); fresh:F draws from the whole split.
+    /// With --data (gaussian, gmm, vae): real rows per replicate for generation 0 and mix:F, a
+    /// Philox choice from the training split (default: every training row); fresh:F draws from
+    /// the whole split.
     #[arg(long)]
     real_rows: Option<usize>,
     /// Generations after generation 0.

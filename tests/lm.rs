@@ -393,6 +393,20 @@ fn train_and_sample_cli() {
             vec!["sample", "lm", "--model", "/nonexistent/m"],
             "/nonexistent/m",
         ),
+        (
+            vec![
+                "run",
+                "--model",
+                "lm",
+                "--data",
+                data.to_str().unwrap(),
+                "--real-rows",
+                "5",
+                "--out",
+                never,
+            ],
+            "--real-rows applies",
+        ),
     ] {
         let o = collapse(&args);
         assert!(!o.status.success(), "{args:?}");
@@ -458,6 +472,7 @@ fn generational_lm_runs() {
         ("mix:0.5", "real:30|g2:30"),
         ("fresh:0.5", "fresh:30|g2:30"),
         ("verify:gen0:0.5", "g2:60"),
+        ("verify:heldout:0.5", "g2:60"),
     ] {
         let out = dir.join(policy.replace(':', "-"));
         ok(&collapse(&s(&run_args(&data, &out, policy, "3"))));

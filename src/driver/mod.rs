@@ -632,6 +632,15 @@ pub fn check_config(cfg: &RunConfig) -> Result<()> {
         }
         cfg.vae.check()?;
     }
+    if cfg.real_rows.is_some()
+        && (cfg.model == ModelKind::Lm || !matches!(cfg.truth, Truth::File(_)))
+    {
+        return bad(
+            "--real-rows applies to --data files of the gaussian, gmm and vae models (the LM's \
+             generation 0 trains on --samples windows of its text)"
+                .into(),
+        );
+    }
     if cfg.model == ModelKind::Lm {
         cfg.lm.check()?;
         if matches!(&cfg.truth, Truth::Builtin(n) if n != "fortunes") {
