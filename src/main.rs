@@ -717,6 +717,16 @@ fn gpu_options(cli: &Cli) -> GpuOptions {
         adapter: cli.adapter.clone(),
         poison: std::env::var("COLLAPSE_POISON").is_ok_and(|v| v == "1"),
         binding_limit: None,
+        queued: false,
+    }
+}
+
+/// `o` for training and generational runs: kernels queued without per-kernel waits or times
+/// (they read results back only when needed).
+fn queued(o: &GpuOptions) -> GpuOptions {
+    GpuOptions {
+        queued: true,
+        ..o.clone()
     }
 }
 
@@ -961,7 +971,7 @@ fn run_with(
 ) -> Result<()> {
     use collapse_kernels::driver;
     let kind: BackendKind = config.backend.parse()?;
-    let b = backend::open(kind, options)?;
+    let b = backend::open(kind, &queued(options))?;
     let cpu = backend::create(BackendKind::Cpu64, None)?;
     eprintln!(
         "{:?} model, {} generations × {} replicates, {} samples each, policy {}, on {} ({}) → {}",
@@ -2031,7 +2041,7 @@ fn train_vae(options: &GpuOptions, a: &TrainVaeArgs) -> Result<()> {
         seed: a.seed,
         loss_every: a.loss_every,
     };
-    let b = backend::open(a.backend, options)?;
+    let b = backend::open(a.backend, &queued(options))?;
     eprintln!(
         "VAE {}→{}→{}: {} training and {} test images of {}×{}, {} epochs of batch {}, on {} ({})",
         cfg.vae.d,
@@ -2152,7 +2162,7 @@ fn train_lm(options: &GpuOptions, a: &TrainLmArgs) -> Result<()> {
         eval_windows: a.eval_windows,
     };
     cfg.lm.validate()?;
-    let b = backend::open(a.backend, options)?;
+    let b = backend::open(a.backend, &queued(options))?;
     let unigram = train::unigram_cross_entropy(&corpus.train, &corpus.val);
     eprintln!(
         "LM C={} L={} H={} T={} ({} parameters): {} files, {} train / {} validation records \
@@ -2254,7 +2264,7 @@ fn train_lm(options: &GpuOptions, a: &TrainLmArgs) -> Result<()> {
 fn sample_lm(options: &GpuOptions, a: &SampleLmArgs) -> Result<()> {
     use collapse_kernels::lm::{self, sample};
     let (cfg, params) = lm::load_model(&a.model)?;
-    let b = backend::open(a.backend, options)?;
+    let b = backend::open(a.backend, &queued(options))?;
     let model = b.lm(&cfg, &params)?;
     let prompt = unescape(&a.prompt);
     let sc = sample::SampleConfig {

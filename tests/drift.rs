@@ -40,6 +40,7 @@ fn gpu_options() -> collapse_kernels::gpu::GpuOptions {
         adapter: std::env::var("COLLAPSE_ADAPTER").ok(),
         poison: true,
         binding_limit: None,
+        queued: false,
     }
 }
 

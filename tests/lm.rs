@@ -582,3 +582,28 @@ fn gpu_lm_runs_track_cpu64() {
         );
     }
 }
+
+/// A queued context (kernels submitted without waits, as `collapse train` and `collapse run`
+/// use) computes exactly what a context that waits for every kernel computes.
+#[test]
+fn queued_wgsl_matches_waited() {
+    let Some(gpu) = common::gpu() else { return };
+    let queued = collapse_kernels::gpu::GpuContext::new(&collapse_kernels::gpu::GpuOptions {
+        adapter: std::env::var("COLLAPSE_ADAPTER").ok(),
+        poison: true,
+        binding_limit: None,
+        queued: true,
+    })
+    .unwrap();
+    let cfg = tiny();
+    let p = init_params(&cfg, 8);
+    let x = text_batch(3, cfg.context);
+    let run = |g| {
+        let b = collapse_kernels::backend::wgsl::Wgsl::new(g);
+        let mut lm = b.lm(&cfg, &p).unwrap();
+        lm.step(&x, cfg.context).unwrap();
+        let (l, grad) = lm.loss_and_gradient(&x, cfg.context).unwrap();
+        (l.loss, grad, lm.params().unwrap())
+    };
+    assert_eq!(run(queued), run(gpu));
+}

@@ -38,6 +38,11 @@ pub struct GpuOptions {
     /// Cap on the bytes of one storage binding, below the adapter's own limit. Tests set it
     /// small so the chunking paths run at small sizes; `None` uses the adapter's limit.
     pub binding_limit: Option<u64>,
+    /// Submit each kernel without waiting for it and without timing it (training and
+    /// generational runs, which read results back only when they need them; the queue keeps
+    /// the order, and errors surface at the next read-back). Off for benches and tests, which
+    /// time every kernel and check it at once.
+    pub queued: bool,
 }
 
 /// Where a kernel time came from.
@@ -48,6 +53,9 @@ pub enum TimingSource {
     /// Host wall clock around submit + wait (the adapter has no timestamp queries): includes
     /// submission and synchronisation overhead.
     WallClock,
+    /// Not timed: the context queues kernels without waiting ([`GpuOptions::queued`]); the
+    /// time is 0.
+    Queued,
 }
 
 /// The time one kernel dispatch took.
@@ -81,6 +89,8 @@ pub struct GpuContext {
     uncaptured: Arc<Mutex<Vec<String>>>,
     pipelines: Mutex<HashMap<(String, String), Arc<wgpu::ComputePipeline>>>,
     timings: Mutex<Vec<KernelTime>>,
+    /// Submit kernels without waiting or timing them ([`GpuOptions::queued`]).
+    queued: bool,
     cube: OnceLock<std::result::Result<cubecl::wgpu::WgpuDevice, String>>,
 }
 
@@ -159,6 +169,7 @@ impl GpuContext {
             choice_reason: choice.reason,
             poison: options.poison,
             binding_limit: options.binding_limit,
+            queued: options.queued,
             lost,
             uncaptured,
             pipelines: Mutex::new(HashMap::new()),
@@ -414,7 +425,8 @@ impl GpuContext {
     }
 
     /// Dispatch `pipeline` over a `groups` grid, wait for it, and return (and record) its time:
-    /// from GPU timestamps where the adapter has them, else wall clock.
+    /// from GPU timestamps where the adapter has them, else wall clock. A queued context
+    /// ([`GpuOptions::queued`]) submits and returns at once, recording nothing.
     pub fn dispatch(
         &self,
         kernel: &str,
@@ -433,7 +445,7 @@ impl GpuContext {
         bind_group: &wgpu::BindGroup,
         groups: (u32, u32, u32),
     ) -> Result<KernelTime> {
-        let stamps = self.has_timestamps();
+        let stamps = !self.queued && self.has_timestamps();
         let start = Instant::now();
         let staging = self.scoped(&format!("dispatching {kernel}"), || {
             let mut enc = self
@@ -483,6 +495,14 @@ impl GpuContext {
             self.queue.submit([enc.finish()]);
             query.map(|(_, _, staging)| staging)
         })?;
+        if self.queued {
+            self.check_health()?;
+            return Ok(KernelTime {
+                kernel: kernel.into(),
+                seconds: 0.0,
+                source: TimingSource::Queued,
+            });
+        }
         self.wait()?;
         let wall = start.elapsed().as_secs_f64();
         let time = match staging {

@@ -15,6 +15,7 @@ pub fn gpu() -> Option<Arc<GpuContext>> {
             adapter: std::env::var("COLLAPSE_ADAPTER").ok(),
             poison: true,
             binding_limit: None,
+            queued: false,
         })
         .map_err(|e| e.to_string())
     });
@@ -57,6 +58,7 @@ pub fn small_binding_gpu(bytes: u64) -> Option<Arc<GpuContext>> {
             adapter: std::env::var("COLLAPSE_ADAPTER").ok(),
             poison: true,
             binding_limit: Some(bytes),
+            queued: false,
         })
         .expect("second GPU context"),
     )
