@@ -1,6 +1,7 @@
 //! The language model on wgpu: [`LmOps`] implemented with the matmul kernels (batched over
 //! heads for attention) and `shaders/lm.wgsl`; the orchestration is [`crate::lm::device`]'s.
-//! Every dispatch waits for the previous one, as all kernels of this crate do.
+//! Training and generational runs queue the dispatches ([`crate::gpu::GpuOptions::queued`]);
+//! benches and tests wait for and time each one.
 
 use std::sync::Arc;
 

@@ -2,9 +2,9 @@
 //! bias and ReLU epilogues), `shaders/vae.wgsl` and the Philox fill of `rng.wgsl`
 //! (`fill_normal_f32`, the same f32 normals as cpu32); the orchestration is
 //! [`crate::vae::device`]'s, shared with the cubecl backend. Bias gradients and the batch loss
-//! are summed in order over the batch (B ≤ a few thousand terms). Every dispatch waits for the
-//! previous one (as all kernels of this crate do): correct, but a real GPU would want one
-//! command buffer per step.
+//! are summed in order over the batch (B ≤ a few thousand terms). Training and generational
+//! runs queue the dispatches ([`crate::gpu::GpuOptions::queued`]); benches and tests wait for
+//! and time each one.
 
 use std::sync::Arc;
 
