@@ -369,14 +369,14 @@ fn wgsl_lm_kernels_match_the_host() {
     let Some(gpu) = common::gpu() else { return };
     let wgsl = collapse_kernels::backend::wgsl::Wgsl::new(gpu.clone());
     let tile = wgsl.matmul_tile().unwrap().tile;
-    all_kernels(&collapse_kernels::backend::wgsl::lm::WgslLmOps::new(gpu, tile).unwrap());
+    all_kernels(&collapse_kernels::backend::wgsl::kernels::WgslKernels::new(gpu, tile).unwrap());
 }
 
 #[test]
 fn cube_lm_kernels_match_the_host() {
     let Some(gpu) = common::gpu() else { return };
     let client = gpu.cube_client().unwrap();
-    all_kernels(&collapse_kernels::backend::cube::lm::CubeLmOps::new(
+    all_kernels(&collapse_kernels::backend::cube::kernels::CubeKernels::new(
         &client, &gpu,
     ));
 }

@@ -25,6 +25,7 @@
 pub mod cpu32;
 pub mod cpu64;
 pub mod cube;
+pub mod device;
 pub mod real;
 pub mod variants;
 pub mod wgsl;

@@ -11,6 +11,7 @@ use super::{
     Decoder, Kind, LmConfig, LmLoss, LmTrainer, Tensor, VOCAB, check_params, check_sequences,
     layout,
 };
+use crate::backend::device::DeviceMemory;
 use crate::error::{Error, Result};
 use crate::matmul::{Epilogue, Matmul};
 
@@ -62,32 +63,10 @@ pub struct AdamStep {
     pub tensors: usize,
 }
 
-/// The kernels a GPU backend provides to the language model. Every buffer holds f32 unless
-/// named; `count`s are elements.
+/// The kernels a GPU backend provides to the language model, besides its buffers and matrix
+/// products ([`DeviceMemory`]). Every buffer holds f32 unless named; `count`s are elements.
 #[allow(clippy::too_many_arguments)]
-pub trait LmOps {
-    /// A device buffer.
-    type Buf: Clone;
-
-    /// A buffer of `len` f32 (contents undefined; poisoned when poisoning is on).
-    fn alloc(&self, label: &str, len: usize) -> Result<Self::Buf>;
-    /// A buffer holding `data`.
-    fn upload(&self, label: &str, data: &[f32]) -> Result<Self::Buf>;
-    /// A buffer holding `data` (u32).
-    fn upload_u32(&self, label: &str, data: &[u32]) -> Result<Self::Buf>;
-    /// Read `len` f32.
-    fn read(&self, buf: &Self::Buf, len: usize) -> Result<Vec<f32>>;
-
-    /// `C = act(α·op(A)·op(B) + β·C + bias)` as `p` describes (`bias` given exactly when the
-    /// epilogue adds one).
-    fn gemm(
-        &self,
-        p: &Matmul,
-        a: &Self::Buf,
-        b: &Self::Buf,
-        c: &Self::Buf,
-        bias: Option<&Self::Buf>,
-    ) -> Result<()>;
+pub trait LmOps: DeviceMemory {
     /// `out[i] = value` for `i < count`.
     fn fill(&self, out: &Self::Buf, count: usize, value: f32) -> Result<()>;
     /// `out[i][j] = tok_emb[tokens[i]][j] + pos_emb[pos0 + i % len][j]`, `i < n`, `j < c`.

@@ -9,6 +9,7 @@
 //! [`super::layout`].
 
 use super::{VaeConfig, VaeLoss, VaeTrainer, check_batch, layout};
+use crate::backend::device::DeviceMemory;
 use crate::error::{Error, Result};
 use crate::matmul::{Epilogue, Matmul};
 use crate::rng::StreamKey;
@@ -28,28 +29,10 @@ pub struct AdamStep {
     pub corr: (f32, f32),
 }
 
-/// The kernels a GPU backend provides to the VAE. Buffers hold f32; counts are elements.
+/// The kernels a GPU backend provides to the VAE, besides its buffers and matrix products
+/// ([`DeviceMemory`]). Buffers hold f32; counts are elements.
 #[allow(clippy::too_many_arguments)]
-pub trait VaeOps {
-    /// A device buffer.
-    type Buf: Clone;
-
-    /// A buffer of `len` f32 (contents undefined; poisoned when poisoning is on).
-    fn alloc(&self, label: &str, len: usize) -> Result<Self::Buf>;
-    /// A buffer holding `data`.
-    fn upload(&self, label: &str, data: &[f32]) -> Result<Self::Buf>;
-    /// Read `len` f32.
-    fn read(&self, buf: &Self::Buf, len: usize) -> Result<Vec<f32>>;
-    /// `C = act(op(A)·op(B) + β·C + bias)` as `p` describes (`bias` given exactly when the
-    /// epilogue adds one).
-    fn gemm(
-        &self,
-        p: &Matmul,
-        a: &Self::Buf,
-        b: &Self::Buf,
-        c: &Self::Buf,
-        bias: Option<&Self::Buf>,
-    ) -> Result<()>;
+pub trait VaeOps: DeviceMemory {
     /// Philox f32 standard normals `0..count` of `key` into `out`.
     fn normals(&self, key: StreamKey, count: usize, out: &Self::Buf) -> Result<()>;
     /// `z = μ + exp(lv/2)·ε`, element-wise.

@@ -1,5 +1,5 @@
-//! The language model as `#[cube]` kernels: [`LmOps`] for cubecl, with the cubecl matmul
-//! (batched over heads for attention); the orchestration is [`crate::lm::device`]'s, shared with
+//! The language model as `#[cube]` kernels: [`LmOps`] for [`CubeKernels`] (whose cubecl matmul
+//! serves the products, batched over heads for attention); the orchestration is [`crate::lm::device`]'s, shared with
 //! the WGSL backend. Row operations (LayerNorm, softmax, cross-entropy) run one unit per row,
 //! summing in index order; element-wise ones one unit per element; incremental attention one
 //! unit per output element (it recomputes the row's scores: fine at sampling sizes). Cubes of 64
@@ -7,11 +7,10 @@
 
 use cubecl::prelude::*;
 
-use super::matmul::{CubeOperands, check_device, launch};
-use crate::error::{Error, Result};
+use super::kernels::CubeKernels;
+use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::lm::device::{AdamStep, LmOps};
-use crate::matmul::Matmul;
 
 const CUBE_DIM: u32 = 64;
 
@@ -479,74 +478,7 @@ fn arg(h: &Handle, len: usize) -> BufferArg {
     unsafe { BufferArg::from_raw_parts(h.clone(), len.max(1)) }
 }
 
-/// The cubecl kernels of the language model on the shared device.
-pub struct CubeLmOps<'a> {
-    client: &'a Client,
-    gpu: &'a GpuContext,
-    dummy: Handle,
-}
-
-impl<'a> CubeLmOps<'a> {
-    /// Kernels launched through `client` on `gpu`'s device.
-    pub fn new(client: &'a Client, gpu: &'a GpuContext) -> Self {
-        Self {
-            dummy: client.create_from_slice(bytemuck::cast_slice(&[0.0f32])),
-            client,
-            gpu,
-        }
-    }
-}
-
-impl LmOps for CubeLmOps<'_> {
-    type Buf = Handle;
-
-    fn alloc(&self, _label: &str, len: usize) -> Result<Handle> {
-        let fill = if self.gpu.poisoning() {
-            f32::from_bits(crate::gpu::POISON_WORD)
-        } else {
-            0.0
-        };
-        Ok(self
-            .client
-            .create_from_slice(bytemuck::cast_slice(&vec![fill; len.max(1)])))
-    }
-
-    fn upload(&self, _label: &str, data: &[f32]) -> Result<Handle> {
-        let v = if data.is_empty() { &[0.0f32][..] } else { data };
-        Ok(self.client.create_from_slice(bytemuck::cast_slice(v)))
-    }
-
-    fn upload_u32(&self, _label: &str, data: &[u32]) -> Result<Handle> {
-        let v = if data.is_empty() { &[0u32][..] } else { data };
-        Ok(self.client.create_from_slice(bytemuck::cast_slice(v)))
-    }
-
-    fn read(&self, buf: &Handle, len: usize) -> Result<Vec<f32>> {
-        let bytes = self
-            .client
-            .read_one(buf.clone())
-            .map_err(|e| Error::Cubecl(format!("{e:?}")))?;
-        Ok(bytemuck::cast_slice::<u8, f32>(&bytes[..len * 4]).to_vec())
-    }
-
-    fn gemm(
-        &self,
-        p: &Matmul,
-        a: &Handle,
-        b: &Handle,
-        c: &Handle,
-        bias: Option<&Handle>,
-    ) -> Result<()> {
-        check_device(self.gpu, p)?;
-        let (bias_h, bias_len) = match bias {
-            Some(h) => (h.clone(), p.n),
-            None => (self.dummy.clone(), 1),
-        };
-        let ops = CubeOperands::from_handles(a.clone(), b.clone(), bias_h, bias_len, c.clone());
-        launch(self.client, p, &ops);
-        Ok(())
-    }
-
+impl LmOps for CubeKernels<'_> {
     fn fill(&self, out: &Handle, count: usize, value: f32) -> Result<()> {
         fill_kernel::launch(
             self.client,

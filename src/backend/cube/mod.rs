@@ -3,6 +3,7 @@
 
 mod categorical;
 mod gmm;
+pub mod kernels;
 pub mod lm;
 pub mod matmul;
 mod rng;
@@ -117,7 +118,7 @@ impl Backend for Cube {
         cfg: &crate::vae::VaeConfig,
         params: &[f64],
     ) -> Result<Box<dyn crate::vae::VaeTrainer + 'a>> {
-        let ops = vae::CubeVaeOps::new(&self.client, &self.gpu);
+        let ops = kernels::CubeKernels::new(&self.client, &self.gpu);
         Ok(Box::new(crate::vae::device::DeviceVae::new(
             ops, cfg, params,
         )?))
@@ -128,7 +129,7 @@ impl Backend for Cube {
         cfg: &crate::lm::LmConfig,
         params: &[f64],
     ) -> Result<Box<dyn crate::lm::LmTrainer + 'a>> {
-        let ops = lm::CubeLmOps::new(&self.client, &self.gpu);
+        let ops = kernels::CubeKernels::new(&self.client, &self.gpu);
         Ok(Box::new(crate::lm::device::DeviceLm::new(
             ops, cfg, params,
         )?))

@@ -1,16 +1,16 @@
-//! The VAE as `#[cube]` kernels: [`VaeOps`] for cubecl, the same steps, layouts and summation
-//! orders as `shaders/vae.wgsl`; the orchestration is [`crate::vae::device`]'s, shared with the
-//! WGSL backend. The layers' products use the cubecl matmul kernel with its bias and ReLU
-//! epilogues; the noise comes from the cubecl Philox fill. One unit per image (BCE rows: the
-//! row's pixels summed in order; KL and latent gradients), per element (reparameterisation,
-//! ReLU masks, Adam) or per column (bias gradients); cubes of 64 units on `(x, y)` grids.
+//! The VAE as `#[cube]` kernels: [`VaeOps`] for [`CubeKernels`], with the steps, layouts and
+//! summation orders of `shaders/vae.wgsl`; the orchestration is [`crate::vae::device`]'s,
+//! shared with the WGSL backend. The layers' products use the cubecl matmul kernel with its bias
+//! and ReLU epilogues; the noise comes from the cubecl Philox fill. One unit per image (BCE
+//! rows: the row's pixels summed in order; KL and latent gradients), per element
+//! (reparameterisation, ReLU masks, Adam) or per column (bias gradients); cubes of 64 units on
+//! `(x, y)` grids.
 
 use cubecl::prelude::*;
 
-use super::matmul::{CubeOperands, check_device, launch};
-use crate::error::{Error, Result};
+use super::kernels::CubeKernels;
+use crate::error::Result;
 use crate::gpu::GpuContext;
-use crate::matmul::Matmul;
 use crate::rng::StreamKey;
 use crate::vae::device::{AdamStep, VaeOps};
 
@@ -183,69 +183,7 @@ fn arg(h: &Handle, len: usize) -> BufferArg {
     unsafe { BufferArg::from_raw_parts(h.clone(), len.max(1)) }
 }
 
-/// The cubecl kernels of the VAE on the shared device.
-pub struct CubeVaeOps<'a> {
-    client: &'a Client,
-    gpu: &'a GpuContext,
-    dummy: Handle,
-}
-
-impl<'a> CubeVaeOps<'a> {
-    /// Kernels launched through `client` on `gpu`'s device.
-    pub fn new(client: &'a Client, gpu: &'a GpuContext) -> Self {
-        Self {
-            dummy: client.create_from_slice(bytemuck::cast_slice(&[0.0f32])),
-            client,
-            gpu,
-        }
-    }
-}
-
-impl VaeOps for CubeVaeOps<'_> {
-    type Buf = Handle;
-
-    fn alloc(&self, _label: &str, len: usize) -> Result<Handle> {
-        let fill = if self.gpu.poisoning() {
-            f32::from_bits(crate::gpu::POISON_WORD)
-        } else {
-            0.0
-        };
-        Ok(self
-            .client
-            .create_from_slice(bytemuck::cast_slice(&vec![fill; len.max(1)])))
-    }
-
-    fn upload(&self, _label: &str, data: &[f32]) -> Result<Handle> {
-        let v = if data.is_empty() { &[0.0f32][..] } else { data };
-        Ok(self.client.create_from_slice(bytemuck::cast_slice(v)))
-    }
-
-    fn read(&self, h: &Handle, len: usize) -> Result<Vec<f32>> {
-        let bytes = self
-            .client
-            .read_one(h.clone())
-            .map_err(|e| Error::Cubecl(format!("{e:?}")))?;
-        Ok(bytemuck::cast_slice::<u8, f32>(&bytes[..len * 4]).to_vec())
-    }
-
-    fn gemm(
-        &self,
-        p: &Matmul,
-        a: &Handle,
-        b: &Handle,
-        c: &Handle,
-        bias: Option<&Handle>,
-    ) -> Result<()> {
-        check_device(self.gpu, p)?;
-        let (bias_h, bias_len) = match bias {
-            Some(h) => (h.clone(), p.n),
-            None => (self.dummy.clone(), 1),
-        };
-        let ops = CubeOperands::from_handles(a.clone(), b.clone(), bias_h, bias_len, c.clone());
-        launch(self.client, p, &ops);
-        Ok(())
-    }
-
+impl VaeOps for CubeKernels<'_> {
     fn normals(&self, key: StreamKey, count: usize, out: &Handle) -> Result<()> {
         super::rng::fill_into(self.client, super::rng::Fill::NormalF32, key, 0, count, out);
         Ok(())

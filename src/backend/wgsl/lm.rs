@@ -1,15 +1,13 @@
-//! The language model on wgpu: [`LmOps`] implemented with the matmul kernels (batched over
-//! heads for attention) and `shaders/lm.wgsl`; the orchestration is [`crate::lm::device`]'s.
+//! The language model on wgpu: [`LmOps`] for [`WgslKernels`] (whose matmul kernels serve the
+//! products, batched over heads for attention) with `shaders/lm.wgsl`; the orchestration is
+//! [`crate::lm::device`]'s.
 //! Training and generational runs queue the dispatches ([`crate::gpu::GpuOptions::queued`]);
 //! benches and tests wait for and time each one.
 
-use std::sync::Arc;
-
-use super::matmul::{DeviceOperands, TileConfig, launch};
+use super::kernels::WgslKernels;
 use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::lm::device::{AdamStep, LmOps};
-use crate::matmul::Matmul;
 
 /// `LmParams` of `lm.wgsl` (uniform, 64 bytes).
 #[repr(C)]
@@ -26,25 +24,9 @@ struct Params {
     x: [f32; 8],
 }
 
-/// The WGSL kernels of the language model on one device.
-pub struct WgslLmOps {
-    gpu: Arc<GpuContext>,
-    tile: TileConfig,
-    dummy: wgpu::Buffer,
-}
-
-impl WgslLmOps {
-    /// Kernels on `gpu`, matrix products with `tile`.
-    pub fn new(gpu: Arc<GpuContext>, tile: TileConfig) -> Result<Self> {
-        Ok(Self {
-            dummy: gpu.input_buffer("no bias", &[0u8; 4])?,
-            gpu,
-            tile,
-        })
-    }
-
+impl WgslKernels {
     /// Dispatch `entry` with `p` over `groups` workgroups (2-D when over 65535).
-    fn run(
+    fn run_lm(
         &self,
         entry: &str,
         p: Params,
@@ -72,50 +54,14 @@ impl WgslLmOps {
     }
 }
 
-impl LmOps for WgslLmOps {
-    type Buf = wgpu::Buffer;
-
-    fn alloc(&self, label: &str, len: usize) -> Result<wgpu::Buffer> {
-        self.gpu.output_buffer(label, (len * 4) as u64)
-    }
-
-    fn upload(&self, label: &str, data: &[f32]) -> Result<wgpu::Buffer> {
-        self.gpu.input_buffer(label, bytemuck::cast_slice(data))
-    }
-
-    fn upload_u32(&self, label: &str, data: &[u32]) -> Result<wgpu::Buffer> {
-        self.gpu.input_buffer(label, bytemuck::cast_slice(data))
-    }
-
-    fn read(&self, buf: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
-        self.gpu.read_buffer(buf, len)
-    }
-
-    fn gemm(
-        &self,
-        p: &Matmul,
-        a: &wgpu::Buffer,
-        b: &wgpu::Buffer,
-        c: &wgpu::Buffer,
-        bias: Option<&wgpu::Buffer>,
-    ) -> Result<()> {
-        let ops = DeviceOperands {
-            a: a.clone(),
-            b: b.clone(),
-            bias: bias.unwrap_or(&self.dummy).clone(),
-            c: c.clone(),
-        };
-        launch(&self.gpu, p, &self.tile, &ops, true)?;
-        Ok(())
-    }
-
+impl LmOps for WgslKernels {
     fn fill(&self, out: &wgpu::Buffer, count: usize, value: f32) -> Result<()> {
         let mut p = Params {
             n: count as u32,
             ..Default::default()
         };
         p.x[0] = value;
-        self.run("fill", p, &[(4, out)], Self::elems(count))
+        self.run_lm("fill", p, &[(4, out)], Self::elems(count))
     }
 
     fn embed(
@@ -136,7 +82,7 @@ impl LmOps for WgslLmOps {
             pos0: pos0 as u32,
             ..Default::default()
         };
-        self.run(
+        self.run_lm(
             "embed",
             p,
             &[(1, tok_emb), (2, pos_emb), (4, out), (7, tokens)],
@@ -162,7 +108,7 @@ impl LmOps for WgslLmOps {
             ..Default::default()
         };
         p.x[0] = eps;
-        self.run(
+        self.run_lm(
             "layer_norm",
             p,
             &[(1, x), (2, gamma), (3, beta), (4, y), (5, xhat), (6, rstd)],
@@ -186,7 +132,7 @@ impl LmOps for WgslLmOps {
             c: c as u32,
             ..Default::default()
         };
-        self.run(
+        self.run_lm(
             "ln_back",
             p,
             &[
@@ -207,7 +153,7 @@ impl LmOps for WgslLmOps {
             c: c as u32,
             ..Default::default()
         };
-        self.run("col_sum", p, &[(1, rows), (4, out)], Self::elems(c))
+        self.run_lm("col_sum", p, &[(1, rows), (4, out)], Self::elems(c))
     }
 
     fn gather_heads(
@@ -228,7 +174,7 @@ impl LmOps for WgslLmOps {
             stride: stride as u32,
             ..Default::default()
         };
-        self.run("gather_heads", p, &[(1, src), (4, dst)], Self::elems(count))
+        self.run_lm("gather_heads", p, &[(1, src), (4, dst)], Self::elems(count))
     }
 
     fn scatter_heads(
@@ -249,7 +195,7 @@ impl LmOps for WgslLmOps {
             stride: stride as u32,
             ..Default::default()
         };
-        self.run(
+        self.run_lm(
             "scatter_heads",
             p,
             &[(1, src), (4, dst)],
@@ -264,7 +210,7 @@ impl LmOps for WgslLmOps {
             ..Default::default()
         };
         p.x[0] = scale;
-        self.run("causal_softmax", p, &[(4, s)], r)
+        self.run_lm("causal_softmax", p, &[(4, s)], r)
     }
 
     fn softmax_back(
@@ -281,7 +227,7 @@ impl LmOps for WgslLmOps {
             ..Default::default()
         };
         p.x[0] = scale;
-        self.run("softmax_back", p, &[(1, prob), (4, dp)], r)
+        self.run_lm("softmax_back", p, &[(1, prob), (4, dp)], r)
     }
 
     fn gelu(&self, f: &wgpu::Buffer, g: &wgpu::Buffer, count: usize) -> Result<()> {
@@ -289,7 +235,7 @@ impl LmOps for WgslLmOps {
             n: count as u32,
             ..Default::default()
         };
-        self.run("gelu", p, &[(1, f), (4, g)], Self::elems(count))
+        self.run_lm("gelu", p, &[(1, f), (4, g)], Self::elems(count))
     }
 
     fn gelu_back(&self, f: &wgpu::Buffer, dg: &wgpu::Buffer, count: usize) -> Result<()> {
@@ -297,7 +243,7 @@ impl LmOps for WgslLmOps {
             n: count as u32,
             ..Default::default()
         };
-        self.run("gelu_back", p, &[(1, f), (4, dg)], Self::elems(count))
+        self.run_lm("gelu_back", p, &[(1, f), (4, dg)], Self::elems(count))
     }
 
     fn cross_entropy(
@@ -315,7 +261,7 @@ impl LmOps for WgslLmOps {
             ..Default::default()
         };
         p.x[0] = inv_n;
-        self.run(
+        self.run_lm(
             "cross_entropy",
             p,
             &[(4, logits), (5, rows), (7, targets)],
@@ -328,7 +274,7 @@ impl LmOps for WgslLmOps {
             n: n as u32,
             ..Default::default()
         };
-        self.run("mean", p, &[(5, rows), (6, out)], 1)
+        self.run_lm("mean", p, &[(5, rows), (6, out)], 1)
     }
 
     fn onehot(&self, tokens: &wgpu::Buffer, out: &wgpu::Buffer, n: usize) -> Result<()> {
@@ -336,7 +282,7 @@ impl LmOps for WgslLmOps {
             n: n as u32,
             ..Default::default()
         };
-        self.run("onehot", p, &[(4, out), (7, tokens)], Self::elems(n * 256))
+        self.run_lm("onehot", p, &[(4, out), (7, tokens)], Self::elems(n * 256))
     }
 
     fn pos_grad(
@@ -355,7 +301,7 @@ impl LmOps for WgslLmOps {
             stride: ctx as u32,
             ..Default::default()
         };
-        self.run("pos_grad", p, &[(1, dh), (4, out)], Self::elems(ctx * c))
+        self.run_lm("pos_grad", p, &[(1, dh), (4, out)], Self::elems(ctx * c))
     }
 
     fn sumsq(
@@ -370,7 +316,7 @@ impl LmOps for WgslLmOps {
             pos0: slot as u32,
             ..Default::default()
         };
-        self.run("sumsq", p, &[(1, g), (6, norms)], 1)
+        self.run_lm("sumsq", p, &[(1, g), (6, norms)], 1)
     }
 
     fn adamw(
@@ -398,7 +344,7 @@ impl LmOps for WgslLmOps {
             ],
             ..Default::default()
         };
-        self.run(
+        self.run_lm(
             "adamw",
             p,
             &[(1, pb), (2, g), (3, m), (5, v), (6, norms)],
@@ -423,7 +369,7 @@ impl LmOps for WgslLmOps {
             pos0: pos as u32,
             ..Default::default()
         };
-        self.run(
+        self.run_lm(
             "kv_store",
             p,
             &[(1, qkv), (4, k), (5, v)],
@@ -451,7 +397,7 @@ impl LmOps for WgslLmOps {
             ..Default::default()
         };
         p.x[0] = scale;
-        self.run(
+        self.run_lm(
             "decode_attention",
             p,
             &[(1, qkv), (4, k), (5, v), (6, o)],

@@ -2,6 +2,7 @@
 
 pub mod categorical;
 pub mod gmm;
+pub mod kernels;
 pub mod lm;
 pub mod matmul;
 mod rng;
@@ -117,7 +118,7 @@ impl Backend for Wgsl {
         params: &[f64],
     ) -> Result<Box<dyn crate::vae::VaeTrainer + 'a>> {
         let tile = self.matmul_tile()?.tile;
-        let ops = vae::WgslVaeOps::new(self.gpu.clone(), tile)?;
+        let ops = kernels::WgslKernels::new(self.gpu.clone(), tile)?;
         Ok(Box::new(crate::vae::device::DeviceVae::new(
             ops, cfg, params,
         )?))
@@ -129,7 +130,7 @@ impl Backend for Wgsl {
         params: &[f64],
     ) -> Result<Box<dyn crate::lm::LmTrainer + 'a>> {
         let tile = self.matmul_tile()?.tile;
-        let ops = lm::WgslLmOps::new(self.gpu.clone(), tile)?;
+        let ops = kernels::WgslKernels::new(self.gpu.clone(), tile)?;
         Ok(Box::new(crate::lm::device::DeviceLm::new(
             ops, cfg, params,
         )?))

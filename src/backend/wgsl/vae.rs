@@ -1,17 +1,14 @@
-//! The VAE on wgpu: [`VaeOps`] implemented with the matmul kernels (`matmul*.wgsl`, with their
-//! bias and ReLU epilogues), `shaders/vae.wgsl` and the Philox fill of `rng.wgsl`
+//! The VAE on wgpu: [`VaeOps`] for [`WgslKernels`] (whose matmul kernels serve the layers, with
+//! their bias and ReLU epilogues) with `shaders/vae.wgsl` and the Philox fill of `rng.wgsl`
 //! (`fill_normal_f32`, the same f32 normals as cpu32); the orchestration is
 //! [`crate::vae::device`]'s, shared with the cubecl backend. Bias gradients and the batch loss
 //! are summed in order over the batch (B ≤ a few thousand terms). Training and generational
 //! runs queue the dispatches ([`crate::gpu::GpuOptions::queued`]); benches and tests wait for
 //! and time each one.
 
-use std::sync::Arc;
-
-use super::matmul::{DeviceOperands, TileConfig, launch};
+use super::kernels::WgslKernels;
 use crate::error::Result;
 use crate::gpu::GpuContext;
-use crate::matmul::Matmul;
 use crate::rng::StreamKey;
 use crate::vae::device::{AdamStep, VaeOps};
 
@@ -43,24 +40,9 @@ struct AdamParams {
     count: u32,
 }
 
-/// The WGSL kernels of the VAE on one device.
-pub struct WgslVaeOps {
-    gpu: Arc<GpuContext>,
-    tile: TileConfig,
-    dummy: wgpu::Buffer,
-}
-
-impl WgslVaeOps {
-    /// Kernels on `gpu`, matrix products with `tile`.
-    pub fn new(gpu: Arc<GpuContext>, tile: TileConfig) -> Result<Self> {
-        Ok(Self {
-            dummy: gpu.input_buffer("no bias", &[0u8; 4])?,
-            gpu,
-            tile,
-        })
-    }
-
-    fn run(
+impl WgslKernels {
+    /// Dispatch `entry` of `vae.wgsl` with `params` (binding 0) over `groups` workgroups.
+    fn run_vae(
         &self,
         entry: &str,
         params: Option<Params>,
@@ -87,39 +69,7 @@ impl WgslVaeOps {
     }
 }
 
-impl VaeOps for WgslVaeOps {
-    type Buf = wgpu::Buffer;
-
-    fn alloc(&self, label: &str, len: usize) -> Result<wgpu::Buffer> {
-        self.gpu.output_buffer(label, (len * 4) as u64)
-    }
-
-    fn upload(&self, label: &str, data: &[f32]) -> Result<wgpu::Buffer> {
-        self.gpu.input_buffer(label, bytemuck::cast_slice(data))
-    }
-
-    fn read(&self, buf: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
-        self.gpu.read_buffer(buf, len)
-    }
-
-    fn gemm(
-        &self,
-        p: &Matmul,
-        a: &wgpu::Buffer,
-        b: &wgpu::Buffer,
-        c: &wgpu::Buffer,
-        bias: Option<&wgpu::Buffer>,
-    ) -> Result<()> {
-        let ops = DeviceOperands {
-            a: a.clone(),
-            b: b.clone(),
-            bias: bias.unwrap_or(&self.dummy).clone(),
-            c: c.clone(),
-        };
-        launch(&self.gpu, p, &self.tile, &ops, true)?;
-        Ok(())
-    }
-
+impl VaeOps for WgslKernels {
     fn normals(&self, key: StreamKey, count: usize, out: &wgpu::Buffer) -> Result<()> {
         super::rng::fill_into(&self.gpu, super::rng::Fill::NormalF32, key, 0, count, out)
     }
@@ -137,7 +87,7 @@ impl VaeOps for WgslVaeOps {
             z: count as u32,
             ..Default::default()
         };
-        self.run(
+        self.run_vae(
             "reparam",
             Some(p),
             &[(4, mu), (5, lv), (6, eps), (11, z)],
@@ -162,7 +112,7 @@ impl VaeOps for WgslVaeOps {
             inv_b,
             ..Default::default()
         };
-        self.run("bce_rows", Some(p), &[(1, logits), (2, x), (3, rows)], b)
+        self.run_vae("bce_rows", Some(p), &[(1, logits), (2, x), (3, rows)], b)
     }
 
     fn latent(
@@ -183,7 +133,7 @@ impl VaeOps for WgslVaeOps {
             beta,
             ..Default::default()
         };
-        self.run(
+        self.run_vae(
             "latent",
             Some(p),
             &[
@@ -204,7 +154,7 @@ impl VaeOps for WgslVaeOps {
             count: count as u32,
             ..Default::default()
         };
-        self.run(
+        self.run_vae(
             "relu_grad",
             Some(p),
             &[(12, act), (13, grad)],
@@ -218,7 +168,7 @@ impl VaeOps for WgslVaeOps {
             count: c as u32,
             ..Default::default()
         };
-        self.run("col_sum", Some(p), &[(14, rows), (15, out)], c.div_ceil(64))
+        self.run_vae("col_sum", Some(p), &[(14, rows), (15, out)], c.div_ceil(64))
     }
 
     fn batch_loss(
@@ -236,7 +186,7 @@ impl VaeOps for WgslVaeOps {
             beta,
             ..Default::default()
         };
-        self.run(
+        self.run_vae(
             "batch_loss",
             Some(p),
             &[(3, bce_row), (10, kl_row), (16, loss)],
@@ -266,7 +216,7 @@ impl VaeOps for WgslVaeOps {
         let u = self
             .gpu
             .uniform_buffer("adam params", bytemuck::bytes_of(&ap))?;
-        self.run(
+        self.run_vae(
             "adam",
             None,
             &[(17, &u), (18, p), (19, g), (20, m), (21, v)],

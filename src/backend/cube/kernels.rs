@@ -1,0 +1,79 @@
+//! [`DeviceMemory`] for cubecl: handles on the shared device and the cubecl matmul. The VAE's
+//! and the language model's `#[cube]` kernels extend it (`vae.rs`, `lm.rs`).
+
+use super::matmul::{CubeOperands, check_device, launch};
+use crate::backend::device::DeviceMemory;
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+use crate::matmul::Matmul;
+
+type Handle = cubecl::server::Handle;
+
+/// The cubecl kernels on the shared device.
+pub struct CubeKernels<'a> {
+    pub(super) client: &'a cubecl::prelude::Client,
+    gpu: &'a GpuContext,
+    dummy: Handle,
+}
+
+impl<'a> CubeKernels<'a> {
+    /// Kernels launched through `client` on `gpu`'s device.
+    pub fn new(client: &'a cubecl::prelude::Client, gpu: &'a GpuContext) -> Self {
+        Self {
+            dummy: client.create_from_slice(bytemuck::cast_slice(&[0.0f32])),
+            client,
+            gpu,
+        }
+    }
+}
+
+impl DeviceMemory for CubeKernels<'_> {
+    type Buf = Handle;
+
+    fn alloc(&self, _label: &str, len: usize) -> Result<Handle> {
+        let fill = if self.gpu.poisoning() {
+            f32::from_bits(crate::gpu::POISON_WORD)
+        } else {
+            0.0
+        };
+        Ok(self
+            .client
+            .create_from_slice(bytemuck::cast_slice(&vec![fill; len.max(1)])))
+    }
+
+    fn upload(&self, _label: &str, data: &[f32]) -> Result<Handle> {
+        let v = if data.is_empty() { &[0.0f32][..] } else { data };
+        Ok(self.client.create_from_slice(bytemuck::cast_slice(v)))
+    }
+
+    fn upload_u32(&self, _label: &str, data: &[u32]) -> Result<Handle> {
+        let v = if data.is_empty() { &[0u32][..] } else { data };
+        Ok(self.client.create_from_slice(bytemuck::cast_slice(v)))
+    }
+
+    fn read(&self, h: &Handle, len: usize) -> Result<Vec<f32>> {
+        let bytes = self
+            .client
+            .read_one(h.clone())
+            .map_err(|e| Error::Cubecl(format!("{e:?}")))?;
+        Ok(bytemuck::cast_slice::<u8, f32>(&bytes[..len * 4]).to_vec())
+    }
+
+    fn gemm(
+        &self,
+        p: &Matmul,
+        a: &Handle,
+        b: &Handle,
+        c: &Handle,
+        bias: Option<&Handle>,
+    ) -> Result<()> {
+        check_device(self.gpu, p)?;
+        let (bias_h, bias_len) = match bias {
+            Some(h) => (h.clone(), p.n),
+            None => (self.dummy.clone(), 1),
+        };
+        let ops = CubeOperands::from_handles(a.clone(), b.clone(), bias_h, bias_len, c.clone());
+        launch(self.client, p, &ops);
+        Ok(())
+    }
+}

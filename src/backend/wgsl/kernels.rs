@@ -1,0 +1,66 @@
+//! [`DeviceMemory`] on wgpu: storage buffers of the shared context and the matmul kernels. The
+//! VAE's and the language model's kernels extend it (`vae.rs`, `lm.rs`).
+
+use std::sync::Arc;
+
+use super::matmul::{DeviceOperands, TileConfig, launch};
+use crate::backend::device::DeviceMemory;
+use crate::error::Result;
+use crate::gpu::GpuContext;
+use crate::matmul::Matmul;
+
+/// The WGSL kernels on one device, matrix products with one tile.
+pub struct WgslKernels {
+    pub(super) gpu: Arc<GpuContext>,
+    tile: TileConfig,
+    dummy: wgpu::Buffer,
+}
+
+impl WgslKernels {
+    /// Kernels on `gpu`, matrix products with `tile`.
+    pub fn new(gpu: Arc<GpuContext>, tile: TileConfig) -> Result<Self> {
+        Ok(Self {
+            dummy: gpu.input_buffer("no bias", &[0u8; 4])?,
+            gpu,
+            tile,
+        })
+    }
+}
+
+impl DeviceMemory for WgslKernels {
+    type Buf = wgpu::Buffer;
+
+    fn alloc(&self, label: &str, len: usize) -> Result<wgpu::Buffer> {
+        self.gpu.output_buffer(label, (len * 4) as u64)
+    }
+
+    fn upload(&self, label: &str, data: &[f32]) -> Result<wgpu::Buffer> {
+        self.gpu.input_buffer(label, bytemuck::cast_slice(data))
+    }
+
+    fn upload_u32(&self, label: &str, data: &[u32]) -> Result<wgpu::Buffer> {
+        self.gpu.input_buffer(label, bytemuck::cast_slice(data))
+    }
+
+    fn read(&self, buf: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        self.gpu.read_buffer(buf, len)
+    }
+
+    fn gemm(
+        &self,
+        p: &Matmul,
+        a: &wgpu::Buffer,
+        b: &wgpu::Buffer,
+        c: &wgpu::Buffer,
+        bias: Option<&wgpu::Buffer>,
+    ) -> Result<()> {
+        let ops = DeviceOperands {
+            a: a.clone(),
+            b: b.clone(),
+            bias: bias.unwrap_or(&self.dummy).clone(),
+            c: c.clone(),
+        };
+        launch(&self.gpu, p, &self.tile, &ops, true)?;
+        Ok(())
+    }
+}
