@@ -321,6 +321,59 @@ impl<O: LmOps> DeviceLm<O> {
         2 + 12 * self.cfg.layers
     }
 
+    /// LayerNorm of the `n` rows of the residual stream `h` with γ = tensor `t`, β = `t + 1`,
+    /// into `ln` (`y`, `x̂`, `rstd`).
+    fn norm(&self, h: &O::Buf, t: usize, ln: &[O::Buf; 3], n: usize) -> Result<()> {
+        let [y, xh, rs] = ln;
+        let eps = super::cpu::LN_EPS as f32;
+        let c = self.cfg.width;
+        self.ops
+            .layer_norm(h, &self.p[t], &self.p[t + 1], y, xh, rs, n, c, eps)
+    }
+
+    /// `out = x·W + b` for `n` rows of `k` with weight tensor `t` (`[k][m]`) and bias `t + 1`,
+    /// added into `out` when `acc`.
+    fn linear(
+        &self,
+        x: &O::Buf,
+        t: usize,
+        out: &O::Buf,
+        (n, k, m): (usize, usize, usize),
+        acc: bool,
+    ) -> Result<()> {
+        let mut p = Matmul::new(n, m, k).bias();
+        if acc {
+            p = p.acc();
+        }
+        self.ops.gemm(&p, x, &self.p[t], out, Some(&self.p[t + 1]))
+    }
+
+    /// The MLP half of block `l` on the `n` rows of `h`:
+    /// `h += GELU(LN₂(h)·W_fc + b_fc)·W_out + b_out`, LN₂'s outputs kept in `ln`, the
+    /// pre-activation in `f` and GELU's output in `g`.
+    fn mlp(
+        &self,
+        l: usize,
+        h: &O::Buf,
+        ln: &[O::Buf; 3],
+        [f, g]: [&O::Buf; 2],
+        n: usize,
+    ) -> Result<()> {
+        let c = self.cfg.width;
+        self.norm(h, self.bi(l, LN2_G), ln, n)?;
+        self.linear(&ln[0], self.bi(l, FC_W), f, (n, c, 4 * c), false)?;
+        self.ops.gelu(f, g, n * 4 * c)?;
+        self.linear(g, self.bi(l, OUT_W), h, (n, 4 * c, c), true)
+    }
+
+    /// Final LayerNorm (into `ln`) and head: `logits` of the `n` rows of `h`.
+    fn head(&self, h: &O::Buf, ln: &[O::Buf; 3], logits: &O::Buf, n: usize) -> Result<()> {
+        let f = self.lnf();
+        self.norm(h, f, ln, n)?;
+        let p = Matmul::new(n, VOCAB, self.cfg.width);
+        self.ops.gemm(&p, &ln[0], &self.p[f + 2], logits, None)
+    }
+
     fn acts(&mut self, rows: usize, len: usize) -> Result<()> {
         if self
             .acts
@@ -408,26 +461,8 @@ impl<O: LmOps> DeviceLm<O> {
         let shape = (rows, hn, len, d);
         o.embed(&a.tokens, &p[0], &p[1], &a.h, n, len, 0, c)?;
         for (l, b) in a.blocks.iter().enumerate() {
-            let w = |j| &p[self.bi(l, j)];
-            let [y1, xh1, rs1] = &b.ln1;
-            o.layer_norm(
-                &a.h,
-                w(LN1_G),
-                w(LN1_B),
-                y1,
-                xh1,
-                rs1,
-                n,
-                c,
-                super::cpu::LN_EPS as f32,
-            )?;
-            o.gemm(
-                &Matmul::new(n, 3 * c, c).bias(),
-                y1,
-                w(QKV_W),
-                &b.qkv,
-                Some(w(QKV_B)),
-            )?;
+            self.norm(&a.h, self.bi(l, LN1_G), &b.ln1, n)?;
+            self.linear(&b.ln1[0], self.bi(l, QKV_W), &b.qkv, (n, c, 3 * c), false)?;
             o.gather_heads(&b.qkv, &b.q, shape, 3 * c, 0)?;
             o.gather_heads(&b.qkv, &b.k, shape, 3 * c, c)?;
             o.gather_heads(&b.qkv, &b.v, shape, 3 * c, 2 * c)?;
@@ -447,55 +482,10 @@ impl<O: LmOps> DeviceLm<O> {
                 None,
             )?;
             o.scatter_heads(&b.oh, &b.o, shape, c, 0)?;
-            o.gemm(
-                &Matmul::new(n, c, c).acc().bias(),
-                &b.o,
-                w(PROJ_W),
-                &a.h,
-                Some(w(PROJ_B)),
-            )?;
-            let [y2, xh2, rs2] = &b.ln2;
-            o.layer_norm(
-                &a.h,
-                w(LN2_G),
-                w(LN2_B),
-                y2,
-                xh2,
-                rs2,
-                n,
-                c,
-                super::cpu::LN_EPS as f32,
-            )?;
-            o.gemm(
-                &Matmul::new(n, 4 * c, c).bias(),
-                y2,
-                w(FC_W),
-                &b.f,
-                Some(w(FC_B)),
-            )?;
-            o.gelu(&b.f, &b.g, n * 4 * c)?;
-            o.gemm(
-                &Matmul::new(n, c, 4 * c).acc().bias(),
-                &b.g,
-                w(OUT_W),
-                &a.h,
-                Some(w(OUT_B)),
-            )?;
+            self.linear(&b.o, self.bi(l, PROJ_W), &a.h, (n, c, c), true)?;
+            self.mlp(l, &a.h, &b.ln2, [&b.f, &b.g], n)?;
         }
-        let f = self.lnf();
-        let [yf, xhf, rsf] = &a.lnf;
-        o.layer_norm(
-            &a.h,
-            &p[f],
-            &p[f + 1],
-            yf,
-            xhf,
-            rsf,
-            n,
-            c,
-            super::cpu::LN_EPS as f32,
-        )?;
-        o.gemm(&Matmul::new(n, VOCAB, c), yf, &p[f + 2], &a.logits, None)?;
+        self.head(&a.h, &a.lnf, &a.logits, n)?;
         o.cross_entropy(&a.logits, &a.targets, &a.loss_rows, n, grad, 1.0 / n as f32)?;
         o.mean(&a.loss_rows, &self.loss, n)
     }
@@ -850,17 +840,14 @@ impl<O: LmOps> Decoder for DeviceDecoder<'_, O> {
         let tok: Vec<u32> = tokens.iter().map(|&b| b as u32).collect();
         let tok = o.upload_u32("dec tokens", &tok)?;
         o.embed(&tok, &p[0], &p[1], &self.h, n, 1, self.pos, c)?;
-        let eps = super::cpu::LN_EPS as f32;
-        let [y, xh, rs] = &self.ln;
         for l in 0..cfg.layers {
-            let w = |j| &p[lm.bi(l, j)];
-            o.layer_norm(&self.h, w(LN1_G), w(LN1_B), y, xh, rs, n, c, eps)?;
-            o.gemm(
-                &Matmul::new(n, 3 * c, c).bias(),
-                y,
-                w(QKV_W),
+            lm.norm(&self.h, lm.bi(l, LN1_G), &self.ln, n)?;
+            lm.linear(
+                &self.ln[0],
+                lm.bi(l, QKV_W),
                 &self.qkv,
-                Some(w(QKV_B)),
+                (n, c, 3 * c),
+                false,
             )?;
             o.kv_store(&self.qkv, &self.k[l], &self.v[l], n, ctx, c, self.pos)?;
             o.decode_attention(
@@ -872,33 +859,10 @@ impl<O: LmOps> Decoder for DeviceDecoder<'_, O> {
                 self.pos,
                 1.0 / (d as f32).sqrt(),
             )?;
-            o.gemm(
-                &Matmul::new(n, c, c).acc().bias(),
-                &self.att,
-                w(PROJ_W),
-                &self.h,
-                Some(w(PROJ_B)),
-            )?;
-            o.layer_norm(&self.h, w(LN2_G), w(LN2_B), y, xh, rs, n, c, eps)?;
-            o.gemm(
-                &Matmul::new(n, 4 * c, c).bias(),
-                y,
-                w(FC_W),
-                &self.f,
-                Some(w(FC_B)),
-            )?;
-            o.gelu(&self.f, &self.g, n * 4 * c)?;
-            o.gemm(
-                &Matmul::new(n, c, 4 * c).acc().bias(),
-                &self.g,
-                w(OUT_W),
-                &self.h,
-                Some(w(OUT_B)),
-            )?;
+            lm.linear(&self.att, lm.bi(l, PROJ_W), &self.h, (n, c, c), true)?;
+            lm.mlp(l, &self.h, &self.ln, [&self.f, &self.g], n)?;
         }
-        let f = lm.lnf();
-        o.layer_norm(&self.h, &p[f], &p[f + 1], y, xh, rs, n, c, eps)?;
-        o.gemm(&Matmul::new(n, VOCAB, c), y, &p[f + 2], &self.logits, None)?;
+        lm.head(&self.h, &self.ln, &self.logits, n)?;
         self.pos += 1;
         Ok(o.read(&self.logits, n * VOCAB)?
             .iter()
