@@ -274,6 +274,29 @@ impl<T: HostFloat> CpuLm<T> {
         &self.p[self.tensors[i].range()]
     }
 
+    /// The MLP half of block `l` on the residual stream `h` (`[n][C]`):
+    /// `h += GELU(LN₂(h)·W_fc + b_fc)·W_out + b_out`. Returns LN₂'s outputs, the pre-activation,
+    /// GELU's tanh terms and its output (what the backward pass needs).
+    fn mlp(&self, l: usize, h: &mut [T]) -> (Norm<T>, Vec<T>, Vec<T>, Vec<T>) {
+        let c = self.cfg.width;
+        let n = h.len() / c;
+        let bw = |j| self.w(self.idx.block(l, j));
+        let ln2 = layer_norm(h, c, bw(LN2_G), bw(LN2_B));
+        let f = linear(&ln2.y, n, c, bw(FC_W), Some(bw(FC_B)), 4 * c);
+        let (t, g) = gelu_forward(&f);
+        let out = linear(&g, n, 4 * c, bw(OUT_W), Some(bw(OUT_B)), c);
+        h.iter_mut().zip(&out).for_each(|(a, b)| *a = *a + *b);
+        (ln2, f, t, g)
+    }
+
+    /// Final LayerNorm and head: the LayerNorm's outputs and the logits (`[n][V]`) of `h`.
+    fn head(&self, h: &[T]) -> (Norm<T>, Vec<T>) {
+        let c = self.cfg.width;
+        let lnf = layer_norm(h, c, self.w(self.idx.lnf_g()), self.w(self.idx.lnf_b()));
+        let logits = linear(&lnf.y, h.len() / c, c, self.w(self.idx.head()), None, VOCAB);
+        (lnf, logits)
+    }
+
     fn forward(&self, tokens: &[u8], len: usize) -> Result<Forward<T>> {
         let (rows, len) = check_sequences(&self.cfg, tokens, len)?;
         let c = self.cfg.width;
@@ -327,11 +350,7 @@ impl<T: HostFloat> CpuLm<T> {
                 });
             let proj = linear(&o, n, c, bw(PROJ_W), Some(bw(PROJ_B)), c);
             h.iter_mut().zip(&proj).for_each(|(a, b)| *a = *a + *b);
-            let ln2 = layer_norm(&h, c, bw(LN2_G), bw(LN2_B));
-            let f = linear(&ln2.y, n, c, bw(FC_W), Some(bw(FC_B)), 4 * c);
-            let (t, g) = gelu_forward(&f);
-            let out = linear(&g, n, 4 * c, bw(OUT_W), Some(bw(OUT_B)), c);
-            h.iter_mut().zip(&out).for_each(|(a, b)| *a = *a + *b);
+            let (ln2, f, t, g) = self.mlp(l, &mut h);
             blocks.push(BlockCache {
                 ln1,
                 qkv,
@@ -343,8 +362,7 @@ impl<T: HostFloat> CpuLm<T> {
                 g,
             });
         }
-        let lnf = layer_norm(&h, c, self.w(self.idx.lnf_g()), self.w(self.idx.lnf_b()));
-        let logits = linear(&lnf.y, n, c, self.w(self.idx.head()), None, VOCAB);
+        let (lnf, logits) = self.head(&h);
         Ok(Forward {
             rows,
             len,
@@ -763,14 +781,9 @@ impl<T: HostFloat> Decoder for CpuDecoder<'_, T> {
             }
             let proj = linear(&o, n, c, bw(PROJ_W), Some(bw(PROJ_B)), c);
             h.iter_mut().zip(&proj).for_each(|(a, b)| *a = *a + *b);
-            let ln2 = layer_norm(&h, c, bw(LN2_G), bw(LN2_B));
-            let f = linear(&ln2.y, n, c, bw(FC_W), Some(bw(FC_B)), 4 * c);
-            let (_, g) = gelu_forward(&f);
-            let out = linear(&g, n, 4 * c, bw(OUT_W), Some(bw(OUT_B)), c);
-            h.iter_mut().zip(&out).for_each(|(a, b)| *a = *a + *b);
+            lm.mlp(l, &mut h);
         }
-        let lnf = layer_norm(&h, c, lm.w(lm.idx.lnf_g()), lm.w(lm.idx.lnf_b()));
-        let logits = linear(&lnf.y, n, c, lm.w(lm.idx.head()), None, VOCAB);
+        let (_, logits) = lm.head(&h);
         self.pos += 1;
         Ok(logits.iter().map(|v| v.wide()).collect())
     }
