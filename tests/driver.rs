@@ -386,3 +386,43 @@ fn bad_configurations_are_errors() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("--resume"));
 }
+
+/// `collapse plot` overlays runs in one SVG per metric; runs with the same folder name, policy
+/// and backend (two experiments' `replace`) are labelled with their parent folder.
+#[test]
+fn plot_overlays_and_labels_runs() {
+    let root = tmpdir("plot");
+    let cpu = create(BackendKind::Cpu64, None).unwrap();
+    for exp in ["a", "b"] {
+        run(
+            cpu.as_ref(),
+            cpu.as_ref(),
+            Some(config(
+                ModelKind::Gaussian,
+                "normal",
+                3,
+                20,
+                2,
+                Policy::Replace,
+            )),
+            &root.join(exp).join("replace"),
+            &mut |_, _| {},
+        )
+        .unwrap();
+    }
+    let out = root.join("plots");
+    let o = collapse(
+        &[
+            "plot",
+            root.join("a/replace").to_str().unwrap(),
+            root.join("b/replace").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let svg = std::fs::read_to_string(out.join("sigma.svg")).unwrap();
+    assert!(svg.contains("a/replace (replace, cpu64)"), "labels");
+    assert!(svg.contains("b/replace (replace, cpu64)"), "labels");
+}

@@ -47,8 +47,18 @@ pub fn plot_runs(dirs: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>> {
     if dirs.is_empty() {
         return Err(Error::InvalidArgument("no run directories to plot".into()));
     }
-    let runs: Vec<(String, serde_json::Value)> =
+    let mut runs: Vec<(String, serde_json::Value)> =
         dirs.iter().map(|d| load(d)).collect::<Result<_>>()?;
+    // Runs whose labels collide (same folder name, policy and backend, e.g. two experiments'
+    // `replace`) are told apart by their parent folder.
+    let labels: Vec<String> = runs.iter().map(|(l, _)| l.clone()).collect();
+    for (i, (label, _)) in runs.iter_mut().enumerate() {
+        if labels.iter().filter(|l| **l == labels[i]).count() > 1
+            && let Some(parent) = dirs[i].parent().and_then(|p| p.file_name())
+        {
+            *label = format!("{}/{label}", parent.to_string_lossy());
+        }
+    }
     let mut names = metric_names(&runs[0].1);
     names.retain(|n| {
         !matches!(n.as_str(), "pool_size") && runs.iter().all(|(_, v)| metric_names(v).contains(n))
