@@ -2291,6 +2291,119 @@ fn sample_lm(options: &GpuOptions, a: &SampleLmArgs) -> Result<()> {
     Ok(())
 }
 
+/// What a training-step bench prints and records of one timing.
+trait StepTiming: serde::Serialize {
+    /// The printed row (matching the bench's header).
+    fn row(&self) -> String;
+    /// Backend, shape, median and fastest seconds, and the throughput with its unit.
+    fn record(&self) -> (&str, String, f64, f64, (f64, &'static str));
+}
+
+impl StepTiming for collapse_kernels::bench::LmTiming {
+    fn row(&self) -> String {
+        format!(
+            "{:<8} {:>14} {:>6} {:>10.2} {:>14.0} {:>15.0} {:>8}",
+            self.backend,
+            self.shape,
+            self.batch,
+            self.seconds * 1e3,
+            self.train_tokens_per_s,
+            self.sample_tokens_per_s,
+            self.matmul_share
+                .map_or("-".into(), |s| format!("{:.0}%", 100.0 * s))
+        )
+    }
+    fn record(&self) -> (&str, String, f64, f64, (f64, &'static str)) {
+        (
+            &self.backend,
+            format!("{},B={}", self.shape, self.batch),
+            self.seconds,
+            self.min_seconds,
+            (self.train_tokens_per_s, "tokens/s"),
+        )
+    }
+}
+
+impl StepTiming for collapse_kernels::bench::VaeTiming {
+    fn row(&self) -> String {
+        format!(
+            "{:<8} {:>6} {:>12.3} {:>10.2} {:>12.0}",
+            self.backend,
+            self.batch,
+            self.seconds * 1e3,
+            self.steps_per_s,
+            self.images_per_s
+        )
+    }
+    fn record(&self) -> (&str, String, f64, f64, (f64, &'static str)) {
+        (
+            &self.backend,
+            format!("{},B={}", self.shape, self.batch),
+            self.seconds,
+            self.min_seconds,
+            (self.images_per_s, "images/s"),
+        )
+    }
+}
+
+/// Times one training step of a backend (`gpu`: its context when it runs there) for one case.
+type TimeStep<'a, C, T> =
+    dyn Fn(&dyn collapse_kernels::backend::Backend, Option<&GpuContext>, &C) -> Result<T> + 'a;
+
+/// Run `time(backend, gpu, case)` for every case and backend of `kinds` (the GPU backends on
+/// one shared context; `gpu` is given to GPU backends only), print each timing's row under
+/// `header`, skip backends that answer Unsupported, and write the timings as CSV to `out` and
+/// their records (kernel `kernel`, program `program`).
+#[allow(clippy::too_many_arguments)]
+fn bench_steps<C, T: StepTiming>(
+    options: &GpuOptions,
+    kinds: &[BackendKind],
+    cases: &[C],
+    (program, kernel, header): (&str, &str, &str),
+    time: &TimeStep<'_, C, T>,
+    out: Option<&std::path::Path>,
+    record_args: &RecordArgs,
+) -> Result<()> {
+    let gpu = if kinds.iter().any(|k| k.needs_gpu()) {
+        Some(GpuContext::new(options)?)
+    } else {
+        None
+    };
+    let stamp = collapse_kernels::records::Stamp::new(program);
+    let (mut recs, mut rows) = (Vec::new(), Vec::new());
+    println!("{header}");
+    for case in cases {
+        for &kind in kinds {
+            let b = backend::create(kind, gpu.as_ref())?;
+            let g = gpu.as_deref().filter(|_| kind.needs_gpu());
+            match time(b.as_ref(), g, case) {
+                Ok(t) => {
+                    println!("{}", t.row());
+                    let (adapter, driver) = adapter_of(b.as_ref(), gpu.as_ref());
+                    let (name, shape, med, min, throughput) = t.record();
+                    recs.push(stamp.record(
+                        kernel,
+                        name,
+                        (&adapter, &driver),
+                        &shape,
+                        med,
+                        med - min,
+                        throughput,
+                    ));
+                    rows.push(t);
+                }
+                Err(Error::Unsupported(why)) => println!("{:<8} skipped: {why}", kind.name()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if let Some(path) = out {
+        collapse_kernels::bench::write_csv(path, &rows)?;
+        println!("wrote {}", path.display());
+    }
+    record_args.write(&stamp, &recs)
+}
+
 fn bench_lm(
     options: &GpuOptions,
     kinds: &[BackendKind],
@@ -2300,7 +2413,6 @@ fn bench_lm(
     out: Option<&std::path::Path>,
     record_args: &RecordArgs,
 ) -> Result<()> {
-    use collapse_kernels::bench::{time_lm, write_csv};
     if batch == 0 || steps == 0 {
         return Err(Error::InvalidArgument(
             "--batch and --steps must be ≥ 1".into(),
@@ -2308,58 +2420,19 @@ fn bench_lm(
     }
     let cfg = shape.config();
     cfg.validate()?;
-    let gpu = if kinds.iter().any(|k| k.needs_gpu()) {
-        Some(GpuContext::new(options)?)
-    } else {
-        None
-    };
-    let stamp = collapse_kernels::records::Stamp::new("collapse bench lm");
-    let (mut recs, mut rows) = (Vec::new(), Vec::new());
-    println!(
+    let header = format!(
         "{:<8} {:>14} {:>6} {:>10} {:>14} {:>15} {:>8}",
         "backend", "C-L-H-T", "batch", "ms/step", "train tok/s", "sample tok/s", "matmul"
     );
-    for &kind in kinds {
-        let b = backend::create(kind, gpu.as_ref())?;
-        let g = if kind.needs_gpu() {
-            gpu.as_deref()
-        } else {
-            None
-        };
-        match time_lm(b.as_ref(), g, &cfg, batch, steps) {
-            Ok(t) => {
-                println!(
-                    "{:<8} {:>14} {:>6} {:>10.2} {:>14.0} {:>15.0} {:>8}",
-                    t.backend,
-                    t.shape,
-                    t.batch,
-                    t.seconds * 1e3,
-                    t.train_tokens_per_s,
-                    t.sample_tokens_per_s,
-                    t.matmul_share
-                        .map_or("-".into(), |s| format!("{:.0}%", 100.0 * s))
-                );
-                let (adapter, driver) = adapter_of(b.as_ref(), gpu.as_ref());
-                recs.push(stamp.record(
-                    "lm_train_step",
-                    &t.backend,
-                    (&adapter, &driver),
-                    &format!("{},B={}", t.shape, t.batch),
-                    t.seconds,
-                    t.seconds - t.min_seconds,
-                    (t.train_tokens_per_s, "tokens/s"),
-                ));
-                rows.push(t);
-            }
-            Err(Error::Unsupported(why)) => println!("{:<8} skipped: {why}", kind.name()),
-            Err(e) => return Err(e),
-        }
-    }
-    if let Some(path) = out {
-        write_csv(path, &rows)?;
-        println!("wrote {}", path.display());
-    }
-    record_args.write(&stamp, &recs)
+    bench_steps(
+        options,
+        kinds,
+        &[batch],
+        ("collapse bench lm", "lm_train_step", &header),
+        &|b, g, &batch| collapse_kernels::bench::time_lm(b, g, &cfg, batch, steps),
+        out,
+        record_args,
+    )
 }
 
 fn bench_vae(
@@ -2370,59 +2443,23 @@ fn bench_vae(
     out: Option<&std::path::Path>,
     record_args: &RecordArgs,
 ) -> Result<()> {
-    use collapse_kernels::bench::{time_vae, write_csv};
-    use collapse_kernels::vae::VaeConfig;
     if batches.contains(&0) || steps == 0 {
         return Err(Error::InvalidArgument(
             "--batches and --steps must be ≥ 1".into(),
         ));
     }
-    let gpu = if kinds.iter().any(|k| k.needs_gpu()) {
-        Some(GpuContext::new(options)?)
-    } else {
-        None
-    };
-    let cfg = VaeConfig::default();
-    let stamp = collapse_kernels::records::Stamp::new("collapse bench vae");
-    let mut recs = Vec::new();
-    let mut rows = Vec::new();
-    println!(
+    let cfg = collapse_kernels::vae::VaeConfig::default();
+    let header = format!(
         "{:<8} {:>6} {:>12} {:>10} {:>12}",
         "backend", "batch", "ms/step", "steps/s", "images/s"
     );
-    for &batch in batches {
-        for &kind in kinds {
-            let b = backend::create(kind, gpu.as_ref())?;
-            match time_vae(b.as_ref(), &cfg, batch, steps) {
-                Ok(t) => {
-                    println!(
-                        "{:<8} {:>6} {:>12.3} {:>10.2} {:>12.0}",
-                        t.backend,
-                        t.batch,
-                        t.seconds * 1e3,
-                        t.steps_per_s,
-                        t.images_per_s
-                    );
-                    let (adapter, driver) = adapter_of(b.as_ref(), gpu.as_ref());
-                    recs.push(stamp.record(
-                        "vae_train_step",
-                        &t.backend,
-                        (&adapter, &driver),
-                        &format!("{},B={}", t.shape, t.batch),
-                        t.seconds,
-                        t.seconds - t.min_seconds,
-                        (t.images_per_s, "images/s"),
-                    ));
-                    rows.push(t);
-                }
-                Err(Error::Unsupported(why)) => println!("{:<8} skipped: {why}", kind.name()),
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    if let Some(path) = out {
-        write_csv(path, &rows)?;
-        println!("wrote {}", path.display());
-    }
-    record_args.write(&stamp, &recs)
+    bench_steps(
+        options,
+        kinds,
+        batches,
+        ("collapse bench vae", "vae_train_step", &header),
+        &|b, _, &batch| collapse_kernels::bench::time_vae(b, &cfg, batch, steps),
+        out,
+        record_args,
+    )
 }
