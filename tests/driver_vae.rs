@@ -6,8 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use collapse_kernels::io::idx::{IdxImages, encode_idx_images};
-use collapse_kernels::rng::{StreamKey, unit_f64};
+use collapse_kernels::io::idx::encode_idx_images;
 
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("collapse-dvae-{}-{name}", std::process::id()));
@@ -16,32 +15,10 @@ fn tmpdir(name: &str) -> PathBuf {
     d
 }
 
-/// `n` w×w images: a bright bar of varying position and width on Philox noise.
-fn bars(n: usize, w: usize, seed: u64) -> IdxImages {
-    let key = StreamKey::new(seed, 1);
-    let mut pixels = Vec::with_capacity(n * w * w);
-    for i in 0..n {
-        let (pos, width) = (i % w, 1 + (i / w) % 3);
-        for r in 0..w {
-            for c in 0..w {
-                let on = c >= pos && c < pos + width;
-                let noise = unit_f64(key.u32_at((i * w * w + r * w + c) as u64)) * 40.0;
-                pixels.push(if on { 255 - noise as u8 } else { noise as u8 });
-            }
-        }
-    }
-    IdxImages {
-        count: n,
-        rows: w,
-        cols: w,
-        pixels,
-    }
-}
-
 /// A gzip IDX file of 500 8×8 bar images in `dir`.
 fn data_file(dir: &Path) -> PathBuf {
     let p = dir.join("bars-images-idx3-ubyte.gz");
-    std::fs::write(&p, encode_idx_images(&bars(500, 8, 1), true)).unwrap();
+    std::fs::write(&p, encode_idx_images(&common::bars(500, 8, 1), true)).unwrap();
     p
 }
 

@@ -10,9 +10,9 @@ use std::process::Command;
 use collapse_kernels::backend::cpu32::Cpu32;
 use collapse_kernels::backend::cpu64::Cpu64;
 use collapse_kernels::backend::{Backend, BackendKind};
-use collapse_kernels::io::idx::{IdxImages, encode_idx_images};
+use collapse_kernels::io::idx::encode_idx_images;
 use collapse_kernels::matmul::rel_error;
-use collapse_kernels::rng::{StreamKey, unit_f64};
+use collapse_kernels::rng::StreamKey;
 use collapse_kernels::vae::{VaeConfig, init_params, layout};
 
 const FASHION: &str = "/usr/share/datasets/fashion-mnist";
@@ -22,28 +22,6 @@ fn tmpdir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-/// `n` synthetic w×w images: a bright bar whose position and width vary, plus Philox noise.
-fn bars(n: usize, w: usize, seed: u64) -> IdxImages {
-    let key = StreamKey::new(seed, 1);
-    let mut pixels = Vec::with_capacity(n * w * w);
-    for i in 0..n {
-        let (pos, width) = (i % w, 1 + (i / w) % 3);
-        for r in 0..w {
-            for c in 0..w {
-                let on = c >= pos && c < pos + width;
-                let noise = unit_f64(key.u32_at((i * w * w + r * w + c) as u64)) * 40.0;
-                pixels.push(if on { 255 - noise as u8 } else { noise as u8 });
-            }
-        }
-    }
-    IdxImages {
-        count: n,
-        rows: w,
-        cols: w,
-        pixels,
-    }
 }
 
 /// One step of `b` matches the cpu64 step from the same weights and batch: the gradient within
@@ -57,7 +35,7 @@ fn step_matches_cpu64(b: &dyn Backend) {
         z: 6,
         ..Default::default()
     };
-    let imgs = bars(32, 8, 3);
+    let imgs = common::bars(32, 8, 3);
     let x: Vec<f64> = (0..32).flat_map(|i| imgs.image_f64(i)).collect();
     let p0 = init_params(&cfg, 9);
     let key = StreamKey::new(4, 5);
@@ -143,8 +121,8 @@ fn epochs_csv(dir: &Path) -> Vec<(usize, f64)> {
 fn train_cli_on_small_idx_files() {
     let dir = tmpdir("cli");
     let (train, test) = (dir.join("train.idx.gz"), dir.join("test.idx"));
-    std::fs::write(&train, encode_idx_images(&bars(480, 8, 1), true)).unwrap();
-    std::fs::write(&test, encode_idx_images(&bars(96, 8, 2), false)).unwrap();
+    std::fs::write(&train, encode_idx_images(&common::bars(480, 8, 1), true)).unwrap();
+    std::fs::write(&test, encode_idx_images(&common::bars(96, 8, 2), false)).unwrap();
     let out = dir.join("run");
     let o = collapse(
         &[

@@ -18,6 +18,7 @@
 //! Bias and LayerNorm sums over positions are matrix products with a ones vector (the gemm's own
 //! summation order); the loss is a pairwise sum.
 
+use super::idx::*;
 use super::{
     Decoder, Kind, LmConfig, LmLoss, LmTrainer, Tensor, VOCAB, check_params, check_sequences,
     layout,
@@ -29,43 +30,6 @@ use crate::float::HostFloat;
 
 /// LayerNorm's ε.
 pub const LN_EPS: f64 = 1e-5;
-
-/// Tensor indices in [`layout`] order.
-struct Idx {
-    layers: usize,
-}
-
-impl Idx {
-    const TOK: usize = 0;
-    const POS: usize = 1;
-    /// Tensor `j` of [`super::BLOCK_TENSORS`] in block `l`.
-    fn block(&self, l: usize, j: usize) -> usize {
-        2 + 12 * l + j
-    }
-    fn lnf_g(&self) -> usize {
-        2 + 12 * self.layers
-    }
-    fn lnf_b(&self) -> usize {
-        3 + 12 * self.layers
-    }
-    fn head(&self) -> usize {
-        4 + 12 * self.layers
-    }
-}
-
-// Offsets within a block.
-const LN1_G: usize = 0;
-const LN1_B: usize = 1;
-const QKV_W: usize = 2;
-const QKV_B: usize = 3;
-const PROJ_W: usize = 4;
-const PROJ_B: usize = 5;
-const LN2_G: usize = 6;
-const LN2_B: usize = 7;
-const FC_W: usize = 8;
-const FC_B: usize = 9;
-const OUT_W: usize = 10;
-const OUT_B: usize = 11;
 
 /// A language model trained on the CPU in `T` arithmetic.
 pub struct CpuLm<T: HostFloat> {

@@ -7,6 +7,7 @@
 //! sequences); activations `[N][width]`; per-head arrays `[rows][H][len][d]`; attention
 //! probabilities `[rows][H][len][len]`; the KV cache `[rows][context][C]` per block.
 
+use super::idx::*;
 use super::{
     Decoder, Kind, LmConfig, LmLoss, LmTrainer, Tensor, VOCAB, check_params, check_sequences,
     layout,
@@ -265,19 +266,6 @@ pub struct DeviceLm<O: LmOps> {
     acts: Option<Acts<O::Buf>>,
 }
 
-const LN1_G: usize = 0;
-const LN1_B: usize = 1;
-const QKV_W: usize = 2;
-const QKV_B: usize = 3;
-const PROJ_W: usize = 4;
-const PROJ_B: usize = 5;
-const LN2_G: usize = 6;
-const LN2_B: usize = 7;
-const FC_W: usize = 8;
-const FC_B: usize = 9;
-const OUT_W: usize = 10;
-const OUT_B: usize = 11;
-
 impl<O: LmOps> DeviceLm<O> {
     /// Upload `params` (flat, [`layout`] order) and zero AdamW state.
     pub fn new(ops: O, cfg: &LmConfig, params: &[f64]) -> Result<Self> {
@@ -315,10 +303,15 @@ impl<O: LmOps> DeviceLm<O> {
     }
 
     fn bi(&self, l: usize, j: usize) -> usize {
-        2 + 12 * l + j
+        self.idx().block(l, j)
     }
     fn lnf(&self) -> usize {
-        2 + 12 * self.cfg.layers
+        self.idx().lnf_g()
+    }
+    fn idx(&self) -> Idx {
+        Idx {
+            layers: self.cfg.layers,
+        }
     }
 
     /// LayerNorm of the `n` rows of the residual stream `h` with γ = tensor `t`, β = `t + 1`,

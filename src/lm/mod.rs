@@ -178,6 +178,52 @@ pub const BLOCK_TENSORS: [&str; 12] = [
     "out_w", "out_b",
 ];
 
+/// Where each tensor sits in [`layout`]: shared by the CPU and the device trainers.
+pub(crate) mod idx {
+    /// Tensor indices in [`layout`] order.
+    pub(crate) struct Idx {
+        /// Blocks L.
+        pub layers: usize,
+    }
+
+    impl Idx {
+        /// `tok_emb`.
+        pub const TOK: usize = 0;
+        /// `pos_emb`.
+        pub const POS: usize = 1;
+        /// Tensor `j` of [`super::BLOCK_TENSORS`] in block `l`.
+        pub fn block(&self, l: usize, j: usize) -> usize {
+            2 + 12 * l + j
+        }
+        /// `lnf_g`.
+        pub fn lnf_g(&self) -> usize {
+            2 + 12 * self.layers
+        }
+        /// `lnf_b`.
+        pub fn lnf_b(&self) -> usize {
+            3 + 12 * self.layers
+        }
+        /// `head_w`.
+        pub fn head(&self) -> usize {
+            4 + 12 * self.layers
+        }
+    }
+
+    /// Offsets within a block ([`super::BLOCK_TENSORS`] order).
+    pub const LN1_G: usize = 0;
+    pub const LN1_B: usize = 1;
+    pub const QKV_W: usize = 2;
+    pub const QKV_B: usize = 3;
+    pub const PROJ_W: usize = 4;
+    pub const PROJ_B: usize = 5;
+    pub const LN2_G: usize = 6;
+    pub const LN2_B: usize = 7;
+    pub const FC_W: usize = 8;
+    pub const FC_B: usize = 9;
+    pub const OUT_W: usize = 10;
+    pub const OUT_B: usize = 11;
+}
+
 /// The flat layout: `tok_emb [V][C]`, `pos_emb [T][C]`, then per block [`BLOCK_TENSORS`]
 /// (`qkv_w [C][3C]`, `proj_w [C][C]`, `fc_w [C][4C]`, `out_w [4C][C]`, vectors `[1][n]`), then
 /// `lnf_g`, `lnf_b` `[1][C]` and `head_w [C][V]`.

@@ -71,3 +71,27 @@ pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
     let den: f64 = b.iter().map(|y| y * y).sum();
     (num / den).sqrt()
 }
+
+/// `n` synthetic w×w images: a bright bar whose position and width vary, plus Philox noise.
+pub fn bars(n: usize, w: usize, seed: u64) -> collapse_kernels::io::idx::IdxImages {
+    let key = collapse_kernels::rng::StreamKey::new(seed, 1);
+    let mut pixels = Vec::with_capacity(n * w * w);
+    for i in 0..n {
+        let (pos, width) = (i % w, 1 + (i / w) % 3);
+        for r in 0..w {
+            for c in 0..w {
+                let on = c >= pos && c < pos + width;
+                let noise =
+                    collapse_kernels::rng::unit_f64(key.u32_at((i * w * w + r * w + c) as u64))
+                        * 40.0;
+                pixels.push(if on { 255 - noise as u8 } else { noise as u8 });
+            }
+        }
+    }
+    collapse_kernels::io::idx::IdxImages {
+        count: n,
+        rows: w,
+        cols: w,
+        pixels,
+    }
+}

@@ -9,6 +9,27 @@ use crate::matmul::Matmul;
 
 type Handle = cubecl::server::Handle;
 
+/// Units per cube of the VAE's and the LM's kernels.
+pub(super) const CUBE_DIM: u32 = 64;
+
+/// Enough cubes of [`CUBE_DIM`] units for `units`, on an `(x, y)` grid.
+pub(super) fn grid(units: usize) -> cubecl::prelude::CubeCount {
+    let (gx, gy) = GpuContext::grid((units as u32).div_ceil(CUBE_DIM));
+    cubecl::prelude::CubeCount::Static(gx, gy, 1)
+}
+
+/// A one-dimensional cube of [`CUBE_DIM`] units.
+pub(super) fn dim() -> cubecl::prelude::CubeDim {
+    cubecl::prelude::CubeDim::new_1d(CUBE_DIM)
+}
+
+/// `h` as a kernel argument of `len` elements.
+pub(super) fn arg(h: &Handle, len: usize) -> cubecl::prelude::BufferArg {
+    // SAFETY: every handle the trainers pass was created with at least `len` elements of 4
+    // bytes (f32 or u32).
+    unsafe { cubecl::prelude::BufferArg::from_raw_parts(h.clone(), len.max(1)) }
+}
+
 /// The cubecl kernels on the shared device.
 pub struct CubeKernels<'a> {
     pub(super) client: &'a cubecl::prelude::Client,

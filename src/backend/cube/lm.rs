@@ -7,12 +7,9 @@
 
 use cubecl::prelude::*;
 
-use super::kernels::CubeKernels;
+use super::kernels::{CubeKernels, arg, dim, grid};
 use crate::error::Result;
-use crate::gpu::GpuContext;
 use crate::lm::device::{AdamStep, LmOps};
-
-const CUBE_DIM: u32 = 64;
 
 type Handle = cubecl::server::Handle;
 
@@ -462,20 +459,6 @@ fn decode_attention_kernel(
         }
         o[(r * c + h * d + e) as usize] = acc / z;
     }
-}
-
-fn grid(units: usize) -> CubeCount {
-    let (gx, gy) = GpuContext::grid((units as u32).div_ceil(CUBE_DIM));
-    CubeCount::Static(gx, gy, 1)
-}
-
-fn dim() -> CubeDim {
-    CubeDim::new_1d(CUBE_DIM)
-}
-
-fn arg(h: &Handle, len: usize) -> BufferArg {
-    // SAFETY: every handle here was created with at least `len` elements of 4 bytes.
-    unsafe { BufferArg::from_raw_parts(h.clone(), len.max(1)) }
 }
 
 impl LmOps for CubeKernels<'_> {

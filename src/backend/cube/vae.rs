@@ -8,13 +8,10 @@
 
 use cubecl::prelude::*;
 
-use super::kernels::CubeKernels;
+use super::kernels::{CubeKernels, arg, dim, grid};
 use crate::error::Result;
-use crate::gpu::GpuContext;
 use crate::rng::StreamKey;
 use crate::vae::device::{AdamStep, VaeOps};
-
-const CUBE_DIM: u32 = 64;
 
 type Handle = cubecl::server::Handle;
 
@@ -167,20 +164,6 @@ fn adam_kernel(
         let vh = v[k] / c2;
         p[k] -= lr * mh / (f32::sqrt(vh) + eps);
     }
-}
-
-fn grid(units: usize) -> CubeCount {
-    let (gx, gy) = GpuContext::grid((units as u32).div_ceil(CUBE_DIM));
-    CubeCount::Static(gx, gy, 1)
-}
-
-fn dim() -> CubeDim {
-    CubeDim::new_1d(CUBE_DIM)
-}
-
-fn arg(h: &Handle, len: usize) -> BufferArg {
-    // SAFETY: every handle here was created with at least `len` f32 elements.
-    unsafe { BufferArg::from_raw_parts(h.clone(), len.max(1)) }
 }
 
 impl VaeOps for CubeKernels<'_> {

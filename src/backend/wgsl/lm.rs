@@ -49,6 +49,30 @@ impl WgslKernels {
         Ok(())
     }
 
+    /// `gather_heads` or `scatter_heads` (`entry`) of `lm.wgsl`: `src` (binding 1) into `dst`
+    /// (binding 4) for heads of `(rows, H, len, d)` at `stride` and column `offset`.
+    fn move_heads(
+        &self,
+        entry: &str,
+        src: &wgpu::Buffer,
+        dst: &wgpu::Buffer,
+        (rows, heads, len, d): (usize, usize, usize, usize),
+        stride: usize,
+        offset: usize,
+    ) -> Result<()> {
+        let count = rows * heads * len * d;
+        let p = Params {
+            n: count as u32,
+            len: len as u32,
+            heads: heads as u32,
+            d: d as u32,
+            pos0: offset as u32,
+            stride: stride as u32,
+            ..Default::default()
+        };
+        self.run_lm(entry, p, &[(1, src), (4, dst)], Self::elems(count))
+    }
+
     fn elems(count: usize) -> usize {
         count.div_ceil(256)
     }
@@ -160,47 +184,22 @@ impl LmOps for WgslKernels {
         &self,
         src: &wgpu::Buffer,
         dst: &wgpu::Buffer,
-        (rows, heads, len, d): (usize, usize, usize, usize),
+        shape: (usize, usize, usize, usize),
         stride: usize,
         offset: usize,
     ) -> Result<()> {
-        let count = rows * heads * len * d;
-        let p = Params {
-            n: count as u32,
-            len: len as u32,
-            heads: heads as u32,
-            d: d as u32,
-            pos0: offset as u32,
-            stride: stride as u32,
-            ..Default::default()
-        };
-        self.run_lm("gather_heads", p, &[(1, src), (4, dst)], Self::elems(count))
+        self.move_heads("gather_heads", src, dst, shape, stride, offset)
     }
 
     fn scatter_heads(
         &self,
         src: &wgpu::Buffer,
         dst: &wgpu::Buffer,
-        (rows, heads, len, d): (usize, usize, usize, usize),
+        shape: (usize, usize, usize, usize),
         stride: usize,
         offset: usize,
     ) -> Result<()> {
-        let count = rows * heads * len * d;
-        let p = Params {
-            n: count as u32,
-            len: len as u32,
-            heads: heads as u32,
-            d: d as u32,
-            pos0: offset as u32,
-            stride: stride as u32,
-            ..Default::default()
-        };
-        self.run_lm(
-            "scatter_heads",
-            p,
-            &[(1, src), (4, dst)],
-            Self::elems(count),
-        )
+        self.move_heads("scatter_heads", src, dst, shape, stride, offset)
     }
 
     fn causal_softmax(&self, s: &wgpu::Buffer, r: usize, len: usize, scale: f32) -> Result<()> {
