@@ -178,9 +178,14 @@ struct RunArgs {
     #[arg(long, required_unless_present = "resume")]
     out: Option<PathBuf>,
     /// Continue the run in this directory from its last checkpoint (its stored configuration is
-    /// used; the other flags are ignored).
+    /// used; the other flags but --replicate-jobs are ignored).
     #[arg(long, conflicts_with = "out")]
     resume: Option<PathBuf>,
+    /// Replicates each generation runs at once (threads; on a GPU backend their launches are in
+    /// flight on the device together). 0 = one per CPU core, at most --replicates. The numbers
+    /// do not depend on it, only the time; 1 runs the replicates one after another.
+    #[arg(long, default_value_t = 0)]
+    replicate_jobs: usize,
 }
 
 /// The experiment flags shared by `collapse run` and `collapse drift run`.
@@ -898,7 +903,7 @@ fn run_generations(options: &GpuOptions, a: &RunArgs) -> Result<()> {
             )
         }
     };
-    run_with(options, config, dir, a.resume.is_some())
+    run_with(options, config, dir, a.resume.is_some(), a.replicate_jobs)
 }
 
 impl ExperimentArgs {
@@ -968,16 +973,18 @@ fn run_with(
     config: collapse_kernels::driver::RunConfig,
     dir: PathBuf,
     resume: bool,
+    replicate_jobs: usize,
 ) -> Result<()> {
     use collapse_kernels::driver;
     let kind: BackendKind = config.backend.parse()?;
     let b = backend::open(kind, &queued(options))?;
     let cpu = backend::create(BackendKind::Cpu64, None)?;
     eprintln!(
-        "{:?} model, {} generations × {} replicates, {} samples each, policy {}, on {} ({}) → {}",
+        "{:?} model, {} generations × {} replicates ({} at once), {} samples each, policy {}, on {} ({}) → {}",
         config.model,
         config.generations,
         config.replicates,
+        driver::replicates::jobs(replicate_jobs, config.replicates),
         config.samples,
         config.policy,
         b.name(),
@@ -997,6 +1004,7 @@ fn run_with(
         cpu.as_ref(),
         (!resume).then_some(config),
         &dir,
+        replicate_jobs,
         &mut |done, _| bar.set_position(done as u64),
     );
     bar.finish_and_clear();

@@ -149,11 +149,13 @@ fn pair_distances_measure_arithmetic_only() {
     let again = run(&cfg, &["cpu32-kahan", "cpu32-kahan"]);
     let r2 = chain::analyse(&cfg, &again).unwrap();
     assert!(r2.pairs.iter().all(|p| p.param_rel_max == 0.0));
-    // And a simulation reproduces the driver's fits exactly.
+    // And a simulation with one replicate at a time reproduces the driver's fits (replicates at
+    // once) exactly.
     let sim = simulate(
         &collapse_kernels::backend::cpu64::Cpu64,
         &collapse_kernels::backend::cpu64::Cpu64,
         &cfg,
+        1,
         &mut |_, _| {},
     )
     .unwrap();
@@ -210,6 +212,16 @@ fn gpu_backends_run_the_gmm_chain() {
         .filter(|p| p.a == "cpu64" && p.generation == 0);
     for p in g0 {
         assert!(p.param_rel_max < 1e-4, "{p:?}");
+    }
+    // Both replicates in flight on the device at once fit exactly what one after the other do.
+    let cpu = collapse_kernels::backend::cpu64::Cpu64;
+    for b in common::gpu_backends() {
+        let sim = |jobs| {
+            simulate(b.as_ref(), &cpu, &cfg, jobs, &mut |_, _| {})
+                .unwrap()
+                .history
+        };
+        assert_eq!(sim(1), sim(2), "{}", b.name());
     }
 }
 

@@ -94,8 +94,14 @@ fn resume_after_a_crash_is_byte_identical() {
             "--seed",
             "3",
         ];
+        // The replicates run one at a time here, three at once in the crashing run and two at
+        // once after the resume: the bytes must not depend on it.
         let out = collapse(
-            &[&common[..], &["--out", a.to_str().unwrap()]].concat(),
+            &[
+                &common[..],
+                &["--out", a.to_str().unwrap(), "--replicate-jobs", "1"],
+            ]
+            .concat(),
             &[],
         );
         assert!(
@@ -104,13 +110,26 @@ fn resume_after_a_crash_is_byte_identical() {
             String::from_utf8_lossy(&out.stderr)
         );
         let out = collapse(
-            &[&common[..], &["--out", b.to_str().unwrap()]].concat(),
+            &[
+                &common[..],
+                &["--out", b.to_str().unwrap(), "--replicate-jobs", "3"],
+            ]
+            .concat(),
             &[("COLLAPSE_TEST_ABORT_BEFORE_CHECKPOINT", "3")],
         );
         assert!(!out.status.success(), "the test hook did not abort the run");
         let partial = std::fs::read(b.join("metrics.csv")).unwrap();
         assert!(partial.len() < std::fs::read(a.join("metrics.csv")).unwrap().len());
-        let out = collapse(&["run", "--resume", b.to_str().unwrap()], &[]);
+        let out = collapse(
+            &[
+                "run",
+                "--resume",
+                b.to_str().unwrap(),
+                "--replicate-jobs",
+                "2",
+            ],
+            &[],
+        );
         assert!(
             out.status.success(),
             "{}",
@@ -194,6 +213,7 @@ fn gaussian_chain_matches_closed_forms() {
             Policy::Replace,
         )),
         &dir,
+        0,
         &mut |_, _| {},
     )
     .unwrap();
@@ -251,6 +271,7 @@ fn accumulate_stays_bounded_where_replace_collapses() {
             cpu.as_ref(),
             Some(config(ModelKind::Gaussian, "normal", 40, 20, 300, policy)),
             &dir,
+            0,
             &mut |_, _| {},
         )
         .unwrap();
@@ -291,6 +312,7 @@ fn pool_composition_and_verification() {
             cpu.as_ref(),
             Some(config(ModelKind::Gaussian, "normal", 3, 50, 2, policy)),
             &dir,
+            0,
             &mut |_, _| {},
         )
         .unwrap();
@@ -310,6 +332,7 @@ fn pool_composition_and_verification() {
             cpu.as_ref(),
             Some(config(ModelKind::Gaussian, "normal", 5, 200, 20, policy)),
             &dir,
+            0,
             &mut |_, _| {},
         )
         .unwrap();
@@ -406,6 +429,7 @@ fn plot_overlays_and_labels_runs() {
                 Policy::Replace,
             )),
             &root.join(exp).join("replace"),
+            0,
             &mut |_, _| {},
         )
         .unwrap();

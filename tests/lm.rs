@@ -487,14 +487,15 @@ fn generational_lm_runs() {
         assert!(out.join("samples/g0003.txt").exists());
     }
     let (a, b) = (dir.join("full"), dir.join("crash"));
-    let args = |o: &Path| {
+    // One replicate at a time uninterrupted, both at once in the crashing run.
+    let args = |o: &Path, jobs: &str| {
         let mut v = run_args(&data, o, "mix:0.2", "3");
-        v.extend(["--lm-init".to_string(), "gen0".to_string()]);
+        v.extend(["--lm-init", "gen0", "--replicate-jobs", jobs].map(String::from));
         v
     };
-    ok(&collapse(&s(&args(&a))));
+    ok(&collapse(&s(&args(&a, "1"))));
     let o = Command::new(env!("CARGO_BIN_EXE_collapse"))
-        .args(s(&args(&b)))
+        .args(s(&args(&b, "2")))
         .env("COLLAPSE_TEST_ABORT_BEFORE_CHECKPOINT", "2")
         .output()
         .unwrap();

@@ -76,7 +76,7 @@ pub fn run_all(
     for name in names {
         let s = super::open_subject(name, &mut gpu, options)?;
         let t = Instant::now();
-        let sim = simulate(s.backend.as_ref(), &cpu, cfg, &mut |d, tot| {
+        let sim = simulate(s.backend.as_ref(), &cpu, cfg, 0, &mut |d, tot| {
             progress(name, d, tot)
         })
         .map_err(|e| Error::Numerical(format!("{name}: {e}")))?;

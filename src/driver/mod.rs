@@ -20,6 +20,7 @@
 
 pub mod lm;
 pub mod metrics;
+pub mod replicates;
 pub mod trained;
 pub mod vae;
 
@@ -660,12 +661,13 @@ pub struct Simulation {
 }
 
 /// Run the experiment `cfg` on `backend` in memory, exactly as [`run`] does (same streams, same
-/// pools, same fits), without metrics or checkpoints. `progress(generations_done, total)` is
-/// called after each generation.
+/// pools, same fits), without metrics or checkpoints, `jobs` replicates at a time (0 =
+/// automatic, see [`replicates::jobs`]). `progress(generations_done, total)` is called after each generation.
 pub fn simulate(
     backend: &dyn Backend,
     cpu_reference: &dyn Backend,
     cfg: &RunConfig,
+    jobs: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Simulation> {
     check_config(cfg)?;
@@ -682,14 +684,14 @@ pub fn simulate(
         real.held_out_model = Some(fit_model(cpu_reference, cfg, &real.held_out, stream)?);
     }
     let total = cfg.generations + 1;
+    let jobs = replicates::jobs(jobs, cfg.replicates);
     let mut history = vec![Vec::with_capacity(total); cfg.replicates];
     for n in 0..total {
-        for (r, h) in history.iter_mut().enumerate() {
-            let pool = pool(backend, cfg, &real, h, real.held_out_model.as_ref(), r, n)?;
-            let p = fit_model(backend, cfg, &pool.x, stream_id(purpose::EM_INIT, r, n))?;
-            if n == 0 && real.truth.is_none() {
-                real.truth = Some(p.clone());
-            }
+        let fits = fit_generation(backend, cfg, &real, &history, n, jobs)?;
+        if n == 0 && real.truth.is_none() {
+            real.truth = Some(fits[0].1.clone());
+        }
+        for (h, (_, p)) in history.iter_mut().zip(fits) {
             h.push(p);
         }
         progress(n + 1, total);
@@ -701,12 +703,15 @@ pub fn simulate(
 }
 
 /// Run (or, with `resume`, continue) the experiment into `dir`: `metrics.csv`, `state.json`,
-/// `summary.json`. `progress(generations_done, total)` is called after each generation.
+/// `summary.json`. Each generation runs up to `jobs` replicates at once (0 = automatic, see
+/// [`replicates::jobs`]; the numbers do not depend on it).
+/// `progress(generations_done, total)` is called after each generation.
 pub fn run(
     backend: &dyn Backend,
     cpu_reference: &dyn Backend,
     config: Option<RunConfig>,
     dir: &Path,
+    jobs: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<RunState> {
     let io = |e: std::io::Error| Error::Io(format!("{}: {e}", dir.display()));
@@ -740,6 +745,7 @@ pub fn run(
         }
     };
     let cfg = state.config.clone();
+    let jobs = replicates::jobs(jobs, cfg.replicates);
     let mut real = load_real(&cfg, cpu_reference)?;
     let mut ck = Checkpoint::open(dir, state.metrics_bytes)?;
     if cfg.model == ModelKind::Vae {
@@ -750,6 +756,7 @@ pub fn run(
             real,
             state,
             &mut ck,
+            jobs,
             progress,
         )?;
     } else if cfg.model == ModelKind::Lm {
@@ -760,6 +767,7 @@ pub fn run(
             real,
             state,
             &mut ck,
+            jobs,
             progress,
         )?;
     } else {
@@ -769,6 +777,7 @@ pub fn run(
             &mut real,
             &mut state,
             &mut ck,
+            jobs,
             progress,
         )?;
     }
@@ -843,6 +852,24 @@ impl Checkpoint {
     }
 }
 
+/// Generation `n` of every replicate, `jobs` replicates at a time (see [`replicates`]): its
+/// training pool and the model fitted to it, in replicate order.
+fn fit_generation(
+    backend: &dyn Backend,
+    cfg: &RunConfig,
+    real: &RealData,
+    history: &[Vec<GmmParams>],
+    n: usize,
+    jobs: usize,
+) -> Result<Vec<(Pool, GmmParams)>> {
+    replicates::for_each(cfg.replicates, jobs, |r| {
+        let judge = real.held_out_model.as_ref();
+        let pool = pool(backend, cfg, real, &history[r], judge, r, n)?;
+        let p = fit_model(backend, cfg, &pool.x, stream_id(purpose::EM_INIT, r, n))?;
+        Ok((pool, p))
+    })
+}
+
 /// The generational loop of the mixture models (gaussian, gmm).
 fn mixture_generations(
     backend: &dyn Backend,
@@ -850,6 +877,7 @@ fn mixture_generations(
     real: &mut RealData,
     state: &mut RunState,
     ck: &mut Checkpoint,
+    jobs: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<()> {
     let cfg = state.config.clone();
@@ -868,27 +896,26 @@ fn mixture_generations(
     let header = metrics::header(&cfg, real.train[0].cols);
     progress(done, total);
     for n in done..total {
-        let mut rows = Vec::new();
-        for r in 0..cfg.replicates {
-            let judge = real.held_out_model.as_ref();
-            let pool = pool(backend, &cfg, real, &state.history[r], judge, r, n)?;
-            let p = fit_model(backend, &cfg, &pool.x, stream_id(purpose::EM_INIT, r, n))?;
-            if n == 0 && real.truth.is_none() {
-                real.truth = Some(p.clone());
-            }
-            if tails.is_none()
-                && let Some(t) = &real.truth
-            {
-                tails = Some(metrics::TailRegion::new(&cfg, t, cpu_reference)?);
-            }
-            let ctx = metrics::RowContext {
-                cfg: &cfg,
-                real,
-                tails: tails.as_ref(),
-                cpu: cpu_reference,
-            };
-            rows.push(metrics::row(&ctx, &p, n, r, &pool)?);
-            state.history[r].push(p);
+        let fits = fit_generation(backend, &cfg, real, &state.history, n, jobs)?;
+        if n == 0 && real.truth.is_none() {
+            real.truth = Some(fits[0].1.clone());
+        }
+        if tails.is_none()
+            && let Some(t) = &real.truth
+        {
+            tails = Some(metrics::TailRegion::new(&cfg, t, cpu_reference)?);
+        }
+        let ctx = metrics::RowContext {
+            cfg: &cfg,
+            real,
+            tails: tails.as_ref(),
+            cpu: cpu_reference,
+        };
+        let rows = replicates::for_each(cfg.replicates, jobs, |r| {
+            metrics::row(&ctx, &fits[r].1, n, r, &fits[r].0)
+        })?;
+        for (h, (_, p)) in state.history.iter_mut().zip(fits) {
+            h.push(p);
         }
         ck.commit(state, n, &header, &rows)?;
         progress(n + 1, total);

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::{
     Checkpoint, Generator, Policy, Pool, RealData, RunConfig, RunState, Verifier, pool, purpose,
-    stream_id,
+    replicates, stream_id,
 };
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -32,7 +32,7 @@ pub struct MetricContext<'a> {
 }
 
 /// A model trained by gradient descent in the generational loop.
-pub trait Trained: Generator + Sized {
+pub trait Trained: Generator + Sized + Send + Sync {
     /// Its metric columns in `metrics.csv` (after the pool's).
     fn columns() -> &'static [&'static str];
 
@@ -96,14 +96,15 @@ fn held_out_verifier<M: Trained>(
     M::fit(cpu, cfg, &x, seed, None).map(Some)
 }
 
-/// The generational loop: per generation and replicate, pool, fit, checkpoint the weights,
-/// measure; then commit the generation.
+/// The generational loop: per generation and replicate (`jobs` replicates at once, see
+/// [`replicates`]), pool, fit, checkpoint the weights, measure; then commit the generation.
 pub(super) fn generations<M: Trained>(
     backend: &dyn Backend,
     cpu: &dyn Backend,
     real: &RealData,
     state: &mut RunState,
     ck: &mut Checkpoint,
+    jobs: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<()> {
     let cfg: RunConfig = state.config.clone();
@@ -142,8 +143,8 @@ pub(super) fn generations<M: Trained>(
     let done = history[0].len();
     progress(done, total);
     for n in done..total {
-        let mut rows = Vec::new();
-        for (r, h) in history.iter_mut().enumerate() {
+        let done = replicates::for_each(cfg.replicates, jobs, |r| {
+            let h = &history[r];
             let pool: Pool = pool(backend, &cfg, real, h, judge.as_ref(), r, n)?;
             let seed = cfg.seed ^ stream_id(purpose::EM_INIT, r, n);
             let m = M::fit(backend, &cfg, &pool.x, seed, h.first())?;
@@ -166,9 +167,13 @@ pub(super) fn generations<M: Trained>(
                 pool.composition_field(),
             ];
             v.extend(m.metrics(&ctx)?.iter().map(|x| x.to_string()));
-            rows.push(v.join(","));
+            Ok((v.join(","), file, m))
+        })?;
+        let mut rows = Vec::with_capacity(done.len());
+        for (r, (row, file, m)) in done.into_iter().enumerate() {
+            rows.push(row);
             state.model_files[r].push(file);
-            h.push(m);
+            history[r].push(m);
         }
         ck.commit(state, n, &header, &rows)?;
         progress(n + 1, total);

@@ -1,0 +1,107 @@
+//! Running a generation's replicates together.
+//!
+//! Replicates are independent chains: each has its own Philox streams (see
+//! [`super::stream_id`]) and its own history, so within one generation they can run at once and
+//! the numbers cannot depend on how many do. Only the time does. On a GPU backend the
+//! replicates' small launches (a sampling kernel, the EM passes of a 1000-point fit) are then in
+//! flight on the one device together instead of one replicate's round trips after another's;
+//! on the CPU backends the replicates share the cores with the backends' own parallel loops.
+//!
+//! This batches *submissions*, not kernels: each replicate still launches its own kernels, with
+//! exactly the arithmetic of a run with `--replicate-jobs 1` (tests/driver.rs checks that the
+//! metrics are byte-identical).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::error::{Error, Result};
+
+/// Replicates run at once when the user asks for `requested` (`0` = automatic): automatic is one
+/// per core the machine reports, at most `replicates`.
+pub fn jobs(requested: usize, replicates: usize) -> usize {
+    let auto = || std::thread::available_parallelism().map_or(1, |n| n.get());
+    let j = if requested == 0 { auto() } else { requested };
+    j.clamp(1, replicates.max(1))
+}
+
+/// `f(r)` for every replicate `r < count`, on up to `jobs` threads at once, each taking the next
+/// replicate when it finishes one; the results in replicate order. With `jobs == 1` everything
+/// runs in order on the calling thread. After a replicate fails no new one starts, and the
+/// first failure (in replicate order) is returned.
+pub fn for_each<T: Send>(
+    count: usize,
+    jobs: usize,
+    f: impl Fn(usize) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let jobs = jobs.clamp(1, count.max(1));
+    if jobs == 1 {
+        return (0..count).map(f).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<Result<T>>>> = (0..count).map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                loop {
+                    let r = next.fetch_add(1, Ordering::SeqCst);
+                    if r >= count {
+                        break;
+                    }
+                    let out = f(r);
+                    if out.is_err() {
+                        next.store(count, Ordering::SeqCst);
+                    }
+                    *slots[r].lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
+                }
+            });
+        }
+    });
+    // Replicates start in order, so every slot before the first failure was filled.
+    slots
+        .into_iter()
+        .map(|s| {
+            s.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(|| {
+                    Err(Error::Numerical("replicate skipped after a failure".into()))
+                })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_come_back_in_replicate_order() {
+        for jobs in [1, 2, 3, 8] {
+            let v = for_each(7, jobs, |r| Ok(r * r)).unwrap();
+            assert_eq!(v, vec![0, 1, 4, 9, 16, 25, 36]);
+        }
+        assert!(for_each(0, 4, Ok).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_first_failure_is_returned() {
+        for jobs in [1, 2, 4] {
+            let e = for_each(6, jobs, |r| {
+                if r >= 2 {
+                    Err(Error::InvalidArgument(format!("replicate {r}")))
+                } else {
+                    Ok(r)
+                }
+            })
+            .unwrap_err();
+            assert!(e.to_string().contains("replicate 2"), "{e}");
+        }
+    }
+
+    #[test]
+    fn automatic_jobs_are_bounded_by_the_replicates() {
+        assert_eq!(jobs(0, 1), 1);
+        assert_eq!(jobs(5, 3), 3);
+        assert_eq!(jobs(2, 10), 2);
+        assert!(jobs(0, 64) >= 1);
+    }
+}
