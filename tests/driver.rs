@@ -144,6 +144,74 @@ fn resume_after_a_crash_is_byte_identical() {
     }
 }
 
+/// A run directory written before `params.jsonl` existed (every generation's fitted parameters
+/// inside `state.json`) resumes to the same bytes as an uninterrupted run and is migrated.
+#[test]
+fn resume_migrates_a_state_that_holds_its_history() {
+    let (a, b) = (tmpdir("migrate-full"), tmpdir("migrate"));
+    let common = [
+        "run",
+        "--model",
+        "gmm",
+        "--generations",
+        "5",
+        "--samples",
+        "200",
+        "--replicates",
+        "2",
+        "--policy",
+        "accumulate",
+        "--backend",
+        "cpu64",
+        "--seed",
+        "9",
+    ];
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    ok(collapse(
+        &[&common[..], &["--out", a.to_str().unwrap()]].concat(),
+        &[],
+    ));
+    let out = collapse(
+        &[&common[..], &["--out", b.to_str().unwrap()]].concat(),
+        &[("COLLAPSE_TEST_ABORT_BEFORE_CHECKPOINT", "3")],
+    );
+    assert!(!out.status.success(), "the test hook did not abort the run");
+    // Rewrite b in the old layout: history [R][G] in state.json, no params.jsonl.
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("state.json")).unwrap()).unwrap();
+    let len = state["params_bytes"].as_u64().unwrap() as usize;
+    let text = std::fs::read_to_string(b.join("params.jsonl")).unwrap();
+    let generations: Vec<Vec<serde_json::Value>> = text[..len]
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(generations.len(), 3);
+    let history: Vec<Vec<serde_json::Value>> = (0..2)
+        .map(|r| generations.iter().map(|g| g[r].clone()).collect())
+        .collect();
+    state["history"] = serde_json::json!(history);
+    state.as_object_mut().unwrap().remove("params_bytes");
+    std::fs::write(b.join("state.json"), serde_json::to_vec(&state).unwrap()).unwrap();
+    std::fs::remove_file(b.join("params.jsonl")).unwrap();
+    ok(collapse(&["run", "--resume", b.to_str().unwrap()], &[]));
+    assert_eq!(
+        std::fs::read(a.join("metrics.csv")).unwrap(),
+        std::fs::read(b.join("metrics.csv")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(a.join("params.jsonl")).unwrap(),
+        std::fs::read(b.join("params.jsonl")).unwrap()
+    );
+    let state = std::fs::read_to_string(b.join("state.json")).unwrap();
+    assert!(!state.contains("\"history\""), "{state}");
+}
+
 /// A real SIGKILL at an arbitrary moment, then resume: same bytes as the uninterrupted run.
 #[test]
 fn resume_after_sigkill_is_byte_identical() {

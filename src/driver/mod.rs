@@ -11,12 +11,15 @@
 //!
 //! # Checkpoint and resume
 //!
-//! After every generation the driver appends that generation's rows to `metrics.csv` (flushed to
-//! disk), then writes `state.json` atomically: the configuration, the fitted parameters of every
-//! generation so far (they determine every sample drawn, so the data pool is rebuilt exactly on
-//! resume) and the length of `metrics.csv` at that point. `collapse run --resume DIR` truncates
-//! `metrics.csv` to that length (dropping rows of a generation whose checkpoint never landed) and
-//! continues; the finished `metrics.csv` is byte-identical to an uninterrupted run's.
+//! After every generation the driver appends that generation's fitted parameters to
+//! `params.jsonl` (one line per generation; the VAE and the LM write weight files instead) and
+//! its rows to `metrics.csv`, each synced to disk, then writes `state.json` atomically: the
+//! configuration and the lengths of both files at that point. The parameters of every generation
+//! so far determine every sample drawn, so the data pool is rebuilt exactly on resume.
+//! `collapse run --resume DIR` truncates both files to the recorded lengths (dropping a
+//! generation whose checkpoint never landed) and continues; the finished `metrics.csv` is
+//! byte-identical to an uninterrupted run's. A checkpoint costs the size of one generation, not
+//! of the whole history.
 
 pub mod lm;
 pub mod metrics;
@@ -332,10 +335,17 @@ fn fit_model(
 pub struct RunState {
     /// The configuration.
     pub config: RunConfig,
-    /// Fitted parameters per replicate, per completed generation.
+    /// Fitted parameters per replicate, per completed generation. Saved one generation per
+    /// line in `params.jsonl`, not in `state.json` (rewriting the whole history at every
+    /// checkpoint made long runs quadratic); a `state.json` that still holds it (written before
+    /// `params.jsonl` existed) resumes and is migrated.
+    #[serde(default, skip_serializing)]
     pub history: Vec<Vec<GmmParams>>,
     /// Bytes of `metrics.csv` written when this state was saved.
     pub metrics_bytes: u64,
+    /// Bytes of `params.jsonl` written when this state was saved (gaussian and gmm runs).
+    #[serde(default)]
+    pub params_bytes: u64,
     /// VAE and LM runs: the weight files (relative to the run directory) per replicate, per
     /// completed generation; `history` stays empty.
     #[serde(default, alias = "vae_weights")]
@@ -734,6 +744,7 @@ pub fn run(
                 model_files: vec![Vec::new(); config.replicates],
                 config,
                 metrics_bytes: 0,
+                params_bytes: 0,
             }
         }
         None => {
@@ -785,6 +796,9 @@ pub fn run(
     Ok(state)
 }
 
+/// The mixtures' fitted parameters, one generation per line (see [`RunState::history`]).
+pub const PARAMS_FILE: &str = "params.jsonl";
+
 /// `metrics.csv` and `state.json` of a run directory: rows are appended and synced, then the
 /// state naming the file's new length is written atomically.
 pub struct Checkpoint {
@@ -820,6 +834,86 @@ impl Checkpoint {
     /// The run directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Reload the mixtures' fitted parameters from `params.jsonl` (one line per generation: the
+    /// replicates' parameters as a JSON array) into `state.history`, dropping bytes past
+    /// `state.params_bytes` (a generation whose checkpoint never landed). A state that still
+    /// holds its history (the format before `params.jsonl`) writes the file from it instead.
+    fn load_params(&mut self, state: &mut RunState) -> Result<()> {
+        let path = self.dir.join(PARAMS_FILE);
+        let io = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
+        let replicates = state.config.replicates;
+        if state.history.len() != replicates {
+            state.history.resize(replicates, Vec::new());
+        }
+        if state.history.iter().any(|h| !h.is_empty()) {
+            if state.params_bytes == 0 {
+                let f = std::fs::File::create(&path).map_err(io)?;
+                let mut w = std::io::BufWriter::new(f);
+                for n in 0..state.history[0].len() {
+                    let generation: Vec<&GmmParams> = state.history.iter().map(|h| &h[n]).collect();
+                    let line =
+                        serde_json::to_string(&generation).map_err(|e| Error::Io(e.to_string()))?;
+                    writeln!(w, "{line}").map_err(io)?;
+                }
+                w.flush().map_err(io)?;
+                w.get_ref().sync_all().map_err(io)?;
+                state.params_bytes = w.get_ref().metadata().map_err(io)?.len();
+            }
+            return Ok(());
+        }
+        if state.params_bytes == 0 {
+            return Ok(());
+        }
+        let bytes = std::fs::read(&path).map_err(io)?;
+        let len = state.params_bytes as usize;
+        if bytes.len() < len {
+            return Err(Error::Data(format!(
+                "{}: {} bytes, the checkpoint names {len}",
+                path.display(),
+                bytes.len()
+            )));
+        }
+        let text = std::str::from_utf8(&bytes[..len])
+            .map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+        for (i, line) in text.lines().enumerate() {
+            let generation: Vec<GmmParams> = serde_json::from_str(line)
+                .map_err(|e| Error::Data(format!("{} line {}: {e}", path.display(), i + 1)))?;
+            if generation.len() != replicates {
+                return Err(Error::Data(format!(
+                    "{} line {}: {} replicates, the run has {replicates}",
+                    path.display(),
+                    i + 1,
+                    generation.len()
+                )));
+            }
+            for (h, p) in state.history.iter_mut().zip(generation) {
+                h.push(p);
+            }
+        }
+        Ok(())
+    }
+
+    /// Append one generation's fitted parameters (one per replicate) to `params.jsonl`,
+    /// truncated first to `state.params_bytes`, sync, and record the new length in `state`.
+    fn append_params(&mut self, state: &mut RunState, fits: &[GmmParams]) -> Result<()> {
+        let path = self.dir.join(PARAMS_FILE);
+        let io = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        f.set_len(state.params_bytes).map_err(io)?;
+        use std::io::Seek;
+        f.seek(std::io::SeekFrom::End(0)).map_err(io)?;
+        let line = serde_json::to_string(fits).map_err(|e| Error::Io(e.to_string()))?;
+        writeln!(f, "{line}").map_err(io)?;
+        f.sync_all().map_err(io)?;
+        state.params_bytes = f.metadata().map_err(io)?.len();
+        Ok(())
     }
 
     /// Append generation `n`'s rows (after `header` when the file is empty), sync, and save
@@ -885,6 +979,7 @@ fn mixture_generations(
         let stream = stream_id(purpose::EM_INIT, 0xFF_FFFF, 0);
         real.held_out_model = Some(fit_model(cpu_reference, &cfg, &real.held_out, stream)?);
     }
+    ck.load_params(state)?;
     let total = cfg.generations + 1;
     let done = state.history[0].len();
     if done > 0 && real.truth.is_none() {
@@ -914,7 +1009,9 @@ fn mixture_generations(
         let rows = replicates::for_each(cfg.replicates, jobs, |r| {
             metrics::row(&ctx, &fits[r].1, n, r, &fits[r].0)
         })?;
-        for (h, (_, p)) in state.history.iter_mut().zip(fits) {
+        let params: Vec<GmmParams> = fits.into_iter().map(|(_, p)| p).collect();
+        ck.append_params(state, &params)?;
+        for (h, p) in state.history.iter_mut().zip(params) {
             h.push(p);
         }
         ck.commit(state, n, &header, &rows)?;
