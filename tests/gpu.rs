@@ -89,3 +89,48 @@ fn grid_covers_every_workgroup_within_the_per_dimension_limit() {
         assert!(x as u64 * y as u64 >= n as u64);
     }
 }
+
+/// A queued context records kernels into one command buffer (submitted every
+/// `MAX_PENDING_PASSES` passes and at every read-back): more kernels than one batch all run
+/// before the read-back that follows them; and an encoding error surfaces as an error naming
+/// the kernel, not a panic.
+#[test]
+fn queued_kernels_all_run_and_their_errors_surface() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let gpu = GpuContext::new(&GpuOptions {
+        adapter: std::env::var("COLLAPSE_ADAPTER").ok(),
+        poison: true,
+        binding_limit: None,
+        queued: true,
+    })
+    .unwrap();
+    let src = "@group(0) @binding(0) var<storage, read_write> v: array<f32>;
+@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+    if (g.x < arrayLength(&v)) { v[g.x] = v[g.x] + 1.0; }
+}";
+    let p = gpu.pipeline_from_source("count", src, "main").unwrap();
+    let start: Vec<f32> = (0..128).map(|i| (i % 7) as f32 - 3.0).collect();
+    let buf = gpu
+        .input_buffer("counts", bytemuck::cast_slice(&start))
+        .unwrap();
+    let bg = gpu.bind(&p, &[&buf]).unwrap();
+    let mut done = 0;
+    for n in [5, collapse_kernels::gpu::MAX_PENDING_PASSES + 37] {
+        for _ in 0..n {
+            let t = gpu.dispatch("count", &p, &bg, (2, 1)).unwrap();
+            assert_eq!(t.source, TimingSource::Queued);
+        }
+        done += n;
+        let got: Vec<f32> = gpu.read_buffer(&buf, 128).unwrap();
+        for (i, (g, s)) in got.iter().zip(&start).enumerate() {
+            assert_eq!(*g, s + done as f32, "element {i} after {done} kernels");
+        }
+    }
+    // More workgroups than a grid dimension allows: invalid, caught when the batch is submitted.
+    gpu.dispatch("too wide", &p, &bg, (70_000, 1)).unwrap();
+    let e = gpu.flush().unwrap_err();
+    assert!(matches!(e, Error::Validation { .. }), "{e}");
+    assert!(e.to_string().contains("too wide"), "{e}");
+}

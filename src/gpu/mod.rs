@@ -38,10 +38,11 @@ pub struct GpuOptions {
     /// Cap on the bytes of one storage binding, below the adapter's own limit. Tests set it
     /// small so the chunking paths run at small sizes; `None` uses the adapter's limit.
     pub binding_limit: Option<u64>,
-    /// Submit each kernel without waiting for it and without timing it (training and
-    /// generational runs, which read results back only when they need them; the queue keeps
-    /// the order, and errors surface at the next read-back). Off for benches and tests, which
-    /// time every kernel and check it at once.
+    /// Record kernels without waiting for them and without timing them, up to
+    /// [`MAX_PENDING_PASSES`] per command buffer (training and generational runs, which read
+    /// results back only when they need them; every read-back submits what is pending first,
+    /// the queue keeps the order, and errors surface at the next submission). Off for benches
+    /// and tests, which time every kernel and check it at once.
     pub queued: bool,
 }
 
@@ -91,7 +92,21 @@ pub struct GpuContext {
     timings: Mutex<Vec<KernelTime>>,
     /// Submit kernels without waiting or timing them ([`GpuOptions::queued`]).
     queued: bool,
+    /// A queued context's kernels recorded but not yet submitted (see [`GpuContext::flush`]).
+    pending: Mutex<Pending>,
     cube: OnceLock<std::result::Result<cubecl::wgpu::WgpuDevice, String>>,
+}
+
+/// Compute passes a queued context records into one command buffer before it submits them.
+pub const MAX_PENDING_PASSES: usize = 256;
+
+/// Kernels a queued context has recorded and not yet submitted: one command encoder, one compute
+/// pass per kernel.
+#[derive(Default)]
+struct Pending {
+    encoder: Option<wgpu::CommandEncoder>,
+    passes: usize,
+    last: String,
 }
 
 /// The features this crate uses where the adapter has them.
@@ -170,6 +185,7 @@ impl GpuContext {
             poison: options.poison,
             binding_limit: options.binding_limit,
             queued: options.queued,
+            pending: Mutex::new(Pending::default()),
             lost,
             uncaptured,
             pipelines: Mutex::new(HashMap::new()),
@@ -445,7 +461,10 @@ impl GpuContext {
         bind_group: &wgpu::BindGroup,
         groups: (u32, u32, u32),
     ) -> Result<KernelTime> {
-        let stamps = !self.queued && self.has_timestamps();
+        if self.queued {
+            return self.record(kernel, pipeline, bind_group, groups);
+        }
+        let stamps = self.has_timestamps();
         let start = Instant::now();
         let staging = self.scoped(&format!("dispatching {kernel}"), || {
             let mut enc = self
@@ -495,14 +514,6 @@ impl GpuContext {
             self.queue.submit([enc.finish()]);
             query.map(|(_, _, staging)| staging)
         })?;
-        if self.queued {
-            self.check_health()?;
-            return Ok(KernelTime {
-                kernel: kernel.into(),
-                seconds: 0.0,
-                source: TimingSource::Queued,
-            });
-        }
         self.wait()?;
         let wall = start.elapsed().as_secs_f64();
         let time = match staging {
@@ -529,8 +540,71 @@ impl GpuContext {
         Ok(time)
     }
 
+    /// A queued context's dispatch: record a compute pass into the pending command buffer,
+    /// submitted by [`GpuContext::flush`] once it holds [`MAX_PENDING_PASSES`] passes or when
+    /// anything reads back or waits. One submission per step instead of one per kernel: the
+    /// queue keeps the order either way.
+    fn record(
+        &self,
+        kernel: &str,
+        pipeline: &wgpu::ComputePipeline,
+        bind_group: &wgpu::BindGroup,
+        groups: (u32, u32, u32),
+    ) -> Result<KernelTime> {
+        self.check_health()?;
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let enc = p.encoder.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("queued kernels"),
+                })
+        });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(kernel),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, bind_group, &[]);
+            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+        }
+        p.passes += 1;
+        p.last = kernel.to_string();
+        if p.passes >= MAX_PENDING_PASSES {
+            self.submit_pending(&mut p)?;
+        }
+        Ok(KernelTime {
+            kernel: kernel.into(),
+            seconds: 0.0,
+            source: TimingSource::Queued,
+        })
+    }
+
+    /// Submit the kernels a queued context has recorded (nothing when there are none). Every
+    /// read-back and wait flushes first, so the host never sees a result before its kernel ran.
+    /// An encoding error (a bad binding, say) surfaces here, naming the last kernel recorded.
+    pub fn flush(&self) -> Result<()> {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        self.submit_pending(&mut p)
+    }
+
+    fn submit_pending(&self, p: &mut Pending) -> Result<()> {
+        let Some(enc) = p.encoder.take() else {
+            return Ok(());
+        };
+        let what = format!(
+            "submitting {} queued kernels (the last {})",
+            std::mem::take(&mut p.passes),
+            p.last
+        );
+        self.scoped(&what, || {
+            self.queue.submit([enc.finish()]);
+        })
+    }
+
     /// Block until the queue is idle.
     pub fn wait(&self) -> Result<()> {
+        self.flush()?;
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| match self.check_health() {
@@ -550,6 +624,7 @@ impl GpuContext {
         if count == 0 {
             return Ok(Vec::new());
         }
+        self.flush()?;
         let staging = self.scoped("copying for readback", || {
             let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("readback staging"),
