@@ -10,6 +10,7 @@
 #   collapse bench vae (cpu32, wgsl and cube training steps/s),
 #   collapse bench lm (cpu32, wgsl, cube: training and sampling tokens/s, wgsl's matmul share)
 #   and the PyTorch peer of the same transformer on the card (benches/peers/lm_torch.py),
+#   `collapse train lm` (queued kernels) and `collapse run --replicate-jobs 1` vs one per core,
 # then prints a short table. Finishes inside 10 minutes: each step has a timeout and all share a
 # BUDGET of 540 s.
 # Every bench step also writes its JSON records (see src/records.rs) into OUTDIR/records.
@@ -80,12 +81,27 @@ t 60 "$C" bench lm --backends cpu32,wgsl,cube --steps 5 --out "$out/lm.csv" \
   --records "$out/records" 2>&1 | tee "$out/lm.txt"
 t 40 python3 benches/peers/lm_torch.py --device cuda --steps 10 --out "$out/lm-torch.csv" 2>&1 \
   | tee -a "$out/lm.txt" || true
+# 9. What runs use: queued kernels (one command buffer per up to 256 kernels) in `collapse train
+#    lm` (tokens/s beside step 8's waited bench), and a generation's replicates at once
+#    (`collapse run --replicate-jobs`): one at a time vs one per core, metrics must be identical.
+{
+  t 60 "$C" train lm --steps 20 --eval-every 1000 --backend wgsl --out /tmp/gc-train-lm 2>&1 \
+    | tail -2 | sed "s/^/train lm wgsl (queued kernels; step, loss, val, ppl, s, tok\/s): /"
+  for j in 1 0; do
+    rm -rf "/tmp/gc-run-$j"
+    t 60 "$C" run --model gmm --replicates 16 --generations 20 --samples 1000 --backend wgsl \
+      --replicate-jobs "$j" --out "/tmp/gc-run-$j" 2>&1 | sed -n "s/^done in/replicate-jobs $j: done in/p"
+  done
+  cmp -s /tmp/gc-run-1/metrics.csv /tmp/gc-run-0/metrics.csv \
+    && echo "replicate-jobs: metrics identical" || echo "replicate-jobs: METRICS DIFFER"
+} 2>&1 | tee "$out/runs.txt"
 echo
 echo "== summary ($(head -2 "$out/nvidia-smi.csv" | tail -1)) =="
 echo "collapse check: $([ "$check_rc" = 0 ] && echo passed || echo "FAILED (rc $check_rc)")"
 grep -v '^wrote' "$out/gmm.txt" 2>/dev/null || true
 grep -E "GB/s|copy bandwidth" "$out/sample.txt" 2>/dev/null || true
 grep -E "^(backend|cpu32|wgsl|cube|torch)" "$out/lm.txt" 2>/dev/null || true
+grep -E "replicate-jobs|tok" "$out/runs.txt" 2>/dev/null || true
 python3 - "$out" <<'PY' || true
 import csv, os, sys
 out = sys.argv[1]
