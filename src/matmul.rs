@@ -327,6 +327,182 @@ impl Matmul {
     }
 }
 
+/// What one device launch of a matmul may cover: the bytes of one storage binding (each of A, B
+/// and C is one binding), and the rows and columns of C its grid reaches (workgroups per grid
+/// dimension times the tile).
+#[derive(Clone, Copy, Debug)]
+pub struct LaunchLimits {
+    /// Bytes of one storage binding.
+    pub binding_bytes: u64,
+    /// Rows of C one launch covers at most.
+    pub max_rows: usize,
+    /// Columns of C one launch covers at most.
+    pub max_cols: usize,
+}
+
+impl Storage {
+    /// Bytes per stored element of A and B.
+    pub fn bytes(self) -> usize {
+        match self {
+            Storage::F32 => 4,
+            Storage::F16 => 2,
+        }
+    }
+}
+
+impl Matmul {
+    /// Whether one launch within `lim` covers the whole problem.
+    pub fn fits(&self, lim: &LaunchLimits) -> bool {
+        let w = self.storage.bytes() as u64;
+        self.len_a() as u64 * w <= lim.binding_bytes
+            && self.len_b() as u64 * w <= lim.binding_bytes
+            && self.len_c() as u64 * 4 <= lim.binding_bytes
+            && self.m <= lim.max_rows
+            && self.n <= lim.max_cols
+    }
+}
+
+/// One device launch of a matmul on host slices (a problem that [`Matmul::fits`]).
+pub type Launch<'a> =
+    dyn FnMut(&Matmul, &[f64], &[f64], Option<&[f64]>, &mut [f64]) -> Result<()> + 'a;
+
+/// Run the validated problem `p` through `launch` in pieces that each fit `lim`: whole when it
+/// fits; else as groups of consecutive batches (sub-slices, no copies); a batch too big by
+/// itself in blocks of C's rows and columns, whose operands are packed into fresh,
+/// untransposed host arrays (C's block gathered when β ≠ 0, then scattered back). Every element
+/// of C is still one dot product over all of K, so splitting changes the launches, not the
+/// operation. Errors when one row of op(A) or one column of op(B) alone exceeds a binding.
+pub fn split_launches(
+    p: &Matmul,
+    a: &[f64],
+    b: &[f64],
+    bias: Option<&[f64]>,
+    c: &mut [f64],
+    lim: &LaunchLimits,
+    launch: &mut Launch<'_>,
+) -> Result<()> {
+    if p.fits(lim) {
+        return launch(p, a, b, bias, c);
+    }
+    let group = |g: usize| Matmul {
+        batch: g,
+        ..p.clone()
+    };
+    let single = Matmul {
+        stride_a: 0,
+        stride_b: 0,
+        stride_c: 0,
+        ..group(1)
+    };
+    let mut b0 = 0;
+    while b0 < p.batch {
+        let (sa, sb, sc) = (b0 * p.stride_a, b0 * p.stride_b, b0 * p.stride_c);
+        if !single.fits(lim) {
+            blocks(
+                &single,
+                &a[sa..sa + single.len_a()],
+                &b[sb..sb + single.len_b()],
+                bias,
+                &mut c[sc..sc + single.len_c()],
+                lim,
+                launch,
+            )?;
+            b0 += 1;
+            continue;
+        }
+        // The most consecutive batches from b0 that fit (fitting shrinks as batches grow).
+        let (mut lo, mut hi) = (1, p.batch - b0);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if group(mid).fits(lim) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        let q = group(lo);
+        launch(
+            &q,
+            &a[sa..sa + q.len_a()],
+            &b[sb..sb + q.len_b()],
+            bias,
+            &mut c[sc..sc + q.len_c()],
+        )?;
+        b0 += lo;
+    }
+    Ok(())
+}
+
+/// One batch of `p` in blocks of C (see [`split_launches`]).
+fn blocks(
+    p: &Matmul,
+    a: &[f64],
+    b: &[f64],
+    bias: Option<&[f64]>,
+    c: &mut [f64],
+    lim: &LaunchLimits,
+    launch: &mut Launch<'_>,
+) -> Result<()> {
+    let (m, n, k) = (p.m, p.n, p.k);
+    let w = p.storage.bytes() as u64;
+    let max = lim.binding_bytes;
+    let too_big = |what: &str| {
+        Err(Error::InvalidArgument(format!(
+            "matmul {}: {what} (K = {k}) exceeds the binding limit of {max} bytes by itself",
+            p.label()
+        )))
+    };
+    let nb = if k as u64 * n as u64 * w <= max {
+        n.min(lim.max_cols)
+    } else {
+        ((max / (k as u64 * w)) as usize).min(lim.max_cols)
+    };
+    if nb == 0 {
+        return too_big("one column of op(B)");
+    }
+    let mb = ((max / (k as u64 * w)) as usize)
+        .min((max / (nb as u64 * 4)) as usize)
+        .min(lim.max_rows);
+    if mb == 0 {
+        return too_big("one row of op(A)");
+    }
+    let (rs_a, cs_a) = p.strides_a();
+    let (rs_b, cs_b) = p.strides_b();
+    for j0 in (0..n).step_by(nb) {
+        let nj = nb.min(n - j0);
+        let bp: Vec<f64> = (0..k)
+            .flat_map(|q| (j0..j0 + nj).map(move |j| b[q * rs_b + j * cs_b]))
+            .collect();
+        let biasp = bias.map(|v| &v[j0..j0 + nj]);
+        for i0 in (0..m).step_by(mb) {
+            let mi = mb.min(m - i0);
+            let ap: Vec<f64> = (i0..i0 + mi)
+                .flat_map(|i| (0..k).map(move |q| a[i * rs_a + q * cs_a]))
+                .collect();
+            let mut cp: Vec<f64> = if p.beta != 0.0 {
+                (i0..i0 + mi)
+                    .flat_map(|i| c[i * n + j0..i * n + j0 + nj].iter().copied())
+                    .collect()
+            } else {
+                vec![0.0; mi * nj]
+            };
+            let q = Matmul {
+                m: mi,
+                n: nj,
+                trans_a: false,
+                trans_b: false,
+                ..p.clone()
+            };
+            launch(&q, &ap, &bp, biasp, &mut cp)?;
+            for (i, row) in cp.chunks(nj).enumerate() {
+                let at = (i0 + i) * n + j0;
+                c[at..at + nj].copy_from_slice(row);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Round `x` to the nearest IEEE binary16 value (ties to even) and back: what f16 storage keeps.
 pub fn round_f16(x: f64) -> f64 {
     half::f16::from_f64(x).to_f64()

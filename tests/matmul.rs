@@ -286,6 +286,81 @@ fn broadcast_and_padded_batch_strides() {
     }
 }
 
+/// Operands over one storage binding (a context capped at 16 KiB per binding here) run as
+/// launches that fit: groups of batches, then blocks of C's rows and columns with packed
+/// operands. Results match cpu64 like unsplit ones (poisoned outputs: a block never written
+/// fails), the gaps between padded C batches stay untouched, and one row of op(A) over the
+/// limit by itself is a clear error.
+#[test]
+fn operands_over_one_binding_are_split_into_launches() {
+    let limit = 16 * 1024;
+    let Some(small) = common::small_binding_gpu(limit) else {
+        return;
+    };
+    let backends: Vec<Box<dyn Backend>> = [BackendKind::Wgsl, BackendKind::Cube]
+        .into_iter()
+        .map(|k| create(k, Some(&small)).unwrap())
+        .collect();
+    let unlimited = collapse_kernels::matmul::LaunchLimits {
+        binding_bytes: limit,
+        max_rows: usize::MAX,
+        max_cols: usize::MAX,
+    };
+    let mut problems = Vec::new();
+    // C (100 × 70 f32, 28 KB) over the limit: blocks of rows, every transpose, bias + GELU, β ≠ 0.
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        problems.push(
+            Matmul::new(100, 70, 33)
+                .transposed(ta, tb)
+                .scaled(1.3, 0.7)
+                .with_epilogue(Epilogue::BiasGelu),
+        );
+    }
+    // B (40 × 200, 32 KB) over the limit: blocks of columns too.
+    problems.push(Matmul::new(50, 200, 40).transposed(false, true));
+    // 9 batches that fit one by one but not together: groups; B broadcast, C padded.
+    let mut p = Matmul::new(30, 20, 16).batched(9).scaled(1.0, 1.0);
+    p.stride_b = 0;
+    p.stride_c = 30 * 20 + 5;
+    problems.push(p);
+    // f16 storage, where the adapter has it.
+    if small.features().contains(wgpu::Features::SHADER_F16) {
+        problems.push(
+            Matmul::new(90, 60, 70)
+                .with_storage(Storage::F16)
+                .scaled(1.0, 0.5),
+        );
+    }
+    for (i, p) in problems.into_iter().enumerate() {
+        assert!(!p.fits(&unlimited), "{} fits: not a split case", p.label());
+        let c = case(p, 6000 + i as u64);
+        let want = reference(&c);
+        for be in &backends {
+            let got = run(be.as_ref(), &c);
+            check(be.name(), &got, &want, F32_BOUND, &c.p.label());
+            if c.p.batch > 1 {
+                for bt in 0..c.p.batch - 1 {
+                    for g in 0..5 {
+                        let at = bt * c.p.stride_c + 30 * 20 + g;
+                        assert_eq!(got[at].to_bits(), c.c0[at].to_bits(), "gap {at}");
+                    }
+                }
+            }
+        }
+    }
+    // One row of op(A) (K = 5000 f32, 20 KB) is over the limit by itself.
+    let c = case(Matmul::new(2, 2, 5000), 6100);
+    for be in &backends {
+        let mut out = c.c0.clone();
+        let e = be.matmul(&c.p, &c.a, &c.b, None, &mut out).unwrap_err();
+        assert!(
+            matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("binding limit"),
+            "{}: {e}",
+            be.name()
+        );
+    }
+}
+
 #[test]
 fn more_batches_than_one_dispatch_holds() {
     let backends = common::gpu_backends();

@@ -7,12 +7,13 @@
 //! coalesced along each operand's contiguous dimension, f32 accumulation. Cube `(x, y, z)` owns
 //! C rows `y·64..`, columns `x·64..` of batch `z + batch0`. The storage type of A and B is a
 //! generic (`f32`, or `half::f16` for f16 storage); the epilogue is a compile-time parameter.
+//! Operands over one storage binding run as several launches ([`crate::matmul::split_launches`]).
 
 use cubecl::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, MAX_WORKGROUPS_PER_DIM};
-use crate::matmul::{Matmul, Storage};
+use crate::matmul::{LaunchLimits, Matmul, Storage, split_launches};
 
 const WG: usize = 16;
 const TM: usize = 4;
@@ -349,12 +350,19 @@ pub fn matmul(
     c: &mut [f64],
 ) -> Result<()> {
     p.validate(a.len(), b.len(), bias.map(<[f64]>::len), c.len())?;
-    let ops = upload(gpu, client, p, a, b, bias, c)?;
-    launch(client, p, &ops);
-    let got = read_c(client, p, &ops)?;
-    gpu.check_health()?;
-    for (o, v) in c.iter_mut().zip(got) {
-        *o = v as f64;
-    }
-    Ok(())
+    let lim = LaunchLimits {
+        binding_bytes: gpu.max_binding_elements(1),
+        max_rows: MAX_WORKGROUPS_PER_DIM as usize * BM,
+        max_cols: MAX_WORKGROUPS_PER_DIM as usize * BN,
+    };
+    split_launches(p, a, b, bias, c, &lim, &mut |q, a, b, bias, c| {
+        let ops = upload(gpu, client, q, a, b, bias, c)?;
+        launch(client, q, &ops);
+        let got = read_c(client, q, &ops)?;
+        gpu.check_health()?;
+        for (o, v) in c.iter_mut().zip(got) {
+            *o = v as f64;
+        }
+        Ok(())
+    })
 }

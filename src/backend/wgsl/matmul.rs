@@ -12,6 +12,11 @@
 //! every shape on a square product (1024³ on a GPU, 128³ on a CPU adapter) and keeps the
 //! fastest, then writes it to that cache. [`TileChoice`] says which and how it was chosen;
 //! `collapse bench matmul` prints it.
+//!
+//! **Big operands.** `Backend::matmul` runs a problem whose A, B or C exceeds one storage
+//! binding (or whose C exceeds the grid) as several launches that fit, through
+//! [`crate::matmul::split_launches`]; [`launch`] on device-resident operands (the VAE and LM
+//! trainers) takes one launch's worth and says so otherwise.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

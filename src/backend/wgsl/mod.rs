@@ -102,7 +102,15 @@ impl Backend for Wgsl {
     ) -> Result<()> {
         p.validate(a.len(), b.len(), bias.map(<[f64]>::len), c.len())?;
         let tile = self.matmul_tile()?.tile;
-        matmul::matmul_with(&self.gpu, &tile, true, p, a, b, bias, c)
+        let max = crate::gpu::MAX_WORKGROUPS_PER_DIM as usize;
+        let lim = crate::matmul::LaunchLimits {
+            binding_bytes: self.gpu.max_binding_elements(1),
+            max_rows: max * tile.bm() as usize,
+            max_cols: max * tile.bn() as usize,
+        };
+        crate::matmul::split_launches(p, a, b, bias, c, &lim, &mut |q, a, b, bias, c| {
+            matmul::matmul_with(&self.gpu, &tile, true, q, a, b, bias, c)
+        })
     }
 
     fn gmm_pass<'a>(
