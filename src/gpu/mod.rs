@@ -109,6 +109,25 @@ struct Pending {
     last: String,
 }
 
+/// Record one compute pass into `enc`: `pipeline` with `bind_group` at group 0 over a `groups`
+/// grid, timestamps written around it when given.
+fn encode_pass(
+    enc: &mut wgpu::CommandEncoder,
+    kernel: &str,
+    pipeline: &wgpu::ComputePipeline,
+    bind_group: &wgpu::BindGroup,
+    groups: (u32, u32, u32),
+    timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>,
+) {
+    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some(kernel),
+        timestamp_writes,
+    });
+    pass.set_pipeline(pipeline);
+    pass.set_bind_group(0, bind_group, &[]);
+    pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+}
+
 /// The features this crate uses where the adapter has them.
 pub fn wanted_features() -> wgpu::Features {
     wgpu::Features::SHADER_F16
@@ -492,21 +511,14 @@ impl GpuContext {
                 });
                 (set, resolve, staging)
             });
-            {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(kernel),
-                    timestamp_writes: query.as_ref().map(|(set, _, _)| {
-                        wgpu::ComputePassTimestampWrites {
-                            query_set: set,
-                            beginning_of_pass_write_index: Some(0),
-                            end_of_pass_write_index: Some(1),
-                        }
-                    }),
+            let stamps = query
+                .as_ref()
+                .map(|(set, _, _)| wgpu::ComputePassTimestampWrites {
+                    query_set: set,
+                    beginning_of_pass_write_index: Some(0),
+                    end_of_pass_write_index: Some(1),
                 });
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, bind_group, &[]);
-                pass.dispatch_workgroups(groups.0, groups.1, groups.2);
-            }
+            encode_pass(&mut enc, kernel, pipeline, bind_group, groups, stamps);
             if let Some((set, resolve, staging)) = &query {
                 enc.resolve_query_set(set, 0..2, resolve, 0);
                 enc.copy_buffer_to_buffer(resolve, 0, staging, 0, 16);
@@ -559,15 +571,7 @@ impl GpuContext {
                     label: Some("queued kernels"),
                 })
         });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(kernel),
-                timestamp_writes: None,
-            });
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, bind_group, &[]);
-            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
-        }
+        encode_pass(enc, kernel, pipeline, bind_group, groups, None);
         p.passes += 1;
         p.last = kernel.to_string();
         if p.passes >= MAX_PENDING_PASSES {
