@@ -182,7 +182,7 @@ struct RunArgs {
     #[arg(long, conflicts_with = "out")]
     resume: Option<PathBuf>,
     /// Replicates each generation runs at once (threads; on a GPU backend their launches are in
-    /// flight on the device together). 0 = one per CPU core, at most --replicates. The numbers
+    /// flight on the device together). 0 = one per CPU core; at most --replicates and 256. The numbers
     /// do not depend on it, only the time; 1 runs the replicates one after another.
     #[arg(long, default_value_t = 0)]
     replicate_jobs: usize,

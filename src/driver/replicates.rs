@@ -16,18 +16,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
 
+/// The most replicates run at once, whatever is asked (each is a thread).
+pub const MAX_JOBS: usize = 256;
+
 /// Replicates run at once when the user asks for `requested` (`0` = automatic): automatic is one
-/// per core the machine reports, at most `replicates`.
+/// per core the machine reports; never more than `replicates` or [`MAX_JOBS`].
 pub fn jobs(requested: usize, replicates: usize) -> usize {
     let auto = || std::thread::available_parallelism().map_or(1, |n| n.get());
     let j = if requested == 0 { auto() } else { requested };
-    j.clamp(1, replicates.max(1))
+    j.clamp(1, replicates.clamp(1, MAX_JOBS))
 }
 
-/// `f(r)` for every replicate `r < count`, on up to `jobs` threads at once, each taking the next
-/// replicate when it finishes one; the results in replicate order. With `jobs == 1` everything
-/// runs in order on the calling thread. After a replicate fails no new one starts, and the
-/// first failure (in replicate order) is returned.
+/// `f(r)` for every replicate `r < count`, on up to `jobs` threads at once (the calling thread
+/// and `jobs − 1` others), each taking the next replicate when it finishes one; the results in
+/// replicate order. With `jobs == 1` everything runs in order on the calling thread; a thread
+/// the system refuses to start only means fewer at once. After a replicate fails no new one
+/// starts, and the first failure (in replicate order) is returned.
 pub fn for_each<T: Send>(
     count: usize,
     jobs: usize,
@@ -39,22 +43,30 @@ pub fn for_each<T: Send>(
     }
     let next = AtomicUsize::new(0);
     let slots: Vec<Mutex<Option<Result<T>>>> = (0..count).map(|_| Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..jobs {
-            s.spawn(|| {
-                loop {
-                    let r = next.fetch_add(1, Ordering::SeqCst);
-                    if r >= count {
-                        break;
-                    }
-                    let out = f(r);
-                    if out.is_err() {
-                        next.store(count, Ordering::SeqCst);
-                    }
-                    *slots[r].lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
-                }
-            });
+    let work = || {
+        loop {
+            let r = next.fetch_add(1, Ordering::SeqCst);
+            if r >= count {
+                break;
+            }
+            let out = f(r);
+            if out.is_err() {
+                next.store(count, Ordering::SeqCst);
+            }
+            *slots[r].lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
         }
+    };
+    std::thread::scope(|s| {
+        for _ in 1..jobs {
+            if std::thread::Builder::new()
+                .name("replicate".into())
+                .spawn_scoped(s, work)
+                .is_err()
+            {
+                break;
+            }
+        }
+        work();
     });
     // Replicates start in order, so every slot before the first failure was filled.
     slots
@@ -102,6 +114,7 @@ mod tests {
         assert_eq!(jobs(0, 1), 1);
         assert_eq!(jobs(5, 3), 3);
         assert_eq!(jobs(2, 10), 2);
+        assert_eq!(jobs(100_000, 100_000), MAX_JOBS);
         assert!(jobs(0, 64) >= 1);
     }
 }
