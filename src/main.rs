@@ -138,6 +138,10 @@ struct DriftRunArgs {
     /// (large for long runs).
     #[arg(long)]
     params: bool,
+    /// Replicates each generation runs at once, as for `collapse run` (0 = one per CPU core; the
+    /// numbers do not depend on it; the backends still run one after another).
+    #[arg(long, default_value_t = 0)]
+    replicate_jobs: usize,
     /// Output directory (created; existing report files are replaced).
     #[arg(long)]
     out: PathBuf,
@@ -1785,16 +1789,22 @@ fn drift_run(options: &GpuOptions, a: &DriftRunArgs) -> Result<()> {
     let t = Instant::now();
     let mut base = 0u64;
     let mut current = String::new();
-    let runs = chain::run_all(&cfg, &names, options, &mut |name, done, total| {
-        if name != current {
-            if !current.is_empty() {
-                base += total as u64;
+    let runs = chain::run_all(
+        &cfg,
+        &names,
+        options,
+        a.replicate_jobs,
+        &mut |name, done, total| {
+            if name != current {
+                if !current.is_empty() {
+                    base += total as u64;
+                }
+                current = name.to_string();
+                bar.set_message(name.to_string());
             }
-            current = name.to_string();
-            bar.set_message(name.to_string());
-        }
-        bar.set_position(base + done as u64);
-    });
+            bar.set_position(base + done as u64);
+        },
+    );
     bar.finish_and_clear();
     let runs = runs?;
     let report = chain::analyse(&cfg, &runs)?;

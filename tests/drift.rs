@@ -32,7 +32,7 @@ fn config(generations: usize, samples: usize, replicates: usize) -> RunConfig {
 
 fn run(cfg: &RunConfig, names: &[&str]) -> Vec<Trajectory> {
     let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    chain::run_all(cfg, &names, &gpu_options(), &mut |_, _, _| {}).expect("drift runs")
+    chain::run_all(cfg, &names, &gpu_options(), 0, &mut |_, _, _| {}).expect("drift runs")
 }
 
 fn gpu_options() -> collapse_kernels::gpu::GpuOptions {

@@ -61,12 +61,14 @@ pub struct Trajectory {
     pub seconds: f64,
 }
 
-/// Run `cfg` on every backend of `names` (the first is the reference of the plots).
+/// Run `cfg` on every backend of `names` (the first is the reference of the plots), each with
+/// `jobs` replicates at once (see [`crate::driver::replicates`]).
 /// `progress(backend, generations_done, total)` reports each generation.
 pub fn run_all(
     cfg: &RunConfig,
     names: &[String],
     options: &crate::gpu::GpuOptions,
+    jobs: usize,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<Vec<Trajectory>> {
     crate::driver::check_config(cfg)?;
@@ -76,7 +78,7 @@ pub fn run_all(
     for name in names {
         let s = super::open_subject(name, &mut gpu, options)?;
         let t = Instant::now();
-        let sim = simulate(s.backend.as_ref(), &cpu, cfg, 0, &mut |d, tot| {
+        let sim = simulate(s.backend.as_ref(), &cpu, cfg, jobs, &mut |d, tot| {
             progress(name, d, tot)
         })
         .map_err(|e| Error::Numerical(format!("{name}: {e}")))?;
