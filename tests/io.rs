@@ -141,3 +141,34 @@ fn atomic_write_replaces_whole_files() {
         .collect();
     assert!(leftovers.is_empty());
 }
+
+/// Writers on several threads (replicates run at once) may write the same file: every write
+/// succeeds, the file ends as one whole write, and no temporary file is left behind.
+#[test]
+fn concurrent_atomic_writes_do_not_collide() {
+    let p = tmp("shared.bin", b"old");
+    std::thread::scope(|s| {
+        for t in 0..8u8 {
+            let p = &p;
+            s.spawn(move || {
+                for _ in 0..20 {
+                    write_atomic(p, &vec![t; 4096]).unwrap();
+                }
+            });
+        }
+    });
+    let got = std::fs::read(&p).unwrap();
+    assert_eq!(got.len(), 4096);
+    assert!(got.iter().all(|&b| b == got[0]) && got[0] < 8);
+    let leftovers = std::fs::read_dir(p.parent().unwrap())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("shared.bin.tmp-")
+        })
+        .count();
+    assert_eq!(leftovers, 0);
+}
