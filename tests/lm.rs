@@ -608,3 +608,28 @@ fn queued_wgsl_matches_waited() {
     };
     assert_eq!(run(queued), run(gpu));
 }
+
+/// A batch whose activations exceed one storage binding (a context capped at 64 KiB here) is
+/// refused before any launch, saying how many sequences fit.
+#[test]
+fn a_batch_over_the_binding_limit_is_a_clear_error() {
+    let Some(small) = common::small_binding_gpu(64 * 1024) else {
+        return;
+    };
+    let cfg = tiny();
+    let p = init_params(&cfg, 7);
+    // A sequence of 12 bytes keeps 12 × max(4·16, 256, 2·12) f32 = 12 KiB of logits: 5 fit.
+    for kind in [
+        collapse_kernels::backend::BackendKind::Wgsl,
+        collapse_kernels::backend::BackendKind::Cube,
+    ] {
+        let b = collapse_kernels::backend::create(kind, Some(&small)).unwrap();
+        let mut t = b.lm(&cfg, &p).unwrap();
+        let e = t
+            .step(&text_batch(6, cfg.context), cfg.context)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at most 5 sequences"), "{kind:?}: {e}");
+        t.step(&text_batch(5, cfg.context), cfg.context).unwrap();
+    }
+}

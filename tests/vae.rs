@@ -211,3 +211,29 @@ fn training_on_fashion_mnist_lowers_the_test_neg_elbo() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A batch whose activations exceed one storage binding (a context capped at 64 KiB here) is
+/// refused before any launch, saying how many images fit.
+#[test]
+fn a_batch_over_the_binding_limit_is_a_clear_error() {
+    let Some(small) = common::small_binding_gpu(64 * 1024) else {
+        return;
+    };
+    let cfg = VaeConfig {
+        d: 64,
+        h: 48,
+        z: 6,
+        ..Default::default()
+    };
+    let p0 = init_params(&cfg, 9);
+    let imgs = common::bars(300, 8, 3);
+    let x: Vec<f64> = (0..300).flat_map(|i| imgs.image_f64(i)).collect();
+    for kind in [BackendKind::Wgsl, BackendKind::Cube] {
+        let b = collapse_kernels::backend::create(kind, Some(&small)).unwrap();
+        let mut v = b.vae(&cfg, &p0).unwrap();
+        // 300 images × 64 f32 = 76.8 KB > 64 KiB; 256 fit.
+        let e = v.step(&x, StreamKey::new(1, 2)).unwrap_err().to_string();
+        assert!(e.contains("at most 256 images"), "{kind:?}: {e}");
+        v.step(&x[..256 * 64], StreamKey::new(1, 2)).unwrap();
+    }
+}

@@ -12,6 +12,8 @@ pub trait DeviceMemory {
     /// A device buffer.
     type Buf: Clone;
 
+    /// Bytes one storage binding may hold on this adapter (every kernel binds whole buffers).
+    fn binding_bytes(&self) -> u64;
     /// A buffer of `len` f32 (contents undefined; poisoned when poisoning is on).
     fn alloc(&self, label: &str, len: usize) -> Result<Self::Buf>;
     /// A buffer holding `data`.
@@ -30,4 +32,26 @@ pub trait DeviceMemory {
         c: &Self::Buf,
         bias: Option<&Self::Buf>,
     ) -> Result<()>;
+}
+
+/// Error unless `per_unit` f32 values per unit (image, sequence) times `units` fit one storage
+/// binding of `mem`: a batch too big for the adapter, said in the user's terms (`what`, e.g.
+/// "a batch of 60000 images"; `unit`, e.g. "images") with the largest that fits.
+pub fn check_batch_fits<M: DeviceMemory + ?Sized>(
+    mem: &M,
+    what: &str,
+    units: usize,
+    per_unit: usize,
+    unit: &str,
+) -> Result<()> {
+    let max = mem.binding_bytes();
+    let bytes = (units * per_unit) as u64 * 4;
+    if bytes > max {
+        return Err(crate::error::Error::InvalidArgument(format!(
+            "{what} needs a buffer of {bytes} bytes, over this adapter's storage binding limit \
+             of {max} bytes: use at most {} {unit} per batch",
+            max / (per_unit as u64 * 4)
+        )));
+    }
+    Ok(())
 }

@@ -381,6 +381,9 @@ impl<O: LmOps> DeviceLm<O> {
         let hn = self.cfg.heads;
         let n = rows * len;
         let ht = rows * hn * len;
+        let what = format!("a batch of {rows} sequences of {len} bytes");
+        let per_row = len * (4 * c).max(VOCAB).max(hn * len);
+        crate::backend::device::check_batch_fits(o, &what, rows, per_row, "sequences")?;
         let ln = |label: &str| -> Result<[O::Buf; 3]> {
             Ok([
                 o.alloc(label, n * c)?,

@@ -170,6 +170,8 @@ impl<O: VaeOps> DeviceVae<O> {
         self.acts = None;
         let (d, h, z) = (self.cfg.d, self.cfg.h, self.cfg.z);
         let o = &self.ops;
+        let what = format!("a batch of {b} images");
+        crate::backend::device::check_batch_fits(o, &what, b, d.max(h), "images")?;
         self.acts = Some(Acts {
             b,
             x: o.alloc("vae x", b * d)?,

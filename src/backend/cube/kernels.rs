@@ -51,6 +51,10 @@ impl<'a> CubeKernels<'a> {
 impl DeviceMemory for CubeKernels<'_> {
     type Buf = Handle;
 
+    fn binding_bytes(&self) -> u64 {
+        self.gpu.max_binding_elements(1)
+    }
+
     fn alloc(&self, _label: &str, len: usize) -> Result<Handle> {
         let fill = if self.gpu.poisoning() {
             f32::from_bits(crate::gpu::POISON_WORD)

@@ -30,6 +30,10 @@ impl WgslKernels {
 impl DeviceMemory for WgslKernels {
     type Buf = wgpu::Buffer;
 
+    fn binding_bytes(&self) -> u64 {
+        self.gpu.max_binding_elements(1)
+    }
+
     fn alloc(&self, label: &str, len: usize) -> Result<wgpu::Buffer> {
         self.gpu.output_buffer(label, (len * 4) as u64)
     }
