@@ -1015,12 +1015,47 @@ fn run_with(
     r?;
     let plots =
         collapse_kernels::report::plot_runs(std::slice::from_ref(&dir), &dir.join("plots"))?;
+    print_first_and_last(&dir)?;
     println!(
         "done in {:.1} s: {}/metrics.csv, summary.json, state.json, plots/ ({} SVG)",
         t.elapsed().as_secs_f64(),
         dir.display(),
         plots.len()
     );
+    Ok(())
+}
+
+/// Print each metric's mean ± sd over replicates at the first and the last generation of the
+/// run in `dir` (from its summary.json), so the collapse shows at a glance.
+fn print_first_and_last(dir: &std::path::Path) -> Result<()> {
+    let path = dir.join("summary.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+    let gens = v["generations"].as_array().cloned().unwrap_or_default();
+    let (Some(first), Some(last)) = (gens.first(), gens.last()) else {
+        return Ok(());
+    };
+    let cell = |g: &serde_json::Value, m: &str| {
+        let x = &g["metrics"][m];
+        match (x["mean"].as_f64(), x["std"].as_f64()) {
+            (Some(mean), Some(sd)) => format!("{:>25}", format!("{mean:.5} ± {sd:.4}")),
+            _ => format!("{:>25}", "-"),
+        }
+    };
+    let label = |g: &serde_json::Value| format!("generation {}", g["generation"]);
+    println!(
+        "{:<20} {:>25} {:>25}   (mean ± sd over replicates)",
+        "metric",
+        label(first),
+        label(last)
+    );
+    if let Some(metrics) = last["metrics"].as_object() {
+        for m in metrics.keys() {
+            println!("{m:<20} {} {}", cell(first, m), cell(last, m));
+        }
+    }
     Ok(())
 }
 

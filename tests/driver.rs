@@ -109,6 +109,13 @@ fn resume_after_a_crash_is_byte_identical() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // The run ends with each metric at the first and the last generation.
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            table.contains("generation 0") && table.contains("generation 6"),
+            "{table}"
+        );
+        assert!(table.contains("pool_real_fraction"), "{table}");
         let out = collapse(
             &[
                 &common[..],
