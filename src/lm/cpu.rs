@@ -718,31 +718,39 @@ impl<T: HostFloat> Decoder for CpuDecoder<'_, T> {
             let bw = |j| lm.w(lm.idx.block(l, j));
             let ln1 = layer_norm(&h, c, bw(LN1_G), bw(LN1_B));
             let qkv = linear(&ln1.y, n, c, bw(QKV_W), Some(bw(QKV_B)), 3 * c);
+            // Rows are independent sequences: in parallel, each with its own scratch (the
+            // arithmetic per row is the same as one after the other).
             let mut o = vec![T::zero(); n * c];
-            for r in 0..n {
-                let kc = &mut self.k[l][r * ctx * c..(r + 1) * ctx * c];
-                kc[t * c..(t + 1) * c].copy_from_slice(&qkv[r * 3 * c + c..r * 3 * c + 2 * c]);
-                let vc = &mut self.v[l][r * ctx * c..(r + 1) * ctx * c];
-                vc[t * c..(t + 1) * c].copy_from_slice(&qkv[r * 3 * c + 2 * c..(r + 1) * 3 * c]);
-                let (kc, vc) = (&self.k[l][r * ctx * c..], &self.v[l][r * ctx * c..]);
-                for hh in 0..hn {
-                    let q = &qkv[r * 3 * c + hh * d..r * 3 * c + (hh + 1) * d];
-                    let mut s: Vec<T> = (0..=t)
-                        .map(|j| {
+            self.k[l]
+                .par_chunks_mut(ctx * c)
+                .zip(self.v[l].par_chunks_mut(ctx * c))
+                .zip(o.par_chunks_mut(c))
+                .enumerate()
+                .for_each(|(r, ((kc, vc), orow))| {
+                    let qkv = &qkv[r * 3 * c..(r + 1) * 3 * c];
+                    kc[t * c..(t + 1) * c].copy_from_slice(&qkv[c..2 * c]);
+                    vc[t * c..(t + 1) * c].copy_from_slice(&qkv[2 * c..]);
+                    let mut prod = vec![T::zero(); d];
+                    let mut s = vec![T::zero(); t + 1];
+                    for hh in 0..hn {
+                        let q = &qkv[hh * d..(hh + 1) * d];
+                        for (j, sj) in s.iter_mut().enumerate() {
                             let kj = &kc[j * c + hh * d..j * c + (hh + 1) * d];
-                            let prod: Vec<T> = q.iter().zip(kj).map(|(a, b)| *a * *b).collect();
-                            T::psum(&prod) * scale
-                        })
-                        .collect();
-                    causal_softmax(&mut s, t);
-                    for (j, pj) in s.iter().enumerate() {
-                        let vj = &vc[j * c + hh * d..j * c + (hh + 1) * d];
-                        for e in 0..d {
-                            o[r * c + hh * d + e] = o[r * c + hh * d + e] + *pj * vj[e];
+                            prod.iter_mut()
+                                .zip(q.iter().zip(kj))
+                                .for_each(|(p, (a, b))| *p = *a * *b);
+                            *sj = T::psum(&prod) * scale;
+                        }
+                        causal_softmax(&mut s, t);
+                        let oh = &mut orow[hh * d..(hh + 1) * d];
+                        for (j, pj) in s.iter().enumerate() {
+                            let vj = &vc[j * c + hh * d..j * c + (hh + 1) * d];
+                            for (oe, ve) in oh.iter_mut().zip(vj) {
+                                *oe = *oe + *pj * *ve;
+                            }
                         }
                     }
-                }
-            }
+                });
             let proj = linear(&o, n, c, bw(PROJ_W), Some(bw(PROJ_B)), c);
             h.iter_mut().zip(&proj).for_each(|(a, b)| *a = *a + *b);
             lm.mlp(l, &mut h);
