@@ -5,13 +5,18 @@
 #   bench/  `collapse bench lm` (cpu32; cpu64 for 2 steps) and the PyTorch CPU peer
 #           (benches/peers/lm_torch.py) on the same shape, back to back; ratio.txt
 # The generational runs are `scripts/results-collapse.sh lm` (results/policies-lm/).
+# Usage: scripts/results-lm.sh [train] [bench]   (default: both)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+parts=${*:-train bench}
 cargo build --release --bin collapse
 c=./target/release/collapse
+if [[ " $parts " == *" train "* ]]; then
 rm -rf results/lm/train
 $c train lm --steps 2000 --eval-every 200 --out results/lm/train | tee results/lm/train.txt
 rm -f results/lm/train/weights.npy
+fi
+[[ " $parts " == *" bench "* ]] || exit 0
 mkdir -p results/lm/bench
 $c bench lm --backends cpu32 --steps 20 --out results/lm/bench/collapse.csv
 $c bench lm --backends cpu64 --steps 2 --out results/lm/bench/collapse-cpu64.csv --no-records
