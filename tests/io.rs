@@ -124,22 +124,26 @@ fn bad_npy_files_are_clear_errors() {
     assert!(read_table(std::path::Path::new("/nonexistent/file.csv")).is_err());
 }
 
-#[test]
-fn atomic_write_replaces_whole_files() {
-    let p = tmp("out.json", b"old");
-    write_atomic(&p, b"new contents").unwrap();
-    assert_eq!(std::fs::read(&p).unwrap(), b"new contents");
-    let leftovers: Vec<_> = std::fs::read_dir(p.parent().unwrap())
+/// Files beside `p` whose name contains `pattern` (write_atomic's temporaries).
+fn temporaries(p: &std::path::Path, pattern: &str) -> usize {
+    std::fs::read_dir(p.parent().unwrap())
         .unwrap()
         .filter(|e| {
             e.as_ref()
                 .unwrap()
                 .file_name()
                 .to_string_lossy()
-                .contains(".tmp-")
+                .contains(pattern)
         })
-        .collect();
-    assert!(leftovers.is_empty());
+        .count()
+}
+
+#[test]
+fn atomic_write_replaces_whole_files() {
+    let p = tmp("out.json", b"old");
+    write_atomic(&p, b"new contents").unwrap();
+    assert_eq!(std::fs::read(&p).unwrap(), b"new contents");
+    assert_eq!(temporaries(&p, ".tmp-"), 0);
 }
 
 /// Writers on several threads (replicates run at once) may write the same file: every write
@@ -160,15 +164,5 @@ fn concurrent_atomic_writes_do_not_collide() {
     let got = std::fs::read(&p).unwrap();
     assert_eq!(got.len(), 4096);
     assert!(got.iter().all(|&b| b == got[0]) && got[0] < 8);
-    let leftovers = std::fs::read_dir(p.parent().unwrap())
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .contains("shared.bin.tmp-")
-        })
-        .count();
-    assert_eq!(leftovers, 0);
+    assert_eq!(temporaries(&p, "shared.bin.tmp-"), 0);
 }
