@@ -517,14 +517,43 @@ fn log_densities(p: &GmmParams, x: &Matrix) -> Result<Vec<f64>> {
         .collect())
 }
 
+/// Each replicate's synthetic sets drawn so far (`[r][j − 1]`: the samples generation `j` drew
+/// from generation `j − 1`'s model), kept so `accumulate` does not draw every earlier set again
+/// each generation. A set is a pure function of its model and Philox stream, so a resumed run,
+/// whose cache starts empty, draws exactly the same.
+pub(crate) struct SynthCache(Vec<std::sync::Mutex<Vec<Matrix>>>);
+
+impl SynthCache {
+    /// An empty cache for `replicates` chains.
+    pub(crate) fn new(replicates: usize) -> Self {
+        Self((0..replicates).map(|_| Default::default()).collect())
+    }
+
+    /// Set `j` of replicate `r` from the cache, or drawn by `draw` (and kept when it is the
+    /// next one in order).
+    fn get(&self, r: usize, j: usize, draw: impl FnOnce() -> Result<Matrix>) -> Result<Matrix> {
+        let mut sets = self.0[r].lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(x) = sets.get(j - 1) {
+            return Ok(x.clone());
+        }
+        let x = draw()?;
+        if sets.len() == j - 1 {
+            sets.push(x.clone());
+        }
+        Ok(x)
+    }
+}
+
 /// The training pool of generation `n` of replicate `r`, given the models of its earlier
-/// generations (`history`) and the `verify:heldout` verifier.
+/// generations (`history`), the `verify:heldout` verifier and the synthetic sets drawn so far.
+#[allow(clippy::too_many_arguments)]
 fn pool<G: Generator>(
     backend: &dyn Backend,
     cfg: &RunConfig,
     real: &RealData,
     history: &[G],
     held_out_judge: Option<&G>,
+    cache: &SynthCache,
     r: usize,
     n: usize,
 ) -> Result<Pool> {
@@ -558,7 +587,7 @@ fn pool<G: Generator>(
             let mut parts = vec![train.clone()];
             let mut composition = vec![("real".to_string(), train.rows)];
             for j in 1..=n {
-                parts.push(synth(j, m)?);
+                parts.push(cache.get(r, j, || synth(j, m))?);
                 composition.push((g(j), m));
             }
             Ok(Pool {
@@ -696,8 +725,9 @@ pub fn simulate(
     let total = cfg.generations + 1;
     let jobs = replicates::jobs(jobs, cfg.replicates);
     let mut history = vec![Vec::with_capacity(total); cfg.replicates];
+    let cache = SynthCache::new(cfg.replicates);
     for n in 0..total {
-        let fits = fit_generation(backend, cfg, &real, &history, n, jobs)?;
+        let fits = fit_generation(backend, cfg, &real, &history, &cache, n, jobs)?;
         if n == 0 && real.truth.is_none() {
             real.truth = Some(fits[0].1.clone());
         }
@@ -953,12 +983,13 @@ fn fit_generation(
     cfg: &RunConfig,
     real: &RealData,
     history: &[Vec<GmmParams>],
+    cache: &SynthCache,
     n: usize,
     jobs: usize,
 ) -> Result<Vec<(Pool, GmmParams)>> {
     replicates::for_each(cfg.replicates, jobs, |r| {
         let judge = real.held_out_model.as_ref();
-        let pool = pool(backend, cfg, real, &history[r], judge, r, n)?;
+        let pool = pool(backend, cfg, real, &history[r], judge, cache, r, n)?;
         let p = fit_model(backend, cfg, &pool.x, stream_id(purpose::EM_INIT, r, n))?;
         Ok((pool, p))
     })
@@ -990,8 +1021,9 @@ fn mixture_generations(
     let mut tails: Option<metrics::TailRegion> = None;
     let header = metrics::header(&cfg, real.train[0].cols);
     progress(done, total);
+    let cache = SynthCache::new(cfg.replicates);
     for n in done..total {
-        let fits = fit_generation(backend, &cfg, real, &state.history, n, jobs)?;
+        let fits = fit_generation(backend, &cfg, real, &state.history, &cache, n, jobs)?;
         if n == 0 && real.truth.is_none() {
             real.truth = Some(fits[0].1.clone());
         }

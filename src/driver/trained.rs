@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use super::{
-    Checkpoint, Generator, Policy, Pool, RealData, RunConfig, RunState, Verifier, pool, purpose,
-    replicates, stream_id,
+    Checkpoint, Generator, Policy, Pool, RealData, RunConfig, RunState, SynthCache, Verifier, pool,
+    purpose, replicates, stream_id,
 };
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -142,10 +142,11 @@ pub(super) fn generations<M: Trained>(
     let total = cfg.generations + 1;
     let done = history[0].len();
     progress(done, total);
+    let cache = SynthCache::new(cfg.replicates);
     for n in done..total {
         let done = replicates::for_each(cfg.replicates, jobs, |r| {
             let h = &history[r];
-            let pool: Pool = pool(backend, &cfg, real, h, judge.as_ref(), r, n)?;
+            let pool: Pool = pool(backend, &cfg, real, h, judge.as_ref(), &cache, r, n)?;
             let seed = cfg.seed ^ stream_id(purpose::EM_INIT, r, n);
             let m = M::fit(backend, &cfg, &pool.x, seed, h.first())?;
             let file = format!("weights/r{r}-g{n}.f64");
