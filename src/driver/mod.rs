@@ -701,7 +701,8 @@ pub struct Simulation {
 
 /// Run the experiment `cfg` on `backend` in memory, exactly as [`run`] does (same streams, same
 /// pools, same fits), without metrics or checkpoints, `jobs` replicates at a time (0 =
-/// automatic, see [`replicates::jobs`]). `progress(generations_done, total)` is called after each generation.
+/// automatic, see [`replicates::jobs`]). `progress(generations_done, total)` is called after
+/// each generation.
 pub fn simulate(
     backend: &dyn Backend,
     cpu_reference: &dyn Backend,
