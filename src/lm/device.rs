@@ -341,6 +341,40 @@ impl<O: LmOps> DeviceLm<O> {
         self.ops.gemm(&p, x, &self.p[t], out, Some(&self.p[t + 1]))
     }
 
+    /// Backward of [`Self::linear`] over `n` rows of `k` → `m` (input `x`, output gradient
+    /// `dy`): `dW = xᵀ·dy` and `db = Σ dy` into the gradients of tensors `t` and `t + 1`,
+    /// `dx = dy·Wᵀ` into `dx`.
+    fn linear_back(
+        &self,
+        x: &O::Buf,
+        dy: &O::Buf,
+        t: usize,
+        dx: &O::Buf,
+        (n, k, m): (usize, usize, usize),
+    ) -> Result<()> {
+        let o = &self.ops;
+        o.gemm(&Matmul::new(k, m, n).ta(), x, dy, &self.g[t], None)?;
+        o.col_sum(dy, &self.g[t + 1], n, m)?;
+        o.gemm(&Matmul::new(n, k, m).tb(), dy, &self.p[t], dx, None)
+    }
+
+    /// Backward of [`Self::norm`] (γ = tensor `t`, β = `t + 1`, saved `ln`) for the output
+    /// gradient `dy`: `dx` added into `dh`, `dγ` and `dβ` into the gradients (`prod` is scratch).
+    fn norm_back(
+        &self,
+        dy: &O::Buf,
+        ln: &[O::Buf; 3],
+        t: usize,
+        dh: &O::Buf,
+        prod: &O::Buf,
+        n: usize,
+    ) -> Result<()> {
+        let (o, c) = (&self.ops, self.cfg.width);
+        o.layer_norm_back(dy, &ln[1], &ln[2], &self.p[t], dh, prod, n, c)?;
+        o.col_sum(prod, &self.g[t], n, c)?;
+        o.col_sum(dy, &self.g[t + 1], n, c)
+    }
+
     /// The MLP half of block `l` on the `n` rows of `h`:
     /// `h += GELU(LN₂(h)·W_fc + b_fc)·W_out + b_out`, LN₂'s outputs kept in `ln`, the
     /// pre-activation in `f` and GELU's output in `g`.
@@ -513,72 +547,17 @@ impl<O: LmOps> DeviceLm<O> {
             None,
         )?;
         o.fill(&a.dh, n * c, 0.0)?;
-        o.layer_norm_back(&a.da, &a.lnf[1], &a.lnf[2], &p[f], &a.dh, &a.prod, n, c)?;
-        o.col_sum(&a.prod, &g[f], n, c)?;
-        o.col_sum(&a.da, &g[f + 1], n, c)?;
+        self.norm_back(&a.da, &a.lnf, f, &a.dh, &a.prod, n)?;
         for l in (0..self.cfg.layers).rev() {
             let b = &a.blocks[l];
             let ti = |j| self.bi(l, j);
             // MLP.
-            o.gemm(
-                &Matmul::new(4 * c, c, n).ta(),
-                &b.g,
-                &a.dh,
-                &g[ti(OUT_W)],
-                None,
-            )?;
-            o.col_sum(&a.dh, &g[ti(OUT_B)], n, c)?;
-            o.gemm(
-                &Matmul::new(n, 4 * c, c).tb(),
-                &a.dh,
-                &p[ti(OUT_W)],
-                &a.dff,
-                None,
-            )?;
+            self.linear_back(&b.g, &a.dh, ti(OUT_W), &a.dff, (n, 4 * c, c))?;
             o.gelu_back(&b.f, &a.dff, n * 4 * c)?;
-            o.gemm(
-                &Matmul::new(c, 4 * c, n).ta(),
-                &b.ln2[0],
-                &a.dff,
-                &g[ti(FC_W)],
-                None,
-            )?;
-            o.col_sum(&a.dff, &g[ti(FC_B)], n, 4 * c)?;
-            o.gemm(
-                &Matmul::new(n, c, 4 * c).tb(),
-                &a.dff,
-                &p[ti(FC_W)],
-                &a.da,
-                None,
-            )?;
-            o.layer_norm_back(
-                &a.da,
-                &b.ln2[1],
-                &b.ln2[2],
-                &p[ti(LN2_G)],
-                &a.dh,
-                &a.prod,
-                n,
-                c,
-            )?;
-            o.col_sum(&a.prod, &g[ti(LN2_G)], n, c)?;
-            o.col_sum(&a.da, &g[ti(LN2_B)], n, c)?;
+            self.linear_back(&b.ln2[0], &a.dff, ti(FC_W), &a.da, (n, c, 4 * c))?;
+            self.norm_back(&a.da, &b.ln2, ti(LN2_G), &a.dh, &a.prod, n)?;
             // Attention.
-            o.gemm(
-                &Matmul::new(c, c, n).ta(),
-                &b.o,
-                &a.dh,
-                &g[ti(PROJ_W)],
-                None,
-            )?;
-            o.col_sum(&a.dh, &g[ti(PROJ_B)], n, c)?;
-            o.gemm(
-                &Matmul::new(n, c, c).tb(),
-                &a.dh,
-                &p[ti(PROJ_W)],
-                &a.d_o,
-                None,
-            )?;
+            self.linear_back(&b.o, &a.dh, ti(PROJ_W), &a.d_o, (n, c, c))?;
             o.gather_heads(&a.d_o, &a.doh, shape, c, 0)?;
             let bh = rows * hn;
             o.gemm(
@@ -613,33 +592,8 @@ impl<O: LmOps> DeviceLm<O> {
             o.scatter_heads(&a.dq, &a.dqkv, shape, 3 * c, 0)?;
             o.scatter_heads(&a.dk, &a.dqkv, shape, 3 * c, c)?;
             o.scatter_heads(&a.dv, &a.dqkv, shape, 3 * c, 2 * c)?;
-            o.gemm(
-                &Matmul::new(c, 3 * c, n).ta(),
-                &b.ln1[0],
-                &a.dqkv,
-                &g[ti(QKV_W)],
-                None,
-            )?;
-            o.col_sum(&a.dqkv, &g[ti(QKV_B)], n, 3 * c)?;
-            o.gemm(
-                &Matmul::new(n, c, 3 * c).tb(),
-                &a.dqkv,
-                &p[ti(QKV_W)],
-                &a.da,
-                None,
-            )?;
-            o.layer_norm_back(
-                &a.da,
-                &b.ln1[1],
-                &b.ln1[2],
-                &p[ti(LN1_G)],
-                &a.dh,
-                &a.prod,
-                n,
-                c,
-            )?;
-            o.col_sum(&a.prod, &g[ti(LN1_G)], n, c)?;
-            o.col_sum(&a.da, &g[ti(LN1_B)], n, c)?;
+            self.linear_back(&b.ln1[0], &a.dqkv, ti(QKV_W), &a.da, (n, c, 3 * c))?;
+            self.norm_back(&a.da, &b.ln1, ti(LN1_G), &a.dh, &a.prod, n)?;
         }
         // Embeddings: dtok = onehotᵀ·dh; dpos = Σ over sequences.
         o.onehot(&a.tokens, &a.onehot, n)?;
