@@ -144,7 +144,7 @@ pub(super) fn generations<M: Trained>(
     progress(done, total);
     let cache = SynthCache::new(cfg.replicates);
     for n in done..total {
-        let done = replicates::for_each(cfg.replicates, jobs, |r| {
+        let fitted = replicates::for_each(cfg.replicates, jobs, |r| {
             let h = &history[r];
             let pool: Pool = pool(backend, &cfg, real, h, judge.as_ref(), &cache, r, n)?;
             let seed = cfg.seed ^ stream_id(purpose::EM_INIT, r, n);
@@ -170,8 +170,8 @@ pub(super) fn generations<M: Trained>(
             v.extend(m.metrics(&ctx)?.iter().map(|x| x.to_string()));
             Ok((v.join(","), file, m))
         })?;
-        let mut rows = Vec::with_capacity(done.len());
-        for (r, (row, file, m)) in done.into_iter().enumerate() {
+        let mut rows = Vec::with_capacity(fitted.len());
+        for (r, (row, file, m)) in fitted.into_iter().enumerate() {
             rows.push(row);
             state.model_files[r].push(file);
             history[r].push(m);
