@@ -12,8 +12,8 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 
 use collapse_kernels::backend::{self, BackendKind};
-use collapse_kernels::bench::{GMM_SHAPES, gmm_data};
 use collapse_kernels::gpu::{GpuContext, GpuOptions};
+use collapse_kernels::measure::bench::{GMM_SHAPES, gmm_data};
 
 fn bench_gmm(c: &mut Criterion) {
     let gpu = GpuContext::new(&GpuOptions {

@@ -4,7 +4,7 @@
 //! loops) up to 256³ only.
 //!
 //! Each iteration is one product on operands already resident (device buffers for GPU
-//! backends), timed by the backend runner (`collapse_kernels::bench::matmul_runner`): wgsl by
+//! backends), timed by the backend runner (`collapse_kernels::measure::bench::matmul_runner`): wgsl by
 //! GPU timestamps (kernel only), cube by wall clock around launch + sync, CPU by wall clock.
 //! On a software adapter (lavapipe) the GPU backends run only up to 512³, and their figures
 //! measure a CPU rasteriser, not a GPU. `collapse bench matmul` prints the same figures as a
@@ -19,9 +19,9 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 
 use collapse_kernels::backend::BackendKind;
-use collapse_kernels::bench::{MATMUL_MODEL_SHAPES, MATMUL_SQUARES, matmul_runner};
 use collapse_kernels::gpu::{GpuContext, GpuOptions};
-use collapse_kernels::matmul::Matmul;
+use collapse_kernels::measure::bench::{MATMUL_MODEL_SHAPES, MATMUL_SQUARES, matmul_runner};
+use collapse_kernels::ops::matmul::Matmul;
 
 fn bench_matmul(c: &mut Criterion) {
     let gpu = match GpuContext::new(&GpuOptions {

@@ -14,6 +14,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use rand_distr::StandardNormal;
 
+use collapse_kernels::ops::Backend;
 use collapse_kernels::rng::StreamKey;
 
 const SIZES: [usize; 2] = [1 << 20, 1 << 24];

@@ -15,8 +15,9 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use rand_distr::{Distribution, StandardNormal, weighted::WeightedIndex};
 
 use collapse_kernels::backend::{self, BackendKind};
+use collapse_kernels::ops::Backend;
+use collapse_kernels::ops::sampling::{Categorical, Factor, MixtureBatch, PreparedMixture};
 use collapse_kernels::rng::StreamKey;
-use collapse_kernels::sampling::{Categorical, Factor, MixtureBatch, PreparedMixture};
 
 /// A fixed GMM: K components, D dims, full covariances with Cholesky factor 0.5·I + 0.1 below
 /// the diagonal.

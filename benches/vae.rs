@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 
+use collapse_kernels::models::vae::{VaeConfig, init_params};
+use collapse_kernels::ops::Backend;
 use collapse_kernels::rng::StreamKey;
-use collapse_kernels::vae::{VaeConfig, init_params};
 
 fn bench_vae(c: &mut Criterion) {
     let cfg = VaeConfig::default();

@@ -13,7 +13,7 @@
 #   `collapse train lm` (queued kernels) and `collapse run --replicate-jobs 1` vs one per core,
 # then prints a short table. Finishes inside 10 minutes: each step has a timeout and all share a
 # BUDGET of 540 s.
-# Every bench step also writes its JSON records (see src/records.rs) into OUTDIR/records.
+# Every bench step also writes its JSON records (see src/measure/records.rs) into OUTDIR/records.
 # Usage: bash scripts/gpu-check.sh OUTDIR
 # (OUTDIR holds ~16 files; through the device tool, whose $OUT returns at most 8, run
 #  `bash scripts/gpu-check.sh /tmp/gc; tar czf "$OUT/gpu-check.tgz" -C /tmp gc`.)

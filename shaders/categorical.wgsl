@@ -1,5 +1,5 @@
 // categorical.wgsl — sample classes from B rows of V logits: temperature, optional top-k,
-// inverse CDF, exactly the method and summation order of src/sampling.rs (Categorical).
+// inverse CDF, exactly the method and summation order of src/ops/sampling.rs (Categorical).
 //
 // Bindings (group 0):
 //   0: uniform  CatParams (below)

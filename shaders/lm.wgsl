@@ -1,6 +1,6 @@
 // lm.wgsl — the language model's kernels besides its matrix products (those run through
 // matmul.wgsl / matmul_vec4.wgsl, batched over heads for attention). Each entry point is the f32
-// form of one step of src/lm/cpu.rs; src/lm/device.rs calls them in cpu.rs's order.
+// form of one step of src/models/lm/cpu.rs; src/models/lm/device.rs calls them in cpu.rs's order.
 // Layout: row-major f32 arrays. Activations [N][C] (N = rows·len positions), per-head arrays
 // [rows][H][len][d], attention rows [R][len], logits [N][256], KV caches [rows][ctx][C].
 //

@@ -1,5 +1,5 @@
 // sampling.wgsl — batched sampling from R Gaussian mixtures of K components in D dimensions (a
-// Gaussian is K = 1). Follows the draw layout of src/sampling.rs exactly.
+// Gaussian is K = 1). Follows the draw layout of src/ops/sampling.rs exactly.
 //
 // Bindings (group 0):
 //   0: uniform  MixParams (below)

@@ -1,8 +1,8 @@
 // vae.wgsl — the VAE's element-wise and reduction kernels (the layers' products run through
-// matmul.wgsl / matmul_vec4.wgsl with their bias and ReLU epilogues). See src/vae/cpu.rs for the
+// matmul.wgsl / matmul_vec4.wgsl with their bias and ReLU epilogues). See src/models/vae/cpu.rs for the
 // maths; every kernel here is the f32 form of one step there.
 // Layout: row-major f32 arrays; [B][D] is B images of D values (weights, in the matmul calls,
-// are [in][out]; see src/vae/mod.rs).
+// are [in][out]; see src/models/vae/mod.rs).
 //
 // Bindings (group 0); each entry point uses the subset named beside it, bound by number:
 //   0: uniform  VaeParams { b, d, z, flags, count, inv_b, beta, pad }        (all but adam)

@@ -7,13 +7,15 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use std::path::PathBuf;
 
-use collapse_kernels::backend::{self, BackendKind};
-use collapse_kernels::driver::ModelKind;
-use collapse_kernels::gmm::CovarianceType;
+use collapse_kernels::backend::BackendKind;
+use collapse_kernels::experiment::ModelKind;
 use collapse_kernels::gpu::{self, AdapterSummary, GpuContext, GpuOptions};
 use collapse_kernels::io::{read_table, write_atomic};
 use collapse_kernels::models::gmm::{GmmConfig, Init, fit};
+use collapse_kernels::ops::Backend;
+use collapse_kernels::ops::gmm::CovarianceType;
 use collapse_kernels::rng::StreamKey;
+use collapse_kernels::trainers::Engine;
 use collapse_kernels::{Error, Result};
 
 /// GPU kernels for studying model collapse, with f64 CPU references.
@@ -289,8 +291,8 @@ struct ExperimentArgs {
     lm_lr: f64,
     /// LM: where each generation's training starts: scratch (fresh weights) or gen0
     /// (fine-tune the replicate's generation-0 model, as Shumailov et al.).
-    #[arg(long, value_enum, default_value_t = collapse_kernels::driver::lm::LmInit::Scratch)]
-    lm_init: collapse_kernels::driver::lm::LmInit,
+    #[arg(long, value_enum, default_value_t = collapse_kernels::experiment::lm::LmInit::Scratch)]
+    lm_init: collapse_kernels::experiment::lm::LmInit,
     /// LM: sampling temperature.
     #[arg(long, default_value_t = 1.0)]
     lm_temperature: f64,
@@ -427,7 +429,7 @@ struct BenchArgs {
     cmd: Option<BenchCommand>,
 }
 
-/// Where a bench run writes its JSON records (see `collapse_kernels::records`).
+/// Where a bench run writes its JSON records (see `collapse_kernels::measure::records`).
 #[derive(clap::Args, Debug)]
 struct RecordArgs {
     /// Folder for this run's JSON records (kernel, backend, adapter, driver, shape, median,
@@ -443,13 +445,13 @@ impl RecordArgs {
     /// Write `records` unless disabled; prints where.
     fn write(
         &self,
-        stamp: &collapse_kernels::records::Stamp,
-        records: &[collapse_kernels::records::Record],
+        stamp: &collapse_kernels::measure::records::Stamp,
+        records: &[collapse_kernels::measure::records::Record],
     ) -> Result<()> {
         if self.no_records || records.is_empty() {
             return Ok(());
         }
-        let p = collapse_kernels::records::write(&self.records, stamp, records)?;
+        let p = collapse_kernels::measure::records::write(&self.records, stamp, records)?;
         println!("records: {}", p.display());
         Ok(())
     }
@@ -502,8 +504,8 @@ struct LmShapeArgs {
 }
 
 impl LmShapeArgs {
-    fn config(&self) -> collapse_kernels::lm::LmConfig {
-        use collapse_kernels::lm::{AdamW, LmConfig};
+    fn config(&self) -> collapse_kernels::models::lm::LmConfig {
+        use collapse_kernels::models::lm::{AdamW, LmConfig};
         LmConfig {
             width: self.width,
             layers: self.layers,
@@ -882,7 +884,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn run_generations(options: &GpuOptions, a: &RunArgs) -> Result<()> {
-    use collapse_kernels::driver;
+    use collapse_kernels::experiment;
     let (config, dir) = match &a.resume {
         Some(dir) => {
             let text = std::fs::read_to_string(dir.join("state.json")).map_err(|e| {
@@ -891,7 +893,7 @@ fn run_generations(options: &GpuOptions, a: &RunArgs) -> Result<()> {
                     dir.join("state.json").display()
                 ))
             })?;
-            let st: driver::RunState = serde_json::from_str(&text)
+            let st: experiment::RunState = serde_json::from_str(&text)
                 .map_err(|e| Error::Data(format!("{}: {e}", dir.display())))?;
             (st.config, dir.clone())
         }
@@ -912,8 +914,8 @@ fn run_generations(options: &GpuOptions, a: &RunArgs) -> Result<()> {
 
 impl ExperimentArgs {
     /// The run configuration these flags describe, recording `backend`.
-    fn config(&self, backend: String) -> Result<collapse_kernels::driver::RunConfig> {
-        use collapse_kernels::driver::{RunConfig, Truth};
+    fn config(&self, backend: String) -> Result<collapse_kernels::experiment::RunConfig> {
+        use collapse_kernels::experiment::{RunConfig, Truth};
         let a = self;
         {
             let truth = match (&a.data, &a.truth) {
@@ -946,7 +948,7 @@ impl ExperimentArgs {
                 reg_covar: a.reg_covar,
                 backend,
                 real_rows: a.real_rows,
-                vae: collapse_kernels::driver::vae::VaeRunConfig {
+                vae: collapse_kernels::experiment::vae::VaeRunConfig {
                     hidden: a.vae_hidden,
                     latent: a.vae_latent,
                     epochs: a.vae_epochs,
@@ -954,7 +956,7 @@ impl ExperimentArgs {
                     lr: a.vae_lr,
                     beta: a.vae_beta,
                 },
-                lm: collapse_kernels::driver::lm::LmRunConfig {
+                lm: collapse_kernels::experiment::lm::LmRunConfig {
                     width: a.lm_width,
                     layers: a.lm_layers,
                     heads: a.lm_heads,
@@ -974,21 +976,21 @@ impl ExperimentArgs {
 /// Run (or resume) the generational experiment `config` into `dir`, with a progress bar.
 fn run_with(
     options: &GpuOptions,
-    config: collapse_kernels::driver::RunConfig,
+    config: collapse_kernels::experiment::RunConfig,
     dir: PathBuf,
     resume: bool,
     replicate_jobs: usize,
 ) -> Result<()> {
-    use collapse_kernels::driver;
+    use collapse_kernels::experiment;
     let kind: BackendKind = config.backend.parse()?;
-    let b = backend::open(kind, &queued(options))?;
-    let cpu = backend::create(BackendKind::Cpu64, None)?;
+    let b = Engine::open(kind, &queued(options))?;
+    let cpu = Engine::create(BackendKind::Cpu64, None)?;
     eprintln!(
         "{:?} model, {} generations × {} replicates ({} at once), {} samples each, policy {}, on {} ({}) → {}",
         config.model,
         config.generations,
         config.replicates,
-        driver::replicates::jobs(replicate_jobs, config.replicates),
+        experiment::replicates::jobs(replicate_jobs, config.replicates),
         config.samples,
         config.policy,
         b.name(),
@@ -1003,9 +1005,9 @@ fn run_with(
         .expect("static template"),
     );
     let t = Instant::now();
-    let r = driver::run(
-        b.as_ref(),
-        cpu.as_ref(),
+    let r = experiment::run(
+        &b,
+        &cpu,
         (!resume).then_some(config),
         &dir,
         replicate_jobs,
@@ -1078,8 +1080,9 @@ fn bench_gmm(
     shape_args: &[String],
     record_args: &RecordArgs,
 ) -> Result<()> {
-    use collapse_kernels::bench::{GMM_SHAPES, GmmShape, gmm_data, time_gmm, write_csv};
-    let stamp = collapse_kernels::records::Stamp::new("collapse bench gmm");
+    use collapse_kernels::io::write_csv;
+    use collapse_kernels::measure::bench::{GMM_SHAPES, GmmShape, gmm_data, time_gmm};
+    let stamp = collapse_kernels::measure::records::Stamp::new("collapse bench gmm");
     let mut recs = Vec::new();
     if iters == 0 {
         return Err(Error::InvalidArgument("--iters must be at least 1".into()));
@@ -1097,14 +1100,14 @@ fn bench_gmm(
     } else {
         None
     };
-    let cpu = backend::create(BackendKind::Cpu64, None)?;
+    let cpu = Engine::create(BackendKind::Cpu64, None)?;
     let mut records = Vec::new();
     println!(
         "{:<8} {:>9} {:>3} {:>3} {:<5} {:>12} {:>12} {:>14}",
         "backend", "N", "D", "K", "cov", "ms/iter", "min ms", "pts·comp/s"
     );
     for shape in shapes {
-        let (x, start) = gmm_data(shape, cpu.as_ref())?;
+        let (x, start) = gmm_data(shape, &cpu)?;
         if let Some(dir) = data_dir {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
@@ -1112,8 +1115,8 @@ fn bench_gmm(
             collapse_kernels::io::write_npy(&dir.join(name), &x)?;
         }
         for &kind in kinds {
-            let b = backend::create(kind, gpu.as_ref())?;
-            match time_gmm(b.as_ref(), &x, &start, iters) {
+            let b = Engine::create(kind, gpu.as_ref())?;
+            match time_gmm(&b, &x, &start, iters) {
                 Ok(t) => {
                     println!(
                         "{:<8} {:>9} {:>3} {:>3} {:<5} {:>12.2} {:>12.2} {:>14.3e}",
@@ -1126,7 +1129,7 @@ fn bench_gmm(
                         t.min_seconds * 1e3,
                         t.point_components_per_s
                     );
-                    let (adapter, driver) = adapter_of(b.as_ref(), gpu.as_ref());
+                    let (adapter, driver) = adapter_of(&b, gpu.as_ref());
                     recs.push(stamp.record(
                         "gmm_em_iteration",
                         &t.backend,
@@ -1153,7 +1156,7 @@ fn bench_gmm(
 /// Adapter and driver of a backend for its records: the GPU's for wgsl/cube, the host's
 /// description otherwise.
 fn adapter_of(
-    b: &dyn collapse_kernels::backend::Backend,
+    b: &dyn collapse_kernels::ops::Backend,
     gpu: Option<&std::sync::Arc<GpuContext>>,
 ) -> (String, String) {
     match gpu {
@@ -1168,7 +1171,7 @@ fn adapter_of(
 }
 
 fn bench_compare(a: &std::path::Path, b: &std::path::Path) -> Result<()> {
-    use collapse_kernels::records::{compare, load};
+    use collapse_kernels::measure::records::{compare, load};
     let (ra, rb) = (load(a)?, load(b)?);
     let rows = compare(&ra, &rb);
     println!(
@@ -1209,7 +1212,7 @@ fn fit_gmm(options: &GpuOptions, a: &FitGmmArgs) -> Result<()> {
             .map_err(|e| Error::Io(format!("{}: {e}", parent.display())))?;
     }
     let x = read_table(&a.data)?;
-    let b = backend::open(a.backend, options)?;
+    let b = Engine::open(a.backend, options)?;
     let cfg = GmmConfig {
         k: a.k,
         covariance_type: a.covariance,
@@ -1237,7 +1240,7 @@ fn fit_gmm(options: &GpuOptions, a: &FitGmmArgs) -> Result<()> {
         .expect("static template"),
     );
     let t = Instant::now();
-    let result = fit(b.as_ref(), &x, &cfg, &mut |init, it, ll| {
+    let result = fit(&b, &x, &cfg, &mut |init, it, ll| {
         bar.set_position((init * a.max_iter + it) as u64);
         bar.set_message(format!("init {init}: mean log-likelihood {ll:.6}"));
     });
@@ -1281,11 +1284,11 @@ fn check(
     path: &std::path::Path,
     kinds: &[BackendKind],
 ) -> Result<()> {
-    use collapse_kernels::check;
-    let reference = backend::create(BackendKind::Cpu64, None)?;
+    use collapse_kernels::measure::goldens;
+    let reference = Engine::create(BackendKind::Cpu64, None)?;
     if bless {
-        let new = check::bless(reference.as_ref())?;
-        match check::load(path) {
+        let new = goldens::bless(&reference)?;
+        match goldens::load(path) {
             Ok(old) => {
                 for f in &new.kernels {
                     match old.kernels.iter().find(|o| o.kernel == f.kernel) {
@@ -1306,11 +1309,11 @@ fn check(
             }
             Err(_) => println!("no previous golden file; writing {}", path.display()),
         }
-        check::save(path, &new)?;
+        goldens::save(path, &new)?;
         println!("wrote {}", path.display());
         return Ok(());
     }
-    let golden = check::load(path)?;
+    let golden = goldens::load(path)?;
     let kinds: Vec<BackendKind> = if kinds.is_empty() {
         let mut k = vec![BackendKind::Cpu32];
         if gpu::choose_adapter(&adapter_summaries(), options.adapter.as_deref()).is_ok() {
@@ -1327,12 +1330,12 @@ fn check(
     } else {
         None
     };
-    let backends: Vec<Box<dyn backend::Backend>> = kinds
+    let backends: Vec<Engine> = kinds
         .iter()
-        .map(|&k| backend::create(k, gpu.as_ref()))
+        .map(|&k| Engine::create(k, gpu.as_ref()))
         .collect::<Result<_>>()?;
-    let refs: Vec<&dyn backend::Backend> = backends.iter().map(|b| b.as_ref()).collect();
-    let outcomes = check::check(&golden, reference.as_ref(), &refs)?;
+    let refs: Vec<&Engine> = backends.iter().collect();
+    let outcomes = goldens::check(&golden, &reference, &refs)?;
     println!(
         "{:<28} {:<6} {:<6} {:<22} {:<12}",
         "kernel", "backend", "result", "expected", "got"
@@ -1357,7 +1360,7 @@ fn check(
             got
         );
     }
-    let failed: Vec<&check::Outcome> = outcomes.iter().filter(|o| !o.pass).collect();
+    let failed: Vec<&goldens::Outcome> = outcomes.iter().filter(|o| !o.pass).collect();
     if let Some(o) = failed.first() {
         return Err(Error::Numerical(format!(
             "{} of {} checks drifted (first: {} on {} / {}: expected {}, got {}, tolerance {:e})",
@@ -1391,10 +1394,11 @@ fn bench_matmul(
     record_args: &RecordArgs,
 ) -> Result<()> {
     use collapse_kernels::backend::wgsl::Wgsl;
-    let stamp = collapse_kernels::records::Stamp::new("collapse bench matmul");
+    let stamp = collapse_kernels::measure::records::Stamp::new("collapse bench matmul");
     let mut recs = Vec::new();
-    use collapse_kernels::bench::{MATMUL_MODEL_SHAPES, matmul_runner, time_matmul, write_csv};
-    use collapse_kernels::matmul::Matmul;
+    use collapse_kernels::io::write_csv;
+    use collapse_kernels::measure::bench::{MATMUL_MODEL_SHAPES, matmul_runner, time_matmul};
+    use collapse_kernels::ops::matmul::Matmul;
     if reps == 0 {
         return Err(Error::InvalidArgument("--reps must be at least 1".into()));
     }
@@ -1459,7 +1463,7 @@ fn bench_matmul(
     // The roofline: the adapter's measured ceilings, for the GPU rows' fractions.
     let ceil = match &gpu {
         Some(g) => {
-            let c = collapse_kernels::bench::ceilings(g, 5)?;
+            let c = collapse_kernels::measure::bench::ceilings(g, 5)?;
             println!(
                 "ceilings (probe.wgsl, best of 5): f32 FMA {:.1} GFLOP/s, copy {:.1} GB/s",
                 c.gflops, c.gb_per_s
@@ -1579,7 +1583,7 @@ fn bench_sample(
     reps: usize,
     record_args: &RecordArgs,
 ) -> Result<()> {
-    use collapse_kernels::bench::{copy_bandwidth, sampler_write_rate};
+    use collapse_kernels::measure::bench::{copy_bandwidth, sampler_write_rate};
     if samples < 1024 {
         return Err(Error::InvalidArgument(
             "--samples must be at least 1024".into(),
@@ -1606,7 +1610,7 @@ fn bench_sample(
     if gpu.info.device_type == wgpu::DeviceType::Cpu {
         println!("(a software adapter: these are not GPU figures)");
     }
-    let stamp = collapse_kernels::records::Stamp::new("collapse bench sample");
+    let stamp = collapse_kernels::measure::records::Stamp::new("collapse bench sample");
     let driver = format!("{} {}", gpu.info.driver, gpu.info.driver_info)
         .trim()
         .to_string();
@@ -1717,8 +1721,8 @@ fn rng_demo(
     } else {
         None
     };
-    let b = backend::create(kind_backend, gpu.as_ref())?;
-    let reference = backend::create(BackendKind::Cpu64, None)?;
+    let b = Engine::create(kind_backend, gpu.as_ref())?;
+    let reference = Engine::create(BackendKind::Cpu64, None)?;
     println!(
         "backend {} on {}; stream (seed {}, stream {}), draws {}..{}",
         b.name(),
@@ -1843,7 +1847,7 @@ fn drift_run(options: &GpuOptions, a: &DriftRunArgs) -> Result<()> {
     bar.finish_and_clear();
     let runs = runs?;
     let report = chain::analyse(&cfg, &runs)?;
-    let files = chain::write(&a.out, &cfg, &runs, &report, a.params)?;
+    let files = drift::output::write(&a.out, &cfg, &runs, &report, a.params)?;
     for t in &runs {
         println!("{:<15} {:>8.1} s  {}", t.name, t.seconds, t.device);
     }
@@ -1928,10 +1932,14 @@ fn drift_kernels(options: &GpuOptions, a: &DriftKernelArgs) -> Result<()> {
         .iter()
         .map(|n| drift::open_subject(n, &mut gpu, options))
         .collect::<Result<Vec<_>>>()?;
-    let backends: Vec<(String, &dyn collapse_kernels::backend::Backend)> = names
+    let backends: Vec<(String, &dyn collapse_kernels::ops::Backend)> = names
         .iter()
         .cloned()
-        .zip(subjects.iter().map(|s| s.backend.as_ref()))
+        .zip(
+            subjects
+                .iter()
+                .map(|s| &s.backend as &dyn collapse_kernels::ops::Backend),
+        )
         .collect();
     let f16: Vec<String> = match &gpu {
         Some(g) if g.features().contains(wgpu::Features::SHADER_F16) => names
@@ -1956,7 +1964,7 @@ fn drift_kernels(options: &GpuOptions, a: &DriftKernelArgs) -> Result<()> {
     kernels::sums(&sweep, &mut rows)?;
     kernels::backend_families(&sweep, &backends, &mut rows, &mut say)?;
     kernels::matmuls(&sweep, &backends, &f16, &mut rows, &mut say)?;
-    collapse_kernels::bench::write_csv(&a.out, &rows)?;
+    collapse_kernels::io::write_csv(&a.out, &rows)?;
     let dir = a.out.parent().unwrap_or(std::path::Path::new("."));
     let stem = a
         .out
@@ -2030,7 +2038,7 @@ fn drift_kernels(options: &GpuOptions, a: &DriftKernelArgs) -> Result<()> {
 
 fn train_vae(options: &GpuOptions, a: &TrainVaeArgs) -> Result<()> {
     use collapse_kernels::io::idx::{IdxImages, read_idx_images, write_png_grid};
-    use collapse_kernels::vae::{self, Adam, VaeConfig, train};
+    use collapse_kernels::models::vae::{self, Adam, VaeConfig, train};
     std::fs::create_dir_all(&a.out).map_err(|e| Error::Io(format!("{}: {e}", a.out.display())))?;
     let mut data = read_idx_images(&a.data)?;
     let sibling = a.data.file_name().and_then(|n| n.to_str()).and_then(|n| {
@@ -2094,7 +2102,7 @@ fn train_vae(options: &GpuOptions, a: &TrainVaeArgs) -> Result<()> {
         seed: a.seed,
         loss_every: a.loss_every,
     };
-    let b = backend::open(a.backend, &queued(options))?;
+    let b = Engine::open(a.backend, &queued(options))?;
     eprintln!(
         "VAE {}→{}→{}: {} training and {} test images of {}×{}, {} epochs of batch {}, on {} ({})",
         cfg.vae.d,
@@ -2117,22 +2125,16 @@ fn train_vae(options: &GpuOptions, a: &TrainVaeArgs) -> Result<()> {
         .expect("static template"),
     );
     let t = Instant::now();
-    let result = train::train(
-        b.as_ref(),
-        &cfg,
-        &data,
-        &test,
-        &mut |epoch, s, steps, loss| {
-            if s == 1 {
-                bar.set_length(steps as u64);
-                bar.set_prefix(format!("{epoch}/{}", cfg.epochs));
-            }
-            bar.set_position(s as u64);
-            if let Some(l) = loss {
-                bar.set_message(format!("loss {l:.2}"));
-            }
-        },
-    );
+    let result = train::train(&b, &cfg, &data, &test, &mut |epoch, s, steps, loss| {
+        if s == 1 {
+            bar.set_length(steps as u64);
+            bar.set_prefix(format!("{epoch}/{}", cfg.epochs));
+        }
+        bar.set_position(s as u64);
+        if let Some(l) = loss {
+            bar.set_message(format!("loss {l:.2}"));
+        }
+    });
     bar.finish_and_clear();
     let (mut model, rows) = result?;
     println!(
@@ -2149,7 +2151,7 @@ fn train_vae(options: &GpuOptions, a: &TrainVaeArgs) -> Result<()> {
             r.images_per_s
         );
     }
-    collapse_kernels::bench::write_csv(&a.out.join("epochs.csv"), &rows)?;
+    collapse_kernels::io::write_csv(&a.out.join("epochs.csv"), &rows)?;
     let params = model.params()?;
     collapse_kernels::io::write_npy(
         &a.out.join("weights.npy"),
@@ -2199,7 +2201,7 @@ fn unescape(s: &str) -> Vec<u8> {
 }
 
 fn train_lm(options: &GpuOptions, a: &TrainLmArgs) -> Result<()> {
-    use collapse_kernels::lm::{self, sample, train};
+    use collapse_kernels::models::lm::{self, sample, train};
     let files = if a.data.is_empty() {
         train::fortune_files()?
     } else {
@@ -2215,7 +2217,7 @@ fn train_lm(options: &GpuOptions, a: &TrainLmArgs) -> Result<()> {
         eval_windows: a.eval_windows,
     };
     cfg.lm.validate()?;
-    let b = backend::open(a.backend, &queued(options))?;
+    let b = Engine::open(a.backend, &queued(options))?;
     let unigram = train::unigram_cross_entropy(&corpus.train, &corpus.val);
     eprintln!(
         "LM C={} L={} H={} T={} ({} parameters): {} files, {} train / {} validation records \
@@ -2246,7 +2248,7 @@ fn train_lm(options: &GpuOptions, a: &TrainLmArgs) -> Result<()> {
         .expect("static template"),
     );
     let t = Instant::now();
-    let result = train::train(b.as_ref(), &cfg, &corpus, &mut |s, l| {
+    let result = train::train(&b, &cfg, &corpus, &mut |s, l| {
         bar.set_position(s as u64);
         bar.set_message(format!("loss {l:.3}"));
     });
@@ -2268,7 +2270,7 @@ fn train_lm(options: &GpuOptions, a: &TrainLmArgs) -> Result<()> {
         );
     }
     std::fs::create_dir_all(&a.out).map_err(|e| Error::Io(format!("{}: {e}", a.out.display())))?;
-    collapse_kernels::bench::write_csv(&a.out.join("log.csv"), &rows)?;
+    collapse_kernels::io::write_csv(&a.out.join("log.csv"), &rows)?;
     lm::save_model(
         &a.out,
         &cfg.lm,
@@ -2288,7 +2290,7 @@ fn train_lm(options: &GpuOptions, a: &TrainLmArgs) -> Result<()> {
     let n = cfg.lm.context.min(200);
     let texts = sample::generate(
         model.as_ref(),
-        b.as_ref(),
+        &b,
         b"\n",
         8,
         n,
@@ -2315,9 +2317,9 @@ fn train_lm(options: &GpuOptions, a: &TrainLmArgs) -> Result<()> {
 }
 
 fn sample_lm(options: &GpuOptions, a: &SampleLmArgs) -> Result<()> {
-    use collapse_kernels::lm::{self, sample};
+    use collapse_kernels::models::lm::{self, sample};
     let (cfg, params) = lm::load_model(&a.model)?;
-    let b = backend::open(a.backend, &queued(options))?;
+    let b = Engine::open(a.backend, &queued(options))?;
     let model = b.lm(&cfg, &params)?;
     let prompt = unescape(&a.prompt);
     let sc = sample::SampleConfig {
@@ -2326,7 +2328,7 @@ fn sample_lm(options: &GpuOptions, a: &SampleLmArgs) -> Result<()> {
     };
     let texts = sample::generate(
         model.as_ref(),
-        b.as_ref(),
+        &b,
         &prompt,
         a.rows,
         a.len,
@@ -2352,7 +2354,7 @@ trait StepTiming: serde::Serialize {
     fn record(&self) -> (&str, String, f64, f64, (f64, &'static str));
 }
 
-impl StepTiming for collapse_kernels::bench::LmTiming {
+impl StepTiming for collapse_kernels::measure::bench::LmTiming {
     fn row(&self) -> String {
         format!(
             "{:<8} {:>14} {:>6} {:>10.2} {:>14.0} {:>15.0} {:>8}",
@@ -2377,7 +2379,7 @@ impl StepTiming for collapse_kernels::bench::LmTiming {
     }
 }
 
-impl StepTiming for collapse_kernels::bench::VaeTiming {
+impl StepTiming for collapse_kernels::measure::bench::VaeTiming {
     fn row(&self) -> String {
         format!(
             "{:<8} {:>6} {:>12.3} {:>10.2} {:>12.0}",
@@ -2400,8 +2402,7 @@ impl StepTiming for collapse_kernels::bench::VaeTiming {
 }
 
 /// Times one training step of a backend (`gpu`: its context when it runs there) for one case.
-type TimeStep<'a, C, T> =
-    dyn Fn(&dyn collapse_kernels::backend::Backend, Option<&GpuContext>, &C) -> Result<T> + 'a;
+type TimeStep<'a, C, T> = dyn Fn(&Engine, Option<&GpuContext>, &C) -> Result<T> + 'a;
 
 /// Run `time(backend, gpu, case)` for every case and backend of `kinds` (the GPU backends on
 /// one shared context; `gpu` is given to GPU backends only), print each timing's row under
@@ -2422,17 +2423,17 @@ fn bench_steps<C, T: StepTiming>(
     } else {
         None
     };
-    let stamp = collapse_kernels::records::Stamp::new(program);
+    let stamp = collapse_kernels::measure::records::Stamp::new(program);
     let (mut recs, mut rows) = (Vec::new(), Vec::new());
     println!("{header}");
     for case in cases {
         for &kind in kinds {
-            let b = backend::create(kind, gpu.as_ref())?;
+            let b = Engine::create(kind, gpu.as_ref())?;
             let g = gpu.as_deref().filter(|_| kind.needs_gpu());
-            match time(b.as_ref(), g, case) {
+            match time(&b, g, case) {
                 Ok(t) => {
                     println!("{}", t.row());
-                    let (adapter, driver) = adapter_of(b.as_ref(), gpu.as_ref());
+                    let (adapter, driver) = adapter_of(&b, gpu.as_ref());
                     let (name, shape, med, min, throughput) = t.record();
                     recs.push(stamp.record(
                         kernel,
@@ -2451,7 +2452,7 @@ fn bench_steps<C, T: StepTiming>(
         }
     }
     if let Some(path) = out {
-        collapse_kernels::bench::write_csv(path, &rows)?;
+        collapse_kernels::io::write_csv(path, &rows)?;
         println!("wrote {}", path.display());
     }
     record_args.write(&stamp, &recs)
@@ -2482,7 +2483,7 @@ fn bench_lm(
         kinds,
         &[batch],
         ("collapse bench lm", "lm_train_step", &header),
-        &|b, g, &batch| collapse_kernels::bench::time_lm(b, g, &cfg, batch, steps),
+        &|b, g, &batch| collapse_kernels::measure::bench::time_lm(b, g, &cfg, batch, steps),
         out,
         record_args,
     )
@@ -2501,7 +2502,7 @@ fn bench_vae(
             "--batches and --steps must be ≥ 1".into(),
         ));
     }
-    let cfg = collapse_kernels::vae::VaeConfig::default();
+    let cfg = collapse_kernels::models::vae::VaeConfig::default();
     let header = format!(
         "{:<8} {:>6} {:>12} {:>10} {:>12}",
         "backend", "batch", "ms/step", "steps/s", "images/s"
@@ -2511,7 +2512,7 @@ fn bench_vae(
         kinds,
         batches,
         ("collapse bench vae", "vae_train_step", &header),
-        &|b, _, &batch| collapse_kernels::bench::time_vae(b, &cfg, batch, steps),
+        &|b, _, &batch| collapse_kernels::measure::bench::time_vae(b, &cfg, batch, steps),
         out,
         record_args,
     )

@@ -4,9 +4,10 @@
 
 mod common;
 
-use collapse_kernels::backend::{Backend, BackendKind, create};
+use collapse_kernels::backend::{BackendKind, create};
+use collapse_kernels::ops::Backend;
+use collapse_kernels::ops::sampling::Categorical;
 use collapse_kernels::rng::{self, StreamKey};
-use collapse_kernels::sampling::Categorical;
 
 fn random_logits(b: usize, v: usize, scale: f64, seed: u64) -> Vec<f64> {
     let mut z = vec![0f64; b * v];

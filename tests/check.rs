@@ -5,7 +5,9 @@ mod common;
 
 use std::process::Command;
 
-use collapse_kernels::check::{Measure, load, measure, save, summarise, summary_matches};
+use collapse_kernels::measure::goldens::{
+    Measure, load, measure, save, summarise, summary_matches,
+};
 
 fn golden_path() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results/golden/fingerprints.json")

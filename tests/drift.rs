@@ -6,8 +6,10 @@ mod common;
 use std::process::Command;
 
 use collapse_kernels::drift::chain::{self, Trajectory};
-use collapse_kernels::driver::{ModelKind, Policy, RunConfig, Truth, simulate};
-use collapse_kernels::gmm::CovarianceType;
+use collapse_kernels::experiment::{ModelKind, Policy, RunConfig, Truth, simulate};
+use collapse_kernels::ops::Backend;
+use collapse_kernels::ops::gmm::CovarianceType;
+use collapse_kernels::trainers::Engine;
 
 fn config(generations: usize, samples: usize, replicates: usize) -> RunConfig {
     RunConfig {
@@ -152,8 +154,8 @@ fn pair_distances_measure_arithmetic_only() {
     // And a simulation with one replicate at a time reproduces the driver's fits (replicates at
     // once) exactly.
     let sim = simulate(
-        &collapse_kernels::backend::cpu64::Cpu64,
-        &collapse_kernels::backend::cpu64::Cpu64,
+        &Engine::Cpu64(collapse_kernels::backend::cpu64::Cpu64),
+        &Engine::Cpu64(collapse_kernels::backend::cpu64::Cpu64),
         &cfg,
         1,
         &mut |_, _| {},
@@ -214,10 +216,10 @@ fn gpu_backends_run_the_gmm_chain() {
         assert!(p.param_rel_max < 1e-4, "{p:?}");
     }
     // Both replicates in flight on the device at once fit exactly what one after the other do.
-    let cpu = collapse_kernels::backend::cpu64::Cpu64;
-    for b in common::gpu_backends() {
+    let cpu = Engine::Cpu64(collapse_kernels::backend::cpu64::Cpu64);
+    for b in common::gpu_engines() {
         let sim = |jobs| {
-            simulate(b.as_ref(), &cpu, &cfg, jobs, &mut |_, _| {})
+            simulate(&b, &cpu, &cfg, jobs, &mut |_, _| {})
                 .unwrap()
                 .history
         };

@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use collapse_kernels::backend::{BackendKind, create};
-use collapse_kernels::driver::{ModelKind, Policy, RunConfig, Truth, run};
-use collapse_kernels::gmm::CovarianceType;
+use collapse_kernels::backend::BackendKind;
+use collapse_kernels::experiment::{ModelKind, Policy, RunConfig, Truth, run};
+use collapse_kernels::ops::gmm::CovarianceType;
+use collapse_kernels::trainers::Engine;
 
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("collapse-driver-{}-{name}", std::process::id()));
@@ -275,10 +276,10 @@ fn resume_after_sigkill_is_byte_identical() {
 fn gaussian_chain_matches_closed_forms() {
     let (m, r, g_max) = (10usize, 4000usize, 12usize);
     let dir = tmpdir("theory");
-    let cpu = create(BackendKind::Cpu64, None).unwrap();
+    let cpu = Engine::create(BackendKind::Cpu64, None).unwrap();
     run(
-        cpu.as_ref(),
-        cpu.as_ref(),
+        &cpu,
+        &cpu,
         Some(config(
             ModelKind::Gaussian,
             "normal",
@@ -338,12 +339,12 @@ fn gaussian_chain_matches_closed_forms() {
 /// is smaller than replace's.
 #[test]
 fn accumulate_stays_bounded_where_replace_collapses() {
-    let cpu = create(BackendKind::Cpu32, None).unwrap();
+    let cpu = Engine::create(BackendKind::Cpu32, None).unwrap();
     let final_stats = |policy| {
         let dir = tmpdir(&format!("{policy:?}"));
         run(
-            cpu.as_ref(),
-            cpu.as_ref(),
+            &cpu,
+            &cpu,
             Some(config(ModelKind::Gaussian, "normal", 40, 20, 300, policy)),
             &dir,
             0,
@@ -372,7 +373,7 @@ fn accumulate_stays_bounded_where_replace_collapses() {
 /// their mean log-likelihood under the generation-0 model beats unfiltered samples').
 #[test]
 fn pool_composition_and_verification() {
-    let cpu = create(BackendKind::Cpu64, None).unwrap();
+    let cpu = Engine::create(BackendKind::Cpu64, None).unwrap();
     for (policy, want) in [
         (Policy::Replace, "g2:50"),
         (Policy::Accumulate, "real:50|g0:50|g1:50|g2:50"),
@@ -383,8 +384,8 @@ fn pool_composition_and_verification() {
     ] {
         let dir = tmpdir(&format!("prov-{policy}").replace(':', "-"));
         run(
-            cpu.as_ref(),
-            cpu.as_ref(),
+            &cpu,
+            &cpu,
             Some(config(ModelKind::Gaussian, "normal", 3, 50, 2, policy)),
             &dir,
             0,
@@ -403,8 +404,8 @@ fn pool_composition_and_verification() {
     let sigma_at = |policy| {
         let dir = tmpdir(&format!("verify-{policy}").replace(':', "-"));
         run(
-            cpu.as_ref(),
-            cpu.as_ref(),
+            &cpu,
+            &cpu,
             Some(config(ModelKind::Gaussian, "normal", 5, 200, 20, policy)),
             &dir,
             0,
@@ -490,11 +491,11 @@ fn bad_configurations_are_errors() {
 #[test]
 fn plot_overlays_and_labels_runs() {
     let root = tmpdir("plot");
-    let cpu = create(BackendKind::Cpu64, None).unwrap();
+    let cpu = Engine::create(BackendKind::Cpu64, None).unwrap();
     for exp in ["a", "b"] {
         run(
-            cpu.as_ref(),
-            cpu.as_ref(),
+            &cpu,
+            &cpu,
             Some(config(
                 ModelKind::Gaussian,
                 "normal",

@@ -3,12 +3,13 @@
 
 mod common;
 
-use collapse_kernels::backend::{Backend, BackendKind, create};
-use collapse_kernels::gmm::{CovarianceType, GmmParams, MStats};
+use collapse_kernels::backend::{BackendKind, create};
 use collapse_kernels::io::Matrix;
 use collapse_kernels::models::gmm::{GmmConfig, Init, fit, params_from_stats};
+use collapse_kernels::ops::Backend;
+use collapse_kernels::ops::gmm::{CovarianceType, GmmParams, MStats};
+use collapse_kernels::ops::sampling::{Factor, MixtureBatch};
 use collapse_kernels::rng::StreamKey;
-use collapse_kernels::sampling::{Factor, MixtureBatch};
 
 /// The CPU backends plus any GPU backend that implements EM (an `Unsupported` answer skips it).
 fn em_backends() -> Vec<Box<dyn Backend>> {

@@ -8,13 +8,14 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use collapse_kernels::backend::Backend;
 use collapse_kernels::backend::cpu32::Cpu32;
 use collapse_kernels::backend::cpu64::Cpu64;
-use collapse_kernels::lm::sample::{SampleConfig, generate};
-use collapse_kernels::lm::{LmConfig, VOCAB, init_params, layout};
-use collapse_kernels::matmul::rel_error;
+use collapse_kernels::models::lm::sample::{SampleConfig, generate};
+use collapse_kernels::models::lm::{LmConfig, VOCAB, init_params, layout};
+use collapse_kernels::ops::Backend;
+use collapse_kernels::ops::matmul::rel_error;
 use collapse_kernels::rng::{StreamKey, unit_f64};
+use collapse_kernels::trainers::Engine;
 
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("collapse-lm-{}-{name}", std::process::id()));
@@ -90,8 +91,8 @@ fn cpu32_step_matches_cpu64() {
     let cfg = tiny();
     let p = init_params(&cfg, 5);
     let x = text_batch(4, cfg.context);
-    let mut r64 = Cpu64.lm(&cfg, &p).unwrap();
-    let mut r32 = Cpu32.lm(&cfg, &p).unwrap();
+    let mut r64 = Engine::Cpu64(Cpu64).lm(&cfg, &p).unwrap();
+    let mut r32 = Engine::Cpu32(Cpu32).lm(&cfg, &p).unwrap();
     let (l64, g64) = r64.loss_and_gradient(&x, cfg.context).unwrap();
     let (l32, g32) = r32.loss_and_gradient(&x, cfg.context).unwrap();
     assert!(
@@ -114,11 +115,11 @@ fn cpu32_step_matches_cpu64() {
 /// batched attention products; the measured errors are printed), weights after one AdamW step
 /// within 1e-4, and the decoder's incremental logits (KV cache on the device) within 1e-4 of
 /// the full cpu64 forward pass at every position.
-fn gpu_matches_cpu64(b: &dyn Backend) {
+fn gpu_matches_cpu64(b: &Engine) {
     let cfg = tiny();
     let p = init_params(&cfg, 7);
     let x = text_batch(3, cfg.context);
-    let mut r64 = Cpu64.lm(&cfg, &p).unwrap();
+    let mut r64 = Engine::Cpu64(Cpu64).lm(&cfg, &p).unwrap();
     let mut gpu = b.lm(&cfg, &p).unwrap();
     let (l64, g64) = r64.loss_and_gradient(&x, cfg.context).unwrap();
     let (lg, gg) = gpu.loss_and_gradient(&x, cfg.context).unwrap();
@@ -148,7 +149,7 @@ fn gpu_matches_cpu64(b: &dyn Backend) {
         .flat_map(|s| s[..len].to_vec())
         .collect();
     let p1 = gpu.params().unwrap();
-    let full = Cpu64
+    let full = Engine::Cpu64(Cpu64)
         .lm(&cfg, &p1)
         .unwrap()
         .logits(&seq, rows, len)
@@ -169,13 +170,17 @@ fn gpu_matches_cpu64(b: &dyn Backend) {
 #[test]
 fn wgsl_matches_cpu64() {
     let Some(gpu) = common::gpu() else { return };
-    gpu_matches_cpu64(&collapse_kernels::backend::wgsl::Wgsl::new(gpu));
+    gpu_matches_cpu64(&Engine::Wgsl(collapse_kernels::backend::wgsl::Wgsl::new(
+        gpu,
+    )));
 }
 
 #[test]
 fn cube_matches_cpu64() {
     let Some(gpu) = common::gpu() else { return };
-    gpu_matches_cpu64(&collapse_kernels::backend::cube::Cube::new(gpu).unwrap());
+    gpu_matches_cpu64(&Engine::Cube(
+        collapse_kernels::backend::cube::Cube::new(gpu).unwrap(),
+    ));
 }
 
 /// Sampling: the same seed gives the same bytes; with top-k 1 every sampled byte is the argmax
@@ -187,7 +192,7 @@ fn cube_matches_cpu64() {
 fn sampling_follows_the_model() {
     let cfg = tiny();
     let p = init_params(&cfg, 6);
-    let lm = Cpu64.lm(&cfg, &p).unwrap();
+    let lm = Engine::Cpu64(Cpu64).lm(&cfg, &p).unwrap();
     let key = StreamKey::new(1, 2);
     let sc = SampleConfig::default();
     let a = generate(lm.as_ref(), &Cpu64, b"the", 3, 9, &sc, key).unwrap();
@@ -208,7 +213,7 @@ fn sampling_follows_the_model() {
     };
     let greedy = greedy_at(1.0, key);
     assert_eq!(greedy_at(5.0, StreamKey::new(8, 8)), greedy);
-    let mut full = Cpu64.lm(&cfg, &p).unwrap();
+    let mut full = Engine::Cpu64(Cpu64).lm(&cfg, &p).unwrap();
     for row in &greedy {
         let seq: Vec<u8> = std::iter::once(b'a').chain(row.iter().copied()).collect();
         let n = seq.len() - 1;
@@ -221,7 +226,7 @@ fn sampling_follows_the_model() {
             assert_eq!(best as u8, seq[t + 1], "position {t} of {seq:?}");
         }
     }
-    let lm32 = Cpu32.lm(&cfg, &p).unwrap();
+    let lm32 = Engine::Cpu32(Cpu32).lm(&cfg, &p).unwrap();
     let b = generate(lm32.as_ref(), &Cpu32, b"the", 3, 9, &sc, key).unwrap();
     let same = a
         .iter()
@@ -512,7 +517,7 @@ fn generational_lm_runs() {
 /// `CI=true` a missing corpus fails the test.
 #[test]
 fn training_on_fortunes_beats_the_unigram_baseline() {
-    if !Path::new(collapse_kernels::lm::train::FORTUNES_DIR).exists() {
+    if !Path::new(collapse_kernels::models::lm::train::FORTUNES_DIR).exists() {
         if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
             panic!("CI=true and no fortunes corpus (apt-get install fortunes)");
         }
@@ -600,7 +605,7 @@ fn queued_wgsl_matches_waited() {
     let p = init_params(&cfg, 8);
     let x = text_batch(3, cfg.context);
     let run = |g| {
-        let b = collapse_kernels::backend::wgsl::Wgsl::new(g);
+        let b = Engine::Wgsl(collapse_kernels::backend::wgsl::Wgsl::new(g));
         let mut lm = b.lm(&cfg, &p).unwrap();
         lm.step(&x, cfg.context).unwrap();
         let (l, grad) = lm.loss_and_gradient(&x, cfg.context).unwrap();
@@ -623,7 +628,7 @@ fn a_batch_over_the_binding_limit_is_a_clear_error() {
         collapse_kernels::backend::BackendKind::Wgsl,
         collapse_kernels::backend::BackendKind::Cube,
     ] {
-        let b = collapse_kernels::backend::create(kind, Some(&small)).unwrap();
+        let b = Engine::create(kind, Some(&small)).unwrap();
         let mut t = b.lm(&cfg, &p).unwrap();
         let e = t
             .step(&text_batch(6, cfg.context), cfg.context)

@@ -5,10 +5,10 @@
 
 mod common;
 
-use collapse_kernels::backend::Backend;
 use collapse_kernels::backend::cpu64::Cpu64;
-use collapse_kernels::lm::device::{AdamStep, LmOps};
-use collapse_kernels::matmul::{Epilogue, Matmul, rel_error};
+use collapse_kernels::ops::Backend;
+use collapse_kernels::ops::lm::{AdamStep, LmOps};
+use collapse_kernels::ops::matmul::{Epilogue, Matmul, rel_error};
 use collapse_kernels::rng::StreamKey;
 
 const TOL: f64 = 1e-5;
@@ -369,14 +369,14 @@ fn wgsl_lm_kernels_match_the_host() {
     let Some(gpu) = common::gpu() else { return };
     let wgsl = collapse_kernels::backend::wgsl::Wgsl::new(gpu.clone());
     let tile = wgsl.matmul_tile().unwrap().tile;
-    all_kernels(&collapse_kernels::backend::wgsl::kernels::WgslKernels::new(gpu, tile).unwrap());
+    all_kernels(&collapse_kernels::backend::wgsl::memory::WgslKernels::new(gpu, tile).unwrap());
 }
 
 #[test]
 fn cube_lm_kernels_match_the_host() {
     let Some(gpu) = common::gpu() else { return };
     let client = gpu.cube_client().unwrap();
-    all_kernels(&collapse_kernels::backend::cube::kernels::CubeKernels::new(
+    all_kernels(&collapse_kernels::backend::cube::memory::CubeKernels::new(
         &client, &gpu,
     ));
 }

@@ -14,9 +14,10 @@ mod common;
 use collapse_kernels::backend::wgsl::matmul::{
     TILE_CONFIGS, choose_tile, matmul_with, shader_for, tile_by_name,
 };
-use collapse_kernels::backend::{Backend, BackendKind, create};
+use collapse_kernels::backend::{BackendKind, create};
 use collapse_kernels::error::Error;
-use collapse_kernels::matmul::{Epilogue, Matmul, Storage, rel_error};
+use collapse_kernels::ops::Backend;
+use collapse_kernels::ops::matmul::{Epilogue, Matmul, Storage, rel_error};
 use collapse_kernels::rng::StreamKey;
 
 const F32_BOUND: f64 = 1e-5;
@@ -301,7 +302,7 @@ fn operands_over_one_binding_are_split_into_launches() {
         .into_iter()
         .map(|k| create(k, Some(&small)).unwrap())
         .collect();
-    let unlimited = collapse_kernels::matmul::LaunchLimits {
+    let unlimited = collapse_kernels::ops::matmul::LaunchLimits {
         binding_bytes: limit,
         max_rows: usize::MAX,
         max_cols: usize::MAX,
@@ -478,7 +479,7 @@ fn bench_matmul_cli_checks_times_and_writes_csv() {
         "{text}"
     );
     // The JSON records: one per (shape, backend), stamped, and comparable with themselves.
-    let recs = collapse_kernels::records::load(&dir.join("records")).unwrap();
+    let recs = collapse_kernels::measure::records::load(&dir.join("records")).unwrap();
     assert_eq!(recs.len(), 4, "{recs:?}");
     for r in &recs {
         assert_eq!(r.kernel, "matmul");
@@ -512,7 +513,7 @@ fn bench_matmul_cli_checks_times_and_writes_csv() {
 #[test]
 fn roofline_ceilings_are_measured() {
     let Some(gpu) = common::gpu() else { return };
-    let c = collapse_kernels::bench::ceilings(&gpu, 2).unwrap();
+    let c = collapse_kernels::measure::bench::ceilings(&gpu, 2).unwrap();
     assert!(c.gflops.is_finite() && c.gflops > 0.0, "{c:?}");
     assert!(c.gb_per_s.is_finite() && c.gb_per_s > 0.0, "{c:?}");
 }

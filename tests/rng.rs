@@ -59,8 +59,8 @@ fn uniforms_match_the_documented_conversion_exactly() {
         b.uniform(key, 5, &mut u).unwrap();
         for (i, (&x, &v)) in raw.iter().zip(&u).enumerate() {
             let want = match b.precision() {
-                collapse_kernels::backend::Precision::F64 => rng::unit_f64(x),
-                collapse_kernels::backend::Precision::F32 => rng::unit_f32(x) as f64,
+                collapse_kernels::ops::Precision::F64 => rng::unit_f64(x),
+                collapse_kernels::ops::Precision::F32 => rng::unit_f32(x) as f64,
             };
             assert_eq!(v, want, "{} uniform {i}", b.name());
         }

@@ -3,9 +3,10 @@
 
 mod common;
 
-use collapse_kernels::backend::{Backend, BackendKind, create};
+use collapse_kernels::backend::{BackendKind, create};
+use collapse_kernels::ops::Backend;
+use collapse_kernels::ops::sampling::{Factor, MixtureBatch, PreparedMixture};
 use collapse_kernels::rng::StreamKey;
-use collapse_kernels::sampling::{Factor, MixtureBatch, PreparedMixture};
 
 /// A random mixture batch: R mixtures, K components, D dims, weights from a Dirichlet-ish draw,
 /// means in [-5, 5], full covariances A Aᵀ + 0.1 I (well-conditioned) or diagonal std devs.

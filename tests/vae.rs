@@ -7,13 +7,15 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use collapse_kernels::backend::BackendKind;
 use collapse_kernels::backend::cpu32::Cpu32;
 use collapse_kernels::backend::cpu64::Cpu64;
-use collapse_kernels::backend::{Backend, BackendKind};
 use collapse_kernels::io::idx::encode_idx_images;
-use collapse_kernels::matmul::rel_error;
+use collapse_kernels::models::vae::{VaeConfig, init_params, layout};
+use collapse_kernels::ops::Backend;
+use collapse_kernels::ops::matmul::rel_error;
 use collapse_kernels::rng::StreamKey;
-use collapse_kernels::vae::{VaeConfig, init_params, layout};
+use collapse_kernels::trainers::Engine;
 
 const FASHION: &str = "/usr/share/datasets/fashion-mnist";
 
@@ -28,7 +30,7 @@ fn tmpdir(name: &str) -> PathBuf {
 /// 1e-4 norm-wise per tensor, the loss within 1e-6 relative, the updated weights within 1e-5
 /// norm-wise (Adam's first step moves each weight by about ±lr, so a tiny gradient whose sign
 /// differs in f32 can move one weight the other way; the norm-wise bound allows a few).
-fn step_matches_cpu64(b: &dyn Backend) {
+fn step_matches_cpu64(b: &Engine) {
     let cfg = VaeConfig {
         d: 64,
         h: 48,
@@ -39,7 +41,7 @@ fn step_matches_cpu64(b: &dyn Backend) {
     let x: Vec<f64> = (0..32).flat_map(|i| imgs.image_f64(i)).collect();
     let p0 = init_params(&cfg, 9);
     let key = StreamKey::new(4, 5);
-    let mut a = Cpu64.vae(&cfg, &p0).unwrap();
+    let mut a = Engine::Cpu64(Cpu64).vae(&cfg, &p0).unwrap();
     let mut v = b.vae(&cfg, &p0).unwrap();
     let name = b.name();
     let (la, ga) = a.loss_and_gradient(&x, key).unwrap();
@@ -77,7 +79,7 @@ fn step_matches_cpu64(b: &dyn Backend) {
 
 #[test]
 fn cpu32_step_matches_cpu64() {
-    step_matches_cpu64(&Cpu32);
+    step_matches_cpu64(&Engine::Cpu32(Cpu32));
 }
 
 /// The WGSL trainer (matmul kernels + vae.wgsl + on-device Philox noise) against cpu64, on the
@@ -85,16 +87,16 @@ fn cpu32_step_matches_cpu64() {
 #[test]
 fn wgsl_step_matches_cpu64() {
     let Some(gpu) = common::gpu() else { return };
-    let b = collapse_kernels::backend::create(BackendKind::Wgsl, Some(&gpu)).unwrap();
-    step_matches_cpu64(b.as_ref());
+    let b = Engine::create(BackendKind::Wgsl, Some(&gpu)).unwrap();
+    step_matches_cpu64(&b);
 }
 
 /// The cubecl trainer (cubecl matmul + `#[cube]` VAE kernels + cubecl Philox) against cpu64.
 #[test]
 fn cube_step_matches_cpu64() {
     let Some(gpu) = common::gpu() else { return };
-    let b = collapse_kernels::backend::create(BackendKind::Cube, Some(&gpu)).unwrap();
-    step_matches_cpu64(b.as_ref());
+    let b = Engine::create(BackendKind::Cube, Some(&gpu)).unwrap();
+    step_matches_cpu64(&b);
 }
 
 fn collapse(args: &[&str], extra: &[&Path]) -> std::process::Output {
@@ -229,7 +231,7 @@ fn a_batch_over_the_binding_limit_is_a_clear_error() {
     let imgs = common::bars(300, 8, 3);
     let x: Vec<f64> = (0..300).flat_map(|i| imgs.image_f64(i)).collect();
     for kind in [BackendKind::Wgsl, BackendKind::Cube] {
-        let b = collapse_kernels::backend::create(kind, Some(&small)).unwrap();
+        let b = Engine::create(kind, Some(&small)).unwrap();
         let mut v = b.vae(&cfg, &p0).unwrap();
         // 300 images × 64 f32 = 76.8 KB > 64 KiB; 256 fit.
         let e = v.step(&x, StreamKey::new(1, 2)).unwrap_err().to_string();

@@ -1,11 +1,12 @@
 //! Shared by the criterion benches: every backend that can run here, and the records writer.
 #![allow(dead_code)]
 
-use collapse_kernels::backend::{self, Backend, BackendKind};
+use collapse_kernels::backend::BackendKind;
 use collapse_kernels::gpu::{GpuContext, GpuOptions};
+use collapse_kernels::trainers::Engine;
 
 /// cpu64, cpu32, and wgsl + cube when wgpu finds an adapter (`COLLAPSE_ADAPTER` picks one).
-pub fn backends() -> Vec<Box<dyn Backend>> {
+pub fn backends() -> Vec<Engine> {
     let gpu = match GpuContext::new(&GpuOptions {
         adapter: std::env::var("COLLAPSE_ADAPTER").ok(),
         ..Default::default()
@@ -19,12 +20,12 @@ pub fn backends() -> Vec<Box<dyn Backend>> {
     BackendKind::ALL
         .into_iter()
         .filter(|k| !k.needs_gpu() || gpu.is_some())
-        .map(|k| backend::create(k, gpu.as_ref()).expect("backend"))
+        .map(|k| Engine::create(k, gpu.as_ref()).expect("backend"))
         .collect()
 }
 
 /// Run the criterion groups, print criterion's summary, then write the records of what this
-/// binary just measured (see `collapse_kernels::records`) into `COLLAPSE_RECORDS_DIR` (default
+/// binary just measured (see `collapse_kernels::measure::records`) into `COLLAPSE_RECORDS_DIR` (default
 /// `results/bench/records`); `COLLAPSE_RECORDS_DIR=none` writes nothing.
 pub fn main_with_records(source: &str, groups: &[fn()]) {
     let since = std::time::SystemTime::now();
@@ -58,13 +59,21 @@ pub fn main_with_records(source: &str, groups: &[fn()]) {
         ),
         Err(_) => ("none".into(), String::new()),
     };
-    let stamp = collapse_kernels::records::Stamp::new(source);
-    match collapse_kernels::records::from_criterion(&root, since, (&adapter, &driver), &stamp) {
+    let stamp = collapse_kernels::measure::records::Stamp::new(source);
+    match collapse_kernels::measure::records::from_criterion(
+        &root,
+        since,
+        (&adapter, &driver),
+        &stamp,
+    ) {
         Ok(r) if r.is_empty() => {}
-        Ok(r) => match collapse_kernels::records::write(std::path::Path::new(&dir), &stamp, &r) {
-            Ok(p) => println!("records: {}", p.display()),
-            Err(e) => eprintln!("records not written: {e}"),
-        },
+        Ok(r) => {
+            match collapse_kernels::measure::records::write(std::path::Path::new(&dir), &stamp, &r)
+            {
+                Ok(p) => println!("records: {}", p.display()),
+                Err(e) => eprintln!("records not written: {e}"),
+            }
+        }
         Err(e) => eprintln!("records not read from {}: {e}", root.display()),
     }
 }

@@ -2,7 +2,7 @@
 // random numbers. A library file: no bindings, no entry points. Include it with
 //     //!include common/philox.wgsl
 //
-// Must match src/rng.rs bit for bit (tests/rng.rs checks ≥ 10^6 draws):
+// Must match src/rng/mod.rs bit for bit (tests/rng.rs checks ≥ 10^6 draws):
 //   key     = (seed_lo, seed_hi)
 //   counter = (block_lo, block_hi, stream_lo, stream_hi), block = draw_index / 4
 //   u32 -> f32 [0,1):  f32(x >> 8) * 2^-24        u32 -> f32 (0,1]:  f32((x >> 8) + 1) * 2^-24

@@ -12,13 +12,13 @@
 //! Everything else (random numbers, sampling arithmetic, matmul) is `cpu32`'s.
 
 use super::cpu32::Cpu32;
-use super::{Backend, Precision};
 use crate::error::{Error, Result};
-use crate::gmm::{CovarianceType, EStepParams, GmmPass, MStats, components_of};
 use crate::io::Matrix;
+use crate::num::summation::Summation;
+use crate::ops::gmm::{CovarianceType, EStepParams, GmmPass, MStats, components_of};
+use crate::ops::sampling::{Categorical, PreparedMixture};
+use crate::ops::{Backend, Precision};
 use crate::rng::StreamKey;
-use crate::sampling::{Categorical, PreparedMixture};
-use crate::summation::Summation;
 
 /// A `cpu32` variant (see the module documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,7 +119,7 @@ impl Backend for Cpu32Variant {
     }
     fn matmul(
         &self,
-        p: &crate::matmul::Matmul,
+        p: &crate::ops::matmul::Matmul,
         a: &[f64],
         b: &[f64],
         bias: Option<&[f64]>,
@@ -132,22 +132,6 @@ impl Backend for Cpu32Variant {
             Self::Sum(s) => Ok(Box::new(OrderedPass::new(x, s))),
             Self::F16Storage => Cpu32.gmm_pass(x),
         }
-    }
-
-    fn vae<'a>(
-        &'a self,
-        cfg: &crate::vae::VaeConfig,
-        params: &[f64],
-    ) -> Result<Box<dyn crate::vae::VaeTrainer + 'a>> {
-        Cpu32.vae(cfg, params)
-    }
-
-    fn lm<'a>(
-        &'a self,
-        cfg: &crate::lm::LmConfig,
-        params: &[f64],
-    ) -> Result<Box<dyn crate::lm::LmTrainer + 'a>> {
-        Cpu32.lm(cfg, params)
     }
 }
 

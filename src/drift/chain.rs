@@ -33,12 +33,13 @@
 //! Gaussian chain under `replace` the rounding-free prediction of the `floor` generation
 //! ([`floor_theory`]).
 
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::driver::{ModelKind, Policy, RunConfig, Simulation, metrics::l2_distance, simulate};
 use crate::error::{Error, Result};
-use crate::gmm::{CovarianceType, GmmParams};
+use crate::experiment::{ModelKind, Policy, RunConfig, Simulation, metrics::l2_distance, simulate};
+use crate::ops::Backend;
+use crate::ops::gmm::{CovarianceType, GmmParams};
+use crate::trainers::Engine;
 
 /// Crossing thresholds of the pair distances.
 pub const THRESHOLDS: [f64; 3] = [1e-6, 1e-4, 1e-2];
@@ -62,7 +63,7 @@ pub struct Trajectory {
 }
 
 /// Run `cfg` on every backend of `names` (the first is the reference of the plots), each with
-/// `jobs` replicates at once (see [`crate::driver::replicates`]).
+/// `jobs` replicates at once (see [`crate::experiment::replicates`]).
 /// `progress(backend, generations_done, total)` reports each generation.
 pub fn run_all(
     cfg: &RunConfig,
@@ -71,14 +72,14 @@ pub fn run_all(
     jobs: usize,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<Vec<Trajectory>> {
-    crate::driver::check_config(cfg)?;
-    let cpu = crate::backend::cpu64::Cpu64;
+    crate::experiment::check_config(cfg)?;
+    let cpu = Engine::Cpu64(crate::backend::cpu64::Cpu64);
     let mut gpu = None;
     let mut out = Vec::new();
     for name in names {
         let s = super::open_subject(name, &mut gpu, options)?;
         let t = Instant::now();
-        let sim = simulate(s.backend.as_ref(), &cpu, cfg, jobs, &mut |d, tot| {
+        let sim = simulate(&s.backend, &cpu, cfg, jobs, &mut |d, tot| {
             progress(name, d, tot)
         })
         .map_err(|e| Error::Numerical(format!("{name}: {e}")))?;
@@ -103,7 +104,7 @@ fn theta(p: &GmmParams) -> Vec<f64> {
 }
 
 /// Variances `[K][D]` (the diagonal of full covariances).
-fn variances(p: &GmmParams) -> Vec<f64> {
+pub(crate) fn variances(p: &GmmParams) -> Vec<f64> {
     match p.covariance_type {
         CovarianceType::Diag => p.covariances.clone(),
         CovarianceType::Full => (0..p.k)
@@ -133,7 +134,7 @@ fn metric(model: ModelKind, p: &GmmParams, truth: &GmmParams) -> f64 {
 
 /// The three pair measures of two fits.
 fn pair_measures(model: ModelKind, a: &GmmParams, b: &GmmParams, truth: &GmmParams) -> [f64; 3] {
-    let param = crate::matmul::rel_error(&theta(a), &theta(b));
+    let param = crate::ops::matmul::rel_error(&theta(a), &theta(b));
     let scale = variances(a)
         .iter()
         .zip(variances(b))
@@ -470,112 +471,6 @@ pub fn analyse(cfg: &RunConfig, runs: &[Trajectory]) -> Result<Report> {
         per_replicate,
         spread,
     })
-}
-
-/// Write the report into `dir`: `pairs.csv`, `crossings.csv`, `absorption.csv`,
-/// `absorption_per_replicate.csv`, `spread.csv`, `summary.json` and `plots/*.svg`
-/// (`pairs.csv`, `spread.csv` and the plots hold every generation of runs up to 1000
-/// generations, else every ⌈(G+1)/1000⌉-th and the last; crossings and absorption always use
-/// every generation); with
-/// `params` also `params.csv` (every fitted parameter: backend, generation, replicate, then
-/// `weight_c`, `mean_c_j`, `var_c_j`). Returns the files written.
-pub fn write(
-    dir: &Path,
-    cfg: &RunConfig,
-    runs: &[Trajectory],
-    report: &Report,
-    params: bool,
-) -> Result<Vec<PathBuf>> {
-    use crate::bench::write_csv;
-    let mut files = Vec::new();
-    let mut put = |name: &str, f: &dyn Fn(&Path) -> Result<()>| -> Result<()> {
-        let p = dir.join(name);
-        f(&p)?;
-        files.push(p);
-        Ok(())
-    };
-    // Long runs: every ⌈(G+1)/1000⌉-th generation (and the last) in the per-generation tables.
-    let gens = cfg.generations + 1;
-    let stride = gens.div_ceil(1000).max(1);
-    let keep = |g: usize| g.is_multiple_of(stride) || g + 1 == gens;
-    let thin = Report {
-        pairs: report
-            .pairs
-            .iter()
-            .filter(|r| keep(r.generation))
-            .cloned()
-            .collect(),
-        spread: report
-            .spread
-            .iter()
-            .filter(|r| keep(r.generation))
-            .cloned()
-            .collect(),
-        crossings: Vec::new(),
-        absorption: Vec::new(),
-        per_replicate: Vec::new(),
-    };
-    put("pairs.csv", &|p| write_csv(p, &thin.pairs))?;
-    put("crossings.csv", &|p| write_csv(p, &report.crossings))?;
-    put("absorption.csv", &|p| write_csv(p, &report.absorption))?;
-    put("absorption_per_replicate.csv", &|p| {
-        write_csv(p, &report.per_replicate)
-    })?;
-    put("spread.csv", &|p| write_csv(p, &thin.spread))?;
-    if params {
-        put("params.csv", &|p| write_params(p, runs))?;
-    }
-    let summary = serde_json::json!({
-        "config": cfg,
-        "backends": runs.iter().map(|t| serde_json::json!({
-            "name": t.name,
-            "device": t.device,
-            "unit_roundoff": t.unit_roundoff,
-            "seconds": t.seconds,
-        })).collect::<Vec<_>>(),
-        "thresholds": THRESHOLDS,
-        "crossings": report.crossings,
-        "absorption": report.absorption,
-    });
-    put("summary.json", &|p| {
-        let bytes = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Io(e.to_string()))?;
-        crate::io::write_atomic(p, &bytes)
-    })?;
-    files.extend(super::plot::chain_plots(&dir.join("plots"), runs, &thin)?);
-    Ok(files)
-}
-
-fn write_params(path: &Path, runs: &[Trajectory]) -> Result<()> {
-    use std::fmt::Write;
-    let p0 = &runs[0].sim.history[0][0];
-    let (k, d) = (p0.k, p0.d);
-    let mut s = String::from("backend,generation,replicate");
-    for c in 0..k {
-        write!(s, ",weight_{c}").ok();
-    }
-    for c in 0..k {
-        for j in 0..d {
-            write!(s, ",mean_{c}_{j}").ok();
-        }
-    }
-    for c in 0..k {
-        for j in 0..d {
-            write!(s, ",var_{c}_{j}").ok();
-        }
-    }
-    s.push('\n');
-    for t in runs {
-        for (r, h) in t.sim.history.iter().enumerate() {
-            for (g, p) in h.iter().enumerate() {
-                write!(s, "{},{g},{r}", t.name).ok();
-                for v in p.weights.iter().chain(&p.means).chain(&variances(p)) {
-                    write!(s, ",{v:e}").ok();
-                }
-                s.push('\n');
-            }
-        }
-    }
-    crate::io::write_atomic(path, s.as_bytes())
 }
 
 #[cfg(test)]

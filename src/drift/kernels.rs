@@ -20,14 +20,14 @@
 //! - `sample` (methods = backends): `n` draws of N(s, 1) from one Philox stream; norm-wise
 //!   relative error of the samples against cpu64's draws of the same stream.
 
-use crate::backend::Backend;
 use crate::backend::cpu64::Cpu64;
 use crate::error::Result;
-use crate::gmm::{CovarianceType, GmmParams};
 use crate::io::Matrix;
-use crate::matmul::{Matmul, Storage};
+use crate::num::summation::Summation;
+use crate::ops::Backend;
+use crate::ops::gmm::{CovarianceType, GmmParams};
+use crate::ops::matmul::{Matmul, Storage};
 use crate::rng::StreamKey;
-use crate::summation::Summation;
 
 /// One measured error.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -117,7 +117,8 @@ pub fn backend_families(
             let x = Matrix::new(n, 1, z.iter().map(|v| (s + v) as f32 as f64).collect())?;
             let (m64, v64) = gauss_fit(&Cpu64, &x)?;
             let mix = mixture(s);
-            let pts = crate::driver::sample_model(&Cpu64, &mix, n, StreamKey::new(sweep.seed, 3))?;
+            let pts =
+                crate::experiment::sample_model(&Cpu64, &mix, n, StreamKey::new(sweep.seed, 3))?;
             let pts = Matrix::new(n, 4, pts.data.iter().map(|&v| v as f32 as f64).collect())?;
             let e = mix.estep_params()?;
             let ll64 = Cpu64.gmm_pass(&pts)?.estep(&e)?;
@@ -130,11 +131,11 @@ pub fn backend_families(
                 covariances: vec![1.0],
             };
             let key = StreamKey::new(sweep.seed, 4);
-            let draws64 = crate::driver::sample_model(&Cpu64, &gauss, n, key)?;
+            let draws64 = crate::experiment::sample_model(&Cpu64, &gauss, n, key)?;
             for (name, b) in backends {
                 let (m, v) = gauss_fit(*b, &x)?;
                 let ll = b.gmm_pass(&pts)?.estep(&e)?;
-                let draws = crate::driver::sample_model(*b, &gauss, n, key)?;
+                let draws = crate::experiment::sample_model(*b, &gauss, n, key)?;
                 let row = |family: &str, error: f64| KernelRow {
                     family: family.into(),
                     method: name.clone(),
@@ -148,7 +149,7 @@ pub fn backend_families(
                 out.push(row("loglik", (ll - ll64).abs() / ll64.abs()));
                 out.push(row(
                     "sample",
-                    crate::matmul::rel_error(&draws.data, &draws64.data),
+                    crate::ops::matmul::rel_error(&draws.data, &draws64.data),
                 ));
             }
         }
@@ -184,7 +185,7 @@ pub fn matmuls(
                     method: name,
                     n: k,
                     scale: s,
-                    error: crate::matmul::rel_error(&c, &c64),
+                    error: crate::ops::matmul::rel_error(&c, &c64),
                     cond: None,
                 });
                 Ok(())

@@ -14,14 +14,17 @@
 
 pub mod chain;
 pub mod kernels;
+pub mod output;
 pub mod plot;
 
 use std::sync::Arc;
 
+use crate::backend::BackendKind;
 use crate::backend::variants::Cpu32Variant;
-use crate::backend::{self, Backend, BackendKind, Precision};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
+use crate::ops::{Backend, Precision};
+use crate::trainers::Engine;
 
 /// Every backend name `collapse drift` accepts.
 pub const BACKEND_NAMES: [&str; 8] = [
@@ -38,7 +41,7 @@ pub const BACKEND_NAMES: [&str; 8] = [
 /// A backend under study and the unit roundoff of the values its fits see.
 pub struct Subject {
     /// The backend.
-    pub backend: Box<dyn Backend>,
+    pub backend: Engine,
     /// Unit roundoff `u` of its data and arithmetic (2⁻⁵³, 2⁻²⁴, or 2⁻¹¹ for f16 storage).
     pub unit_roundoff: f64,
 }
@@ -52,7 +55,7 @@ pub fn open_subject(
 ) -> Result<Subject> {
     if let Some(v) = Cpu32Variant::from_name(name) {
         return Ok(Subject {
-            backend: Box::new(v),
+            backend: Engine::from(v),
             unit_roundoff: v.unit_roundoff(),
         });
     }
@@ -65,7 +68,7 @@ pub fn open_subject(
     if kind.needs_gpu() && gpu.is_none() {
         *gpu = Some(GpuContext::new(options)?);
     }
-    let backend = backend::create(kind, gpu.as_ref())?;
+    let backend = Engine::create(kind, gpu.as_ref())?;
     let unit_roundoff = match backend.precision() {
         Precision::F64 => 2f64.powi(-53),
         Precision::F32 => 2f64.powi(-24),

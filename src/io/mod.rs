@@ -57,3 +57,20 @@ pub fn write_npy(path: &Path, m: &Matrix) -> Result<()> {
     }
     write_atomic(path, &out)
 }
+/// Write records as CSV (header from the first record's fields), atomically.
+/// The parent folder is created if missing.
+pub fn write_csv<T: serde::Serialize>(path: &Path, rows: &[T]) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| crate::Error::Io(format!("{}: {e}", dir.display())))?;
+    }
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r)
+            .map_err(|e| crate::Error::Io(format!("{}: {e}", path.display())))?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| crate::Error::Io(format!("{}: {e}", path.display())))?;
+    crate::io::write_atomic(path, &bytes)
+}

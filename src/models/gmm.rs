@@ -21,10 +21,10 @@
 
 use rayon::prelude::*;
 
-use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::gmm::{CovarianceType, GmmParams, MStats};
 use crate::io::Matrix;
+use crate::ops::Backend;
+use crate::ops::gmm::{CovarianceType, GmmParams, MStats};
 use crate::rng::{StreamKey, unit_f64};
 
 /// First Philox stream used for initialisations (`+ init index`); re-seeding uses

@@ -1,4 +1,8 @@
-//! Models fitted or trained through the [`crate::backend::Backend`] abstraction only: a model
-//! never names a backend.
+//! The models, each fitted or trained through the kernel contracts of [`crate::ops`] only (a
+//! model never names a backend): the Gaussian mixture's EM ([`gmm`]), the VAE ([`vae`]) and the
+//! byte-level language model ([`lm`]), each with its f64 reference trainer and its device
+//! trainer.
 
 pub mod gmm;
+pub mod lm;
+pub mod vae;

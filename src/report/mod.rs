@@ -20,7 +20,7 @@ fn load(dir: &Path) -> Result<(String, serde_json::Value)> {
         .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
-    let policy = serde_json::from_value::<crate::driver::Policy>(v["config"]["policy"].clone())
+    let policy = serde_json::from_value::<crate::experiment::Policy>(v["config"]["policy"].clone())
         .map(|p| p.to_string())
         .unwrap_or_else(|_| v["config"]["policy"].to_string());
     let label = format!(

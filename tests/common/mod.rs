@@ -3,8 +3,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use collapse_kernels::backend::{self, Backend, BackendKind};
+use collapse_kernels::backend::{self, BackendKind};
 use collapse_kernels::gpu::{GpuContext, GpuOptions};
+use collapse_kernels::ops::Backend;
+use collapse_kernels::trainers::Engine;
 
 /// The shared GPU context for tests, with output poisoning on. `None` (with a printed reason)
 /// when no adapter exists — except under `CI=true`, where a missing adapter fails the test.
@@ -44,6 +46,24 @@ pub fn backends() -> Vec<Box<dyn Backend>> {
 /// The GPU backends (empty, after a printed skip, when there is no adapter outside CI).
 pub fn gpu_backends() -> Vec<Box<dyn Backend>> {
     backends()
+        .into_iter()
+        .filter(|b| b.name() == "wgsl" || b.name() == "cube")
+        .collect()
+}
+
+/// Every engine (backend plus the trainers built on it) that can run here, as [`backends`].
+pub fn engines() -> Vec<Engine> {
+    let g = gpu();
+    BackendKind::ALL
+        .into_iter()
+        .filter(|k| !k.needs_gpu() || g.is_some())
+        .map(|k| Engine::create(k, g.as_ref()).expect("engine creation"))
+        .collect()
+}
+
+/// The GPU engines, as [`gpu_backends`].
+pub fn gpu_engines() -> Vec<Engine> {
+    engines()
         .into_iter()
         .filter(|b| b.name() == "wgsl" || b.name() == "cube")
         .collect()

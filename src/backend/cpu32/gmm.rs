@@ -12,11 +12,9 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::gmm::{
-    CPU_BLOCK, CovarianceType, EStepParams, GmmPass, MStats, PairwiseAcc, components_of,
-    pairwise_sum_f32,
-};
 use crate::io::Matrix;
+use crate::num::summation::{PairwiseAcc, pairwise_sum_f32};
+use crate::ops::gmm::{CPU_BLOCK, CovarianceType, EStepParams, GmmPass, MStats, components_of};
 
 /// Blocks per parallel task.
 pub const TASK_BLOCKS: usize = 16;

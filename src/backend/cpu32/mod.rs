@@ -6,12 +6,12 @@ pub mod matmul;
 mod rng;
 mod sampling;
 
-use super::{Backend, Precision};
 use crate::error::Result;
-use crate::rng::StreamKey;
-use crate::sampling::{
+use crate::ops::sampling::{
     Categorical, PreparedMixture, check_categorical_outputs, check_mixture_outputs,
 };
+use crate::ops::{Backend, Precision};
+use crate::rng::StreamKey;
 use rayon::prelude::*;
 
 use crate::backend::cpu64::sampling::{Params, categorical_rows};
@@ -83,7 +83,7 @@ impl Backend for Cpu32 {
 
     fn matmul(
         &self,
-        p: &crate::matmul::Matmul,
+        p: &crate::ops::matmul::Matmul,
         a: &[f64],
         b: &[f64],
         bias: Option<&[f64]>,
@@ -95,23 +95,7 @@ impl Backend for Cpu32 {
     fn gmm_pass<'a>(
         &'a self,
         x: &'a crate::io::Matrix,
-    ) -> Result<Box<dyn crate::gmm::GmmPass + 'a>> {
+    ) -> Result<Box<dyn crate::ops::gmm::GmmPass + 'a>> {
         Ok(Box::new(gmm::Cpu32Gmm::new(x)))
-    }
-
-    fn vae<'a>(
-        &'a self,
-        cfg: &crate::vae::VaeConfig,
-        params: &[f64],
-    ) -> Result<Box<dyn crate::vae::VaeTrainer + 'a>> {
-        Ok(Box::new(crate::vae::cpu::CpuVae::<f32>::new(cfg, params)?))
-    }
-
-    fn lm<'a>(
-        &'a self,
-        cfg: &crate::lm::LmConfig,
-        params: &[f64],
-    ) -> Result<Box<dyn crate::lm::LmTrainer + 'a>> {
-        Ok(Box::new(crate::lm::cpu::CpuLm::<f32>::new(cfg, params)?))
     }
 }

@@ -1,11 +1,11 @@
 //! The f32 mixture sampler, `LANES` samples at a time: Philox and Box–Muller run lane-wise
 //! (vectorised), the component choice and `μ + L z` per sample in the order of
-//! [`crate::sampling`]. Values equal `cpu64::sampling::sample_range::<f32>` exactly.
+//! [`crate::ops::sampling`]. Values equal `cpu64::sampling::sample_range::<f32>` exactly.
 
 use super::lanes::{LANES, box_muller_lanes, philox_lanes_at};
 use crate::backend::cpu64::sampling::{Params, sample_range};
+use crate::ops::sampling::{PreparedMixture, blocks_per_sample};
 use crate::rng::StreamKey;
-use crate::sampling::{PreparedMixture, blocks_per_sample};
 
 /// As [`sample_range`] for f32, batching `LANES` samples; the ragged tail goes through
 /// [`sample_range`] itself.

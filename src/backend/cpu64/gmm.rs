@@ -3,11 +3,11 @@
 //! partials combined pairwise ([`PairwiseAcc`]).
 
 use crate::error::{Error, Result};
-use crate::gmm::{
-    CPU_BLOCK, CovarianceType, EStepParams, GmmPass, HALF_LN_2PI, MStats, PairwiseAcc,
-    components_of, pairwise_sum,
-};
 use crate::io::Matrix;
+use crate::num::summation::{PairwiseAcc, pairwise_sum};
+use crate::ops::gmm::{
+    CPU_BLOCK, CovarianceType, EStepParams, GmmPass, HALF_LN_2PI, MStats, components_of,
+};
 
 /// The cpu64 EM pass state: the data (borrowed) and the responsibilities.
 pub struct Cpu64Gmm<'a> {

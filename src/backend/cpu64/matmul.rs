@@ -2,9 +2,9 @@
 //! obviously right; the bound every other backend is tested against.
 
 use crate::error::Result;
-use crate::matmul::{Matmul, Storage, round_f16};
+use crate::ops::matmul::{Matmul, Storage, round_f16};
 
-/// `C = act(α·op(A)·op(B) + β·C + bias)` in f64 (see [`crate::matmul`]). With f16 storage the
+/// `C = act(α·op(A)·op(B) + β·C + bias)` in f64 (see [`crate::ops::matmul`]). With f16 storage the
 /// inputs are first rounded to binary16, as the GPU kernels see them.
 pub fn matmul(p: &Matmul, a: &[f64], b: &[f64], bias: Option<&[f64]>, c: &mut [f64]) -> Result<()> {
     p.validate(a.len(), b.len(), bias.map(<[f64]>::len), c.len())?;

@@ -1,9 +1,9 @@
 //! Mixture sampling on the CPU, generic over the precision: the f64 reference, and (through
 //! [`sample_range`]) the body of `cpu32`'s parallel sampler.
 
-use crate::backend::real::Real;
+use crate::num::real::Real;
+use crate::ops::sampling::{PreparedMixture, blocks_per_sample};
 use crate::rng::StreamKey;
-use crate::sampling::{PreparedMixture, blocks_per_sample};
 
 /// Mixture parameters converted to `T` once per call.
 pub struct Params<T> {
@@ -24,7 +24,7 @@ impl<T: Real> Params<T> {
 }
 
 /// Samples `i0 .. i0 + comps.len()` of the call (sample `i` is replicate `i / m`), written to
-/// `out` (`comps.len() × D`) and `comps`, following the layout of [`crate::sampling`].
+/// `out` (`comps.len() × D`) and `comps`, following the layout of [`crate::ops::sampling`].
 #[allow(clippy::too_many_arguments)]
 pub fn sample_range<T: Real>(
     p: &PreparedMixture,
@@ -70,9 +70,9 @@ pub fn sample_range<T: Real>(
 }
 
 /// Categorical samples for rows `row0 ..` (`out` holds whole rows of `s` samples each), by the
-/// inverse-CDF method of [`crate::sampling::Categorical`], in precision `T`.
-pub fn categorical_rows<T: crate::backend::real::RealCat>(
-    c: &crate::sampling::Categorical,
+/// inverse-CDF method of [`crate::ops::sampling::Categorical`], in precision `T`.
+pub fn categorical_rows<T: crate::num::real::RealCat>(
+    c: &crate::ops::sampling::Categorical,
     s: usize,
     key: StreamKey,
     first: u64,
@@ -80,7 +80,7 @@ pub fn categorical_rows<T: crate::backend::real::RealCat>(
     out: &mut [u32],
 ) {
     let v = c.classes;
-    let excluded = T::from_f64(crate::sampling::EXCLUDED_LOGIT);
+    let excluded = T::from_f64(crate::ops::sampling::EXCLUDED_LOGIT);
     let inv_t = T::from_f64(1.0 / c.temperature);
     let mut p = vec![T::from_f64(0.0); v];
     let mut sorted = Vec::with_capacity(v);

@@ -1,5 +1,5 @@
 //! Categorical sampling as a `#[cube]` kernel: the method and summation order of
-//! [`crate::sampling::Categorical`], line for line with `shaders/categorical.wgsl`.
+//! [`crate::ops::sampling::Categorical`], line for line with `shaders/categorical.wgsl`.
 
 use cubecl::prelude::*;
 
@@ -7,8 +7,8 @@ use super::rng::{philox, unit_f32};
 use crate::backend::wgsl::categorical::check_gpu_limits;
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
+use crate::ops::sampling::Categorical;
 use crate::rng::StreamKey;
-use crate::sampling::Categorical;
 
 const CUBE_DIM: u32 = 64;
 
@@ -138,7 +138,7 @@ fn sample_categorical_kernel(
     }
 }
 
-/// Sample as [`crate::backend::Backend::sample_categorical`] documents.
+/// Sample as [`crate::ops::Backend::sample_categorical`] documents.
 pub fn sample_categorical(
     client: &Client,
     gpu: &GpuContext,

@@ -8,11 +8,12 @@ use cubecl::prelude::*;
 
 use crate::backend::wgsl::gmm::{MAX_DIM, chunk_points, msum_tiling};
 use crate::error::{Error, Result};
-use crate::gmm::{
-    CovarianceType, EStepParams, GmmPass, MStats, PairwiseAcc, components_of, first_pass_stats,
-};
 use crate::gpu::GpuContext;
 use crate::io::Matrix;
+use crate::num::summation::PairwiseAcc;
+use crate::ops::gmm::{
+    CovarianceType, EStepParams, GmmPass, MStats, components_of, first_pass_stats,
+};
 
 const CUBE_DIM: u32 = 64;
 

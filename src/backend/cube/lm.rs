@@ -1,5 +1,5 @@
 //! The language model as `#[cube]` kernels: [`LmOps`] for [`CubeKernels`] (whose cubecl matmul
-//! serves the products, batched over heads for attention); the orchestration is [`crate::lm::device`]'s, shared with
+//! serves the products, batched over heads for attention); the orchestration is [`crate::models::lm::device`]'s, shared with
 //! the WGSL backend. Row operations (LayerNorm, softmax, cross-entropy) run one unit per row,
 //! summing in index order; element-wise ones one unit per element; incremental attention one
 //! unit per output element (it recomputes the row's scores: fine at sampling sizes). Cubes of 64
@@ -7,9 +7,9 @@
 
 use cubecl::prelude::*;
 
-use super::kernels::{CubeKernels, arg, dim, grid};
+use super::memory::{CubeKernels, arg, dim, grid};
 use crate::error::Result;
-use crate::lm::device::{AdamStep, LmOps};
+use crate::ops::lm::{AdamStep, LmOps};
 
 type Handle = cubecl::server::Handle;
 

@@ -7,13 +7,13 @@
 //! coalesced along each operand's contiguous dimension, f32 accumulation. Cube `(x, y, z)` owns
 //! C rows `y·64..`, columns `x·64..` of batch `z + batch0`. The storage type of A and B is a
 //! generic (`f32`, or `half::f16` for f16 storage); the epilogue is a compile-time parameter.
-//! Operands over one storage binding run as several launches ([`crate::matmul::split_launches`]).
+//! Operands over one storage binding run as several launches ([`crate::ops::matmul::split_launches`]).
 
 use cubecl::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, MAX_WORKGROUPS_PER_DIM};
-use crate::matmul::{LaunchLimits, Matmul, Storage, split_launches};
+use crate::ops::matmul::{LaunchLimits, Matmul, Storage, split_launches};
 
 const WG: usize = 16;
 const TM: usize = 4;

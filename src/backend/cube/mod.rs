@@ -3,22 +3,22 @@
 
 mod categorical;
 mod gmm;
-pub mod kernels;
 pub mod lm;
 pub mod matmul;
+pub mod memory;
 mod rng;
 mod sampling;
 pub mod vae;
 
 use std::sync::Arc;
 
-use super::{Backend, Precision};
 use crate::error::Result;
 use crate::gpu::GpuContext;
-use crate::rng::StreamKey;
-use crate::sampling::{
+use crate::ops::sampling::{
     Categorical, PreparedMixture, check_categorical_outputs, check_mixture_outputs,
 };
+use crate::ops::{Backend, Precision};
+use crate::rng::StreamKey;
 
 /// The cubecl backend.
 pub struct Cube {
@@ -31,6 +31,11 @@ impl Cube {
     pub fn new(gpu: Arc<GpuContext>) -> Result<Self> {
         let client = gpu.cube_client()?;
         Ok(Self { gpu, client })
+    }
+
+    /// The buffers and matrix products the device trainers run on (`ops::memory`).
+    pub fn memory(&self) -> memory::CubeKernels<'_> {
+        memory::CubeKernels::new(&self.client, &self.gpu)
     }
 }
 
@@ -97,7 +102,7 @@ impl Backend for Cube {
 
     fn matmul(
         &self,
-        p: &crate::matmul::Matmul,
+        p: &crate::ops::matmul::Matmul,
         a: &[f64],
         b: &[f64],
         bias: Option<&[f64]>,
@@ -109,29 +114,7 @@ impl Backend for Cube {
     fn gmm_pass<'a>(
         &'a self,
         x: &'a crate::io::Matrix,
-    ) -> Result<Box<dyn crate::gmm::GmmPass + 'a>> {
+    ) -> Result<Box<dyn crate::ops::gmm::GmmPass + 'a>> {
         Ok(Box::new(gmm::CubeGmm::new(&self.client, &self.gpu, x)?))
-    }
-
-    fn vae<'a>(
-        &'a self,
-        cfg: &crate::vae::VaeConfig,
-        params: &[f64],
-    ) -> Result<Box<dyn crate::vae::VaeTrainer + 'a>> {
-        let ops = kernels::CubeKernels::new(&self.client, &self.gpu);
-        Ok(Box::new(crate::vae::device::DeviceVae::new(
-            ops, cfg, params,
-        )?))
-    }
-
-    fn lm<'a>(
-        &'a self,
-        cfg: &crate::lm::LmConfig,
-        params: &[f64],
-    ) -> Result<Box<dyn crate::lm::LmTrainer + 'a>> {
-        let ops = kernels::CubeKernels::new(&self.client, &self.gpu);
-        Ok(Box::new(crate::lm::device::DeviceLm::new(
-            ops, cfg, params,
-        )?))
     }
 }

@@ -1,4 +1,4 @@
-//! Philox4x32-10 as `#[cube]` kernels: the same arithmetic as `src/rng.rs` and
+//! Philox4x32-10 as `#[cube]` kernels: the same arithmetic as `src/rng/mod.rs` and
 //! `shaders/common/philox.wgsl` (16-bit-split mulhi, same stream layout and conversions).
 //!
 //! Launch layout: one unit per Philox block; unit `g` (`ABSOLUTE_POS` over an `(x, y)` cube grid

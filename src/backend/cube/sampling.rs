@@ -1,4 +1,4 @@
-//! Mixture sampling as a `#[cube]` kernel: the layout of [`crate::sampling`], the same
+//! Mixture sampling as a `#[cube]` kernel: the layout of [`crate::ops::sampling`], the same
 //! arithmetic order as `shaders/sampling.wgsl` and the CPU backends. `D` and full/diagonal are
 //! compile-time parameters (one kernel per shape), everything else is a runtime scalar.
 
@@ -8,13 +8,13 @@ use super::rng::{mulhi, normals, philox};
 use crate::backend::wgsl::sampling::check_gpu_limits;
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
+use crate::ops::sampling::{PreparedMixture, blocks_per_sample};
 use crate::rng::StreamKey;
-use crate::sampling::{PreparedMixture, blocks_per_sample};
 
 const CUBE_DIM: u32 = 64;
 
 /// One unit per sample: unit `s` is sample `chunk_start + s` of the call (see the module docs of
-/// [`crate::sampling`]); `(fb0, fb1)` is the 64-bit first block of the chunk.
+/// [`crate::ops::sampling`]); `(fb0, fb1)` is the 64-bit first block of the chunk.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn sample_mixture_kernel(
@@ -88,7 +88,7 @@ fn sample_mixture_kernel(
     }
 }
 
-/// Sample as [`crate::backend::Backend::sample_mixture`] documents.
+/// Sample as [`crate::ops::Backend::sample_mixture`] documents.
 #[allow(clippy::too_many_arguments)]
 pub fn sample_mixture(
     client: &Client,

@@ -1,5 +1,5 @@
 //! The VAE as `#[cube]` kernels: [`VaeOps`] for [`CubeKernels`], with the steps, layouts and
-//! summation orders of `shaders/vae.wgsl`; the orchestration is [`crate::vae::device`]'s,
+//! summation orders of `shaders/vae.wgsl`; the orchestration is [`crate::models::vae::device`]'s,
 //! shared with the WGSL backend. The layers' products use the cubecl matmul kernel with its bias
 //! and ReLU epilogues; the noise comes from the cubecl Philox fill. One unit per image (BCE
 //! rows: the row's pixels summed in order; KL and latent gradients), per element
@@ -8,10 +8,10 @@
 
 use cubecl::prelude::*;
 
-use super::kernels::{CubeKernels, arg, dim, grid};
+use super::memory::{CubeKernels, arg, dim, grid};
 use crate::error::Result;
+use crate::ops::vae::{AdamStep, VaeOps};
 use crate::rng::StreamKey;
-use crate::vae::device::{AdamStep, VaeOps};
 
 type Handle = cubecl::server::Handle;
 

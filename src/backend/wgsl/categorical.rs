@@ -2,8 +2,8 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
+use crate::ops::sampling::Categorical;
 use crate::rng::StreamKey;
-use crate::sampling::Categorical;
 
 /// `CatParams` of `categorical.wgsl` (uniform buffer, 48 bytes).
 #[repr(C)]
@@ -39,7 +39,7 @@ pub fn check_gpu_limits(gpu: &GpuContext, c: &Categorical, s: usize) -> Result<(
     Ok(())
 }
 
-/// Sample as [`crate::backend::Backend::sample_categorical`] documents.
+/// Sample as [`crate::ops::Backend::sample_categorical`] documents.
 pub fn sample_categorical(
     gpu: &GpuContext,
     c: &Categorical,

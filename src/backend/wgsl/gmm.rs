@@ -5,11 +5,12 @@
 //! across tiles on the device (`tree_reduce`), then pairwise across chunks on the host (f32).
 
 use crate::error::{Error, Result};
-use crate::gmm::{
-    CovarianceType, EStepParams, GmmPass, MStats, PairwiseAcc, components_of, first_pass_stats,
-};
 use crate::gpu::GpuContext;
 use crate::io::Matrix;
+use crate::num::summation::PairwiseAcc;
+use crate::ops::gmm::{
+    CovarianceType, EStepParams, GmmPass, MStats, components_of, first_pass_stats,
+};
 
 /// `GmmParams` of `gmm.wgsl` (uniform, 32 bytes).
 #[repr(C)]

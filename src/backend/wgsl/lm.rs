@@ -1,13 +1,13 @@
 //! The language model on wgpu: [`LmOps`] for [`WgslKernels`] (whose matmul kernels serve the
 //! products, batched over heads for attention) with `shaders/lm.wgsl`; the orchestration is
-//! [`crate::lm::device`]'s.
+//! [`crate::models::lm::device`]'s.
 //! Training and generational runs queue the dispatches ([`crate::gpu::GpuOptions::queued`]);
 //! benches and tests wait for and time each one.
 
-use super::kernels::WgslKernels;
+use super::memory::WgslKernels;
 use crate::error::Result;
 use crate::gpu::GpuContext;
-use crate::lm::device::{AdamStep, LmOps};
+use crate::ops::lm::{AdamStep, LmOps};
 
 /// `LmParams` of `lm.wgsl` (uniform, 64 bytes).
 #[repr(C)]

@@ -15,7 +15,7 @@
 //!
 //! **Big operands.** `Backend::matmul` runs a problem whose A, B or C exceeds one storage
 //! binding (or whose C exceeds the grid) as several launches that fit, through
-//! [`crate::matmul::split_launches`]; [`launch`] on device-resident operands (the VAE and LM
+//! [`crate::ops::matmul::split_launches`]; [`launch`] on device-resident operands (the VAE and LM
 //! trainers) takes one launch's worth and says so otherwise.
 
 use std::collections::BTreeMap;
@@ -23,7 +23,7 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, MAX_WORKGROUPS_PER_DIM};
-use crate::matmul::{Matmul, Storage};
+use crate::ops::matmul::{Matmul, Storage};
 
 /// One tile shape of the matmul kernels (values of their `override` constants).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -189,7 +189,7 @@ pub fn shader_for(p: &Matmul, allow_vec4: bool) -> &'static str {
     }
 }
 
-/// Operands on the device, in the layouts of [`crate::matmul`]: A and B as f32 (or as f16 bits
+/// Operands on the device, in the layouts of [`crate::ops::matmul`]: A and B as f32 (or as f16 bits
 /// with f16 storage), bias f32 (a one-element dummy when there is none), C f32.
 pub struct DeviceOperands {
     /// A.

@@ -2,22 +2,22 @@
 
 pub mod categorical;
 pub mod gmm;
-pub mod kernels;
 pub mod lm;
 pub mod matmul;
+pub mod memory;
 mod rng;
 pub mod sampling;
 pub mod vae;
 
 use std::sync::{Arc, Mutex};
 
-use super::{Backend, Precision};
 use crate::error::Result;
 use crate::gpu::GpuContext;
-use crate::rng::StreamKey;
-use crate::sampling::{
+use crate::ops::sampling::{
     Categorical, PreparedMixture, check_categorical_outputs, check_mixture_outputs,
 };
+use crate::ops::{Backend, Precision};
+use crate::rng::StreamKey;
 
 /// The WGSL backend.
 pub struct Wgsl {
@@ -32,6 +32,12 @@ impl Wgsl {
             gpu,
             tile: Mutex::new(None),
         }
+    }
+
+    /// The buffers and matrix products the device trainers run on (`ops::memory`), with this
+    /// backend's matmul tile.
+    pub fn memory(&self) -> Result<memory::WgslKernels> {
+        memory::WgslKernels::new(self.gpu.clone(), self.matmul_tile()?.tile)
     }
 
     /// The matmul tile shape for this adapter: chosen on first use (env, disk cache or
@@ -94,7 +100,7 @@ impl Backend for Wgsl {
 
     fn matmul(
         &self,
-        p: &crate::matmul::Matmul,
+        p: &crate::ops::matmul::Matmul,
         a: &[f64],
         b: &[f64],
         bias: Option<&[f64]>,
@@ -103,12 +109,12 @@ impl Backend for Wgsl {
         p.validate(a.len(), b.len(), bias.map(<[f64]>::len), c.len())?;
         let tile = self.matmul_tile()?.tile;
         let max = crate::gpu::MAX_WORKGROUPS_PER_DIM as usize;
-        let lim = crate::matmul::LaunchLimits {
+        let lim = crate::ops::matmul::LaunchLimits {
             binding_bytes: self.gpu.max_binding_elements(1),
             max_rows: max * tile.bm() as usize,
             max_cols: max * tile.bn() as usize,
         };
-        crate::matmul::split_launches(p, a, b, bias, c, &lim, &mut |q, a, b, bias, c| {
+        crate::ops::matmul::split_launches(p, a, b, bias, c, &lim, &mut |q, a, b, bias, c| {
             matmul::matmul_with(&self.gpu, &tile, true, q, a, b, bias, c)
         })
     }
@@ -116,31 +122,7 @@ impl Backend for Wgsl {
     fn gmm_pass<'a>(
         &'a self,
         x: &'a crate::io::Matrix,
-    ) -> Result<Box<dyn crate::gmm::GmmPass + 'a>> {
+    ) -> Result<Box<dyn crate::ops::gmm::GmmPass + 'a>> {
         Ok(Box::new(gmm::WgslGmm::new(&self.gpu, x)?))
-    }
-
-    fn vae<'a>(
-        &'a self,
-        cfg: &crate::vae::VaeConfig,
-        params: &[f64],
-    ) -> Result<Box<dyn crate::vae::VaeTrainer + 'a>> {
-        let tile = self.matmul_tile()?.tile;
-        let ops = kernels::WgslKernels::new(self.gpu.clone(), tile)?;
-        Ok(Box::new(crate::vae::device::DeviceVae::new(
-            ops, cfg, params,
-        )?))
-    }
-
-    fn lm<'a>(
-        &'a self,
-        cfg: &crate::lm::LmConfig,
-        params: &[f64],
-    ) -> Result<Box<dyn crate::lm::LmTrainer + 'a>> {
-        let tile = self.matmul_tile()?.tile;
-        let ops = kernels::WgslKernels::new(self.gpu.clone(), tile)?;
-        Ok(Box::new(crate::lm::device::DeviceLm::new(
-            ops, cfg, params,
-        )?))
     }
 }

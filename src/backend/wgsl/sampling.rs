@@ -3,8 +3,8 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
+use crate::ops::sampling::{MAX_DIM, PreparedMixture, blocks_per_sample};
 use crate::rng::StreamKey;
-use crate::sampling::{MAX_DIM, PreparedMixture, blocks_per_sample};
 
 /// `MixParams` of `sampling.wgsl` (uniform buffer, 64 bytes).
 #[repr(C)]
@@ -49,7 +49,7 @@ pub fn check_gpu_limits(gpu: &GpuContext, mix: &PreparedMixture, m: usize) -> Re
     Ok(())
 }
 
-/// Sample as [`crate::backend::Backend::sample_mixture`] documents.
+/// Sample as [`crate::ops::Backend::sample_mixture`] documents.
 pub fn sample_mixture(
     gpu: &GpuContext,
     mix: &PreparedMixture,

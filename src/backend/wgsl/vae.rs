@@ -1,16 +1,16 @@
 //! The VAE on wgpu: [`VaeOps`] for [`WgslKernels`] (whose matmul kernels serve the layers, with
 //! their bias and ReLU epilogues) with `shaders/vae.wgsl` and the Philox fill of `rng.wgsl`
 //! (`fill_normal_f32`, the same f32 normals as cpu32); the orchestration is
-//! [`crate::vae::device`]'s, shared with the cubecl backend. Bias gradients and the batch loss
+//! [`crate::models::vae::device`]'s, shared with the cubecl backend. Bias gradients and the batch loss
 //! are summed in order over the batch (B ≤ a few thousand terms). Training and generational
 //! runs queue the dispatches ([`crate::gpu::GpuOptions::queued`]); benches and tests wait for
 //! and time each one.
 
-use super::kernels::WgslKernels;
+use super::memory::WgslKernels;
 use crate::error::Result;
 use crate::gpu::GpuContext;
+use crate::ops::vae::{AdamStep, VaeOps};
 use crate::rng::StreamKey;
-use crate::vae::device::{AdamStep, VaeOps};
 
 /// `VaeParams` of `vae.wgsl` (uniform, 32 bytes).
 #[repr(C)]

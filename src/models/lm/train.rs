@@ -28,8 +28,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::{LmConfig, LmTrainer, init_params};
-use crate::backend::Backend;
+use super::{LmConfig, LmTrainer, MakeLm, init_params};
 use crate::error::{Error, Result};
 use crate::rng::{StreamKey, unit_f64};
 
@@ -284,7 +283,7 @@ pub struct EvalRow {
 /// Train from the Philox initialisation for `cfg.steps` steps; `progress(step, loss)` after
 /// every step. Returns the model and the measurements (the first before training).
 pub fn train<'a>(
-    backend: &'a dyn Backend,
+    backend: &'a dyn MakeLm,
     cfg: &TrainConfig,
     corpus: &Corpus,
     progress: &mut dyn FnMut(usize, f64),

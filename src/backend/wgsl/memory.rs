@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use super::matmul::{DeviceOperands, TileConfig, launch};
-use crate::backend::device::DeviceMemory;
 use crate::error::Result;
 use crate::gpu::GpuContext;
-use crate::matmul::Matmul;
+use crate::ops::matmul::Matmul;
+use crate::ops::memory::DeviceMemory;
 
 /// The WGSL kernels on one device, matrix products with one tile.
 pub struct WgslKernels {

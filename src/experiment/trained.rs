@@ -9,16 +9,16 @@ use super::{
     Checkpoint, Generator, Policy, Pool, RealData, RunConfig, RunState, SynthCache, Verifier, pool,
     purpose, replicates, stream_id,
 };
-use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::io::{Matrix, write_atomic};
+use crate::trainers::Engine;
 
 /// What one metrics row is measured with.
 pub struct MetricContext<'a> {
     /// The run's backend.
-    pub backend: &'a dyn Backend,
+    pub backend: &'a Engine,
     /// The f64 reference backend.
-    pub cpu: &'a dyn Backend,
+    pub cpu: &'a Engine,
     /// The run's configuration.
     pub cfg: &'a RunConfig,
     /// Real data.
@@ -39,7 +39,7 @@ pub trait Trained: Generator + Sized + Send + Sync {
     /// Train on the rows of `pool` with Philox `seed`; `gen0` is the replicate's generation-0
     /// model when generations fine-tune from it.
     fn fit(
-        backend: &dyn Backend,
+        backend: &Engine,
         cfg: &RunConfig,
         pool: &Matrix,
         seed: u64,
@@ -82,7 +82,7 @@ fn load(path: &Path) -> Result<Vec<f64>> {
 /// Train the `verify:heldout` verifier once: on cpu64 (like the mixtures' verifier), on the
 /// last `samples` held-out rows.
 fn held_out_verifier<M: Trained>(
-    cpu: &dyn Backend,
+    cpu: &Engine,
     cfg: &RunConfig,
     real: &RealData,
 ) -> Result<Option<M>> {
@@ -99,8 +99,8 @@ fn held_out_verifier<M: Trained>(
 /// The generational loop: per generation and replicate (`jobs` replicates at once, see
 /// [`replicates`]), pool, fit, checkpoint the weights, measure; then commit the generation.
 pub(super) fn generations<M: Trained>(
-    backend: &dyn Backend,
-    cpu: &dyn Backend,
+    backend: &Engine,
+    cpu: &Engine,
     real: &RealData,
     state: &mut RunState,
     ck: &mut Checkpoint,

@@ -8,7 +8,7 @@
 //! generation 0 trains on `samples` windows of the training text at Philox offsets (stream
 //! `REAL` of the replicate); `fresh:F` draws from every non-overlapping window of the training
 //! text; held-out rows are up to 64 windows evenly spaced over the validation text (see
-//! [`crate::lm::train`] for the corpus and its fixed split).
+//! [`crate::models::lm::train`] for the corpus and its fixed split).
 //!
 //! # Fitting and sampling
 //!
@@ -22,20 +22,22 @@
 //! # Metrics (columns after the pool's), on the run's backend
 //!
 //! `val_loss` (nats per byte on the held-out rows), `val_ppl = exp(val_loss)`, and `distinct_1`,
-//! `distinct_2` (unique word uni-/bigrams over all, [`crate::lm::train::distinct_n`]) of 32
+//! `distinct_2` (unique word uni-/bigrams over all, [`crate::models::lm::train::distinct_n`]) of 32
 //! samples drawn from the same stream every generation. `samples/gNNNN.txt` holds 8 of
 //! replicate 0's. `summary.json` gives under `reference` the unigram baseline and the
 //! distinct-n of 32 held-out windows.
 
 use super::trained::{MetricContext, Trained};
 use super::{Generator, RealData, RunConfig, Truth, purpose, stream_id};
-use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::io::{Matrix, write_atomic};
-use crate::lm::sample::{SampleConfig, generate};
-use crate::lm::train::{BATCH_STREAM, distinct_n, eval_windows, fortune_files, load_corpus};
-use crate::lm::{AdamW, LmConfig, LmTrainer, init_params};
+use crate::models::lm::sample::{SampleConfig, generate};
+use crate::models::lm::train::{
+    BATCH_STREAM, distinct_n, eval_windows, fortune_files, load_corpus,
+};
+use crate::models::lm::{AdamW, LmConfig, LmTrainer, init_params};
 use crate::rng::{StreamKey, unit_f64};
+use crate::trainers::Engine;
 
 /// The LM columns of `metrics.csv`.
 pub const METRIC_COLUMNS: [&str; 4] = ["val_loss", "val_ppl", "distinct_1", "distinct_2"];
@@ -129,7 +131,10 @@ impl LmRunConfig {
                 self.temperature
             )));
         }
-        if self.top_k.is_some_and(|k| k == 0 || k > crate::lm::VOCAB) {
+        if self
+            .top_k
+            .is_some_and(|k| k == 0 || k > crate::models::lm::VOCAB)
+        {
             return Err(Error::InvalidArgument(
                 "--lm-top-k must be in 1..=256".into(),
             ));
@@ -177,7 +182,7 @@ pub(super) fn load_real(cfg: &RunConfig) -> Result<RealData> {
         .map(|r| {
             let key = StreamKey::new(cfg.seed, stream_id(purpose::REAL, r, 0));
             rows_matrix(
-                &crate::lm::train::batch(&corpus.train, cfg.samples, len, key)?,
+                &crate::models::lm::train::batch(&corpus.train, cfg.samples, len, key)?,
                 w,
             )
         })
@@ -204,13 +209,13 @@ pub struct LmModel {
 }
 
 impl LmModel {
-    fn on<'a>(&self, backend: &'a dyn Backend) -> Result<Box<dyn LmTrainer + 'a>> {
+    fn on<'a>(&self, backend: &'a Engine) -> Result<Box<dyn LmTrainer + 'a>> {
         backend.lm(&self.cfg, &self.params)
     }
 }
 
 impl Generator for LmModel {
-    fn generate(&self, backend: &dyn Backend, count: usize, key: StreamKey) -> Result<Matrix> {
+    fn generate(&self, backend: &Engine, count: usize, key: StreamKey) -> Result<Matrix> {
         let len = self.cfg.context;
         let lm = self.on(backend)?;
         let mut bytes = Vec::with_capacity(count * (len + 1));
@@ -230,7 +235,7 @@ impl Generator for LmModel {
     }
 
     /// Log-likelihood of each row (nats): `−len ×` its mean cross-entropy.
-    fn score(&self, backend: &dyn Backend, x: &Matrix) -> Result<Vec<f64>> {
+    fn score(&self, backend: &Engine, x: &Matrix) -> Result<Vec<f64>> {
         let mut lm = self.on(backend)?;
         let len = x.cols - 1;
         (0..x.rows)
@@ -245,7 +250,7 @@ impl Trained for LmModel {
     }
 
     fn fit(
-        backend: &dyn Backend,
+        backend: &Engine,
         cfg: &RunConfig,
         pool: &Matrix,
         seed: u64,
@@ -284,7 +289,7 @@ impl Trained for LmModel {
 
     fn from_params(cfg: &RunConfig, _real: &RealData, params: Vec<f64>) -> Result<Self> {
         let net = cfg.lm.network();
-        crate::lm::check_params(&net, &params)?;
+        crate::models::lm::check_params(&net, &params)?;
         Ok(Self {
             cfg: net,
             params,
@@ -329,8 +334,10 @@ impl Trained for LmModel {
             .all_train
             .as_ref()
             .expect("LM runs keep the training rows");
-        let unigram =
-            crate::lm::train::unigram_cross_entropy(&row_bytes(&all.data), &row_bytes(&ho.data));
+        let unigram = crate::models::lm::train::unigram_cross_entropy(
+            &row_bytes(&all.data),
+            &row_bytes(&ho.data),
+        );
         let texts: Vec<Vec<u8>> = (0..ho.rows.min(DIVERSITY_SAMPLES))
             .map(|i| row_bytes(ho.row(i)))
             .collect();

@@ -2,7 +2,7 @@
 //!
 //! # Fitting and sampling
 //!
-//! Each generation trains a fresh VAE ([`crate::vae`]; weights initialised from Philox seed
+//! Each generation trains a fresh VAE ([`crate::models::vae`]; weights initialised from Philox seed
 //! `seed ^ stream_id(EM_INIT, r, n)`) for `epochs` passes over its pool in batches of `batch`,
 //! on the run's backend. Its samples are decoder means `sigmoid(logits)` at latents
 //! `z ~ N(0, I)` (drawn in f64 from the replicate's `SYNTHETIC` stream): grey images with pixels
@@ -20,7 +20,7 @@
 //! # Checkpoints
 //!
 //! As for every trained model ([`super::trained`]): weights in `weights/r{R}-g{N}.f64`
-//! ([`crate::vae::layout`] order).
+//! ([`crate::models::vae::layout`] order).
 //!
 //! # Metrics (columns after the pool's)
 //!
@@ -36,13 +36,12 @@
 
 use super::trained::{MetricContext, Trained};
 use super::{Generator, RealData, RunConfig, purpose, stream_id};
-use crate::backend::Backend;
-use crate::backend::cpu64::Cpu64;
 use crate::error::{Error, Result};
 use crate::io::Matrix;
+use crate::models::vae::train::{EVAL_STREAM, run_epoch};
+use crate::models::vae::{Adam, VaeConfig, init_params};
 use crate::rng::StreamKey;
-use crate::vae::train::{EVAL_STREAM, run_epoch};
-use crate::vae::{Adam, VaeConfig, init_params};
+use crate::trainers::Engine;
 
 /// The VAE columns of `metrics.csv`.
 pub const METRIC_COLUMNS: [&str; 3] = ["heldout_neg_elbo", "sample_diversity", "pixel_std"];
@@ -121,7 +120,7 @@ pub struct VaeModel {
 
 impl VaeModel {
     /// Train a fresh VAE (initialised from Philox `seed`) on the rows of `x` on `backend`.
-    pub fn fit(backend: &dyn Backend, run: &VaeRunConfig, x: &Matrix, seed: u64) -> Result<Self> {
+    pub fn fit(backend: &Engine, run: &VaeRunConfig, x: &Matrix, seed: u64) -> Result<Self> {
         let cfg = run.network(x.cols);
         let mut vae = backend.vae(&cfg, &init_params(&cfg, seed))?;
         let mut step = 0;
@@ -146,7 +145,7 @@ impl VaeModel {
     }
 
     /// Decoder means at latents `z` (`[n][Z]`) on `backend`.
-    fn decode(&self, backend: &dyn Backend, z: &[f64]) -> Result<Matrix> {
+    fn decode(&self, backend: &Engine, z: &[f64]) -> Result<Matrix> {
         let x = backend.vae(&self.cfg, &self.params)?.decode(z)?;
         Matrix::new(z.len() / self.cfg.z, self.cfg.d, x)
     }
@@ -155,12 +154,12 @@ impl VaeModel {
 /// Standard normal latents `[n][z]` from `key` (f64, the same on every backend).
 fn latents(n: usize, z: usize, key: StreamKey) -> Result<Vec<f64>> {
     let mut v = vec![0.0; n * z];
-    crate::backend::Backend::normal(&Cpu64, key, 0, &mut v)?;
+    crate::rng::host_normals_f64(key, 0, &mut v);
     Ok(v)
 }
 
 impl Generator for VaeModel {
-    fn generate(&self, backend: &dyn Backend, count: usize, key: StreamKey) -> Result<Matrix> {
+    fn generate(&self, backend: &Engine, count: usize, key: StreamKey) -> Result<Matrix> {
         if count == 0 {
             return Matrix::new(0, self.cfg.d, Vec::new());
         }
@@ -168,7 +167,7 @@ impl Generator for VaeModel {
     }
 
     /// `−BCE(x, reconstruction through the posterior mean)` per image, nats.
-    fn score(&self, backend: &dyn Backend, x: &Matrix) -> Result<Vec<f64>> {
+    fn score(&self, backend: &Engine, x: &Matrix) -> Result<Vec<f64>> {
         let rec = backend.vae(&self.cfg, &self.params)?.reconstruct(&x.data)?;
         let eps = 1e-7;
         Ok((0..x.rows)
@@ -231,7 +230,7 @@ impl Trained for VaeModel {
     }
 
     fn fit(
-        backend: &dyn Backend,
+        backend: &Engine,
         cfg: &RunConfig,
         pool: &Matrix,
         seed: u64,
@@ -246,7 +245,7 @@ impl Trained for VaeModel {
 
     fn from_params(cfg: &RunConfig, real: &RealData, params: Vec<f64>) -> Result<Self> {
         let net = cfg.vae.network(real.train[0].cols);
-        crate::vae::check_params(&net, &params)?;
+        crate::models::vae::check_params(&net, &params)?;
         Ok(Self { cfg: net, params })
     }
 

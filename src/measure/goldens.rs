@@ -12,12 +12,14 @@
 
 use std::path::Path;
 
-use crate::backend::{Backend, BackendKind};
+use crate::backend::BackendKind;
 use crate::error::{Error, Result};
-use crate::gmm::{CovarianceType, GmmParams};
 use crate::io::{Matrix, write_atomic};
+use crate::ops::Backend;
+use crate::ops::gmm::{CovarianceType, GmmParams};
+use crate::ops::sampling::{Categorical, MixtureBatch};
 use crate::rng::StreamKey;
-use crate::sampling::{Categorical, MixtureBatch};
+use crate::trainers::Engine;
 
 /// How a backend's output is compared with the cpu64 reference.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -157,10 +159,10 @@ struct Case {
     name: &'static str,
     measure: Measure,
     tolerance: f64,
-    run: fn(&dyn Backend) -> Result<Vec<f64>>,
+    run: fn(&Engine) -> Result<Vec<f64>>,
 }
 
-fn mixture() -> Result<crate::sampling::PreparedMixture> {
+fn mixture() -> Result<crate::ops::sampling::PreparedMixture> {
     let (r, k, d) = (2, 4, 3);
     let mut cov = Vec::new();
     for c in 0..r * k {
@@ -317,11 +319,11 @@ const CASES: &[Case] = &[
         measure: Measure::RelErr,
         tolerance: 1e-5,
         run: |b| {
-            let p = crate::matmul::Matmul::new(97, 75, 130)
+            let p = crate::ops::matmul::Matmul::new(97, 75, 130)
                 .batched(3)
                 .transposed(true, false)
                 .scaled(1.3, 0.7)
-                .with_epilogue(crate::matmul::Epilogue::BiasGelu);
+                .with_epilogue(crate::ops::matmul::Epilogue::BiasGelu);
             matmul_case(b, &p)
         },
     },
@@ -330,10 +332,10 @@ const CASES: &[Case] = &[
         measure: Measure::RelErr,
         tolerance: 1e-5,
         run: |b| {
-            let p = crate::matmul::Matmul::new(64, 48, 200)
+            let p = crate::ops::matmul::Matmul::new(64, 48, 200)
                 .transposed(false, true)
-                .with_epilogue(crate::matmul::Epilogue::BiasSigmoid)
-                .with_storage(crate::matmul::Storage::F16);
+                .with_epilogue(crate::ops::matmul::Epilogue::BiasSigmoid)
+                .with_storage(crate::ops::matmul::Storage::F16);
             matmul_case(b, &p)
         },
     },
@@ -342,7 +344,7 @@ const CASES: &[Case] = &[
         measure: Measure::RelErr,
         tolerance: 1e-4,
         run: |b| {
-            let cfg = crate::vae::VaeConfig {
+            let cfg = crate::models::vae::VaeConfig {
                 d: 64,
                 h: 32,
                 z: 6,
@@ -354,7 +356,7 @@ const CASES: &[Case] = &[
                 0,
                 &mut x,
             )?;
-            let mut vae = b.vae(&cfg, &crate::vae::init_params(&cfg, 12))?;
+            let mut vae = b.vae(&cfg, &crate::models::vae::init_params(&cfg, 12))?;
             let (loss, g) = vae.loss_and_gradient(&x, StreamKey::new(12, 2))?;
             Ok(std::iter::once(loss.loss).chain(g).collect())
         },
@@ -364,7 +366,7 @@ const CASES: &[Case] = &[
         measure: Measure::RelErr,
         tolerance: 1e-4,
         run: |b| {
-            let cfg = crate::lm::LmConfig {
+            let cfg = crate::models::lm::LmConfig {
                 width: 16,
                 layers: 2,
                 heads: 2,
@@ -378,7 +380,7 @@ const CASES: &[Case] = &[
                 &mut words,
             )?;
             let tokens: Vec<u8> = words.iter().map(|w| (w >> 24) as u8).collect();
-            let mut lm = b.lm(&cfg, &crate::lm::init_params(&cfg, 13))?;
+            let mut lm = b.lm(&cfg, &crate::models::lm::init_params(&cfg, 13))?;
             let (loss, g) = lm.loss_and_gradient(&tokens, cfg.context)?;
             Ok(std::iter::once(loss.loss).chain(g).collect())
         },
@@ -387,7 +389,7 @@ const CASES: &[Case] = &[
 
 /// Run matmul `p` on seeded inputs (Philox normals rounded to f32, so every backend sees the
 /// same values; C starts from normals too, for β ≠ 0).
-fn matmul_case(b: &dyn Backend, p: &crate::matmul::Matmul) -> Result<Vec<f64>> {
+fn matmul_case(b: &Engine, p: &crate::ops::matmul::Matmul) -> Result<Vec<f64>> {
     let cpu = crate::backend::create(BackendKind::Cpu64, None)?;
     let draw = |n: usize, stream: u64| -> Result<Vec<f64>> {
         let mut v = vec![0.0; n];
@@ -402,7 +404,7 @@ fn matmul_case(b: &dyn Backend, p: &crate::matmul::Matmul) -> Result<Vec<f64>> {
 }
 
 /// Fingerprints of the current cpu64 reference.
-pub fn bless(reference: &dyn Backend) -> Result<Golden> {
+pub fn bless(reference: &Engine) -> Result<Golden> {
     let kernels = CASES
         .iter()
         .map(|c| {
@@ -437,11 +439,7 @@ pub fn save(path: &Path, g: &Golden) -> Result<()> {
 }
 
 /// Run every case: the reference against `golden`, then each backend against the reference.
-pub fn check(
-    golden: &Golden,
-    reference: &dyn Backend,
-    backends: &[&dyn Backend],
-) -> Result<Vec<Outcome>> {
+pub fn check(golden: &Golden, reference: &Engine, backends: &[&Engine]) -> Result<Vec<Outcome>> {
     let mut out = Vec::new();
     for case in CASES {
         let Some(fp) = golden.kernels.iter().find(|f| f.kernel == case.name) else {

@@ -1,12 +1,12 @@
 //! The float types of the CPU trainers (the VAE and the language model): `f64` with plain loops
-//! (the cpu64 reference) and `f32` with `matrixmultiply` through the cpu32 matmul (cpu32). One
-//! trait, so each trainer is written once, generic over its precision.
+//! (the cpu64 reference) and `f32` with `matrixmultiply` through [`crate::num::gemm`] (what the
+//! cpu32 backend runs). One trait, so each trainer is written once, generic over its precision.
 
 use num_traits::Float;
 
-use crate::backend::Backend;
-use crate::matmul::Matmul;
-use crate::rng::StreamKey;
+use crate::num::summation::{pairwise_sum, pairwise_sum_f32};
+use crate::ops::matmul::Matmul;
+use crate::rng::{StreamKey, fill_blocks, normals_f32, normals_f64};
 
 /// The arithmetic the CPU trainers need from their float type.
 pub trait HostFloat: Float + Send + Sync + std::fmt::Debug + 'static {
@@ -28,7 +28,8 @@ pub trait HostFloat: Float + Send + Sync + std::fmt::Debug + 'static {
         c: &mut [Self],
         acc: bool,
     );
-    /// Standard normals `0..n` of `key` at this precision (the backend's own Box–Muller).
+    /// Standard normals `0..n` of `key` at this precision (the Box–Muller of [`crate::rng`] at this
+    /// precision: the same values the cpu64 / cpu32 backends draw).
     fn normals(key: StreamKey, n: usize) -> Vec<Self>;
     /// Pairwise sum.
     fn psum(v: &[Self]) -> Self;
@@ -69,13 +70,11 @@ impl HostFloat for f64 {
     }
     fn normals(key: StreamKey, n: usize) -> Vec<f64> {
         let mut v = vec![0.0; n];
-        crate::backend::cpu64::Cpu64
-            .normal(key, 0, &mut v)
-            .expect("host normals cannot fail");
+        fill_blocks(key, 0, &mut v, normals_f64);
         v
     }
     fn psum(v: &[f64]) -> f64 {
-        crate::gmm::pairwise_sum(v)
+        pairwise_sum(v)
     }
 }
 
@@ -101,16 +100,14 @@ impl HostFloat for f32 {
         p.trans_a = ta;
         p.trans_b = tb;
         p.beta = if acc { 1.0 } else { 0.0 };
-        crate::backend::cpu32::matmul::sgemm(&p, a, b, None, c);
+        crate::num::gemm::sgemm(&p, a, b, None, c);
     }
     fn normals(key: StreamKey, n: usize) -> Vec<f32> {
         let mut v = vec![0.0; n];
-        crate::backend::cpu32::Cpu32
-            .normal(key, 0, &mut v)
-            .expect("host normals cannot fail");
-        v.into_iter().map(|x| x as f32).collect()
+        fill_blocks(key, 0, &mut v, normals_f32);
+        v
     }
     fn psum(v: &[f32]) -> f32 {
-        crate::gmm::pairwise_sum_f32(v)
+        pairwise_sum_f32(v)
     }
 }

@@ -26,7 +26,7 @@
 //!
 //! # Where it runs
 //!
-//! [`crate::backend::Backend::lm`] gives an [`LmTrainer`]: `cpu64` (plain loops, the reference)
+//! [`crate::trainers::Engine::lm`] gives an [`LmTrainer`]: `cpu64` (plain loops, the reference)
 //! and `cpu32` (f32, `matrixmultiply`) through [`cpu::CpuLm`]. Sampling (a [`Decoder`] with a
 //! KV cache, classes drawn by the backend's categorical sampler) is in [`sample`]; data and
 //! the training loop in [`train`].
@@ -283,13 +283,7 @@ pub fn init_params(c: &LmConfig, seed: u64) -> Vec<f64> {
             Kind::One => dst.fill(1.0),
             Kind::Weight | Kind::Residual => {
                 let sd = if t.kind == Kind::Weight { 0.02 } else { resid };
-                crate::backend::Backend::normal(
-                    &crate::backend::cpu64::Cpu64,
-                    StreamKey::new(seed, INIT_STREAM + i as u64),
-                    0,
-                    dst,
-                )
-                .expect("host normals cannot fail");
+                crate::rng::host_normals_f64(StreamKey::new(seed, INIT_STREAM + i as u64), 0, dst);
                 dst.iter_mut().for_each(|v| *v *= sd);
             }
         }
@@ -352,6 +346,14 @@ impl LmLoss {
         }
         Ok(Self { loss })
     }
+}
+
+/// What builds a [`LmTrainer`] on some backend: the composition root ([`crate::trainers::Engine`])
+/// implements it, so the training loops here never name a backend.
+pub trait MakeLm {
+    /// A trainer with parameters `params` (flat, f64, rounded to the backend's precision) and
+    /// fresh optimiser state.
+    fn lm<'a>(&'a self, cfg: &LmConfig, params: &[f64]) -> Result<Box<dyn LmTrainer + 'a>>;
 }
 
 /// A language model with its weights and AdamW state on one backend.

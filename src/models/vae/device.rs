@@ -1,5 +1,5 @@
 //! The VAE on a GPU, written once over [`VaeOps`] — the kernels a backend provides — so the WGSL
-//! and cubecl trainers run the same sequence of operations as `src/vae/cpu.rs` (see there for
+//! and cubecl trainers run the same sequence of operations as `src/models/vae/cpu.rs` (see there for
 //! the maths). Weights, gradients, Adam moments and activations stay in device buffers, one per
 //! tensor; the reparameterisation noise is drawn on the device (the backend's Philox fill, the
 //! same f32 normals as cpu32). A training step uploads its batch and reads nothing back;
@@ -9,91 +9,10 @@
 //! [`super::layout`].
 
 use super::{VaeConfig, VaeLoss, VaeTrainer, check_batch, layout};
-use crate::backend::device::DeviceMemory;
 use crate::error::{Error, Result};
-use crate::matmul::{Epilogue, Matmul};
+use crate::ops::matmul::{Epilogue, Matmul};
+use crate::ops::vae::{AdamStep, VaeOps};
 use crate::rng::StreamKey;
-
-/// Adam settings of one tensor's update (PyTorch's Adam with L2 decay).
-#[derive(Clone, Copy, Debug)]
-pub struct AdamStep {
-    /// Learning rate.
-    pub lr: f32,
-    /// β₁, β₂.
-    pub betas: (f32, f32),
-    /// ε.
-    pub eps: f32,
-    /// L2 weight decay added to the gradient.
-    pub weight_decay: f32,
-    /// Bias corrections `1 − β₁ᵗ`, `1 − β₂ᵗ`.
-    pub corr: (f32, f32),
-}
-
-/// The kernels a GPU backend provides to the VAE, besides its buffers and matrix products
-/// ([`DeviceMemory`]). Buffers hold f32; counts are elements.
-#[allow(clippy::too_many_arguments)]
-pub trait VaeOps: DeviceMemory {
-    /// Philox f32 standard normals `0..count` of `key` into `out`.
-    fn normals(&self, key: StreamKey, count: usize, out: &Self::Buf) -> Result<()>;
-    /// `z = μ + exp(lv/2)·ε`, element-wise.
-    fn reparam(
-        &self,
-        mu: &Self::Buf,
-        lv: &Self::Buf,
-        eps: &Self::Buf,
-        z: &Self::Buf,
-        count: usize,
-    ) -> Result<()>;
-    /// Per image: BCE of the logits summed over pixels into `rows`; with `grad`,
-    /// `logits ← (σ(l) − x)·inv_b`.
-    fn bce_rows(
-        &self,
-        logits: &Self::Buf,
-        x: &Self::Buf,
-        rows: &Self::Buf,
-        b: usize,
-        d: usize,
-        grad: bool,
-        inv_b: f32,
-    ) -> Result<()>;
-    /// Per image: KL into `kl_row`; with `grad`, `dμ = dz + β·μ·inv_b` and
-    /// `dlv = dz·ε·exp(lv/2)/2 + β·(exp(lv) − 1)·inv_b/2`. `inputs` are `[μ, lv, ε, dz]`,
-    /// `outputs` `[dμ, dlv, kl_row]`.
-    fn latent(
-        &self,
-        inputs: [&Self::Buf; 4],
-        outputs: [&Self::Buf; 3],
-        b: usize,
-        z: usize,
-        grad: bool,
-        beta: f32,
-        inv_b: f32,
-    ) -> Result<()>;
-    /// `grad = 0` where `act ≤ 0`.
-    fn relu_grad(&self, act: &Self::Buf, grad: &Self::Buf, count: usize) -> Result<()>;
-    /// `out[j] = Σ_r rows[r][j]` in order over `n` rows of `c`.
-    fn col_sum(&self, rows: &Self::Buf, out: &Self::Buf, n: usize, c: usize) -> Result<()>;
-    /// `loss = [bce + β·kl, bce, kl]`, the batch means (sums in order).
-    fn batch_loss(
-        &self,
-        bce_row: &Self::Buf,
-        kl_row: &Self::Buf,
-        loss: &Self::Buf,
-        b: usize,
-        beta: f32,
-        inv_b: f32,
-    ) -> Result<()>;
-    /// Adam on one tensor.
-    fn adam(
-        &self,
-        p: &Self::Buf,
-        g: &Self::Buf,
-        m: &Self::Buf,
-        v: &Self::Buf,
-        count: usize,
-        s: &AdamStep,
-    ) -> Result<()>;
-}
 
 /// Activations and their gradients for one batch size.
 struct Acts<B> {
@@ -171,7 +90,7 @@ impl<O: VaeOps> DeviceVae<O> {
         let (d, h, z) = (self.cfg.d, self.cfg.h, self.cfg.z);
         let o = &self.ops;
         let what = format!("a batch of {b} images");
-        crate::backend::device::check_batch_fits(o, &what, b, d.max(h), "images")?;
+        crate::ops::memory::check_batch_fits(o, &what, b, d.max(h), "images")?;
         self.acts = Some(Acts {
             b,
             x: o.alloc("vae x", b * d)?,

@@ -1,15 +1,15 @@
 //! Batched autoregressive sampling: a [`super::Decoder`] (KV cache) gives next-byte logits, the
-//! backend's categorical sampler ([`crate::sampling::Categorical`]: temperature, top-k, inverse
+//! backend's categorical sampler ([`crate::ops::sampling::Categorical`]: temperature, top-k, inverse
 //! CDF) picks the byte.
 //!
 //! Randomness: the byte at generated position `s` of row `b` uses draw `s·rows + b` of the
 //! stream, so a run is reproducible and every backend draws the same uniforms.
 
 use super::{LmTrainer, VOCAB};
-use crate::backend::Backend;
 use crate::error::{Error, Result};
+use crate::ops::Backend;
+use crate::ops::sampling::Categorical;
 use crate::rng::StreamKey;
-use crate::sampling::Categorical;
 
 /// How bytes are drawn from the logits.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

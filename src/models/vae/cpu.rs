@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use super::{VaeConfig, VaeLoss, VaeTrainer, check_batch, layout};
 use crate::error::{Error, Result};
-use crate::float::HostFloat;
+use crate::num::float::HostFloat;
 use crate::rng::StreamKey;
 
 /// A VAE trained on the CPU in `T` arithmetic.
@@ -482,7 +482,7 @@ mod tests {
         }
         for t in layout(&c) {
             let r = t.range();
-            let err = crate::matmul::rel_error(&g[r.clone()], &num[r]);
+            let err = crate::ops::matmul::rel_error(&g[r.clone()], &num[r]);
             assert!(err < 1e-6, "{}: relative error {err}", t.name);
         }
     }

@@ -10,8 +10,7 @@
 
 use std::time::Instant;
 
-use super::{VaeConfig, VaeTrainer, init_params};
-use crate::backend::Backend;
+use super::{MakeVae, VaeConfig, VaeTrainer, init_params};
 use crate::error::{Error, Result};
 use crate::io::idx::IdxImages;
 use crate::rng::{StreamKey, unit_f64};
@@ -104,7 +103,7 @@ pub fn run_epoch(
 /// Train on `train`, evaluating on `test`; `progress(epoch, steps_done, steps_per_epoch, loss)`
 /// is called after every step. Returns the trained model and the per-epoch rows.
 pub fn train<'a>(
-    backend: &'a dyn Backend,
+    backend: &'a dyn MakeVae,
     cfg: &TrainConfig,
     train: &IdxImages,
     test: &IdxImages,
@@ -175,7 +174,7 @@ pub fn train<'a>(
 /// drawn in f64) → `[n][D]` pixel probabilities.
 pub fn sample_images(vae: &mut dyn VaeTrainer, n: usize, seed: u64) -> Result<Vec<f64>> {
     let mut z = vec![0.0; n * vae.config().z];
-    crate::backend::cpu64::Cpu64.normal(StreamKey::new(seed, SAMPLE_STREAM), 0, &mut z)?;
+    crate::rng::host_normals_f64(StreamKey::new(seed, SAMPLE_STREAM), 0, &mut z);
     vae.decode(&z)
 }
 

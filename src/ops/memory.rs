@@ -1,10 +1,10 @@
-//! What the device-side trainers (the VAE's and the language model's, `src/vae/device.rs` and
-//! `src/lm/device.rs`) need from a GPU backend besides their own kernels: buffers and matrix
+//! What the device-side trainers (the VAE's and the language model's, `src/models/vae/device.rs` and
+//! `src/models/lm/device.rs`) need from a GPU backend besides their own kernels: buffers and matrix
 //! products. Each GPU backend implements it once (`backend::wgsl::kernels`,
 //! `backend::cube::kernels`) and adds each model's kernels as an extension of it.
 
 use crate::error::Result;
-use crate::matmul::Matmul;
+use crate::ops::matmul::Matmul;
 
 /// Buffers and matrix products on one device. Buffers hold f32 (or u32 where named); lengths
 /// are elements.

@@ -24,7 +24,7 @@
 //!
 //! # Where it runs
 //!
-//! [`crate::backend::Backend::vae`] gives a [`VaeTrainer`] holding the weights and Adam state
+//! [`crate::trainers::Engine::vae`] gives a [`VaeTrainer`] holding the weights and Adam state
 //! on that backend: `cpu64` (plain loops, the reference) and `cpu32` (f32, `matrixmultiply`)
 //! through [`cpu::CpuVae`]; `wgsl` and `cube` through [`device::DeviceVae`], one trainer over
 //! each backend's kernels (`backend::wgsl::vae`: the matmul kernels plus `shaders/vae.wgsl`;
@@ -211,6 +211,14 @@ pub struct VaeLoss {
     pub bce: f64,
     /// KL divergence of the posterior to N(0, I).
     pub kl: f64,
+}
+
+/// What builds a [`VaeTrainer`] on some backend: the composition root ([`crate::trainers::Engine`])
+/// implements it, so the training loops here never name a backend.
+pub trait MakeVae {
+    /// A trainer with parameters `params` (flat, f64, rounded to the backend's precision) and
+    /// fresh optimiser state.
+    fn vae<'a>(&'a self, cfg: &VaeConfig, params: &[f64]) -> Result<Box<dyn VaeTrainer + 'a>>;
 }
 
 /// A VAE with its weights and Adam state on one backend.

@@ -18,12 +18,13 @@
 use std::path::Path;
 
 use super::{ModelKind, Pool, RealData, RunConfig, purpose, sample_model, stream_id};
-use crate::backend::Backend;
 use crate::backend::cpu64::gmm::log_gauss;
 use crate::error::{Error, Result};
-use crate::gmm::{CovarianceType, EStepParams, GmmParams, HALF_LN_2PI, cholesky_lower};
 use crate::io::write_atomic;
+use crate::ops::Backend;
+use crate::ops::gmm::{CovarianceType, EStepParams, GmmParams, HALF_LN_2PI, cholesky_lower};
 use crate::rng::StreamKey;
+use crate::trainers::Engine;
 
 /// Truth samples used to find the tail threshold, and model samples per tail estimate.
 const TAIL_TRUTH_SAMPLES: usize = 100_000;
@@ -46,7 +47,7 @@ fn log_density(p: &EStepParams, x: &[f64]) -> f64 {
 
 impl TailRegion {
     /// The 1% quantile of the truth's log-density over its own samples.
-    pub fn new(_cfg: &RunConfig, truth: &GmmParams, cpu: &dyn Backend) -> Result<Self> {
+    pub fn new(_cfg: &RunConfig, truth: &GmmParams, cpu: &Engine) -> Result<Self> {
         let t = truth.estep_params()?;
         let x = sample_model(
             cpu,
@@ -72,7 +73,7 @@ pub struct RowContext<'a> {
     /// The tail region (once the reference density is known).
     pub tails: Option<&'a TailRegion>,
     /// The f64 backend metrics are computed with.
-    pub cpu: &'a dyn Backend,
+    pub cpu: &'a Engine,
 }
 
 /// The CSV header.

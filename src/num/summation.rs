@@ -1,5 +1,6 @@
-//! Summation orders for the drift study: how the rounding error of a sum of `N` terms depends
-//! on the order it is formed in.
+//! Summation orders: the pairwise sums and accumulator every backend's reductions use
+//! ([`pairwise_sum`], [`PairwiseAcc`]), and for the drift study how the rounding error of a sum
+//! of `N` terms depends on the order it is formed in.
 //!
 //! - [`Summation::Naive`]: left to right, one accumulator; worst-case error grows like `N·ε`
 //!   (typically `√N·ε` for random signs);
@@ -40,7 +41,7 @@ impl Summation {
     /// `Σ x` in f32 by this order.
     pub fn sum_f32(self, x: &[f32]) -> f32 {
         match self {
-            Self::Pairwise => crate::gmm::pairwise_sum_f32(x),
+            Self::Pairwise => pairwise_sum_f32(x),
             _ => self.sequential(x),
         }
     }
@@ -48,7 +49,7 @@ impl Summation {
     /// `Σ x` in f64 by this order.
     pub fn sum_f64(self, x: &[f64]) -> f64 {
         match self {
-            Self::Pairwise => crate::gmm::pairwise_sum(x),
+            Self::Pairwise => pairwise_sum(x),
             _ => self.sequential(x),
         }
     }
@@ -67,6 +68,66 @@ impl Summation {
             }
         }
         s
+    }
+}
+
+/// Pairwise (cascade) sum: rounding error grows like `O(ε log n)`, not `O(ε n)`.
+pub fn pairwise_sum(x: &[f64]) -> f64 {
+    if x.len() <= 16 {
+        return x.iter().sum();
+    }
+    let (a, b) = x.split_at(x.len() / 2);
+    pairwise_sum(a) + pairwise_sum(b)
+}
+
+/// [`pairwise_sum`] in f32.
+pub fn pairwise_sum_f32(x: &[f32]) -> f32 {
+    if x.len() <= 16 {
+        return x.iter().sum();
+    }
+    let (a, b) = x.split_at(x.len() / 2);
+    pairwise_sum_f32(a) + pairwise_sum_f32(b)
+}
+
+/// Pairwise accumulation of equally long vectors (per-block partial sums) in a fixed order:
+/// a binary counter of partial sums, so partials `p_0, p_1, …` are combined as the leaves of a
+/// balanced tree. Deterministic, `O(log n)` memory, and rounding error `O(ε log n)` across blocks.
+pub struct PairwiseAcc<T> {
+    stack: Vec<(u32, Vec<T>)>,
+}
+
+impl<T: Copy + std::ops::Add<Output = T>> Default for PairwiseAcc<T> {
+    fn default() -> Self {
+        Self { stack: Vec::new() }
+    }
+}
+
+impl<T: Copy + std::ops::Add<Output = T>> PairwiseAcc<T> {
+    /// Add the next partial.
+    pub fn push(&mut self, mut v: Vec<T>) {
+        let mut level = 0;
+        while let Some((l, top)) = self.stack.last() {
+            if *l != level {
+                break;
+            }
+            for (a, b) in v.iter_mut().zip(top) {
+                *a = *b + *a;
+            }
+            self.stack.pop();
+            level += 1;
+        }
+        self.stack.push((level, v));
+    }
+
+    /// The total (`None` when nothing was pushed).
+    pub fn finish(mut self) -> Option<Vec<T>> {
+        let mut acc = self.stack.pop()?.1;
+        while let Some((_, v)) = self.stack.pop() {
+            for (a, b) in acc.iter_mut().zip(v) {
+                *a = b + *a;
+            }
+        }
+        Some(acc)
     }
 }
 
@@ -99,5 +160,15 @@ mod tests {
         assert_eq!(Summation::Naive.sum_f64(&x), 1.0); // every 1e-16 is lost
         let k = Summation::Kahan.sum_f64(&x);
         assert!((k - 1.0 - 1e-15).abs() < 2.3e-16, "{k}");
+    }
+
+    #[test]
+    fn pairwise_sum_beats_naive_on_many_small_terms() {
+        let x = vec![0.1f32; 1 << 24];
+        let naive: f32 = x.iter().sum();
+        let pw = pairwise_sum_f32(&x);
+        let exact = 0.1f32 as f64 * (1u64 << 24) as f64;
+        assert!(((pw as f64) - exact).abs() / exact < 1e-6);
+        assert!(((naive as f64) - exact).abs() / exact > 1e-2);
     }
 }

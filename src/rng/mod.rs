@@ -273,6 +273,12 @@ pub fn fill_blocks<T: Copy>(
     }
 }
 
+/// f64 Box–Muller normals `start .. start + out.len()` of `key`, on the host: the definition
+/// (what the cpu64 backend returns), for weights' initialisation and fixed latents.
+pub fn host_normals_f64(key: StreamKey, start: u64, out: &mut [f64]) {
+    fill_blocks(key, start, out, normals_f64);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

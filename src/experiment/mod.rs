@@ -30,13 +30,14 @@ pub mod vae;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::gmm::{CovarianceType, GmmParams};
 use crate::io::{Matrix, write_atomic};
 use crate::models::gmm::{GmmConfig, Init, fit};
+use crate::ops::Backend;
+use crate::ops::gmm::{CovarianceType, GmmParams};
+use crate::ops::sampling::{Factor, MixtureBatch, cholesky};
 use crate::rng::{StreamKey, unit_f64};
-use crate::sampling::{Factor, MixtureBatch, cholesky};
+use crate::trainers::Engine;
 
 /// Which model each generation fits.
 #[derive(
@@ -274,28 +275,23 @@ pub fn sample_model(
 /// the `verify` policies.
 pub trait Generator {
     /// `count` samples (rows) from Philox stream `key`, computed on `backend`.
-    fn generate(&self, backend: &dyn Backend, count: usize, key: StreamKey) -> Result<Matrix>;
+    fn generate(&self, backend: &Engine, count: usize, key: StreamKey) -> Result<Matrix>;
     /// A score per row of `x`, higher = more plausible (a log-likelihood or a bound on it).
-    fn score(&self, backend: &dyn Backend, x: &Matrix) -> Result<Vec<f64>>;
+    fn score(&self, backend: &Engine, x: &Matrix) -> Result<Vec<f64>>;
 }
 
 impl Generator for GmmParams {
-    fn generate(&self, backend: &dyn Backend, count: usize, key: StreamKey) -> Result<Matrix> {
+    fn generate(&self, backend: &Engine, count: usize, key: StreamKey) -> Result<Matrix> {
         sample_model(backend, self, count, key)
     }
     /// The exact log-density (f64, host, whatever the backend).
-    fn score(&self, _backend: &dyn Backend, x: &Matrix) -> Result<Vec<f64>> {
+    fn score(&self, _backend: &Engine, x: &Matrix) -> Result<Vec<f64>> {
         log_densities(self, x)
     }
 }
 
 /// Fit the configured model to `x`.
-fn fit_model(
-    backend: &dyn Backend,
-    cfg: &RunConfig,
-    x: &Matrix,
-    seed_stream: u64,
-) -> Result<GmmParams> {
+fn fit_model(backend: &Engine, cfg: &RunConfig, x: &Matrix, seed_stream: u64) -> Result<GmmParams> {
     match cfg.model {
         ModelKind::Gaussian => {
             // MLE: responsibilities all 1, one M-step: mean and scatter / M (no regularisation).
@@ -369,7 +365,7 @@ pub struct RealData {
     pub all_train: Option<Matrix>,
 }
 
-fn load_real(cfg: &RunConfig, cpu: &dyn Backend) -> Result<RealData> {
+fn load_real(cfg: &RunConfig, cpu: &Engine) -> Result<RealData> {
     if cfg.model == ModelKind::Lm {
         return lm::load_real(cfg);
     }
@@ -443,7 +439,7 @@ fn load_real(cfg: &RunConfig, cpu: &dyn Backend) -> Result<RealData> {
                 Some(k) => (0..cfg.replicates)
                     .map(|r| {
                         let key = StreamKey::new(cfg.seed, stream_id(purpose::REAL, r, 0));
-                        let mut idx = crate::vae::train::permutation(all.rows, key);
+                        let mut idx = crate::models::vae::train::permutation(all.rows, key);
                         idx.truncate(k);
                         idx.sort_unstable();
                         let data = idx.iter().flat_map(|&i| all.row(i).to_vec()).collect();
@@ -548,7 +544,7 @@ impl SynthCache {
 /// generations (`history`), the `verify:heldout` verifier and the synthetic sets drawn so far.
 #[allow(clippy::too_many_arguments)]
 fn pool<G: Generator>(
-    backend: &dyn Backend,
+    backend: &Engine,
     cfg: &RunConfig,
     real: &RealData,
     history: &[G],
@@ -704,8 +700,8 @@ pub struct Simulation {
 /// automatic, see [`replicates::jobs`]). `progress(generations_done, total)` is called after
 /// each generation.
 pub fn simulate(
-    backend: &dyn Backend,
-    cpu_reference: &dyn Backend,
+    backend: &Engine,
+    cpu_reference: &Engine,
     cfg: &RunConfig,
     jobs: usize,
     progress: &mut dyn FnMut(usize, usize),
@@ -748,8 +744,8 @@ pub fn simulate(
 /// [`replicates::jobs`]; the numbers do not depend on it).
 /// `progress(generations_done, total)` is called after each generation.
 pub fn run(
-    backend: &dyn Backend,
-    cpu_reference: &dyn Backend,
+    backend: &Engine,
+    cpu_reference: &Engine,
     config: Option<RunConfig>,
     dir: &Path,
     jobs: usize,
@@ -980,7 +976,7 @@ impl Checkpoint {
 /// Generation `n` of every replicate, `jobs` replicates at a time (see [`replicates`]): its
 /// training pool and the model fitted to it, in replicate order.
 fn fit_generation(
-    backend: &dyn Backend,
+    backend: &Engine,
     cfg: &RunConfig,
     real: &RealData,
     history: &[Vec<GmmParams>],
@@ -998,8 +994,8 @@ fn fit_generation(
 
 /// The generational loop of the mixture models (gaussian, gmm).
 fn mixture_generations(
-    backend: &dyn Backend,
-    cpu_reference: &dyn Backend,
+    backend: &Engine,
+    cpu_reference: &Engine,
     real: &mut RealData,
     state: &mut RunState,
     ck: &mut Checkpoint,

@@ -199,66 +199,6 @@ pub fn components_of(len: usize, n: usize) -> Result<usize> {
     Ok(len / n)
 }
 
-/// Pairwise (cascade) sum: rounding error grows like `O(ε log n)`, not `O(ε n)`.
-pub fn pairwise_sum(x: &[f64]) -> f64 {
-    if x.len() <= 16 {
-        return x.iter().sum();
-    }
-    let (a, b) = x.split_at(x.len() / 2);
-    pairwise_sum(a) + pairwise_sum(b)
-}
-
-/// [`pairwise_sum`] in f32.
-pub fn pairwise_sum_f32(x: &[f32]) -> f32 {
-    if x.len() <= 16 {
-        return x.iter().sum();
-    }
-    let (a, b) = x.split_at(x.len() / 2);
-    pairwise_sum_f32(a) + pairwise_sum_f32(b)
-}
-
-/// Pairwise accumulation of equally long vectors (per-block partial sums) in a fixed order:
-/// a binary counter of partial sums, so partials `p_0, p_1, …` are combined as the leaves of a
-/// balanced tree. Deterministic, `O(log n)` memory, and rounding error `O(ε log n)` across blocks.
-pub struct PairwiseAcc<T> {
-    stack: Vec<(u32, Vec<T>)>,
-}
-
-impl<T: Copy + std::ops::Add<Output = T>> Default for PairwiseAcc<T> {
-    fn default() -> Self {
-        Self { stack: Vec::new() }
-    }
-}
-
-impl<T: Copy + std::ops::Add<Output = T>> PairwiseAcc<T> {
-    /// Add the next partial.
-    pub fn push(&mut self, mut v: Vec<T>) {
-        let mut level = 0;
-        while let Some((l, top)) = self.stack.last() {
-            if *l != level {
-                break;
-            }
-            for (a, b) in v.iter_mut().zip(top) {
-                *a = *b + *a;
-            }
-            self.stack.pop();
-            level += 1;
-        }
-        self.stack.push((level, v));
-    }
-
-    /// The total (`None` when nothing was pushed).
-    pub fn finish(mut self) -> Option<Vec<T>> {
-        let mut acc = self.stack.pop()?.1;
-        while let Some((_, v)) = self.stack.pop() {
-            for (a, b) in acc.iter_mut().zip(v) {
-                *a = b + *a;
-            }
-        }
-        Some(acc)
-    }
-}
-
 /// Points per block of the CPU passes: partial sums are formed per block, then combined with
 /// [`PairwiseAcc`].
 pub const CPU_BLOCK: usize = 1024;
@@ -303,15 +243,5 @@ mod tests {
         assert!((uut(1, 1) - 4.0 / 8.0).abs() < 1e-12);
         assert_eq!(u[2], 0.0); // upper triangular
         assert!((e.log_det[0] + 0.5 * 8f64.ln()).abs() < 1e-12);
-    }
-
-    #[test]
-    fn pairwise_sum_beats_naive_on_many_small_terms() {
-        let x = vec![0.1f32; 1 << 24];
-        let naive: f32 = x.iter().sum();
-        let pw = pairwise_sum_f32(&x);
-        let exact = 0.1f32 as f64 * (1u64 << 24) as f64;
-        assert!(((pw as f64) - exact).abs() / exact < 1e-6);
-        assert!(((naive as f64) - exact).abs() / exact > 1e-2);
     }
 }

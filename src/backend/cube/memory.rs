@@ -2,10 +2,10 @@
 //! and the language model's `#[cube]` kernels extend it (`vae.rs`, `lm.rs`).
 
 use super::matmul::{CubeOperands, check_device, launch};
-use crate::backend::device::DeviceMemory;
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
-use crate::matmul::Matmul;
+use crate::ops::matmul::Matmul;
+use crate::ops::memory::DeviceMemory;
 
 type Handle = cubecl::server::Handle;
 

@@ -1,15 +1,14 @@
 //! `collapse bench …`: timing tables measured by the CLI itself (criterion benches measure the
 //! same operations under `benches/`).
 
-use std::path::Path;
 use std::time::Instant;
 
-use crate::backend::Backend;
 use crate::error::Result;
-use crate::gmm::{CovarianceType, GmmParams};
 use crate::io::Matrix;
+use crate::ops::Backend;
+use crate::ops::gmm::{CovarianceType, GmmParams};
+use crate::ops::sampling::{Factor, MixtureBatch};
 use crate::rng::StreamKey;
-use crate::sampling::{Factor, MixtureBatch};
 
 /// One GMM benchmark shape.
 #[derive(Clone, Copy, Debug, serde::Serialize)]
@@ -189,24 +188,6 @@ pub fn time_gmm(
         iterations: iters,
         point_components_per_s: (x.rows * start.k) as f64 / med,
     })
-}
-
-/// Write records as CSV (header from the first record's fields), atomically.
-/// The parent folder is created if missing.
-pub fn write_csv<T: serde::Serialize>(path: &Path, rows: &[T]) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| crate::Error::Io(format!("{}: {e}", dir.display())))?;
-    }
-    let mut w = csv::Writer::from_writer(Vec::new());
-    for r in rows {
-        w.serialize(r)
-            .map_err(|e| crate::Error::Io(format!("{}: {e}", path.display())))?;
-    }
-    let bytes = w
-        .into_inner()
-        .map_err(|e| crate::Error::Io(format!("{}: {e}", path.display())))?;
-    crate::io::write_atomic(path, &bytes)
 }
 
 /// A device-side throughput measurement.
@@ -428,7 +409,7 @@ pub struct MatmulTiming {
 }
 
 /// Inputs of a bench product: deterministic values in [−0.5, 0.5), rounded to f32.
-pub fn matmul_inputs(p: &crate::matmul::Matmul) -> (Vec<f64>, Vec<f64>) {
+pub fn matmul_inputs(p: &crate::ops::matmul::Matmul) -> (Vec<f64>, Vec<f64>) {
     let fill = |n: usize, s: usize| -> Vec<f64> {
         (0..n)
             .map(|i| (((i + s) * 2_654_435_761) % 1_000_003) as f32 as f64 / 1_000_003.0 - 0.5)
@@ -462,7 +443,7 @@ impl MatmulRunner<'_> {
 pub fn matmul_runner<'a>(
     kind: crate::backend::BackendKind,
     gpu: Option<&'a std::sync::Arc<crate::gpu::GpuContext>>,
-    p: &'a crate::matmul::Matmul,
+    p: &'a crate::ops::matmul::Matmul,
 ) -> Result<MatmulRunner<'a>> {
     use crate::backend::BackendKind;
     let (a, b) = matmul_inputs(p);
@@ -553,14 +534,14 @@ pub fn time_matmul(
     kind: crate::backend::BackendKind,
     gpu: Option<&std::sync::Arc<crate::gpu::GpuContext>>,
     label: &str,
-    p: &crate::matmul::Matmul,
+    p: &crate::ops::matmul::Matmul,
     reps: usize,
     reference: (&str, &[f64]),
 ) -> Result<MatmulTiming> {
     let mut r = matmul_runner(kind, gpu, p)?;
     r.run()?;
     let c = r.result()?;
-    let rel_error = crate::matmul::rel_error(&c, reference.1);
+    let rel_error = crate::ops::matmul::rel_error(&c, reference.1);
     let mut times = Vec::with_capacity(reps);
     let mut source = "";
     for _ in 0..reps.max(1) {
@@ -622,15 +603,15 @@ pub struct VaeTiming {
 /// Time `steps` VAE training steps (after one untimed step) on `backend` at `batch`, on Philox
 /// uniform pixels (the arithmetic does not depend on the pixel values).
 pub fn time_vae(
-    backend: &dyn Backend,
-    cfg: &crate::vae::VaeConfig,
+    backend: &crate::trainers::Engine,
+    cfg: &crate::models::vae::VaeConfig,
     batch: usize,
     steps: usize,
 ) -> Result<VaeTiming> {
     use crate::rng::StreamKey;
     let mut x = vec![0.0; batch * cfg.d];
     crate::backend::cpu64::Cpu64.uniform(StreamKey::new(1, 0xBE7C), 0, &mut x)?;
-    let mut vae = backend.vae(cfg, &crate::vae::init_params(cfg, 0))?;
+    let mut vae = backend.vae(cfg, &crate::models::vae::init_params(cfg, 0))?;
     vae.step(&x, StreamKey::new(2, 0))?;
     vae.last_loss()?;
     let mut times = Vec::with_capacity(steps);
@@ -683,9 +664,9 @@ pub struct LmTiming {
 /// bytes (the arithmetic does not depend on the values), then one batched sampling run.
 /// `gpu` (when the backend runs there) gives the per-kernel device times for the matmul share.
 pub fn time_lm(
-    backend: &dyn Backend,
+    backend: &crate::trainers::Engine,
     gpu: Option<&crate::gpu::GpuContext>,
-    cfg: &crate::lm::LmConfig,
+    cfg: &crate::models::lm::LmConfig,
     batch: usize,
     steps: usize,
 ) -> Result<LmTiming> {
@@ -693,7 +674,7 @@ pub fn time_lm(
     let mut words = vec![0u32; batch * (len + 1)];
     crate::backend::cpu64::Cpu64.uniform_u32(StreamKey::new(1, 0x1B7C), 0, &mut words)?;
     let tokens: Vec<u8> = words.iter().map(|w| (w >> 24) as u8).collect();
-    let mut lm = backend.lm(cfg, &crate::lm::init_params(cfg, 0))?;
+    let mut lm = backend.lm(cfg, &crate::models::lm::init_params(cfg, 0))?;
     lm.step(&tokens, len)?;
     lm.last_loss()?;
     if let Some(g) = gpu {
@@ -720,13 +701,13 @@ pub fn time_lm(
     let med = times[times.len() / 2];
     let sample_len = len.saturating_sub(1).max(1);
     let t = Instant::now();
-    crate::lm::sample::generate(
+    crate::models::lm::sample::generate(
         lm.as_ref(),
         backend,
         b"\n",
         batch,
         sample_len,
-        &crate::lm::sample::SampleConfig::default(),
+        &crate::models::lm::sample::SampleConfig::default(),
         StreamKey::new(3, 0),
     )?;
     let sample_s = t.elapsed().as_secs_f64();

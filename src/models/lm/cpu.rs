@@ -1,5 +1,5 @@
 //! The language model on the CPU, generic over the float type: `f64` with plain loops (the
-//! cpu64 reference) and `f32` with `matrixmultiply` (cpu32), as [`crate::vae::cpu`].
+//! cpu64 reference) and `f32` with `matrixmultiply` (cpu32), as [`crate::models::vae::cpu`].
 //!
 //! # Backward pass (N = rows·len positions, gradients of the mean loss)
 //!
@@ -26,7 +26,7 @@ use super::{
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::float::HostFloat;
+use crate::num::float::HostFloat;
 
 /// LayerNorm's ε.
 pub const LN_EPS: f64 = 1e-5;
@@ -768,7 +768,7 @@ impl<T: HostFloat> Decoder for CpuDecoder<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lm::init_params;
+    use crate::models::lm::init_params;
 
     fn tiny() -> LmConfig {
         LmConfig {
@@ -797,13 +797,7 @@ mod tests {
         let cfg = tiny();
         let mut p = init_params(&cfg, 1);
         let mut noise = vec![0.0; p.len()];
-        crate::backend::Backend::normal(
-            &crate::backend::cpu64::Cpu64,
-            crate::rng::StreamKey::new(9, 9),
-            0,
-            &mut noise,
-        )
-        .unwrap();
+        crate::rng::host_normals_f64(crate::rng::StreamKey::new(9, 9), 0, &mut noise);
         p.iter_mut().zip(&noise).for_each(|(a, b)| *a += 0.3 * b);
         let (rows, len) = (2, 5);
         let x = batch(rows, len);
@@ -865,7 +859,7 @@ mod tests {
     #[test]
     fn steps_lower_the_loss() {
         let cfg = LmConfig {
-            adam: crate::lm::AdamW {
+            adam: crate::models::lm::AdamW {
                 lr: 1e-2,
                 ..Default::default()
             },
