@@ -27,8 +27,12 @@
 //! replicate 0's. `summary.json` gives under `reference` the unigram baseline and the
 //! distinct-n of 32 held-out windows.
 
-use super::trained::{MetricContext, Trained};
-use super::{Generator, RealData, RunConfig, Truth, purpose, stream_id};
+use super::checkpoint::{self, Checkpoint, RunState, Weights};
+use super::config::{RunConfig, Truth};
+use super::data::RealData;
+use super::model::{MetricContext, Model};
+use super::pool::Generator;
+use super::streams::{purpose, stream_id};
 use crate::error::{Error, Result};
 use crate::io::{Matrix, write_atomic};
 use crate::models::lm::sample::{SampleConfig, generate};
@@ -165,7 +169,7 @@ fn row_bytes(x: &[f64]) -> Vec<u8> {
 }
 
 /// Real data of an LM run: the corpus as rows (see the module documentation).
-pub(super) fn load_real(cfg: &RunConfig) -> Result<RealData> {
+fn load_text(cfg: &RunConfig) -> Result<RealData> {
     let files = match &cfg.truth {
         Truth::Builtin(name) if name == "fortunes" => fortune_files()?,
         Truth::File(p) => vec![p.clone()],
@@ -244,9 +248,48 @@ impl Generator for LmModel {
     }
 }
 
-impl Trained for LmModel {
-    fn columns() -> &'static [&'static str] {
-        &METRIC_COLUMNS
+impl Weights for LmModel {
+    fn weights(&self) -> &[f64] {
+        &self.params
+    }
+
+    fn from_weights(cfg: &RunConfig, _real: &RealData, params: Vec<f64>) -> Result<Self> {
+        let net = cfg.lm.network();
+        crate::models::lm::check_params(&net, &params)?;
+        Ok(Self {
+            cfg: net,
+            params,
+            sampling: cfg.lm.sampling(),
+        })
+    }
+}
+
+impl Model for LmModel {
+    type Setup = ();
+
+    fn check(cfg: &RunConfig) -> Result<()> {
+        if cfg.real_rows.is_some() {
+            return Err(Error::InvalidArgument(
+                "--real-rows applies to --data files of the gaussian, gmm and vae models (the LM's \
+                 generation 0 trains on --samples windows of its text)"
+                    .into(),
+            ));
+        }
+        cfg.lm.check()?;
+        if matches!(&cfg.truth, Truth::Builtin(n) if n != "fortunes") {
+            return Err(Error::InvalidArgument(
+                "the language model learns text: --truth fortunes or --data FILE".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn load_real(cfg: &RunConfig, _cpu: &Engine) -> Result<RealData> {
+        load_text(cfg)
+    }
+
+    fn columns(_cfg: &RunConfig, _d: usize) -> Vec<String> {
+        METRIC_COLUMNS.iter().map(|c| c.to_string()).collect()
     }
 
     fn fit(
@@ -283,21 +326,72 @@ impl Trained for LmModel {
         })
     }
 
-    fn params(&self) -> &[f64] {
-        &self.params
+    /// Trained on cpu64 on the last `samples` held-out windows.
+    fn held_out_verifier(
+        cpu: &Engine,
+        cfg: &RunConfig,
+        real: &RealData,
+        seed: u64,
+    ) -> Result<Self> {
+        Self::fit(cpu, cfg, &real.held_out_tail(cfg.samples)?, seed, None)
     }
 
-    fn from_params(cfg: &RunConfig, _real: &RealData, params: Vec<f64>) -> Result<Self> {
-        let net = cfg.lm.network();
-        crate::models::lm::check_params(&net, &params)?;
-        Ok(Self {
-            cfg: net,
-            params,
-            sampling: cfg.lm.sampling(),
-        })
+    fn setup(_cfg: &RunConfig, _real: &RealData, _cpu: &Engine) -> Result<()> {
+        Ok(())
     }
 
-    fn metrics(&self, ctx: &MetricContext<'_>) -> Result<Vec<f64>> {
+    fn metrics(&self, ctx: &MetricContext<'_>, _setup: &()) -> Result<Vec<String>> {
+        Ok(self
+            .metric_values(ctx)?
+            .iter()
+            .map(|x| x.to_string())
+            .collect())
+    }
+
+    fn reference(_cfg: &RunConfig, real: &RealData) -> Result<Option<serde_json::Value>> {
+        let ho = &real.held_out;
+        let all = real
+            .all_train
+            .as_ref()
+            .expect("LM runs keep the training rows");
+        let unigram = crate::models::lm::train::unigram_cross_entropy(
+            &row_bytes(&all.data),
+            &row_bytes(&ho.data),
+        );
+        let texts: Vec<Vec<u8>> = (0..ho.rows.min(DIVERSITY_SAMPLES))
+            .map(|i| row_bytes(ho.row(i)))
+            .collect();
+        Ok(Some(serde_json::json!({
+            "source": "held-out real text",
+            "unigram_val_loss": unigram,
+            "unigram_val_ppl": unigram.exp(),
+            "distinct_1": distinct_n(&texts, 1),
+            "distinct_2": distinct_n(&texts, 2),
+        })))
+    }
+
+    fn load_history(
+        ck: &mut Checkpoint,
+        state: &mut RunState,
+        real: &RealData,
+    ) -> Result<Vec<Vec<Self>>> {
+        checkpoint::load_weight_history(ck, state, real)
+    }
+
+    fn save_generation(
+        ck: &mut Checkpoint,
+        state: &mut RunState,
+        n: usize,
+        models: &[&Self],
+    ) -> Result<()> {
+        checkpoint::save_weight_generation(ck, state, n, models)
+    }
+}
+
+impl LmModel {
+    /// `val_loss`, `val_ppl`, `distinct_1`, `distinct_2` (see the module documentation), and
+    /// replicate 0's sample texts.
+    fn metric_values(&self, ctx: &MetricContext<'_>) -> Result<Vec<f64>> {
         let ho = &ctx.real.held_out;
         let val_loss = self
             .on(ctx.backend)?
@@ -326,27 +420,5 @@ impl Trained for LmModel {
             distinct_n(&texts, 1),
             distinct_n(&texts, 2),
         ])
-    }
-
-    fn reference(_cfg: &RunConfig, real: &RealData) -> Result<Option<serde_json::Value>> {
-        let ho = &real.held_out;
-        let all = real
-            .all_train
-            .as_ref()
-            .expect("LM runs keep the training rows");
-        let unigram = crate::models::lm::train::unigram_cross_entropy(
-            &row_bytes(&all.data),
-            &row_bytes(&ho.data),
-        );
-        let texts: Vec<Vec<u8>> = (0..ho.rows.min(DIVERSITY_SAMPLES))
-            .map(|i| row_bytes(ho.row(i)))
-            .collect();
-        Ok(Some(serde_json::json!({
-            "source": "held-out real text",
-            "unigram_val_loss": unigram,
-            "unigram_val_ppl": unigram.exp(),
-            "distinct_1": distinct_n(&texts, 1),
-            "distinct_2": distinct_n(&texts, 2),
-        })))
     }
 }

@@ -17,7 +17,10 @@
 
 use std::path::Path;
 
-use super::{ModelKind, Pool, RealData, RunConfig, purpose, sample_model, stream_id};
+use super::config::{ModelKind, RunConfig};
+use super::mixture::sample_model;
+use super::model::MetricContext;
+use super::streams::{purpose, stream_id};
 use crate::backend::cpu64::gmm::log_gauss;
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
@@ -64,36 +67,16 @@ impl TailRegion {
     }
 }
 
-/// Everything a metrics row is computed from besides the fitted model.
-pub struct RowContext<'a> {
-    /// The run's configuration.
-    pub cfg: &'a RunConfig,
-    /// Real data and the reference density.
-    pub real: &'a RealData,
-    /// The tail region (once the reference density is known).
-    pub tails: Option<&'a TailRegion>,
-    /// The f64 backend metrics are computed with.
-    pub cpu: &'a Engine,
-}
-
-/// The CSV header.
-pub fn header(cfg: &RunConfig, d: usize) -> String {
-    let mut h = vec![
-        "generation".to_string(),
-        "replicate".into(),
-        "pool_size".into(),
-        "pool_real_fraction".into(),
-        "pool_composition".into(),
-    ];
+/// The mixtures' metric columns (after the pool's) for `d`-dimensional data.
+pub fn columns(cfg: &RunConfig, d: usize) -> Vec<String> {
+    let mut h = Vec::new();
     match cfg.model {
         ModelKind::Gaussian if d == 1 => h.extend(["mu".into(), "sigma".into()]),
         ModelKind::Gaussian => {
             h.extend((0..d).map(|i| format!("mu_{i}")));
             h.extend((0..d).map(|i| format!("sigma_{i}")));
         }
-        ModelKind::Vae => h.extend(super::vae::METRIC_COLUMNS.iter().map(|c| c.to_string())),
-        ModelKind::Lm => h.extend(super::lm::METRIC_COLUMNS.iter().map(|c| c.to_string())),
-        ModelKind::Gmm => h.extend([
+        _ => h.extend([
             "heldout_ll".into(),
             "l2_to_truth".into(),
             "weight_entropy".into(),
@@ -103,7 +86,7 @@ pub fn header(cfg: &RunConfig, d: usize) -> String {
     if cfg.model == ModelKind::Gaussian {
         h.push("w2_to_truth".into());
     }
-    h.join(",")
+    h
 }
 
 /// Full covariance `[D][D]` of component `c`.
@@ -171,21 +154,15 @@ pub fn l2_distance(p: &GmmParams, q: &GmmParams) -> f64 {
         .sqrt()
 }
 
-/// One CSV row.
-pub fn row(
-    ctx: &RowContext<'_>,
+/// The metric values of mixture `p` (in [`columns`] order) as CSV fields; `tails` is the
+/// reference density's tail region (`None` when there is no reference yet).
+pub fn values(
+    ctx: &MetricContext<'_>,
+    tails: Option<&TailRegion>,
     p: &GmmParams,
-    generation: usize,
-    replicate: usize,
-    pool: &Pool,
-) -> Result<String> {
-    let mut v: Vec<String> = vec![
-        generation.to_string(),
-        replicate.to_string(),
-        pool.x.rows.to_string(),
-        pool.real_fraction().to_string(),
-        pool.composition_field(),
-    ];
+) -> Result<Vec<String>> {
+    let (generation, replicate) = (ctx.generation, ctx.replicate);
+    let mut v: Vec<String> = Vec::new();
     let truth = ctx.real.truth.as_ref();
     match ctx.cfg.model {
         ModelKind::Gaussian => {
@@ -205,12 +182,7 @@ pub fn row(
             });
             v.push(w2.to_string());
         }
-        ModelKind::Vae | ModelKind::Lm => {
-            return Err(Error::InvalidArgument(
-                "VAE and LM rows come from driver::trained".into(),
-            ));
-        }
-        ModelKind::Gmm => {
+        _ => {
             let heldout = match p.estep_params() {
                 Ok(e) => {
                     let ho = &ctx.real.held_out;
@@ -226,7 +198,7 @@ pub fn row(
                 .filter(|w| **w > 0.0)
                 .map(|w| w * w.ln())
                 .sum::<f64>();
-            let tail = match ctx.tails {
+            let tail = match tails {
                 Some(tr) => {
                     let key = StreamKey::new(
                         ctx.cfg.seed,
@@ -243,7 +215,7 @@ pub fn row(
             v.extend([heldout, l2, entropy, tail].iter().map(|x| x.to_string()));
         }
     }
-    Ok(v.join(","))
+    Ok(v)
 }
 
 /// `summary.json`: the configuration, the real data's `reference` values when the model has any,

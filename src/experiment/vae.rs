@@ -19,7 +19,7 @@
 //!
 //! # Checkpoints
 //!
-//! As for every trained model ([`super::trained`]): weights in `weights/r{R}-g{N}.f64`
+//! As for every trained model ([`super::checkpoint::Weights`]): weights in `weights/r{R}-g{N}.f64`
 //! ([`crate::models::vae::layout`] order).
 //!
 //! # Metrics (columns after the pool's)
@@ -34,8 +34,12 @@
 //! `summary.json` holds the same two diversity measures of 128 held-out real images under
 //! `reference`; `samples/gNNNN.png` shows 64 of replicate 0's samples per generation.
 
-use super::trained::{MetricContext, Trained};
-use super::{Generator, RealData, RunConfig, purpose, stream_id};
+use super::checkpoint::{self, Checkpoint, RunState, Weights};
+use super::config::{RunConfig, Truth};
+use super::data::RealData;
+use super::model::{MetricContext, Model};
+use super::pool::Generator;
+use super::streams::{purpose, stream_id};
 use crate::error::{Error, Result};
 use crate::io::Matrix;
 use crate::models::vae::train::{EVAL_STREAM, run_epoch};
@@ -224,9 +228,49 @@ fn image_shape(d: usize) -> (usize, usize) {
     if s * s == d { (s, s) } else { (1, d) }
 }
 
-impl Trained for VaeModel {
-    fn columns() -> &'static [&'static str] {
-        &METRIC_COLUMNS
+impl Weights for VaeModel {
+    fn weights(&self) -> &[f64] {
+        &self.params
+    }
+
+    fn from_weights(cfg: &RunConfig, real: &RealData, params: Vec<f64>) -> Result<Self> {
+        let net = cfg.vae.network(real.train[0].cols);
+        crate::models::vae::check_params(&net, &params)?;
+        Ok(Self { cfg: net, params })
+    }
+}
+
+impl Model for VaeModel {
+    type Setup = ();
+
+    fn check(cfg: &RunConfig) -> Result<()> {
+        if matches!(cfg.truth, Truth::Builtin(_)) {
+            return Err(Error::InvalidArgument(
+                "the VAE needs image data: --data FILE (IDX images, or CSV/NPY rows in [0, 1])"
+                    .into(),
+            ));
+        }
+        cfg.vae.check()
+    }
+
+    /// A data file's rows, every value a pixel in [0, 1].
+    fn load_real(cfg: &RunConfig, cpu: &Engine) -> Result<RealData> {
+        super::data::load_rows(cfg, cpu, &|path, m| {
+            if let Some(i) = m.data.iter().position(|v| !(0.0..=1.0).contains(v)) {
+                return Err(Error::Data(format!(
+                    "{}: row {}, column {} is {}; the VAE needs values in [0, 1] (pixels)",
+                    path.display(),
+                    i / m.cols + 1,
+                    i % m.cols + 1,
+                    m.data[i]
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    fn columns(_cfg: &RunConfig, _d: usize) -> Vec<String> {
+        METRIC_COLUMNS.iter().map(|c| c.to_string()).collect()
     }
 
     fn fit(
@@ -239,17 +283,60 @@ impl Trained for VaeModel {
         VaeModel::fit(backend, &cfg.vae, pool, seed)
     }
 
-    fn params(&self) -> &[f64] {
-        &self.params
+    /// Trained on cpu64 on the last `samples` held-out images.
+    fn held_out_verifier(
+        cpu: &Engine,
+        cfg: &RunConfig,
+        real: &RealData,
+        seed: u64,
+    ) -> Result<Self> {
+        VaeModel::fit(cpu, &cfg.vae, &real.held_out_tail(cfg.samples)?, seed)
     }
 
-    fn from_params(cfg: &RunConfig, real: &RealData, params: Vec<f64>) -> Result<Self> {
-        let net = cfg.vae.network(real.train[0].cols);
-        crate::models::vae::check_params(&net, &params)?;
-        Ok(Self { cfg: net, params })
+    fn setup(_cfg: &RunConfig, _real: &RealData, _cpu: &Engine) -> Result<()> {
+        Ok(())
     }
 
-    fn metrics(&self, ctx: &MetricContext<'_>) -> Result<Vec<f64>> {
+    fn metrics(&self, ctx: &MetricContext<'_>, _setup: &()) -> Result<Vec<String>> {
+        Ok(self
+            .metric_values(ctx)?
+            .iter()
+            .map(|x| x.to_string())
+            .collect())
+    }
+
+    fn reference(_cfg: &RunConfig, real: &RealData) -> Result<Option<serde_json::Value>> {
+        let (div, sd) = diversity(&head(&real.held_out, DIVERSITY_SAMPLES)?);
+        Ok(Some(serde_json::json!({
+            "source": "held-out real images",
+            "images": DIVERSITY_SAMPLES.min(real.held_out.rows),
+            "sample_diversity": div,
+            "pixel_std": sd,
+        })))
+    }
+
+    fn load_history(
+        ck: &mut Checkpoint,
+        state: &mut RunState,
+        real: &RealData,
+    ) -> Result<Vec<Vec<Self>>> {
+        checkpoint::load_weight_history(ck, state, real)
+    }
+
+    fn save_generation(
+        ck: &mut Checkpoint,
+        state: &mut RunState,
+        n: usize,
+        models: &[&Self],
+    ) -> Result<()> {
+        checkpoint::save_weight_generation(ck, state, n, models)
+    }
+}
+
+impl VaeModel {
+    /// `heldout_neg_elbo`, `sample_diversity`, `pixel_std` (see the module documentation), and
+    /// replicate 0's sample grid.
+    fn metric_values(&self, ctx: &MetricContext<'_>) -> Result<Vec<f64>> {
         let d = self.cfg.d;
         let held_out = head(&ctx.real.held_out, HELDOUT_EVAL)?;
         let mut ref_vae = ctx.cpu.vae(&self.cfg, &self.params)?;
@@ -274,15 +361,5 @@ impl Trained for VaeModel {
             )?;
         }
         Ok(vec![neg_elbo, div, sd])
-    }
-
-    fn reference(_cfg: &RunConfig, real: &RealData) -> Result<Option<serde_json::Value>> {
-        let (div, sd) = diversity(&head(&real.held_out, DIVERSITY_SAMPLES)?);
-        Ok(Some(serde_json::json!({
-            "source": "held-out real images",
-            "images": DIVERSITY_SAMPLES.min(real.held_out.rows),
-            "sample_diversity": div,
-            "pixel_std": sd,
-        })))
     }
 }

@@ -1,0 +1,190 @@
+//! A generation's training pool: what a [`Policy`] mixes from real data and the earlier
+//! generations' samples, and where every point came from.
+
+use super::config::{Policy, RunConfig, Truth, Verifier};
+use super::data::{RealData, draw_rows};
+use super::mixture;
+use super::streams::{purpose, stream_id};
+use crate::error::{Error, Result};
+use crate::io::Matrix;
+use crate::rng::StreamKey;
+use crate::trainers::Engine;
+
+/// What a training pool needs of a fitted model: samples, and a plausibility score per point for
+/// the `verify` policies.
+pub trait Generator {
+    /// `count` samples (rows) from Philox stream `key`, computed on `backend`.
+    fn generate(&self, backend: &Engine, count: usize, key: StreamKey) -> Result<Matrix>;
+    /// A score per row of `x`, higher = more plausible (a log-likelihood or a bound on it).
+    fn score(&self, backend: &Engine, x: &Matrix) -> Result<Vec<f64>>;
+}
+
+/// A training pool and its provenance.
+pub struct Pool {
+    /// The points.
+    pub x: Matrix,
+    /// `(origin, count)` in pool order: `real` (the real training data), `fresh` (new real
+    /// data), `gJ` (sampled from generation J's model).
+    pub composition: Vec<(String, usize)>,
+}
+
+impl Pool {
+    /// Fraction of real (`real` or `fresh`) points.
+    pub fn real_fraction(&self) -> f64 {
+        let real: usize = self
+            .composition
+            .iter()
+            .filter(|(o, _)| o == "real" || o == "fresh")
+            .map(|(_, c)| c)
+            .sum();
+        real as f64 / self.x.rows as f64
+    }
+
+    /// The composition as `origin:count|origin:count…` (one CSV field).
+    pub fn composition_field(&self) -> String {
+        self.composition
+            .iter()
+            .map(|(o, c)| format!("{o}:{c}"))
+            .collect::<Vec<_>>()
+            .join("|")
+    }
+}
+
+/// Each replicate's synthetic sets drawn so far (`[r][j − 1]`: the samples generation `j` drew
+/// from generation `j − 1`'s model), kept so `accumulate` does not draw every earlier set again
+/// each generation. A set is a pure function of its model and Philox stream, so a resumed run,
+/// whose cache starts empty, draws exactly the same.
+pub(crate) struct SynthCache(Vec<std::sync::Mutex<Vec<Matrix>>>);
+
+impl SynthCache {
+    /// An empty cache for `replicates` chains.
+    pub(crate) fn new(replicates: usize) -> Self {
+        Self((0..replicates).map(|_| Default::default()).collect())
+    }
+
+    /// Set `j` of replicate `r` from the cache, or drawn by `draw` (and kept when it is the
+    /// next one in order).
+    pub(super) fn get(
+        &self,
+        r: usize,
+        j: usize,
+        draw: impl FnOnce() -> Result<Matrix>,
+    ) -> Result<Matrix> {
+        let mut sets = self.0[r].lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(x) = sets.get(j - 1) {
+            return Ok(x.clone());
+        }
+        let x = draw()?;
+        if sets.len() == j - 1 {
+            sets.push(x.clone());
+        }
+        Ok(x)
+    }
+}
+
+/// The training pool of generation `n` of replicate `r`, given the models of its earlier
+/// generations (`history`), the `verify:heldout` verifier and the synthetic sets drawn so far.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn pool<G: Generator>(
+    backend: &Engine,
+    cfg: &RunConfig,
+    real: &RealData,
+    history: &[G],
+    held_out_judge: Option<&G>,
+    cache: &SynthCache,
+    r: usize,
+    n: usize,
+) -> Result<Pool> {
+    let train = &real.train[r];
+    let d = train.cols;
+    if n == 0 {
+        return Ok(Pool {
+            x: train.clone(),
+            composition: vec![("real".into(), train.rows)],
+        });
+    }
+    let g = |j: usize| format!("g{}", j - 1);
+    let m = cfg.samples;
+    let synth = |j: usize, count: usize| {
+        history[j - 1].generate(
+            backend,
+            count,
+            StreamKey::new(cfg.seed, stream_id(purpose::SYNTHETIC, r, j)),
+        )
+    };
+    let concat = |parts: Vec<Matrix>| -> Result<Matrix> {
+        let rows = parts.iter().map(|p| p.rows).sum();
+        Matrix::new(rows, d, parts.into_iter().flat_map(|p| p.data).collect())
+    };
+    match cfg.policy {
+        Policy::Replace => Ok(Pool {
+            x: synth(n, m)?,
+            composition: vec![(g(n), m)],
+        }),
+        Policy::Accumulate => {
+            let mut parts = vec![train.clone()];
+            let mut composition = vec![("real".to_string(), train.rows)];
+            for j in 1..=n {
+                parts.push(cache.get(r, j, || synth(j, m))?);
+                composition.push((g(j), m));
+            }
+            Ok(Pool {
+                x: concat(parts)?,
+                composition,
+            })
+        }
+        Policy::Mix(f) => {
+            let nr = (f * m as f64).round() as usize;
+            let key = StreamKey::new(cfg.seed, stream_id(purpose::MIX, r, n));
+            let x = concat(vec![draw_rows(train, nr, key)?, synth(n, m - nr)?])?;
+            Ok(Pool {
+                x,
+                composition: vec![("real".into(), nr), (g(n), m - nr)],
+            })
+        }
+        Policy::Verify(verifier, f) => {
+            let candidates = synth(n, ((m as f64) / f).ceil() as usize)?;
+            let judge = match verifier {
+                Verifier::Gen0 => &history[0],
+                Verifier::HeldOut => held_out_judge.ok_or_else(|| {
+                    Error::InvalidArgument("verify:heldout needs the held-out model".into())
+                })?,
+            };
+            let score = judge.score(backend, &candidates)?;
+            let mut order: Vec<usize> = (0..candidates.rows).collect();
+            order.sort_by(|&a, &b| score[b].total_cmp(&score[a]).then(a.cmp(&b)));
+            order.truncate(m);
+            order.sort_unstable();
+            let data = order
+                .iter()
+                .flat_map(|&i| candidates.row(i).to_vec())
+                .collect();
+            Ok(Pool {
+                x: Matrix::new(m, d, data)?,
+                composition: vec![(g(n), m)],
+            })
+        }
+        Policy::Fresh(f) => {
+            let nr = (f * m as f64).round() as usize;
+            let fresh = match (&cfg.truth, &real.truth) {
+                (Truth::Builtin(_), Some(t)) => mixture::sample_model(
+                    backend,
+                    t,
+                    nr,
+                    StreamKey::new(cfg.seed, stream_id(purpose::REAL, r, n)),
+                )?,
+                // A file has no generator: draw rows (with replacement) as new real data.
+                _ => draw_rows(
+                    real.all_train.as_ref().unwrap_or(train),
+                    nr,
+                    StreamKey::new(cfg.seed, stream_id(purpose::REAL, r, n)),
+                )?,
+            };
+            let x = concat(vec![fresh, synth(n, m - nr)?])?;
+            Ok(Pool {
+                x,
+                composition: vec![("fresh".into(), nr), (g(n), m - nr)],
+            })
+        }
+    }
+}
