@@ -11,7 +11,7 @@ use collapse_kernels::io::write_csv;
 use collapse_kernels::measure::bench::{
     self as measure, GMM_SHAPES, GmmShape, GmmTiming, LmTiming, VaeTiming,
 };
-use collapse_kernels::measure::matmul::{self, MatmulRow};
+use collapse_kernels::measure::matmul::{self as matmul_bench, MatmulRow};
 use collapse_kernels::measure::records::{Stamp, adapter_of, gpu_names};
 use collapse_kernels::models::vae::VaeConfig;
 use collapse_kernels::trainers::Engine;
@@ -173,8 +173,8 @@ pub struct CompareArgs {
 }
 
 /// Run a `collapse bench` subcommand (or `--compare A B`).
-pub fn bench(options: &GpuOptions, a: BenchArgs) -> Result<()> {
-    match (a.compare, a.cmd) {
+pub fn bench(options: &GpuOptions, a: &BenchArgs) -> Result<()> {
+    match (&a.compare, &a.cmd) {
         (Some(ab), _) => compare(&ab[0], &ab[1]),
         (None, None) => Err(Error::InvalidArgument(
             "collapse bench: give a subcommand (gmm, matmul, sample, vae, lm, compare) or \
@@ -182,11 +182,11 @@ pub fn bench(options: &GpuOptions, a: BenchArgs) -> Result<()> {
                 .into(),
         )),
         (None, Some(c)) => match c {
-            BenchCommand::Gmm(a) => gmm(options, &a),
-            BenchCommand::Matmul(a) => matmul(options, &a),
-            BenchCommand::Sample(a) => sample(options, &a),
-            BenchCommand::Vae(a) => vae(options, &a),
-            BenchCommand::Lm(a) => lm(options, &a),
+            BenchCommand::Gmm(a) => gmm(options, a),
+            BenchCommand::Matmul(a) => matmul(options, a),
+            BenchCommand::Sample(a) => sample(options, a),
+            BenchCommand::Vae(a) => vae(options, a),
+            BenchCommand::Lm(a) => lm(options, a),
             BenchCommand::Compare(a) => compare(&a.a, &a.b),
         },
     }
@@ -279,17 +279,20 @@ impl TableRow for VaeTiming {
 /// runs there).
 type TimeCase<'a, P, T> = dyn Fn(&Engine, Option<&GpuContext>, &P) -> Result<T> + 'a;
 
-/// What a bench table is: the program and kernel its records name, and its printed header.
+/// A bench table: the program and kernel its records name, its printed header, and where its
+/// timings (CSV) and records go.
 struct Table<'a> {
     program: &'a str,
     kernel: &'a str,
     header: &'a str,
+    out: Option<&'a Path>,
+    records: &'a RecordArgs,
 }
 
 /// For every case: `prepare` it once, then `time` it on every backend of `kinds` (the GPU
 /// backends on one shared context; `gpu` is given to GPU backends only), print each timing's
 /// row under the header, skip backends that answer Unsupported; then write the timings as CSV
-/// to `out` and their records.
+/// to `t.out` and their records.
 fn table<C, P, T: TableRow>(
     options: &GpuOptions,
     kinds: &[BackendKind],
@@ -297,8 +300,6 @@ fn table<C, P, T: TableRow>(
     t: Table<'_>,
     prepare: &mut dyn FnMut(&C) -> Result<P>,
     time: &TimeCase<'_, P, T>,
-    out: Option<&Path>,
-    record_args: &RecordArgs,
 ) -> Result<()> {
     let gpu = gpu_for(options, kinds)?;
     let stamp = Stamp::new(t.program);
@@ -330,11 +331,11 @@ fn table<C, P, T: TableRow>(
             }
         }
     }
-    if let Some(path) = out {
+    if let Some(path) = t.out {
         write_csv(path, &rows)?;
         println!("wrote {}", path.display());
     }
-    record_args.write(&stamp, &recs)
+    t.records.write(&stamp, &recs)
 }
 
 /// `collapse bench gmm`.
@@ -363,6 +364,8 @@ fn gmm(options: &GpuOptions, a: &GmmArgs) -> Result<()> {
             program: "collapse bench gmm",
             kernel: "gmm_em_iteration",
             header: &header,
+            out: a.out.as_deref(),
+            records: &a.records,
         },
         &mut |&shape| {
             let (x, start) = measure::gmm_data(shape, &cpu)?;
@@ -375,8 +378,6 @@ fn gmm(options: &GpuOptions, a: &GmmArgs) -> Result<()> {
             Ok((x, start))
         },
         &|b, _, (x, start)| measure::time_gmm(b, x, start, a.iters),
-        a.out.as_deref(),
-        &a.records,
     )
 }
 
@@ -401,11 +402,11 @@ fn lm(options: &GpuOptions, a: &LmArgs) -> Result<()> {
             program: "collapse bench lm",
             kernel: "lm_train_step",
             header: &header,
+            out: a.out.as_deref(),
+            records: &a.records,
         },
         &mut |&batch| Ok(batch),
         &|b, g, &batch| measure::time_lm(b, g, &cfg, batch, a.steps),
-        a.out.as_deref(),
-        &a.records,
     )
 }
 
@@ -429,11 +430,11 @@ fn vae(options: &GpuOptions, a: &VaeArgs) -> Result<()> {
             program: "collapse bench vae",
             kernel: "vae_train_step",
             header: &header,
+            out: a.out.as_deref(),
+            records: &a.records,
         },
         &mut |&batch| Ok(batch),
         &|b, _, &batch| measure::time_vae(b, &cfg, batch, a.steps),
-        a.out.as_deref(),
-        &a.records,
     )
 }
 
@@ -445,7 +446,7 @@ fn matmul(options: &GpuOptions, a: &MatmulArgs) -> Result<()> {
     if a.reps == 0 {
         return Err(Error::InvalidArgument("--reps must be at least 1".into()));
     }
-    let cases = matmul::cases(&a.sizes, &a.shapes, a.models)?;
+    let cases = matmul_bench::cases(&a.sizes, &a.shapes, a.models)?;
     let gpu = gpu_for(options, &a.backends)?;
     if let Some(g) = &gpu {
         println!(
@@ -492,7 +493,7 @@ fn matmul(options: &GpuOptions, a: &MatmulArgs) -> Result<()> {
         "timing",
         "tile"
     );
-    let rows = matmul::bench(
+    let rows = matmul_bench::bench(
         &a.backends,
         gpu.as_ref(),
         &cases,
@@ -505,7 +506,7 @@ fn matmul(options: &GpuOptions, a: &MatmulArgs) -> Result<()> {
         write_csv(path, &timings)?;
         println!("wrote {}", path.display());
     }
-    let recs = matmul::records(&stamp, &rows, ceil, gpu.as_deref());
+    let recs = matmul_bench::records(&stamp, &rows, ceil, gpu.as_deref());
     a.records.write(&stamp, &recs)
 }
 

@@ -96,7 +96,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Run(a) => run::run(&options, &a),
         Command::Plot(a) => run::plot(&a),
         Command::Check(a) => check::check(&options, &a),
-        Command::Bench(a) => bench::bench(&options, a),
+        Command::Bench(a) => bench::bench(&options, &a),
         Command::Drift(c) => drift::drift(&options, &c),
     }
 }

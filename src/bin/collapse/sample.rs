@@ -7,9 +7,8 @@ use clap::Subcommand;
 use collapse_kernels::Result;
 use collapse_kernels::backend::BackendKind;
 use collapse_kernels::gpu::GpuOptions;
-use collapse_kernels::models::lm::{
-    self, sample::SAMPLE_STREAM, sample::SampleConfig, sample::generate,
-};
+use collapse_kernels::models::lm;
+use collapse_kernels::models::lm::sample::{SAMPLE_STREAM, SampleConfig, generate};
 use collapse_kernels::rng::StreamKey;
 use collapse_kernels::trainers::Engine;
 

@@ -38,7 +38,7 @@ pub enum TrainCommand {
 #[derive(clap::Args, Debug)]
 pub struct TrainVaeArgs {
     /// Training images: an IDX image file, raw or gzip (MNIST, Fashion-MNIST, …).
-    #[arg(long, default_value = DEFAULT_IMAGES)]
+    #[arg(long, default_value = vae_train::DEFAULT_TRAIN_IMAGES)]
     pub data: PathBuf,
     /// Test images (IDX). Default: the `t10k-` file beside a `train-` --data file; otherwise
     /// the last 10% of --data is held out.
@@ -90,9 +90,6 @@ pub struct TrainVaeArgs {
     #[arg(long)]
     pub out: PathBuf,
 }
-
-/// `vae::train::DEFAULT_TRAIN_IMAGES`, as clap's `default_value` wants it.
-const DEFAULT_IMAGES: &str = vae_train::DEFAULT_TRAIN_IMAGES;
 
 /// `collapse train lm`'s flags.
 #[derive(clap::Args, Debug)]
