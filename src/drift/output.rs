@@ -1,4 +1,5 @@
-//! Writing a drift run's report: its CSV tables, `summary.json` and plots. Apart from
+//! Writing a drift run's report: its CSV tables, `summary.json` and plots (and the plots of
+//! `collapse drift kernels`: [`kernel_plots`]). Apart from
 //! [`super::chain`] (which computes the report) and [`super::plot`] (which draws it), so the
 //! dependencies run one way: output → plot → chain.
 
@@ -112,4 +113,73 @@ fn write_params(path: &Path, runs: &[Trajectory]) -> Result<()> {
         }
     }
     crate::io::write_atomic(path, s.as_bytes())
+}
+
+/// The kernel families of `collapse drift kernels`, in plotting order.
+pub const KERNEL_FAMILIES: [&str; 6] = ["sum", "fit_mean", "fit_var", "loglik", "matmul", "sample"];
+
+/// Draw one SVG per kernel family present in `rows` (error against the f64 reference vs `n`,
+/// or vs the inner dimension for `matmul`; both axes logarithmic, errors of 0 drawn at 1e-17)
+/// beside the table `csv`, named `STEM-FAMILY.svg` (`kernels.csv` → `kernels-sum.svg`, …).
+/// One line per method and input scale of `scales` (scales after the first dashed); a line
+/// needs two points, except in the `sample` family. Returns the files written, in
+/// [`KERNEL_FAMILIES`] order.
+pub fn kernel_plots(
+    csv: &Path,
+    rows: &[super::kernels::KernelRow],
+    scales: &[f64],
+) -> Result<Vec<PathBuf>> {
+    use super::plot;
+    let dir = csv.parent().unwrap_or(Path::new("."));
+    let stem = csv
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "kernels".into());
+    let mut files = Vec::new();
+    for fam in KERNEL_FAMILIES {
+        let fr: Vec<&super::kernels::KernelRow> = rows.iter().filter(|r| r.family == fam).collect();
+        if fr.is_empty() {
+            continue;
+        }
+        let mut series = Vec::new();
+        let mut methods: Vec<&str> = fr.iter().map(|r| r.method.as_str()).collect();
+        methods.dedup();
+        methods.sort();
+        methods.dedup();
+        for m in methods {
+            for &s in scales {
+                let points: Vec<(f64, f64)> = fr
+                    .iter()
+                    .filter(|r| r.method == m && r.scale == s)
+                    .map(|r| (r.n as f64, r.error.max(1e-17)))
+                    .collect();
+                if points.len() > 1 || fam == "sample" {
+                    series.push(plot::Series {
+                        label: format!("{m}, s = {s}"),
+                        points,
+                        band: Vec::new(),
+                        dashed: s != scales[0],
+                        color: None,
+                    });
+                }
+            }
+        }
+        let path = dir.join(format!("{stem}-{fam}.svg"));
+        plot::lines(
+            &path,
+            &format!("{fam}: error vs f64 reference (errors of 0 drawn at 1e-17)"),
+            (
+                if fam == "matmul" {
+                    "inner dimension k"
+                } else {
+                    "n"
+                },
+                plot::Scale::Log,
+            ),
+            ("error", plot::Scale::Log),
+            &series,
+        )?;
+        files.push(path);
+    }
+    Ok(files)
 }

@@ -1,6 +1,8 @@
 //! Measurement: timed benchmarks ([`bench`]), their flat JSON records ([`records`]) and the
-//! golden fingerprints `collapse check` compares every kernel with ([`goldens`]).
+//! golden fingerprints `collapse check` compares every kernel with ([`goldens`]); the matmul
+//! bench's shapes, checks and roofline as library calls ([`matmul`]).
 
 pub mod bench;
 pub mod goldens;
+pub mod matmul;
 pub mod records;

@@ -313,6 +313,29 @@ pub fn from_criterion(
     Ok(out)
 }
 
+/// The adapter name and driver description of a GPU context, as records carry them
+/// (`"DRIVER DRIVER_INFO"`, trimmed).
+pub fn gpu_names(g: &crate::gpu::GpuContext) -> (String, String) {
+    (
+        g.info.name.clone(),
+        format!("{} {}", g.info.driver, g.info.driver_info)
+            .trim()
+            .to_string(),
+    )
+}
+
+/// Adapter and driver of backend `b` for its records: those of `gpu` ([`gpu_names`]) for the
+/// GPU backends (wgsl, cube), the backend's host description and no driver otherwise.
+pub fn adapter_of(
+    b: &dyn crate::ops::Backend,
+    gpu: Option<&std::sync::Arc<crate::gpu::GpuContext>>,
+) -> (String, String) {
+    match gpu {
+        Some(g) if b.name() == "wgsl" || b.name() == "cube" => gpu_names(g),
+        _ => (b.device(), String::new()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@
 //! test set's negative ELBO is measured (one noise draw per image, stream
 //! `(seed, EVAL_STREAM)`, the same every epoch); a row with epoch 0 gives it before training.
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::{MakeVae, VaeConfig, VaeTrainer, init_params};
@@ -178,6 +179,125 @@ pub fn sample_images(vae: &mut dyn VaeTrainer, n: usize, seed: u64) -> Result<Ve
     vae.decode(&z)
 }
 
+/// The training images `collapse train vae` and `collapse run --model vae` read when no data
+/// file is given: Debian's Fashion-MNIST (`apt-get install dataset-fashion-mnist`).
+pub const DEFAULT_TRAIN_IMAGES: &str =
+    "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+
+/// The test file that MNIST-style data sets ship beside a training file: `t10k-REST` for a
+/// file named `train-REST` (e.g. `t10k-images-idx3-ubyte.gz` beside
+/// `train-images-idx3-ubyte.gz`), when it exists; `None` otherwise.
+pub fn t10k_sibling(train: &Path) -> Option<PathBuf> {
+    train.file_name().and_then(|n| n.to_str()).and_then(|n| {
+        n.strip_prefix("train-")
+            .map(|rest| train.with_file_name(format!("t10k-{rest}")))
+            .filter(|p| p.exists())
+    })
+}
+
+/// Split the last 10% (rounded down) of `data` off as a test set: `data` keeps the first 90%,
+/// the rest is returned. Errors (naming `path`, the file `data` came from) when that leaves
+/// either side empty.
+pub fn hold_out_last(data: &mut IdxImages, path: &Path) -> Result<IdxImages> {
+    let keep = data.count - data.count / 10;
+    if keep == 0 || keep == data.count {
+        return Err(Error::Data(format!(
+            "{}: {} images are too few to hold out a test set; give --test-data",
+            path.display(),
+            data.count
+        )));
+    }
+    let d = data.dim();
+    let test = IdxImages {
+        count: data.count - keep,
+        rows: data.rows,
+        cols: data.cols,
+        pixels: data.pixels[keep * d..].to_vec(),
+    };
+    data.pixels.truncate(keep * d);
+    data.count = keep;
+    Ok(test)
+}
+
+/// The training and test images of `collapse train vae`: the IDX file `data`, and as test set
+/// `test_data`, else [`t10k_sibling`] of `data`, else [`hold_out_last`] of `data` (then
+/// `note` is told how many images were held out). `limit` keeps only the first `limit`
+/// training images (applied after the hold-out; `Some(0)` is an error). Errors when the test
+/// images' size differs from the training images'.
+pub fn load_images(
+    data: &Path,
+    test_data: Option<&Path>,
+    limit: Option<usize>,
+    note: &mut dyn FnMut(&str),
+) -> Result<(IdxImages, IdxImages)> {
+    use crate::io::idx::read_idx_images;
+    let mut train = read_idx_images(data)?;
+    let test = match test_data
+        .map(Path::to_path_buf)
+        .or_else(|| t10k_sibling(data))
+    {
+        Some(p) => read_idx_images(&p)?,
+        None => {
+            let t = hold_out_last(&mut train, data)?;
+            note(&format!(
+                "no test file: holding out the last {} images",
+                t.count
+            ));
+            t
+        }
+    };
+    if let Some(n) = limit {
+        if n == 0 {
+            return Err(Error::InvalidArgument("--limit must be ≥ 1".into()));
+        }
+        train.count = train.count.min(n);
+        train.pixels.truncate(train.count * train.dim());
+    }
+    if (test.rows, test.cols) != (train.rows, train.cols) {
+        return Err(Error::Data(format!(
+            "test images are {}×{}, training images {}×{}",
+            test.rows, test.cols, train.rows, train.cols
+        )));
+    }
+    Ok((train, test))
+}
+
+/// Write a trained VAE into `dir` (created if missing), as `models::lm::save_model` does for
+/// the language model: `weights.npy` (shape `[1, P]`, float64, in [`super::layout`]'s order)
+/// and `model.json` with the training configuration `cfg` (under `"config"`), the layout
+/// (name, rows, cols, offset of every tensor), a note on the weights file, and every field of
+/// the JSON object `extra` (backend, data, epochs, ...). Keys come out sorted.
+pub fn save_model(
+    dir: &Path,
+    cfg: &TrainConfig,
+    params: &[f64],
+    extra: serde_json::Value,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+    crate::io::write_npy(
+        &dir.join("weights.npy"),
+        &crate::io::Matrix::new(1, params.len(), params.to_vec())?,
+    )?;
+    let layout: Vec<serde_json::Value> = super::layout(&cfg.vae)
+        .iter()
+        .map(|t| serde_json::json!({"name": t.name, "rows": t.rows, "cols": t.cols, "offset": t.offset}))
+        .collect();
+    let mut meta = serde_json::json!({
+        "config": cfg,
+        "layout": layout,
+        "weights": "weights.npy (shape [1, P], float64, the layout's order)",
+    });
+    if let (Some(m), serde_json::Value::Object(e)) = (meta.as_object_mut(), extra) {
+        m.extend(e);
+    }
+    crate::io::write_atomic(
+        &dir.join("model.json"),
+        serde_json::to_string_pretty(&meta)
+            .map_err(|e| Error::Io(e.to_string()))?
+            .as_bytes(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,5 +310,102 @@ mod tests {
         assert_eq!(s, (0..1000).collect::<Vec<_>>());
         assert_ne!(p, (0..1000).collect::<Vec<_>>());
         assert_ne!(p, permutation(1000, StreamKey::new(1, 3)));
+    }
+    fn images(count: usize) -> IdxImages {
+        IdxImages {
+            count,
+            rows: 2,
+            cols: 3,
+            pixels: (0..count * 6).map(|i| i as u8).collect(),
+        }
+    }
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("vae-train-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn hold_out_keeps_the_first_ninety_percent() {
+        let mut x = images(25);
+        let t = hold_out_last(&mut x, Path::new("x")).unwrap();
+        assert_eq!((x.count, t.count), (23, 2));
+        assert_eq!(x.pixels, (0..23 * 6).map(|i| i as u8).collect::<Vec<_>>());
+        assert_eq!(
+            t.pixels,
+            (23 * 6..25 * 6).map(|i| i as u8).collect::<Vec<_>>()
+        );
+        assert_eq!((t.rows, t.cols), (2, 3));
+        for n in [0, 1, 9] {
+            let e = hold_out_last(&mut images(n), Path::new("few.idx")).unwrap_err();
+            assert!(e.to_string().contains("few.idx") && e.to_string().contains("--test-data"));
+        }
+    }
+
+    #[test]
+    fn the_t10k_file_beside_a_train_file_is_the_test_set() {
+        let d = tmpdir("sibling");
+        let train = d.join("train-images-idx3-ubyte");
+        assert_eq!(t10k_sibling(&train), None, "no sibling on disk");
+        std::fs::write(d.join("t10k-images-idx3-ubyte"), b"").unwrap();
+        assert_eq!(t10k_sibling(&train), Some(d.join("t10k-images-idx3-ubyte")));
+        assert_eq!(
+            t10k_sibling(&d.join("images-idx3-ubyte")),
+            None,
+            "not a train- file"
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn load_images_holds_out_then_limits() {
+        let d = tmpdir("load");
+        let path = d.join("x-ubyte");
+        std::fs::write(&path, crate::io::idx::encode_idx_images(&images(30), false)).unwrap();
+        let mut notes = Vec::new();
+        let (train, test) =
+            load_images(&path, None, Some(5), &mut |m| notes.push(m.to_string())).unwrap();
+        assert_eq!((train.count, test.count), (5, 3));
+        assert_eq!(train.pixels.len(), 5 * 6);
+        assert_eq!(notes, ["no test file: holding out the last 3 images"]);
+        let (train, test) = load_images(&path, Some(&path), None, &mut |_| {}).unwrap();
+        assert_eq!((train.count, test.count), (30, 30));
+        let e = load_images(&path, None, Some(0), &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("--limit"), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn saved_model_json_holds_config_layout_and_extra() {
+        let d = tmpdir("save");
+        let cfg = TrainConfig {
+            vae: VaeConfig {
+                d: 4,
+                h: 3,
+                z: 2,
+                ..VaeConfig::default()
+            },
+            epochs: 1,
+            batch: 2,
+            seed: 7,
+            loss_every: 1,
+        };
+        let params = init_params(&cfg.vae, 7);
+        save_model(&d, &cfg, &params, serde_json::json!({"backend": "cpu64"})).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("model.json")).unwrap()).unwrap();
+        assert_eq!(v["config"]["seed"], 7);
+        assert_eq!(v["config"]["vae"]["h"], 3);
+        assert_eq!(v["backend"], "cpu64");
+        let layout = v["layout"].as_array().unwrap();
+        assert_eq!(layout.len(), super::super::layout(&cfg.vae).len());
+        let last = layout.last().unwrap();
+        let end = last["offset"].as_u64().unwrap()
+            + last["rows"].as_u64().unwrap() * last["cols"].as_u64().unwrap();
+        assert_eq!(end as usize, params.len());
+        assert!(d.join("weights.npy").is_file());
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

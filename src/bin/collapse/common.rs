@@ -1,0 +1,167 @@
+//! What several commands share: the GPU options and context, the progress bar, the records
+//! flags, the GMM's EM flags and the language model's shape flags.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use collapse_kernels::Result;
+use collapse_kernels::backend::BackendKind;
+use collapse_kernels::gpu::{self, AdapterSummary, GpuContext, GpuOptions};
+use collapse_kernels::measure::records::{Record, Stamp};
+use collapse_kernels::models::gmm::GmmConfig;
+use collapse_kernels::models::lm::{AdamW, LmConfig};
+use collapse_kernels::ops::gmm::CovarianceType;
+
+/// Mesa's Vulkan drivers print "XDG_RUNTIME_DIR is invalid" when it is unset; give them a
+/// private directory instead (set before any thread starts).
+pub fn quiet_mesa() {
+    let ok = std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir());
+    if !ok {
+        let user = std::env::var("USER").unwrap_or_else(|_| "user".into());
+        let dir = std::env::temp_dir().join(format!("collapse-xdg-{user}"));
+        if std::fs::create_dir_all(&dir).is_ok() {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+            // SAFETY: called first thing in main, before any other thread exists.
+            unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+        }
+    }
+}
+
+/// The GPU options of every command: the `--adapter` choice, and `COLLAPSE_POISON=1` (fill
+/// fresh device buffers with NaN, to catch reads of unwritten memory).
+pub fn gpu_options(adapter: Option<String>) -> GpuOptions {
+    GpuOptions {
+        adapter,
+        poison: std::env::var("COLLAPSE_POISON").is_ok_and(|v| v == "1"),
+        binding_limit: None,
+        queued: false,
+    }
+}
+
+/// `o` for training and generational runs: kernels queued without per-kernel waits or times
+/// (they read results back only when needed).
+pub fn queued(o: &GpuOptions) -> GpuOptions {
+    GpuOptions {
+        queued: true,
+        ..o.clone()
+    }
+}
+
+/// One GPU context shared by every backend of `kinds` that runs on the GPU (wgsl, cube), or
+/// `None` when none does (no adapter is opened then).
+pub fn gpu_for(options: &GpuOptions, kinds: &[BackendKind]) -> Result<Option<Arc<GpuContext>>> {
+    if kinds.iter().any(|k| k.needs_gpu()) {
+        Ok(Some(GpuContext::new(options)?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Summaries of every adapter wgpu finds.
+pub fn adapter_summaries() -> Vec<AdapterSummary> {
+    gpu::list_adapters(&gpu::new_instance())
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect()
+}
+
+/// A progress bar of `len` steps drawn with the indicatif `template` (every command's bar is
+/// 30 cells wide: `{bar:30}`), on stderr; `finish_and_clear` it when done.
+pub fn progress_bar(len: u64, template: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(indicatif::ProgressStyle::with_template(template).expect("static template"));
+    bar
+}
+
+/// Where a bench run writes its JSON records (see `collapse_kernels::measure::records`).
+#[derive(clap::Args, Debug)]
+pub struct RecordArgs {
+    /// Folder for this run's JSON records (kernel, backend, adapter, driver, shape, median,
+    /// spread, throughput, git revision, date); one file per run.
+    #[arg(long, default_value = "results/bench/records")]
+    pub records: PathBuf,
+    /// Write no records.
+    #[arg(long)]
+    pub no_records: bool,
+}
+
+impl RecordArgs {
+    /// Write `records` unless disabled; prints where.
+    pub fn write(&self, stamp: &Stamp, records: &[Record]) -> Result<()> {
+        if self.no_records || records.is_empty() {
+            return Ok(());
+        }
+        let p = collapse_kernels::measure::records::write(&self.records, stamp, records)?;
+        println!("records: {}", p.display());
+        Ok(())
+    }
+}
+
+/// The library's EM defaults (scikit-learn's), read by the EM flags' clap defaults.
+fn em() -> GmmConfig {
+    GmmConfig::new(1)
+}
+
+/// The EM flags shared by `collapse fit gmm` and the GMM of `collapse run` / `drift run`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EmArgs {
+    /// GMM: covariance type, a full D×D matrix or a diagonal per component.
+    #[arg(long, value_enum, default_value_t = em().covariance_type)]
+    pub covariance: CovarianceType,
+    /// GMM: EM stops when the mean log-likelihood per sample changes by less than this (nats).
+    #[arg(long, default_value_t = em().tol)]
+    pub tol: f64,
+    /// GMM: EM iteration cap per fit (`fit gmm`: per initialisation; `run`: per generation and
+    /// replicate).
+    #[arg(long, default_value_t = em().max_iter)]
+    pub max_iter: usize,
+    /// GMM: added to every covariance diagonal (keeps covariances positive definite).
+    #[arg(long, default_value_t = em().reg_covar)]
+    pub reg_covar: f64,
+}
+
+/// The language model's shape and optimiser flags (`train lm`, `bench lm`); defaults from
+/// `LmConfig::default()`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LmShapeArgs {
+    /// Width C (d_model).
+    #[arg(long, default_value_t = LmConfig::default().width)]
+    pub width: usize,
+    /// Transformer blocks.
+    #[arg(long, default_value_t = LmConfig::default().layers)]
+    pub layers: usize,
+    /// Attention heads (must divide --width).
+    #[arg(long, default_value_t = LmConfig::default().heads)]
+    pub heads: usize,
+    /// Context (bytes per training sequence, positions with an embedding).
+    #[arg(long, default_value_t = LmConfig::default().context)]
+    pub context: usize,
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = AdamW::default().lr)]
+    pub lr: f64,
+    /// AdamW decoupled weight decay (weights and embeddings only).
+    #[arg(long, default_value_t = AdamW::default().weight_decay)]
+    pub weight_decay: f64,
+    /// Clip the gradient to this global L2 norm (0: no clipping).
+    #[arg(long, default_value_t = AdamW::default().clip.unwrap_or(0.0))]
+    pub clip: f64,
+}
+
+impl LmShapeArgs {
+    /// The model these flags describe (AdamW's other settings at their defaults).
+    pub fn config(&self) -> LmConfig {
+        LmConfig {
+            width: self.width,
+            layers: self.layers,
+            heads: self.heads,
+            context: self.context,
+            adam: AdamW {
+                lr: self.lr,
+                weight_decay: self.weight_decay,
+                clip: (self.clip > 0.0).then_some(self.clip),
+                ..AdamW::default()
+            },
+        }
+    }
+}

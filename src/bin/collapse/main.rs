@@ -1,0 +1,102 @@
+//! `collapse`: the command-line front end. It parses flags, calls the library, prints.
+//!
+//! One file per command family, each holding its clap arguments and its handler: [`info`],
+//! [`rng`], [`fit`], [`train`], [`sample`], [`run`] (`run`, `plot`), [`check`], [`bench`],
+//! [`drift`]; [`common`] holds what several share (GPU options and context, progress bars,
+//! records flags, the EM and LM shape flags). A new command is one new file here plus its
+//! variant in [`Command`] and its arm in [`dispatch`].
+
+mod bench;
+mod check;
+mod common;
+mod drift;
+mod fit;
+mod info;
+mod rng;
+mod run;
+mod sample;
+mod train;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use collapse_kernels::Result;
+
+/// GPU kernels for studying model collapse, with f64 CPU references.
+#[derive(Parser, Debug)]
+#[command(name = "collapse", version, about, long_about = None)]
+struct Cli {
+    /// Use the first GPU adapter whose name contains this text (case-insensitive), instead of the
+    /// automatic choice (discrete GPU, then integrated, then a CPU adapter such as lavapipe).
+    #[arg(long, global = true, env = "COLLAPSE_ADAPTER")]
+    adapter: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List every adapter wgpu finds, which one is chosen and why, and its limits and features.
+    Info(info::InfoArgs),
+    /// Draw random numbers from one Philox stream on a backend, print the first few, the time
+    /// taken, and the largest difference from the cpu64 reference.
+    Rng(rng::RngArgs),
+    /// Fit a model to a data file.
+    #[command(subcommand)]
+    Fit(fit::FitCommand),
+    /// Train a model (the VAE on images, the language model on text).
+    #[command(subcommand)]
+    Train(train::TrainCommand),
+    /// Sample from a trained model.
+    #[command(subcommand)]
+    Sample(sample::SampleCommand),
+    /// Run a generational model-collapse experiment: generation 0 fits real data, generation n
+    /// fits samples of generation n−1 (mixed with real data by --policy). Writes metrics.csv,
+    /// summary.json and state.json (a checkpoint after every generation) into --out.
+    Run(run::RunArgs),
+    /// Overlay the collapse curves of several runs: one SVG per metric shared by all of them
+    /// (mean over replicates, band ± 1 sd), e.g. one run per policy.
+    Plot(run::PlotArgs),
+    /// Numeric regression check: run every kernel on fixed seeded inputs and compare with the
+    /// golden fingerprints (reference summary + each kernel's promised tolerance vs cpu64).
+    /// Exits non-zero on drift.
+    Check(check::CheckArgs),
+    /// Time kernels and print a table (criterion benches under benches/ measure the same).
+    Bench(bench::BenchArgs),
+    /// Computational error as a collapse source: the same experiment on several backends and
+    /// precisions (`drift run`), and each kernel's error vs size and input scale
+    /// (`drift kernels`).
+    #[command(subcommand)]
+    Drift(drift::DriftCommand),
+}
+
+fn main() -> ExitCode {
+    common::quiet_mesa();
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Run the command `cli` names.
+fn dispatch(cli: Cli) -> Result<()> {
+    let options = common::gpu_options(cli.adapter);
+    match cli.command {
+        Command::Info(a) => info::info(&options, &a),
+        Command::Rng(a) => rng::rng(&options, &a),
+        Command::Fit(c) => fit::fit(&options, &c),
+        Command::Train(c) => train::train(&options, &c),
+        Command::Sample(c) => sample::sample(&options, &c),
+        Command::Run(a) => run::run(&options, &a),
+        Command::Plot(a) => run::plot(&a),
+        Command::Check(a) => check::check(&options, &a),
+        Command::Bench(a) => bench::bench(&options, &a),
+        Command::Drift(c) => drift::drift(&options, &c),
+    }
+}

@@ -1,0 +1,339 @@
+//! `collapse run` (a generational model-collapse experiment, or its resumption) and
+//! `collapse plot` (several runs' curves overlaid). [`ExperimentArgs`], the experiment's
+//! flags, are shared with `collapse drift run`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use collapse_kernels::backend::BackendKind;
+use collapse_kernels::experiment::lm::{LmInit, LmRunConfig};
+use collapse_kernels::experiment::vae::VaeRunConfig;
+use collapse_kernels::experiment::{self, ModelKind, RunConfig, Truth};
+use collapse_kernels::gpu::{self, GpuOptions};
+use collapse_kernels::models::vae::train::DEFAULT_TRAIN_IMAGES;
+use collapse_kernels::ops::Backend;
+use collapse_kernels::trainers::Engine;
+use collapse_kernels::{Error, Result};
+
+use crate::common::{EmArgs, adapter_summaries, progress_bar, queued};
+
+/// `collapse run`'s flags.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub exp: ExperimentArgs,
+    /// Backend running sampling and fitting; auto = wgsl on a GPU adapter, else cpu32.
+    #[arg(long, default_value = "auto")]
+    pub backend: String,
+    /// Output directory (must not hold a run already).
+    #[arg(long, required_unless_present = "resume")]
+    pub out: Option<PathBuf>,
+    /// Continue the run in this directory from its last checkpoint (its stored configuration is
+    /// used; the other flags but --replicate-jobs are ignored).
+    #[arg(long, conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
+    /// Replicates each generation runs at once (threads; on a GPU backend their launches are in
+    /// flight on the device together). 0 = one per CPU core; at most --replicates and 256. The numbers
+    /// do not depend on it, only the time; 1 runs the replicates one after another.
+    #[arg(long, default_value_t = 0)]
+    pub replicate_jobs: usize,
+}
+
+/// `collapse plot`'s flags.
+#[derive(clap::Args, Debug)]
+pub struct PlotArgs {
+    /// Run directories (each with a summary.json).
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Directory for the SVG files.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// The experiment flags shared by `collapse run` and `collapse drift run`. The VAE's and the
+/// LM's defaults are `VaeRunConfig::default()` and `LmRunConfig::default()`, the EM's
+/// `GmmConfig::new`'s.
+#[derive(clap::Args, Debug)]
+pub struct ExperimentArgs {
+    /// Model each generation fits: gaussian (MLE mean and per-dimension variance, no
+    /// regularisation), gmm (EM), vae (a VAE trained from scratch each generation on images;
+    /// its samples are decoder means; real data defaults to Fashion-MNIST) or lm (a byte-level
+    /// transformer on text; real data defaults to Debian's fortunes; --data takes a text file).
+    #[arg(long, value_enum, default_value_t = ModelKind::Gaussian)]
+    pub model: ModelKind,
+    /// Built-in ground truth: normal, normal:D (N(0, I) in D dims), shumailov-gmm (two 2-D
+    /// Gaussians), fortunes (text, for lm). Default: normal for gaussian, shumailov-gmm for gmm,
+    /// fortunes for lm.
+    #[arg(long, conflicts_with = "data")]
+    pub truth: Option<String>,
+    /// Real data from a file (CSV, NPY, or IDX images named *-ubyte[.gz]) instead of a
+    /// built-in truth; 20% of the rows (a Philox choice) is held out. Default for vae:
+    /// /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// With --data (gaussian, gmm, vae): real rows per replicate for generation 0 and mix:F, a
+    /// Philox choice from the training split (default: every training row); fresh:F draws from
+    /// the whole split.
+    #[arg(long)]
+    pub real_rows: Option<usize>,
+    /// Generations after generation 0.
+    #[arg(long, default_value_t = 100)]
+    pub generations: usize,
+    /// Samples drawn per generation (and real points at generation 0).
+    #[arg(long, default_value_t = 100)]
+    pub samples: usize,
+    /// Independent replicate chains (seeds derived from --seed).
+    #[arg(long, default_value_t = 8)]
+    pub replicates: usize,
+    /// Training pool: replace (last generation's samples), accumulate (all real and synthetic
+    /// data so far), mix:F (fraction F real, drawn from the real set), fresh:F (fraction F new
+    /// real data each generation).
+    #[arg(long, default_value = "replace")]
+    pub policy: String,
+    /// Philox seed of the whole experiment.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// GMM: components.
+    #[arg(long, default_value_t = 2)]
+    pub k: usize,
+    #[command(flatten)]
+    pub em: EmArgs,
+    /// VAE: hidden width.
+    #[arg(long, default_value_t = VaeRunConfig::default().hidden)]
+    pub vae_hidden: usize,
+    /// VAE: latent dimensions.
+    #[arg(long, default_value_t = VaeRunConfig::default().latent)]
+    pub vae_latent: usize,
+    /// VAE: passes over each generation's pool.
+    #[arg(long, default_value_t = VaeRunConfig::default().epochs)]
+    pub vae_epochs: usize,
+    /// VAE: images per Adam step.
+    #[arg(long, default_value_t = VaeRunConfig::default().batch)]
+    pub vae_batch: usize,
+    /// VAE: Adam learning rate.
+    #[arg(long, default_value_t = VaeRunConfig::default().lr)]
+    pub vae_lr: f64,
+    /// VAE: weight of the KL term (1 = the ELBO).
+    #[arg(long, default_value_t = VaeRunConfig::default().beta)]
+    pub vae_beta: f64,
+    /// LM: width C.
+    #[arg(long, default_value_t = LmRunConfig::default().width)]
+    pub lm_width: usize,
+    /// LM: transformer blocks.
+    #[arg(long, default_value_t = LmRunConfig::default().layers)]
+    pub lm_layers: usize,
+    /// LM: attention heads.
+    #[arg(long, default_value_t = LmRunConfig::default().heads)]
+    pub lm_heads: usize,
+    /// LM: context; a sample (and a training row) is `\n` plus this many bytes.
+    #[arg(long, default_value_t = LmRunConfig::default().context)]
+    pub lm_context: usize,
+    /// LM: AdamW steps per generation.
+    #[arg(long, default_value_t = LmRunConfig::default().steps)]
+    pub lm_steps: usize,
+    /// LM: rows per step.
+    #[arg(long, default_value_t = LmRunConfig::default().batch)]
+    pub lm_batch: usize,
+    /// LM: AdamW learning rate.
+    #[arg(long, default_value_t = LmRunConfig::default().lr)]
+    pub lm_lr: f64,
+    /// LM: where each generation's training starts: scratch (fresh weights) or gen0
+    /// (fine-tune the replicate's generation-0 model, as Shumailov et al.).
+    #[arg(long, value_enum, default_value_t = LmRunConfig::default().init)]
+    pub lm_init: LmInit,
+    /// LM: sampling temperature.
+    #[arg(long, default_value_t = LmRunConfig::default().temperature)]
+    pub lm_temperature: f64,
+    /// LM: sample only among the k likeliest bytes.
+    #[arg(long)]
+    pub lm_top_k: Option<usize>,
+}
+
+impl ExperimentArgs {
+    /// The run configuration these flags describe, recording `backend`.
+    pub fn config(&self, backend: String) -> Result<RunConfig> {
+        let a = self;
+        let truth = match (&a.data, &a.truth) {
+            (Some(p), _) => Truth::File(p.clone()),
+            (None, Some(t)) => Truth::Builtin(t.clone()),
+            (None, None) if a.model == ModelKind::Lm => Truth::Builtin("fortunes".into()),
+            (None, None) if a.model == ModelKind::Vae => Truth::File(DEFAULT_TRAIN_IMAGES.into()),
+            (None, None) => Truth::Builtin(
+                match a.model {
+                    ModelKind::Gaussian => "normal",
+                    _ => "shumailov-gmm",
+                }
+                .into(),
+            ),
+        };
+        Ok(RunConfig {
+            model: a.model,
+            truth,
+            generations: a.generations,
+            samples: a.samples,
+            replicates: a.replicates,
+            policy: a.policy.parse()?,
+            seed: a.seed,
+            k: a.k,
+            covariance_type: a.em.covariance,
+            tol: a.em.tol,
+            max_iter: a.em.max_iter,
+            reg_covar: a.em.reg_covar,
+            backend,
+            real_rows: a.real_rows,
+            vae: VaeRunConfig {
+                hidden: a.vae_hidden,
+                latent: a.vae_latent,
+                epochs: a.vae_epochs,
+                batch: a.vae_batch,
+                lr: a.vae_lr,
+                beta: a.vae_beta,
+            },
+            lm: LmRunConfig {
+                width: a.lm_width,
+                layers: a.lm_layers,
+                heads: a.lm_heads,
+                context: a.lm_context,
+                steps: a.lm_steps,
+                batch: a.lm_batch,
+                lr: a.lm_lr,
+                init: a.lm_init,
+                temperature: a.lm_temperature,
+                top_k: a.lm_top_k,
+            },
+        })
+    }
+}
+
+/// `collapse run`: a new run into `--out`, or `--resume DIR` with the configuration stored in
+/// its `state.json`.
+pub fn run(options: &GpuOptions, a: &RunArgs) -> Result<()> {
+    let (config, dir) = match &a.resume {
+        Some(dir) => {
+            let text = std::fs::read_to_string(dir.join("state.json")).map_err(|e| {
+                Error::Io(format!(
+                    "{}: {e} (nothing to resume)",
+                    dir.join("state.json").display()
+                ))
+            })?;
+            let st: experiment::RunState = serde_json::from_str(&text)
+                .map_err(|e| Error::Data(format!("{}: {e}", dir.display())))?;
+            (st.config, dir.clone())
+        }
+        None => {
+            let backend = if a.backend == "auto" {
+                auto_backend(options)
+            } else {
+                a.backend.parse::<BackendKind>()?
+            };
+            (
+                a.exp.config(backend.name().into())?,
+                a.out.clone().expect("clap requires --out without --resume"),
+            )
+        }
+    };
+    run_with(options, config, dir, a.resume.is_some(), a.replicate_jobs)
+}
+
+/// `collapse plot`: one SVG per metric over every run of `a.runs`.
+pub fn plot(a: &PlotArgs) -> Result<()> {
+    for f in collapse_kernels::report::plot_runs(&a.runs, &a.out)? {
+        println!("wrote {}", f.display());
+    }
+    Ok(())
+}
+
+/// Run (or resume) the generational experiment `config` into `dir`, with a progress bar; then
+/// plot it and print its first and last generation.
+fn run_with(
+    options: &GpuOptions,
+    config: RunConfig,
+    dir: PathBuf,
+    resume: bool,
+    replicate_jobs: usize,
+) -> Result<()> {
+    let kind: BackendKind = config.backend.parse()?;
+    let b = Engine::open(kind, &queued(options))?;
+    let cpu = Engine::create(BackendKind::Cpu64, None)?;
+    eprintln!(
+        "{:?} model, {} generations × {} replicates ({} at once), {} samples each, policy {}, on {} ({}) → {}",
+        config.model,
+        config.generations,
+        config.replicates,
+        experiment::replicates::jobs(replicate_jobs, config.replicates),
+        config.samples,
+        config.policy,
+        b.name(),
+        b.device(),
+        dir.display()
+    );
+    let bar = progress_bar(
+        config.generations as u64 + 1,
+        "{bar:30} {pos}/{len} generations, {elapsed} (eta {eta})",
+    );
+    let t = Instant::now();
+    let r = experiment::run(
+        &b,
+        &cpu,
+        (!resume).then_some(config),
+        &dir,
+        replicate_jobs,
+        &mut |done, _| bar.set_position(done as u64),
+    );
+    bar.finish_and_clear();
+    r?;
+    let plots =
+        collapse_kernels::report::plot_runs(std::slice::from_ref(&dir), &dir.join("plots"))?;
+    print_first_and_last(&dir)?;
+    println!(
+        "done in {:.1} s: {}/metrics.csv, summary.json, state.json, plots/ ({} SVG)",
+        t.elapsed().as_secs_f64(),
+        dir.display(),
+        plots.len()
+    );
+    Ok(())
+}
+
+/// Print each metric's mean ± sd over replicates at the first and the last generation of the
+/// run in `dir` (from its summary.json), so the collapse shows at a glance.
+fn print_first_and_last(dir: &Path) -> Result<()> {
+    let path = dir.join("summary.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+    let gens = v["generations"].as_array().cloned().unwrap_or_default();
+    let (Some(first), Some(last)) = (gens.first(), gens.last()) else {
+        return Ok(());
+    };
+    let cell = |g: &serde_json::Value, m: &str| {
+        let x = &g["metrics"][m];
+        match (x["mean"].as_f64(), x["std"].as_f64()) {
+            (Some(mean), Some(sd)) => format!("{:>25}", format!("{mean:.5} ± {sd:.4}")),
+            _ => format!("{:>25}", "-"),
+        }
+    };
+    let label = |g: &serde_json::Value| format!("generation {}", g["generation"]);
+    println!(
+        "{:<20} {:>25} {:>25}   (mean ± sd over replicates)",
+        "metric",
+        label(first),
+        label(last)
+    );
+    if let Some(metrics) = last["metrics"].as_object() {
+        for m in metrics.keys() {
+            println!("{m:<20} {} {}", cell(first, m), cell(last, m));
+        }
+    }
+    Ok(())
+}
+
+/// wgsl when the chosen adapter is a real GPU, else cpu32 (lavapipe is correct but far too
+/// slow for generational runs).
+fn auto_backend(options: &GpuOptions) -> BackendKind {
+    let found = adapter_summaries();
+    match gpu::choose_adapter(&found, options.adapter.as_deref()) {
+        Ok(c) if !found[c.index].is_cpu() => BackendKind::Wgsl,
+        _ => BackendKind::Cpu32,
+    }
+}
