@@ -28,6 +28,19 @@ fn committed_goldens_pass_on_every_backend() {
     let gpu = common::gpu().is_some(); // under CI=true this fails without an adapter
     let (ok, text) = run_check(&golden_path());
     assert!(ok, "{text}");
+    // Every golden kernel is checked, on the CPU backends at least, and none drifted.
+    assert!(
+        text.contains(" cpu64 ") && text.contains(" cpu32 "),
+        "CPU backends not checked:\n{text}"
+    );
+    for k in &load(&golden_path()).unwrap().kernels {
+        assert!(
+            text.contains(&k.kernel),
+            "{} not checked:\n{text}",
+            k.kernel
+        );
+    }
+    assert!(!text.contains("DRIFT"), "{text}");
     if gpu {
         assert!(
             text.contains(" wgsl ") && text.contains(" cube "),
