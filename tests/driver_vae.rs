@@ -84,9 +84,9 @@ fn vae_resume_after_a_crash_is_byte_identical() {
             v.extend(["--replicate-jobs".to_string(), jobs.to_string()]);
             v
         };
-        ok(&collapse(&args(&a, "1")));
+        ok(&collapse(args(&a, "1")));
         let out = collapse_env(
-            &args(&b, "2"),
+            args(&b, "2"),
             &[("COLLAPSE_TEST_ABORT_BEFORE_CHECKPOINT", "2")],
         );
         assert!(!out.status.success(), "the test hook did not abort the run");
@@ -164,7 +164,7 @@ fn vae_policies_and_collapse() {
         ("verify:heldout:0.5", "g3:200"),
     ] {
         let out = dir.join(policy.replace(':', "-"));
-        ok(&collapse(&run_args(&data, &out, policy, "cpu32", "4")));
+        ok(&collapse(run_args(&data, &out, policy, "cpu32", "4")));
         let metrics = Table::metrics(&out);
         assert_eq!(
             metrics.header()[5..],
@@ -206,7 +206,7 @@ fn vae_run_on_gpu_backends_tracks_cpu64() {
     let data = data_file(&dir);
     let run = |backend: &str| {
         let out = dir.join(backend);
-        ok(&collapse(&run_args(&data, &out, "replace", backend, "1")));
+        ok(&collapse(run_args(&data, &out, "replace", backend, "1")));
         [0, 1].map(|g| {
             [
                 mean_at(&out, "heldout_neg_elbo", g),

@@ -450,7 +450,7 @@ fn generational_lm_runs() {
         ("verify:heldout:0.5", "g2:60"),
     ] {
         let out = dir.join(policy.replace(':', "-"));
-        ok(&collapse(&run_args(&data, &out, policy, "3")));
+        ok(&collapse(run_args(&data, &out, policy, "3")));
         let metrics = Table::metrics(&out);
         assert_eq!(
             metrics.len(),
@@ -511,9 +511,9 @@ fn generational_lm_runs() {
         v.extend(["--lm-init", "gen0", "--replicate-jobs", jobs].map(String::from));
         v
     };
-    ok(&collapse(&args(&a, "1")));
+    ok(&collapse(args(&a, "1")));
     let o = collapse_env(
-        &args(&b, "2"),
+        args(&b, "2"),
         &[("COLLAPSE_TEST_ABORT_BEFORE_CHECKPOINT", "2")],
     );
     assert!(!o.status.success(), "the test hook did not abort the run");
@@ -583,7 +583,7 @@ fn gpu_lm_runs_track_cpu64() {
         let mut args = run_args(&data, &out, "replace", "1");
         let i = args.iter().position(|a| a == "cpu32").unwrap();
         args[i] = backend.into();
-        ok(&collapse(&args));
+        ok(&collapse(args));
         let metrics = Table::metrics(&out);
         let first = metrics.row(0);
         assert_eq!(

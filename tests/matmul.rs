@@ -551,7 +551,7 @@ fn bench_matmul_cli_checks_times_and_writes_csv() {
             .unwrap_or_else(|| panic!("no CSV row for {r:?}"));
         assert_eq!(r.median_s, row.f64("seconds"), "{r:?}");
         assert_eq!(r.throughput, row.f64("gflops"), "{r:?}");
-        assert!(r.spread_s >= 0.0 && r.spread_s <= r.median_s, "{r:?}");
+        assert!((0.0..=r.median_s).contains(&r.spread_s), "{r:?}");
     }
     let text = ok(&collapse([
         "bench",

@@ -50,6 +50,11 @@ impl Table {
         self.rows.len()
     }
 
+    /// Whether the file holds no row after the header.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
     /// Position of column `name`; panics naming the file and its columns when there is none.
     pub fn column(&self, name: &str) -> usize {
         self.header
