@@ -363,9 +363,15 @@ fn bad_parameters_are_clear_errors() {
             assert!(e.to_string().contains(needle), "{}: {what}: {e}", b.name());
         }
         let mut short = vec![0u32; 3];
+        let e = b
+            .sample_categorical(&ok, 2, StreamKey::new(0, 0), 0, &mut short)
+            .expect_err("short output");
         assert!(
-            b.sample_categorical(&ok, 2, StreamKey::new(0, 0), 0, &mut short)
-                .is_err()
+            e.to_string().contains("output holds 3 classes; B·S = 4"),
+            "{}: {e}",
+            b.name()
         );
+        // Nothing was drawn into it.
+        assert_eq!(short, [0; 3], "{}", b.name());
     }
 }

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use collapse_kernels::measure::goldens::{
     Measure, load, measure, save, summarise, summary_matches,
 };
@@ -14,10 +12,7 @@ fn golden_path() -> std::path::PathBuf {
 }
 
 fn run_check(golden: &std::path::Path) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_collapse"))
-        .args(["check", "--golden", golden.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = common::cli::collapse(["check", "--golden", golden.to_str().unwrap()]);
     (
         out.status.success(),
         format!(
@@ -33,6 +28,19 @@ fn committed_goldens_pass_on_every_backend() {
     let gpu = common::gpu().is_some(); // under CI=true this fails without an adapter
     let (ok, text) = run_check(&golden_path());
     assert!(ok, "{text}");
+    // Every golden kernel is checked, on the CPU backends at least, and none drifted.
+    assert!(
+        text.contains(" cpu64 ") && text.contains(" cpu32 "),
+        "CPU backends not checked:\n{text}"
+    );
+    for k in &load(&golden_path()).unwrap().kernels {
+        assert!(
+            text.contains(&k.kernel),
+            "{} not checked:\n{text}",
+            k.kernel
+        );
+    }
+    assert!(!text.contains("DRIFT"), "{text}");
     if gpu {
         assert!(
             text.contains(" wgsl ") && text.contains(" cube "),
@@ -44,7 +52,7 @@ fn committed_goldens_pass_on_every_backend() {
 #[test]
 fn a_perturbed_golden_is_caught() {
     let mut g = load(&golden_path()).unwrap();
-    let dir = std::env::temp_dir().join(format!("collapse-check-{}", std::process::id()));
+    let dir = common::tmpdir("perturbed");
     // 1. The reference summary moved (as if Philox or a conversion had changed).
     g.kernels[1].reference.mean += 1e-6;
     save(&dir.join("a.json"), &g).unwrap();
@@ -74,15 +82,34 @@ fn a_perturbed_kernel_output_is_caught() {
     let reference: Vec<f64> = (0..1000).map(|i| (i as f64 * 0.37).sin()).collect();
     let mut got = reference.clone();
     assert_eq!(measure(Measure::RelErr, &reference, &got), 0.0);
+    assert_eq!(measure(Measure::Exact, &reference, &got), 0.0);
+    assert_eq!(measure(Measure::MismatchFraction, &reference, &got), 0.0);
     got[500] += 0.05; // one wrong element
-    assert!(measure(Measure::RelErr, &reference, &got) > 1e-4);
+    // ‖Δ‖ / ‖ref‖ with Δ = 0.05 in one place (to the rounding of ref[500] + 0.05).
+    let norm = reference.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let e = measure(Measure::RelErr, &reference, &got);
+    assert!(e > 1e-4);
+    assert!((e - 0.05 / norm).abs() < 1e-9 * e, "{e} vs {}", 0.05 / norm);
     assert_eq!(measure(Measure::Exact, &reference, &got), 1.0);
     assert!(measure(Measure::MismatchFraction, &reference, &got) > 0.0);
+    assert_eq!(
+        measure(Measure::MismatchFraction, &reference, &got),
+        1.0 / 1000.0
+    );
     got[500] = f64::NAN; // a NaN never passes
     assert!(measure(Measure::RelErr, &reference, &got).is_infinite());
     assert!(measure(Measure::RelErr, &reference, &got[1..]).is_infinite()); // wrong length
     let s = summarise(&reference, true);
+    assert_eq!(s.n, 1000);
+    assert!((s.mean - common::mean(&reference)).abs() < 1e-15);
+    let max = reference.iter().cloned().fold(f64::MIN, f64::max);
+    let min = reference.iter().cloned().fold(f64::MAX, f64::min);
+    assert_eq!((s.min, s.max), (min, max));
     let mut t = s.clone();
     t.max += 1e-6;
     assert!(summary_matches(&s, &s) && !summary_matches(&s, &t));
+    // Exact summaries carry a hash, and a changed hash is a mismatch whatever the moments.
+    let mut h = s.clone();
+    h.hash = h.hash.map(|x| format!("{x}0"));
+    assert!(s.hash.is_some() && !summary_matches(&s, &h));
 }

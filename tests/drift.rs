@@ -3,13 +3,16 @@
 
 mod common;
 
-use std::process::Command;
-
 use collapse_kernels::drift::chain::{self, Trajectory};
 use collapse_kernels::experiment::{ModelKind, Policy, RunConfig, Truth, simulate};
 use collapse_kernels::ops::Backend;
 use collapse_kernels::ops::gmm::CovarianceType;
 use collapse_kernels::trainers::Engine;
+
+use common::cli::{collapse, fails, ok};
+use common::files::{check_legend, svg_wide_lines};
+use common::table::Table;
+use common::tmpdir;
 
 fn config(generations: usize, samples: usize, replicates: usize) -> RunConfig {
     RunConfig {
@@ -229,106 +232,194 @@ fn gpu_backends_run_the_gmm_chain() {
 
 #[test]
 fn cli_writes_the_report_and_rejects_bad_lists() {
-    let dir = std::env::temp_dir().join(format!("collapse-drift-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let out = Command::new(env!("CARGO_BIN_EXE_collapse"))
-        .args([
-            "drift",
-            "run",
-            "--generations",
-            "30",
-            "--samples",
-            "10",
-            "--replicates",
-            "5",
-            "--backends",
-            "cpu64,cpu32,cpu32-f16",
-            "--params",
-            "--out",
-        ])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dir = tmpdir("cli");
+    let backends = ["cpu64", "cpu32", "cpu32-f16"];
+    let stdout = ok(&collapse([
+        "drift",
+        "run",
+        "--generations",
+        "30",
+        "--samples",
+        "10",
+        "--replicates",
+        "5",
+        "--backends",
+        &backends.join(","),
+        "--params",
+        "--out",
+        dir.to_str().unwrap(),
+    ]));
     assert!(stdout.contains("absorbing state"), "{stdout}");
-    for f in [
-        "pairs.csv",
-        "crossings.csv",
-        "absorption.csv",
-        "absorption_per_replicate.csv",
-        "spread.csv",
-        "summary.json",
-        "params.csv",
-        "plots/param_rel.svg",
-        "plots/scale_rel.svg",
-        "plots/sigma.svg",
-        "plots/absorbed.svg",
+    // Every table with its header and one row per (pair or backend, generation, replicate,
+    // measure, threshold or state) it promises: 3 backends, so 3 pairs; 31 generations; 5
+    // replicates; 3 measures × 3 thresholds; 2 absorbing states.
+    let pairs = [
+        ("cpu64", "cpu32"),
+        ("cpu64", "cpu32-f16"),
+        ("cpu32", "cpu32-f16"),
+    ];
+    for (file, header, rows) in [
+        (
+            "pairs.csv",
+            "a,b,generation,param_rel_median,param_rel_max,scale_rel_median,scale_rel_max,\
+             metric_diff_median,metric_diff_max",
+            3 * 31,
+        ),
+        (
+            "crossings.csv",
+            "a,b,measure,threshold,crossed,replicates,median,p10,p90",
+            3 * 3 * 3,
+        ),
+        (
+            "absorption.csv",
+            "backend,state,reached,replicates,median,median_se,p10,p90,theory_median",
+            3 * 2,
+        ),
+        (
+            "absorption_per_replicate.csv",
+            "backend,replicate,zero,floor",
+            3 * 5,
+        ),
+        (
+            "spread.csv",
+            "backend,generation,sigma_median,sigma_p10,sigma_p90,absorbed_zero,absorbed_floor",
+            3 * 31,
+        ),
+        (
+            "params.csv",
+            "backend,generation,replicate,weight_0,mean_0_0,var_0_0",
+            3 * 31 * 5,
+        ),
     ] {
-        let p = dir.join(f);
-        assert!(p.metadata().map(|m| m.len() > 100).unwrap_or(false), "{f}");
+        let t = Table::read(dir.join(file));
+        assert_eq!(t.header().join(","), header, "{file}");
+        assert_eq!(t.len(), rows, "{file}");
     }
-    let pairs = std::fs::read_to_string(dir.join("pairs.csv")).unwrap();
-    // 3 pairs × 31 generations + header.
-    assert_eq!(pairs.lines().count(), 3 * 31 + 1);
-    let params = std::fs::read_to_string(dir.join("params.csv")).unwrap();
-    assert_eq!(params.lines().count(), 3 * 31 * 5 + 1);
-    assert!(params.starts_with("backend,generation,replicate,weight_0,mean_0_0,var_0_0"));
+    let t = Table::read(dir.join("pairs.csv"));
+    for (i, r) in t.rows().enumerate() {
+        let (a, b) = pairs[i / 31];
+        assert_eq!(
+            (r.str("a"), r.str("b"), r.usize("generation")),
+            (a, b, i % 31)
+        );
+        // The largest distance over replicates is at least their median.
+        for m in ["param_rel", "scale_rel", "metric_diff"] {
+            let (med, max) = (r.f64(&format!("{m}_median")), r.f64(&format!("{m}_max")));
+            assert!(
+                med >= 0.0 && max >= med,
+                "{a} vs {b} at {i}: {m} {med} {max}"
+            );
+        }
+    }
+    let t = Table::read(dir.join("absorption_per_replicate.csv"));
+    assert_eq!(t.strs("backend"), backends.map(|b| [b; 5]).concat());
+    // summary.json: the backends in order, the thresholds, and the same crossings and
+    // absorption rows as the tables.
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    let names: Vec<&str> = summary["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, backends);
+    assert_eq!(summary["thresholds"], serde_json::json!([1e-6, 1e-4, 1e-2]));
+    assert_eq!(summary["crossings"].as_array().unwrap().len(), 27);
+    assert_eq!(summary["absorption"].as_array().unwrap().len(), 6);
+    assert_eq!(summary["config"]["generations"].as_u64(), Some(30));
+    // The plots: one line per pair with the first backend, per backend, or per backend and
+    // state, each named in the legend (every line is drawn once in the plot and once in the
+    // legend).
+    let vs: Vec<String> = backends[1..]
+        .iter()
+        .map(|b| format!("{b} vs cpu64"))
+        .collect();
+    let vs: Vec<&str> = vs.iter().map(String::as_str).collect();
+    for f in ["param_rel", "scale_rel"] {
+        let p = dir.join(format!("plots/{f}.svg"));
+        check_legend(&p, &vs);
+        assert_eq!(svg_wide_lines(&p), 2 * vs.len(), "{f}");
+    }
+    let p = dir.join("plots/sigma.svg");
+    check_legend(&p, &backends);
+    assert_eq!(svg_wide_lines(&p), 2 * backends.len(), "sigma");
+    let states: Vec<String> = backends
+        .iter()
+        .flat_map(|b| [format!("{b} zero"), format!("{b} floor")])
+        .collect();
+    check_legend(
+        &dir.join("plots/absorbed.svg"),
+        &states.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     for bad in ["cpu64", "cpu64,tpu", "cpu32,cpu32"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_collapse"))
-            .args(["drift", "run", "--backends", bad, "--out"])
-            .arg(&dir)
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{bad}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("error:") && !err.contains("panicked"), "{err}");
+        fails(
+            &collapse([
+                "drift",
+                "run",
+                "--backends",
+                bad,
+                "--out",
+                dir.to_str().unwrap(),
+            ]),
+            "error:",
+            bad,
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn kernel_drift_cli_writes_table_and_plots() {
-    let dir = std::env::temp_dir().join(format!("collapse-kdrift-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = tmpdir("kernels");
     let csv = dir.join("k.csv");
-    let out = Command::new(env!("CARGO_BIN_EXE_collapse"))
-        .args([
-            "drift",
-            "kernels",
-            "--backends",
-            "cpu32,cpu32-kahan",
-            "--sizes",
-            "1000,20000",
-            "--matmul-k",
-            "64,512",
-            "--scales",
-            "0,1000",
-            "--out",
-        ])
-        .arg(&csv)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    ok(&collapse([
+        "drift",
+        "kernels",
+        "--backends",
+        "cpu32,cpu32-kahan",
+        "--sizes",
+        "1000,20000",
+        "--matmul-k",
+        "64,512",
+        "--scales",
+        "0,1000",
+        "--out",
+        csv.to_str().unwrap(),
+    ]));
+    let t = Table::read(&csv);
+    assert_eq!(
+        t.header(),
+        ["family", "method", "n", "scale", "error", "cond"]
     );
-    let text = std::fs::read_to_string(&csv).unwrap();
-    let mut rdr = csv::Reader::from_reader(text.as_bytes());
-    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
     // sum: 2 sizes × 2 scales × 3 orders; per backend 4 families × 2 × 2; matmul 2 × 2 per backend.
-    assert_eq!(rows.len(), 12 + 2 * 16 + 2 * 4);
-    for r in &rows {
-        let e: f64 = r[4].parse().unwrap();
-        assert!(e.is_finite() && e < 1e-2, "{r:?}");
+    assert_eq!(t.len(), 12 + 2 * 16 + 2 * 4);
+    for r in t.rows() {
+        let e = r.f64("error");
+        assert!(
+            e.is_finite() && e < 1e-2,
+            "{} {}: {e}",
+            r.str("family"),
+            r.str("method")
+        );
+        assert!(e >= 0.0, "{} {}: {e}", r.str("family"), r.str("method"));
     }
     for fam in ["sum", "fit_mean", "fit_var", "loglik", "matmul", "sample"] {
-        assert!(dir.join(format!("k-{fam}.svg")).exists(), "{fam}");
+        // One line per method and scale, named "METHOD, s = SCALE" (methods in name order).
+        let mut methods: Vec<&str> = t
+            .rows()
+            .filter(|r| r.str("family") == fam)
+            .map(|r| r.str("method"))
+            .collect();
+        methods.sort();
+        methods.dedup();
+        assert!(!methods.is_empty(), "{fam}: no rows");
+        let labels: Vec<String> = methods
+            .iter()
+            .flat_map(|m| ["0", "1000"].map(|s| format!("{m}, s = {s}")))
+            .collect();
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        check_legend(&dir.join(format!("k-{fam}.svg")), &labels);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,19 +1,16 @@
 //! The generational driver: exact resume after a crash, the closed-form behaviour of the 1-D
 //! Gaussian chain, replace vs accumulate, and bad configurations.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
 use collapse_kernels::backend::BackendKind;
 use collapse_kernels::experiment::{ModelKind, Policy, RunConfig, Truth, run};
 use collapse_kernels::ops::gmm::CovarianceType;
 use collapse_kernels::trainers::Engine;
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("collapse-driver-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
+use common::cli::{collapse, collapse_env, fails, ok};
+use common::table::Table;
+use common::{mean, tmpdir};
 
 fn config(
     model: ModelKind,
@@ -41,32 +38,6 @@ fn config(
         vae: Default::default(),
         lm: Default::default(),
     }
-}
-
-/// Rows of metrics.csv as (header, rows of f64).
-fn metrics(dir: &std::path::Path) -> (Vec<String>, Vec<Vec<f64>>) {
-    let mut r = csv::Reader::from_path(dir.join("metrics.csv")).unwrap();
-    let h = r.headers().unwrap().iter().map(String::from).collect();
-    // Numeric columns parse; the provenance column (pool_composition) becomes NaN here.
-    let rows = r
-        .records()
-        .map(|x| {
-            x.unwrap()
-                .iter()
-                .map(|f| f.parse().unwrap_or(f64::NAN))
-                .collect()
-        })
-        .collect();
-    (h, rows)
-}
-
-fn collapse(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_collapse"));
-    c.args(args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().unwrap()
 }
 
 /// A run killed between writing a generation's rows and its checkpoint (the process aborts, as
@@ -97,28 +68,21 @@ fn resume_after_a_crash_is_byte_identical() {
         ];
         // The replicates run one at a time here, three at once in the crashing run and two at
         // once after the resume: the bytes must not depend on it.
-        let out = collapse(
-            &[
+        let table = ok(&collapse(
+            [
                 &common[..],
                 &["--out", a.to_str().unwrap(), "--replicate-jobs", "1"],
             ]
             .concat(),
-            &[],
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ));
         // The run ends with each metric at the first and the last generation.
-        let table = String::from_utf8_lossy(&out.stdout);
         assert!(
             table.contains("generation 0") && table.contains("generation 6"),
             "{table}"
         );
         assert!(table.contains("pool_real_fraction"), "{table}");
-        let out = collapse(
-            &[
+        let out = collapse_env(
+            [
                 &common[..],
                 &["--out", b.to_str().unwrap(), "--replicate-jobs", "3"],
             ]
@@ -126,29 +90,60 @@ fn resume_after_a_crash_is_byte_identical() {
             &[("COLLAPSE_TEST_ABORT_BEFORE_CHECKPOINT", "3")],
         );
         assert!(!out.status.success(), "the test hook did not abort the run");
+        // The crash left the rows of generations 0..=3, exactly as the uninterrupted run wrote
+        // them.
         let partial = std::fs::read(b.join("metrics.csv")).unwrap();
-        assert!(partial.len() < std::fs::read(a.join("metrics.csv")).unwrap().len());
-        let out = collapse(
-            &[
-                "run",
-                "--resume",
-                b.to_str().unwrap(),
-                "--replicate-jobs",
-                "2",
-            ],
-            &[],
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let full = std::fs::read(a.join("metrics.csv")).unwrap();
+        assert!(partial.len() < full.len());
+        assert!(full.starts_with(&partial), "{model}: partial rows differ");
+        let written = Table::metrics(&b);
+        assert_eq!(written.len(), 4 * 3, "{model}: rows before the crash");
+        assert_eq!(written.last().usize("generation"), 3);
+        ok(&collapse([
+            "run",
+            "--resume",
+            b.to_str().unwrap(),
+            "--replicate-jobs",
+            "2",
+        ]));
         assert_eq!(
             std::fs::read(a.join("metrics.csv")).unwrap(),
             std::fs::read(b.join("metrics.csv")).unwrap(),
             "{model}"
         );
-        assert!(b.join("summary.json").exists());
+        check_summary(&b, 6, 3);
+    }
+}
+
+/// The run's `summary.json` holds generations 0..=`last`, each with `replicates` replicates and,
+/// for every metrics.csv column after `generation, replicate` but the provenance, the mean over
+/// replicates of that column.
+fn check_summary(dir: &std::path::Path, last: usize, replicates: usize) {
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    let metrics = Table::metrics(dir);
+    let gens = summary["generations"].as_array().expect("generations");
+    assert_eq!(gens.len(), last + 1, "{summary}");
+    for (g, entry) in gens.iter().enumerate() {
+        assert_eq!(entry["generation"].as_u64(), Some(g as u64));
+        assert_eq!(entry["replicates"].as_u64(), Some(replicates as u64));
+        let names = metrics.header();
+        let names = names
+            .iter()
+            .filter(|n| !matches!(**n, "generation" | "replicate" | "pool_composition"));
+        let mut checked = 0;
+        for name in names {
+            let want = mean(&metrics.at(name, g));
+            let got = entry["metrics"][*name]["mean"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("summary: no mean of {name} at {g}"));
+            assert!(
+                (got - want).abs() <= 1e-12 * want.abs().max(1.0),
+                "summary: {name} at generation {g}: {got} vs metrics.csv {want}"
+            );
+            checked += 1;
+        }
+        assert_eq!(entry["metrics"].as_object().unwrap().len(), checked);
     }
 }
 
@@ -174,19 +169,11 @@ fn resume_migrates_a_state_that_holds_its_history() {
         "--seed",
         "9",
     ];
-    let ok = |out: std::process::Output| {
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    };
-    ok(collapse(
-        &[&common[..], &["--out", a.to_str().unwrap()]].concat(),
-        &[],
+    ok(&collapse(
+        [&common[..], &["--out", a.to_str().unwrap()]].concat(),
     ));
-    let out = collapse(
-        &[&common[..], &["--out", b.to_str().unwrap()]].concat(),
+    let out = collapse_env(
+        [&common[..], &["--out", b.to_str().unwrap()]].concat(),
         &[("COLLAPSE_TEST_ABORT_BEFORE_CHECKPOINT", "3")],
     );
     assert!(!out.status.success(), "the test hook did not abort the run");
@@ -207,7 +194,7 @@ fn resume_migrates_a_state_that_holds_its_history() {
     state.as_object_mut().unwrap().remove("params_bytes");
     std::fs::write(b.join("state.json"), serde_json::to_vec(&state).unwrap()).unwrap();
     std::fs::remove_file(b.join("params.jsonl")).unwrap();
-    ok(collapse(&["run", "--resume", b.to_str().unwrap()], &[]));
+    ok(&collapse(["run", "--resume", b.to_str().unwrap()]));
     assert_eq!(
         std::fs::read(a.join("metrics.csv")).unwrap(),
         std::fs::read(b.join("metrics.csv")).unwrap()
@@ -220,7 +207,10 @@ fn resume_migrates_a_state_that_holds_its_history() {
     assert!(!state.contains("\"history\""), "{state}");
 }
 
-/// A real SIGKILL at an arbitrary moment, then resume: same bytes as the uninterrupted run.
+/// A real SIGKILL at an arbitrary moment after the first checkpoint, then resume: same bytes as
+/// the uninterrupted run. The kill waits for the checkpoint however long it takes (no timeout,
+/// so a loaded machine cannot make the test fail); if the run ends first, the resume has
+/// nothing left to do and the bytes must match all the same.
 #[test]
 fn resume_after_sigkill_is_byte_identical() {
     let (a, b) = (tmpdir("sigkill-full"), tmpdir("sigkill"));
@@ -237,31 +227,29 @@ fn resume_after_sigkill_is_byte_identical() {
         "--backend",
         "cpu32",
     ];
-    assert!(
-        collapse(
-            &[&common[..], &["--out", a.to_str().unwrap()]].concat(),
-            &[]
-        )
-        .status
-        .success()
-    );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_collapse"))
+    ok(&collapse(
+        [&common[..], &["--out", a.to_str().unwrap()]].concat(),
+    ));
+    let mut child = common::cli::command()
         .args([&common[..], &["--out", b.to_str().unwrap()]].concat())
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let t = std::time::Instant::now();
-    while !b.join("state.json").exists() && t.elapsed().as_secs() < 30 {
+    while !b.join("state.json").exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(
+                status.success(),
+                "the run ended before a checkpoint: {status}"
+            );
+            break;
+        }
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
     std::thread::sleep(std::time::Duration::from_millis(30));
     let _ = child.kill(); // SIGKILL on Unix
     let _ = child.wait();
-    assert!(
-        collapse(&["run", "--resume", b.to_str().unwrap()], &[])
-            .status
-            .success()
-    );
+    ok(&collapse(["run", "--resume", b.to_str().unwrap()]));
     assert_eq!(
         std::fs::read(a.join("metrics.csv")).unwrap(),
         std::fs::read(b.join("metrics.csv")).unwrap()
@@ -293,35 +281,32 @@ fn gaussian_chain_matches_closed_forms() {
         &mut |_, _| {},
     )
     .unwrap();
-    let (h, rows) = metrics(&dir);
-    let (mu_c, s_c) = (
-        h.iter().position(|x| x == "mu").unwrap(),
-        h.iter().position(|x| x == "sigma").unwrap(),
-    );
+    let metrics = Table::metrics(&dir);
     let q = (m as f64 - 1.0) / m as f64;
     for g in [0, 3, 7, 12] {
         let n = (g + 1) as f64;
-        let at: Vec<&Vec<f64>> = rows.iter().filter(|x| x[0] as usize == g).collect();
-        let rf = at.len() as f64;
+        let (mu, sigma) = (metrics.at("mu", g), metrics.at("sigma", g));
+        assert_eq!(mu.len(), r, "replicates at generation {g}");
+        let rf = r as f64;
         let stat = |v: Vec<f64>| {
             let mean = v.iter().sum::<f64>() / rf;
             let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (rf - 1.0);
             (mean, var, v)
         };
-        let (s2_mean, s2_var, _) = stat(at.iter().map(|x| x[s_c] * x[s_c]).collect());
+        let (s2_mean, s2_var, _) = stat(sigma.iter().map(|s| s * s).collect());
         let want = q.powf(n);
         assert!(
             (s2_mean - want).abs() <= 5.0 * (s2_var / rf).sqrt(),
             "g={g}: E[σ²] {s2_mean} vs {want}"
         );
-        let (mu_mean, mu_var, mus) = stat(at.iter().map(|x| x[mu_c]).collect());
+        let (mu_mean, mu_var, mus) = stat(mu.clone());
         let m4 = mus.iter().map(|x| (x - mu_mean).powi(4)).sum::<f64>() / rf;
         let want = 1.0 - q.powf(n);
         assert!(
             (mu_var - want).abs() <= 5.0 * ((m4 - mu_var * mu_var) / rf).sqrt(),
             "g={g}: Var(μ) {mu_var} vs {want}"
         );
-        let (l_mean, l_var, _) = stat(at.iter().map(|x| (x[s_c] * x[s_c]).ln()).collect());
+        let (l_mean, l_var, _) = stat(sigma.iter().map(|s| (s * s).ln()).collect());
         let want = n
             * (collapse_kernels::drift::chain::digamma((m as f64 - 1.0) / 2.0)
                 + (2.0 / m as f64).ln());
@@ -351,14 +336,12 @@ fn accumulate_stays_bounded_where_replace_collapses() {
             &mut |_, _| {},
         )
         .unwrap();
-        let (h, rows) = metrics(&dir);
-        let s = h.iter().position(|x| x == "sigma").unwrap();
-        let w = h.iter().position(|x| x == "w2_to_truth").unwrap();
-        let last: Vec<&Vec<f64>> = rows.iter().filter(|x| x[0] as usize == 40).collect();
-        let n = last.len() as f64;
+        let metrics = Table::metrics(&dir);
+        let sigma = metrics.at("sigma", 40);
+        assert_eq!(sigma.len(), 300, "replicates at generation 40");
         (
-            last.iter().map(|x| x[s] * x[s]).sum::<f64>() / n,
-            last.iter().map(|x| x[w]).sum::<f64>() / n,
+            mean(&sigma.iter().map(|s| s * s).collect::<Vec<_>>()),
+            mean(&metrics.at("w2_to_truth", 40)),
         )
     };
     let (s_rep, w_rep) = final_stats(Policy::Replace);
@@ -392,13 +375,42 @@ fn pool_composition_and_verification() {
             &mut |_, _| {},
         )
         .unwrap();
-        let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
-        let last = text.lines().last().unwrap();
-        assert!(last.split(',').any(|f| f == want), "{policy}: {last}");
-        assert!(
-            text.lines().nth(1).unwrap().contains(",real:50,"),
-            "{policy}: generation 0"
+        let metrics = Table::metrics(&dir);
+        assert_eq!(
+            metrics.len(),
+            4 * 2,
+            "{policy}: generations 0..=3 of 2 replicates"
         );
+        // Every replicate of the last generation draws its pool the same way; generation 0
+        // fits the real data alone.
+        for r in metrics.rows() {
+            let (g, pool) = (r.usize("generation"), r.str("pool_composition"));
+            match g {
+                0 => assert_eq!(pool, "real:50", "{policy}: generation 0"),
+                3 => assert_eq!(pool, want, "{policy}"),
+                _ => {}
+            }
+            // The pool's size and real fraction (`real` and `fresh` points) are the
+            // composition's.
+            let parts: Vec<(&str, f64)> = pool
+                .split('|')
+                .map(|p| {
+                    let (src, n) = p.split_once(':').unwrap();
+                    (src, n.parse().unwrap())
+                })
+                .collect();
+            let size: f64 = parts.iter().map(|p| p.1).sum();
+            let real: f64 = parts
+                .iter()
+                .filter(|p| p.0 == "real" || p.0 == "fresh")
+                .map(|p| p.1)
+                .sum();
+            assert_eq!(r.f64("pool_size"), size, "{policy}: {pool}");
+            assert!(
+                (r.f64("pool_real_fraction") - real / size).abs() < 1e-12,
+                "{policy}: {pool}"
+            );
+        }
     }
     // Verification keeps the likeliest candidates: σ shrinks faster than under replace.
     let sigma_at = |policy| {
@@ -412,14 +424,9 @@ fn pool_composition_and_verification() {
             &mut |_, _| {},
         )
         .unwrap();
-        let (h, rows) = metrics(&dir);
-        let s = h.iter().position(|x| x == "sigma").unwrap();
-        let last: Vec<f64> = rows
-            .iter()
-            .filter(|x| x[0] as usize == 5)
-            .map(|x| x[s])
-            .collect();
-        last.iter().sum::<f64>() / last.len() as f64
+        let sigma = Table::metrics(&dir).at("sigma", 5);
+        assert_eq!(sigma.len(), 20, "replicates at generation 5");
+        mean(&sigma)
     };
     let (plain, verified) = (
         sigma_at(Policy::Replace),
@@ -433,17 +440,20 @@ fn pool_composition_and_verification() {
 
 #[test]
 fn bad_configurations_are_errors() {
+    let never = tmpdir("never");
+    let never = never.join("run");
+    let never = never.to_str().unwrap();
     for (args, needle) in [
         (
-            vec!["run", "--policy", "mix:2", "--out", "/tmp/x-never"],
+            vec!["run", "--policy", "mix:2", "--out", never],
             "not in [0, 1]",
         ),
         (
-            vec!["run", "--policy", "forget", "--out", "/tmp/x-never"],
+            vec!["run", "--policy", "forget", "--out", never],
             "unknown policy",
         ),
         (
-            vec!["run", "--truth", "cauchy", "--out", "/tmp/x-never2"],
+            vec!["run", "--truth", "cauchy", "--out", never],
             "unknown ground truth",
         ),
         (
@@ -456,7 +466,7 @@ fn bad_configurations_are_errors() {
                 "--samples",
                 "10",
                 "--out",
-                "/tmp/x-never3",
+                never,
             ],
             "exceeds --samples",
         ),
@@ -465,25 +475,26 @@ fn bad_configurations_are_errors() {
             "nothing to resume",
         ),
     ] {
-        let out = collapse(&args, &[]);
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(needle), "{args:?}: {err}");
+        fails(&collapse(&args), needle, &format!("{args:?}"));
     }
+    // A refused configuration writes nothing.
+    assert!(!std::path::Path::new(never).join("state.json").exists());
     let dir = tmpdir("exists");
-    assert!(
-        collapse(
-            &["run", "--generations", "1", "--out", dir.to_str().unwrap()],
-            &[]
-        )
-        .status
-        .success()
+    ok(&collapse([
+        "run",
+        "--generations",
+        "1",
+        "--out",
+        dir.to_str().unwrap(),
+    ]));
+    let before = std::fs::read(dir.join("metrics.csv")).unwrap();
+    fails(
+        &collapse(["run", "--generations", "1", "--out", dir.to_str().unwrap()]),
+        "--resume",
+        "a second run into the same directory",
     );
-    let out = collapse(
-        &["run", "--generations", "1", "--out", dir.to_str().unwrap()],
-        &[],
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--resume"));
+    // The refused second run left the first one's rows alone.
+    assert_eq!(std::fs::read(dir.join("metrics.csv")).unwrap(), before);
 }
 
 /// `collapse plot` overlays runs in one SVG per metric; runs with the same folder name, policy
@@ -511,18 +522,38 @@ fn plot_overlays_and_labels_runs() {
         .unwrap();
     }
     let out = root.join("plots");
-    let o = collapse(
-        &[
-            "plot",
-            root.join("a/replace").to_str().unwrap(),
-            root.join("b/replace").to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok(&collapse([
+        "plot",
+        root.join("a/replace").to_str().unwrap(),
+        root.join("b/replace").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
     let svg = std::fs::read_to_string(out.join("sigma.svg")).unwrap();
     assert!(svg.contains("a/replace (replace, cpu64)"), "labels");
     assert!(svg.contains("b/replace (replace, cpu64)"), "labels");
+    // One SVG per metric but the pool size, each with both runs in its legend and their two
+    // lines (each drawn once in the plot and once in the legend).
+    let mut written: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    assert_eq!(
+        written,
+        [
+            "mu.svg",
+            "pool_real_fraction.svg",
+            "sigma.svg",
+            "w2_to_truth.svg"
+        ]
+    );
+    for f in &written {
+        let path = out.join(f);
+        common::files::check_legend(
+            &path,
+            &["a/replace (replace, cpu64)", "b/replace (replace, cpu64)"],
+        );
+        assert_eq!(common::files::svg_wide_lines(&path), 2 * 2, "{f}");
+    }
 }

@@ -4,39 +4,18 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use collapse_kernels::io::idx::encode_idx_images;
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("collapse-dvae-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use common::cli::{collapse, collapse_env, fails, ok};
+use common::table::Table;
+use common::{mean, tmpdir};
 
 /// A gzip IDX file of 500 8×8 bar images in `dir`.
 fn data_file(dir: &Path) -> PathBuf {
     let p = dir.join("bars-images-idx3-ubyte.gz");
     std::fs::write(&p, encode_idx_images(&common::bars(500, 8, 1), true)).unwrap();
     p
-}
-
-fn collapse(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_collapse"));
-    c.args(args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().unwrap()
-}
-
-fn ok(out: &std::process::Output) {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The common flags of a small VAE run on `data` into `out`.
@@ -79,32 +58,11 @@ fn run_args(data: &Path, out: &Path, policy: &str, backend: &str, gens: &str) ->
     .collect()
 }
 
-fn s(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
-
-/// metrics.csv as (header, rows of strings).
-fn metrics(dir: &Path) -> (Vec<String>, Vec<Vec<String>>) {
-    let mut r = csv::Reader::from_path(dir.join("metrics.csv")).unwrap();
-    let h = r.headers().unwrap().iter().map(String::from).collect();
-    let rows = r
-        .records()
-        .map(|x| x.unwrap().iter().map(String::from).collect())
-        .collect();
-    (h, rows)
-}
-
-/// Mean over replicates of `column` at `generation`.
+/// Mean over replicates of `column` at `generation`, which must be finite.
 fn mean_at(dir: &Path, column: &str, generation: usize) -> f64 {
-    let (h, rows) = metrics(dir);
-    let c = h.iter().position(|x| x == column).unwrap();
-    let v: Vec<f64> = rows
-        .iter()
-        .filter(|r| r[0] == generation.to_string())
-        .map(|r| r[c].parse().unwrap())
-        .collect();
-    assert!(!v.is_empty() && v.iter().all(|x| x.is_finite()), "{v:?}");
-    v.iter().sum::<f64>() / v.len() as f64
+    let v = Table::metrics(dir).at(column, generation);
+    assert!(v.iter().all(|x| x.is_finite()), "{column}: {v:?}");
+    mean(&v)
 }
 
 /// Killed between a generation's rows and its checkpoint, then resumed: metrics.csv and every
@@ -126,13 +84,13 @@ fn vae_resume_after_a_crash_is_byte_identical() {
             v.extend(["--replicate-jobs".to_string(), jobs.to_string()]);
             v
         };
-        ok(&collapse(&s(&args(&a, "1")), &[]));
-        let out = collapse(
-            &s(&args(&b, "2")),
+        ok(&collapse(args(&a, "1")));
+        let out = collapse_env(
+            args(&b, "2"),
             &[("COLLAPSE_TEST_ABORT_BEFORE_CHECKPOINT", "2")],
         );
         assert!(!out.status.success(), "the test hook did not abort the run");
-        ok(&collapse(&["run", "--resume", b.to_str().unwrap()], &[]));
+        ok(&collapse(["run", "--resume", b.to_str().unwrap()]));
         let read = |d: &Path, f: &str| std::fs::read(d.join(f)).unwrap();
         assert_eq!(read(&a, "metrics.csv"), read(&b, "metrics.csv"), "{policy}");
         for r in 0..2 {
@@ -141,13 +99,56 @@ fn vae_resume_after_a_crash_is_byte_identical() {
                 assert_eq!(read(&a, &f), read(&b, &f), "{policy} {f}");
             }
         }
-        assert!(b.join("samples/g0004.png").exists());
+        // Replicate 0's samples of every generation: 64 images of 8×8, 8 to a row, none flat.
+        for g in 0..=4 {
+            let png = b.join(format!("samples/g{g:04}.png"));
+            common::files::check_grid(&png, 64, (8, 8), 8);
+            assert_eq!(
+                read(&a, &format!("samples/g{g:04}.png")),
+                std::fs::read(&png).unwrap()
+            );
+        }
+        // The reference: the held-out real bar images (the 20% of 500 that a Philox draw holds
+        // out: 100 ± 6·√(500·0.2·0.8) ≈ 100 ± 54), at most 128 of them. Two different bars
+        // differ in at least one column of 8 pixels, each by at least (255 − 2·40)/255 ≈ 0.69
+        // (on ≥ 216, off < 40), so they are at least √8·0.69 ≈ 1.94 apart; there are 21
+        // different bars (at the right edge wider ones are clipped alike), so about 6% of the
+        // pairs show the same bar, and the mean pairwise distance is above ~0.9·1.94 ≈ 1.75
+        // (bound 1.5; measured 3.9); it is at most √64 = 8 (pixels in [0, 1]). A pixel's standard
+        // deviation over images in [0, 1] is at most 1/2 (measured 0.36).
         let summary: serde_json::Value = serde_json::from_slice(&read(&b, "summary.json")).unwrap();
-        assert!(summary["reference"]["sample_diversity"].as_f64().unwrap() > 0.0);
+        let reference = &summary["reference"];
+        let images = reference["images"].as_u64().unwrap();
+        assert!(images > 46 && images <= 128, "{reference}");
+        let div = reference["sample_diversity"].as_f64().unwrap();
+        assert!(div > 1.5 && div <= 8.0, "reference diversity {div}");
+        let sd = reference["pixel_std"].as_f64().unwrap();
+        assert!(sd > 0.0 && sd <= 0.5, "reference pixel_std {sd}");
     }
 }
 
-/// Every policy forms the pool it names, and the metrics are finite; under replace the samples
+/// The VAE metrics of generation `g` (every replicate) within the bounds that hold for any VAE
+/// on 8×8 images with pixels in [0, 1], and that a wrong scale, a sign error or a NaN fails:
+/// the held-out negative ELBO is positive (a Bernoulli likelihood of grey pixels is below 1, the
+/// KL term is ≥ 0) and below 64·ln 2 ≈ 44.4 nats, the −ELBO of a decoder that says ½ for every
+/// pixel with a posterior equal to the prior, which a VAE that learnt anything beats (measured
+/// here: 38–42 in every policy's generations 0 and 4);
+/// the mean pairwise distance of samples is in (0, √64]; the per-pixel standard deviation in
+/// (0, ½].
+fn check_vae_metrics(dir: &Path, g: usize, what: &str) {
+    let m = Table::metrics(dir);
+    for e in m.at("heldout_neg_elbo", g) {
+        assert!(e > 0.0 && e < 64.0 * 2f64.ln(), "{what} g{g}: −ELBO {e}");
+    }
+    for d in m.at("sample_diversity", g) {
+        assert!(d > 0.0 && d <= 8.0, "{what} g{g}: diversity {d}");
+    }
+    for s in m.at("pixel_std", g) {
+        assert!(s > 0.0 && s <= 0.5, "{what} g{g}: pixel_std {s}");
+    }
+}
+
+/// Every policy forms the pool it names, and the metrics are within their bounds; under replace the samples
 /// lose diversity generation after generation (the collapse this crate studies), while mixing
 /// real data back in keeps more of it.
 #[test]
@@ -163,21 +164,18 @@ fn vae_policies_and_collapse() {
         ("verify:heldout:0.5", "g3:200"),
     ] {
         let out = dir.join(policy.replace(':', "-"));
-        ok(&collapse(
-            &s(&run_args(&data, &out, policy, "cpu32", "4")),
-            &[],
-        ));
-        let (h, rows) = metrics(&out);
+        ok(&collapse(run_args(&data, &out, policy, "cpu32", "4")));
+        let metrics = Table::metrics(&out);
         assert_eq!(
-            h[5..],
+            metrics.header()[5..],
             ["heldout_neg_elbo", "sample_diversity", "pixel_std"],
             "{policy}"
         );
-        assert_eq!(rows.len(), 10);
-        assert_eq!(rows.last().unwrap()[4], want, "{policy}");
-        assert_eq!(rows[0][4], "real:200");
-        for c in &h[5..8] {
-            mean_at(&out, c, 4);
+        assert_eq!(metrics.len(), 10);
+        assert_eq!(metrics.last().str("pool_composition"), want, "{policy}");
+        assert_eq!(metrics.row(0).str("pool_composition"), "real:200");
+        for g in [0, 4] {
+            check_vae_metrics(&out, g, policy);
         }
     }
     let div = |p: &str, g| mean_at(&dir.join(p.replace(':', "-")), "sample_diversity", g);
@@ -208,10 +206,7 @@ fn vae_run_on_gpu_backends_tracks_cpu64() {
     let data = data_file(&dir);
     let run = |backend: &str| {
         let out = dir.join(backend);
-        ok(&collapse(
-            &s(&run_args(&data, &out, "replace", backend, "1")),
-            &[],
-        ));
+        ok(&collapse(run_args(&data, &out, "replace", backend, "1")));
         [0, 1].map(|g| {
             [
                 mean_at(&out, "heldout_neg_elbo", g),
@@ -271,12 +266,10 @@ fn vae_bad_input_is_an_error() {
             "/nonexistent/x-images-idx3-ubyte",
         ),
     ] {
-        let o = collapse(
-            &[&args[..], &["--out", out.to_str().unwrap()]].concat(),
-            &[],
+        fails(
+            &collapse([&args[..], &["--out", out.to_str().unwrap()]].concat()),
+            needle,
+            &format!("{args:?}"),
         );
-        assert!(!o.status.success(), "{args:?}");
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(err.contains(needle), "{args:?}: {err}");
     }
 }

@@ -11,6 +11,8 @@ use collapse_kernels::ops::gmm::{CovarianceType, GmmParams, MStats};
 use collapse_kernels::ops::sampling::{Factor, MixtureBatch};
 use collapse_kernels::rng::StreamKey;
 
+use common::rel_err;
+
 /// The CPU backends plus any GPU backend that implements EM (an `Unsupported` answer skips it).
 fn em_backends() -> Vec<Box<dyn Backend>> {
     let x = Matrix::new(1, 1, vec![0.0]).unwrap();
@@ -71,10 +73,6 @@ fn random_data(n: usize, d: usize, seed: u64) -> Matrix {
     Matrix::new(n, d, normals(n * d, seed).iter().map(|v| 4.0 * v).collect()).unwrap()
 }
 
-fn rel(a: &[f64], b: &[f64]) -> f64 {
-    common::rel_err(a, b)
-}
-
 /// Per-quantity bounds for f32 backends vs cpu64 (norm-wise relative), from N = 20000 points,
 /// D = 6, K = 5 with values O(10): log-likelihood total 1e-5, responsibilities 1e-4,
 /// N_k and means 1e-5, centred scatter 1e-4. Measured for cpu32 (`-- --nocapture`): ≤ 6e-9,
@@ -100,10 +98,10 @@ fn estep_and_mstep_match_cpu64() {
                 b.name()
             );
             assert!(
-                rel(&r, &r_ref) < 1e-4,
+                rel_err(&r, &r_ref) < 1e-4,
                 "{} {cov:?}: responsibilities {:.2e}",
                 b.name(),
-                rel(&r, &r_ref)
+                rel_err(&r, &r_ref)
             );
             // M-step from identical responsibilities (the reference's).
             bp.set_responsibilities(&r_ref).unwrap();
@@ -112,15 +110,15 @@ fn estep_and_mstep_match_cpu64() {
                 "{} {cov:?}: ll {:.1e} r {:.1e} nk {:.1e} means {:.1e} scatter {:.1e}",
                 b.name(),
                 ((ll - ll_ref) / ll_ref).abs(),
-                rel(&r, &r_ref),
-                rel(&s.nk, &s_ref.nk),
-                rel(&s.means, &s_ref.means),
-                rel(&s.scatter, &s_ref.scatter)
+                rel_err(&r, &r_ref),
+                rel_err(&s.nk, &s_ref.nk),
+                rel_err(&s.means, &s_ref.means),
+                rel_err(&s.scatter, &s_ref.scatter)
             );
-            assert!(rel(&s.nk, &s_ref.nk) < 1e-5, "{} nk", b.name());
-            assert!(rel(&s.means, &s_ref.means) < 1e-5, "{} means", b.name());
+            assert!(rel_err(&s.nk, &s_ref.nk) < 1e-5, "{} nk", b.name());
+            assert!(rel_err(&s.means, &s_ref.means) < 1e-5, "{} means", b.name());
             assert!(
-                rel(&s.scatter, &s_ref.scatter) < 1e-4,
+                rel_err(&s.scatter, &s_ref.scatter) < 1e-4,
                 "{} scatter",
                 b.name()
             );
@@ -199,7 +197,11 @@ fn estep_is_stable_far_from_every_component() {
             "{}: {r:?}",
             b.name()
         );
-        assert!(r[3] < 1e-6, "{}: {r:?}", b.name());
+        assert!(
+            (r[2] + r[3] - 1.0).abs() < 1e-6 && r[3] < 1e-6,
+            "{}: {r:?}",
+            b.name()
+        );
     }
 }
 
@@ -317,7 +319,10 @@ fn bad_input_and_degenerate_cases() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("exceeds the number of points"), "{e}");
-    assert!(fit(b.as_ref(), &x, &GmmConfig::new(0), none).is_err());
+    let e = fit(b.as_ref(), &x, &GmmConfig::new(0), none)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("k must be at least 1"), "k = 0: {e}");
     let mut bad = x.clone();
     bad.data[7] = f64::NAN;
     let e = fit(b.as_ref(), &bad, &GmmConfig::new(2), none)
@@ -326,14 +331,42 @@ fn bad_input_and_degenerate_cases() {
     assert!(e.contains("row 4, column 2"), "{e}");
     let mut cfg = GmmConfig::new(2);
     cfg.reg_covar = -1.0;
-    assert!(fit(b.as_ref(), &x, &cfg, none).is_err());
+    let e = fit(b.as_ref(), &x, &cfg, none).unwrap_err().to_string();
+    assert!(e.contains("reg_covar"), "reg_covar = -1: {e}");
 
-    // All points identical: covariances collapse to reg_covar·I, no NaN, no panic.
+    // All points identical: covariances collapse to reg_covar·I, no NaN, no panic. Each
+    // component then sits on the point (means 1.5) with covariance 1e-6·I (to 1e-3 relative:
+    // f32 backends hold 1e-6 + a scatter of exactly 0), so the mean log-likelihood is the
+    // density of N(0, 1e-6·I) at its centre, −½·2·ln(2π·1e-6) ≈ 11.98.
     let dup = Matrix::new(50, 2, vec![1.5; 100]).unwrap();
+    let reg = GmmConfig::new(2).reg_covar;
+    let peak = -(2.0 * std::f64::consts::PI * reg).ln();
     for bb in em_backends() {
         let f = fit(bb.as_ref(), &dup, &GmmConfig::new(2), none).unwrap();
-        assert!(f.mean_log_likelihood.is_finite(), "{}", bb.name());
+        let name = bb.name();
+        assert!(
+            (f.mean_log_likelihood - peak).abs() < 1e-3 * peak,
+            "{name}: mean log-likelihood {} vs {peak}",
+            f.mean_log_likelihood
+        );
         assert!(f.params.covariances.iter().all(|v| v.is_finite()));
+        for c in 0..2 {
+            let cv = &f.params.covariances[c * 4..(c + 1) * 4];
+            assert!(
+                (cv[0] - reg).abs() < 1e-3 * reg && (cv[3] - reg).abs() < 1e-3 * reg,
+                "{name}: component {c} covariance {cv:?}"
+            );
+            assert!(
+                cv[1].abs() < 1e-3 * reg && cv[2].abs() < 1e-3 * reg,
+                "{name}: {cv:?}"
+            );
+            let m = &f.params.means[c * 2..(c + 1) * 2];
+            assert!(
+                m.iter().all(|v| (v - 1.5).abs() < 1e-6),
+                "{name}: means {m:?}"
+            );
+        }
+        assert!((f.params.weights.iter().sum::<f64>() - 1.0).abs() < 1e-12);
     }
 
     // A component with no mass is re-seeded at a data point with the data's variance.
@@ -349,6 +382,28 @@ fn bad_input_and_degenerate_cases() {
         "re-seeded mean is not a data point"
     );
     assert!(p.covariances[4] > 0.0 && p.covariances[7] > 0.0);
+    // Its covariance is the data's per-dimension (population) variance plus reg_covar on the
+    // diagonal, 0 off it; its weight 1/N before renormalising (10/10 and 1/10 → 10/11, 1/11);
+    // the other component keeps scatter/N_k + reg_covar.
+    for j in 0..2 {
+        let col: Vec<f64> = x.data.iter().skip(j).step_by(2).copied().collect();
+        let m = col.iter().sum::<f64>() / 10.0;
+        let var = col.iter().map(|v| (v - m).powi(2)).sum::<f64>() / 10.0 + 1e-6;
+        let got = p.covariances[4 + 3 * j];
+        assert!(
+            (got - var).abs() <= 1e-12 * var,
+            "dimension {j}: {got} vs {var}"
+        );
+    }
+    assert_eq!((p.covariances[5], p.covariances[6]), (0.0, 0.0));
+    assert_eq!(p.covariances[..4], [1.0 + 1e-6, 0.0, 0.0, 1.0 + 1e-6]);
+    assert_eq!(p.means[..2], [0.0, 0.0]);
+    assert!(
+        (p.weights[0] - 10.0 / 11.0).abs() < 1e-12,
+        "{:?}",
+        p.weights
+    );
+    assert!((p.weights[1] - 1.0 / 11.0).abs() < 1e-12, "{:?}", p.weights);
     assert!((p.weights.iter().sum::<f64>() - 1.0).abs() < 1e-12);
     p.estep_params().unwrap();
 }
@@ -376,18 +431,18 @@ fn chunked_gpu_passes_match_unchunked() {
                 "{kind} {cov:?}: {la} vs {lb}"
             );
             assert!(
-                rel(
+                rel_err(
                     &a.responsibilities().unwrap(),
                     &b.responsibilities().unwrap()
                 ) < 1e-6
             );
             let (sa, sb) = (a.mstep(cov).unwrap(), b.mstep(cov).unwrap());
             assert!(
-                rel(&sa.nk, &sb.nk) < 1e-5 && rel(&sa.means, &sb.means) < 1e-5,
+                rel_err(&sa.nk, &sb.nk) < 1e-5 && rel_err(&sa.means, &sb.means) < 1e-5,
                 "{kind}"
             );
             assert!(
-                rel(&sa.scatter, &sb.scatter) < 1e-5,
+                rel_err(&sa.scatter, &sb.scatter) < 1e-5,
                 "{kind} {cov:?} scatter"
             );
         }

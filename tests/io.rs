@@ -1,12 +1,13 @@
 //! CSV and NPY tables: good files read, bad files give errors that name what is wrong.
 
-use std::path::PathBuf;
+mod common;
+
+use std::path::{Path, PathBuf};
 
 use collapse_kernels::io::{read_table, write_atomic};
 
-fn tmp(name: &str, bytes: &[u8]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("collapse-io-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// The file `name` holding `bytes` in the test's own directory `dir`.
+fn tmp(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
     p
@@ -35,15 +36,17 @@ fn f64_bytes(v: &[f64]) -> Vec<u8> {
 
 #[test]
 fn csv_with_and_without_header() {
-    let a = read_table(&tmp("a.csv", b"x,y\n1,2\n3.5,-4e-1\n")).unwrap();
+    let dir = common::tmpdir("csv");
+    let a = read_table(&tmp(&dir, "a.csv", b"x,y\n1,2\n3.5,-4e-1\n")).unwrap();
     assert_eq!((a.rows, a.cols), (2, 2));
     assert_eq!(a.data, vec![1.0, 2.0, 3.5, -0.4]);
-    let b = read_table(&tmp("b.csv", b"1, 2\n 3 ,4\n")).unwrap();
+    let b = read_table(&tmp(&dir, "b.csv", b"1, 2\n 3 ,4\n")).unwrap();
     assert_eq!(b.data, vec![1.0, 2.0, 3.0, 4.0]);
 }
 
 #[test]
 fn malformed_csv_names_the_line() {
+    let dir = common::tmpdir("malformed-csv");
     let cases: [(&str, &[u8], &str); 5] = [
         ("text.csv", b"x,y\n1,2\n3,abc\n", "line 3, column 2"),
         ("ragged.csv", b"1,2\n3,4,5\n", "line 2 has 3 fields"),
@@ -52,14 +55,16 @@ fn malformed_csv_names_the_line() {
         ("empty.csv", b"", "no data"),
     ];
     for (name, bytes, needle) in cases {
-        let e = read_table(&tmp(name, bytes)).unwrap_err().to_string();
+        let e = read_table(&tmp(&dir, name, bytes)).unwrap_err().to_string();
         assert!(e.contains(needle), "{name}: {e}");
     }
 }
 
 #[test]
 fn npy_f64_f32_and_fortran_order() {
+    let dir = common::tmpdir("npy");
     let m = read_table(&tmp(
+        &dir,
         "c.npy",
         &npy(
             "<f8",
@@ -75,10 +80,11 @@ fn npy_f64_f32_and_fortran_order() {
         .iter()
         .flat_map(|x| x.to_le_bytes())
         .collect();
-    let m = read_table(&tmp("d.npy", &npy("<f4", false, "(2, 2)", &f32s))).unwrap();
+    let m = read_table(&tmp(&dir, "d.npy", &npy("<f4", false, "(2, 2)", &f32s))).unwrap();
     assert_eq!(m.data, vec![1.5, -2.0, 0.25, 8.0]);
     // Fortran order: column-major on disk, row-major in memory.
     let m = read_table(&tmp(
+        &dir,
         "e.npy",
         &npy("<f8", true, "(2, 3)", &f64_bytes(&[1., 4., 2., 5., 3., 6.])),
     ))
@@ -88,6 +94,7 @@ fn npy_f64_f32_and_fortran_order() {
 
 #[test]
 fn bad_npy_files_are_clear_errors() {
+    let dir = common::tmpdir("bad-npy");
     let cases = [
         (
             "1d.npy",
@@ -102,7 +109,8 @@ fn bad_npy_files_are_clear_errors() {
         (
             "short.npy",
             npy("<f8", false, "(2, 2)", &f64_bytes(&[1., 2., 3.])),
-            "",
+            // A data error (npyz's reason: "failed to fill whole buffer").
+            "bad data",
         ),
         (
             "nan.npy",
@@ -112,16 +120,19 @@ fn bad_npy_files_are_clear_errors() {
         ("junk.npy", b"not an npy file at all".to_vec(), "NPY"),
     ];
     for (name, bytes, needle) in cases {
-        let e = read_table(&tmp(name, &bytes)).unwrap_err().to_string();
+        let e = read_table(&tmp(&dir, name, &bytes))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(needle), "{name}: {e}");
         assert!(
             e.contains(name),
             "{name}: error does not name the file: {e}"
         );
     }
-    let e = read_table(&tmp("x", b"")).map(|_| ()).unwrap_err();
+    let e = read_table(&tmp(&dir, "x", b"")).map(|_| ()).unwrap_err();
     assert!(e.to_string().contains("no data"));
-    assert!(read_table(std::path::Path::new("/nonexistent/file.csv")).is_err());
+    let e = read_table(Path::new("/nonexistent/file.csv")).unwrap_err();
+    assert!(e.to_string().contains("/nonexistent/file.csv"), "{e}");
 }
 
 /// Files beside `p` whose name contains `pattern` (write_atomic's temporaries).
@@ -140,18 +151,21 @@ fn temporaries(p: &std::path::Path, pattern: &str) -> usize {
 
 #[test]
 fn atomic_write_replaces_whole_files() {
-    let p = tmp("out.json", b"old");
+    let dir = common::tmpdir("atomic");
+    let p = tmp(&dir, "out.json", b"old");
     write_atomic(&p, b"new contents").unwrap();
     assert_eq!(std::fs::read(&p).unwrap(), b"new contents");
-    // Only this file's: the other tests write beside it at the same time.
-    assert_eq!(temporaries(&p, "out.json.tmp-"), 0);
+    // No temporary left beside it (the test's own directory: nothing else writes there).
+    assert_eq!(temporaries(&p, ".tmp-"), 0);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
 }
 
 /// Writers on several threads (replicates run at once) may write the same file: every write
 /// succeeds, the file ends as one whole write, and no temporary file is left behind.
 #[test]
 fn concurrent_atomic_writes_do_not_collide() {
-    let p = tmp("shared.bin", b"old");
+    let dir = common::tmpdir("concurrent");
+    let p = tmp(&dir, "shared.bin", b"old");
     std::thread::scope(|s| {
         for t in 0..8u8 {
             let p = &p;
@@ -165,5 +179,6 @@ fn concurrent_atomic_writes_do_not_collide() {
     let got = std::fs::read(&p).unwrap();
     assert_eq!(got.len(), 4096);
     assert!(got.iter().all(|&b| b == got[0]) && got[0] < 8);
-    assert_eq!(temporaries(&p, "shared.bin.tmp-"), 0);
+    assert_eq!(temporaries(&p, ".tmp-"), 0);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
 }

@@ -8,8 +8,9 @@ mod common;
 use collapse_kernels::backend::cpu64::Cpu64;
 use collapse_kernels::ops::Backend;
 use collapse_kernels::ops::lm::{AdamStep, LmOps};
-use collapse_kernels::ops::matmul::{Epilogue, Matmul, rel_error};
+use collapse_kernels::ops::matmul::{Epilogue, Matmul};
 use collapse_kernels::rng::StreamKey;
+use common::rel_err;
 
 const TOL: f64 = 1e-5;
 
@@ -29,7 +30,7 @@ fn check(name: &str, got: &[f32], want: &[f64]) {
         got.iter().all(|x| x.is_finite()),
         "{name}: non-finite output"
     );
-    let e = rel_error(&wide(got), want);
+    let e = rel_err(&wide(got), want);
     assert!(e < TOL, "{name}: relative error {e}");
 }
 

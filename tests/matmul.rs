@@ -17,8 +17,10 @@ use collapse_kernels::backend::wgsl::matmul::{
 use collapse_kernels::backend::{BackendKind, create};
 use collapse_kernels::error::Error;
 use collapse_kernels::ops::Backend;
-use collapse_kernels::ops::matmul::{Epilogue, Matmul, Storage, rel_error};
+use collapse_kernels::ops::matmul::{Epilogue, Matmul, Storage};
 use collapse_kernels::rng::StreamKey;
+use common::cli::{collapse, fails, ok};
+use common::rel_err;
 
 const F32_BOUND: f64 = 1e-5;
 const F16_SAME_INPUT_BOUND: f64 = 1e-5;
@@ -84,7 +86,7 @@ fn reference(c: &Case) -> Vec<f64> {
 }
 
 fn check(name: &str, got: &[f64], want: &[f64], bound: f64, what: &str) {
-    let e = rel_error(got, want);
+    let e = rel_err(got, want);
     assert!(
         e <= bound,
         "{name} {what}: relative error {e:.3e} > {bound:.0e} (seed {})",
@@ -225,7 +227,7 @@ fn f16_storage_matches_cpu64_on_rounded_inputs() {
         let want16 = reference(&c16);
         let want32 = reference(&c32);
         // The reference itself: f16 rounding moves the result by about 2^-11.
-        let e = rel_error(&want16, &want32);
+        let e = rel_err(&want16, &want32);
         assert!(
             e > 1e-5 && e < F16_VS_F32_BOUND,
             "f16 reference vs f32: {e:.3e}"
@@ -427,15 +429,37 @@ fn bad_input_is_a_clear_error_on_every_backend() {
 #[test]
 fn autotune_picks_a_tile_and_caches_it() {
     let Some(gpu) = common::gpu() else { return };
-    let dir = std::env::temp_dir().join(format!("collapse-tune-{}", std::process::id()));
+    let dir = common::tmpdir("tune");
     let file = dir.join("matmul-tiles.json");
-    let _ = std::fs::remove_file(&file);
     let first = choose_tile(&gpu, Some(&file)).unwrap();
     assert!(first.source.starts_with("autotune"), "{}", first.source);
     assert!(first.source.contains("saved"), "{}", first.source);
     assert!(!first.tuned.is_empty());
     assert!(first.tuned.iter().all(|(_, g)| g.is_finite() && *g > 0.0));
     assert!(TILE_CONFIGS.contains(&first.tile));
+    // Each tile timed once, in TILE_CONFIGS order, and the one chosen is the fastest (the first
+    // of the fastest on a tie).
+    let order: Vec<&str> = TILE_CONFIGS
+        .iter()
+        .map(|t| t.name)
+        .filter(|n| first.tuned.iter().any(|(t, _)| t == n))
+        .collect();
+    let names: Vec<&str> = first.tuned.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, order, "tiles timed");
+    let best = first
+        .tuned
+        .iter()
+        .fold(None::<&(String, f64)>, |b, t| match b {
+            Some(b) if b.1 >= t.1 => Some(b),
+            _ => Some(t),
+        })
+        .unwrap();
+    assert_eq!(first.tile.name, best.0, "{:?}", first.tuned);
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains(first.tile.name)
+    );
     let second = choose_tile(&gpu, Some(&file)).unwrap();
     assert!(second.source.starts_with("cache"), "{}", second.source);
     assert_eq!(second.tile, first.tile);
@@ -445,29 +469,25 @@ fn autotune_picks_a_tile_and_caches_it() {
 
 #[test]
 fn bench_matmul_cli_checks_times_and_writes_csv() {
-    let dir = std::env::temp_dir().join(format!("collapse-bench-mm-{}", std::process::id()));
+    let dir = common::tmpdir("bench");
     let csv = dir.join("mm.csv");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_collapse"))
-        .args([
-            "bench",
-            "matmul",
-            "--backends",
-            "cpu64,cpu32",
-            "--sizes",
-            "16",
-        ])
-        .args(["--shape", "3x5x7", "--reps", "2", "--out"])
-        .arg(&csv)
-        .arg("--records")
-        .arg(dir.join("records"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let records = dir.join("records");
+    let stdout = ok(&collapse([
+        "bench",
+        "matmul",
+        "--backends",
+        "cpu64,cpu32",
+        "--sizes",
+        "16",
+        "--shape",
+        "3x5x7",
+        "--reps",
+        "2",
+        "--out",
+        csv.to_str().unwrap(),
+        "--records",
+        records.to_str().unwrap(),
+    ]));
     assert!(
         stdout.contains("16x16x16") && stdout.contains("3x5x7"),
         "{stdout}"
@@ -478,8 +498,43 @@ fn bench_matmul_cli_checks_times_and_writes_csv() {
         text.starts_with("backend,device,shape,m,n,k,seconds"),
         "{text}"
     );
+    // Both backends on both shapes; each row's M, N, K are its shape's, its median no faster
+    // than its fastest, its throughput 2MNK / median, its error within the CLI's 1e-4 check.
+    let table = common::table::Table::read(&csv);
+    let mut seen: Vec<(String, String)> = table
+        .rows()
+        .map(|r| (r.str("shape").to_string(), r.str("backend").to_string()))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("16x16x16", "cpu32"),
+            ("16x16x16", "cpu64"),
+            ("3x5x7", "cpu32"),
+            ("3x5x7", "cpu64")
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    for r in table.rows() {
+        let (m, n, k) = (r.usize("m"), r.usize("n"), r.usize("k"));
+        assert_eq!(format!("{m}x{n}x{k}"), r.str("shape"));
+        let secs = r.f64("seconds");
+        assert!(
+            secs > 0.0 && r.f64("min_seconds") <= secs,
+            "{}",
+            r.str("shape")
+        );
+        let want = 2.0 * (m * n * k) as f64 / secs * 1e-9;
+        assert!(
+            (r.f64("gflops") - want).abs() <= 1e-12 * want,
+            "{}",
+            r.str("shape")
+        );
+        assert!(r.f64("rel_error") <= 1e-4, "{}", r.str("shape"));
+    }
     // The JSON records: one per (shape, backend), stamped, and comparable with themselves.
-    let recs = collapse_kernels::measure::records::load(&dir.join("records")).unwrap();
+    let recs = collapse_kernels::measure::records::load(&records).unwrap();
     assert_eq!(recs.len(), 4, "{recs:?}");
     for r in &recs {
         assert_eq!(r.kernel, "matmul");
@@ -489,22 +544,27 @@ fn bench_matmul_cli_checks_times_and_writes_csv() {
             "{r:?}"
         );
         assert!(r.date.starts_with("20") && !r.git_rev.is_empty(), "{r:?}");
+        // The record of a CSV row: the same median and throughput, its spread median − fastest.
+        let row = table
+            .rows()
+            .find(|x| x.str("backend") == r.backend && x.str("shape") == r.shape)
+            .unwrap_or_else(|| panic!("no CSV row for {r:?}"));
+        assert_eq!(r.median_s, row.f64("seconds"), "{r:?}");
+        assert_eq!(r.throughput, row.f64("gflops"), "{r:?}");
+        assert!((0.0..=r.median_s).contains(&r.spread_s), "{r:?}");
     }
-    let cmp = std::process::Command::new(env!("CARGO_BIN_EXE_collapse"))
-        .args(["bench", "--compare"])
-        .arg(dir.join("records"))
-        .arg(dir.join("records"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&cmp.stdout);
-    assert!(cmp.status.success(), "{text}");
+    let text = ok(&collapse([
+        "bench",
+        "--compare",
+        records.to_str().unwrap(),
+        records.to_str().unwrap(),
+    ]));
     assert_eq!(text.matches("1.000").count(), 4, "{text}");
-    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_collapse"))
-        .args(["bench", "matmul", "--backends", "cpu32", "--shape", "3x5"])
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("use MxNxK"));
+    fails(
+        &collapse(["bench", "matmul", "--backends", "cpu32", "--shape", "3x5"]),
+        "use MxNxK",
+        "a shape of two numbers",
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

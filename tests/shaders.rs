@@ -34,6 +34,18 @@ fn all_shader_names() -> Vec<String> {
     names
 }
 
+/// The registry and the folder hold the same files: nothing embedded that is not on disk (a
+/// renamed or deleted shader), no file on disk left out (checked file by file below).
+#[test]
+fn the_registry_is_the_folder() {
+    let mut registered: Vec<String> = shaders::SOURCES
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    registered.sort();
+    assert_eq!(registered, all_shader_names());
+}
+
 #[test]
 fn every_file_is_registered() {
     for name in all_shader_names() {

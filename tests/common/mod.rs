@@ -1,6 +1,15 @@
-//! Shared test helpers: the GPU context (poisoned outputs) and the CI rule for missing adapters.
+//! Shared test helpers, defined once for every test file: the GPU context (poisoned outputs) and
+//! the CI rule for missing adapters and data sets, the backends and engines that can run here,
+//! scratch directories, the norm-wise relative error, synthetic images; [`cli`] runs the
+//! `collapse` binary, [`table`] reads CSV outputs by column name, [`files`] decodes the PNG and
+//! SVG outputs.
 #![allow(dead_code)]
 
+pub mod cli;
+pub mod files;
+pub mod table;
+
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use collapse_kernels::backend::{self, BackendKind};
@@ -24,13 +33,47 @@ pub fn gpu() -> Option<Arc<GpuContext>> {
     match r {
         Ok(g) => Some(g.clone()),
         Err(e) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+            if ci() {
                 panic!("CI=true and no GPU adapter: {e}");
             }
             eprintln!("SKIPPED (no GPU adapter; CI would fail here): {e}");
             None
         }
     }
+}
+
+/// Whether the tests run under CI (`CI=true` or `CI=1`), where a missing adapter or data set
+/// fails a test instead of skipping it.
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Whether the data at `path` is installed. When it is not: `false` after a printed skip, or,
+/// under CI, a panic that says how to install it (`install`, e.g. `apt-get install fortunes`).
+pub fn data_installed(path: &Path, install: &str) -> bool {
+    if path.exists() {
+        return true;
+    }
+    if ci() {
+        panic!("CI=true and {} is missing ({install})", path.display());
+    }
+    eprintln!("SKIPPED: {} missing ({install})", path.display());
+    false
+}
+
+/// A fresh, empty scratch directory for one test: `collapse-TESTFILE-PID-name` under the system
+/// temporary directory (removed first if a previous run left it). Names are unique within a test
+/// file, the file and the process id apart between files and runs, so tests running at once on
+/// any number of threads never share a directory.
+pub fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "collapse-{}-{}-{name}",
+        env!("CARGO_CRATE_NAME"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+    d
 }
 
 /// Every backend that can run here: cpu64, cpu32, and wgsl + cube when an adapter exists.
@@ -84,12 +127,28 @@ pub fn small_binding_gpu(bytes: u64) -> Option<Arc<GpuContext>> {
     )
 }
 
-/// Norm-wise relative error ‖a − b‖ / ‖b‖ (b is the reference).
-pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
-    let den: f64 = b.iter().map(|y| y * y).sum();
-    (num / den).sqrt()
+/// Norm-wise relative error ‖got − want‖₂ / ‖want‖₂ (`want` is the reference; the absolute
+/// ‖got − want‖₂ when `want` is all zeros). Infinite when `got` holds a non-finite value, so a
+/// NaN (an unwritten, poisoned GPU output) fails every bound; panics when the lengths differ.
+/// The tests' own yardstick, written here rather than borrowed from the crate under test.
+pub fn rel_err(got: &[f64], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len(), "rel_err: lengths differ");
+    if got.iter().any(|v| !v.is_finite()) {
+        return f64::INFINITY;
+    }
+    let num: f64 = got.iter().zip(want).map(|(x, y)| (x - y) * (x - y)).sum();
+    let den: f64 = want.iter().map(|y| y * y).sum();
+    if den == 0.0 {
+        num.sqrt()
+    } else {
+        (num / den).sqrt()
+    }
+}
+
+/// Arithmetic mean of `v` (which must not be empty).
+pub fn mean(v: &[f64]) -> f64 {
+    assert!(!v.is_empty(), "mean of no values");
+    v.iter().sum::<f64>() / v.len() as f64
 }
 
 /// `n` synthetic w×w images: a bright bar whose position and width vary, plus Philox noise.
