@@ -474,7 +474,7 @@ pub fn check(golden: &Golden, reference: &Engine, backends: &[&Engine]) -> Resul
             pass: summary_matches(&fp.reference, &now),
         });
         for b in backends {
-            let (got, pass) = match (case.run)(*b) {
+            let (got, pass) = match (case.run)(b) {
                 Ok(v) => {
                     let e = measure(fp.measure, &ref_vals, &v);
                     (format!("{e:.3e}"), e <= fp.tolerance)

@@ -68,6 +68,9 @@ pub const MAX_CHUNKS: u64 = 1 << 12;
 /// replicate `r ^ (c << 8)`; below 256 replicates that replicate does not exist.
 pub const CHUNKED_REPLICATES: usize = 1 << 8;
 
+// Chunk bits stay below the purpose field, so a packed id's chunks keep its purpose.
+const _: () = assert!(MAX_CHUNKS << CHUNK_SHIFT <= 1 << PURPOSE_SHIFT);
+
 /// Sub-stream `chunk` of `stream` (`stream ^ chunk << 40`, `chunk <` [`MAX_CHUNKS`]): the
 /// chunks of a long evaluation (the VAE's negative ELBO in chunks of 1000 images,
 /// `models::vae::chunked_neg_elbo`; the LM's generation in chunks of 256 rows,
@@ -298,9 +301,6 @@ mod tests {
     fn intervals(f: &Family) -> Vec<(u64, u64, &'static str)> {
         let hi = f.base + (f.span - 1);
         if !f.chunked || f.span == 1 << PURPOSE_SHIFT {
-            if f.chunked {
-                assert!(MAX_CHUNKS << CHUNK_SHIFT <= 1 << PURPOSE_SHIFT);
-            }
             return vec![(f.base, hi, f.name)];
         }
         // A chunked single stream: every chunk is a distinct number.
@@ -354,6 +354,7 @@ mod tests {
         assert_eq!(p | r | g, u64::MAX);
         // Purposes are distinct, nonzero (so derived seeds differ from the run's) and fit.
         let mut ps = purpose::ALL.to_vec();
+        ps.sort();
         ps.dedup();
         assert_eq!(ps.len(), purpose::ALL.len());
         assert!(ps.iter().all(|&v| v > 0 && v < 0x100));
@@ -418,6 +419,7 @@ mod tests {
         // The VAE bench's noise (seed 2, streams 0, 1, …) is a seed no other bench key uses.
         assert!(b.iter().all(|k| k.seed != bench::VAE_NOISE_SEED));
         let mut d = drift_sweep::ALL.to_vec();
+        d.sort();
         d.dedup();
         assert_eq!(d.len(), drift_sweep::ALL.len());
     }
