@@ -14,6 +14,7 @@
 use super::cpu32::Cpu32;
 use crate::error::{Error, Result};
 use crate::io::Matrix;
+use crate::num::density::{PrecisionFactor, lse_normalise, mahalanobis_sq};
 use crate::num::summation::Summation;
 use crate::ops::gmm::{CovarianceType, EStepParams, GmmPass, MStats, components_of};
 use crate::ops::sampling::{Categorical, PreparedMixture};
@@ -181,35 +182,18 @@ impl GmmPass for OrderedPass {
         self.k = k;
         self.resp.resize(n * k, 0.0);
         let mut lse = vec![0.0f32; n];
-        let mut y = vec![0.0f32; d];
         for (i, lse_i) in lse.iter_mut().enumerate() {
             let x = &self.x[i * d..(i + 1) * d];
             let r = &mut self.resp[i * k..(i + 1) * k];
             for (c, rv) in r.iter_mut().enumerate() {
                 let m = &mu[c * d..(c + 1) * d];
-                let q: f32 = match p.covariance_type {
-                    CovarianceType::Full => {
-                        let uc = &u[c * d * d..(c + 1) * d * d];
-                        for (j, yj) in y.iter_mut().enumerate() {
-                            *yj = (0..=j).map(|t| (x[t] - m[t]) * uc[t * d + j]).sum();
-                        }
-                        y.iter().map(|v| v * v).sum()
-                    }
-                    CovarianceType::Diag => (0..d)
-                        .map(|j| {
-                            let v = (x[j] - m[j]) * u[c * d + j];
-                            v * v
-                        })
-                        .sum(),
+                let uc = match p.covariance_type {
+                    CovarianceType::Full => PrecisionFactor::Full(&u[c * d * d..(c + 1) * d * d]),
+                    CovarianceType::Diag => PrecisionFactor::Diag(&u[c * d..(c + 1) * d]),
                 };
-                *rv = -0.5 * q + konst[c];
+                *rv = -0.5 * mahalanobis_sq(x, m, uc) + konst[c];
             }
-            let mx = r.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-            let s: f32 = r.iter().map(|v| (v - mx).exp()).sum();
-            *lse_i = mx + s.ln();
-            for v in r.iter_mut() {
-                *v = (*v - *lse_i).exp();
-            }
+            *lse_i = lse_normalise(r);
         }
         Ok(self.order.sum_f32(&lse) as f64)
     }

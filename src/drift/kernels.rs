@@ -28,6 +28,7 @@ use crate::ops::Backend;
 use crate::ops::gmm::{CovarianceType, GmmParams};
 use crate::ops::matmul::{Matmul, Storage};
 use crate::rng::StreamKey;
+use crate::rng::streams::drift_sweep;
 
 /// One measured error.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -67,7 +68,7 @@ fn normals(n: usize, seed: u64, stream: u64) -> Result<Vec<f64>> {
 /// The `sum` family on the host.
 pub fn sums(sweep: &KernelSweep, out: &mut Vec<KernelRow>) -> Result<()> {
     for &n in &sweep.sizes {
-        let z = normals(n, sweep.seed, 1)?;
+        let z = normals(n, sweep.seed, drift_sweep::SUM)?;
         for &s in &sweep.scales {
             let x: Vec<f32> = z.iter().map(|v| (s + v) as f32).collect();
             let wide: Vec<f64> = x.iter().map(|&v| v as f64).collect();
@@ -111,14 +112,18 @@ pub fn backend_families(
         covariances: (0..16).map(|i| 0.5 + 0.1 * (i % 3) as f64).collect(),
     };
     for &n in &sweep.sizes {
-        let z = normals(n, sweep.seed, 2)?;
+        let z = normals(n, sweep.seed, drift_sweep::FIT)?;
         for &s in &sweep.scales {
             progress(&format!("fit, loglik, sample: n = {n}, scale = {s}"));
             let x = Matrix::new(n, 1, z.iter().map(|v| (s + v) as f32 as f64).collect())?;
             let (m64, v64) = gauss_fit(&Cpu64, &x)?;
             let mix = mixture(s);
-            let pts =
-                crate::experiment::sample_model(&Cpu64, &mix, n, StreamKey::new(sweep.seed, 3))?;
+            let pts = crate::experiment::sample_model(
+                &Cpu64,
+                &mix,
+                n,
+                StreamKey::new(sweep.seed, drift_sweep::MIXTURE_POINTS),
+            )?;
             let pts = Matrix::new(n, 4, pts.data.iter().map(|&v| v as f32 as f64).collect())?;
             let e = mix.estep_params()?;
             let ll64 = Cpu64.gmm_pass(&pts)?.estep(&e)?;
@@ -130,7 +135,7 @@ pub fn backend_families(
                 means: vec![s],
                 covariances: vec![1.0],
             };
-            let key = StreamKey::new(sweep.seed, 4);
+            let key = StreamKey::new(sweep.seed, drift_sweep::SAMPLE);
             let draws64 = crate::experiment::sample_model(&Cpu64, &gauss, n, key)?;
             for (name, b) in backends {
                 let (m, v) = gauss_fit(*b, &x)?;
@@ -168,8 +173,8 @@ pub fn matmuls(
 ) -> Result<()> {
     let (m, n) = (64, 64);
     for &k in &sweep.matmul_k {
-        let za = normals(m * k, sweep.seed, 5)?;
-        let zb = normals(k * n, sweep.seed, 6)?;
+        let za = normals(m * k, sweep.seed, drift_sweep::MATMUL_A)?;
+        let zb = normals(k * n, sweep.seed, drift_sweep::MATMUL_B)?;
         for &s in &sweep.scales {
             progress(&format!("matmul: k = {k}, scale = {s}"));
             let a: Vec<f64> = za.iter().map(|v| s + v).collect();

@@ -116,14 +116,14 @@ pub fn quantile(v: &[f64], q: f64) -> Option<f64> {
 }
 
 /// Standard error of the median of `v` (censored values as `f64::INFINITY`) by the bootstrap:
-/// `resamples` resamples with replacement drawn from Philox stream `(seed, 0xB007)`; the
+/// `resamples` resamples with replacement drawn from Philox stream `(seed, rng::streams::DRIFT_BOOTSTRAP)`; the
 /// standard deviation of their medians. `None` when more than 2.5% of the resampled medians are
 /// censored (the median is then not well defined).
 pub fn median_se(v: &[f64], resamples: usize, seed: u64) -> Option<f64> {
     if v.len() < 2 {
         return None;
     }
-    let key = crate::rng::StreamKey::new(seed, 0xB007);
+    let key = crate::rng::StreamKey::new(seed, crate::rng::streams::DRIFT_BOOTSTRAP);
     let n = v.len();
     let mut meds = Vec::with_capacity(resamples);
     let mut censored = 0usize;

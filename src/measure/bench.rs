@@ -8,7 +8,7 @@ use crate::io::Matrix;
 use crate::ops::Backend;
 use crate::ops::gmm::{CovarianceType, GmmParams};
 use crate::ops::sampling::{Factor, MixtureBatch};
-use crate::rng::StreamKey;
+use crate::rng::{StreamKey, streams};
 
 /// One GMM benchmark shape.
 #[derive(Clone, Copy, Debug, serde::Serialize)]
@@ -84,7 +84,7 @@ pub fn gmm_data(shape: GmmShape, cpu: &dyn Backend) -> Result<(Matrix, GmmParams
         covariance_type,
     } = shape;
     let mut u = vec![0.0; k * d];
-    cpu.uniform(StreamKey::new(2024, 1), 0, &mut u)?;
+    cpu.uniform(streams::bench::GMM_MEANS, 0, &mut u)?;
     let means: Vec<f64> = u.iter().map(|v| 20.0 * v - 10.0).collect();
     let batch = MixtureBatch {
         replicates: 1,
@@ -97,7 +97,7 @@ pub fn gmm_data(shape: GmmShape, cpu: &dyn Backend) -> Result<(Matrix, GmmParams
     let p = batch.prepare()?;
     let mut x = vec![0.0; n * d];
     let mut c = vec![0u32; n];
-    cpu.sample_mixture(&p, n, StreamKey::new(2024, 2), 0, &mut x, &mut c)?;
+    cpu.sample_mixture(&p, n, streams::bench::GMM_DATA, 0, &mut x, &mut c)?;
     let per = if covariance_type == CovarianceType::Full {
         d * d
     } else {
@@ -335,7 +335,7 @@ pub fn sampler_write_rate(
     b.sample_mixture(
         &p,
         1024,
-        StreamKey::new(1, 1),
+        streams::bench::SAMPLING,
         0,
         &mut x[..1024 * d],
         &mut c[..1024],
@@ -344,7 +344,7 @@ pub fn sampler_write_rate(
     let mut timing = String::new();
     for _ in 0..reps.max(1) {
         gpu.take_timings();
-        b.sample_mixture(&p, n, StreamKey::new(1, 1), 0, &mut x, &mut c)?;
+        b.sample_mixture(&p, n, streams::bench::SAMPLING, 0, &mut x, &mut c)?;
         let ts: Vec<_> = gpu
             .take_timings()
             .into_iter()
@@ -608,16 +608,18 @@ pub fn time_vae(
     batch: usize,
     steps: usize,
 ) -> Result<VaeTiming> {
-    use crate::rng::StreamKey;
     let mut x = vec![0.0; batch * cfg.d];
-    crate::backend::cpu64::Cpu64.uniform(StreamKey::new(1, 0xBE7C), 0, &mut x)?;
+    crate::backend::cpu64::Cpu64.uniform(streams::bench::VAE_PIXELS, 0, &mut x)?;
     let mut vae = backend.vae(cfg, &crate::models::vae::init_params(cfg, 0))?;
-    vae.step(&x, StreamKey::new(2, 0))?;
+    vae.step(&x, StreamKey::new(streams::bench::VAE_NOISE_SEED, 0))?;
     vae.last_loss()?;
     let mut times = Vec::with_capacity(steps);
     for s in 0..steps.max(1) {
         let t = std::time::Instant::now();
-        vae.step(&x, StreamKey::new(2, 1 + s as u64))?;
+        vae.step(
+            &x,
+            StreamKey::new(streams::bench::VAE_NOISE_SEED, 1 + s as u64),
+        )?;
         vae.last_loss()?;
         times.push(t.elapsed().as_secs_f64());
     }
@@ -672,7 +674,7 @@ pub fn time_lm(
 ) -> Result<LmTiming> {
     let len = cfg.context;
     let mut words = vec![0u32; batch * (len + 1)];
-    crate::backend::cpu64::Cpu64.uniform_u32(StreamKey::new(1, 0x1B7C), 0, &mut words)?;
+    crate::backend::cpu64::Cpu64.uniform_u32(streams::bench::LM_BYTES, 0, &mut words)?;
     let tokens: Vec<u8> = words.iter().map(|w| (w >> 24) as u8).collect();
     let mut lm = backend.lm(cfg, &crate::models::lm::init_params(cfg, 0))?;
     lm.step(&tokens, len)?;
@@ -708,7 +710,7 @@ pub fn time_lm(
         batch,
         sample_len,
         &crate::models::lm::sample::SampleConfig::default(),
-        StreamKey::new(3, 0),
+        streams::bench::LM_SAMPLE,
     )?;
     let sample_s = t.elapsed().as_secs_f64();
     Ok(LmTiming {

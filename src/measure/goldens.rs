@@ -19,6 +19,7 @@ use crate::ops::Backend;
 use crate::ops::gmm::{CovarianceType, GmmParams};
 use crate::ops::sampling::{Categorical, MixtureBatch};
 use crate::rng::StreamKey;
+use crate::rng::streams::golden;
 use crate::trainers::Engine;
 
 /// How a backend's output is compared with the cpu64 reference.
@@ -182,7 +183,7 @@ fn mixture() -> Result<crate::ops::sampling::PreparedMixture> {
 fn em_data() -> Result<(Matrix, GmmParams)> {
     let (n, d, k) = (4096, 4, 3);
     let mut z = vec![0.0; n * d];
-    crate::backend::create(BackendKind::Cpu64, None)?.normal(StreamKey::new(5, 5), 0, &mut z)?;
+    crate::backend::create(BackendKind::Cpu64, None)?.normal(golden::EM_DATA, 0, &mut z)?;
     let x = Matrix::new(
         n,
         d,
@@ -217,7 +218,7 @@ const CASES: &[Case] = &[
         tolerance: 0.0,
         run: |b| {
             let mut v = vec![0u32; 65_536];
-            b.uniform_u32(StreamKey::new(42, 7), 3, &mut v)?;
+            b.uniform_u32(golden::PHILOX_U32, 3, &mut v)?;
             Ok(v.iter().map(|&x| x as f64).collect())
         },
     },
@@ -227,7 +228,7 @@ const CASES: &[Case] = &[
         tolerance: 1e-4,
         run: |b| {
             let mut v = vec![0.0; 65_536];
-            b.normal(StreamKey::new(42, 8), 0, &mut v)?;
+            b.normal(golden::NORMAL, 0, &mut v)?;
             Ok(v)
         },
     },
@@ -238,7 +239,7 @@ const CASES: &[Case] = &[
         run: |b| {
             let p = mixture()?;
             let (mut x, mut c) = (vec![0.0; 2 * 4096 * 3], vec![0u32; 2 * 4096]);
-            b.sample_mixture(&p, 4096, StreamKey::new(9, 1), 0, &mut x, &mut c)?;
+            b.sample_mixture(&p, 4096, golden::MIXTURE, 0, &mut x, &mut c)?;
             Ok(c.iter().map(|&v| v as f64).collect())
         },
     },
@@ -249,7 +250,7 @@ const CASES: &[Case] = &[
         run: |b| {
             let p = mixture()?;
             let (mut x, mut c) = (vec![0.0; 2 * 4096 * 3], vec![0u32; 2 * 4096]);
-            b.sample_mixture(&p, 4096, StreamKey::new(9, 1), 0, &mut x, &mut c)?;
+            b.sample_mixture(&p, 4096, golden::MIXTURE, 0, &mut x, &mut c)?;
             Ok(x)
         },
     },
@@ -260,7 +261,7 @@ const CASES: &[Case] = &[
         run: |b| {
             let mut logits = vec![0.0; 16 * 100];
             crate::backend::create(BackendKind::Cpu64, None)?.normal(
-                StreamKey::new(3, 3),
+                golden::CATEGORICAL_LOGITS,
                 0,
                 &mut logits,
             )?;
@@ -272,7 +273,7 @@ const CASES: &[Case] = &[
                 top_k: Some(20),
             };
             let mut out = vec![0u32; 16 * 64];
-            b.sample_categorical(&cat, 64, StreamKey::new(3, 4), 0, &mut out)?;
+            b.sample_categorical(&cat, 64, golden::CATEGORICAL, 0, &mut out)?;
             Ok(out.iter().map(|&v| v as f64).collect())
         },
     },
@@ -352,12 +353,15 @@ const CASES: &[Case] = &[
             };
             let mut x = vec![0.0; 16 * cfg.d];
             crate::backend::create(BackendKind::Cpu64, None)?.uniform(
-                StreamKey::new(12, 1),
+                golden::VAE_IMAGES,
                 0,
                 &mut x,
             )?;
-            let mut vae = b.vae(&cfg, &crate::models::vae::init_params(&cfg, 12))?;
-            let (loss, g) = vae.loss_and_gradient(&x, StreamKey::new(12, 2))?;
+            let mut vae = b.vae(
+                &cfg,
+                &crate::models::vae::init_params(&cfg, golden::VAE_SEED),
+            )?;
+            let (loss, g) = vae.loss_and_gradient(&x, golden::VAE_NOISE)?;
             Ok(std::iter::once(loss.loss).chain(g).collect())
         },
     },
@@ -375,12 +379,12 @@ const CASES: &[Case] = &[
             };
             let mut words = vec![0u32; 3 * (cfg.context + 1)];
             crate::backend::create(BackendKind::Cpu64, None)?.uniform_u32(
-                StreamKey::new(13, 1),
+                golden::LM_TOKENS,
                 0,
                 &mut words,
             )?;
             let tokens: Vec<u8> = words.iter().map(|w| (w >> 24) as u8).collect();
-            let mut lm = b.lm(&cfg, &crate::models::lm::init_params(&cfg, 13))?;
+            let mut lm = b.lm(&cfg, &crate::models::lm::init_params(&cfg, golden::LM_SEED))?;
             let (loss, g) = lm.loss_and_gradient(&tokens, cfg.context)?;
             Ok(std::iter::once(loss.loss).chain(g).collect())
         },
@@ -393,11 +397,15 @@ fn matmul_case(b: &Engine, p: &crate::ops::matmul::Matmul) -> Result<Vec<f64>> {
     let cpu = crate::backend::create(BackendKind::Cpu64, None)?;
     let draw = |n: usize, stream: u64| -> Result<Vec<f64>> {
         let mut v = vec![0.0; n];
-        cpu.normal(StreamKey::new(11, stream), 0, &mut v)?;
+        cpu.normal(StreamKey::new(golden::MATMUL_SEED, stream), 0, &mut v)?;
         Ok(v.into_iter().map(|x| x as f32 as f64).collect())
     };
-    let (a, bm, bias) = (draw(p.len_a(), 1)?, draw(p.len_b(), 2)?, draw(p.n, 3)?);
-    let mut c = draw(p.len_c(), 4)?;
+    let (a, bm, bias) = (
+        draw(p.len_a(), golden::MATMUL_A)?,
+        draw(p.len_b(), golden::MATMUL_B)?,
+        draw(p.n, golden::MATMUL_BIAS)?,
+    );
+    let mut c = draw(p.len_c(), golden::MATMUL_C)?;
     let bias = p.epilogue.has_bias().then_some(&bias[..]);
     b.matmul(p, &a, &bm, bias, &mut c)?;
     Ok(c)
@@ -466,7 +474,7 @@ pub fn check(golden: &Golden, reference: &Engine, backends: &[&Engine]) -> Resul
             pass: summary_matches(&fp.reference, &now),
         });
         for b in backends {
-            let (got, pass) = match (case.run)(*b) {
+            let (got, pass) = match (case.run)(b) {
                 Ok(v) => {
                     let e = measure(fp.measure, &ref_vals, &v);
                     (format!("{e:.3e}"), e <= fp.tolerance)

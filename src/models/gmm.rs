@@ -27,11 +27,8 @@ use crate::ops::Backend;
 use crate::ops::gmm::{CovarianceType, GmmParams, MStats};
 use crate::rng::{StreamKey, unit_f64};
 
-/// First Philox stream used for initialisations (`+ init index`); re-seeding uses
-/// `RESEED_STREAM`.
-pub const INIT_STREAM: u64 = 0x6d6d_0000;
-/// Philox stream of component re-seeding.
-pub const RESEED_STREAM: u64 = 0x6d6d_ffff;
+// The Philox streams of initialisation (`+ init index`) and of re-seeding, named in the registry.
+pub use crate::rng::streams::{GMM_INIT as INIT_STREAM, GMM_RESEED as RESEED_STREAM};
 /// Most Lloyd (k-means) iterations of the `kmeans++` initialisation.
 pub const LLOYD_ITERATIONS: usize = 100;
 /// A component with less responsibility mass than this (in points) is re-seeded.

@@ -1,21 +1,30 @@
-//! The float types of the CPU trainers (the VAE and the language model): `f64` with plain loops
-//! (the cpu64 reference) and `f32` with `matrixmultiply` through [`crate::num::gemm`] (what the
-//! cpu32 backend runs). One trait, so each trainer is written once, generic over its precision.
+//! The one host float trait: `f64` (the cpu64 reference: plain loops) and `f32` (what the cpu32
+//! backend runs: `matrixmultiply` through [`crate::num::gemm`]). Everything on the host that is
+//! written once for both precisions is generic over [`HostFloat`]: the CPU trainers (the VAE and
+//! the language model) and the CPU backends' shared kernels (mixture and categorical sampling),
+//! so the two precisions differ only in the rounding of their arithmetic, never in algorithm or
+//! order.
+//!
+//! Arithmetic, comparisons, `exp`, `ln`, `tanh`, `sqrt` … come from [`num_traits::Float`]
+//! (which calls the standard library's `f64::exp`, `f32::tanh` …); what it adds is the crate's
+//! own definitions at each precision: the conversions, the matrix product, the Philox
+//! conversions of [`crate::rng`] and the pairwise sum.
 
 use num_traits::Float;
 
+use crate::num::gemm::{GemmShape, dgemm_accumulate, sgemm};
 use crate::num::summation::{pairwise_sum, pairwise_sum_f32};
-use crate::ops::matmul::Matmul;
-use crate::rng::{StreamKey, fill_blocks, normals_f32, normals_f64};
+use crate::rng::{StreamKey, fill_blocks, normals_f32, normals_f64, unit_f32, unit_f64};
 
-/// The arithmetic the CPU trainers need from their float type.
+/// f32 or f64 as the host code needs them (see the module documentation).
 pub trait HostFloat: Float + Send + Sync + std::fmt::Debug + 'static {
-    /// Round from f64.
+    /// Round from f64 (`v as f32`; the identity for f64).
     fn of(v: f64) -> Self;
-    /// Widen to f64.
+    /// Widen to f64 (exact).
     fn wide(self) -> f64;
     /// `C[m][n] = op(A)·op(B)` (`+ C` when `acc`); `op(A)` is `A` (`[m][k]`) or, with `ta`,
-    /// `Aᵀ` of `A` stored `[k][m]`; likewise `B` (`[k][n]`, or `[n][k]` with `tb`).
+    /// `Aᵀ` of `A` stored `[k][m]`; likewise `B` (`[k][n]`, or `[n][k]` with `tb`). f64: plain
+    /// loops accumulating into C ([`dgemm_accumulate`]); f32: `matrixmultiply` ([`sgemm`]).
     #[allow(clippy::too_many_arguments)]
     fn gemm(
         m: usize,
@@ -28,11 +37,22 @@ pub trait HostFloat: Float + Send + Sync + std::fmt::Debug + 'static {
         c: &mut [Self],
         acc: bool,
     );
-    /// Standard normals `0..n` of `key` at this precision (the Box–Muller of [`crate::rng`] at this
-    /// precision: the same values the cpu64 / cpu32 backends draw).
-    fn normals(key: StreamKey, n: usize) -> Vec<Self>;
-    /// Pairwise sum.
+    /// The four Box–Muller normals of one Philox block at this precision
+    /// ([`crate::rng::normals_f64`] / [`crate::rng::normals_f32`]).
+    fn block_normals(block: [u32; 4]) -> [Self; 4];
+    /// The uniform in `[0, 1)` of a raw draw, as [`crate::rng`] defines it at this precision
+    /// ([`crate::rng::unit_f64`] / [`crate::rng::unit_f32`]).
+    fn unit(x: u32) -> Self;
+    /// Pairwise sum ([`pairwise_sum`] / [`pairwise_sum_f32`]).
     fn psum(v: &[Self]) -> Self;
+
+    /// Standard normals `0..n` of `key` at this precision: the same values the cpu64 / cpu32
+    /// backends draw.
+    fn normals(key: StreamKey, n: usize) -> Vec<Self> {
+        let mut v = vec![Self::zero(); n];
+        fill_blocks(key, 0, &mut v, Self::block_normals);
+        v
+    }
 }
 
 impl HostFloat for f64 {
@@ -53,25 +73,13 @@ impl HostFloat for f64 {
         c: &mut [f64],
         acc: bool,
     ) {
-        // Plain loops: the reference. i–p–j order walks C and B rows contiguously.
-        if !acc {
-            c[..m * n].iter_mut().for_each(|v| *v = 0.0);
-        }
-        for i in 0..m {
-            for p in 0..k {
-                let av = if ta { a[p * m + i] } else { a[i * k + p] };
-                let row = &mut c[i * n..(i + 1) * n];
-                for (j, cv) in row.iter_mut().enumerate() {
-                    let bv = if tb { b[j * k + p] } else { b[p * n + j] };
-                    *cv += av * bv;
-                }
-            }
-        }
+        dgemm_accumulate(m, n, k, a, ta, b, tb, c, acc);
     }
-    fn normals(key: StreamKey, n: usize) -> Vec<f64> {
-        let mut v = vec![0.0; n];
-        fill_blocks(key, 0, &mut v, normals_f64);
-        v
+    fn block_normals(block: [u32; 4]) -> [Self; 4] {
+        normals_f64(block)
+    }
+    fn unit(x: u32) -> Self {
+        unit_f64(x)
     }
     fn psum(v: &[f64]) -> f64 {
         pairwise_sum(v)
@@ -96,16 +104,14 @@ impl HostFloat for f32 {
         c: &mut [f32],
         acc: bool,
     ) {
-        let mut p = Matmul::new(m, n, k);
-        p.trans_a = ta;
-        p.trans_b = tb;
-        p.beta = if acc { 1.0 } else { 0.0 };
-        crate::num::gemm::sgemm(&p, a, b, None, c);
+        let g = GemmShape::single(m, n, k, ta, tb, if acc { 1.0 } else { 0.0 });
+        sgemm(&g, a, b, None, |v| v, c);
     }
-    fn normals(key: StreamKey, n: usize) -> Vec<f32> {
-        let mut v = vec![0.0; n];
-        fill_blocks(key, 0, &mut v, normals_f32);
-        v
+    fn block_normals(block: [u32; 4]) -> [Self; 4] {
+        normals_f32(block)
+    }
+    fn unit(x: u32) -> Self {
+        unit_f32(x)
     }
     fn psum(v: &[f32]) -> f32 {
         pairwise_sum_f32(v)

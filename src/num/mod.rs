@@ -1,7 +1,33 @@
-//! Host numerics every layer above shares: the float traits, summation orders, and the small
-//! dense math (Cholesky, mixture log-densities, activations) written once.
+//! Host numerics every layer above shares, each written once: the host float trait
+//! ([`float::HostFloat`]), summation orders ([`summation`]), the host matrix products
+//! ([`gemm`]), small dense linear algebra (Cholesky, column sums: [`linalg`]), Gaussian and
+//! mixture log-densities ([`density`]), activations ([`activation`]) and the Adam updates
+//! ([`adam`]).
 
+pub mod activation;
+pub mod adam;
+pub mod density;
 pub mod float;
 pub mod gemm;
-pub mod real;
+pub mod linalg;
 pub mod summation;
+
+use crate::error::{Error, Result};
+
+/// Check a model's flat parameter vector: exactly `expected` values, all finite. `owner` names
+/// the model in the length error (e.g. `"the VAE"`: "… parameters given, the VAE has N").
+pub fn check_flat_params(params: &[f64], expected: usize, owner: &str) -> Result<()> {
+    if params.len() != expected {
+        return Err(Error::InvalidArgument(format!(
+            "{} parameters given, {owner} has {expected}",
+            params.len()
+        )));
+    }
+    if let Some(i) = params.iter().position(|v| !v.is_finite()) {
+        return Err(Error::InvalidArgument(format!(
+            "parameter {i} is {}",
+            params[i]
+        )));
+    }
+    Ok(())
+}

@@ -7,6 +7,7 @@
 //! and doing it identically everywhere keeps the backends' differences in the passes.
 
 use crate::error::{Error, Result};
+use crate::num::density::{PrecisionFactor, log_gauss, log_mixture_density};
 
 /// Full or diagonal covariances (scikit-learn's `covariance_type`).
 #[derive(
@@ -74,30 +75,9 @@ pub struct MStats {
     pub scatter: Vec<f64>,
 }
 
-/// ½ ln 2π.
-pub const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
-
-/// Lower Cholesky factor of the SPD `d×d` matrix `a`; `None` when a pivot is not positive.
-pub fn cholesky_lower(a: &[f64], d: usize) -> Option<Vec<f64>> {
-    let mut l = vec![0.0; d * d];
-    for i in 0..d {
-        for j in 0..=i {
-            let mut s = a[i * d + j];
-            for t in 0..j {
-                s -= l[i * d + t] * l[j * d + t];
-            }
-            if i == j {
-                if !(s > 0.0 && s.is_finite()) {
-                    return None;
-                }
-                l[i * d + i] = s.sqrt();
-            } else {
-                l[i * d + j] = s / l[j * d + j];
-            }
-        }
-    }
-    Some(l)
-}
+// Kept at these paths while `experiment` still imports them from here; they live in `num`.
+pub use crate::num::density::HALF_LN_2PI;
+pub use crate::num::linalg::cholesky_lower;
 
 impl GmmParams {
     /// The E-step's view of these parameters: precision Cholesky factors and log-determinants.
@@ -162,6 +142,25 @@ impl GmmParams {
 }
 
 impl EStepParams {
+    /// `ln N(x | μ_c, Σ_c)` of component `c` at `x` (`[D]`), f64
+    /// ([`crate::num::density::log_gauss`]).
+    pub fn log_gauss(&self, x: &[f64], c: usize) -> f64 {
+        let d = self.d;
+        let u = match self.covariance_type {
+            CovarianceType::Full => {
+                PrecisionFactor::Full(&self.prec_chol[c * d * d..(c + 1) * d * d])
+            }
+            CovarianceType::Diag => PrecisionFactor::Diag(&self.prec_chol[c * d..(c + 1) * d]),
+        };
+        log_gauss(x, &self.means[c * d..(c + 1) * d], u, self.log_det[c])
+    }
+
+    /// `ln p(x)` of the mixture at `x` (`[D]`), f64: the log-sum-exp over components of
+    /// `ln N(x | μ_c, Σ_c) + ln w_c` ([`crate::num::density::log_mixture_density`]).
+    pub fn log_density(&self, x: &[f64]) -> f64 {
+        log_mixture_density(&self.log_weights, |c| self.log_gauss(x, c))
+    }
+
     /// Per-component constants `ln w_k + ln det U_k − (D/2) ln 2π`, `[K]`: the log-density of
     /// component k at x is `−½‖(x − μ_k)ᵀU_k‖² + constant_k`.
     pub fn log_constants(&self) -> Vec<f64> {

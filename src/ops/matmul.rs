@@ -22,6 +22,7 @@
 //! kernel reads; the rounding of the inputs (relative 2⁻¹¹) dominates its error.
 
 use crate::error::{Error, Result};
+use crate::num::activation;
 
 /// What runs on each output element after `α·AB + β·C + bias`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, clap::ValueEnum)]
@@ -64,46 +65,27 @@ impl Epilogue {
         self != Self::None
     }
 
-    /// The activation applied to `x` (the bias already added), in f64: the reference definition.
+    /// The activation applied to `x` (the bias already added), in f64: the reference definition
+    /// ([`activation::gelu`], [`activation::sigmoid`]).
     pub fn activate(self, x: f64) -> f64 {
         match self {
             Self::None | Self::Bias => x,
             Self::BiasRelu => x.max(0.0),
-            Self::BiasGelu => gelu(x),
-            Self::BiasSigmoid => sigmoid(x),
+            Self::BiasGelu => activation::gelu(x),
+            Self::BiasSigmoid => activation::sigmoid(x),
         }
     }
 
-    /// [`Epilogue::activate`] in f32, written as the kernels compute it.
+    /// [`Epilogue::activate`] in f32, written as the kernels compute it
+    /// ([`activation::gelu_f32_exp`], [`activation::sigmoid`]).
     pub fn activate_f32(self, x: f32) -> f32 {
         match self {
             Self::None | Self::Bias => x,
             Self::BiasRelu => x.max(0.0),
-            Self::BiasGelu => gelu_f32(x),
-            Self::BiasSigmoid => 1.0 / (1.0 + (-x).exp()),
+            Self::BiasGelu => activation::gelu_f32_exp(x),
+            Self::BiasSigmoid => activation::sigmoid(x),
         }
     }
-}
-
-/// √(2/π), the GELU tanh-form constant.
-pub const GELU_C: f64 = 0.797_884_560_802_865_4;
-
-/// GELU (tanh form) in f64.
-pub fn gelu(x: f64) -> f64 {
-    0.5 * x * (1.0 + (GELU_C * (x + 0.044715 * x * x * x)).tanh())
-}
-
-/// GELU (tanh form) in f32, as the kernels compute it: `tanh(u) = 1 − 2/(e^{2u} + 1)` with `u`
-/// clamped to ±15 (where tanh is ±1 in f32), so no overflow reaches a NaN.
-pub fn gelu_f32(x: f32) -> f32 {
-    let u = (GELU_C as f32 * (x + 0.044715 * x * x * x)).clamp(-15.0, 15.0);
-    let t = 1.0 - 2.0 / ((2.0 * u).exp() + 1.0);
-    0.5 * x * (1.0 + t)
-}
-
-/// The logistic sigmoid in f64.
-pub fn sigmoid(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
 }
 
 /// How A and B are stored on the device.
@@ -232,6 +214,23 @@ impl Matmul {
             (1, self.k)
         } else {
             (self.n, 1)
+        }
+    }
+
+    /// Sizes, strides, α and β as the host products of [`crate::num::gemm`] take them.
+    pub fn shape(&self) -> crate::num::gemm::GemmShape {
+        crate::num::gemm::GemmShape {
+            m: self.m,
+            n: self.n,
+            k: self.k,
+            batch: self.batch,
+            strides_a: self.strides_a(),
+            strides_b: self.strides_b(),
+            stride_a: self.stride_a,
+            stride_b: self.stride_b,
+            stride_c: self.stride_c,
+            alpha: self.alpha,
+            beta: self.beta,
         }
     }
 

@@ -69,50 +69,8 @@ pub fn blocks_per_sample(d: usize) -> u64 {
     1 + d.div_ceil(4) as u64
 }
 
-/// The lower Cholesky factor of the symmetric `d×d` matrix `a` (row-major), in f64.
-/// Errors when `a` is not symmetric positive definite (or holds NaN/inf).
-pub fn cholesky(a: &[f64], d: usize) -> Result<Vec<f64>> {
-    if a.len() != d * d {
-        return Err(Error::InvalidArgument(format!(
-            "covariance has {} entries, expected {d}×{d}",
-            a.len()
-        )));
-    }
-    if let Some(i) = a.iter().position(|v| !v.is_finite()) {
-        return Err(Error::InvalidArgument(format!(
-            "covariance entry ({}, {}) is {}",
-            i / d,
-            i % d,
-            a[i]
-        )));
-    }
-    let mut l = vec![0.0; d * d];
-    for i in 0..d {
-        for j in 0..=i {
-            let asym = (a[i * d + j] - a[j * d + i]).abs();
-            if asym > 1e-12 * (a[i * d + j].abs() + a[j * d + i].abs()).max(1e-300) {
-                return Err(Error::InvalidArgument(format!(
-                    "covariance is not symmetric at ({i}, {j})"
-                )));
-            }
-            let mut s = a[i * d + j];
-            for k in 0..j {
-                s -= l[i * d + k] * l[j * d + k];
-            }
-            if i == j {
-                if s <= 0.0 || !s.is_finite() {
-                    return Err(Error::InvalidArgument(format!(
-                        "covariance is not positive definite (pivot {i} is {s:e})"
-                    )));
-                }
-                l[i * d + i] = s.sqrt();
-            } else {
-                l[i * d + j] = s / l[j * d + j];
-            }
-        }
-    }
-    Ok(l)
-}
+// Kept at this path while `experiment` still imports it from here; it lives in `num`.
+pub use crate::num::linalg::cholesky;
 
 /// A validated [`MixtureBatch`]: weights renormalised, component thresholds computed.
 #[derive(Clone, Debug)]
@@ -402,13 +360,7 @@ mod tests {
     }
 
     #[test]
-    fn cholesky_factors_and_rejects() {
-        let a = [4.0, 2.0, 2.0, 3.0];
-        let l = cholesky(&a, 2).unwrap();
-        assert_eq!(l, vec![2.0, 0.0, 1.0, 2f64.sqrt()]);
-        assert!(cholesky(&[1.0, 2.0, 2.0, 1.0], 2).is_err()); // indefinite
-        assert!(cholesky(&[1.0, 0.5, 0.0, 1.0], 2).is_err()); // not symmetric
-        assert!(cholesky(&[f64::NAN, 0.0, 0.0, 1.0], 2).is_err());
+    fn covariances_that_do_not_factor_are_errors() {
         assert!(
             MixtureBatch::from_covariances(1, 1, 2, vec![1.0], vec![0.0; 2], &[1.0, 2.0, 2.0, 1.0])
                 .is_err()

@@ -15,6 +15,8 @@
 //! So any backend produces draw `i` without producing draws `0..i`, and one launch can cover any
 //! range `[start, start + n)` of a stream. Streams with different `stream` numbers never share a
 //! counter, so replicate chains and model steps that take separate streams are independent.
+//! Every stream number the crate uses is named in [`streams`], whose tests check that no two
+//! purposes share one.
 //!
 //! # Conversions (identical on every backend)
 //!
@@ -29,6 +31,8 @@
 //!
 //! The f32 and f64 normals therefore use the same draws; they differ only by the precision of
 //! the arithmetic (and of the uniform), which is what the drift study wants to isolate.
+
+pub mod streams;
 
 /// First Philox multiplier (applied to counter word 0).
 pub const PHILOX_M0: u32 = 0xD251_1F53;

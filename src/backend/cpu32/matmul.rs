@@ -1,10 +1,14 @@
 //! The fast CPU matmul: f32 through the `matrixmultiply` crate's packed, register-blocked SGEMM
 //! (it takes arbitrary row/column strides, so transposes cost nothing), batches and row blocks
-//! spread over rayon's threads, then the epilogue in f32.
+//! spread over rayon's threads ([`crate::num::gemm::sgemm`]), then the epilogue in f32.
 
 use crate::error::Result;
-pub use crate::num::gemm::sgemm;
 use crate::ops::matmul::{Matmul, Storage};
+
+/// The f32 kernel on f32 slices (already validated): what the bench times.
+pub fn sgemm(p: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: &mut [f32]) {
+    crate::num::gemm::sgemm(&p.shape(), a, b, bias, |v| p.epilogue.activate_f32(v), c);
+}
 
 /// `C = act(α·op(A)·op(B) + β·C + bias)` in f32 (see [`crate::ops::matmul`]); inputs and C are
 /// rounded to f32 (to binary16 first for A and B with f16 storage), the result widened back.

@@ -4,10 +4,9 @@
 
 use crate::error::{Error, Result};
 use crate::io::Matrix;
+use crate::num::density::lse_normalise;
 use crate::num::summation::{PairwiseAcc, pairwise_sum};
-use crate::ops::gmm::{
-    CPU_BLOCK, CovarianceType, EStepParams, GmmPass, HALF_LN_2PI, MStats, components_of,
-};
+use crate::ops::gmm::{CPU_BLOCK, CovarianceType, EStepParams, GmmPass, MStats, components_of};
 
 /// The cpu64 EM pass state: the data (borrowed) and the responsibilities.
 pub struct Cpu64Gmm<'a> {
@@ -27,43 +26,10 @@ impl<'a> Cpu64Gmm<'a> {
     }
 }
 
-/// `log N(x | μ, Σ)` from the precision Cholesky factor (see [`EStepParams`]).
+/// `log N(x | μ, Σ)` of component `c` (see [`EStepParams::log_gauss`]). Kept at this path
+/// while `experiment` still calls it from here.
 pub fn log_gauss(x: &[f64], p: &EStepParams, c: usize) -> f64 {
-    let d = p.d;
-    let mu = &p.means[c * d..(c + 1) * d];
-    let mut q = 0.0;
-    match p.covariance_type {
-        CovarianceType::Full => {
-            let u = &p.prec_chol[c * d * d..(c + 1) * d * d];
-            for j in 0..d {
-                let mut y = 0.0;
-                for i in 0..=j {
-                    y += (x[i] - mu[i]) * u[i * d + j];
-                }
-                q += y * y;
-            }
-        }
-        CovarianceType::Diag => {
-            let s = &p.prec_chol[c * d..(c + 1) * d];
-            for i in 0..d {
-                let y = (x[i] - mu[i]) * s[i];
-                q += y * y;
-            }
-        }
-    }
-    -0.5 * q - d as f64 * HALF_LN_2PI + p.log_det[c]
-}
-
-/// Log-sum-exp of `l` (max-shifted: no overflow or underflow at large |l|), and `l` replaced by
-/// the normalised `exp(l − lse)`.
-pub fn lse_normalise(l: &mut [f64]) -> f64 {
-    let m = l.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let s: f64 = l.iter().map(|v| (v - m).exp()).sum();
-    let lse = m + s.ln();
-    for v in l.iter_mut() {
-        *v = (*v - lse).exp();
-    }
-    lse
+    p.log_gauss(x, c)
 }
 
 impl GmmPass for Cpu64Gmm<'_> {
@@ -81,7 +47,7 @@ impl GmmPass for Cpu64Gmm<'_> {
         for (i, r) in self.resp.chunks_mut(k).enumerate() {
             let x = self.x.row(i);
             for (c, v) in r.iter_mut().enumerate() {
-                *v = log_gauss(x, p, c) + p.log_weights[c];
+                *v = p.log_gauss(x, c) + p.log_weights[c];
             }
             lse[i] = lse_normalise(r);
         }

@@ -1,7 +1,7 @@
 //! Mixture sampling on the CPU, generic over the precision: the f64 reference, and (through
 //! [`sample_range`]) the body of `cpu32`'s parallel sampler.
 
-use crate::num::real::Real;
+use crate::num::float::HostFloat;
 use crate::ops::sampling::{PreparedMixture, blocks_per_sample};
 use crate::rng::StreamKey;
 
@@ -13,12 +13,12 @@ pub struct Params<T> {
     pub factor: Vec<T>,
 }
 
-impl<T: Real> Params<T> {
+impl<T: HostFloat> Params<T> {
     /// Convert `p`'s parameters to `T`.
     pub fn of(p: &PreparedMixture) -> Self {
         Self {
-            means: p.batch.means.iter().map(|&v| T::from_f64(v)).collect(),
-            factor: p.factor().iter().map(|&v| T::from_f64(v)).collect(),
+            means: p.batch.means.iter().map(|&v| T::of(v)).collect(),
+            factor: p.factor().iter().map(|&v| T::of(v)).collect(),
         }
     }
 }
@@ -26,7 +26,7 @@ impl<T: Real> Params<T> {
 /// Samples `i0 .. i0 + comps.len()` of the call (sample `i` is replicate `i / m`), written to
 /// `out` (`comps.len() × D`) and `comps`, following the layout of [`crate::ops::sampling`].
 #[allow(clippy::too_many_arguments)]
-pub fn sample_range<T: Real>(
+pub fn sample_range<T: HostFloat>(
     p: &PreparedMixture,
     params: &Params<T>,
     m: usize,
@@ -39,7 +39,7 @@ pub fn sample_range<T: Real>(
     let (k, d) = (p.batch.k, p.batch.d);
     let sb = blocks_per_sample(d);
     let full = p.is_full();
-    let mut z = vec![T::from_f64(0.0); d.div_ceil(4) * 4];
+    let mut z = vec![T::zero(); d.div_ceil(4) * 4];
     for (s, (x, c)) in out.chunks_mut(d).zip(comps.iter_mut()).enumerate() {
         let i = i0 + s;
         let rep = i / m;
@@ -47,7 +47,7 @@ pub fn sample_range<T: Real>(
         let comp = p.component(rep, key.block(block0)[0]) as usize;
         *c = comp as u32;
         for (b, zs) in z.chunks_mut(4).enumerate() {
-            zs.copy_from_slice(&T::normals(key.block(block0 + 1 + b as u64)));
+            zs.copy_from_slice(&T::block_normals(key.block(block0 + 1 + b as u64)));
         }
         let rc = rep * k + comp;
         let mu = &params.means[rc * d..(rc + 1) * d];
@@ -58,12 +58,12 @@ pub fn sample_range<T: Real>(
                 for j in 0..=row {
                     acc = acc + l[row * d + j] * z[j];
                 }
-                *xv = acc.to_f64();
+                *xv = acc.wide();
             }
         } else {
             let sd = &params.factor[rc * d..(rc + 1) * d];
             for (row, xv) in x.iter_mut().enumerate() {
-                *xv = (mu[row] + sd[row] * z[row]).to_f64();
+                *xv = (mu[row] + sd[row] * z[row]).wide();
             }
         }
     }
@@ -71,7 +71,7 @@ pub fn sample_range<T: Real>(
 
 /// Categorical samples for rows `row0 ..` (`out` holds whole rows of `s` samples each), by the
 /// inverse-CDF method of [`crate::ops::sampling::Categorical`], in precision `T`.
-pub fn categorical_rows<T: crate::num::real::RealCat>(
+pub fn categorical_rows<T: HostFloat>(
     c: &crate::ops::sampling::Categorical,
     s: usize,
     key: StreamKey,
@@ -80,15 +80,15 @@ pub fn categorical_rows<T: crate::num::real::RealCat>(
     out: &mut [u32],
 ) {
     let v = c.classes;
-    let excluded = T::from_f64(crate::ops::sampling::EXCLUDED_LOGIT);
-    let inv_t = T::from_f64(1.0 / c.temperature);
-    let mut p = vec![T::from_f64(0.0); v];
+    let excluded = T::of(crate::ops::sampling::EXCLUDED_LOGIT);
+    let inv_t = T::of(1.0 / c.temperature);
+    let mut p = vec![T::zero(); v];
     let mut sorted = Vec::with_capacity(v);
     for (r, out_row) in out.chunks_mut(s).enumerate() {
         let row = row0 + r;
         let l: Vec<T> = c.logits[row * v..(row + 1) * v]
             .iter()
-            .map(|&x| T::from_f64(x))
+            .map(|&x| T::of(x))
             .collect();
         let mut m = excluded;
         for &x in &l {
@@ -108,7 +108,7 @@ pub fn categorical_rows<T: crate::num::real::RealCat>(
         } else {
             (excluded, usize::MAX)
         };
-        let mut total = T::from_f64(0.0);
+        let mut total = T::zero();
         let mut last = 0usize;
         for (j, &x) in l.iter().enumerate() {
             let keep = x > excluded
@@ -121,14 +121,14 @@ pub fn categorical_rows<T: crate::num::real::RealCat>(
                 last = j;
                 ((x - m) * inv_t).exp()
             } else {
-                T::from_f64(0.0)
+                T::zero()
             };
             total = total + p[j];
         }
         for (j, o) in out_row.iter_mut().enumerate() {
             let i = (row * s + j) as u64;
             let target = T::unit(key.u32_at(first + i)) * total;
-            let mut acc = T::from_f64(0.0);
+            let mut acc = T::zero();
             let mut chosen = last;
             for (cls, &pv) in p.iter().enumerate() {
                 acc = acc + pv;

@@ -19,7 +19,7 @@
 //! # Parameters and optimiser
 //!
 //! One flat vector in [`layout`] order. Initialisation as GPT-2: weights and embeddings
-//! `N(0, 0.02²)` (Philox normals, stream `(seed, INIT_STREAM + tensor)`), the two residual
+//! `N(0, 0.02²)` (Philox normals, stream `(seed, LM_INIT + tensor)`), the two residual
 //! projections of each block `N(0, (0.02/√(2L))²)`, biases 0, LayerNorm γ = 1, β = 0. AdamW
 //! (decoupled weight decay `θ ← θ − lr·wd·θ` on weights and embeddings, not on biases or
 //! LayerNorm), after clipping the gradient to a global norm (default 1).
@@ -38,9 +38,7 @@ pub mod train;
 
 use crate::error::{Error, Result};
 use crate::rng::StreamKey;
-
-/// Philox stream base of the weight initialisation (one stream per tensor).
-pub const INIT_STREAM: u64 = 0x11A0_0000;
+use crate::rng::streams::LM_INIT;
 
 /// Byte-level vocabulary size.
 pub const VOCAB: usize = 256;
@@ -60,6 +58,19 @@ pub struct AdamW {
     pub weight_decay: f64,
     /// Clip the gradient to this global L2 norm before the step (`None`: no clipping).
     pub clip: Option<f64>,
+}
+
+impl AdamW {
+    /// These settings as the host update takes them ([`crate::num::adam::adamw_step`]).
+    pub fn hyper(&self) -> crate::num::adam::Hyper {
+        crate::num::adam::Hyper {
+            lr: self.lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+        }
+    }
 }
 
 impl Default for AdamW {
@@ -283,7 +294,7 @@ pub fn init_params(c: &LmConfig, seed: u64) -> Vec<f64> {
             Kind::One => dst.fill(1.0),
             Kind::Weight | Kind::Residual => {
                 let sd = if t.kind == Kind::Weight { 0.02 } else { resid };
-                crate::rng::host_normals_f64(StreamKey::new(seed, INIT_STREAM + i as u64), 0, dst);
+                crate::rng::host_normals_f64(StreamKey::new(seed, LM_INIT + i as u64), 0, dst);
                 dst.iter_mut().for_each(|v| *v *= sd);
             }
         }
@@ -294,20 +305,7 @@ pub fn init_params(c: &LmConfig, seed: u64) -> Vec<f64> {
 /// Check a configuration and a flat parameter vector for it (length, finiteness).
 pub fn check_params(cfg: &LmConfig, params: &[f64]) -> Result<()> {
     cfg.validate()?;
-    let n = param_count(cfg);
-    if params.len() != n {
-        return Err(Error::InvalidArgument(format!(
-            "{} parameters given, the model has {n}",
-            params.len()
-        )));
-    }
-    if let Some(i) = params.iter().position(|v| !v.is_finite()) {
-        return Err(Error::InvalidArgument(format!(
-            "parameter {i} is {}",
-            params[i]
-        )));
-    }
-    Ok(())
+    crate::num::check_flat_params(params, param_count(cfg), "the model")
 }
 
 /// Check a training batch: `rows` sequences of `len + 1` bytes each (inputs are the first

@@ -12,14 +12,14 @@
 //!
 //! The text is cut into records: at `%` lines when it has them, else at blank lines
 //! (paragraphs), else (fewer than 20 paragraphs) at every line. Record `i` goes to validation
-//! when Philox draw `i` of stream `(0, SPLIT_STREAM)` is below 0.1 — fixed, whatever the run's
+//! when Philox draw `i` of stream `(LM_SPLIT_SEED, LM_SPLIT)` is below 0.1 — fixed, whatever the run's
 //! seed, so every run, backend and generation is measured on the same validation text. Each
 //! part is its records joined in order, each ending in `%\n`.
 //!
 //! # Training
 //!
 //! Step `s` trains on `batch` windows of `context + 1` bytes of the training text starting at
-//! offsets drawn from stream `(seed, BATCH_STREAM + s)`. Validation loss: mean cross-entropy
+//! offsets drawn from stream `(seed, LM_BATCH + s)`. Validation loss: mean cross-entropy
 //! over up to `eval_windows` windows of `context + 1` bytes evenly spaced over the validation
 //! text (every byte predicted once when the text is short enough). Perplexity is `exp(loss)`
 //! per byte. The unigram baseline is the validation cross-entropy under the training text's
@@ -30,14 +30,14 @@ use std::time::Instant;
 
 use super::{LmConfig, LmTrainer, MakeLm, init_params};
 use crate::error::{Error, Result};
+use crate::rng::streams::{LM_BATCH, LM_SPLIT, LM_SPLIT_SEED};
 use crate::rng::{StreamKey, unit_f64};
+
+// Kept at this path while `experiment::lm` still imports it from here.
+pub use crate::rng::streams::LM_BATCH as BATCH_STREAM;
 
 /// Where the default corpus lives.
 pub const FORTUNES_DIR: &str = "/usr/share/games/fortunes";
-/// Philox stream of the train/validation split (seed 0).
-pub const SPLIT_STREAM: u64 = 0x0005_B117;
-/// Philox stream base of the training batches.
-pub const BATCH_STREAM: u64 = 0xBA7C_0000_0000;
 /// Fraction of records held out for validation.
 pub const VALIDATION_FRACTION: f64 = 0.1;
 
@@ -142,7 +142,7 @@ pub fn load_corpus(files: &[PathBuf]) -> Result<Corpus> {
 
 /// Split records into training and validation text.
 pub fn split(recs: Vec<String>, files: Vec<PathBuf>) -> Result<Corpus> {
-    let key = StreamKey::new(0, SPLIT_STREAM);
+    let key = StreamKey::new(LM_SPLIT_SEED, LM_SPLIT);
     let (mut train, mut val) = (Vec::new(), Vec::new());
     let (mut nt, mut nv) = (0, 0);
     for (i, r) in recs.iter().enumerate() {
@@ -322,7 +322,7 @@ pub fn continue_training<'a>(
             &corpus.train,
             cfg.batch,
             len,
-            StreamKey::new(cfg.seed, BATCH_STREAM + s as u64),
+            StreamKey::new(cfg.seed, LM_BATCH + s as u64),
         )?;
         lm.step(&x, len)?;
         let l = lm.last_loss()?.loss;
@@ -371,6 +371,7 @@ mod tests {
         let w = eval_windows(&c.val, 8, 1000).unwrap();
         assert_eq!(w.len() % 9, 0);
         assert_eq!(&w[..9], &c.val[..9]);
+        // Test-local key (no result or golden depends on it).
         let b = batch(&c.train, 3, 8, StreamKey::new(1, 2)).unwrap();
         assert_eq!(b.len(), 27);
         assert!(batch(b"short", 2, 8, StreamKey::new(1, 2)).is_err());

@@ -19,16 +19,17 @@ use rayon::prelude::*;
 
 use super::{VaeConfig, VaeLoss, VaeTrainer, check_batch, layout};
 use crate::error::{Error, Result};
+use crate::num::activation::sigmoid;
+use crate::num::adam::{AdamState, adam_l2_step};
 use crate::num::float::HostFloat;
+use crate::num::linalg::col_sums_pairwise;
 use crate::rng::StreamKey;
 
 /// A VAE trained on the CPU in `T` arithmetic.
 pub struct CpuVae<T: HostFloat> {
     cfg: VaeConfig,
     p: Vec<T>,
-    m: Vec<T>,
-    v: Vec<T>,
-    t: u32,
+    adam: AdamState<T>,
     last: Option<VaeLoss>,
 }
 
@@ -60,38 +61,14 @@ fn relu<T: HostFloat>(y: &mut [T]) {
     y.iter_mut().for_each(|v| *v = v.max(T::zero()));
 }
 
-/// Column sums of `g` (`[rows][cols]`) into `out`, pairwise over rows.
-fn col_sums<T: HostFloat>(g: &[T], cols: usize, out: &mut [T]) {
-    // Rows split in halves down to blocks of 16 summed in order; halves added elementwise.
-    fn rec<T: HostFloat>(g: &[T], cols: usize, out: &mut [T]) {
-        let rows = g.len() / cols;
-        if rows <= 16 {
-            out.iter_mut().for_each(|v| *v = T::zero());
-            for row in g.chunks(cols) {
-                for (o, v) in out.iter_mut().zip(row) {
-                    *o = *o + *v;
-                }
-            }
-            return;
-        }
-        let (a, b) = g.split_at(rows / 2 * cols);
-        let mut tmp = vec![T::zero(); cols];
-        rec(a, cols, out);
-        rec(b, cols, &mut tmp);
-        for (o, t) in out.iter_mut().zip(&tmp) {
-            *o = *o + *t;
-        }
-    }
-    rec(g, cols, out);
-}
-
 /// `softplus(l) − x·l`, exact for any `l`.
 #[cfg(test)]
 fn bce<T: HostFloat>(l: T, x: T) -> T {
     bce_sigmoid(l, x).0
 }
 
-/// `(softplus(l) − x·l, sigmoid(l))` from one exponential, exact for any `l`.
+/// `(softplus(l) − x·l, sigmoid(l))` from one exponential, exact for any `l` (the probability
+/// is formed here with the loss, not by [`sigmoid`], whose `1/(1 + e^{−l})` rounds differently).
 fn bce_sigmoid<T: HostFloat>(l: T, x: T) -> (T, T) {
     let e = (-l.abs()).exp();
     let sig = if l >= T::zero() {
@@ -110,9 +87,7 @@ impl<T: HostFloat> CpuVae<T> {
         Ok(Self {
             cfg: *cfg,
             p: params.iter().map(|&v| T::of(v)).collect(),
-            m: vec![T::zero(); n],
-            v: vec![T::zero(); n],
-            t: 0,
+            adam: AdamState::new(n),
             last: None,
         })
     }
@@ -268,7 +243,7 @@ impl<T: HostFloat> CpuVae<T> {
             &mut g[l[8].range()],
             false,
         );
-        col_sums(&dlogits, d, &mut g[l[9].range()]);
+        col_sums_pairwise(&dlogits, d, &mut g[l[9].range()]);
         let mut dh2 = vec![T::zero(); b * h];
         T::gemm(
             b,
@@ -298,7 +273,7 @@ impl<T: HostFloat> CpuVae<T> {
             &mut g[l[6].range()],
             false,
         );
-        col_sums(&dh2, h, &mut g[l[7].range()]);
+        col_sums_pairwise(&dh2, h, &mut g[l[7].range()]);
         let mut dz = vec![T::zero(); b * zd];
         T::gemm(b, zd, h, &dh2, false, self.tensor(6), true, &mut dz, false);
         // Reparameterisation and KL.
@@ -322,7 +297,7 @@ impl<T: HostFloat> CpuVae<T> {
             &mut g[l[2].range()],
             false,
         );
-        col_sums(&dmu, zd, &mut g[l[3].range()]);
+        col_sums_pairwise(&dmu, zd, &mut g[l[3].range()]);
         T::gemm(
             h,
             zd,
@@ -334,7 +309,7 @@ impl<T: HostFloat> CpuVae<T> {
             &mut g[l[4].range()],
             false,
         );
-        col_sums(&dlv, zd, &mut g[l[5].range()]);
+        col_sums_pairwise(&dlv, zd, &mut g[l[5].range()]);
         let mut dh1 = vec![T::zero(); b * h];
         T::gemm(b, h, zd, &dmu, false, self.tensor(2), true, &mut dh1, false);
         T::gemm(b, h, zd, &dlv, false, self.tensor(4), true, &mut dh1, true);
@@ -354,25 +329,13 @@ impl<T: HostFloat> CpuVae<T> {
             &mut g[l[0].range()],
             false,
         );
-        col_sums(&dh1, h, &mut g[l[1].range()]);
+        col_sums_pairwise(&dh1, h, &mut g[l[1].range()]);
         g
     }
 
+    /// Adam with L2 decay ([`adam_l2_step`]).
     fn adam(&mut self, g: &[T]) {
-        let a = self.cfg.adam;
-        self.t += 1;
-        let (b1, b2) = (T::of(a.beta1), T::of(a.beta2));
-        let (c1, c2) = a.corrections(self.t);
-        let (c1, c2) = (T::of(c1), T::of(c2));
-        let (lr, eps, wd) = (T::of(a.lr), T::of(a.eps), T::of(a.weight_decay));
-        for (((p, m), v), &g) in self.p.iter_mut().zip(&mut self.m).zip(&mut self.v).zip(g) {
-            let gi = g + wd * *p;
-            *m = b1 * *m + (T::one() - b1) * gi;
-            *v = b2 * *v + (T::one() - b2) * gi * gi;
-            let mh = *m / c1;
-            let vh = *v / c2;
-            *p = *p - lr * mh / (vh.sqrt() + eps);
-        }
+        adam_l2_step(&self.cfg.adam.hyper(), &mut self.adam, &mut self.p, g);
     }
 }
 
@@ -412,10 +375,7 @@ impl<T: HostFloat> VaeTrainer for CpuVae<T> {
         let n = super::check_latents(z, self.cfg.z)?;
         let zt: Vec<T> = z.iter().map(|&v| T::of(v)).collect();
         let (_, logits) = self.decode_logits(&zt, n);
-        Ok(logits
-            .iter()
-            .map(|&l| 1.0 / (1.0 + (-l.wide()).exp()))
-            .collect())
+        Ok(logits.iter().map(|&l| sigmoid(l.wide())).collect())
     }
 
     fn reconstruct(&mut self, x: &[f64]) -> Result<Vec<f64>> {
@@ -444,6 +404,7 @@ mod tests {
             ..Default::default()
         };
         let p = super::super::init_params(&c, 5);
+        // Test-local keys here and below (no result or golden depends on them).
         let key = StreamKey::new(3, 9);
         let x: Vec<f64> = (0..4 * c.d)
             .map(|i| crate::rng::unit_f64(key.u32_at(i as u64)))

@@ -259,7 +259,7 @@ impl<O: VaeOps> DeviceVae<O> {
         let a = self.acts.as_ref().expect("decoded");
         let l = self.ops.read(&a.logits, n * self.cfg.d)?;
         Ok(l.iter()
-            .map(|&v| 1.0 / (1.0 + (-(v as f64)).exp()))
+            .map(|&v| crate::num::activation::sigmoid(v as f64))
             .collect())
     }
 }

@@ -19,7 +19,7 @@
 //!
 //! All parameters live in one flat vector in [`layout`] order. Initialisation follows PyTorch's
 //! `nn.Linear`: weights and biases uniform in `±1/√fan_in`, drawn from Philox stream
-//! `(seed, INIT_STREAM + tensor)` so every backend starts from the same numbers. Adam as in
+//! `(seed, VAE_INIT + tensor)` so every backend starts from the same numbers. Adam as in
 //! PyTorch (`weight_decay` adds `wd·θ` to the gradient; bias-corrected moments).
 //!
 //! # Where it runs
@@ -36,10 +36,8 @@ pub mod device;
 pub mod train;
 
 use crate::error::{Error, Result};
+use crate::rng::streams::{VAE_INIT, chunk_stream};
 use crate::rng::{StreamKey, unit_f64};
-
-/// Philox stream base of the weight initialisation (one stream per tensor).
-pub const INIT_STREAM: u64 = 0x7A3E_0000;
 
 /// Adam's settings (PyTorch's names and defaults).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -193,7 +191,7 @@ pub fn param_count(c: &VaeConfig) -> usize {
 pub fn init_params(c: &VaeConfig, seed: u64) -> Vec<f64> {
     let mut p = vec![0.0; param_count(c)];
     for (i, t) in layout(c).iter().enumerate() {
-        let key = StreamKey::new(seed, INIT_STREAM + i as u64);
+        let key = StreamKey::new(seed, VAE_INIT + i as u64);
         let bound = 1.0 / (t.fan_in as f64).sqrt();
         for (j, v) in p[t.range()].iter_mut().enumerate() {
             *v = (2.0 * unit_f64(key.u32_at(j as u64)) - 1.0) * bound;
@@ -253,10 +251,18 @@ pub trait VaeTrainer {
 impl Adam {
     /// Bias corrections `(1 − β₁ᵗ, 1 − β₂ᵗ)` of step `t` (1-based).
     pub fn corrections(&self, t: u32) -> (f64, f64) {
-        (
-            1.0 - self.beta1.powi(t as i32),
-            1.0 - self.beta2.powi(t as i32),
-        )
+        crate::num::adam::bias_corrections(self.beta1, self.beta2, t)
+    }
+
+    /// These settings as the host update takes them ([`crate::num::adam::adam_l2_step`]).
+    pub fn hyper(&self) -> crate::num::adam::Hyper {
+        crate::num::adam::Hyper {
+            lr: self.lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+        }
     }
 }
 
@@ -276,20 +282,7 @@ impl VaeLoss {
 /// trainer's constructor accepts.
 pub fn check_params(cfg: &VaeConfig, params: &[f64]) -> Result<()> {
     cfg.validate()?;
-    let n = param_count(cfg);
-    if params.len() != n {
-        return Err(Error::InvalidArgument(format!(
-            "{} parameters given, the VAE has {n}",
-            params.len()
-        )));
-    }
-    if let Some(i) = params.iter().position(|v| !v.is_finite()) {
-        return Err(Error::InvalidArgument(format!(
-            "parameter {i} is {}",
-            params[i]
-        )));
-    }
-    Ok(())
+    crate::num::check_flat_params(params, param_count(cfg), "the VAE")
 }
 
 /// Check latents for decoding: finite, a whole number of `z`-vectors. Returns their count.
@@ -306,7 +299,7 @@ pub fn check_latents(latents: &[f64], z: usize) -> Result<usize> {
 }
 
 /// The mean negative ELBO of `x` (`[n][d]`) evaluated in chunks of 1000 images, chunk `c` with
-/// noise from stream `key.stream ^ (c << 40)`; `chunk_loss(images, key)` gives a chunk's mean
+/// noise from stream `chunk_stream(key.stream, c)` (`key.stream ^ c << 40`); `chunk_loss(images, key)` gives a chunk's mean
 /// loss with β = 1. Every trainer evaluates through this, so all draw the same noise.
 pub fn chunked_neg_elbo(
     x: &[f64],
@@ -317,7 +310,7 @@ pub fn chunked_neg_elbo(
     let n = check_batch(x, d)?;
     let mut total = 0.0;
     for (ci, chunk) in x.chunks(1000 * d).enumerate() {
-        let sub = StreamKey::new(key.seed, key.stream ^ ((ci as u64) << 40));
+        let sub = StreamKey::new(key.seed, chunk_stream(key.stream, ci as u64));
         total += chunk_loss(chunk, sub)? * (chunk.len() / d) as f64;
     }
     Ok(total / n as f64)

@@ -1,12 +1,12 @@
 //! Training a VAE on IDX images, epoch by epoch, on any backend (`collapse train vae`).
 //!
 //! Each epoch visits the training images in a Philox permutation (stream
-//! `(seed, SHUFFLE_STREAM + epoch)`, Fisher–Yates), in batches of `batch` (the last one may be
+//! `(seed, VAE_SHUFFLE + epoch)`, Fisher–Yates), in batches of `batch` (the last one may be
 //! smaller). Step `s` (counted over the whole run) draws its reparameterisation noise from stream
-//! `(seed, NOISE_STREAM + s)`. The loss is read back every `loss_every` steps (GPU backends pay
+//! `(seed, VAE_NOISE + s)`. The loss is read back every `loss_every` steps (GPU backends pay
 //! for a read-back); the epoch's training loss is the mean of those reads. After each epoch the
 //! test set's negative ELBO is measured (one noise draw per image, stream
-//! `(seed, EVAL_STREAM)`, the same every epoch); a row with epoch 0 gives it before training.
+//! `(seed, VAE_EVAL)`, the same every epoch); a row with epoch 0 gives it before training.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -16,14 +16,9 @@ use crate::error::{Error, Result};
 use crate::io::idx::IdxImages;
 use crate::rng::{StreamKey, unit_f64};
 
-/// Philox stream base of the per-epoch shuffles.
-pub const SHUFFLE_STREAM: u64 = 0x5AFF_0000_0000;
-/// Philox stream base of the per-step noise.
-pub const NOISE_STREAM: u64 = 0x0015_E000_0000_0000;
-/// Philox stream of the evaluation noise.
-pub const EVAL_STREAM: u64 = 0xE7A1;
-/// Philox stream of the decoded sample latents.
-pub const SAMPLE_STREAM: u64 = 0x5A3F;
+use crate::rng::streams::{VAE_EVAL, VAE_NOISE, VAE_SAMPLE, VAE_SHUFFLE};
+// Kept at this path while `experiment::vae` still imports it from here.
+pub use crate::rng::streams::VAE_EVAL as EVAL_STREAM;
 
 /// What to train.
 #[derive(Clone, Copy, Debug, serde::Serialize)]
@@ -74,10 +69,10 @@ pub fn permutation(n: usize, key: StreamKey) -> Vec<usize> {
     p
 }
 
-/// One pass over `n` examples in the Philox permutation of stream `(seed, SHUFFLE_STREAM +
+/// One pass over `n` examples in the Philox permutation of stream `(seed, VAE_SHUFFLE +
 /// epoch)`, in batches of `batch` (the last may be smaller): `gather(indices)` gives a batch's
 /// pixels; step number `*step` (counted over the whole run, incremented here) draws its noise
-/// from stream `(seed, NOISE_STREAM + step)`. `after(vae, s, steps)` runs after batch `s` of
+/// from stream `(seed, VAE_NOISE + step)`. `after(vae, s, steps)` runs after batch `s` of
 /// `steps`.
 #[allow(clippy::too_many_arguments)]
 pub fn run_epoch(
@@ -90,11 +85,11 @@ pub fn run_epoch(
     gather: &dyn Fn(&[usize]) -> Vec<f64>,
     after: &mut dyn FnMut(&mut dyn VaeTrainer, usize, usize) -> Result<()>,
 ) -> Result<()> {
-    let order = permutation(n, StreamKey::new(seed, SHUFFLE_STREAM + epoch as u64));
+    let order = permutation(n, StreamKey::new(seed, VAE_SHUFFLE + epoch as u64));
     let steps = n.div_ceil(batch);
     for (s, idx) in order.chunks(batch).enumerate() {
         let x = gather(idx);
-        vae.step(&x, StreamKey::new(seed, NOISE_STREAM + *step))?;
+        vae.step(&x, StreamKey::new(seed, VAE_NOISE + *step))?;
         *step += 1;
         after(vae, s, steps)?;
     }
@@ -126,7 +121,7 @@ pub fn train<'a>(
     }
     let mut vae = backend.vae(&cfg.vae, &init_params(&cfg.vae, cfg.seed))?;
     let test_x = gather(test, &(0..test.count).collect::<Vec<_>>());
-    let eval = StreamKey::new(cfg.seed, EVAL_STREAM);
+    let eval = StreamKey::new(cfg.seed, VAE_EVAL);
     let mut rows = vec![EpochRow {
         epoch: 0,
         train_loss: None,
@@ -171,11 +166,11 @@ pub fn train<'a>(
     Ok((vae, rows))
 }
 
-/// `n` images decoded from latents `z ~ N(0, I)` (Philox stream `(seed, SAMPLE_STREAM)`,
+/// `n` images decoded from latents `z ~ N(0, I)` (Philox stream `(seed, VAE_SAMPLE)`,
 /// drawn in f64) → `[n][D]` pixel probabilities.
 pub fn sample_images(vae: &mut dyn VaeTrainer, n: usize, seed: u64) -> Result<Vec<f64>> {
     let mut z = vec![0.0; n * vae.config().z];
-    crate::rng::host_normals_f64(StreamKey::new(seed, SAMPLE_STREAM), 0, &mut z);
+    crate::rng::host_normals_f64(StreamKey::new(seed, VAE_SAMPLE), 0, &mut z);
     vae.decode(&z)
 }
 
@@ -304,6 +299,7 @@ mod tests {
 
     #[test]
     fn permutations_are_permutations() {
+        // Test-local keys (no result or golden depends on them).
         let p = permutation(1000, StreamKey::new(1, 2));
         let mut s = p.clone();
         s.sort_unstable();

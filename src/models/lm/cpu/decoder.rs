@@ -1,0 +1,125 @@
+//! Incremental decoding on the CPU: one position of every row per call, keys and values of
+//! earlier positions cached, the same arithmetic as the full forward pass of [`super::CpuLm`]
+//! (its tests check the logits agree at every position).
+
+use rayon::prelude::*;
+
+use super::CpuLm;
+use super::layers::{causal_softmax, layer_norm, linear};
+use crate::error::{Error, Result};
+use crate::models::lm::Decoder;
+use crate::models::lm::idx::*;
+use crate::num::float::HostFloat;
+
+/// Incremental decoding on the CPU: keys and values of every layer cached
+/// `[layer][row][position][C]`.
+pub(super) struct CpuDecoder<'a, T: HostFloat> {
+    pub(super) lm: &'a CpuLm<T>,
+    pub(super) rows: usize,
+    pub(super) pos: usize,
+    pub(super) k: Vec<Vec<T>>,
+    pub(super) v: Vec<Vec<T>>,
+}
+
+/// Attention of one row at position `t` over its cached keys `kc` and values `vc`
+/// (`[ctx][C]`, positions `0..=t` filled), head by head, into `orow` (`[C]`, zero on entry):
+/// scores `q·k_j/√d` (pairwise sums), causal softmax, `o = Σ_j p_j v_j` in `j` order.
+fn attend_row<T: HostFloat>(
+    q_row: &[T],
+    kc: &[T],
+    vc: &[T],
+    orow: &mut [T],
+    (t, hn, d): (usize, usize, usize),
+) {
+    let c = orow.len();
+    let scale = T::of(1.0 / (d as f64).sqrt());
+    let mut prod = vec![T::zero(); d];
+    let mut s = vec![T::zero(); t + 1];
+    for hh in 0..hn {
+        let q = &q_row[hh * d..(hh + 1) * d];
+        for (j, sj) in s.iter_mut().enumerate() {
+            let kj = &kc[j * c + hh * d..j * c + (hh + 1) * d];
+            prod.iter_mut()
+                .zip(q.iter().zip(kj))
+                .for_each(|(p, (a, b))| *p = *a * *b);
+            *sj = T::psum(&prod) * scale;
+        }
+        causal_softmax(&mut s, t);
+        let oh = &mut orow[hh * d..(hh + 1) * d];
+        for (j, pj) in s.iter().enumerate() {
+            let vj = &vc[j * c + hh * d..j * c + (hh + 1) * d];
+            for (oe, ve) in oh.iter_mut().zip(vj) {
+                *oe = *oe + *pj * *ve;
+            }
+        }
+    }
+}
+
+impl<T: HostFloat> CpuDecoder<'_, T> {
+    /// The attention half of block `l` at position `t` on the rows of `h` (`[rows][C]`): the
+    /// new keys and values cached, `h += attention·W_proj + b_proj`.
+    fn attention(&mut self, l: usize, t: usize, h: &mut [T]) {
+        let lm = self.lm;
+        let cfg = &lm.cfg;
+        let (c, hn, d, ctx) = (cfg.width, cfg.heads, cfg.head_dim(), cfg.context);
+        let n = self.rows;
+        let bw = |j| lm.w(lm.idx.block(l, j));
+        let ln1 = layer_norm(h, c, bw(LN1_G), bw(LN1_B));
+        let qkv = linear(&ln1.y, n, c, bw(QKV_W), Some(bw(QKV_B)), 3 * c);
+        // Rows are independent sequences: in parallel, each with its own scratch (the
+        // arithmetic per row is the same as one after the other).
+        let mut o = vec![T::zero(); n * c];
+        self.k[l]
+            .par_chunks_mut(ctx * c)
+            .zip(self.v[l].par_chunks_mut(ctx * c))
+            .zip(o.par_chunks_mut(c))
+            .enumerate()
+            .for_each(|(r, ((kc, vc), orow))| {
+                let qkv = &qkv[r * 3 * c..(r + 1) * 3 * c];
+                kc[t * c..(t + 1) * c].copy_from_slice(&qkv[c..2 * c]);
+                vc[t * c..(t + 1) * c].copy_from_slice(&qkv[2 * c..]);
+                attend_row(qkv, kc, vc, orow, (t, hn, d));
+            });
+        let proj = linear(&o, n, c, bw(PROJ_W), Some(bw(PROJ_B)), c);
+        h.iter_mut().zip(&proj).for_each(|(a, b)| *a = *a + *b);
+    }
+}
+
+impl<T: HostFloat> Decoder for CpuDecoder<'_, T> {
+    fn feed(&mut self, tokens: &[u8]) -> Result<Vec<f64>> {
+        let lm = self.lm;
+        let cfg = &lm.cfg;
+        let (c, ctx) = (cfg.width, cfg.context);
+        if tokens.len() != self.rows {
+            return Err(Error::InvalidArgument(format!(
+                "{} tokens fed to a {}-row decoder",
+                tokens.len(),
+                self.rows
+            )));
+        }
+        if self.pos >= ctx {
+            return Err(Error::InvalidArgument(format!(
+                "the context of {ctx} positions is full"
+            )));
+        }
+        let (n, t) = (self.rows, self.pos);
+        let (tok, pos) = (lm.w(Idx::TOK), lm.w(Idx::POS));
+        let mut h = vec![T::zero(); n * c];
+        for (i, &x) in tokens.iter().enumerate() {
+            for j in 0..c {
+                h[i * c + j] = tok[x as usize * c + j] + pos[t * c + j];
+            }
+        }
+        for l in 0..cfg.layers {
+            self.attention(l, t, &mut h);
+            lm.mlp(l, &mut h);
+        }
+        let (_, logits) = lm.head(&h);
+        self.pos += 1;
+        Ok(logits.iter().map(|v| v.wide()).collect())
+    }
+
+    fn position(&self) -> usize {
+        self.pos
+    }
+}

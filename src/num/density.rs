@@ -1,0 +1,137 @@
+//! Gaussian and mixture log-densities on the host, and the log-sum-exp they reduce with: the
+//! cpu64 E-step, the drift study's f32 variants and the experiment's metrics all evaluate
+//! through these, so a log-density has one definition.
+//!
+//! A component is given by its mean and its **precision factor** ([`PrecisionFactor`]): the
+//! upper-triangular `U` with `Σ⁻¹ = U Uᵀ` (scikit-learn's `precisions_cholesky_`), or `1/σ` per
+//! dimension for a diagonal covariance, so that
+//! `ln N(x | μ, Σ) = −½‖(x − μ)ᵀ U‖² − (D/2) ln 2π + ln det U`.
+
+use crate::num::float::HostFloat;
+use crate::num::linalg::cholesky_lower;
+
+/// ½ ln 2π.
+pub const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
+
+/// The precision factor of one Gaussian component in `D` dimensions.
+#[derive(Clone, Copy, Debug)]
+pub enum PrecisionFactor<'a, T> {
+    /// Upper-triangular `U` (`Σ⁻¹ = U Uᵀ`), `[D][D]` row-major (only `i ≤ j` is read).
+    Full(&'a [T]),
+    /// `1/σ_i`, `[D]`.
+    Diag(&'a [T]),
+}
+
+/// The squared Mahalanobis distance `‖(x − μ)ᵀ U‖²` (`Σ_i ((x_i − μ_i)/σ_i)²` for a diagonal
+/// factor), at the precision of `T`: for each column `j` in order, `y_j = Σ_{i≤j} (x_i − μ_i)·U_ij`
+/// summed in `i` order from 0, then `q = Σ_j y_j²` in `j` order from 0.
+pub fn mahalanobis_sq<T: HostFloat>(x: &[T], mu: &[T], u: PrecisionFactor<'_, T>) -> T {
+    let d = mu.len();
+    let mut q = T::zero();
+    match u {
+        PrecisionFactor::Full(u) => {
+            for j in 0..d {
+                let mut y = T::zero();
+                for i in 0..=j {
+                    y = y + (x[i] - mu[i]) * u[i * d + j];
+                }
+                q = q + y * y;
+            }
+        }
+        PrecisionFactor::Diag(s) => {
+            for i in 0..d {
+                let y = (x[i] - mu[i]) * s[i];
+                q = q + y * y;
+            }
+        }
+    }
+    q
+}
+
+/// `ln N(x | μ, Σ)` in f64 from the precision factor `u` of Σ and `log_det = ln det U`
+/// (`= −½ ln det Σ`): `−½·q − D·½ln 2π + log_det` with `q` from [`mahalanobis_sq`].
+pub fn log_gauss(x: &[f64], mu: &[f64], u: PrecisionFactor<'_, f64>, log_det: f64) -> f64 {
+    let q = mahalanobis_sq(x, mu, u);
+    -0.5 * q - mu.len() as f64 * HALF_LN_2PI + log_det
+}
+
+/// `ln Σ exp(l_i)`, max-shifted (no overflow or underflow at large |l|): `m = max l`, then
+/// `m + ln Σ_i exp(l_i − m)` with the sum in index order.
+pub fn logsumexp<T: HostFloat>(l: &[T]) -> T {
+    let m = l.iter().cloned().fold(T::neg_infinity(), T::max);
+    let s = l.iter().fold(T::zero(), |a, v| a + (*v - m).exp());
+    m + s.ln()
+}
+
+/// [`logsumexp`] of `l`, and `l` replaced by the normalised `exp(l_i − lse)` (responsibilities
+/// from per-component log-densities).
+pub fn lse_normalise<T: HostFloat>(l: &mut [T]) -> T {
+    let lse = logsumexp(l);
+    for v in l.iter_mut() {
+        *v = (*v - lse).exp();
+    }
+    lse
+}
+
+/// `ln p(x)` of a mixture: the [`logsumexp`] over components `c = 0 … K−1` (`K` =
+/// `log_weights.len()`) of `log_component(c) + ln w_c`, where `log_component(c)` is
+/// `ln N(x | μ_c, Σ_c)` (e.g. [`log_gauss`]).
+pub fn log_mixture_density(log_weights: &[f64], log_component: impl Fn(usize) -> f64) -> f64 {
+    let l: Vec<f64> = (0..log_weights.len())
+        .map(|c| log_component(c) + log_weights[c])
+        .collect();
+    logsumexp(&l)
+}
+
+/// The density `N(a; b, Σ)` in f64 from the covariance `cov` (`[D][D]`, symmetric; through
+/// [`cholesky_lower`] `L`, the solve `L y = a − b` in row order, `q = Σ y²` and
+/// `ln det L = Σ ln l_ii`): `exp(−½q − ln det L − D·½ln 2π)`. NaN when `Σ` is not positive
+/// definite. (The closed-form L2 distance between mixtures integrates products of these.)
+pub fn gauss_density(a: &[f64], b: &[f64], cov: &[f64]) -> f64 {
+    let d = a.len();
+    let Some(l) = cholesky_lower(cov, d) else {
+        return f64::NAN;
+    };
+    let mut y = vec![0.0; d];
+    for i in 0..d {
+        let mut s = a[i] - b[i];
+        for t in 0..i {
+            s -= l[i * d + t] * y[t];
+        }
+        y[i] = s / l[i * d + i];
+    }
+    let q: f64 = y.iter().map(|v| v * v).sum();
+    let logdet: f64 = (0..d).map(|i| l[i * d + i].ln()).sum();
+    (-0.5 * q - logdet - d as f64 * HALF_LN_2PI).exp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_and_diagonal_factors_agree_on_a_diagonal_covariance() {
+        let (x, mu) = ([0.3, -1.2, 2.0], [0.1, 0.4, -0.5]);
+        let s = [2.0, 0.5, 1.25];
+        let mut u = [0.0; 9];
+        (0..3).for_each(|i| u[i * 3 + i] = s[i]);
+        let ld: f64 = s.iter().map(|v: &f64| v.ln()).sum();
+        let a = log_gauss(&x, &mu, PrecisionFactor::Full(&u), ld);
+        let b = log_gauss(&x, &mu, PrecisionFactor::Diag(&s), ld);
+        assert!((a - b).abs() < 1e-14, "{a} vs {b}");
+        // N(x; μ, Σ) from the covariance gives the same density.
+        let mut cov = [0.0; 9];
+        (0..3).for_each(|i| cov[i * 3 + i] = 1.0 / (s[i] * s[i]));
+        assert!((gauss_density(&x, &mu, &cov).ln() - a).abs() < 1e-12);
+    }
+
+    #[test]
+    fn logsumexp_is_shift_safe_and_normalises() {
+        let mut l = [1000.0f64, 1000.0];
+        let lse = lse_normalise(&mut l);
+        assert!((lse - (1000.0 + 2f64.ln())).abs() < 1e-12);
+        assert!(l.iter().all(|v| (v - 0.5).abs() < 1e-13), "{l:?}");
+        assert_eq!(logsumexp(&[-1e300f64, 0.0]), 0.0);
+        assert!((logsumexp(&[0.5f32, 0.5]) - (0.5 + 2f32.ln())).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,145 @@
+//! Small dense linear algebra on the host: the Cholesky factorisation (one algorithm, with a
+//! checked and an unchecked front) and the column sums of the CPU trainers' bias gradients.
+
+use crate::error::{Error, Result};
+use crate::num::float::HostFloat;
+
+/// The Cholesky–Banachiewicz factorisation of the `d×d` row-major `a`, reading its lower
+/// triangle: rows `i` in order, columns `j ≤ i`, `s = a_ij − Σ_{t<j} l_it·l_jt` (in `t` order),
+/// `l_ii = √s`, `l_ij = s / l_jj`. `check(i, j)` runs before entry `(i, j)` is formed (an error
+/// stops there); a pivot `s` that is not positive and finite stops with `pivot(i, s)`.
+fn factor<E>(
+    a: &[f64],
+    d: usize,
+    mut check: impl FnMut(usize, usize) -> std::result::Result<(), E>,
+    pivot: impl Fn(usize, f64) -> E,
+) -> std::result::Result<Vec<f64>, E> {
+    let mut l = vec![0.0; d * d];
+    for i in 0..d {
+        for j in 0..=i {
+            check(i, j)?;
+            let mut s = a[i * d + j];
+            for t in 0..j {
+                s -= l[i * d + t] * l[j * d + t];
+            }
+            if i == j {
+                if !(s > 0.0 && s.is_finite()) {
+                    return Err(pivot(i, s));
+                }
+                l[i * d + i] = s.sqrt();
+            } else {
+                l[i * d + j] = s / l[j * d + j];
+            }
+        }
+    }
+    Ok(l)
+}
+
+/// Lower Cholesky factor `L` (`a = L Lᵀ`, `[d][d]` row-major, zeros above the diagonal) of the
+/// symmetric positive definite `a`, reading only its lower triangle; `None` when a pivot is not
+/// positive and finite. No other checks: for matrices symmetric by construction (the EM's
+/// covariances, sums of covariances).
+pub fn cholesky_lower(a: &[f64], d: usize) -> Option<Vec<f64>> {
+    factor(a, d, |_, _| Ok(()), |_, _| ()).ok()
+}
+
+/// [`cholesky_lower`] of a caller's covariance `a` (`[d][d]` row-major), checked: errors name
+/// a wrong length, a NaN/inf entry, an asymmetry (relative 1e-12) or a pivot that is not
+/// positive (the matrix is not positive definite).
+pub fn cholesky(a: &[f64], d: usize) -> Result<Vec<f64>> {
+    if a.len() != d * d {
+        return Err(Error::InvalidArgument(format!(
+            "covariance has {} entries, expected {d}×{d}",
+            a.len()
+        )));
+    }
+    if let Some(i) = a.iter().position(|v| !v.is_finite()) {
+        return Err(Error::InvalidArgument(format!(
+            "covariance entry ({}, {}) is {}",
+            i / d,
+            i % d,
+            a[i]
+        )));
+    }
+    let symmetric = |i: usize, j: usize| {
+        let asym = (a[i * d + j] - a[j * d + i]).abs();
+        if asym > 1e-12 * (a[i * d + j].abs() + a[j * d + i].abs()).max(1e-300) {
+            return Err(Error::InvalidArgument(format!(
+                "covariance is not symmetric at ({i}, {j})"
+            )));
+        }
+        Ok(())
+    };
+    factor(a, d, symmetric, |i, s| {
+        Error::InvalidArgument(format!(
+            "covariance is not positive definite (pivot {i} is {s:e})"
+        ))
+    })
+}
+
+/// Column sums of `g` (`[rows][cols]`) into `out` (`[cols]`, overwritten), **pairwise over
+/// rows**: the rows are split in halves down to blocks of ≤ 16 rows summed in row order, and
+/// the halves' sums added elementwise. The VAE's CPU trainer forms its bias gradients this way.
+pub fn col_sums_pairwise<T: HostFloat>(g: &[T], cols: usize, out: &mut [T]) {
+    let rows = g.len() / cols;
+    if rows <= 16 {
+        out.iter_mut().for_each(|v| *v = T::zero());
+        for row in g.chunks(cols) {
+            for (o, v) in out.iter_mut().zip(row) {
+                *o = *o + *v;
+            }
+        }
+        return;
+    }
+    let (a, b) = g.split_at(rows / 2 * cols);
+    let mut tmp = vec![T::zero(); cols];
+    col_sums_pairwise(a, cols, out);
+    col_sums_pairwise(b, cols, &mut tmp);
+    for (o, t) in out.iter_mut().zip(&tmp) {
+        *o = *o + *t;
+    }
+}
+
+/// Column sums of `x` (`[n][c]`) into `out` (`[c]`, overwritten) **as the matrix product
+/// `onesᵀ·x`** ([`HostFloat::gemm`]): in f64 a sum in row order, in f32 whatever order
+/// `matrixmultiply` takes. The language model's CPU trainer forms its bias and LayerNorm
+/// gradients this way (the same summation as its other products). Not [`col_sums_pairwise`]:
+/// the two orders round differently, and each trainer's results depend on its own.
+pub fn col_sums_gemm<T: HostFloat>(x: &[T], n: usize, c: usize, out: &mut [T]) {
+    let ones = vec![T::one(); n];
+    T::gemm(1, c, n, &ones, false, x, false, out, false);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cholesky_factors_and_rejects() {
+        let a = [4.0, 2.0, 2.0, 3.0];
+        let l = cholesky(&a, 2).unwrap();
+        assert_eq!(l, vec![2.0, 0.0, 1.0, 2f64.sqrt()]);
+        assert_eq!(cholesky_lower(&a, 2), Some(l));
+        assert!(cholesky(&[1.0, 2.0, 2.0, 1.0], 2).is_err()); // indefinite
+        assert_eq!(cholesky_lower(&[1.0, 2.0, 2.0, 1.0], 2), None);
+        assert!(cholesky(&[1.0, 0.5, 0.0, 1.0], 2).is_err()); // not symmetric
+        assert!(cholesky_lower(&[1.0, 0.5, 0.0, 1.0], 2).is_some()); // upper triangle unread
+        assert!(cholesky(&[f64::NAN, 0.0, 0.0, 1.0], 2).is_err());
+        assert!(cholesky(&[1.0; 3], 2).is_err());
+    }
+
+    #[test]
+    fn column_sums_agree_on_exact_values() {
+        // Small integers: every order gives the exact sum.
+        let (rows, cols) = (37, 3);
+        let g: Vec<f64> = (0..rows * cols).map(|i| (i % 7) as f64).collect();
+        let want: Vec<f64> = (0..cols)
+            .map(|j| (0..rows).map(|i| g[i * cols + j]).sum())
+            .collect();
+        let (mut a, mut b) = (vec![9.0; cols], vec![9.0; cols]);
+        col_sums_pairwise(&g, cols, &mut a);
+        col_sums_gemm(&g, rows, cols, &mut b);
+        assert_eq!(a, want);
+        assert_eq!(b, want);
+    }
+}
