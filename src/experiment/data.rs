@@ -5,10 +5,10 @@ use std::path::Path;
 
 use super::config::{RunConfig, Truth, builtin_truth};
 use super::mixture;
-use super::streams::{purpose, stream_id};
 use crate::error::{Error, Result};
 use crate::io::Matrix;
 use crate::ops::gmm::GmmParams;
+use crate::rng::streams::{purpose, stream_id};
 use crate::rng::{StreamKey, unit_f64};
 use crate::trainers::Engine;
 

@@ -9,8 +9,8 @@ use super::data::RealData;
 use super::model::{MetricContext, Model};
 use super::pool::{Pool, SynthCache, pool};
 use super::replicates;
-use super::streams::{purpose, stream_id};
 use crate::error::Result;
+use crate::rng::streams::{RUN_WIDE_REPLICATE, purpose, stream_id};
 use crate::trainers::Engine;
 
 /// The columns every row starts with, before the model's.
@@ -43,7 +43,7 @@ pub(super) fn generations<M: Model>(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<Vec<M>>> {
     let judge = if matches!(cfg.policy, Policy::Verify(Verifier::HeldOut, _)) {
-        let seed = cfg.seed ^ stream_id(purpose::EM_INIT, 0xFF_FFFF, 0);
+        let seed = cfg.seed ^ stream_id(purpose::EM_INIT, RUN_WIDE_REPLICATE, 0);
         Some(M::held_out_verifier(cpu, cfg, real, seed)?)
     } else {
         None

@@ -13,7 +13,7 @@
 //! # Fitting and sampling
 //!
 //! Each generation trains for `steps` AdamW steps of `batch` pool rows (rows drawn by Philox
-//! stream `(seed', BATCH_STREAM + step)`), from the Philox initialisation (`init = scratch`) or
+//! stream `(seed', LM_BATCH + step)`), from the Philox initialisation (`init = scratch`) or
 //! from the replicate's generation-0 weights (`init = gen0`, fine-tuning as Shumailov et al.
 //! do). A synthetic row is the prompt `\n` followed by `context` sampled bytes (temperature,
 //! top-k), generated in chunks of 256 rows, chunk `c` from stream `key.stream ^ (c << 40)`.
@@ -32,14 +32,12 @@ use super::config::{RunConfig, Truth};
 use super::data::RealData;
 use super::model::{MetricContext, Model};
 use super::pool::Generator;
-use super::streams::{purpose, stream_id};
 use crate::error::{Error, Result};
 use crate::io::{Matrix, write_atomic};
 use crate::models::lm::sample::{SampleConfig, generate};
-use crate::models::lm::train::{
-    BATCH_STREAM, distinct_n, eval_windows, fortune_files, load_corpus,
-};
+use crate::models::lm::train::{distinct_n, eval_windows, fortune_files, load_corpus};
 use crate::models::lm::{AdamW, LmConfig, LmTrainer, init_params};
+use crate::rng::streams::{LM_BATCH, chunk_stream, purpose, stream_id};
 use crate::rng::{StreamKey, unit_f64};
 use crate::trainers::Engine;
 
@@ -227,7 +225,7 @@ impl Generator for LmModel {
         let mut ci = 0u64;
         while left > 0 {
             let rows = left.min(CHUNK);
-            let sub = StreamKey::new(key.seed, key.stream ^ (ci << 40));
+            let sub = StreamKey::new(key.seed, chunk_stream(key.stream, ci));
             for t in generate(lm.as_ref(), backend, b"\n", rows, len, &self.sampling, sub)? {
                 bytes.push(b'\n');
                 bytes.extend(t);
@@ -309,7 +307,7 @@ impl Model for LmModel {
         let len = pool.cols - 1;
         let mut tokens = Vec::with_capacity(rc.batch * pool.cols);
         for s in 0..rc.steps {
-            let key = StreamKey::new(seed, BATCH_STREAM + s as u64);
+            let key = StreamKey::new(seed, LM_BATCH + s as u64);
             tokens.clear();
             for b in 0..rc.batch {
                 let i = ((unit_f64(key.u32_at(b as u64)) * pool.rows as f64) as usize)

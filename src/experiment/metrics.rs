@@ -20,13 +20,13 @@ use std::path::Path;
 use super::config::{ModelKind, RunConfig};
 use super::mixture::sample_model;
 use super::model::MetricContext;
-use super::streams::{purpose, stream_id};
-use crate::backend::cpu64::gmm::log_gauss;
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
+use crate::num::density::gauss_density;
 use crate::ops::Backend;
-use crate::ops::gmm::{CovarianceType, EStepParams, GmmParams, HALF_LN_2PI, cholesky_lower};
+use crate::ops::gmm::{CovarianceType, EStepParams, GmmParams};
 use crate::rng::StreamKey;
+use crate::rng::streams::{purpose, stream_id};
 use crate::trainers::Engine;
 
 /// Truth samples used to find the tail threshold, and model samples per tail estimate.
@@ -39,15 +39,6 @@ pub struct TailRegion {
     threshold: f64,
 }
 
-/// `log p(x)` under `p` (f64), by log-sum-exp over components.
-fn log_density(p: &EStepParams, x: &[f64]) -> f64 {
-    let l: Vec<f64> = (0..p.k)
-        .map(|c| log_gauss(x, p, c) + p.log_weights[c])
-        .collect();
-    let m = l.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    m + l.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
-}
-
 impl TailRegion {
     /// The 1% quantile of the truth's log-density over its own samples.
     pub fn new(_cfg: &RunConfig, truth: &GmmParams, cpu: &Engine) -> Result<Self> {
@@ -58,7 +49,7 @@ impl TailRegion {
             TAIL_TRUTH_SAMPLES,
             StreamKey::new(0, stream_id(purpose::TAIL, 0, 0)),
         )?;
-        let mut l: Vec<f64> = (0..x.rows).map(|i| log_density(&t, x.row(i))).collect();
+        let mut l: Vec<f64> = (0..x.rows).map(|i| t.log_density(x.row(i))).collect();
         l.sort_by(f64::total_cmp);
         Ok(Self {
             truth: t,
@@ -104,26 +95,6 @@ fn full_cov(p: &GmmParams, c: usize) -> Vec<f64> {
     }
 }
 
-/// `N(a; b, Σ)` in f64 (NaN when Σ is singular).
-fn gauss(a: &[f64], b: &[f64], cov: &[f64]) -> f64 {
-    let d = a.len();
-    let Some(l) = cholesky_lower(cov, d) else {
-        return f64::NAN;
-    };
-    // Solve L y = a − b.
-    let mut y = vec![0.0; d];
-    for i in 0..d {
-        let mut s = a[i] - b[i];
-        for t in 0..i {
-            s -= l[i * d + t] * y[t];
-        }
-        y[i] = s / l[i * d + i];
-    }
-    let q: f64 = y.iter().map(|v| v * v).sum();
-    let logdet: f64 = (0..d).map(|i| l[i * d + i].ln()).sum();
-    (-0.5 * q - logdet - d as f64 * HALF_LN_2PI).exp()
-}
-
 /// `∫ p q` for two mixtures, in closed form.
 fn cross(p: &GmmParams, q: &GmmParams) -> f64 {
     let d = p.d;
@@ -137,7 +108,7 @@ fn cross(p: &GmmParams, q: &GmmParams) -> f64 {
                 .collect();
             s += p.weights[i]
                 * q.weights[j]
-                * gauss(
+                * gauss_density(
                     &p.means[i * d..(i + 1) * d],
                     &q.means[j * d..(j + 1) * d],
                     &cov,
@@ -206,7 +177,7 @@ pub fn values(
                     );
                     let xs = sample_model(ctx.cpu, p, TAIL_MODEL_SAMPLES, key)?;
                     let inside = (0..xs.rows)
-                        .filter(|&i| log_density(&tr.truth, xs.row(i)) < tr.threshold)
+                        .filter(|&i| tr.truth.log_density(xs.row(i)) < tr.threshold)
                         .count();
                     inside as f64 / xs.rows as f64
                 }

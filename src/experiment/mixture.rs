@@ -14,9 +14,10 @@ use super::pool::Generator;
 use crate::error::{Error, Result};
 use crate::io::Matrix;
 use crate::models::gmm::{GmmConfig, Init, fit};
+use crate::num::linalg::cholesky;
 use crate::ops::Backend;
 use crate::ops::gmm::{CovarianceType, GmmParams};
-use crate::ops::sampling::{Factor, MixtureBatch, cholesky};
+use crate::ops::sampling::{Factor, MixtureBatch};
 use crate::rng::StreamKey;
 use crate::trainers::Engine;
 
@@ -58,15 +59,7 @@ pub fn sample_model(
 /// Log-density of each row of `x` under `p` (f64, host).
 fn log_densities(p: &GmmParams, x: &Matrix) -> Result<Vec<f64>> {
     let e = p.estep_params()?;
-    Ok((0..x.rows)
-        .map(|i| {
-            let l: Vec<f64> = (0..e.k)
-                .map(|c| crate::backend::cpu64::gmm::log_gauss(x.row(i), &e, c) + e.log_weights[c])
-                .collect();
-            let m = l.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            m + l.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
-        })
-        .collect())
+    Ok((0..x.rows).map(|i| e.log_density(x.row(i))).collect())
 }
 
 impl Generator for GmmParams {

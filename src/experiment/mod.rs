@@ -11,7 +11,7 @@
 //! # Randomness
 //!
 //! All draws come from Philox stream `(seed, stream_id(purpose, replicate, generation))` (see
-//! [`streams`]): real data, synthetic samples, mixing choices and fit initialisation each have
+//! [`crate::rng::streams`]): real data, synthetic samples, mixing choices and fit initialisation each have
 //! their own purpose, so replicate chains are independent and every generation is reproducible
 //! on its own.
 //!
@@ -31,17 +31,16 @@ pub mod mixture;
 pub mod model;
 pub mod pool;
 pub mod replicates;
-pub mod streams;
 pub mod vae;
 
 use std::path::Path;
 
+pub use crate::rng::streams::stream_id;
 pub use checkpoint::{Checkpoint, PARAMS_FILE, RunState};
 pub use config::{ModelKind, Policy, RunConfig, Truth, Verifier, builtin_truth};
 pub use data::RealData;
 pub use mixture::sample_model;
 pub use pool::{Generator, Pool};
-pub use streams::stream_id;
 
 use crate::error::{Error, Result};
 use crate::ops::gmm::GmmParams;

@@ -4,10 +4,10 @@
 use super::config::{Policy, RunConfig, Truth, Verifier};
 use super::data::{RealData, draw_rows};
 use super::mixture;
-use super::streams::{purpose, stream_id};
 use crate::error::{Error, Result};
 use crate::io::Matrix;
 use crate::rng::StreamKey;
+use crate::rng::streams::{purpose, stream_id};
 use crate::trainers::Engine;
 
 /// What a training pool needs of a fitted model: samples, and a plausibility score per point for

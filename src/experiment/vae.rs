@@ -39,12 +39,12 @@ use super::config::{RunConfig, Truth};
 use super::data::RealData;
 use super::model::{MetricContext, Model};
 use super::pool::Generator;
-use super::streams::{purpose, stream_id};
 use crate::error::{Error, Result};
 use crate::io::Matrix;
-use crate::models::vae::train::{EVAL_STREAM, run_epoch};
+use crate::models::vae::train::run_epoch;
 use crate::models::vae::{Adam, VaeConfig, init_params};
 use crate::rng::StreamKey;
+use crate::rng::streams::{VAE_EVAL, purpose, stream_id};
 use crate::trainers::Engine;
 
 /// The VAE columns of `metrics.csv`.
@@ -340,7 +340,7 @@ impl VaeModel {
         let d = self.cfg.d;
         let held_out = head(&ctx.real.held_out, HELDOUT_EVAL)?;
         let mut ref_vae = ctx.cpu.vae(&self.cfg, &self.params)?;
-        let key = StreamKey::new(ctx.cfg.seed, EVAL_STREAM);
+        let key = StreamKey::new(ctx.cfg.seed, VAE_EVAL);
         let neg_elbo = ref_vae.neg_elbo(&held_out.data, key)?;
         let z = latents(
             DIVERSITY_SAMPLES,

@@ -7,7 +7,8 @@
 //! and doing it identically everywhere keeps the backends' differences in the passes.
 
 use crate::error::{Error, Result};
-use crate::num::density::{PrecisionFactor, log_gauss, log_mixture_density};
+use crate::num::density::{HALF_LN_2PI, PrecisionFactor, log_gauss, log_mixture_density};
+use crate::num::linalg::cholesky_lower;
 
 /// Full or diagonal covariances (scikit-learn's `covariance_type`).
 #[derive(
@@ -74,10 +75,6 @@ pub struct MStats {
     /// Centred weighted scatter (see above).
     pub scatter: Vec<f64>,
 }
-
-// Kept at these paths while `experiment` still imports them from here; they live in `num`.
-pub use crate::num::density::HALF_LN_2PI;
-pub use crate::num::linalg::cholesky_lower;
 
 impl GmmParams {
     /// The E-step's view of these parameters: precision Cholesky factors and log-determinants.

@@ -27,6 +27,7 @@
 //!   `μ_d` (diagonal: `x_d = μ_d + s_d z_d`), in the backend's precision.
 
 use crate::error::{Error, Result};
+use crate::num::linalg::cholesky;
 
 /// Largest dimension the GPU samplers accept (their per-invocation normal buffer).
 pub const MAX_DIM: usize = 128;
@@ -68,9 +69,6 @@ pub struct MixtureBatch {
 pub fn blocks_per_sample(d: usize) -> u64 {
     1 + d.div_ceil(4) as u64
 }
-
-// Kept at this path while `experiment` still imports it from here; it lives in `num`.
-pub use crate::num::linalg::cholesky;
 
 /// A validated [`MixtureBatch`]: weights renormalised, component thresholds computed.
 #[derive(Clone, Debug)]

@@ -26,12 +26,6 @@ impl<'a> Cpu64Gmm<'a> {
     }
 }
 
-/// `log N(x | μ, Σ)` of component `c` (see [`EStepParams::log_gauss`]). Kept at this path
-/// while `experiment` still calls it from here.
-pub fn log_gauss(x: &[f64], p: &EStepParams, c: usize) -> f64 {
-    p.log_gauss(x, c)
-}
-
 impl GmmPass for Cpu64Gmm<'_> {
     fn estep(&mut self, p: &EStepParams) -> Result<f64> {
         let (n, d, k) = (self.x.rows, self.x.cols, p.k);

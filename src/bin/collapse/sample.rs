@@ -8,8 +8,9 @@ use collapse_kernels::Result;
 use collapse_kernels::backend::BackendKind;
 use collapse_kernels::gpu::GpuOptions;
 use collapse_kernels::models::lm;
-use collapse_kernels::models::lm::sample::{SAMPLE_STREAM, SampleConfig, generate};
+use collapse_kernels::models::lm::sample::{SampleConfig, generate};
 use collapse_kernels::rng::StreamKey;
+use collapse_kernels::rng::streams::LM_SAMPLE;
 use collapse_kernels::trainers::Engine;
 
 use crate::common::queued;
@@ -75,7 +76,7 @@ fn sample_lm(options: &GpuOptions, a: &SampleLmArgs) -> Result<()> {
         a.rows,
         a.len,
         &sc,
-        StreamKey::new(a.seed, SAMPLE_STREAM),
+        StreamKey::new(a.seed, LM_SAMPLE),
     )?;
     for (i, t) in texts.iter().enumerate() {
         println!("--- sample {i}");

@@ -329,7 +329,7 @@ fn train_lm(options: &GpuOptions, a: &TrainLmArgs) -> Result<()> {
         8,
         n,
         &sc,
-        StreamKey::new(a.seed, lm_sample::SAMPLE_STREAM),
+        StreamKey::new(a.seed, collapse_kernels::rng::streams::LM_SAMPLE),
     )?;
     let mut out = String::new();
     for (i, t) in texts.iter().enumerate() {

@@ -11,10 +11,6 @@ use crate::ops::Backend;
 use crate::ops::sampling::Categorical;
 use crate::rng::StreamKey;
 
-/// Philox stream of the samples of a trained model (`collapse train lm`'s `samples.txt`,
-/// `collapse sample lm`): [`generate`] gets the key `(seed, SAMPLE_STREAM)`.
-pub const SAMPLE_STREAM: u64 = 0x5A;
-
 /// How bytes are drawn from the logits.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SampleConfig {

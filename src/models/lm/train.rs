@@ -33,9 +33,6 @@ use crate::error::{Error, Result};
 use crate::rng::streams::{LM_BATCH, LM_SPLIT, LM_SPLIT_SEED};
 use crate::rng::{StreamKey, unit_f64};
 
-// Kept at this path while `experiment::lm` still imports it from here.
-pub use crate::rng::streams::LM_BATCH as BATCH_STREAM;
-
 /// Where the default corpus lives.
 pub const FORTUNES_DIR: &str = "/usr/share/games/fortunes";
 /// Fraction of records held out for validation.

@@ -17,9 +17,6 @@ use crate::io::idx::IdxImages;
 use crate::rng::{StreamKey, unit_f64};
 
 use crate::rng::streams::{VAE_EVAL, VAE_NOISE, VAE_SAMPLE, VAE_SHUFFLE};
-// Kept at this path while `experiment::vae` still imports it from here.
-pub use crate::rng::streams::VAE_EVAL as EVAL_STREAM;
-
 /// What to train.
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct TrainConfig {
