@@ -2,6 +2,7 @@
 //! and the language model's `#[cube]` kernels extend it (`vae.rs`, `lm.rs`).
 
 use super::matmul::{CubeOperands, check_device, launch};
+use crate::backend::launch::{WORKGROUP, groups};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::ops::matmul::Matmul;
@@ -9,18 +10,15 @@ use crate::ops::memory::DeviceMemory;
 
 type Handle = cubecl::server::Handle;
 
-/// Units per cube of the VAE's and the LM's kernels.
-pub(super) const CUBE_DIM: u32 = 64;
-
-/// Enough cubes of [`CUBE_DIM`] units for `units`, on an `(x, y)` grid.
+/// Enough cubes of [`WORKGROUP`] units for `units`, on an `(x, y)` grid ([`groups`]).
 pub(super) fn grid(units: usize) -> cubecl::prelude::CubeCount {
-    let (gx, gy) = GpuContext::grid((units as u32).div_ceil(CUBE_DIM));
+    let (gx, gy) = groups(units);
     cubecl::prelude::CubeCount::Static(gx, gy, 1)
 }
 
-/// A one-dimensional cube of [`CUBE_DIM`] units.
+/// A one-dimensional cube of [`WORKGROUP`] units.
 pub(super) fn dim() -> cubecl::prelude::CubeDim {
-    cubecl::prelude::CubeDim::new_1d(CUBE_DIM)
+    cubecl::prelude::CubeDim::new_1d(WORKGROUP)
 }
 
 /// `h` as a kernel argument of `len` elements.
