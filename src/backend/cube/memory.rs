@@ -1,5 +1,8 @@
-//! [`DeviceMemory`] for cubecl: handles on the shared device and the cubecl matmul. The VAE's
-//! and the language model's `#[cube]` kernels extend it (`vae.rs`, `lm.rs`).
+//! Buffers, not kernels: [`CubeKernels`], the handle the device trainers run on, and its
+//! [`DeviceMemory`] — cubecl handles on the shared device (allocate, upload, read back) and the
+//! cubecl matmul of `matmul.rs` — plus the launch helpers (`grid`, `dim`, `arg`) the `#[cube]`
+//! kernels of `vae.rs` and `lm/` use when they are added to the same handle (`VaeOps`, `LmOps`);
+//! the GMM's passes use their own buffers (`gmm.rs`).
 
 use super::matmul::{CubeOperands, check_device, launch};
 use crate::backend::launch::{WORKGROUP, groups};
