@@ -123,7 +123,7 @@ mod tests {
         for units in [0, 1, 64, 65, 64 * 65_535 + 1] {
             let (x, y) = groups(units);
             assert!(x as usize * y as usize * WORKGROUP as usize >= units);
-            assert!(x <= MAX_WORKGROUPS_PER_DIM && x >= 1 && y >= 1);
+            assert!((1..=MAX_WORKGROUPS_PER_DIM).contains(&x) && y >= 1);
         }
         assert_eq!(philox_blocks(5, 3), 2);
     }
