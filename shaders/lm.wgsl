@@ -1,75 +1,220 @@
 // lm.wgsl — the language model's kernels besides its matrix products (those run through
 // matmul.wgsl / matmul_vec4.wgsl, batched over heads for attention). Each entry point is the f32
-// form of one step of src/models/lm/cpu.rs; src/models/lm/device.rs calls them in cpu.rs's order.
-// Layout: row-major f32 arrays. Activations [N][C] (N = rows·len positions), per-head arrays
-// [rows][H][len][d], attention rows [R][len], logits [N][256], KV caches [rows][ctx][C].
+// form of one step of src/models/lm/cpu.rs; src/models/lm/device.rs calls them in cpu.rs's order
+// (through src/backend/wgsl/lm.rs, which binds each entry point's subset below by number).
+// Layout: row-major f32 arrays (tokens and targets u32). Activations [N][C] (N = rows·len
+// positions), per-head arrays [rows][H][len][d], attention rows [R][len], logits [N][256], KV
+// caches [rows][ctx][C].
 //
-// Bindings (group 0); each entry point uses the subset named in its comment:
-//   0: uniform  LmParams { n, c, len, heads, d, pos0, stride, flags, x0..x7 }
-//   1..6: storage, read_write  b1 .. b6: array<f32>   (roles per entry point below)
-//   7: storage, read  tok: array<u32>                 (tokens or targets)
+// Bindings (group 0). Uniforms, one per family of entry points (each padded to 16 bytes):
+//   0: elem_p     ElemParams    { count, value }                  fill, gelu, gelu_back
+//   1: embed_p    EmbedParams   { n, c, len, pos0 }               embed
+//   2: norm_p     NormParams    { rows, c, eps }                  layer_norm, ln_back
+//   3: sum_p      SumParams     { rows, c, len, ctx }             col_sum (rows, c), pos_grad
+//   4: head_p     HeadParams    { count, len, heads, d, stride, offset }  gather_heads, scatter_heads
+//   5: softmax_p  SoftmaxParams { rows, len, scale }              causal_softmax, softmax_back
+//   6: loss_p     LossParams    { rows, grad, inv_n }             cross_entropy, mean, onehot
+//   7: sumsq_p    SumsqParams   { count, slot }                   sumsq
+//   8: adam_p     AdamParams    { count, tensors, lr, beta1, beta2, eps, decay, inv_c1, inv_c2,
+//                                 clip }                          adamw
+//   9: decode_p   DecodeParams  { rows, c, ctx, heads, d, pos, scale }  kv_store, decode_attention
+// Storage (read: read-only; rw: read_write):
+//  10: tokens   u32 read  [N]                embed, onehot
+//  11: targets  u32 read  [N]                cross_entropy
+//  12: out      rw        fill [count]; embed [N][C]; onehot [N][256]
+//  13: tok_emb  read [256][C]                14: pos_emb  read [ctx][C]          (embed)
+//  15: x        read [N][C]                  layer_norm
+//  16: gamma    read [C]                     layer_norm, ln_back
+//  17: beta     read [C]                     layer_norm
+//  18: y        rw   [N][C]                  layer_norm
+//  19: xhat     rw   [N][C]                  layer_norm (writes), ln_back (reads)
+//  20: rstd     rw   [N]                     layer_norm (writes), ln_back (reads)
+//  21: dy       read [N][C]                  22: dx  rw [N][C] (added into)   23: prod  rw [N][C]
+//                                            (ln_back)
+//  24: rows     read [rows][C] (col_sum), [rows·len][C] (pos_grad)
+//  25: sums     rw   [C] (col_sum), [ctx][C] (pos_grad)
+//  26: src      read                         27: dst  rw        (gather_heads, scatter_heads)
+//  28: scores   rw   [R][len]                causal_softmax (in place)
+//  29: prob     read [R][len]                30: dprob  rw [R][len] (softmax_back, in place)
+//  31: pre      read [count]                 gelu, gelu_back (the pre-activation)
+//  32: post     rw   [count]                 gelu: GELU(pre); gelu_back: the output gradient,
+//                                            scaled in place to the input gradient
+//  33: logits   rw   [N][256]                cross_entropy (the gradient in place when grad)
+//  34: row_loss rw   [N]                     cross_entropy (writes), mean (reads)
+//  35: loss     rw   [1]                     mean
+//  36: grad     read [count]                 sumsq, adamw
+//  37: norms    rw   [tensors]               sumsq (writes slot), adamw (reads all)
+//  38: param    rw   39: adam_m  rw   40: adam_v  rw   [count]                (adamw)
+//  41: qkv      read [rows][3C]              kv_store, decode_attention
+//  42: k_cache  rw   43: v_cache  rw   [rows][ctx][C]   kv_store (writes), decode_attention (reads)
+//  44: attn_out rw   [rows][C]               decode_attention
 //
-// Grids: element-wise kernels use workgroups of 256 over a 2-D grid, element
-// i = gid.x + gid.y · 256 · nwg.x; row kernels use one workgroup of 256 per row,
-// row = wid.x + wid.y · nwg.x; reductions in workgroup memory are trees over 256 lanes.
+// Workgroups and grids: every entry point has workgroups of 256 except mean (1). Element-wise
+// kernels run one invocation per element over a 2-D grid, element i = gid.x + gid.y · 256 ·
+// nwg.x; row kernels (layer_norm, ln_back, causal_softmax, softmax_back, cross_entropy,
+// decode_attention) one workgroup of 256 per row, row = wid.x + wid.y · nwg.x, their
+// reductions trees over the 256 lanes in workgroup memory; sumsq is one workgroup.
 //
-// Entry points (b1..b6 roles; n, c, … from LmParams):
-//   fill            b4[i] = x0, i < n
-//   embed           b4[i][j] = b1[tok[i]][j] + b2[pos0 + i % len][j]      (i < n, j < c)
-//   layer_norm      row kernel: b1 x → b4 y = x̂·b2 + b3, b5 x̂, b6[row] rstd; x0 = ε
-//   ln_back         row kernel: dy b1, x̂ b2, rstd b3, γ b4: b5 dx += rstd(dx̂ − m1 − x̂·m2),
-//                   b6 = dy⊙x̂
-//   col_sum         one lane per column j < c: b4[j] = Σ_{r<n} b1[r][j] in order
-//   gather_heads    i over n = rows·H·len·d: b4[r][h][t][e] = b1[(r·len+t)·stride + pos0 + h·d + e]
-//   scatter_heads   the inverse: b4[(r·len+t)·stride + pos0 + h·d + e] = b1[r][h][t][e]
-//   causal_softmax  row kernel over n rows of len in b4: ×x0, mask j > row % len, softmax
-//   softmax_back    row kernel: P b1, dP b4 → dS = P(dP − Σ P·dP)·x0 in b4
-//   gelu            b4 = GELU(b1) (tanh form), i < n
-//   gelu_back       b4 ← b4·GELU′(b1), i < n
-//   cross_entropy   row kernel over n rows of 256 logits b4, targets tok: b5[row] = lse − l[y];
-//                   with flags & 1, b4 ← (softmax − onehot)·x0
-//   mean            one lane: b6[0] = Σ_{i<n} b5[i] / n in order
-//   onehot          i over n·256: b4[i] = f32(tok[i / 256] == i % 256)
-//   pos_grad        i over ctx·c (ctx = stride): b4[t][j] = Σ_{r<n} b1[(r·len + t)·c + j] for t < len, else 0
-//   sumsq           one workgroup: b6[pos0] = Σ_{i<n} b1[i]²
-//   adamw           i < n: p b1, g b2, m b3, v b5, norms b6 (heads = tensors): AdamW with decay
-//                   factor x4, lr x0, β₁ x1, β₂ x2, ε x3, 1/c₁ x5, 1/c₂ x6, clip x7 (0: none)
-//   kv_store        i over n·c (n = rows): b4[(r·len + pos0)·c + j] = b1[r·3c + c + j],
-//                   b5[…] = b1[r·3c + 2c + j]  (len = ctx)
+// Entry points:
+//   fill            out[i] = value, i < count
+//   embed           out[i][j] = tok_emb[tokens[i]][j] + pos_emb[pos0 + i % len][j]  (i < n, j < c)
+//   layer_norm      row kernel: y = x̂·gamma + beta, xhat = x̂, rstd[row]; eps
+//   ln_back         row kernel: dx += rstd(dx̂ − m1 − x̂·m2) with dx̂ = dy⊙gamma, prod = dy⊙x̂
+//   col_sum         one lane per column j < c: sums[j] = Σ_{r<rows} rows[r][j] in order
+//   gather_heads    i < count = rows·H·len·d: dst[r][h][t][e] = src[(r·len+t)·stride + offset + h·d + e]
+//   scatter_heads   the inverse: dst[(r·len+t)·stride + offset + h·d + e] = src[r][h][t][e]
+//   causal_softmax  row kernel over rows of len: ×scale, mask j > row % len, softmax
+//   softmax_back    row kernel: dprob ← prob(dprob − Σ prob·dprob)·scale
+//   gelu            post = GELU(pre) (tanh form), i < count
+//   gelu_back       post ← post·GELU′(pre), i < count
+//   cross_entropy   row kernel over rows of 256 logits: row_loss[row] = lse − l[targets[row]];
+//                   with grad & 1, logits ← (softmax − onehot)·inv_n
+//   mean            one lane: loss[0] = Σ_{i<rows} row_loss[i] / rows in order
+//   onehot          i < rows·256: out[i] = f32(tokens[i / 256] == i % 256)
+//   pos_grad        i < ctx·c: sums[t][j] = Σ_{r<rows} rows[(r·len + t)·c + j] for t < len, else 0
+//   sumsq           one workgroup: norms[slot] = Σ_{i<count} grad[i]²
+//   adamw           i < count: AdamW on param with grad scaled by the global clip factor of the
+//                   tensors norms (clip 0: none), decay factor decay, bias corrections 1/c₁, 1/c₂
+//   kv_store        i < rows·c: k_cache[(r·ctx + pos)·c + j] = qkv[r·3c + c + j],
+//                   v_cache[…] = qkv[r·3c + 2c + j]
 //   decode_attention row kernel per (row r, head h) = (row / heads, row % heads): the query in
-//                   b1[r·3c + h·d ..] against keys b4 and values b5 at positions 0..=pos0 of row
-//                   r's cache (len = ctx): b6[r·c + h·d + e]; scores in workgroup memory (ctx ≤ 1024)
+//                   qkv[r·3c + h·d ..] against k_cache and v_cache at positions 0..=pos of row
+//                   r's cache: attn_out[r·c + h·d + e]; scores in workgroup memory (ctx ≤ 1024)
 
-struct LmParams {
+struct ElemParams {
+    count: u32,
+    value: f32,
+    pad0: u32,
+    pad1: u32,
+}
+
+struct EmbedParams {
     n: u32,
     c: u32,
     len: u32,
-    heads: u32,
-    d: u32,
     pos0: u32,
-    stride: u32,
-    flags: u32,
-    x0: f32,
-    x1: f32,
-    x2: f32,
-    x3: f32,
-    x4: f32,
-    x5: f32,
-    x6: f32,
-    x7: f32,
 }
 
-@group(0) @binding(0) var<uniform> P: LmParams;
-@group(0) @binding(1) var<storage, read_write> b1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> b2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> b3: array<f32>;
-@group(0) @binding(4) var<storage, read_write> b4: array<f32>;
-@group(0) @binding(5) var<storage, read_write> b5: array<f32>;
-@group(0) @binding(6) var<storage, read_write> b6: array<f32>;
-@group(0) @binding(7) var<storage, read> tok: array<u32>;
+struct NormParams {
+    rows: u32,
+    c: u32,
+    eps: f32,
+    pad: u32,
+}
+
+struct SumParams {
+    rows: u32,
+    c: u32,
+    len: u32,
+    ctx: u32,
+}
+
+struct HeadParams {
+    count: u32,
+    len: u32,
+    heads: u32,
+    d: u32,
+    stride: u32,
+    offset: u32,
+    pad0: u32,
+    pad1: u32,
+}
+
+struct SoftmaxParams {
+    rows: u32,
+    len: u32,
+    scale: f32,
+    pad: u32,
+}
+
+struct LossParams {
+    rows: u32,
+    grad: u32,
+    inv_n: f32,
+    pad: u32,
+}
+
+struct SumsqParams {
+    count: u32,
+    slot: u32,
+    pad0: u32,
+    pad1: u32,
+}
+
+struct AdamParams {
+    count: u32,
+    tensors: u32,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    decay: f32,
+    inv_c1: f32,
+    inv_c2: f32,
+    clip: f32,
+    pad0: u32,
+    pad1: u32,
+}
+
+struct DecodeParams {
+    rows: u32,
+    c: u32,
+    ctx: u32,
+    heads: u32,
+    d: u32,
+    pos: u32,
+    scale: f32,
+    pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> elem_p: ElemParams;
+@group(0) @binding(1) var<uniform> embed_p: EmbedParams;
+@group(0) @binding(2) var<uniform> norm_p: NormParams;
+@group(0) @binding(3) var<uniform> sum_p: SumParams;
+@group(0) @binding(4) var<uniform> head_p: HeadParams;
+@group(0) @binding(5) var<uniform> softmax_p: SoftmaxParams;
+@group(0) @binding(6) var<uniform> loss_p: LossParams;
+@group(0) @binding(7) var<uniform> sumsq_p: SumsqParams;
+@group(0) @binding(8) var<uniform> adam_p: AdamParams;
+@group(0) @binding(9) var<uniform> decode_p: DecodeParams;
+@group(0) @binding(10) var<storage, read> tokens: array<u32>;
+@group(0) @binding(11) var<storage, read> targets: array<u32>;
+@group(0) @binding(12) var<storage, read_write> out: array<f32>;
+@group(0) @binding(13) var<storage, read> tok_emb: array<f32>;
+@group(0) @binding(14) var<storage, read> pos_emb: array<f32>;
+@group(0) @binding(15) var<storage, read> x: array<f32>;
+@group(0) @binding(16) var<storage, read> gamma: array<f32>;
+@group(0) @binding(17) var<storage, read> beta: array<f32>;
+@group(0) @binding(18) var<storage, read_write> y: array<f32>;
+@group(0) @binding(19) var<storage, read_write> xhat: array<f32>;
+@group(0) @binding(20) var<storage, read_write> rstd: array<f32>;
+@group(0) @binding(21) var<storage, read> dy: array<f32>;
+@group(0) @binding(22) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(23) var<storage, read_write> prod: array<f32>;
+@group(0) @binding(24) var<storage, read> rows: array<f32>;
+@group(0) @binding(25) var<storage, read_write> sums: array<f32>;
+@group(0) @binding(26) var<storage, read> src: array<f32>;
+@group(0) @binding(27) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(28) var<storage, read_write> scores: array<f32>;
+@group(0) @binding(29) var<storage, read> prob: array<f32>;
+@group(0) @binding(30) var<storage, read_write> dprob: array<f32>;
+@group(0) @binding(31) var<storage, read> pre: array<f32>;
+@group(0) @binding(32) var<storage, read_write> post: array<f32>;
+@group(0) @binding(33) var<storage, read_write> logits: array<f32>;
+@group(0) @binding(34) var<storage, read_write> row_loss: array<f32>;
+@group(0) @binding(35) var<storage, read_write> loss: array<f32>;
+@group(0) @binding(36) var<storage, read> grad: array<f32>;
+@group(0) @binding(37) var<storage, read_write> norms: array<f32>;
+@group(0) @binding(38) var<storage, read_write> param: array<f32>;
+@group(0) @binding(39) var<storage, read_write> adam_m: array<f32>;
+@group(0) @binding(40) var<storage, read_write> adam_v: array<f32>;
+@group(0) @binding(41) var<storage, read> qkv: array<f32>;
+@group(0) @binding(42) var<storage, read_write> k_cache: array<f32>;
+@group(0) @binding(43) var<storage, read_write> v_cache: array<f32>;
+@group(0) @binding(44) var<storage, read_write> attn_out: array<f32>;
 
 var<workgroup> red: array<f32, 256>;
-var<workgroup> scores: array<f32, 1024>;
+var<workgroup> att_w: array<f32, 1024>;
 
 fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * (nwg.x * 256u);
@@ -109,52 +254,52 @@ fn tree_max(lid: u32) -> f32 {
 @compute @workgroup_size(256)
 fn fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
-    if (i < P.n) {
-        b4[i] = P.x0;
+    if (i < elem_p.count) {
+        out[i] = elem_p.value;
     }
 }
 
 @compute @workgroup_size(256)
 fn embed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
-    if (i >= P.n * P.c) {
+    if (i >= embed_p.n * embed_p.c) {
         return;
     }
-    let row = i / P.c;
-    let j = i % P.c;
-    let t = P.pos0 + row % P.len;
-    b4[i] = b1[tok[row] * P.c + j] + b2[t * P.c + j];
+    let row = i / embed_p.c;
+    let j = i % embed_p.c;
+    let t = embed_p.pos0 + row % embed_p.len;
+    out[i] = tok_emb[tokens[row] * embed_p.c + j] + pos_emb[t * embed_p.c + j];
 }
 
 @compute @workgroup_size(256)
 fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
     let row = row_of(wid, nwg);
-    if (row >= P.n) {
+    if (row >= norm_p.rows) {
         return;
     }
-    let c = P.c;
+    let c = norm_p.c;
     let base = row * c;
     var s = 0.0;
     for (var j = lid; j < c; j = j + 256u) {
-        s = s + b1[base + j];
+        s = s + x[base + j];
     }
     red[lid] = s;
     let mean = tree_sum(lid) / f32(c);
     var q = 0.0;
     for (var j = lid; j < c; j = j + 256u) {
-        let dv = b1[base + j] - mean;
+        let dv = x[base + j] - mean;
         q = q + dv * dv;
     }
     red[lid] = q;
-    let r = 1.0 / sqrt(tree_sum(lid) / f32(c) + P.x0);
+    let r = 1.0 / sqrt(tree_sum(lid) / f32(c) + norm_p.eps);
     for (var j = lid; j < c; j = j + 256u) {
-        let xh = (b1[base + j] - mean) * r;
-        b5[base + j] = xh;
-        b4[base + j] = xh * b2[j] + b3[j];
+        let xh = (x[base + j] - mean) * r;
+        xhat[base + j] = xh;
+        y[base + j] = xh * gamma[j] + beta[j];
     }
     if (lid == 0u) {
-        b6[row] = r;
+        rstd[row] = r;
     }
 }
 
@@ -162,69 +307,69 @@ fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 fn ln_back(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
     let row = row_of(wid, nwg);
-    if (row >= P.n) {
+    if (row >= norm_p.rows) {
         return;
     }
-    let c = P.c;
+    let c = norm_p.c;
     let base = row * c;
     var s1 = 0.0;
     var s2 = 0.0;
     for (var j = lid; j < c; j = j + 256u) {
-        let dxh = b1[base + j] * b4[j];
+        let dxh = dy[base + j] * gamma[j];
         s1 = s1 + dxh;
-        s2 = s2 + dxh * b2[base + j];
+        s2 = s2 + dxh * xhat[base + j];
     }
     red[lid] = s1;
     let m1 = tree_sum(lid) / f32(c);
     red[lid] = s2;
     let m2 = tree_sum(lid) / f32(c);
-    let r = b3[row];
+    let r = rstd[row];
     for (var j = lid; j < c; j = j + 256u) {
-        let dy = b1[base + j];
-        let xh = b2[base + j];
-        let dxh = dy * b4[j];
-        b5[base + j] = b5[base + j] + r * (dxh - m1 - xh * m2);
-        b6[base + j] = dy * xh;
+        let g = dy[base + j];
+        let xh = xhat[base + j];
+        let dxh = g * gamma[j];
+        dx[base + j] = dx[base + j] + r * (dxh - m1 - xh * m2);
+        prod[base + j] = g * xh;
     }
 }
 
 @compute @workgroup_size(256)
 fn col_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let j = flat(gid, nwg);
-    if (j >= P.c) {
+    if (j >= sum_p.c) {
         return;
     }
     var s = 0.0;
-    for (var r = 0u; r < P.n; r = r + 1u) {
-        s = s + b1[r * P.c + j];
+    for (var r = 0u; r < sum_p.rows; r = r + 1u) {
+        s = s + rows[r * sum_p.c + j];
     }
-    b4[j] = s;
+    sums[j] = s;
 }
 
 // (r, h, t, e) of element i of a [rows][H][len][d] array, as the source/destination index in the
 // [rows·len][stride] array.
 fn head_index(i: u32) -> u32 {
-    let d = P.d;
+    let d = head_p.d;
     let e = i % d;
-    let t = (i / d) % P.len;
-    let h = (i / (d * P.len)) % P.heads;
-    let r = i / (d * P.len * P.heads);
-    return (r * P.len + t) * P.stride + P.pos0 + h * d + e;
+    let t = (i / d) % head_p.len;
+    let h = (i / (d * head_p.len)) % head_p.heads;
+    let r = i / (d * head_p.len * head_p.heads);
+    return (r * head_p.len + t) * head_p.stride + head_p.offset + h * d + e;
 }
 
 @compute @workgroup_size(256)
 fn gather_heads(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
-    if (i < P.n) {
-        b4[i] = b1[head_index(i)];
+    if (i < head_p.count) {
+        dst[i] = src[head_index(i)];
     }
 }
 
 @compute @workgroup_size(256)
 fn scatter_heads(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
-    if (i < P.n) {
-        b4[head_index(i)] = b1[i];
+    if (i < head_p.count) {
+        dst[head_index(i)] = src[i];
     }
 }
 
@@ -232,31 +377,31 @@ fn scatter_heads(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 fn causal_softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
     let row = row_of(wid, nwg);
-    if (row >= P.n) {
+    if (row >= softmax_p.rows) {
         return;
     }
-    let len = P.len;
+    let len = softmax_p.len;
     let last = row % len;
     let base = row * len;
     var m = -3.0e38;
     for (var j = lid; j <= last; j = j + 256u) {
-        m = max(m, b4[base + j] * P.x0);
+        m = max(m, scores[base + j] * softmax_p.scale);
     }
     red[lid] = m;
     let mx = tree_max(lid);
     var s = 0.0;
     for (var j = lid; j <= last; j = j + 256u) {
-        let e = exp(b4[base + j] * P.x0 - mx);
-        b4[base + j] = e;
+        let e = exp(scores[base + j] * softmax_p.scale - mx);
+        scores[base + j] = e;
         s = s + e;
     }
     red[lid] = s;
     let z = tree_sum(lid);
     for (var j = lid; j < len; j = j + 256u) {
         if (j <= last) {
-            b4[base + j] = b4[base + j] / z;
+            scores[base + j] = scores[base + j] / z;
         } else {
-            b4[base + j] = 0.0;
+            scores[base + j] = 0.0;
         }
     }
 }
@@ -265,19 +410,19 @@ fn causal_softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 fn softmax_back(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
     let row = row_of(wid, nwg);
-    if (row >= P.n) {
+    if (row >= softmax_p.rows) {
         return;
     }
-    let len = P.len;
+    let len = softmax_p.len;
     let base = row * len;
     var s = 0.0;
     for (var j = lid; j < len; j = j + 256u) {
-        s = s + b1[base + j] * b4[base + j];
+        s = s + prob[base + j] * dprob[base + j];
     }
     red[lid] = s;
     let tot = tree_sum(lid);
     for (var j = lid; j < len; j = j + 256u) {
-        b4[base + j] = b1[base + j] * (b4[base + j] - tot) * P.x0;
+        dprob[base + j] = prob[base + j] * (dprob[base + j] - tot) * softmax_p.scale;
     }
 }
 
@@ -287,177 +432,180 @@ const GELU_S: f32 = 0.7978845608028654;
 @compute @workgroup_size(256)
 fn gelu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
-    if (i >= P.n) {
+    if (i >= elem_p.count) {
         return;
     }
-    let x = b1[i];
-    b4[i] = 0.5 * x * (1.0 + tanh(GELU_S * (x + GELU_A * x * x * x)));
+    let v = pre[i];
+    post[i] = 0.5 * v * (1.0 + tanh(GELU_S * (v + GELU_A * v * v * v)));
 }
 
 @compute @workgroup_size(256)
 fn gelu_back(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
-    if (i >= P.n) {
+    if (i >= elem_p.count) {
         return;
     }
-    let x = b1[i];
-    let t = tanh(GELU_S * (x + GELU_A * x * x * x));
-    let dg = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_S * (1.0 + 3.0 * GELU_A * x * x);
-    b4[i] = b4[i] * dg;
+    let v = pre[i];
+    let t = tanh(GELU_S * (v + GELU_A * v * v * v));
+    let dg = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * GELU_S * (1.0 + 3.0 * GELU_A * v * v);
+    post[i] = post[i] * dg;
 }
 
 @compute @workgroup_size(256)
 fn cross_entropy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
     let row = row_of(wid, nwg);
-    if (row >= P.n) {
+    if (row >= loss_p.rows) {
         return;
     }
     let i = row * 256u + lid;
-    let l = b4[i];
+    let l = logits[i];
     red[lid] = l;
     let m = tree_max(lid);
     let e = exp(l - m);
     red[lid] = e;
     let z = tree_sum(lid);
-    let y = tok[row];
-    if (lid == y) {
-        b5[row] = log(z) + m - l;
+    let target_class = targets[row];
+    if (lid == target_class) {
+        row_loss[row] = log(z) + m - l;
     }
-    if ((P.flags & 1u) != 0u) {
-        var onehot = 0.0;
-        if (lid == y) {
-            onehot = 1.0;
+    if ((loss_p.grad & 1u) != 0u) {
+        var hot = 0.0;
+        if (lid == target_class) {
+            hot = 1.0;
         }
-        b4[i] = (e / z - onehot) * P.x0;
+        logits[i] = (e / z - hot) * loss_p.inv_n;
     }
 }
 
 @compute @workgroup_size(1)
 fn mean() {
     var s = 0.0;
-    for (var i = 0u; i < P.n; i = i + 1u) {
-        s = s + b5[i];
+    for (var i = 0u; i < loss_p.rows; i = i + 1u) {
+        s = s + row_loss[i];
     }
-    b6[0] = s / f32(P.n);
+    loss[0] = s / f32(loss_p.rows);
 }
 
 @compute @workgroup_size(256)
 fn onehot(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
-    if (i >= P.n * 256u) {
+    if (i >= loss_p.rows * 256u) {
         return;
     }
-    b4[i] = select(0.0, 1.0, tok[i / 256u] == i % 256u);
+    out[i] = select(0.0, 1.0, tokens[i / 256u] == i % 256u);
 }
 
 @compute @workgroup_size(256)
 fn pos_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
-    if (i >= P.stride * P.c) {
+    if (i >= sum_p.ctx * sum_p.c) {
         return;
     }
-    let t = i / P.c;
-    let j = i % P.c;
+    let t = i / sum_p.c;
+    let j = i % sum_p.c;
     var s = 0.0;
-    if (t < P.len) {
-        for (var r = 0u; r < P.n; r = r + 1u) {
-            s = s + b1[(r * P.len + t) * P.c + j];
+    if (t < sum_p.len) {
+        for (var r = 0u; r < sum_p.rows; r = r + 1u) {
+            s = s + rows[(r * sum_p.len + t) * sum_p.c + j];
         }
     }
-    b4[i] = s;
+    sums[i] = s;
 }
 
 @compute @workgroup_size(256)
 fn sumsq(@builtin(local_invocation_index) lid: u32) {
     var s = 0.0;
-    for (var i = lid; i < P.n; i = i + 256u) {
-        s = s + b1[i] * b1[i];
+    for (var i = lid; i < sumsq_p.count; i = i + 256u) {
+        s = s + grad[i] * grad[i];
     }
     red[lid] = s;
     let tot = tree_sum(lid);
     if (lid == 0u) {
-        b6[P.pos0] = tot;
+        norms[sumsq_p.slot] = tot;
     }
 }
 
 @compute @workgroup_size(256)
 fn adamw(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
-    if (i >= P.n) {
+    let a = adam_p;
+    if (i >= a.count) {
         return;
     }
     var scale = 1.0;
-    if (P.x7 > 0.0) {
+    if (a.clip > 0.0) {
         var tot = 0.0;
-        for (var k = 0u; k < P.heads; k = k + 1u) {
-            tot = tot + b6[k];
+        for (var k = 0u; k < a.tensors; k = k + 1u) {
+            tot = tot + norms[k];
         }
         let norm = sqrt(tot);
-        if (norm > P.x7) {
-            scale = P.x7 / norm;
+        if (norm > a.clip) {
+            scale = a.clip / norm;
         }
     }
-    let g = b2[i] * scale;
-    b3[i] = P.x1 * b3[i] + (1.0 - P.x1) * g;
-    b5[i] = P.x2 * b5[i] + (1.0 - P.x2) * g * g;
-    let p = b1[i] * P.x4;
-    let mh = b3[i] * P.x5;
-    let vh = b5[i] * P.x6;
-    b1[i] = p - P.x0 * mh / (sqrt(vh) + P.x3);
+    let g = grad[i] * scale;
+    adam_m[i] = a.beta1 * adam_m[i] + (1.0 - a.beta1) * g;
+    adam_v[i] = a.beta2 * adam_v[i] + (1.0 - a.beta2) * g * g;
+    let p = param[i] * a.decay;
+    let mh = adam_m[i] * a.inv_c1;
+    let vh = adam_v[i] * a.inv_c2;
+    param[i] = p - a.lr * mh / (sqrt(vh) + a.eps);
 }
 
 @compute @workgroup_size(256)
 fn kv_store(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
-    if (i >= P.n * P.c) {
+    let c = decode_p.c;
+    if (i >= decode_p.rows * c) {
         return;
     }
-    let r = i / P.c;
-    let j = i % P.c;
-    let dst = (r * P.len + P.pos0) * P.c + j;
-    b4[dst] = b1[r * 3u * P.c + P.c + j];
-    b5[dst] = b1[r * 3u * P.c + 2u * P.c + j];
+    let r = i / c;
+    let j = i % c;
+    let at = (r * decode_p.ctx + decode_p.pos) * c + j;
+    k_cache[at] = qkv[r * 3u * c + c + j];
+    v_cache[at] = qkv[r * 3u * c + 2u * c + j];
 }
 
 @compute @workgroup_size(256)
 fn decode_attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
     let row = row_of(wid, nwg);
-    if (row >= P.n * P.heads) {
+    if (row >= decode_p.rows * decode_p.heads) {
         return;
     }
-    let r = row / P.heads;
-    let h = row % P.heads;
-    let c = P.c;
-    let d = P.d;
+    let r = row / decode_p.heads;
+    let h = row % decode_p.heads;
+    let c = decode_p.c;
+    let d = decode_p.d;
+    let pos = decode_p.pos;
     let q0 = r * 3u * c + h * d;
-    let cache0 = r * P.len * c + h * d;
+    let cache0 = r * decode_p.ctx * c + h * d;
     var m = -3.0e38;
-    for (var j = lid; j <= P.pos0; j = j + 256u) {
+    for (var j = lid; j <= pos; j = j + 256u) {
         var s = 0.0;
         for (var e = 0u; e < d; e = e + 1u) {
-            s = s + b1[q0 + e] * b4[cache0 + j * c + e];
+            s = s + qkv[q0 + e] * k_cache[cache0 + j * c + e];
         }
-        s = s * P.x0;
-        scores[j] = s;
+        s = s * decode_p.scale;
+        att_w[j] = s;
         m = max(m, s);
     }
     red[lid] = m;
     let mx = tree_max(lid);
     var z = 0.0;
-    for (var j = lid; j <= P.pos0; j = j + 256u) {
-        let e = exp(scores[j] - mx);
-        scores[j] = e;
+    for (var j = lid; j <= pos; j = j + 256u) {
+        let e = exp(att_w[j] - mx);
+        att_w[j] = e;
         z = z + e;
     }
     red[lid] = z;
     let tot = tree_sum(lid);
     for (var e = lid; e < d; e = e + 256u) {
         var acc = 0.0;
-        for (var j = 0u; j <= P.pos0; j = j + 1u) {
-            acc = acc + scores[j] * b5[cache0 + j * c + e];
+        for (var j = 0u; j <= pos; j = j + 1u) {
+            acc = acc + att_w[j] * v_cache[cache0 + j * c + e];
         }
-        b6[r * c + h * d + e] = acc / tot;
+        attn_out[r * c + h * d + e] = acc / tot;
     }
 }

@@ -4,11 +4,16 @@
 //! - `wgsl`  — hand-written WGSL kernels from `shaders/`, run through wgpu;
 //! - `cube`  — the same operations as `#[cube]` kernels, run by cubecl on the same wgpu device;
 //!
-//! and [`variants`], the `cpu32` variants the drift study compares. A backend knows no model.
+//! and [`variants`], the `cpu32` variants the drift study compares. What the two GPU backends
+//! share lives beside them: [`launch`] (workgroup sizes, grids, chunking and the GPU samplers'
+//! limits) and [`device_gmm`] (the EM passes written once over [`crate::ops::gmm::GmmOps`]).
+//! A backend knows no model.
 
 pub mod cpu32;
 pub mod cpu64;
 pub mod cube;
+pub mod device_gmm;
+pub mod launch;
 pub mod variants;
 pub mod wgsl;
 

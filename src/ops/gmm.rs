@@ -216,6 +216,113 @@ pub trait GmmPass {
     fn mstep(&mut self, covariance_type: CovarianceType) -> Result<MStats>;
 }
 
+/// Which sums one M-step summation launch forms (`mode` 0 and 1 of `gmm.wgsl`'s `msum`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MSum {
+    /// `k·(D + 1)` columns: column `c·(D+1) + j` sums `r_nc·x_nj` for `j < D` and `r_nc` for
+    /// `j = D` (the first pass: `N_k` and the unnormalised means).
+    First,
+    /// The centred scatter about the given means: `k·D·D` columns (full) or `k·D` (diagonal).
+    Scatter,
+}
+
+impl MSum {
+    /// The `mode` number the kernels take (0: [`MSum::First`], 1: [`MSum::Scatter`]).
+    pub fn mode(self) -> u32 {
+        match self {
+            MSum::First => 0,
+            MSum::Scatter => 1,
+        }
+    }
+}
+
+/// The shape of one E-step launch: `n` points of one chunk, `d` dimensions, `k` components,
+/// full or diagonal precision factors.
+#[derive(Clone, Copy, Debug)]
+pub struct EStepShape {
+    /// Points in the chunk.
+    pub n: usize,
+    /// Dimensions.
+    pub d: usize,
+    /// Components.
+    pub k: usize,
+    /// Full (`[K][D][D]`) rather than diagonal (`[K][D]`) precision factors.
+    pub full: bool,
+}
+
+/// The shape of one M-step summation launch over the `n` points of one chunk into `cols`
+/// columns, in `tiles` tiles of `tile` points (the last one shorter).
+#[derive(Clone, Copy, Debug)]
+pub struct MSumShape {
+    /// Points in the chunk.
+    pub n: usize,
+    /// Dimensions.
+    pub d: usize,
+    /// Components.
+    pub k: usize,
+    /// Full rather than diagonal scatter (ignored by [`MSum::First`]).
+    pub full: bool,
+    /// Which sums.
+    pub sum: MSum,
+    /// Points per tile.
+    pub tile: usize,
+    /// Tiles: rows of the `[tiles][cols]` table of partial sums.
+    pub tiles: usize,
+    /// Columns.
+    pub cols: usize,
+}
+
+/// The kernels of the GPU EM passes, which a GPU backend provides and the backend layer's
+/// `DeviceGmm` (`src/backend/device_gmm.rs`) drives: buffers of f32, the E-step, the tiled
+/// M-step sums and the pairwise tree that sums a table's rows. Every sum over points is in
+/// order within a tile, pairwise across tiles (the tree) and pairwise across chunks (on the
+/// host, by the caller), so every backend that implements this sums in one order.
+pub trait GmmOps {
+    /// A device buffer of f32.
+    type Buf;
+
+    /// The backend's name in messages ("WGSL", "cubecl").
+    fn label(&self) -> &'static str;
+    /// f32 values one storage binding may hold.
+    fn binding_elements(&self) -> usize;
+    /// A buffer holding `data`.
+    fn upload(&self, label: &str, data: &[f32]) -> Result<Self::Buf>;
+    /// A buffer of `len` f32 the kernels write (contents undefined; poisoned when poisoning is on).
+    fn alloc(&self, label: &str, len: usize) -> Result<Self::Buf>;
+    /// The first `len` values of `buf`.
+    fn read(&self, buf: &Self::Buf, len: usize) -> Result<Vec<f32>>;
+    /// E-step over one chunk: for each point `x_n` (`x` `[n][d]`), the component log-densities
+    /// `l_nk = −½‖(x_n − μ_k)ᵀU_k‖² + cst_k` (`means` `[k][d]`, `prec` the factors of
+    /// [`EStepParams`], `cst` [`EStepParams::log_constants`]), `lse[n] = logsumexp_k l_nk` and
+    /// `resp[n][k] = exp(l_nk − lse[n])`.
+    #[allow(clippy::too_many_arguments)]
+    fn estep(
+        &self,
+        s: &EStepShape,
+        x: &Self::Buf,
+        means: &Self::Buf,
+        prec: &Self::Buf,
+        cst: &Self::Buf,
+        resp: &Self::Buf,
+        lse: &Self::Buf,
+    ) -> Result<()>;
+    /// M-step sums over one chunk (`x` `[n][d]`, `resp` `[n][k]`, `means` `[k][d]` for
+    /// [`MSum::Scatter`], any one-value buffer for [`MSum::First`]): `partial[t][c]` is column
+    /// `c` summed in order over the points of tile `t`.
+    fn msum(
+        &self,
+        s: &MSumShape,
+        x: &Self::Buf,
+        means: &Self::Buf,
+        resp: &Self::Buf,
+        partial: &Self::Buf,
+    ) -> Result<()>;
+    /// One level of the pairwise tree: `dst[t][c] = src[2t][c] + src[2t + 1][c]` (the second
+    /// term only where `2t + 1 < t_in`) for the `⌈t_in/2⌉` rows of `dst`, `cols` columns.
+    fn tree_reduce(&self, src: &Self::Buf, dst: &Self::Buf, cols: usize, t_in: usize)
+    -> Result<()>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,13 +4,11 @@
 use cubecl::prelude::*;
 
 use super::rng::{philox, unit_f32};
-use crate::backend::wgsl::categorical::check_gpu_limits;
+use crate::backend::launch::{WORKGROUP, check_categorical_limits, groups};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::ops::sampling::Categorical;
 use crate::rng::StreamKey;
-
-const CUBE_DIM: u32 = 64;
 
 #[cube]
 fn order_key(x: f32) -> u32 {
@@ -148,7 +146,7 @@ pub fn sample_categorical(
     first: u64,
     out: &mut [u32],
 ) -> Result<()> {
-    check_gpu_limits(gpu, c, s)?;
+    check_categorical_limits(gpu, c, s)?;
     let logits_v: Vec<f32> = c.logits.iter().map(|&x| x as f32).collect();
     let logits = client.create_from_slice(bytemuck::cast_slice(&logits_v));
     let chunk = gpu.max_binding_elements(4) as usize;
@@ -164,11 +162,11 @@ pub fn sample_categorical(
             n
         ];
         let classes = client.create_from_slice(bytemuck::cast_slice(&init));
-        let (gx, gy) = GpuContext::grid((n as u32).div_ceil(CUBE_DIM));
+        let (gx, gy) = groups(n);
         sample_categorical_kernel::launch(
             client,
             CubeCount::Static(gx, gy, 1),
-            CubeDim::new_1d(CUBE_DIM),
+            CubeDim::new_1d(WORKGROUP),
             unsafe { BufferArg::from_raw_parts(logits.clone(), logits_v.len()) },
             unsafe { BufferArg::from_raw_parts(classes.clone(), n) },
             key.key_words()[0],

@@ -1,21 +1,16 @@
-//! EM passes as `#[cube]` kernels: the algorithms, layouts and summation shapes of
-//! `shaders/gmm.wgsl` (see [`crate::backend::wgsl::gmm`]), launched by cubecl on the shared
-//! device. `D`, full/diagonal and the M-step mode are compile-time parameters; one unit per
-//! point (E-step) or per (column, tile) / (column, row pair) (sums), linearised by
-//! `ABSOLUTE_POS` over `(x, y)` grids of 64-unit cubes.
+//! [`GmmOps`] as `#[cube]` kernels: the algorithms, layouts and summation shapes of
+//! `shaders/gmm.wgsl`, launched by cubecl on the shared device; the EM passes that drive them
+//! are [`crate::backend::device_gmm::DeviceGmm`]'s, shared with the WGSL backend. `D`,
+//! full/diagonal and the M-step mode are compile-time parameters; one unit per point (E-step)
+//! or per (column, tile) / (column, row pair) (sums), linearised by `ABSOLUTE_POS` over `(x, y)`
+//! grids of [`WORKGROUP`]-unit cubes.
 
 use cubecl::prelude::*;
 
-use crate::backend::wgsl::gmm::{MAX_DIM, chunk_points, msum_tiling};
+use crate::backend::launch::{WORKGROUP, groups};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
-use crate::io::Matrix;
-use crate::num::summation::PairwiseAcc;
-use crate::ops::gmm::{
-    CovarianceType, EStepParams, GmmPass, MStats, components_of, first_pass_stats,
-};
-
-const CUBE_DIM: u32 = 64;
+use crate::ops::gmm::{EStepShape, GmmOps, MSumShape};
 
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
@@ -147,238 +142,148 @@ fn tree_kernel(src: &[f32], dst: &mut [f32], cols: u32, t_in: u32, half: u32) {
     }
 }
 
-struct Chunk {
-    n: usize,
-    x: cubecl::server::Handle,
-    resp: Option<cubecl::server::Handle>,
+/// A cubecl handle with the number of f32 it was created for (what the kernels are told).
+#[derive(Clone)]
+pub struct GmmBuf {
+    handle: cubecl::server::Handle,
+    len: usize,
 }
 
-/// The cubecl EM pass state.
-pub struct CubeGmm<'a> {
+impl GmmBuf {
+    /// `self` as a kernel argument.
+    fn arg(&self) -> BufferArg {
+        // SAFETY: `handle` was created with at least `len` f32 (see `upload` and `alloc`).
+        unsafe { BufferArg::from_raw_parts(self.handle.clone(), self.len) }
+    }
+}
+
+/// The `#[cube]` EM kernels on the shared device.
+pub struct CubeGmmOps<'a> {
     client: &'a Client,
     gpu: &'a GpuContext,
-    x: Vec<f32>,
-    d: usize,
-    k: usize,
-    chunks: Vec<Chunk>,
 }
 
-fn read(client: &Client, h: cubecl::server::Handle, len: usize) -> Result<Vec<f32>> {
-    let bytes = client
-        .read_one(h)
-        .map_err(|e| Error::Cubecl(format!("{e:?}")))?;
-    Ok(bytemuck::cast_slice::<u8, f32>(&bytes[..len * 4]).to_vec())
+impl<'a> CubeGmmOps<'a> {
+    /// The kernels launched through `client` on `gpu`'s device.
+    pub fn new(client: &'a Client, gpu: &'a GpuContext) -> Self {
+        Self { client, gpu }
+    }
 }
 
+/// Enough cubes of [`WORKGROUP`] units for `units`, on an `(x, y)` grid.
 fn grid(units: usize) -> CubeCount {
-    let (gx, gy) = GpuContext::grid((units as u32).div_ceil(CUBE_DIM));
+    let (gx, gy) = groups(units);
     CubeCount::Static(gx, gy, 1)
 }
 
-impl<'a> CubeGmm<'a> {
-    /// Upload `x` (`[N][D]`, as f32).
-    pub fn new(client: &'a Client, gpu: &'a GpuContext, x: &Matrix) -> Result<Self> {
-        if x.cols > MAX_DIM {
-            return Err(Error::InvalidArgument(format!(
-                "the cubecl E-step supports D ≤ {MAX_DIM}, got {}",
-                x.cols
-            )));
-        }
-        let mut s = Self {
-            client,
-            gpu,
-            x: x.data.iter().map(|&v| v as f32).collect(),
-            d: x.cols,
-            k: 0,
-            chunks: Vec::new(),
-        };
-        s.layout(1);
-        Ok(s)
+impl GmmOps for CubeGmmOps<'_> {
+    type Buf = GmmBuf;
+
+    fn label(&self) -> &'static str {
+        "cubecl"
     }
 
-    fn layout(&mut self, k: usize) {
-        if k == self.k && !self.chunks.is_empty() {
-            return;
-        }
-        let d = self.d;
-        let n = self.x.len() / d;
-        let per = chunk_points(self.gpu, d, k);
-        self.chunks = (0..n)
-            .step_by(per)
-            .map(|s| {
-                let cn = per.min(n - s);
-                Chunk {
-                    n: cn,
-                    x: self
-                        .client
-                        .create_from_slice(bytemuck::cast_slice(&self.x[s * d..(s + cn) * d])),
-                    resp: None,
-                }
-            })
-            .collect();
-        self.k = k;
+    fn binding_elements(&self) -> usize {
+        self.gpu.max_binding_elements(4) as usize
     }
 
-    fn output(&self, len: usize) -> cubecl::server::Handle {
+    fn upload(&self, _label: &str, data: &[f32]) -> Result<GmmBuf> {
+        Ok(GmmBuf {
+            handle: self.client.create_from_slice(bytemuck::cast_slice(data)),
+            len: data.len(),
+        })
+    }
+
+    fn alloc(&self, _label: &str, len: usize) -> Result<GmmBuf> {
         let fill = if self.gpu.poisoning() {
             f32::from_bits(crate::gpu::POISON_WORD)
         } else {
             0.0
         };
-        self.client
-            .create_from_slice(bytemuck::cast_slice(&vec![fill; len.max(1)]))
+        Ok(GmmBuf {
+            handle: self
+                .client
+                .create_from_slice(bytemuck::cast_slice(&vec![fill; len.max(1)])),
+            len,
+        })
     }
 
-    fn tree_sum(
+    fn read(&self, buf: &GmmBuf, len: usize) -> Result<Vec<f32>> {
+        let bytes = self
+            .client
+            .read_one(buf.handle.clone())
+            .map_err(|e| Error::Cubecl(format!("{e:?}")))?;
+        Ok(bytemuck::cast_slice::<u8, f32>(&bytes[..len * 4]).to_vec())
+    }
+
+    fn estep(
         &self,
-        mut h: cubecl::server::Handle,
-        mut t: usize,
-        cols: usize,
-    ) -> Result<Vec<f32>> {
-        while t > 1 {
-            let half = t.div_ceil(2);
-            let dst = self.output(half * cols);
-            tree_kernel::launch(
-                self.client,
-                grid(half * cols),
-                CubeDim::new_1d(CUBE_DIM),
-                unsafe { BufferArg::from_raw_parts(h.clone(), t * cols) },
-                unsafe { BufferArg::from_raw_parts(dst.clone(), half * cols) },
-                cols as u32,
-                t as u32,
-                half as u32,
-            );
-            h = dst;
-            t = half;
-        }
-        read(self.client, h, cols)
+        s: &EStepShape,
+        x: &GmmBuf,
+        means: &GmmBuf,
+        prec: &GmmBuf,
+        cst: &GmmBuf,
+        resp: &GmmBuf,
+        lse: &GmmBuf,
+    ) -> Result<()> {
+        estep_kernel::launch(
+            self.client,
+            grid(s.n),
+            CubeDim::new_1d(WORKGROUP),
+            x.arg(),
+            means.arg(),
+            prec.arg(),
+            cst.arg(),
+            resp.arg(),
+            lse.arg(),
+            s.n as u32,
+            s.k as u32,
+            s.d,
+            s.full,
+        );
+        Ok(())
     }
 
     fn msum(
         &self,
-        mode: u32,
-        cols: usize,
-        full: bool,
-        means: &cubecl::server::Handle,
-        means_len: usize,
-    ) -> Result<Vec<f32>> {
-        let max = self.gpu.max_binding_elements(4) as usize;
-        let mut acc = PairwiseAcc::default();
-        for ch in &self.chunks {
-            let resp = ch.resp.as_ref().ok_or_else(|| {
-                Error::InvalidArgument("mstep before any responsibilities".into())
-            })?;
-            let (tile, tiles) = msum_tiling(ch.n, cols, max);
-            let partial = self.output(tiles * cols);
-            msum_kernel::launch(
-                self.client,
-                grid(tiles * cols),
-                CubeDim::new_1d(CUBE_DIM),
-                unsafe { BufferArg::from_raw_parts(ch.x.clone(), ch.n * self.d) },
-                unsafe { BufferArg::from_raw_parts(means.clone(), means_len) },
-                unsafe { BufferArg::from_raw_parts(resp.clone(), ch.n * self.k) },
-                unsafe { BufferArg::from_raw_parts(partial.clone(), tiles * cols) },
-                ch.n as u32,
-                self.k as u32,
-                tile as u32,
-                cols as u32,
-                tiles as u32,
-                self.d,
-                mode,
-                full,
-            );
-            acc.push(self.tree_sum(partial, tiles, cols)?);
-        }
-        Ok(acc.finish().unwrap_or_else(|| vec![0.0; cols]))
-    }
-}
-
-impl GmmPass for CubeGmm<'_> {
-    fn estep(&mut self, p: &EStepParams) -> Result<f64> {
-        if p.d != self.d {
-            return Err(Error::InvalidArgument(format!(
-                "model has D = {}, data {}",
-                p.d, self.d
-            )));
-        }
-        self.layout(p.k);
-        let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-        let cst = p.log_constants();
-        let (means_v, prec_v, cst_v) = (f32s(&p.means), f32s(&p.prec_chol), f32s(&cst));
-        let means = self
-            .client
-            .create_from_slice(bytemuck::cast_slice(&means_v));
-        let prec = self.client.create_from_slice(bytemuck::cast_slice(&prec_v));
-        let cst = self.client.create_from_slice(bytemuck::cast_slice(&cst_v));
-        let (d, k) = (self.d, self.k);
-        let mut total = PairwiseAcc::default();
-        for i in 0..self.chunks.len() {
-            let n = self.chunks[i].n;
-            let resp = self.output(n * k);
-            let lse = self.output(n);
-            estep_kernel::launch(
-                self.client,
-                grid(n),
-                CubeDim::new_1d(CUBE_DIM),
-                unsafe { BufferArg::from_raw_parts(self.chunks[i].x.clone(), n * d) },
-                unsafe { BufferArg::from_raw_parts(means.clone(), means_v.len()) },
-                unsafe { BufferArg::from_raw_parts(prec.clone(), prec_v.len()) },
-                unsafe { BufferArg::from_raw_parts(cst.clone(), cst_v.len()) },
-                unsafe { BufferArg::from_raw_parts(resp.clone(), n * k) },
-                unsafe { BufferArg::from_raw_parts(lse.clone(), n) },
-                n as u32,
-                k as u32,
-                d,
-                p.covariance_type == CovarianceType::Full,
-            );
-            total.push(self.tree_sum(lse, n, 1)?);
-            self.chunks[i].resp = Some(resp);
-        }
-        Ok(total.finish().map(|v| v[0] as f64).unwrap_or(0.0))
-    }
-
-    fn set_responsibilities(&mut self, r: &[f64]) -> Result<()> {
-        let n = self.x.len() / self.d;
-        let k = components_of(r.len(), n)?;
-        self.layout(k);
-        let mut s = 0;
-        for ch in &mut self.chunks {
-            let v: Vec<f32> = r[s * k..(s + ch.n) * k].iter().map(|&x| x as f32).collect();
-            ch.resp = Some(self.client.create_from_slice(bytemuck::cast_slice(&v)));
-            s += ch.n;
-        }
+        s: &MSumShape,
+        x: &GmmBuf,
+        means: &GmmBuf,
+        resp: &GmmBuf,
+        partial: &GmmBuf,
+    ) -> Result<()> {
+        msum_kernel::launch(
+            self.client,
+            grid(s.tiles * s.cols),
+            CubeDim::new_1d(WORKGROUP),
+            x.arg(),
+            means.arg(),
+            resp.arg(),
+            partial.arg(),
+            s.n as u32,
+            s.k as u32,
+            s.tile as u32,
+            s.cols as u32,
+            s.tiles as u32,
+            s.d,
+            s.sum.mode(),
+            s.full,
+        );
         Ok(())
     }
 
-    fn responsibilities(&self) -> Result<Vec<f64>> {
-        let mut out = Vec::new();
-        for ch in &self.chunks {
-            let h = ch
-                .resp
-                .clone()
-                .ok_or_else(|| Error::InvalidArgument("no responsibilities yet".into()))?;
-            out.extend(
-                read(self.client, h, ch.n * self.k)?
-                    .iter()
-                    .map(|&x| x as f64),
-            );
-        }
-        Ok(out)
-    }
-
-    fn mstep(&mut self, cov: CovarianceType) -> Result<MStats> {
-        let (d, k) = (self.d, self.k);
-        let full = cov == CovarianceType::Full;
-        let dummy = self.client.create_from_slice(bytemuck::cast_slice(&[0f32]));
-        let first = self.msum(0, k * (d + 1), full, &dummy, 1)?;
-        let (nk, means) = first_pass_stats(&first, k, d);
-        let means_h = self.client.create_from_slice(bytemuck::cast_slice(&means));
-        let per = if full { d * d } else { d };
-        let scatter = self.msum(1, k * per, full, &means_h, means.len())?;
-        Ok(MStats {
-            nk: nk.iter().map(|&v| v as f64).collect(),
-            means: means.iter().map(|&v| v as f64).collect(),
-            scatter: scatter.iter().map(|&v| v as f64).collect(),
-        })
+    fn tree_reduce(&self, src: &GmmBuf, dst: &GmmBuf, cols: usize, t_in: usize) -> Result<()> {
+        let half = t_in.div_ceil(2);
+        tree_kernel::launch(
+            self.client,
+            grid(half * cols),
+            CubeDim::new_1d(WORKGROUP),
+            src.arg(),
+            dst.arg(),
+            cols as u32,
+            t_in as u32,
+            half as u32,
+        );
+        Ok(())
     }
 }

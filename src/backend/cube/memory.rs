@@ -1,7 +1,11 @@
-//! [`DeviceMemory`] for cubecl: handles on the shared device and the cubecl matmul. The VAE's
-//! and the language model's `#[cube]` kernels extend it (`vae.rs`, `lm.rs`).
+//! Buffers, not kernels: [`CubeKernels`], the handle the device trainers run on, and its
+//! [`DeviceMemory`] — cubecl handles on the shared device (allocate, upload, read back) and the
+//! cubecl matmul of `matmul.rs` — plus the launch helpers (`grid`, `dim`, `arg`) the `#[cube]`
+//! kernels of `vae.rs` and `lm/` use when they are added to the same handle (`VaeOps`, `LmOps`);
+//! the GMM's passes use their own buffers (`gmm.rs`).
 
 use super::matmul::{CubeOperands, check_device, launch};
+use crate::backend::launch::{WORKGROUP, groups};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::ops::matmul::Matmul;
@@ -9,18 +13,15 @@ use crate::ops::memory::DeviceMemory;
 
 type Handle = cubecl::server::Handle;
 
-/// Units per cube of the VAE's and the LM's kernels.
-pub(super) const CUBE_DIM: u32 = 64;
-
-/// Enough cubes of [`CUBE_DIM`] units for `units`, on an `(x, y)` grid.
+/// Enough cubes of [`WORKGROUP`] units for `units`, on an `(x, y)` grid ([`groups`]).
 pub(super) fn grid(units: usize) -> cubecl::prelude::CubeCount {
-    let (gx, gy) = GpuContext::grid((units as u32).div_ceil(CUBE_DIM));
+    let (gx, gy) = groups(units);
     cubecl::prelude::CubeCount::Static(gx, gy, 1)
 }
 
-/// A one-dimensional cube of [`CUBE_DIM`] units.
+/// A one-dimensional cube of [`WORKGROUP`] units.
 pub(super) fn dim() -> cubecl::prelude::CubeDim {
-    cubecl::prelude::CubeDim::new_1d(CUBE_DIM)
+    cubecl::prelude::CubeDim::new_1d(WORKGROUP)
 }
 
 /// `h` as a kernel argument of `len` elements.

@@ -12,6 +12,7 @@ pub mod vae;
 
 use std::sync::Arc;
 
+use crate::backend::device_gmm::DeviceGmm;
 use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::ops::sampling::{
@@ -115,6 +116,9 @@ impl Backend for Cube {
         &'a self,
         x: &'a crate::io::Matrix,
     ) -> Result<Box<dyn crate::ops::gmm::GmmPass + 'a>> {
-        Ok(Box::new(gmm::CubeGmm::new(&self.client, &self.gpu, x)?))
+        Ok(Box::new(DeviceGmm::new(
+            gmm::CubeGmmOps::new(&self.client, &self.gpu),
+            x,
+        )?))
     }
 }

@@ -7,6 +7,7 @@
 
 use cubecl::prelude::*;
 
+use crate::backend::launch::{WORKGROUP, groups, philox_blocks};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::rng::StreamKey;
@@ -21,8 +22,6 @@ pub enum Fill {
     /// f32 Box–Muller normals.
     NormalF32,
 }
-
-const CUBE_DIM: u32 = 64;
 
 #[cube]
 pub(crate) fn mulhi(a: u32, b: u32) -> u32 {
@@ -165,12 +164,12 @@ pub fn fill_into(
     let [k0, k1] = key.key_words();
     let block = start / 4;
     let lane0 = (start % 4) as u32;
-    let blocks = (count as u32 + lane0).div_ceil(4);
-    let (gx, gy) = GpuContext::grid(blocks.div_ceil(CUBE_DIM));
+    let blocks = philox_blocks(count, lane0);
+    let (gx, gy) = groups(blocks as usize);
     philox_fill::launch(
         client,
         CubeCount::Static(gx, gy, 1),
-        CubeDim::new_1d(CUBE_DIM),
+        CubeDim::new_1d(WORKGROUP),
         unsafe { BufferArg::from_raw_parts(out.clone(), count) },
         k0,
         k1,

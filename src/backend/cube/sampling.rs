@@ -5,13 +5,11 @@
 use cubecl::prelude::*;
 
 use super::rng::{mulhi, normals, philox};
-use crate::backend::wgsl::sampling::check_gpu_limits;
+use crate::backend::launch::{WORKGROUP, check_mixture_limits, groups, mixture_chunk};
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::ops::sampling::{PreparedMixture, blocks_per_sample};
 use crate::rng::StreamKey;
-
-const CUBE_DIM: u32 = 64;
 
 /// One unit per sample: unit `s` is sample `chunk_start + s` of the call (see the module docs of
 /// [`crate::ops::sampling`]); `(fb0, fb1)` is the 64-bit first block of the chunk.
@@ -100,7 +98,7 @@ pub fn sample_mixture(
     out: &mut [f64],
     comps: &mut [u32],
 ) -> Result<()> {
-    check_gpu_limits(gpu, mix, m)?;
+    check_mixture_limits(gpu, mix, m)?;
     let d = mix.batch.d;
     let n_total = comps.len();
     let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
@@ -109,7 +107,7 @@ pub fn sample_mixture(
     let means = client.create_from_slice(bytemuck::cast_slice(&means_v));
     let factor = client.create_from_slice(bytemuck::cast_slice(&factor_v));
     let sb = blocks_per_sample(d);
-    let chunk = (gpu.max_binding_elements(4) as usize / d).max(1);
+    let chunk = mixture_chunk(gpu, d);
     let [k0, k1] = key.key_words();
     let poison = |len: usize| -> Vec<u32> {
         vec![
@@ -127,11 +125,11 @@ pub fn sample_mixture(
         let fb = (first + done as u64) * sb;
         let samples = client.create_from_slice(bytemuck::cast_slice(&poison(n * d)));
         let comp_h = client.create_from_slice(bytemuck::cast_slice(&poison(n)));
-        let (gx, gy) = GpuContext::grid((n as u32).div_ceil(CUBE_DIM));
+        let (gx, gy) = groups(n);
         sample_mixture_kernel::launch(
             client,
             CubeCount::Static(gx, gy, 1),
-            CubeDim::new_1d(CUBE_DIM),
+            CubeDim::new_1d(WORKGROUP),
             unsafe { BufferArg::from_raw_parts(thresholds.clone(), mix.thresholds.len()) },
             unsafe { BufferArg::from_raw_parts(means.clone(), means_v.len()) },
             unsafe { BufferArg::from_raw_parts(factor.clone(), factor_v.len()) },

@@ -1,6 +1,7 @@
 //! Launcher for `shaders/categorical.wgsl`: upload the logits once, sample in chunks.
 
-use crate::error::{Error, Result};
+use crate::backend::launch::{check_categorical_limits, groups};
+use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::ops::sampling::Categorical;
 use crate::rng::StreamKey;
@@ -20,25 +21,6 @@ struct CatParams {
     inv_t: f32,
 }
 
-const WORKGROUP: u32 = 64;
-
-/// Limits of the GPU categorical samplers: the logits fit one binding, B·S < 2³².
-pub fn check_gpu_limits(gpu: &GpuContext, c: &Categorical, s: usize) -> Result<()> {
-    let max = gpu.max_binding_elements(4) as usize;
-    if c.logits.len() > max {
-        return Err(Error::InvalidArgument(format!(
-            "{} logits exceed one GPU binding ({max} values); split the rows",
-            c.logits.len()
-        )));
-    }
-    if (c.rows as u64) * (s as u64) >= u32::MAX as u64 {
-        return Err(Error::InvalidArgument(
-            "B·S must be below 2^32 samples per call; split the call".into(),
-        ));
-    }
-    Ok(())
-}
-
 /// Sample as [`crate::ops::Backend::sample_categorical`] documents.
 pub fn sample_categorical(
     gpu: &GpuContext,
@@ -48,7 +30,7 @@ pub fn sample_categorical(
     first: u64,
     out: &mut [u32],
 ) -> Result<()> {
-    check_gpu_limits(gpu, c, s)?;
+    check_categorical_limits(gpu, c, s)?;
     let pipeline = gpu.pipeline("categorical.wgsl", "sample_categorical")?;
     let logits: Vec<f32> = c.logits.iter().map(|&x| x as f32).collect();
     let logits = gpu.input_buffer("logits", bytemuck::cast_slice(&logits))?;
@@ -74,7 +56,7 @@ pub fn sample_categorical(
             "categorical.wgsl:sample_categorical",
             &pipeline,
             &bind,
-            GpuContext::grid((n as u32).div_ceil(WORKGROUP)),
+            groups(n),
         )?;
         let got: Vec<u32> = gpu.read_buffer(&classes, n)?;
         out[done..done + n].copy_from_slice(&got);

@@ -1,16 +1,11 @@
-//! Launchers for `shaders/gmm.wgsl`: the EM passes with the data and the responsibilities kept
-//! on the device between passes, in chunks of points small enough for one binding each.
-//!
-//! Sums over points: in order within a tile of points (a workgroup column), then pairwise
-//! across tiles on the device (`tree_reduce`), then pairwise across chunks on the host (f32).
+//! [`GmmOps`] over `shaders/gmm.wgsl`: the E-step, the tiled M-step sums and the pairwise tree,
+//! launched on wgpu. The EM passes that drive them (chunks, trees, host-side combination) are
+//! [`crate::backend::device_gmm::DeviceGmm`]'s, shared with the cubecl backend.
 
-use crate::error::{Error, Result};
+use crate::backend::launch::{MAX_WORKGROUPS_PER_DIM, WORKGROUP, groups};
+use crate::error::Result;
 use crate::gpu::GpuContext;
-use crate::io::Matrix;
-use crate::num::summation::PairwiseAcc;
-use crate::ops::gmm::{
-    CovarianceType, EStepParams, GmmPass, MStats, components_of, first_pass_stats,
-};
+use crate::ops::gmm::{EStepShape, GmmOps, MSumShape};
 
 /// `GmmParams` of `gmm.wgsl` (uniform, 32 bytes).
 #[repr(C)]
@@ -26,261 +21,139 @@ struct Params {
     mode: u32,
 }
 
-/// Largest dimension of the GPU E-step (its per-invocation buffer).
-pub const MAX_DIM: usize = 128;
-const WG: u32 = 64;
-
-/// Points per chunk for `d` dimensions and `k` components: `x` (`[n][d]`) and the
-/// responsibilities (`[n][k]`) each fit one binding.
-pub(crate) fn chunk_points(gpu: &GpuContext, d: usize, k: usize) -> usize {
-    (gpu.max_binding_elements(4) as usize / d.max(k)).max(1)
-}
-
-/// `(points per tile, tiles)` of an M-step sum over `n` points into `cols` columns: at least 256
-/// points per tile, at most 65535 tiles (one grid dimension), and the `[tiles][cols]` table of
-/// partial sums within `max` values (one binding).
-pub(crate) fn msum_tiling(n: usize, cols: usize, max: usize) -> (usize, usize) {
-    let tile = 256
-        .max(n.div_ceil(65_535))
-        .max(n.div_ceil((max / cols).max(1)));
-    (tile, n.div_ceil(tile))
-}
-
-struct Chunk {
-    n: usize,
-    x: wgpu::Buffer,
-    resp: Option<wgpu::Buffer>,
-}
-
-/// The WGSL EM pass state.
-pub struct WgslGmm<'a> {
+/// The `gmm.wgsl` kernels on one GPU context; buffers are wgpu storage buffers.
+pub struct WgslGmmOps<'a> {
     gpu: &'a GpuContext,
-    x: Vec<f32>,
-    d: usize,
-    k: usize,
-    chunks: Vec<Chunk>,
 }
 
-impl<'a> WgslGmm<'a> {
-    /// Upload `x` (`[N][D]`, as f32).
-    pub fn new(gpu: &'a GpuContext, x: &Matrix) -> Result<Self> {
-        if x.cols > MAX_DIM {
-            return Err(Error::InvalidArgument(format!(
-                "the WGSL E-step supports D ≤ {MAX_DIM}, got {}",
-                x.cols
-            )));
-        }
-        let mut s = Self {
-            gpu,
-            x: x.data.iter().map(|&v| v as f32).collect(),
-            d: x.cols,
-            k: 0,
-            chunks: Vec::new(),
-        };
-        s.layout(1)?;
-        Ok(s)
-    }
-
-    /// (Re)build the chunks for `k` components: points per chunk such that `x` and `resp`
-    /// each fit one binding.
-    fn layout(&mut self, k: usize) -> Result<()> {
-        if k == self.k && !self.chunks.is_empty() {
-            return Ok(());
-        }
-        let d = self.d;
-        let n = self.x.len() / d;
-        let per = chunk_points(self.gpu, d, k);
-        self.chunks.clear();
-        for s in (0..n).step_by(per) {
-            let cn = per.min(n - s);
-            let x = self
-                .gpu
-                .input_buffer("gmm x", bytemuck::cast_slice(&self.x[s * d..(s + cn) * d]))?;
-            self.chunks.push(Chunk {
-                n: cn,
-                x,
-                resp: None,
-            });
-        }
-        self.k = k;
-        Ok(())
+impl<'a> WgslGmmOps<'a> {
+    /// The kernels on `gpu`.
+    pub fn new(gpu: &'a GpuContext) -> Self {
+        Self { gpu }
     }
 
     fn uniform(&self, p: Params) -> Result<wgpu::Buffer> {
         self.gpu
             .uniform_buffer("gmm params", bytemuck::bytes_of(&p))
     }
-
-    /// Sum the `t` rows of the `[t][cols]` table in `buf` pairwise on the device.
-    fn tree_sum(&self, mut buf: wgpu::Buffer, mut t: usize, cols: usize) -> Result<Vec<f32>> {
-        let pipe = self.gpu.pipeline("gmm.wgsl", "tree_reduce")?;
-        while t > 1 {
-            let half = t.div_ceil(2);
-            let dst = self
-                .gpu
-                .output_buffer("gmm tree", (half * cols * 4) as u64)?;
-            let u = self.uniform(Params {
-                cols: cols as u32,
-                t_in: t as u32,
-                ..Default::default()
-            })?;
-            let bg = self.gpu.bind_at(&pipe, &[(0, &u), (8, &buf), (9, &dst)])?;
-            let gy = half.min(65_535) as u32;
-            let gz = half.div_ceil(65_535) as u32;
-            self.gpu.dispatch3(
-                "gmm.wgsl:tree_reduce",
-                &pipe,
-                &bg,
-                ((cols as u32).div_ceil(WG), gy, gz),
-            )?;
-            buf = dst;
-            t = half;
-        }
-        self.gpu.read_buffer(&buf, cols)
-    }
-
-    /// One M-step summation (`mode` 0: N_k and Σ r x; 1: centred scatter) over every chunk.
-    fn msum(&self, mode: u32, cols: usize, full: bool, means: &wgpu::Buffer) -> Result<Vec<f32>> {
-        let pipe = self.gpu.pipeline("gmm.wgsl", "msum")?;
-        let max = self.gpu.max_binding_elements(4) as usize;
-        let mut acc = PairwiseAcc::default();
-        for ch in &self.chunks {
-            let resp = ch.resp.as_ref().ok_or_else(|| {
-                Error::InvalidArgument("mstep before any responsibilities".into())
-            })?;
-            let (tile, tiles) = msum_tiling(ch.n, cols, max);
-            let partial = self
-                .gpu
-                .output_buffer("gmm partial", (tiles * cols * 4) as u64)?;
-            let u = self.uniform(Params {
-                n: ch.n as u32,
-                d: self.d as u32,
-                k: self.k as u32,
-                full: full as u32,
-                tile: tile as u32,
-                cols: cols as u32,
-                mode,
-                ..Default::default()
-            })?;
-            let bg = self.gpu.bind_at(
-                &pipe,
-                &[(0, &u), (1, &ch.x), (2, means), (5, resp), (7, &partial)],
-            )?;
-            self.gpu.dispatch(
-                "gmm.wgsl:msum",
-                &pipe,
-                &bg,
-                ((cols as u32).div_ceil(WG), tiles as u32),
-            )?;
-            acc.push(self.tree_sum(partial, tiles, cols)?);
-        }
-        Ok(acc.finish().unwrap_or_else(|| vec![0.0; cols]))
-    }
 }
 
-impl GmmPass for WgslGmm<'_> {
-    fn estep(&mut self, p: &EStepParams) -> Result<f64> {
-        if p.d != self.d {
-            return Err(Error::InvalidArgument(format!(
-                "model has D = {}, data {}",
-                p.d, self.d
-            )));
-        }
-        self.layout(p.k)?;
-        let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-        let cst = p.log_constants();
-        let means = self
-            .gpu
-            .input_buffer("gmm means", bytemuck::cast_slice(&f32s(&p.means)))?;
-        let prec = self
-            .gpu
-            .input_buffer("gmm prec", bytemuck::cast_slice(&f32s(&p.prec_chol)))?;
-        let cst = self
-            .gpu
-            .input_buffer("gmm cst", bytemuck::cast_slice(&f32s(&cst)))?;
-        let pipe = self.gpu.pipeline("gmm.wgsl", "estep")?;
-        let mut total = PairwiseAcc::default();
-        let (d, k) = (self.d, self.k);
-        for i in 0..self.chunks.len() {
-            let n = self.chunks[i].n;
-            let resp = self.gpu.output_buffer("gmm resp", (n * k * 4) as u64)?;
-            let lse = self.gpu.output_buffer("gmm lse", (n * 4) as u64)?;
-            let u = self.uniform(Params {
-                n: n as u32,
-                d: d as u32,
-                k: k as u32,
-                full: (p.covariance_type == CovarianceType::Full) as u32,
-                ..Default::default()
-            })?;
-            let bg = self.gpu.bind_at(
-                &pipe,
-                &[
-                    (0, &u),
-                    (1, &self.chunks[i].x),
-                    (2, &means),
-                    (3, &prec),
-                    (4, &cst),
-                    (5, &resp),
-                    (6, &lse),
-                ],
-            )?;
-            self.gpu.dispatch(
-                "gmm.wgsl:estep",
-                &pipe,
-                &bg,
-                GpuContext::grid((n as u32).div_ceil(WG)),
-            )?;
-            total.push(self.tree_sum(lse, n, 1)?);
-            self.chunks[i].resp = Some(resp);
-        }
-        Ok(total.finish().map(|v| v[0] as f64).unwrap_or(0.0))
+impl GmmOps for WgslGmmOps<'_> {
+    type Buf = wgpu::Buffer;
+
+    fn label(&self) -> &'static str {
+        "WGSL"
     }
 
-    fn set_responsibilities(&mut self, r: &[f64]) -> Result<()> {
-        let n = self.x.len() / self.d;
-        let k = components_of(r.len(), n)?;
-        self.layout(k)?;
-        let mut s = 0;
-        for i in 0..self.chunks.len() {
-            let cn = self.chunks[i].n;
-            let v: Vec<f32> = r[s * k..(s + cn) * k].iter().map(|&x| x as f32).collect();
-            self.chunks[i].resp = Some(
-                self.gpu
-                    .input_buffer("gmm resp", bytemuck::cast_slice(&v))?,
-            );
-            s += cn;
-        }
+    fn binding_elements(&self) -> usize {
+        self.gpu.max_binding_elements(4) as usize
+    }
+
+    fn upload(&self, label: &str, data: &[f32]) -> Result<wgpu::Buffer> {
+        self.gpu.input_buffer(label, bytemuck::cast_slice(data))
+    }
+
+    fn alloc(&self, label: &str, len: usize) -> Result<wgpu::Buffer> {
+        self.gpu.output_buffer(label, (len * 4) as u64)
+    }
+
+    fn read(&self, buf: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        self.gpu.read_buffer(buf, len)
+    }
+
+    fn estep(
+        &self,
+        s: &EStepShape,
+        x: &wgpu::Buffer,
+        means: &wgpu::Buffer,
+        prec: &wgpu::Buffer,
+        cst: &wgpu::Buffer,
+        resp: &wgpu::Buffer,
+        lse: &wgpu::Buffer,
+    ) -> Result<()> {
+        let pipe = self.gpu.pipeline("gmm.wgsl", "estep")?;
+        let u = self.uniform(Params {
+            n: s.n as u32,
+            d: s.d as u32,
+            k: s.k as u32,
+            full: s.full as u32,
+            ..Default::default()
+        })?;
+        let bg = self.gpu.bind_at(
+            &pipe,
+            &[
+                (0, &u),
+                (1, x),
+                (2, means),
+                (3, prec),
+                (4, cst),
+                (5, resp),
+                (6, lse),
+            ],
+        )?;
+        self.gpu
+            .dispatch("gmm.wgsl:estep", &pipe, &bg, groups(s.n))?;
         Ok(())
     }
 
-    fn responsibilities(&self) -> Result<Vec<f64>> {
-        let mut out = Vec::new();
-        for ch in &self.chunks {
-            let buf = ch
-                .resp
-                .as_ref()
-                .ok_or_else(|| Error::InvalidArgument("no responsibilities yet".into()))?;
-            let v: Vec<f32> = self.gpu.read_buffer(buf, ch.n * self.k)?;
-            out.extend(v.iter().map(|&x| x as f64));
-        }
-        Ok(out)
+    fn msum(
+        &self,
+        s: &MSumShape,
+        x: &wgpu::Buffer,
+        means: &wgpu::Buffer,
+        resp: &wgpu::Buffer,
+        partial: &wgpu::Buffer,
+    ) -> Result<()> {
+        let pipe = self.gpu.pipeline("gmm.wgsl", "msum")?;
+        let u = self.uniform(Params {
+            n: s.n as u32,
+            d: s.d as u32,
+            k: s.k as u32,
+            full: s.full as u32,
+            tile: s.tile as u32,
+            cols: s.cols as u32,
+            mode: s.sum.mode(),
+            ..Default::default()
+        })?;
+        let bg = self.gpu.bind_at(
+            &pipe,
+            &[(0, &u), (1, x), (2, means), (5, resp), (7, partial)],
+        )?;
+        // One invocation per (column, tile): columns along x, tiles along y.
+        self.gpu.dispatch(
+            "gmm.wgsl:msum",
+            &pipe,
+            &bg,
+            ((s.cols as u32).div_ceil(WORKGROUP), s.tiles as u32),
+        )?;
+        Ok(())
     }
 
-    fn mstep(&mut self, cov: CovarianceType) -> Result<MStats> {
-        let (d, k) = (self.d, self.k);
-        let full = cov == CovarianceType::Full;
-        let dummy = self.gpu.input_buffer("gmm no means", &[0u8; 4])?;
-        let first = self.msum(0, k * (d + 1), full, &dummy)?;
-        let (nk, means) = first_pass_stats(&first, k, d);
-        let means_buf = self
-            .gpu
-            .input_buffer("gmm new means", bytemuck::cast_slice(&means))?;
-        let per = if full { d * d } else { d };
-        let scatter = self.msum(1, k * per, full, &means_buf)?;
-        Ok(MStats {
-            nk: nk.iter().map(|&v| v as f64).collect(),
-            means: means.iter().map(|&v| v as f64).collect(),
-            scatter: scatter.iter().map(|&v| v as f64).collect(),
-        })
+    fn tree_reduce(
+        &self,
+        src: &wgpu::Buffer,
+        dst: &wgpu::Buffer,
+        cols: usize,
+        t_in: usize,
+    ) -> Result<()> {
+        let pipe = self.gpu.pipeline("gmm.wgsl", "tree_reduce")?;
+        let half = t_in.div_ceil(2);
+        let u = self.uniform(Params {
+            cols: cols as u32,
+            t_in: t_in as u32,
+            ..Default::default()
+        })?;
+        let bg = self.gpu.bind_at(&pipe, &[(0, &u), (8, src), (9, dst)])?;
+        // Columns along x; the `half` output rows along y, then z past 65535.
+        let max = MAX_WORKGROUPS_PER_DIM as usize;
+        let gy = half.min(max) as u32;
+        let gz = half.div_ceil(max) as u32;
+        self.gpu.dispatch3(
+            "gmm.wgsl:tree_reduce",
+            &pipe,
+            &bg,
+            ((cols as u32).div_ceil(WORKGROUP), gy, gz),
+        )?;
+        Ok(())
     }
 }

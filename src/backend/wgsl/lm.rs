@@ -1,44 +1,199 @@
 //! The language model on wgpu: [`LmOps`] for [`WgslKernels`] (whose matmul kernels serve the
 //! products, batched over heads for attention) with `shaders/lm.wgsl`; the orchestration is
 //! [`crate::models::lm::device`]'s.
-//! Training and generational runs queue the dispatches ([`crate::gpu::GpuOptions::queued`]);
-//! benches and tests wait for and time each one.
+//! Each method fills its entry point's uniform (one `#[repr(C)]` twin per parameter struct of
+//! `lm.wgsl`, bound at that struct's binding) and binds its buffers by name (the binding
+//! numbers of `lm.wgsl`'s header, as constants). Training and generational runs queue the
+//! dispatches ([`crate::gpu::GpuOptions::queued`]); benches and tests wait for and time each one.
 
 use super::memory::WgslKernels;
+use crate::backend::launch::WIDE_WORKGROUP;
 use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::ops::lm::{AdamStep, LmOps};
 
-/// `LmParams` of `lm.wgsl` (uniform, 64 bytes).
+/// Binding numbers of `lm.wgsl` (group 0), named as there.
+mod bind {
+    pub const ELEM_P: u32 = 0;
+    pub const EMBED_P: u32 = 1;
+    pub const NORM_P: u32 = 2;
+    pub const SUM_P: u32 = 3;
+    pub const HEAD_P: u32 = 4;
+    pub const SOFTMAX_P: u32 = 5;
+    pub const LOSS_P: u32 = 6;
+    pub const SUMSQ_P: u32 = 7;
+    pub const ADAM_P: u32 = 8;
+    pub const DECODE_P: u32 = 9;
+    pub const TOKENS: u32 = 10;
+    pub const TARGETS: u32 = 11;
+    pub const OUT: u32 = 12;
+    pub const TOK_EMB: u32 = 13;
+    pub const POS_EMB: u32 = 14;
+    pub const X: u32 = 15;
+    pub const GAMMA: u32 = 16;
+    pub const BETA: u32 = 17;
+    pub const Y: u32 = 18;
+    pub const XHAT: u32 = 19;
+    pub const RSTD: u32 = 20;
+    pub const DY: u32 = 21;
+    pub const DX: u32 = 22;
+    pub const PROD: u32 = 23;
+    pub const ROWS: u32 = 24;
+    pub const SUMS: u32 = 25;
+    pub const SRC: u32 = 26;
+    pub const DST: u32 = 27;
+    pub const SCORES: u32 = 28;
+    pub const PROB: u32 = 29;
+    pub const DPROB: u32 = 30;
+    pub const PRE: u32 = 31;
+    pub const POST: u32 = 32;
+    pub const LOGITS: u32 = 33;
+    pub const ROW_LOSS: u32 = 34;
+    pub const LOSS: u32 = 35;
+    pub const GRAD: u32 = 36;
+    pub const NORMS: u32 = 37;
+    pub const PARAM: u32 = 38;
+    pub const ADAM_M: u32 = 39;
+    pub const ADAM_V: u32 = 40;
+    pub const QKV: u32 = 41;
+    pub const K_CACHE: u32 = 42;
+    pub const V_CACHE: u32 = 43;
+    pub const ATTN_OUT: u32 = 44;
+}
+
+/// `ElemParams` of `lm.wgsl` (fill, gelu, gelu_back; 16 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
+struct ElemParams {
+    count: u32,
+    value: f32,
+    pad: [u32; 2],
+}
+
+/// `EmbedParams` of `lm.wgsl` (embed; 16 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct EmbedParams {
     n: u32,
     c: u32,
     len: u32,
+    pos0: u32,
+}
+
+/// `NormParams` of `lm.wgsl` (layer_norm, ln_back; 16 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct NormParams {
+    rows: u32,
+    c: u32,
+    eps: f32,
+    pad: u32,
+}
+
+/// `SumParams` of `lm.wgsl` (col_sum, pos_grad; 16 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct SumParams {
+    rows: u32,
+    c: u32,
+    len: u32,
+    ctx: u32,
+}
+
+/// `HeadParams` of `lm.wgsl` (gather_heads, scatter_heads; 32 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct HeadParams {
+    count: u32,
+    len: u32,
     heads: u32,
     d: u32,
-    pos0: u32,
     stride: u32,
-    flags: u32,
-    x: [f32; 8],
+    offset: u32,
+    pad: [u32; 2],
+}
+
+/// `SoftmaxParams` of `lm.wgsl` (causal_softmax, softmax_back; 16 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct SoftmaxParams {
+    rows: u32,
+    len: u32,
+    scale: f32,
+    pad: u32,
+}
+
+/// `LossParams` of `lm.wgsl` (cross_entropy, mean, onehot; 16 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct LossParams {
+    rows: u32,
+    grad: u32,
+    inv_n: f32,
+    pad: u32,
+}
+
+/// `SumsqParams` of `lm.wgsl` (sumsq; 16 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct SumsqParams {
+    count: u32,
+    slot: u32,
+    pad: [u32; 2],
+}
+
+/// `AdamParams` of `lm.wgsl` (adamw; 48 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct AdamParams {
+    count: u32,
+    tensors: u32,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    decay: f32,
+    inv_c1: f32,
+    inv_c2: f32,
+    clip: f32,
+    pad: [u32; 2],
+}
+
+/// `DecodeParams` of `lm.wgsl` (kv_store, decode_attention; 32 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct DecodeParams {
+    rows: u32,
+    c: u32,
+    ctx: u32,
+    heads: u32,
+    d: u32,
+    pos: u32,
+    scale: f32,
+    pad: u32,
+}
+
+/// Workgroups of [`WIDE_WORKGROUP`] invocations covering `count` elements.
+fn elems(count: usize) -> usize {
+    count.div_ceil(WIDE_WORKGROUP as usize)
 }
 
 impl WgslKernels {
-    /// Dispatch `entry` with `p` over `groups` workgroups (2-D when over 65535).
-    fn run_lm(
+    /// Dispatch `entry` of `lm.wgsl` with the uniform `params` at binding `at` and `buffers`
+    /// at theirs, over `groups` workgroups (2-D when over 65535).
+    fn run_lm<P: bytemuck::Pod>(
         &self,
         entry: &str,
-        p: Params,
+        (at, params): (u32, P),
         buffers: &[(u32, &wgpu::Buffer)],
         groups: usize,
     ) -> Result<()> {
         let pipe = self.gpu.pipeline("lm.wgsl", entry)?;
         let uniform = self
             .gpu
-            .uniform_buffer("lm params", bytemuck::bytes_of(&p))?;
+            .uniform_buffer("lm params", bytemuck::bytes_of(&params))?;
         let mut all: Vec<(u32, &wgpu::Buffer)> = buffers.to_vec();
-        all.push((0, &uniform));
+        all.push((at, &uniform));
         let bind = self.gpu.bind_at(&pipe, &all)?;
         self.gpu.dispatch(
             &format!("lm.wgsl:{entry}"),
@@ -49,8 +204,8 @@ impl WgslKernels {
         Ok(())
     }
 
-    /// `gather_heads` or `scatter_heads` (`entry`) of `lm.wgsl`: `src` (binding 1) into `dst`
-    /// (binding 4) for heads of `(rows, H, len, d)` at `stride` and column `offset`.
+    /// `gather_heads` or `scatter_heads` (`entry`) of `lm.wgsl`: `src` into `dst` for heads of
+    /// `(rows, H, len, d)` at `stride` and column `offset`.
     fn move_heads(
         &self,
         entry: &str,
@@ -61,31 +216,43 @@ impl WgslKernels {
         offset: usize,
     ) -> Result<()> {
         let count = rows * heads * len * d;
-        let p = Params {
-            n: count as u32,
+        let p = HeadParams {
+            count: count as u32,
             len: len as u32,
             heads: heads as u32,
             d: d as u32,
-            pos0: offset as u32,
             stride: stride as u32,
+            offset: offset as u32,
             ..Default::default()
         };
-        self.run_lm(entry, p, &[(1, src), (4, dst)], Self::elems(count))
+        self.run_lm(
+            entry,
+            (bind::HEAD_P, p),
+            &[(bind::SRC, src), (bind::DST, dst)],
+            elems(count),
+        )
     }
 
-    fn elems(count: usize) -> usize {
-        count.div_ceil(256)
+    /// `fill`, `gelu` or `gelu_back` (`entry`) over `count` elements.
+    fn run_elems(
+        &self,
+        entry: &str,
+        count: usize,
+        value: f32,
+        buffers: &[(u32, &wgpu::Buffer)],
+    ) -> Result<()> {
+        let p = ElemParams {
+            count: count as u32,
+            value,
+            ..Default::default()
+        };
+        self.run_lm(entry, (bind::ELEM_P, p), buffers, elems(count))
     }
 }
 
 impl LmOps for WgslKernels {
     fn fill(&self, out: &wgpu::Buffer, count: usize, value: f32) -> Result<()> {
-        let mut p = Params {
-            n: count as u32,
-            ..Default::default()
-        };
-        p.x[0] = value;
-        self.run_lm("fill", p, &[(4, out)], Self::elems(count))
+        self.run_elems("fill", count, value, &[(bind::OUT, out)])
     }
 
     fn embed(
@@ -99,18 +266,22 @@ impl LmOps for WgslKernels {
         pos0: usize,
         c: usize,
     ) -> Result<()> {
-        let p = Params {
+        let p = EmbedParams {
             n: n as u32,
             c: c as u32,
             len: len as u32,
             pos0: pos0 as u32,
-            ..Default::default()
         };
         self.run_lm(
             "embed",
-            p,
-            &[(1, tok_emb), (2, pos_emb), (4, out), (7, tokens)],
-            Self::elems(n * c),
+            (bind::EMBED_P, p),
+            &[
+                (bind::TOK_EMB, tok_emb),
+                (bind::POS_EMB, pos_emb),
+                (bind::OUT, out),
+                (bind::TOKENS, tokens),
+            ],
+            elems(n * c),
         )
     }
 
@@ -126,16 +297,23 @@ impl LmOps for WgslKernels {
         c: usize,
         eps: f32,
     ) -> Result<()> {
-        let mut p = Params {
-            n: n as u32,
+        let p = NormParams {
+            rows: n as u32,
             c: c as u32,
+            eps,
             ..Default::default()
         };
-        p.x[0] = eps;
         self.run_lm(
             "layer_norm",
-            p,
-            &[(1, x), (2, gamma), (3, beta), (4, y), (5, xhat), (6, rstd)],
+            (bind::NORM_P, p),
+            &[
+                (bind::X, x),
+                (bind::GAMMA, gamma),
+                (bind::BETA, beta),
+                (bind::Y, y),
+                (bind::XHAT, xhat),
+                (bind::RSTD, rstd),
+            ],
             n,
         )
     }
@@ -151,33 +329,38 @@ impl LmOps for WgslKernels {
         n: usize,
         c: usize,
     ) -> Result<()> {
-        let p = Params {
-            n: n as u32,
+        let p = NormParams {
+            rows: n as u32,
             c: c as u32,
             ..Default::default()
         };
         self.run_lm(
             "ln_back",
-            p,
+            (bind::NORM_P, p),
             &[
-                (1, dy),
-                (2, xhat),
-                (3, rstd),
-                (4, gamma),
-                (5, dx),
-                (6, prod),
+                (bind::DY, dy),
+                (bind::XHAT, xhat),
+                (bind::RSTD, rstd),
+                (bind::GAMMA, gamma),
+                (bind::DX, dx),
+                (bind::PROD, prod),
             ],
             n,
         )
     }
 
     fn col_sum(&self, rows: &wgpu::Buffer, out: &wgpu::Buffer, n: usize, c: usize) -> Result<()> {
-        let p = Params {
-            n: n as u32,
+        let p = SumParams {
+            rows: n as u32,
             c: c as u32,
             ..Default::default()
         };
-        self.run_lm("col_sum", p, &[(1, rows), (4, out)], Self::elems(c))
+        self.run_lm(
+            "col_sum",
+            (bind::SUM_P, p),
+            &[(bind::ROWS, rows), (bind::SUMS, out)],
+            elems(c),
+        )
     }
 
     fn gather_heads(
@@ -203,13 +386,18 @@ impl LmOps for WgslKernels {
     }
 
     fn causal_softmax(&self, s: &wgpu::Buffer, r: usize, len: usize, scale: f32) -> Result<()> {
-        let mut p = Params {
-            n: r as u32,
+        let p = SoftmaxParams {
+            rows: r as u32,
             len: len as u32,
+            scale,
             ..Default::default()
         };
-        p.x[0] = scale;
-        self.run_lm("causal_softmax", p, &[(4, s)], r)
+        self.run_lm(
+            "causal_softmax",
+            (bind::SOFTMAX_P, p),
+            &[(bind::SCORES, s)],
+            r,
+        )
     }
 
     fn softmax_back(
@@ -220,29 +408,26 @@ impl LmOps for WgslKernels {
         len: usize,
         scale: f32,
     ) -> Result<()> {
-        let mut p = Params {
-            n: r as u32,
+        let p = SoftmaxParams {
+            rows: r as u32,
             len: len as u32,
+            scale,
             ..Default::default()
         };
-        p.x[0] = scale;
-        self.run_lm("softmax_back", p, &[(1, prob), (4, dp)], r)
+        self.run_lm(
+            "softmax_back",
+            (bind::SOFTMAX_P, p),
+            &[(bind::PROB, prob), (bind::DPROB, dp)],
+            r,
+        )
     }
 
     fn gelu(&self, f: &wgpu::Buffer, g: &wgpu::Buffer, count: usize) -> Result<()> {
-        let p = Params {
-            n: count as u32,
-            ..Default::default()
-        };
-        self.run_lm("gelu", p, &[(1, f), (4, g)], Self::elems(count))
+        self.run_elems("gelu", count, 0.0, &[(bind::PRE, f), (bind::POST, g)])
     }
 
     fn gelu_back(&self, f: &wgpu::Buffer, dg: &wgpu::Buffer, count: usize) -> Result<()> {
-        let p = Params {
-            n: count as u32,
-            ..Default::default()
-        };
-        self.run_lm("gelu_back", p, &[(1, f), (4, dg)], Self::elems(count))
+        self.run_elems("gelu_back", count, 0.0, &[(bind::PRE, f), (bind::POST, dg)])
     }
 
     fn cross_entropy(
@@ -254,34 +439,48 @@ impl LmOps for WgslKernels {
         grad: bool,
         inv_n: f32,
     ) -> Result<()> {
-        let mut p = Params {
-            n: n as u32,
-            flags: grad as u32,
+        let p = LossParams {
+            rows: n as u32,
+            grad: grad as u32,
+            inv_n,
             ..Default::default()
         };
-        p.x[0] = inv_n;
         self.run_lm(
             "cross_entropy",
-            p,
-            &[(4, logits), (5, rows), (7, targets)],
+            (bind::LOSS_P, p),
+            &[
+                (bind::LOGITS, logits),
+                (bind::ROW_LOSS, rows),
+                (bind::TARGETS, targets),
+            ],
             n,
         )
     }
 
     fn mean(&self, rows: &wgpu::Buffer, out: &wgpu::Buffer, n: usize) -> Result<()> {
-        let p = Params {
-            n: n as u32,
+        let p = LossParams {
+            rows: n as u32,
             ..Default::default()
         };
-        self.run_lm("mean", p, &[(5, rows), (6, out)], 1)
+        self.run_lm(
+            "mean",
+            (bind::LOSS_P, p),
+            &[(bind::ROW_LOSS, rows), (bind::LOSS, out)],
+            1,
+        )
     }
 
     fn onehot(&self, tokens: &wgpu::Buffer, out: &wgpu::Buffer, n: usize) -> Result<()> {
-        let p = Params {
-            n: n as u32,
+        let p = LossParams {
+            rows: n as u32,
             ..Default::default()
         };
-        self.run_lm("onehot", p, &[(4, out), (7, tokens)], Self::elems(n * 256))
+        self.run_lm(
+            "onehot",
+            (bind::LOSS_P, p),
+            &[(bind::OUT, out), (bind::TOKENS, tokens)],
+            elems(n * 256),
+        )
     }
 
     fn pos_grad(
@@ -293,14 +492,18 @@ impl LmOps for WgslKernels {
         ctx: usize,
         c: usize,
     ) -> Result<()> {
-        let p = Params {
-            n: rows as u32,
+        let p = SumParams {
+            rows: rows as u32,
             c: c as u32,
             len: len as u32,
-            stride: ctx as u32,
-            ..Default::default()
+            ctx: ctx as u32,
         };
-        self.run_lm("pos_grad", p, &[(1, dh), (4, out)], Self::elems(ctx * c))
+        self.run_lm(
+            "pos_grad",
+            (bind::SUM_P, p),
+            &[(bind::ROWS, dh), (bind::SUMS, out)],
+            elems(ctx * c),
+        )
     }
 
     fn sumsq(
@@ -310,12 +513,17 @@ impl LmOps for WgslKernels {
         norms: &wgpu::Buffer,
         slot: usize,
     ) -> Result<()> {
-        let p = Params {
-            n: count as u32,
-            pos0: slot as u32,
+        let p = SumsqParams {
+            count: count as u32,
+            slot: slot as u32,
             ..Default::default()
         };
-        self.run_lm("sumsq", p, &[(1, g), (6, norms)], 1)
+        self.run_lm(
+            "sumsq",
+            (bind::SUMSQ_P, p),
+            &[(bind::GRAD, g), (bind::NORMS, norms)],
+            1,
+        )
     }
 
     fn adamw(
@@ -328,26 +536,30 @@ impl LmOps for WgslKernels {
         count: usize,
         s: &AdamStep,
     ) -> Result<()> {
-        let p = Params {
-            n: count as u32,
-            heads: s.tensors as u32,
-            x: [
-                s.lr,
-                s.betas.0,
-                s.betas.1,
-                s.eps,
-                s.decay,
-                s.inv_corr.0,
-                s.inv_corr.1,
-                s.clip,
-            ],
+        let p = AdamParams {
+            count: count as u32,
+            tensors: s.tensors as u32,
+            lr: s.lr,
+            beta1: s.betas.0,
+            beta2: s.betas.1,
+            eps: s.eps,
+            decay: s.decay,
+            inv_c1: s.inv_corr.0,
+            inv_c2: s.inv_corr.1,
+            clip: s.clip,
             ..Default::default()
         };
         self.run_lm(
             "adamw",
-            p,
-            &[(1, pb), (2, g), (3, m), (5, v), (6, norms)],
-            Self::elems(count),
+            (bind::ADAM_P, p),
+            &[
+                (bind::PARAM, pb),
+                (bind::GRAD, g),
+                (bind::ADAM_M, m),
+                (bind::ADAM_V, v),
+                (bind::NORMS, norms),
+            ],
+            elems(count),
         )
     }
 
@@ -361,18 +573,18 @@ impl LmOps for WgslKernels {
         c: usize,
         pos: usize,
     ) -> Result<()> {
-        let p = Params {
-            n: rows as u32,
+        let p = DecodeParams {
+            rows: rows as u32,
             c: c as u32,
-            len: ctx as u32,
-            pos0: pos as u32,
+            ctx: ctx as u32,
+            pos: pos as u32,
             ..Default::default()
         };
         self.run_lm(
             "kv_store",
-            p,
-            &[(1, qkv), (4, k), (5, v)],
-            Self::elems(rows * c),
+            (bind::DECODE_P, p),
+            &[(bind::QKV, qkv), (bind::K_CACHE, k), (bind::V_CACHE, v)],
+            elems(rows * c),
         )
     }
 
@@ -386,20 +598,25 @@ impl LmOps for WgslKernels {
         pos: usize,
         scale: f32,
     ) -> Result<()> {
-        let mut p = Params {
-            n: rows as u32,
+        let p = DecodeParams {
+            rows: rows as u32,
             c: (heads * d) as u32,
-            len: ctx as u32,
+            ctx: ctx as u32,
             heads: heads as u32,
             d: d as u32,
-            pos0: pos as u32,
+            pos: pos as u32,
+            scale,
             ..Default::default()
         };
-        p.x[0] = scale;
         self.run_lm(
             "decode_attention",
-            p,
-            &[(1, qkv), (4, k), (5, v), (6, o)],
+            (bind::DECODE_P, p),
+            &[
+                (bind::QKV, qkv),
+                (bind::K_CACHE, k),
+                (bind::V_CACHE, v),
+                (bind::ATTN_OUT, o),
+            ],
             rows * heads,
         )
     }

@@ -1,5 +1,8 @@
-//! [`DeviceMemory`] on wgpu: storage buffers of the shared context and the matmul kernels. The
-//! VAE's and the language model's kernels extend it (`vae.rs`, `lm.rs`).
+//! Buffers, not kernels: [`WgslKernels`], the handle the device trainers run on, and its
+//! [`DeviceMemory`] — storage buffers of the shared context (allocate, upload, read back) and the
+//! matrix products of `matmul.rs`. The VAE's and the language model's kernels are added to the
+//! same handle in `vae.rs` and `lm.rs` (`VaeOps`, `LmOps`); the GMM's passes use their own
+//! buffers (`gmm.rs`).
 
 use std::sync::Arc;
 

@@ -11,6 +11,7 @@ pub mod vae;
 
 use std::sync::{Arc, Mutex};
 
+use crate::backend::device_gmm::DeviceGmm;
 use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::ops::sampling::{
@@ -123,6 +124,9 @@ impl Backend for Wgsl {
         &'a self,
         x: &'a crate::io::Matrix,
     ) -> Result<Box<dyn crate::ops::gmm::GmmPass + 'a>> {
-        Ok(Box::new(gmm::WgslGmm::new(&self.gpu, x)?))
+        Ok(Box::new(DeviceGmm::new(
+            gmm::WgslGmmOps::new(&self.gpu),
+            x,
+        )?))
     }
 }

@@ -1,6 +1,7 @@
 //! Launchers for `shaders/rng.wgsl`: chunk the requested range so no binding exceeds the
 //! adapter's limit, dispatch, read back.
 
+use crate::backend::launch::{groups, philox_blocks};
 use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::rng::StreamKey;
@@ -37,9 +38,6 @@ struct RngParams {
     lane0: u32,
 }
 
-/// Workgroup size of every `rng.wgsl` entry point.
-const WORKGROUP: u32 = 64;
-
 /// Dispatch `which` to write values `start .. start + count` of `key` into `out` (32-bit words,
 /// device-resident; `count` within one binding), without reading anything back.
 pub fn fill_into(
@@ -61,13 +59,8 @@ pub fn fill_into(
     };
     let uniform = gpu.uniform_buffer("rng params", bytemuck::bytes_of(&params))?;
     let bind = gpu.bind(&pipeline, &[&uniform, out])?;
-    let blocks = (count as u32 + params.lane0).div_ceil(4);
-    gpu.dispatch(
-        &label,
-        &pipeline,
-        &bind,
-        GpuContext::grid(blocks.div_ceil(WORKGROUP)),
-    )?;
+    let blocks = philox_blocks(count, params.lane0);
+    gpu.dispatch(&label, &pipeline, &bind, groups(blocks as usize))?;
     Ok(())
 }
 

@@ -1,9 +1,10 @@
 //! Launcher for `shaders/sampling.wgsl`: upload the mixture parameters once, then sample in
 //! chunks small enough that no output binding exceeds the adapter's limit.
 
-use crate::error::{Error, Result};
+use crate::backend::launch::{check_mixture_limits, groups, mixture_chunk};
+use crate::error::Result;
 use crate::gpu::GpuContext;
-use crate::ops::sampling::{MAX_DIM, PreparedMixture, blocks_per_sample};
+use crate::ops::sampling::{PreparedMixture, blocks_per_sample};
 use crate::rng::StreamKey;
 
 /// `MixParams` of `sampling.wgsl` (uniform buffer, 64 bytes).
@@ -23,32 +24,6 @@ struct MixParams {
     pad: [u32; 3],
 }
 
-const WORKGROUP: u32 = 64;
-
-/// Sizes the GPU samplers accept: D ≤ [`MAX_DIM`], R·M < 2³², and parameters that fit one
-/// binding.
-pub fn check_gpu_limits(gpu: &GpuContext, mix: &PreparedMixture, m: usize) -> Result<()> {
-    let d = mix.batch.d;
-    if d > MAX_DIM {
-        return Err(Error::InvalidArgument(format!(
-            "GPU samplers support D ≤ {MAX_DIM}, got D = {d}; use a CPU backend"
-        )));
-    }
-    if (mix.batch.replicates as u64) * (m as u64) >= u32::MAX as u64 {
-        return Err(Error::InvalidArgument(
-            "R·M must be below 2^32 samples per call; split the call".into(),
-        ));
-    }
-    let max = gpu.max_binding_elements(4) as usize;
-    if mix.factor().len() > max || mix.batch.means.len() > max {
-        return Err(Error::InvalidArgument(format!(
-            "mixture parameters ({} factor values) exceed one GPU binding ({max} values)",
-            mix.factor().len()
-        )));
-    }
-    Ok(())
-}
-
 /// Sample as [`crate::ops::Backend::sample_mixture`] documents.
 pub fn sample_mixture(
     gpu: &GpuContext,
@@ -59,7 +34,7 @@ pub fn sample_mixture(
     out: &mut [f64],
     comps: &mut [u32],
 ) -> Result<()> {
-    check_gpu_limits(gpu, mix, m)?;
+    check_mixture_limits(gpu, mix, m)?;
     let d = mix.batch.d;
     let n_total = comps.len();
     let pipeline = gpu.pipeline("sampling.wgsl", "sample_mixture")?;
@@ -68,7 +43,7 @@ pub fn sample_mixture(
     let means = gpu.input_buffer("means", bytemuck::cast_slice(&f32s(&mix.batch.means)))?;
     let factor = gpu.input_buffer("factor", bytemuck::cast_slice(&f32s(mix.factor())))?;
     let sb = blocks_per_sample(d);
-    let chunk = (gpu.max_binding_elements(4) as usize / d).max(1);
+    let chunk = mixture_chunk(gpu, d);
     let mut done = 0usize;
     while done < n_total {
         let n = (n_total - done).min(chunk);
@@ -93,12 +68,7 @@ pub fn sample_mixture(
             &pipeline,
             &[&uniform, &thresholds, &means, &factor, &samples, &comp_buf],
         )?;
-        gpu.dispatch(
-            "sampling.wgsl:sample_mixture",
-            &pipeline,
-            &bind,
-            GpuContext::grid((n as u32).div_ceil(WORKGROUP)),
-        )?;
+        gpu.dispatch("sampling.wgsl:sample_mixture", &pipeline, &bind, groups(n))?;
         let xs: Vec<f32> = gpu.read_buffer(&samples, n * d)?;
         let cs: Vec<u32> = gpu.read_buffer(&comp_buf, n)?;
         for (o, v) in out[done * d..(done + n) * d].iter_mut().zip(xs) {
