@@ -118,7 +118,7 @@ pub fn backend_families(
             let x = Matrix::new(n, 1, z.iter().map(|v| (s + v) as f32 as f64).collect())?;
             let (m64, v64) = gauss_fit(&Cpu64, &x)?;
             let mix = mixture(s);
-            let pts = crate::experiment::sample_model(
+            let pts = crate::models::gmm::sample(
                 &Cpu64,
                 &mix,
                 n,
@@ -136,11 +136,11 @@ pub fn backend_families(
                 covariances: vec![1.0],
             };
             let key = StreamKey::new(sweep.seed, drift_sweep::SAMPLE);
-            let draws64 = crate::experiment::sample_model(&Cpu64, &gauss, n, key)?;
+            let draws64 = crate::models::gmm::sample(&Cpu64, &gauss, n, key)?;
             for (name, b) in backends {
                 let (m, v) = gauss_fit(*b, &x)?;
                 let ll = b.gmm_pass(&pts)?.estep(&e)?;
-                let draws = crate::experiment::sample_model(*b, &gauss, n, key)?;
+                let draws = crate::models::gmm::sample(*b, &gauss, n, key)?;
                 let row = |family: &str, error: f64| KernelRow {
                     family: family.into(),
                     method: name.clone(),

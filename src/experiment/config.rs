@@ -3,8 +3,10 @@
 
 use std::path::PathBuf;
 
-use super::{lm, vae};
 use crate::error::{Error, Result};
+use crate::models::lm::sample::SampleConfig;
+use crate::models::lm::{AdamW, LmConfig};
+use crate::models::vae::{Adam, VaeConfig};
 use crate::ops::gmm::{CovarianceType, GmmParams};
 
 /// Which model each generation fits.
@@ -150,10 +152,10 @@ pub struct RunConfig {
     pub real_rows: Option<usize>,
     /// VAE: the network and its training each generation (ignored by the other models).
     #[serde(default)]
-    pub vae: vae::VaeRunConfig,
+    pub vae: VaeRunConfig,
     /// LM: the network, its training and sampling each generation (ignored by the others).
     #[serde(default)]
-    pub lm: lm::LmRunConfig,
+    pub lm: LmRunConfig,
 }
 
 /// Built-in ground truths:
@@ -186,5 +188,163 @@ pub fn builtin_truth(name: &str) -> Result<GmmParams> {
         _ => Err(Error::InvalidArgument(format!(
             "unknown ground truth {name:?}; built-in: normal, normal:D, shumailov-gmm"
         ))),
+    }
+}
+
+/// The network and its training in every generation of a VAE run.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VaeRunConfig {
+    /// Hidden width H.
+    pub hidden: usize,
+    /// Latent dimensions Z.
+    pub latent: usize,
+    /// Passes over the pool per generation.
+    pub epochs: usize,
+    /// Images per Adam step.
+    pub batch: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Weight of the KL term (1 = the ELBO).
+    pub beta: f64,
+}
+
+impl Default for VaeRunConfig {
+    fn default() -> Self {
+        Self {
+            hidden: 200,
+            latent: 10,
+            epochs: 5,
+            batch: 64,
+            lr: 1e-3,
+            beta: 1.0,
+        }
+    }
+}
+
+impl VaeRunConfig {
+    /// The VAE for `d`-pixel images.
+    pub fn network(&self, d: usize) -> VaeConfig {
+        VaeConfig {
+            d,
+            h: self.hidden,
+            z: self.latent,
+            beta: self.beta,
+            adam: Adam {
+                lr: self.lr,
+                ..Adam::default()
+            },
+        }
+    }
+
+    /// Errors on settings no generation can train with.
+    pub fn check(&self) -> Result<()> {
+        if self.epochs == 0 || self.batch == 0 {
+            return Err(Error::InvalidArgument(
+                "--vae-epochs and --vae-batch must be ≥ 1".into(),
+            ));
+        }
+        self.network(1).validate()
+    }
+}
+
+/// Where each generation's training starts.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum LmInit {
+    /// Fresh Philox-initialised weights.
+    Scratch,
+    /// The replicate's generation-0 weights (fine-tuning).
+    Gen0,
+}
+
+/// The network, its training and its sampling in every generation of an LM run.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LmRunConfig {
+    /// Width C.
+    pub width: usize,
+    /// Blocks.
+    pub layers: usize,
+    /// Heads.
+    pub heads: usize,
+    /// Context (a row is `context + 1` bytes).
+    pub context: usize,
+    /// AdamW steps per generation.
+    pub steps: usize,
+    /// Rows per step.
+    pub batch: usize,
+    /// Learning rate.
+    pub lr: f64,
+    /// Where training starts.
+    pub init: LmInit,
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// Sampling top-k.
+    pub top_k: Option<usize>,
+}
+
+impl Default for LmRunConfig {
+    fn default() -> Self {
+        Self {
+            width: 64,
+            layers: 2,
+            heads: 4,
+            context: 64,
+            steps: 300,
+            batch: 16,
+            lr: 2e-3,
+            init: LmInit::Scratch,
+            temperature: 1.0,
+            top_k: None,
+        }
+    }
+}
+
+impl LmRunConfig {
+    /// The network.
+    pub fn network(&self) -> LmConfig {
+        LmConfig {
+            width: self.width,
+            layers: self.layers,
+            heads: self.heads,
+            context: self.context,
+            adam: AdamW {
+                lr: self.lr,
+                ..AdamW::default()
+            },
+        }
+    }
+
+    /// Errors on settings no generation can use.
+    pub fn check(&self) -> Result<()> {
+        if self.steps == 0 || self.batch == 0 {
+            return Err(Error::InvalidArgument(
+                "--lm-steps and --lm-batch must be ≥ 1".into(),
+            ));
+        }
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return Err(Error::InvalidArgument(format!(
+                "--lm-temperature {} must be > 0",
+                self.temperature
+            )));
+        }
+        if self
+            .top_k
+            .is_some_and(|k| k == 0 || k > crate::models::lm::VOCAB)
+        {
+            return Err(Error::InvalidArgument(
+                "--lm-top-k must be in 1..=256".into(),
+            ));
+        }
+        self.network().validate()
+    }
+
+    /// The sampling settings of every generation's synthetic rows.
+    pub fn sampling(&self) -> SampleConfig {
+        SampleConfig {
+            temperature: self.temperature,
+            top_k: self.top_k,
+        }
     }
 }

@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use super::config::{RunConfig, Truth, builtin_truth};
-use super::mixture;
 use crate::error::{Error, Result};
 use crate::io::Matrix;
 use crate::ops::gmm::GmmParams;
@@ -53,7 +52,7 @@ pub fn load_rows(
             let t = builtin_truth(name)?;
             let train = (0..cfg.replicates)
                 .map(|r| {
-                    mixture::sample_model(
+                    crate::models::gmm::sample(
                         cpu,
                         &t,
                         cfg.samples,
@@ -65,7 +64,7 @@ pub fn load_rows(
                 train,
                 all_train: None,
                 held_out_model: None,
-                held_out: mixture::sample_model(
+                held_out: crate::models::gmm::sample(
                     cpu,
                     &t,
                     10_000,

@@ -27,16 +27,17 @@
 //! replicate 0's. `summary.json` gives under `reference` the unigram baseline and the
 //! distinct-n of 32 held-out windows.
 
-use super::checkpoint::{self, Checkpoint, RunState, Weights};
-use super::config::{RunConfig, Truth};
+use super::checkpoint::{Checkpoint, RunState};
+use super::config::{LmInit, RunConfig, Truth};
 use super::data::RealData;
 use super::model::{MetricContext, Model};
 use super::pool::Generator;
+use super::weights::{self, Weights};
 use crate::error::{Error, Result};
 use crate::io::{Matrix, write_atomic};
 use crate::models::lm::sample::{SampleConfig, generate};
 use crate::models::lm::train::{distinct_n, eval_windows, fortune_files, load_corpus};
-use crate::models::lm::{AdamW, LmConfig, LmTrainer, init_params};
+use crate::models::lm::{LmConfig, LmTrainer, init_params};
 use crate::rng::streams::{LM_BATCH, chunk_stream, purpose, stream_id};
 use crate::rng::{StreamKey, unit_f64};
 use crate::trainers::Engine;
@@ -50,107 +51,6 @@ const HELDOUT_WINDOWS: usize = 64;
 const DIVERSITY_SAMPLES: usize = 32;
 /// Rows generated per decoder.
 const CHUNK: usize = 256;
-
-/// Where each generation's training starts.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum LmInit {
-    /// Fresh Philox-initialised weights.
-    Scratch,
-    /// The replicate's generation-0 weights (fine-tuning).
-    Gen0,
-}
-
-/// The network, its training and its sampling in every generation of an LM run.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LmRunConfig {
-    /// Width C.
-    pub width: usize,
-    /// Blocks.
-    pub layers: usize,
-    /// Heads.
-    pub heads: usize,
-    /// Context (a row is `context + 1` bytes).
-    pub context: usize,
-    /// AdamW steps per generation.
-    pub steps: usize,
-    /// Rows per step.
-    pub batch: usize,
-    /// Learning rate.
-    pub lr: f64,
-    /// Where training starts.
-    pub init: LmInit,
-    /// Sampling temperature.
-    pub temperature: f64,
-    /// Sampling top-k.
-    pub top_k: Option<usize>,
-}
-
-impl Default for LmRunConfig {
-    fn default() -> Self {
-        Self {
-            width: 64,
-            layers: 2,
-            heads: 4,
-            context: 64,
-            steps: 300,
-            batch: 16,
-            lr: 2e-3,
-            init: LmInit::Scratch,
-            temperature: 1.0,
-            top_k: None,
-        }
-    }
-}
-
-impl LmRunConfig {
-    /// The network.
-    pub fn network(&self) -> LmConfig {
-        LmConfig {
-            width: self.width,
-            layers: self.layers,
-            heads: self.heads,
-            context: self.context,
-            adam: AdamW {
-                lr: self.lr,
-                ..AdamW::default()
-            },
-        }
-    }
-
-    /// Errors on settings no generation can use.
-    pub fn check(&self) -> Result<()> {
-        if self.steps == 0 || self.batch == 0 {
-            return Err(Error::InvalidArgument(
-                "--lm-steps and --lm-batch must be ≥ 1".into(),
-            ));
-        }
-        if !(self.temperature.is_finite() && self.temperature > 0.0) {
-            return Err(Error::InvalidArgument(format!(
-                "--lm-temperature {} must be > 0",
-                self.temperature
-            )));
-        }
-        if self
-            .top_k
-            .is_some_and(|k| k == 0 || k > crate::models::lm::VOCAB)
-        {
-            return Err(Error::InvalidArgument(
-                "--lm-top-k must be in 1..=256".into(),
-            ));
-        }
-        self.network().validate()
-    }
-
-    fn sampling(&self) -> SampleConfig {
-        SampleConfig {
-            temperature: self.temperature,
-            top_k: self.top_k,
-        }
-    }
-}
 
 /// Rows of `width` bytes as a matrix.
 fn rows_matrix(bytes: &[u8], width: usize) -> Result<Matrix> {
@@ -373,7 +273,7 @@ impl Model for LmModel {
         state: &mut RunState,
         real: &RealData,
     ) -> Result<Vec<Vec<Self>>> {
-        checkpoint::load_weight_history(ck, state, real)
+        weights::load_weight_history(ck, state, real)
     }
 
     fn save_generation(
@@ -382,7 +282,7 @@ impl Model for LmModel {
         n: usize,
         models: &[&Self],
     ) -> Result<()> {
-        checkpoint::save_weight_generation(ck, state, n, models)
+        weights::save_weight_generation(ck, state, n, models)
     }
 }
 

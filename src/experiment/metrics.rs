@@ -18,10 +18,10 @@
 use std::path::Path;
 
 use super::config::{ModelKind, RunConfig};
-use super::mixture::sample_model;
 use super::model::MetricContext;
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
+use crate::models::gmm::sample as sample_model;
 use crate::num::density::gauss_density;
 use crate::ops::Backend;
 use crate::ops::gmm::{CovarianceType, EStepParams, GmmParams};

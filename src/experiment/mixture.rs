@@ -14,47 +14,10 @@ use super::pool::Generator;
 use crate::error::{Error, Result};
 use crate::io::Matrix;
 use crate::models::gmm::{GmmConfig, Init, fit};
-use crate::num::linalg::cholesky;
 use crate::ops::Backend;
 use crate::ops::gmm::{CovarianceType, GmmParams};
-use crate::ops::sampling::{Factor, MixtureBatch};
 use crate::rng::StreamKey;
 use crate::trainers::Engine;
-
-/// `m` samples from `p` on `backend` using stream `key`.
-pub fn sample_model(
-    backend: &dyn Backend,
-    p: &GmmParams,
-    m: usize,
-    key: StreamKey,
-) -> Result<Matrix> {
-    let factor = match p.covariance_type {
-        CovarianceType::Diag => {
-            Factor::Diagonal(p.covariances.iter().map(|v| v.max(0.0).sqrt()).collect())
-        }
-        CovarianceType::Full => {
-            let d = p.d;
-            let mut l = Vec::with_capacity(p.covariances.len());
-            for c in p.covariances.chunks(d * d) {
-                l.extend(cholesky(c, d)?);
-            }
-            Factor::Cholesky(l)
-        }
-    };
-    let prep = MixtureBatch {
-        replicates: 1,
-        k: p.k,
-        d: p.d,
-        weights: p.weights.clone(),
-        means: p.means.clone(),
-        factor,
-    }
-    .prepare()?;
-    let mut x = vec![0.0; m * p.d];
-    let mut c = vec![0u32; m];
-    backend.sample_mixture(&prep, m, key, 0, &mut x, &mut c)?;
-    Matrix::new(m, p.d, x)
-}
 
 /// Log-density of each row of `x` under `p` (f64, host).
 fn log_densities(p: &GmmParams, x: &Matrix) -> Result<Vec<f64>> {
@@ -64,7 +27,7 @@ fn log_densities(p: &GmmParams, x: &Matrix) -> Result<Vec<f64>> {
 
 impl Generator for GmmParams {
     fn generate(&self, backend: &Engine, count: usize, key: StreamKey) -> Result<Matrix> {
-        sample_model(backend, self, count, key)
+        crate::models::gmm::sample(backend, self, count, key)
     }
     /// The exact log-density (f64, host, whatever the backend).
     fn score(&self, _backend: &Engine, x: &Matrix) -> Result<Vec<f64>> {

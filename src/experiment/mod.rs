@@ -5,7 +5,7 @@
 //!
 //! One loop ([`generations`]) runs every model through the one [`model::Model`] trait: the
 //! mixtures ([`mixture`]: gaussian, gmm), the VAE ([`vae`]) and the language model ([`lm`]).
-//! [`model::with_model`] is the one place a [`ModelKind`] becomes a model type; see
+//! [`with_model`] is the one place a [`ModelKind`] becomes a model type; see
 //! [`model`] for how to add one.
 //!
 //! # Randomness
@@ -32,21 +32,40 @@ pub mod model;
 pub mod pool;
 pub mod replicates;
 pub mod vae;
+pub mod weights;
 
 use std::path::Path;
 
 pub use crate::rng::streams::stream_id;
 pub use checkpoint::{Checkpoint, PARAMS_FILE, RunState};
-pub use config::{ModelKind, Policy, RunConfig, Truth, Verifier, builtin_truth};
+pub use config::{
+    LmInit, LmRunConfig, ModelKind, Policy, RunConfig, Truth, VaeRunConfig, Verifier, builtin_truth,
+};
 pub use data::RealData;
-pub use mixture::sample_model;
 pub use pool::{Generator, Pool};
 
 use crate::error::{Error, Result};
 use crate::ops::gmm::GmmParams;
 use crate::trainers::Engine;
 use generations::{Keep, generations};
-use model::{Model, WithModel, with_model};
+use model::Model;
+
+/// Something to do with the model type of a [`ModelKind`] (see [`with_model`]).
+pub trait WithModel {
+    /// What it returns.
+    type Output;
+    /// Do it with model type `M`.
+    fn call<M: Model>(self) -> Result<Self::Output>;
+}
+
+/// Call `w` with the model type of `kind`: the one place the kinds map to their modules.
+pub fn with_model<W: WithModel>(kind: ModelKind, w: W) -> Result<W::Output> {
+    match kind {
+        ModelKind::Gaussian | ModelKind::Gmm => w.call::<GmmParams>(),
+        ModelKind::Vae => w.call::<vae::VaeModel>(),
+        ModelKind::Lm => w.call::<lm::LmModel>(),
+    }
+}
 
 /// Reject configurations no run can use (too few samples, no replicates, K > samples, settings
 /// the model cannot take).

@@ -1,21 +1,20 @@
-//! The one trait every model of the generational loop implements ([`Model`]), and the one place
-//! a [`ModelKind`] becomes a model type ([`with_model`]).
+//! The one trait every model of the generational loop implements ([`Model`]).
 //!
 //! **Adding a model**: write a module here (like [`super::vae`]) whose model type implements
 //! [`Model`] (fit a pool, generate and score rows, its metric columns, where its fitted state is
-//! checkpointed), add its [`ModelKind`] variant and one arm to [`with_model`], and its flags to
+//! checkpointed), add its [`super::ModelKind`] variant and one arm to [`super::with_model`],
+//! its settings to [`RunConfig`] (a section like [`super::config::VaeRunConfig`]), and its flags to
 //! `collapse run` (`src/bin/collapse/`). The loop, the pools and policies, checkpoints, resume,
 //! replicates at once and `summary.json` come with it.
 
 use std::path::Path;
 
 use super::checkpoint::{Checkpoint, RunState};
-use super::config::{ModelKind, RunConfig};
+use super::config::RunConfig;
 use super::data::RealData;
 use super::pool::Generator;
 use crate::error::Result;
 use crate::io::Matrix;
-use crate::ops::gmm::GmmParams;
 use crate::trainers::Engine;
 
 /// What one metrics row is measured with.
@@ -99,21 +98,4 @@ pub trait Model: Generator + Clone + Send + Sync + Sized + 'static {
         n: usize,
         models: &[&Self],
     ) -> Result<()>;
-}
-
-/// Something to do with the model type of a [`ModelKind`] (see [`with_model`]).
-pub trait WithModel {
-    /// What it returns.
-    type Output;
-    /// Do it with model type `M`.
-    fn call<M: Model>(self) -> Result<Self::Output>;
-}
-
-/// Call `w` with the model type of `kind`: the one place the kinds map to their modules.
-pub fn with_model<W: WithModel>(kind: ModelKind, w: W) -> Result<W::Output> {
-    match kind {
-        ModelKind::Gaussian | ModelKind::Gmm => w.call::<GmmParams>(),
-        ModelKind::Vae => w.call::<super::vae::VaeModel>(),
-        ModelKind::Lm => w.call::<super::lm::LmModel>(),
-    }
 }

@@ -3,7 +3,6 @@
 
 use super::config::{Policy, RunConfig, Truth, Verifier};
 use super::data::{RealData, draw_rows};
-use super::mixture;
 use crate::error::{Error, Result};
 use crate::io::Matrix;
 use crate::rng::StreamKey;
@@ -167,7 +166,7 @@ pub(super) fn pool<G: Generator>(
         Policy::Fresh(f) => {
             let nr = (f * m as f64).round() as usize;
             let fresh = match (&cfg.truth, &real.truth) {
-                (Truth::Builtin(_), Some(t)) => mixture::sample_model(
+                (Truth::Builtin(_), Some(t)) => crate::models::gmm::sample(
                     backend,
                     t,
                     nr,

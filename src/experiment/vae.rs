@@ -19,7 +19,7 @@
 //!
 //! # Checkpoints
 //!
-//! As for every trained model ([`super::checkpoint::Weights`]): weights in `weights/r{R}-g{N}.f64`
+//! As for every trained model ([`super::weights::Weights`]): weights in `weights/r{R}-g{N}.f64`
 //! ([`crate::models::vae::layout`] order).
 //!
 //! # Metrics (columns after the pool's)
@@ -34,15 +34,16 @@
 //! `summary.json` holds the same two diversity measures of 128 held-out real images under
 //! `reference`; `samples/gNNNN.png` shows 64 of replicate 0's samples per generation.
 
-use super::checkpoint::{self, Checkpoint, RunState, Weights};
-use super::config::{RunConfig, Truth};
+use super::checkpoint::{Checkpoint, RunState};
+use super::config::{RunConfig, Truth, VaeRunConfig};
 use super::data::RealData;
 use super::model::{MetricContext, Model};
 use super::pool::Generator;
+use super::weights::{self, Weights};
 use crate::error::{Error, Result};
 use crate::io::Matrix;
 use crate::models::vae::train::run_epoch;
-use crate::models::vae::{Adam, VaeConfig, init_params};
+use crate::models::vae::{VaeConfig, init_params};
 use crate::rng::StreamKey;
 use crate::rng::streams::{VAE_EVAL, purpose, stream_id};
 use crate::trainers::Engine;
@@ -56,62 +57,6 @@ const HELDOUT_EVAL: usize = 1000;
 const DIVERSITY_SAMPLES: usize = 128;
 /// Samples drawn per generation in `samples/gNNNN.png`.
 const PNG_SAMPLES: usize = 64;
-
-/// The network and its training in every generation of a VAE run.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct VaeRunConfig {
-    /// Hidden width H.
-    pub hidden: usize,
-    /// Latent dimensions Z.
-    pub latent: usize,
-    /// Passes over the pool per generation.
-    pub epochs: usize,
-    /// Images per Adam step.
-    pub batch: usize,
-    /// Adam learning rate.
-    pub lr: f64,
-    /// Weight of the KL term (1 = the ELBO).
-    pub beta: f64,
-}
-
-impl Default for VaeRunConfig {
-    fn default() -> Self {
-        Self {
-            hidden: 200,
-            latent: 10,
-            epochs: 5,
-            batch: 64,
-            lr: 1e-3,
-            beta: 1.0,
-        }
-    }
-}
-
-impl VaeRunConfig {
-    /// The VAE for `d`-pixel images.
-    pub fn network(&self, d: usize) -> VaeConfig {
-        VaeConfig {
-            d,
-            h: self.hidden,
-            z: self.latent,
-            beta: self.beta,
-            adam: Adam {
-                lr: self.lr,
-                ..Adam::default()
-            },
-        }
-    }
-
-    /// Errors on settings no generation can train with.
-    pub fn check(&self) -> Result<()> {
-        if self.epochs == 0 || self.batch == 0 {
-            return Err(Error::InvalidArgument(
-                "--vae-epochs and --vae-batch must be ≥ 1".into(),
-            ));
-        }
-        self.network(1).validate()
-    }
-}
 
 /// One generation's trained VAE.
 #[derive(Clone, Debug)]
@@ -320,7 +265,7 @@ impl Model for VaeModel {
         state: &mut RunState,
         real: &RealData,
     ) -> Result<Vec<Vec<Self>>> {
-        checkpoint::load_weight_history(ck, state, real)
+        weights::load_weight_history(ck, state, real)
     }
 
     fn save_generation(
@@ -329,7 +274,7 @@ impl Model for VaeModel {
         n: usize,
         models: &[&Self],
     ) -> Result<()> {
-        checkpoint::save_weight_generation(ck, state, n, models)
+        weights::save_weight_generation(ck, state, n, models)
     }
 }
 

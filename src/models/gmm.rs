@@ -23,8 +23,10 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::io::Matrix;
+use crate::num::linalg::cholesky;
 use crate::ops::Backend;
 use crate::ops::gmm::{CovarianceType, GmmParams, MStats};
+use crate::ops::sampling::{Factor, MixtureBatch};
 use crate::rng::{StreamKey, unit_f64};
 
 // The Philox streams of initialisation (`+ init index`) and of re-seeding, named in the registry.
@@ -427,4 +429,34 @@ impl GmmFit {
             "adapter": self.adapter,
         })
     }
+}
+/// `m` samples (`[m][D]`) from the mixture `p` on `backend`, sample `i` being sample `i` of
+/// Philox stream `key` (the layout of [`crate::ops::sampling`]).
+pub fn sample(backend: &dyn Backend, p: &GmmParams, m: usize, key: StreamKey) -> Result<Matrix> {
+    let factor = match p.covariance_type {
+        CovarianceType::Diag => {
+            Factor::Diagonal(p.covariances.iter().map(|v| v.max(0.0).sqrt()).collect())
+        }
+        CovarianceType::Full => {
+            let d = p.d;
+            let mut l = Vec::with_capacity(p.covariances.len());
+            for c in p.covariances.chunks(d * d) {
+                l.extend(cholesky(c, d)?);
+            }
+            Factor::Cholesky(l)
+        }
+    };
+    let prep = MixtureBatch {
+        replicates: 1,
+        k: p.k,
+        d: p.d,
+        weights: p.weights.clone(),
+        means: p.means.clone(),
+        factor,
+    }
+    .prepare()?;
+    let mut x = vec![0.0; m * p.d];
+    let mut c = vec![0u32; m];
+    backend.sample_mixture(&prep, m, key, 0, &mut x, &mut c)?;
+    Matrix::new(m, p.d, x)
 }

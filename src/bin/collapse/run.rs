@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use collapse_kernels::backend::BackendKind;
-use collapse_kernels::experiment::lm::{LmInit, LmRunConfig};
-use collapse_kernels::experiment::vae::VaeRunConfig;
+use collapse_kernels::experiment::VaeRunConfig;
 use collapse_kernels::experiment::{self, ModelKind, RunConfig, Truth};
+use collapse_kernels::experiment::{LmInit, LmRunConfig};
 use collapse_kernels::gpu::{self, GpuOptions};
 use collapse_kernels::models::vae::train::DEFAULT_TRAIN_IMAGES;
 use collapse_kernels::ops::Backend;
