@@ -1,7 +1,8 @@
-//! What the device-side trainers (the VAE's and the language model's, `src/models/vae/device.rs` and
-//! `src/models/lm/device.rs`) need from a GPU backend besides their own kernels: buffers and matrix
-//! products. Each GPU backend implements it once (`backend::wgsl::kernels`,
-//! `backend::cube::kernels`) and adds each model's kernels as an extension of it.
+//! What the device trainers (the VAE's and the language model's, `src/models/vae/device.rs` and
+//! `src/models/lm/device.rs`) need from a GPU backend besides their own kernels: buffers and
+//! matrix products. Each GPU backend implements it once (`backend::wgsl::memory`,
+//! `backend::cube::memory`) and adds each model's kernels as an extension of it
+//! ([`super::vae::VaeOps`], [`super::lm::LmOps`]).
 
 use crate::error::Result;
 use crate::ops::matmul::Matmul;
