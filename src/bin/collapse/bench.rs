@@ -8,11 +8,10 @@ use clap::Subcommand;
 use collapse_kernels::backend::BackendKind;
 use collapse_kernels::gpu::{GpuContext, GpuOptions};
 use collapse_kernels::io::write_csv;
-use collapse_kernels::measure::bench::{
-    self as measure, GMM_SHAPES, GmmShape, GmmTiming, LmTiming, VaeTiming,
-};
+use collapse_kernels::measure::bench::{self as measure, GMM_SHAPES, GmmShape, GmmTiming};
 use collapse_kernels::measure::matmul::{self as matmul_bench, MatmulRow};
 use collapse_kernels::measure::records::{Stamp, adapter_of, gpu_names};
+use collapse_kernels::measure::training::{self, LmTiming, VaeTiming};
 use collapse_kernels::models::vae::VaeConfig;
 use collapse_kernels::trainers::Engine;
 use collapse_kernels::{Error, Result};
@@ -406,7 +405,7 @@ fn lm(options: &GpuOptions, a: &LmArgs) -> Result<()> {
             records: &a.records,
         },
         &mut |&batch| Ok(batch),
-        &|b, g, &batch| measure::time_lm(b, g, &cfg, batch, a.steps),
+        &|b, g, &batch| training::time_lm(b, g, &cfg, batch, a.steps),
     )
 }
 
@@ -434,7 +433,7 @@ fn vae(options: &GpuOptions, a: &VaeArgs) -> Result<()> {
             records: &a.records,
         },
         &mut |&batch| Ok(batch),
-        &|b, _, &batch| measure::time_vae(b, &cfg, batch, a.steps),
+        &|b, _, &batch| training::time_vae(b, &cfg, batch, a.steps),
     )
 }
 

@@ -1,0 +1,155 @@
+//! `collapse bench vae` / `bench lm`: training steps (and the LM's sampling) timed on any
+//! engine, from the Philox initialisation on Philox inputs.
+
+use std::time::Instant;
+
+use crate::error::Result;
+use crate::ops::Backend;
+use crate::rng::{StreamKey, streams};
+
+/// Training-step throughput of the VAE on one backend.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct VaeTiming {
+    /// Backend.
+    pub backend: String,
+    /// Where it ran.
+    pub device: String,
+    /// Images per step.
+    pub batch: usize,
+    /// `D-H-Z`.
+    pub shape: String,
+    /// Median seconds per training step (forward, backward, Adam).
+    pub seconds: f64,
+    /// Fastest step.
+    pub min_seconds: f64,
+    /// `1 / seconds`.
+    pub steps_per_s: f64,
+    /// `batch / seconds`.
+    pub images_per_s: f64,
+}
+
+/// Time `steps` VAE training steps (after one untimed step) on `backend` at `batch`, on Philox
+/// uniform pixels (the arithmetic does not depend on the pixel values).
+pub fn time_vae(
+    backend: &crate::trainers::Engine,
+    cfg: &crate::models::vae::VaeConfig,
+    batch: usize,
+    steps: usize,
+) -> Result<VaeTiming> {
+    let mut x = vec![0.0; batch * cfg.d];
+    crate::backend::cpu64::Cpu64.uniform(streams::bench::VAE_PIXELS, 0, &mut x)?;
+    let mut vae = backend.vae(cfg, &crate::models::vae::init_params(cfg, 0))?;
+    vae.step(&x, StreamKey::new(streams::bench::VAE_NOISE_SEED, 0))?;
+    vae.last_loss()?;
+    let mut times = Vec::with_capacity(steps);
+    for s in 0..steps.max(1) {
+        let t = std::time::Instant::now();
+        vae.step(
+            &x,
+            StreamKey::new(streams::bench::VAE_NOISE_SEED, 1 + s as u64),
+        )?;
+        vae.last_loss()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let med = times[times.len() / 2];
+    Ok(VaeTiming {
+        backend: backend.name().into(),
+        device: backend.device(),
+        batch,
+        shape: format!("{}-{}-{}", cfg.d, cfg.h, cfg.z),
+        seconds: med,
+        min_seconds: times[0],
+        steps_per_s: 1.0 / med,
+        images_per_s: batch as f64 / med,
+    })
+}
+
+/// Training and sampling throughput of the language model on one backend.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LmTiming {
+    /// Backend.
+    pub backend: String,
+    /// Where it ran.
+    pub device: String,
+    /// `C-L-H-T` (width, blocks, heads, context).
+    pub shape: String,
+    /// Sequences per step (and rows sampled at once).
+    pub batch: usize,
+    /// Median seconds per training step (forward, backward, AdamW; loss read back).
+    pub seconds: f64,
+    /// Fastest step.
+    pub min_seconds: f64,
+    /// Predicted tokens per second in training (`batch·T / seconds`).
+    pub train_tokens_per_s: f64,
+    /// Sampled tokens per second (`batch` rows of `T − 1` bytes after a 1-byte prompt, KV
+    /// cache, categorical sampler; logits read back every position).
+    pub sample_tokens_per_s: f64,
+    /// Share of the device time of the timed training steps spent in matmul kernels (WGSL
+    /// backends, which record per-dispatch times; empty elsewhere).
+    pub matmul_share: Option<f64>,
+}
+
+/// Time `steps` training steps of `cfg` (after one untimed step) at `batch` sequences of Philox
+/// bytes (the arithmetic does not depend on the values), then one batched sampling run.
+/// `gpu` (when the backend runs there) gives the per-kernel device times for the matmul share.
+pub fn time_lm(
+    backend: &crate::trainers::Engine,
+    gpu: Option<&crate::gpu::GpuContext>,
+    cfg: &crate::models::lm::LmConfig,
+    batch: usize,
+    steps: usize,
+) -> Result<LmTiming> {
+    let len = cfg.context;
+    let mut words = vec![0u32; batch * (len + 1)];
+    crate::backend::cpu64::Cpu64.uniform_u32(streams::bench::LM_BYTES, 0, &mut words)?;
+    let tokens: Vec<u8> = words.iter().map(|w| (w >> 24) as u8).collect();
+    let mut lm = backend.lm(cfg, &crate::models::lm::init_params(cfg, 0))?;
+    lm.step(&tokens, len)?;
+    lm.last_loss()?;
+    if let Some(g) = gpu {
+        g.take_timings();
+    }
+    let mut times = Vec::with_capacity(steps);
+    for _ in 0..steps.max(1) {
+        let t = Instant::now();
+        lm.step(&tokens, len)?;
+        lm.last_loss()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let matmul_share = gpu.and_then(|g| {
+        let k = g.take_timings();
+        let total: f64 = k.iter().map(|t| t.seconds).sum();
+        let mm: f64 = k
+            .iter()
+            .filter(|t| t.kernel.starts_with("matmul"))
+            .map(|t| t.seconds)
+            .sum();
+        (total > 0.0).then_some(mm / total)
+    });
+    times.sort_by(f64::total_cmp);
+    let med = times[times.len() / 2];
+    let sample_len = len.saturating_sub(1).max(1);
+    let t = Instant::now();
+    crate::models::lm::sample::generate(
+        lm.as_ref(),
+        backend,
+        b"\n",
+        batch,
+        sample_len,
+        &crate::models::lm::sample::SampleConfig::default(),
+        streams::bench::LM_SAMPLE,
+    )?;
+    let sample_s = t.elapsed().as_secs_f64();
+    Ok(LmTiming {
+        backend: backend.name().into(),
+        device: backend.device(),
+        shape: format!("{}-{}-{}-{}", cfg.width, cfg.layers, cfg.heads, cfg.context),
+        batch,
+        seconds: med,
+        min_seconds: times[0],
+        train_tokens_per_s: (batch * len) as f64 / med,
+        sample_tokens_per_s: (batch * sample_len) as f64 / sample_s,
+        matmul_share,
+    })
+}
