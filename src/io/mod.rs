@@ -74,3 +74,40 @@ pub fn write_csv<T: serde::Serialize>(path: &Path, rows: &[T]) -> Result<()> {
         .map_err(|e| crate::Error::Io(format!("{}: {e}", path.display())))?;
     crate::io::write_atomic(path, &bytes)
 }
+/// Write a trained model into `dir` (created if missing): `weights.npy` (the flat weights,
+/// shape `[1, P]`, float64) and `model.json` holding `config` (under `"config"`), `layout` (one
+/// `{name, rows, cols, offset}` per tensor, in the weights' order), a note on the weights file,
+/// and every field of the JSON object `extra`. Keys come out sorted. The VAE's and the LM's
+/// `save_model` write through this.
+pub fn save_model_dir<'a>(
+    dir: &Path,
+    config: serde_json::Value,
+    layout: impl Iterator<Item = (&'a str, usize, usize, usize)>,
+    params: &[f64],
+    extra: serde_json::Value,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+    write_npy(
+        &dir.join("weights.npy"),
+        &Matrix::new(1, params.len(), params.to_vec())?,
+    )?;
+    let layout: Vec<serde_json::Value> = layout
+        .map(|(name, rows, cols, offset)| {
+            serde_json::json!({"name": name, "rows": rows, "cols": cols, "offset": offset})
+        })
+        .collect();
+    let mut meta = serde_json::json!({
+        "config": config,
+        "layout": layout,
+        "weights": "weights.npy (shape [1, P], float64, the layout's order)",
+    });
+    if let (Some(m), serde_json::Value::Object(e)) = (meta.as_object_mut(), extra) {
+        m.extend(e);
+    }
+    write_atomic(
+        &dir.join("model.json"),
+        serde_json::to_string_pretty(&meta)
+            .map_err(|e| Error::Io(e.to_string()))?
+            .as_bytes(),
+    )
+}

@@ -265,28 +265,13 @@ pub fn save_model(
     params: &[f64],
     extra: serde_json::Value,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
-    crate::io::write_npy(
-        &dir.join("weights.npy"),
-        &crate::io::Matrix::new(1, params.len(), params.to_vec())?,
-    )?;
-    let layout: Vec<serde_json::Value> = super::layout(&cfg.vae)
-        .iter()
-        .map(|t| serde_json::json!({"name": t.name, "rows": t.rows, "cols": t.cols, "offset": t.offset}))
-        .collect();
-    let mut meta = serde_json::json!({
-        "config": cfg,
-        "layout": layout,
-        "weights": "weights.npy (shape [1, P], float64, the layout's order)",
-    });
-    if let (Some(m), serde_json::Value::Object(e)) = (meta.as_object_mut(), extra) {
-        m.extend(e);
-    }
-    crate::io::write_atomic(
-        &dir.join("model.json"),
-        serde_json::to_string_pretty(&meta)
-            .map_err(|e| Error::Io(e.to_string()))?
-            .as_bytes(),
+    let layout = super::layout(&cfg.vae);
+    crate::io::save_model_dir(
+        dir,
+        serde_json::to_value(cfg).map_err(|e| Error::Io(e.to_string()))?,
+        layout.iter().map(|t| (t.name, t.rows, t.cols, t.offset)),
+        params,
+        extra,
     )
 }
 
