@@ -54,6 +54,9 @@ pub(super) fn generations<M: Model>(
     };
     let total = cfg.generations + 1;
     let done = history[0].len();
+    if let Keep::Dir(ck, _) = &keep {
+        ck.verify_rows(done, cfg.replicates)?;
+    }
     if done > 0 {
         M::first_fit(real, &history[0][0]);
     }
@@ -107,7 +110,7 @@ pub(super) fn generations<M: Model>(
             })?;
             let models: Vec<&M> = fits.iter().map(|(_, m)| m).collect();
             M::save_generation(ck, state, n, &models)?;
-            ck.commit(state, n, &header, &rows)?;
+            ck.end_generation(state, n, &header, &rows, n + 1 == total)?;
         }
         for (h, (_, m)) in history.iter_mut().zip(fits) {
             h.push(m);

@@ -141,10 +141,10 @@ impl Model for GmmParams {
 
     fn save_generation(
         ck: &mut Checkpoint,
-        state: &mut RunState,
+        _state: &mut RunState,
         _n: usize,
         models: &[&Self],
     ) -> Result<()> {
-        ck.append_params(state, models)
+        ck.append_params(models)
     }
 }

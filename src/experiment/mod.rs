@@ -25,6 +25,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod generations;
+pub mod lock;
 pub mod lm;
 pub mod metrics;
 pub mod mixture;
@@ -37,7 +38,7 @@ pub mod weights;
 use std::path::Path;
 
 pub use crate::rng::streams::stream_id;
-pub use checkpoint::{Checkpoint, PARAMS_FILE, RunState};
+pub use checkpoint::{Checkpoint, METRICS_FILE, PARAMS_FILE, RunState, STATE_FILE};
 pub use config::{
     LmInit, LmRunConfig, ModelKind, Policy, RunConfig, Truth, VaeRunConfig, Verifier, builtin_truth,
 };
@@ -140,30 +141,132 @@ pub fn simulate(
     })
 }
 
-/// Run (or, with `resume`, continue) the experiment into `dir`: `metrics.csv`, `state.json`,
-/// `summary.json`. Each generation runs up to `jobs` replicates at once (0 = automatic, see
-/// [`replicates::jobs`]; the numbers do not depend on it).
-/// `progress(generations_done, total)` is called after each generation.
+/// How [`run`] treats its directory and its time (none of it changes the numbers).
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Replicates each generation runs at once (0 = automatic, see [`replicates::jobs`]).
+    pub jobs: usize,
+    /// Commit (write the finished generations' rows and models, sync, save `state.json`) at
+    /// most this often, besides after generation 0 and at the end; a killed run recomputes what
+    /// came after its last commit. Zero commits after every generation.
+    pub checkpoint_every: std::time::Duration,
+    /// A new run may write into a directory that holds other files (not a run): its
+    /// `metrics.csv`, `summary.json`, `state.json`, `params.jsonl`, `plots/` and `weights/` are
+    /// replaced, nothing else is touched. Without it such a directory is refused.
+    pub force: bool,
+    /// On resume: extend the run to this many generations (after generation 0). It may not be
+    /// fewer than the run's own; every earlier generation's numbers stay as they are.
+    pub generations: Option<usize>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            jobs: 0,
+            checkpoint_every: std::time::Duration::from_secs(5),
+            force: false,
+            generations: None,
+        }
+    }
+}
+
+/// The files of `dir` (top level) that are not the lock's, sorted; empty for a missing
+/// directory.
+fn other_files(dir: &Path) -> Result<Vec<String>> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != lock::LOCK_FILE)
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Run (or, with `config = None`, resume) the experiment into `dir`: `metrics.csv`,
+/// `state.json`, `summary.json` (and `params.jsonl` or `weights/`). The directory has one writer:
+/// its lock ([`lock::RunLock`]) is held until this returns; a second writer is refused naming
+/// the holder. A new run refuses a directory that holds a run (resume it) or other files (unless
+/// `options.force`); a new directory it created is removed again if the run fails before its
+/// first checkpoint. `progress(generations_done, total)` is called after each generation.
 pub fn run(
     backend: &Engine,
     cpu_reference: &Engine,
     config: Option<RunConfig>,
     dir: &Path,
-    jobs: usize,
+    options: &RunOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<RunState> {
     let io = |e: std::io::Error| Error::Io(format!("{}: {e}", dir.display()));
+    let state_path = dir.join(STATE_FILE);
+    let resuming = config.is_none();
     if let Some(c) = &config {
         check_config(c)?;
+        if options.generations.is_some() {
+            return Err(Error::InvalidArgument(
+                "extending --generations applies to --resume".into(),
+            ));
+        }
+        if state_path.exists() {
+            return Err(Error::InvalidArgument(format!(
+                "{} already holds a run; use --resume {} to continue it, or another --out",
+                dir.display(),
+                dir.display()
+            )));
+        }
+        let others = other_files(dir)?;
+        if !others.is_empty() && !options.force {
+            let shown: Vec<&str> = others.iter().take(4).map(|s| s.as_str()).collect();
+            let more = if others.len() > 4 { ", …" } else { "" };
+            return Err(Error::InvalidArgument(format!(
+                "--out {} is not empty ({}{more}) and holds no run: use a new or empty \
+                 directory, or pass --force to write the run's files into it (replacing any \
+                 metrics.csv, summary.json, state.json, params.jsonl, plots/ and weights/ there)",
+                dir.display(),
+                shown.join(", ")
+            )));
+        }
+    } else if !state_path.exists() {
+        return Err(Error::Io(format!(
+            "{}: no such file (nothing to resume: not a run directory)",
+            state_path.display()
+        )));
     }
+    let created = !dir.exists();
     std::fs::create_dir_all(dir).map_err(io)?;
-    let state_path = dir.join("state.json");
+    let result = run_locked(
+        backend,
+        cpu_reference,
+        config,
+        dir,
+        options,
+        progress,
+    );
+    if result.is_err() && created && !resuming && !state_path.exists() {
+        // Nothing of this run was checkpointed: leave no half-made directory behind.
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result
+}
+
+/// [`run`] once the directory exists: lock, open or create the state, run the generations.
+fn run_locked(
+    backend: &Engine,
+    cpu_reference: &Engine,
+    config: Option<RunConfig>,
+    dir: &Path,
+    options: &RunOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<RunState> {
+    let lock = lock::RunLock::acquire(dir)?;
+    let state_path = dir.join(STATE_FILE);
     let mut state = match config {
         Some(config) => {
             if state_path.exists() {
                 return Err(Error::InvalidArgument(format!(
-                    "{} already holds a run; use --resume {} to continue it, or another --out",
-                    dir.display(),
+                    "{} already holds a run (another process started it just now)",
                     dir.display()
                 )));
             }
@@ -172,20 +275,28 @@ pub fn run(
                 model_files: vec![Vec::new(); config.replicates],
                 config,
                 metrics_bytes: 0,
+                metrics_crc32: None,
                 params_bytes: 0,
+                params_crc32: None,
             }
         }
-        None => {
-            let text = std::fs::read_to_string(&state_path).map_err(|e| {
-                Error::Io(format!("{}: {e} (nothing to resume)", state_path.display()))
-            })?;
-            serde_json::from_str(&text)
-                .map_err(|e| Error::Data(format!("{}: {e}", state_path.display())))?
-        }
+        None => RunState::read(dir)?,
     };
+    if let Some(g) = options.generations {
+        if g < state.config.generations {
+            return Err(Error::InvalidArgument(format!(
+                "--generations {g} with --resume: the run in {} has {} generations; a resume \
+                 can extend a run, not shorten it",
+                dir.display(),
+                state.config.generations
+            )));
+        }
+        state.config.generations = g;
+    }
+    let jobs = options.jobs;
+    let mut ck = Checkpoint::open(dir, lock, &state, options.checkpoint_every)?;
     let cfg = state.config.clone();
     let jobs = replicates::jobs(jobs, cfg.replicates);
-    let mut ck = Checkpoint::open(dir, state.metrics_bytes)?;
     struct Run<'a> {
         backend: &'a Engine,
         cpu: &'a Engine,

@@ -28,8 +28,19 @@ pub fn load_weight_history<M: Weights>(
     let dir = ck.dir();
     std::fs::create_dir_all(dir.join("weights"))
         .map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
-    if state.model_files.len() != cfg.replicates {
+    if state.model_files.iter().all(|f| f.is_empty()) {
         state.model_files = vec![Vec::new(); cfg.replicates];
+    }
+    let done = state.model_files[0].len();
+    if state.model_files.len() != cfg.replicates
+        || state.model_files.iter().any(|f| f.len() != done)
+    {
+        return Err(Error::Data(format!(
+            "{}: model_files does not hold the same number of generations for each of the \
+             run's {} replicates",
+            dir.join(super::checkpoint::STATE_FILE).display(),
+            cfg.replicates
+        )));
     }
     state
         .model_files

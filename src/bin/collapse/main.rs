@@ -19,7 +19,7 @@ mod train;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use collapse_kernels::Result;
 
@@ -74,8 +74,16 @@ enum Command {
 
 fn main() -> ExitCode {
     common::quiet_mesa();
-    let cli = Cli::parse();
-    match dispatch(cli) {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let given = matches
+        .subcommand()
+        .map(|(_, m)| given_on_command_line(m))
+        .unwrap_or_default();
+    match dispatch(cli, &given) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -84,8 +92,18 @@ fn main() -> ExitCode {
     }
 }
 
-/// Run the command `cli` names.
-fn dispatch(cli: Cli) -> Result<()> {
+/// The ids of the flags typed on the command line (not defaults or environment) of one
+/// subcommand's matches: `run --resume` refuses experiment flags it would ignore.
+fn given_on_command_line(m: &clap::ArgMatches) -> Vec<String> {
+    m.ids()
+        .filter(|id| m.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|id| id.to_string())
+        .collect()
+}
+
+/// Run the command `cli` names; `given` holds the flags typed for it (see
+/// [`given_on_command_line`]).
+fn dispatch(cli: Cli, given: &[String]) -> Result<()> {
     let options = common::gpu_options(cli.adapter);
     match cli.command {
         Command::Info(a) => info::info(&options, &a),
@@ -93,7 +111,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Fit(c) => fit::fit(&options, &c),
         Command::Train(c) => train::train(&options, &c),
         Command::Sample(c) => sample::sample(&options, &c),
-        Command::Run(a) => run::run(&options, &a),
+        Command::Run(a) => run::run(&options, &a, given),
         Command::Plot(a) => run::plot(&a),
         Command::Check(a) => check::check(&options, &a),
         Command::Bench(a) => bench::bench(&options, &a),

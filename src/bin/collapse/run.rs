@@ -25,13 +25,29 @@ pub struct RunArgs {
     /// Backend running sampling and fitting; auto = wgsl on a GPU adapter, else cpu32.
     #[arg(long, default_value = "auto")]
     pub backend: String,
-    /// Output directory (must not hold a run already).
+    /// Output directory: new, or empty (a directory holding a run is refused: --resume it; one
+    /// holding other files is refused unless --force). One process at a time writes a run
+    /// directory: it holds DIR/run.lock while it runs, and a second writer is refused.
     #[arg(long, required_unless_present = "resume")]
     pub out: Option<PathBuf>,
-    /// Continue the run in this directory from its last checkpoint (its stored configuration is
-    /// used; the other flags but --replicate-jobs are ignored).
+    /// Continue the run in this directory from its last checkpoint, with the configuration in
+    /// its state.json. Only --generations (to extend the run: a larger count adds generations,
+    /// the earlier ones stay byte-identical), --replicate-jobs and --checkpoint-secs may be
+    /// given with it; any other experiment flag is an error. The files are checked against the
+    /// checkpoint first: a missing, shortened or edited metrics.csv or params.jsonl is refused.
     #[arg(long, conflicts_with = "out")]
     pub resume: Option<PathBuf>,
+    /// Write the run into --out even when that directory holds other files (not a run); the
+    /// run's own files there (metrics.csv, summary.json, state.json, params.jsonl, plots/,
+    /// weights/) are replaced, nothing else is touched.
+    #[arg(long, conflicts_with = "resume")]
+    pub force: bool,
+    /// Seconds between checkpoints at most (besides after generation 0 and at the end): the
+    /// finished generations' rows and models are written and synced, then state.json. A killed
+    /// run loses at most this much work, which --resume recomputes to the same bytes. 0 =
+    /// after every generation.
+    #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
+    pub checkpoint_secs: f64,
     /// Replicates each generation runs at once (threads; on a GPU backend their launches are in
     /// flight on the device together). 0 = one per CPU core; at most --replicates and 256. The numbers
     /// do not depend on it, only the time; 1 runs the replicates one after another.
@@ -207,18 +223,24 @@ impl ExperimentArgs {
 
 /// `collapse run`: a new run into `--out`, or `--resume DIR` with the configuration stored in
 /// its `state.json`.
-pub fn run(options: &GpuOptions, a: &RunArgs) -> Result<()> {
+pub fn run(options: &GpuOptions, a: &RunArgs, given: &[String]) -> Result<()> {
     let (config, dir) = match &a.resume {
         Some(dir) => {
-            let text = std::fs::read_to_string(dir.join("state.json")).map_err(|e| {
-                Error::Io(format!(
-                    "{}: {e} (nothing to resume)",
-                    dir.join("state.json").display()
-                ))
-            })?;
-            let st: experiment::RunState = serde_json::from_str(&text)
-                .map_err(|e| Error::Data(format!("{}: {e}", dir.display())))?;
-            (st.config, dir.clone())
+            let allowed = ["generations", "replicate_jobs", "checkpoint_secs", "resume"];
+            let ignored: Vec<String> = given
+                .iter()
+                .filter(|g| !allowed.contains(&g.as_str()) && g.as_str() != "adapter")
+                .map(|g| format!("--{}", g.replace('_', "-")))
+                .collect();
+            if !ignored.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "--resume continues the run with the configuration in its state.json; {} \
+                     cannot be changed (only --generations, to extend the run, \
+                     --replicate-jobs and --checkpoint-secs may be given)",
+                    ignored.join(", ")
+                )));
+            }
+            (experiment::RunState::read(dir)?.config, dir.clone())
         }
         None => {
             let backend = if a.backend == "auto" {
@@ -232,7 +254,27 @@ pub fn run(options: &GpuOptions, a: &RunArgs) -> Result<()> {
             )
         }
     };
-    run_with(options, config, dir, a.resume.is_some(), a.replicate_jobs)
+    let extend = (a.resume.is_some() && given.iter().any(|g| g == "generations"))
+        .then_some(a.exp.generations);
+    let mut config = config;
+    if let Some(g) = extend {
+        config.generations = config.generations.max(g);
+    }
+    let run_options = experiment::RunOptions {
+        jobs: a.replicate_jobs,
+        checkpoint_every: std::time::Duration::from_secs_f64(a.checkpoint_secs),
+        force: a.force,
+        generations: extend,
+    };
+    run_with(options, config, dir, a.resume.is_some(), &run_options)
+}
+
+/// A number of seconds: finite and ≥ 0.
+fn parse_seconds(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds (finite, ≥ 0)")),
+    }
 }
 
 /// `collapse plot`: one SVG per metric over every run of `a.runs`.
@@ -250,8 +292,9 @@ fn run_with(
     config: RunConfig,
     dir: PathBuf,
     resume: bool,
-    replicate_jobs: usize,
+    run_options: &experiment::RunOptions,
 ) -> Result<()> {
+    let replicate_jobs = run_options.jobs;
     let kind: BackendKind = config.backend.parse()?;
     let b = Engine::open(kind, &queued(options))?;
     let cpu = Engine::create(BackendKind::Cpu64, None)?;
@@ -277,8 +320,11 @@ fn run_with(
         &cpu,
         (!resume).then_some(config),
         &dir,
-        replicate_jobs,
-        &mut |done, _| bar.set_position(done as u64),
+        run_options,
+        &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64)
+        },
     );
     bar.finish_and_clear();
     r?;
