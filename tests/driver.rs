@@ -4,7 +4,7 @@
 mod common;
 
 use collapse_kernels::backend::BackendKind;
-use collapse_kernels::experiment::{ModelKind, Policy, RunConfig, Truth, run};
+use collapse_kernels::experiment::{ModelKind, Policy, RunConfig, RunOptions, Truth, run};
 use collapse_kernels::ops::gmm::CovarianceType;
 use collapse_kernels::trainers::Engine;
 
@@ -168,6 +168,9 @@ fn resume_migrates_a_state_that_holds_its_history() {
         "cpu64",
         "--seed",
         "9",
+        // A checkpoint after every generation, so the crash leaves three in state.json.
+        "--checkpoint-secs",
+        "0",
     ];
     ok(&collapse(
         [&common[..], &["--out", a.to_str().unwrap()]].concat(),
@@ -277,7 +280,7 @@ fn gaussian_chain_matches_closed_forms() {
             Policy::Replace,
         )),
         &dir,
-        0,
+        &RunOptions::default(),
         &mut |_, _| {},
     )
     .unwrap();
@@ -332,7 +335,7 @@ fn accumulate_stays_bounded_where_replace_collapses() {
             &cpu,
             Some(config(ModelKind::Gaussian, "normal", 40, 20, 300, policy)),
             &dir,
-            0,
+            &RunOptions::default(),
             &mut |_, _| {},
         )
         .unwrap();
@@ -359,7 +362,8 @@ fn pool_composition_and_verification() {
     let cpu = Engine::create(BackendKind::Cpu64, None).unwrap();
     for (policy, want) in [
         (Policy::Replace, "g2:50"),
-        (Policy::Accumulate, "real:50|g0:50|g1:50|g2:50"),
+        // Consecutive generations are one constant-size entry: first..last and their total.
+        (Policy::Accumulate, "real:50|g0..g2:150"),
         (Policy::Mix(0.2), "real:10|g2:40"),
         (Policy::Fresh(0.2), "fresh:10|g2:40"),
         ("verify:gen0:0.5".parse().unwrap(), "g2:50"),
@@ -371,7 +375,7 @@ fn pool_composition_and_verification() {
             &cpu,
             Some(config(ModelKind::Gaussian, "normal", 3, 50, 2, policy)),
             &dir,
-            0,
+            &RunOptions::default(),
             &mut |_, _| {},
         )
         .unwrap();
@@ -420,7 +424,7 @@ fn pool_composition_and_verification() {
             &cpu,
             Some(config(ModelKind::Gaussian, "normal", 5, 200, 20, policy)),
             &dir,
-            0,
+            &RunOptions::default(),
             &mut |_, _| {},
         )
         .unwrap();
@@ -516,7 +520,7 @@ fn plot_overlays_and_labels_runs() {
                 Policy::Replace,
             )),
             &root.join(exp).join("replace"),
-            0,
+            &RunOptions::default(),
             &mut |_, _| {},
         )
         .unwrap();

@@ -92,7 +92,8 @@ impl RunState {
     fn check_model_files(&self, dir: &Path) -> Result<()> {
         for f in self.model_files.iter().flatten() {
             let p = Path::new(f);
-            if p.as_os_str().is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_)))
+            if p.as_os_str().is_empty()
+                || !p.components().all(|c| matches!(c, Component::Normal(_)))
             {
                 return Err(Error::Data(format!(
                     "{}: model file {f:?} is not a path inside the run directory",

@@ -3,7 +3,8 @@
 //! Columns (`metrics.csv`, one row per generation and replicate, pandas-readable):
 //! `generation, replicate, pool_size, pool_real_fraction, pool_composition` (provenance:
 //! `origin:count|…` with origins `real`, `fresh` (new real data) and `gJ` (sampled from generation
-//! J's model)), then
+//! J's model); consecutive generations are one entry `gA..gB:total`, so the field stays
+//! constant-size under `accumulate`), then
 //! - gaussian: `mu, sigma` (1-D) or `mu_0.., sigma_0..`, and `w2_to_truth`, the 2-Wasserstein
 //!   distance to the truth (exact for diagonal Gaussians: `√(‖μ − μ*‖² + ‖σ − σ*‖²)`);
 //! - gmm: `heldout_ll` (mean log-likelihood of held-out real data, nats), `l2_to_truth` (the

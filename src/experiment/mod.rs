@@ -25,8 +25,8 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod generations;
-pub mod lock;
 pub mod lm;
+pub mod lock;
 pub mod metrics;
 pub mod mixture;
 pub mod model;
@@ -216,6 +216,12 @@ pub fn run(
                 dir.display()
             )));
         }
+        // A directory another process is writing: say so (not "not empty").
+        let _probe = if dir.join(lock::LOCK_FILE).exists() {
+            Some(lock::RunLock::acquire(dir)?)
+        } else {
+            None
+        };
         let others = other_files(dir)?;
         if !others.is_empty() && !options.force {
             let shown: Vec<&str> = others.iter().take(4).map(|s| s.as_str()).collect();
@@ -236,14 +242,7 @@ pub fn run(
     }
     let created = !dir.exists();
     std::fs::create_dir_all(dir).map_err(io)?;
-    let result = run_locked(
-        backend,
-        cpu_reference,
-        config,
-        dir,
-        options,
-        progress,
-    );
+    let result = run_locked(backend, cpu_reference, config, dir, options, progress);
     if result.is_err() && created && !resuming && !state_path.exists() {
         // Nothing of this run was checkpointed: leave no half-made directory behind.
         let _ = std::fs::remove_dir_all(dir);

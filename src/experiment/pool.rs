@@ -39,13 +39,36 @@ impl Pool {
         real as f64 / self.x.rows as f64
     }
 
-    /// The composition as `origin:count|origin:count…` (one CSV field).
+    /// The composition as `origin:count|origin:count…` (one CSV field), with every run of two
+    /// or more consecutive generations written as one entry `gA..gB:total`, so the field stays
+    /// constant-size however many generations `accumulate` pools (`real:100|g0..g998:99900`).
+    /// The full composition is derivable: under `accumulate` generation J's share is the
+    /// difference of consecutive rows' totals (its count in the row of generation J + 1).
     pub fn composition_field(&self) -> String {
-        self.composition
-            .iter()
-            .map(|(o, c)| format!("{o}:{c}"))
-            .collect::<Vec<_>>()
-            .join("|")
+        let generation = |o: &str| o.strip_prefix('g').and_then(|j| j.parse::<usize>().ok());
+        let mut parts: Vec<String> = Vec::new();
+        let mut i = 0;
+        while i < self.composition.len() {
+            let (origin, count) = &self.composition[i];
+            let mut end = i;
+            let mut total = *count;
+            if let Some(first) = generation(origin) {
+                while end + 1 < self.composition.len()
+                    && generation(&self.composition[end + 1].0) == Some(first + (end + 1 - i))
+                {
+                    end += 1;
+                    total += self.composition[end].1;
+                }
+                if end > i {
+                    parts.push(format!("g{first}..g{}:{total}", first + (end - i)));
+                    i = end + 1;
+                    continue;
+                }
+            }
+            parts.push(format!("{origin}:{count}"));
+            i += 1;
+        }
+        parts.join("|")
     }
 }
 

@@ -3,6 +3,7 @@
 //! file writes.
 
 pub mod idx;
+pub mod output;
 pub mod table;
 
 pub use table::{Matrix, read_table};

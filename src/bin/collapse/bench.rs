@@ -75,6 +75,10 @@ pub struct GmmArgs {
     /// Write the records as CSV here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Replace the --out file when it exists (without it an existing file is refused before
+    /// anything is timed).
+    #[arg(long, requires = "out")]
+    pub force: bool,
     /// Shapes to time instead of the default three, as NxDxK:full or NxDxK:diag
     /// (repeatable), e.g. --shape 1000000x64x64:diag.
     #[arg(long = "shape")]
@@ -105,6 +109,10 @@ pub struct MatmulArgs {
     /// Write the records as CSV here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Replace the --out file when it exists (without it an existing file is refused before
+    /// anything is timed).
+    #[arg(long, requires = "out")]
+    pub force: bool,
     #[command(flatten)]
     pub records: RecordArgs,
 }
@@ -137,6 +145,10 @@ pub struct VaeArgs {
     /// Write the timings as CSV here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Replace the --out file when it exists (without it an existing file is refused before
+    /// anything is timed).
+    #[arg(long, requires = "out")]
+    pub force: bool,
     #[command(flatten)]
     pub records: RecordArgs,
 }
@@ -158,6 +170,10 @@ pub struct LmArgs {
     /// Write the timings as CSV here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Replace the --out file when it exists (without it an existing file is refused before
+    /// anything is timed).
+    #[arg(long, requires = "out")]
+    pub force: bool,
     #[command(flatten)]
     pub records: RecordArgs,
 }
@@ -181,13 +197,25 @@ pub fn bench(options: &GpuOptions, a: &BenchArgs) -> Result<()> {
                 .into(),
         )),
         (None, Some(c)) => match c {
-            BenchCommand::Gmm(a) => gmm(options, a),
-            BenchCommand::Matmul(a) => matmul(options, a),
+            BenchCommand::Gmm(a) => out_free(&a.out, a.force).and_then(|()| gmm(options, a)),
+            BenchCommand::Matmul(a) => out_free(&a.out, a.force).and_then(|()| matmul(options, a)),
             BenchCommand::Sample(a) => sample(options, a),
-            BenchCommand::Vae(a) => vae(options, a),
-            BenchCommand::Lm(a) => lm(options, a),
+            BenchCommand::Vae(a) => out_free(&a.out, a.force).and_then(|()| vae(options, a)),
+            BenchCommand::Lm(a) => out_free(&a.out, a.force).and_then(|()| lm(options, a)),
             BenchCommand::Compare(a) => compare(&a.a, &a.b),
         },
+    }
+}
+
+/// Refuse an existing `--out` file unless `--force` (before any timing: nothing is lost).
+fn out_free(out: &Option<PathBuf>, force: bool) -> Result<()> {
+    match out {
+        Some(p) => collapse_kernels::io::output::refuse_overwrite(
+            std::slice::from_ref(p),
+            force,
+            &format!("--out {}", p.display()),
+        ),
+        None => Ok(()),
     }
 }
 

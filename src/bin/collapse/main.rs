@@ -54,7 +54,7 @@ enum Command {
     Sample(sample::SampleCommand),
     /// Run a generational model-collapse experiment: generation 0 fits real data, generation n
     /// fits samples of generation n−1 (mixed with real data by --policy). Writes metrics.csv,
-    /// summary.json and state.json (a checkpoint after every generation) into --out.
+    /// summary.json and state.json (the checkpoint; see --checkpoint-secs) into --out.
     Run(run::RunArgs),
     /// Overlay the collapse curves of several runs: one SVG per metric shared by all of them
     /// (mean over replicates, band ± 1 sd), e.g. one run per policy.

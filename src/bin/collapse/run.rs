@@ -61,9 +61,13 @@ pub struct PlotArgs {
     /// Run directories (each with a summary.json).
     #[arg(required = true)]
     pub runs: Vec<PathBuf>,
-    /// Directory for the SVG files.
+    /// Directory for the SVG files (one per metric). A directory that already holds SVG files
+    /// is refused unless --force.
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace SVG files already in --out.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// The experiment flags shared by `collapse run` and `collapse drift run`. The VAE's and the
@@ -279,6 +283,11 @@ fn parse_seconds(s: &str) -> std::result::Result<f64, String> {
 
 /// `collapse plot`: one SVG per metric over every run of `a.runs`.
 pub fn plot(a: &PlotArgs) -> Result<()> {
+    collapse_kernels::io::output::refuse_overwrite(
+        &collapse_kernels::io::output::svg_files(&a.out),
+        a.force,
+        &format!("--out {}", a.out.display()),
+    )?;
     for f in collapse_kernels::report::plot_runs(&a.runs, &a.out)? {
         println!("wrote {}", f.display());
     }

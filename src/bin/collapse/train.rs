@@ -10,6 +10,7 @@ use clap::Subcommand;
 use collapse_kernels::backend::BackendKind;
 use collapse_kernels::gpu::GpuOptions;
 use collapse_kernels::io::idx::write_png_grid;
+use collapse_kernels::io::output::{in_dir, refuse_overwrite};
 use collapse_kernels::io::{write_atomic, write_csv};
 use collapse_kernels::models::lm::{self, sample as lm_sample, train as lm_train};
 use collapse_kernels::models::vae::{Adam, VaeConfig, train as vae_train};
@@ -86,9 +87,13 @@ pub struct TrainVaeArgs {
     /// Read the loss back every this many steps.
     #[arg(long, default_value_t = 10)]
     pub loss_every: usize,
-    /// Output directory.
+    /// Output directory (created if missing). A directory that already holds this command's
+    /// files (a trained model) is refused unless --force.
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace the files of an earlier training in --out.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `collapse train lm`'s flags.
@@ -119,9 +124,13 @@ pub struct TrainLmArgs {
     /// Backend running the training steps (cpu64, cpu32, or wgsl and cube on the GPU).
     #[arg(long, value_enum, default_value_t = BackendKind::Cpu32)]
     pub backend: BackendKind,
-    /// Output directory.
+    /// Output directory (created if missing). A directory that already holds this command's
+    /// files (a trained model) is refused unless --force.
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace the files of an earlier training in --out.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Run a `collapse train` subcommand.
@@ -135,6 +144,18 @@ pub fn train(options: &GpuOptions, c: &TrainCommand) -> Result<()> {
 /// Train the VAE, print its epochs, and write epochs.csv, the model, 64 samples and 16 test
 /// reconstructions into `a.out`.
 fn train_vae(options: &GpuOptions, a: &TrainVaeArgs) -> Result<()> {
+    let written = [
+        "epochs.csv",
+        "model.json",
+        "weights.npy",
+        "samples.png",
+        "reconstructions.png",
+    ];
+    refuse_overwrite(
+        &in_dir(&a.out, &written),
+        a.force,
+        &format!("--out {}", a.out.display()),
+    )?;
     std::fs::create_dir_all(&a.out).map_err(|e| Error::Io(format!("{}: {e}", a.out.display())))?;
     let (data, test) =
         vae_train::load_images(&a.data, a.test_data.as_deref(), a.limit, &mut |m| {
@@ -239,6 +260,12 @@ fn train_vae(options: &GpuOptions, a: &TrainVaeArgs) -> Result<()> {
 /// Train the language model, print its learning curve, and write log.csv, the model and 8
 /// samples into `a.out`.
 fn train_lm(options: &GpuOptions, a: &TrainLmArgs) -> Result<()> {
+    let written = ["log.csv", "model.json", "weights.npy", "samples.txt"];
+    refuse_overwrite(
+        &in_dir(&a.out, &written),
+        a.force,
+        &format!("--out {}", a.out.display()),
+    )?;
     let files = if a.data.is_empty() {
         lm_train::fortune_files()?
     } else {
