@@ -122,7 +122,7 @@ impl Model for GmmParams {
     fn setup(cfg: &RunConfig, real: &RealData, cpu: &Engine) -> Result<Self::Setup> {
         real.truth
             .as_ref()
-            .map(|t| TailRegion::new(cfg, t, cpu))
+            .map(|t| TailRegion::new(cfg.seed, t, cpu))
             .transpose()
     }
 

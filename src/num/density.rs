@@ -77,9 +77,17 @@ pub fn lse_normalise<T: HostFloat>(l: &mut [T]) -> T {
 /// `log_weights.len()`) of `log_component(c) + ln w_c`, where `log_component(c)` is
 /// `ln N(x | μ_c, Σ_c)` (e.g. [`log_gauss`]).
 pub fn log_mixture_density(log_weights: &[f64], log_component: impl Fn(usize) -> f64) -> f64 {
-    let l: Vec<f64> = (0..log_weights.len())
-        .map(|c| log_component(c) + log_weights[c])
-        .collect();
+    let k = log_weights.len();
+    let term = |c: usize| log_component(c) + log_weights[c];
+    if k <= 16 {
+        // Same terms on the stack (this runs once per point of every metric).
+        let mut l = [0.0; 16];
+        for (c, v) in l[..k].iter_mut().enumerate() {
+            *v = term(c);
+        }
+        return logsumexp(&l[..k]);
+    }
+    let l: Vec<f64> = (0..k).map(term).collect();
     logsumexp(&l)
 }
 
