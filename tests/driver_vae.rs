@@ -157,7 +157,7 @@ fn vae_policies_and_collapse() {
     let data = data_file(&dir);
     for (policy, want) in [
         ("replace", "g3:200"),
-        ("accumulate", "real:200|g0:200|g1:200|g2:200|g3:200"),
+        ("accumulate", "real:200|g0..g3:800"),
         ("mix:0.5", "real:100|g3:100"),
         ("fresh:0.25", "fresh:50|g3:150"),
         ("verify:gen0:0.5", "g3:200"),

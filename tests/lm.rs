@@ -443,7 +443,7 @@ fn generational_lm_runs() {
     std::fs::write(&data, corpus(300, 3)).unwrap();
     for (policy, want) in [
         ("replace", "g2:60"),
-        ("accumulate", "real:60|g0:60|g1:60|g2:60"),
+        ("accumulate", "real:60|g0..g2:180"),
         ("mix:0.5", "real:30|g2:30"),
         ("fresh:0.5", "fresh:30|g2:30"),
         ("verify:gen0:0.5", "g2:60"),
