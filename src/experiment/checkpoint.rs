@@ -238,6 +238,21 @@ pub struct Checkpoint {
     /// Reference values of the real data for `summary.json` (e.g. the VAE's diversity of real
     /// images), set by the model's loop.
     pub reference: Option<serde_json::Value>,
+    /// Where this process's time went so far.
+    pub seconds: PhaseSeconds,
+}
+
+/// Wall-clock seconds a run (this process's part of it) spent in each phase.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PhaseSeconds {
+    /// Drawing the pools and fitting the models (the trajectory itself).
+    pub fit: f64,
+    /// Computing the metrics rows.
+    pub metrics: f64,
+    /// Writing and syncing rows, models and `state.json`.
+    pub checkpoint: f64,
+    /// Number of commits (each: syncs of the appended files, then `state.json`).
+    pub commits: usize,
 }
 
 impl Checkpoint {
@@ -279,6 +294,7 @@ impl Checkpoint {
             last_commit: None,
             every,
             reference: None,
+            seconds: PhaseSeconds::default(),
         })
     }
 
@@ -436,6 +452,7 @@ impl Checkpoint {
         sync_dir(&self.dir)?;
         self.dirty = false;
         self.last_commit = Some(Instant::now());
+        self.seconds.commits += 1;
         Ok(())
     }
 }

@@ -70,6 +70,7 @@ pub(super) fn generations<M: Model>(
     let cache = SynthCache::new(cfg.replicates);
     let mut setup: Option<M::Setup> = None;
     for n in done..total {
+        let t_fit = std::time::Instant::now();
         let fits: Vec<(Pool, M)> = replicates::for_each(cfg.replicates, jobs, |r| {
             let h = &history[r];
             let pool = pool(backend, cfg, real, h, judge.as_ref(), &cache, r, n)?;
@@ -81,6 +82,8 @@ pub(super) fn generations<M: Model>(
             M::first_fit(real, &fits[0].1);
         }
         if let Keep::Dir(ck, state) = &mut keep {
+            ck.seconds.fit += t_fit.elapsed().as_secs_f64();
+            let t_metrics = std::time::Instant::now();
             if setup.is_none() {
                 setup = Some(M::setup(cfg, real, cpu)?);
             }
@@ -108,9 +111,12 @@ pub(super) fn generations<M: Model>(
                 v.extend(m.metrics(&ctx, setup)?);
                 Ok(v.join(","))
             })?;
+            ck.seconds.metrics += t_metrics.elapsed().as_secs_f64();
+            let t_save = std::time::Instant::now();
             let models: Vec<&M> = fits.iter().map(|(_, m)| m).collect();
             M::save_generation(ck, state, n, &models)?;
             ck.end_generation(state, n, &header, &rows, n + 1 == total)?;
+            ck.seconds.checkpoint += t_save.elapsed().as_secs_f64();
         }
         for (h, (_, m)) in history.iter_mut().zip(fits) {
             h.push(m);

@@ -38,7 +38,7 @@ pub mod weights;
 use std::path::Path;
 
 pub use crate::rng::streams::stream_id;
-pub use checkpoint::{Checkpoint, METRICS_FILE, PARAMS_FILE, RunState, STATE_FILE};
+pub use checkpoint::{Checkpoint, METRICS_FILE, PARAMS_FILE, PhaseSeconds, RunState, STATE_FILE};
 pub use config::{
     LmInit, LmRunConfig, ModelKind, Policy, RunConfig, Truth, VaeRunConfig, Verifier, builtin_truth,
 };
@@ -198,7 +198,7 @@ pub fn run(
     dir: &Path,
     options: &RunOptions,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<RunState> {
+) -> Result<RunReport> {
     let io = |e: std::io::Error| Error::Io(format!("{}: {e}", dir.display()));
     let state_path = dir.join(STATE_FILE);
     let resuming = config.is_none();
@@ -258,7 +258,7 @@ fn run_locked(
     dir: &Path,
     options: &RunOptions,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<RunState> {
+) -> Result<RunReport> {
     let lock = lock::RunLock::acquire(dir)?;
     let state_path = dir.join(STATE_FILE);
     let mut state = match config {
@@ -334,5 +334,17 @@ fn run_locked(
         },
     )?;
     metrics::write_summary(dir, &cfg, ck.reference.take())?;
-    Ok(state)
+    Ok(RunReport {
+        state,
+        seconds: ck.seconds,
+    })
+}
+
+/// What [`run`] returns: the final state and where the time went.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The run's state as last checkpointed.
+    pub state: RunState,
+    /// This process's seconds per phase.
+    pub seconds: PhaseSeconds,
 }

@@ -336,13 +336,21 @@ fn run_with(
         },
     );
     bar.finish_and_clear();
-    r?;
+    let report = r?;
+    let t_plots = Instant::now();
     let plots =
         collapse_kernels::report::plot_runs(std::slice::from_ref(&dir), &dir.join("plots"))?;
+    let plot_seconds = t_plots.elapsed().as_secs_f64();
     print_first_and_last(&dir)?;
+    let s = report.seconds;
     println!(
-        "done in {:.1} s: {}/metrics.csv, summary.json, state.json, plots/ ({} SVG)",
+        "done in {:.1} s (fits {:.2} s, metrics {:.2} s, checkpoints {:.2} s in {} commits, \
+         plots {plot_seconds:.2} s): {}/metrics.csv, summary.json, state.json, plots/ ({} SVG)",
         t.elapsed().as_secs_f64(),
+        s.fit,
+        s.metrics,
+        s.checkpoint,
+        s.commits,
         dir.display(),
         plots.len()
     );
