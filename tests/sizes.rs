@@ -342,3 +342,31 @@ fn fit_gmm_infinite_tolerance_says_finite() {
     );
     assert!(!out.exists(), "no fit written");
 }
+
+/// Defect 5 on a GPU backend: an operand over the adapter's binding limit is refused before
+/// the reference is computed (it took minutes, then failed without naming a flag).
+#[test]
+fn bench_matmul_gpu_binding_limit_names_the_flag() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let t = std::time::Instant::now();
+    one_line(
+        &limited(&[
+            "bench",
+            "matmul",
+            "--backends",
+            "wgsl",
+            "--sizes",
+            "10000",
+            "--no-records",
+        ]),
+        &[
+            "10000x10000x10000's A",
+            "storage binding limit",
+            "lower --sizes or --shape",
+        ],
+        "matmul gpu",
+    );
+    assert!(t.elapsed().as_secs() < 60, "refused before the reference");
+}

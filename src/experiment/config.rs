@@ -320,6 +320,12 @@ pub fn check_memory(cfg: &RunConfig, data: Option<DataShape>) -> Result<()> {
         ModelKind::Vae => add_count(&mut rep, vae_param_count(&cfg.vae.network(d)), models, 8),
         ModelKind::Lm => add_count(&mut rep, lm_param_count(&cfg.lm.network()), models, 8),
     }
+    match cfg.model {
+        ModelKind::Lm => hint += ", or --lm-width, --lm-layers, --lm-context or --lm-batch",
+        ModelKind::Vae => hint += ", or --vae-hidden or --vae-batch",
+        ModelKind::Gmm => hint += ", or --k",
+        ModelKind::Gaussian => {}
+    }
     if matches!(&cfg.truth, Truth::Builtin(n) if n.starts_with("normal:")) {
         hint += ", or the D of --truth normal:D";
     }

@@ -57,19 +57,19 @@ fn host_tally(flag: &str, m: usize, n: usize, k: usize) -> crate::io::budget::Ta
     t
 }
 
-/// Refuse a product of `cases` whose A, B or C (f32) exceeds the adapter's storage binding
-/// limit (wgpu's `max_storage_buffer_binding_size`, at most `max_buffer_size`), naming the
-/// flags that set the shapes.
+/// Refuse a product of `cases` whose A, B or C (f32) exceeds what one kernel binding may hold
+/// here ([`GpuContext::max_binding_elements`]: wgpu's `max_storage_buffer_binding_size`, at
+/// most `max_buffer_size` and 2²⁸ bytes, the limit the GPU matmuls check), naming the flags
+/// that set the shapes; before anything is allocated.
 pub fn check_device_sizes(cases: &[(String, Matmul)], gpu: &GpuContext) -> Result<()> {
-    let l = gpu.limits();
-    let limit = l.max_storage_buffer_binding_size.min(l.max_buffer_size);
+    let limit = gpu.max_binding_elements(1);
     for (label, p) in cases {
         for (name, rows, cols) in [("A", p.m, p.k), ("B", p.k, p.n), ("C", p.m, p.n)] {
             crate::io::budget::check_device(
                 &format!("bench matmul {label}'s {name}"),
                 crate::io::budget::product(&[rows, cols], 4),
                 limit,
-                "max_storage_buffer_binding_size",
+                "storage binding limit",
                 "lower --sizes or --shape, or time it on cpu32 (--backends cpu32)",
             )?;
         }

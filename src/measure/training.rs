@@ -18,7 +18,8 @@ const LM_FLAGS: &str = "lower --width, --layers, --context or --batch";
 /// machine's memory cannot hold (the training step of [`size::lm_step_tally`], the tokens and
 /// the sampler's KV cache), and on a GPU (`gpu`) one whose largest device buffer (the MLP's
 /// `batch·T × 4C` activations, the attention scores `batch·H·T²`, the logits `batch·T × 256` or
-/// the MLP weights `C × 4C`, f32) exceeds the adapter's storage binding limit. The message says
+/// the MLP weights `C × 4C`, f32) exceeds the adapter's storage binding limit (see
+/// `binding_limit`). The message says
 /// the bytes and the flags to lower.
 pub fn check_lm(cfg: &LmConfig, batch: usize, gpu: Option<&crate::gpu::GpuContext>) -> Result<()> {
     let mut t = Tally::new(
@@ -46,7 +47,7 @@ pub fn check_lm(cfg: &LmConfig, batch: usize, gpu: Option<&crate::gpu::GpuContex
             "bench lm",
             largest,
             binding_limit(g),
-            "max_storage_buffer_binding_size",
+            "storage binding limit",
             LM_FLAGS,
         )?;
     }
@@ -71,17 +72,18 @@ pub fn check_vae(
             &format!("bench vae at batch {batch}"),
             largest,
             binding_limit(g),
-            "max_storage_buffer_binding_size",
+            "storage binding limit",
             hint,
         )?;
     }
     Ok(())
 }
 
-/// The adapter's largest storage binding, in bytes (and at most its largest buffer).
+/// The adapter's largest storage binding of f32 values, in bytes (wgpu's
+/// `max_storage_buffer_binding_size`, at most `max_buffer_size` and 2²⁸ values: see
+/// [`crate::gpu::GpuContext::max_binding_elements`]).
 fn binding_limit(g: &crate::gpu::GpuContext) -> u64 {
-    let l = g.limits();
-    l.max_storage_buffer_binding_size.min(l.max_buffer_size)
+    g.max_binding_elements(4) * 4
 }
 
 /// Training-step throughput of the VAE on one backend.
