@@ -259,6 +259,18 @@ pub struct DataShape {
 /// `data`: the real data's shape, or `None` to derive it from a built-in truth (a data file is
 /// checked once read, by [`super::data::load_rows`]; `None` with a file checks nothing).
 pub fn check_memory(cfg: &RunConfig, data: Option<DataShape>) -> Result<()> {
+    match run_tally(cfg, data)? {
+        Some(t) => t.check().map(|_| ()),
+        None => Ok(()),
+    }
+}
+
+/// The bytes [`check_memory`] counts (`None`: a data file not read yet); errors on a policy
+/// whose candidate count is out of range.
+pub fn run_tally(
+    cfg: &RunConfig,
+    data: Option<DataShape>,
+) -> Result<Option<crate::io::budget::Tally>> {
     use crate::io::budget::Tally;
     use crate::models::size::{add_count, gmm_value_count, lm_param_count, vae_param_count};
     let data = match (data, &cfg.truth, cfg.model) {
@@ -273,7 +285,7 @@ pub fn check_memory(cfg: &RunConfig, data: Option<DataShape>) -> Result<()> {
             shared_rows: BUILTIN_HELD_OUT,
             d: builtin_shape(name)?.1,
         },
-        (None, _, _) => return Ok(()),
+        (None, _, _) => return Ok(None),
     };
     let (m, g, d) = (cfg.samples, cfg.generations, data.d);
     let candidates = cfg.policy.verify_candidates(m)?;
@@ -347,7 +359,7 @@ pub fn check_memory(cfg: &RunConfig, data: Option<DataShape>) -> Result<()> {
         }
         _ => {}
     }
-    t.check().map(|_| ())
+    Ok(Some(t))
 }
 
 /// The network and its training in every generation of a VAE run.
@@ -549,6 +561,75 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains("00000000000"), "short form: {e}");
+    }
+
+    fn gaussian(policy: &str, samples: usize, generations: usize) -> RunConfig {
+        RunConfig {
+            model: ModelKind::Gaussian,
+            truth: Truth::Builtin("normal:3".into()),
+            generations,
+            samples,
+            replicates: 2,
+            policy: policy.parse().unwrap(),
+            seed: 0,
+            k: 1,
+            covariance_type: CovarianceType::Diag,
+            tol: 1e-3,
+            max_iter: 100,
+            reg_covar: 1e-6,
+            backend: "cpu64".into(),
+            real_rows: None,
+            vae: VaeRunConfig::default(),
+            lm: LmRunConfig::default(),
+        }
+    }
+
+    #[test]
+    fn the_run_tally_counts_pools_models_and_replicates() {
+        let bytes = |c: &RunConfig| run_tally(c, None).unwrap().unwrap().bytes();
+        // Per replicate: real 100×3, pool 100×3, 11 models of 1 + 3 + 3 values; ×2, plus the
+        // 10 000 held-out points; f64.
+        let per = 100 * 3 + 100 * 3 + 11 * 7;
+        let held = 10_000 * 3;
+        assert_eq!(
+            bytes(&gaussian("replace", 100, 10)),
+            Some(8 * (2 * per + held))
+        );
+        // accumulate: every generation's samples, in the pool and in the cache.
+        let acc = 100 * 3 + 2 * 10 * 100 * 3 + 11 * 7;
+        assert_eq!(
+            bytes(&gaussian("accumulate", 100, 10)),
+            Some(8 * (2 * acc + held))
+        );
+        // verify:F: ⌈M/F⌉ candidates with a score and an index each, and the kept pool.
+        let ver = 100 * 3 + 400 * 3 + 400 * 2 + 100 * 3 + 11 * 7;
+        assert_eq!(
+            bytes(&gaussian("verify:gen0:0.25", 100, 10)),
+            Some(8 * (2 * ver + held))
+        );
+        // Sizes whose products wrap are overflows, not small numbers.
+        assert_eq!(bytes(&gaussian("accumulate", usize::MAX / 2, 10)), None);
+        let e = check_memory(&gaussian("replace", usize::MAX / 2, 10), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("overflows 64 bits") && e.contains("--samples"),
+            "{e}"
+        );
+        // A data file is checked once read.
+        let mut f = gaussian("replace", 100, 10);
+        f.truth = Truth::File("x.csv".into());
+        assert!(run_tally(&f, None).unwrap().is_none());
+        let shape = DataShape {
+            rows: 80,
+            shared_rows: 100,
+            d: 3,
+        };
+        let want = 8 * (2 * (80 * 3 + 100 * 3 + 11 * 7) + 100 * 3);
+        assert_eq!(
+            run_tally(&f, Some(shape)).unwrap().unwrap().bytes(),
+            Some(want)
+        );
     }
 
     #[test]

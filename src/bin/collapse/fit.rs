@@ -94,7 +94,7 @@ fn fit_gmm(options: &GpuOptions, a: &FitGmmArgs) -> Result<()> {
         b.device()
     );
     let bar = progress_bar(
-        (cfg.max_iter * cfg.n_init) as u64,
+        cfg.max_iter.saturating_mul(cfg.n_init) as u64,
         "{bar:30} {pos}/{len} EM iterations, {elapsed} {msg}",
     );
     // Redrawn on its own, so the elapsed time moves even while one iteration takes long.
@@ -104,7 +104,7 @@ fn fit_gmm(options: &GpuOptions, a: &FitGmmArgs) -> Result<()> {
     }
     let t = Instant::now();
     let result = em_fit(&b, &x, &cfg, &mut |init, it, ll| {
-        bar.set_position((init * cfg.max_iter + it) as u64);
+        bar.set_position(init.saturating_mul(cfg.max_iter).saturating_add(it) as u64);
         bar.set_message(format!("init {init}: mean log-likelihood {ll:.6}"));
     });
     bar.finish_and_clear();
