@@ -38,7 +38,10 @@ pub enum Policy {
     /// A fraction F of the pool is *new* real data each generation, the rest synthetic.
     Fresh(f64),
     /// Verified synthetic data (Feng et al. 2024): draw `⌈M/F⌉` synthetic candidates, score each
-    /// by the verifier's log-likelihood, keep the best `M`.
+    /// by the verifier's log-likelihood, keep the best `M`. The candidates (and a score each)
+    /// are held at once, so F is bounded below: `⌈M/F⌉` must be below 2⁵³ (see
+    /// [`Policy::verify_candidates`]) and the run's memory check ([`check_memory`]) counts
+    /// them before the run starts.
     Verify(Verifier, f64),
 }
 
@@ -95,15 +98,48 @@ impl std::str::FromStr for Policy {
     }
 }
 
+impl Policy {
+    /// The synthetic candidates `verify:MODE:F` draws per replicate and generation for `m`
+    /// samples, `⌈m/F⌉`; an error naming `--policy` when that is not below 2⁵³ (beyond it the
+    /// count is not even exact in f64; long before it, the memory check refuses). Other
+    /// policies draw no candidates: `m`.
+    pub fn verify_candidates(&self, m: usize) -> Result<usize> {
+        let Policy::Verify(_, f) = *self else {
+            return Ok(m);
+        };
+        let c = (m as f64 / f).ceil();
+        if c.is_finite() && c < (1u64 << 53) as f64 {
+            Ok(c as usize)
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "--policy {self} with --samples {m} would draw ⌈{m}/{}⌉ ≈ {c:.1e} candidates per \
+                 generation (at most 2^53); raise F",
+                short_f64(f)
+            )))
+        }
+    }
+}
+
+/// `x` in the shorter of its plain and exponent forms (`0.5`, `1e-300`), both of which parse
+/// back to `x` exactly.
+fn short_f64(x: f64) -> String {
+    let (plain, exp) = (format!("{x}"), format!("{x:e}"));
+    if exp.len() < plain.len() { exp } else { plain }
+}
+
 impl std::fmt::Display for Policy {
+    /// The form [`Policy`]'s `from_str` reads back to the same policy, fractions in their short
+    /// form (`verify:gen0:1e-300`, not 300 digits).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Policy::Replace => write!(f, "replace"),
             Policy::Accumulate => write!(f, "accumulate"),
-            Policy::Mix(x) => write!(f, "mix:{x}"),
-            Policy::Fresh(x) => write!(f, "fresh:{x}"),
-            Policy::Verify(Verifier::Gen0, x) => write!(f, "verify:gen0:{x}"),
-            Policy::Verify(Verifier::HeldOut, x) => write!(f, "verify:heldout:{x}"),
+            Policy::Mix(x) => write!(f, "mix:{}", short_f64(*x)),
+            Policy::Fresh(x) => write!(f, "fresh:{}", short_f64(*x)),
+            Policy::Verify(Verifier::Gen0, x) => write!(f, "verify:gen0:{}", short_f64(*x)),
+            Policy::Verify(Verifier::HeldOut, x) => {
+                write!(f, "verify:heldout:{}", short_f64(*x))
+            }
         }
     }
 }
@@ -164,7 +200,8 @@ pub struct RunConfig {
 ///   0.5·I — a small, well-separated mixture in the spirit of Shumailov et al.'s GMM
 ///   experiment (Nature 2024), where N = 1000 samples per generation show the tails vanish.
 pub fn builtin_truth(name: &str) -> Result<GmmParams> {
-    let diag = |k, d, weights, means, var: f64| GmmParams {
+    let (k, d) = builtin_shape(name)?;
+    let diag = |weights, means, var: f64| GmmParams {
         k,
         d,
         covariance_type: CovarianceType::Diag,
@@ -172,23 +209,157 @@ pub fn builtin_truth(name: &str) -> Result<GmmParams> {
         means,
         covariances: vec![var; k * d],
     };
+    if k == 2 {
+        Ok(diag(vec![0.5, 0.5], vec![-1.5, 0.0, 1.5, 0.0], 0.5))
+    } else {
+        Ok(diag(vec![1.0], vec![0.0; d], 1.0))
+    }
+}
+
+/// `(K, D)` of the built-in truth `name` (see [`builtin_truth`]), read from the name without
+/// building it: what the memory check sizes a run by.
+pub fn builtin_shape(name: &str) -> Result<(usize, usize)> {
     match name.split_once(':') {
-        None if name == "normal" => Ok(diag(1, 1, vec![1.0], vec![0.0], 1.0)),
-        Some(("normal", d)) => {
-            let d: usize = d
-                .parse()
-                .ok()
-                .filter(|d| *d >= 1)
-                .ok_or_else(|| Error::InvalidArgument(format!("normal:{d}: D must be ≥ 1")))?;
-            Ok(diag(1, d, vec![1.0], vec![0.0; d], 1.0))
-        }
-        None if name == "shumailov-gmm" => {
-            Ok(diag(2, 2, vec![0.5, 0.5], vec![-1.5, 0.0, 1.5, 0.0], 0.5))
-        }
+        None if name == "normal" => Ok((1, 1)),
+        Some(("normal", d)) => d
+            .parse()
+            .ok()
+            .filter(|d| *d >= 1)
+            .map(|d| (1, d))
+            .ok_or_else(|| Error::InvalidArgument(format!("normal:{d}: D must be ≥ 1"))),
+        None if name == "shumailov-gmm" => Ok((2, 2)),
         _ => Err(Error::InvalidArgument(format!(
             "unknown ground truth {name:?}; built-in: normal, normal:D, shumailov-gmm"
         ))),
     }
+}
+
+/// Held-out points drawn from a built-in truth.
+pub const BUILTIN_HELD_OUT: usize = 10_000;
+
+/// The rows of a run's real data, for [`check_memory`].
+#[derive(Clone, Copy, Debug)]
+pub struct DataShape {
+    /// Real rows per replicate (generation 0's pool).
+    pub rows: usize,
+    /// Rows shared by every replicate (held-out points; a file's whole training split).
+    pub shared_rows: usize,
+    /// Columns.
+    pub d: usize,
+}
+
+/// Refuse, before anything is allocated, a run whose data and models cannot fit in the
+/// machine's memory (see [`crate::io::budget`]): every replicate at once holds its real rows,
+/// its last generation's pool (`accumulate`: every generation's samples, also kept in the
+/// synthetic cache; `verify`: the `⌈M/F⌉` candidates with a score and an index each; `mix`,
+/// `fresh`: the parts and their concatenation), the EM responsibilities (gmm) and every
+/// generation's fitted model; plus the shared rows and one training step (vae, lm). A lower
+/// bound: the message says how many bytes and which flags to lower.
+///
+/// `data`: the real data's shape, or `None` to derive it from a built-in truth (a data file is
+/// checked once read, by [`super::data::load_rows`]; `None` with a file checks nothing).
+pub fn check_memory(cfg: &RunConfig, data: Option<DataShape>) -> Result<()> {
+    match run_tally(cfg, data)? {
+        Some(t) => t.check().map(|_| ()),
+        None => Ok(()),
+    }
+}
+
+/// The bytes [`check_memory`] counts (`None`: a data file not read yet); errors on a policy
+/// whose candidate count is out of range.
+pub fn run_tally(
+    cfg: &RunConfig,
+    data: Option<DataShape>,
+) -> Result<Option<crate::io::budget::Tally>> {
+    use crate::io::budget::Tally;
+    use crate::models::size::{add_count, gmm_value_count, lm_param_count, vae_param_count};
+    let data = match (data, &cfg.truth, cfg.model) {
+        (Some(s), _, _) => s,
+        (None, _, ModelKind::Lm) => DataShape {
+            rows: cfg.samples,
+            shared_rows: 0,
+            d: cfg.lm.context.saturating_add(1),
+        },
+        (None, Truth::Builtin(name), ModelKind::Gaussian | ModelKind::Gmm) => DataShape {
+            rows: cfg.samples,
+            shared_rows: BUILTIN_HELD_OUT,
+            d: builtin_shape(name)?.1,
+        },
+        (None, _, _) => return Ok(None),
+    };
+    let (m, g, d) = (cfg.samples, cfg.generations, data.d);
+    let candidates = cfg.policy.verify_candidates(m)?;
+    let mut hint = "lower --replicates, --samples or --generations".to_string();
+    let mut rep = Tally::new("", "");
+    rep.add(&[data.rows, d], 8);
+    if g > 0 {
+        match cfg.policy {
+            Policy::Replace => rep.add(&[m, d], 8),
+            Policy::Accumulate => {
+                hint = "lower --generations, --samples or --replicates (accumulate keeps every \
+                        generation's samples)"
+                    .into();
+                rep.add(&[g, m, d, 2], 8)
+            }
+            Policy::Mix(_) | Policy::Fresh(_) => rep.add(&[m, d, 2], 8),
+            Policy::Verify(..) => {
+                hint = "raise the F of --policy verify (it draws ⌈M/F⌉ candidates), or lower \
+                        --samples or --replicates"
+                    .into();
+                rep.add(&[candidates, d], 8)
+                    .add(&[candidates, 2], 8)
+                    .add(&[m, d], 8)
+            }
+        };
+    }
+    let models = g.saturating_add(1);
+    match cfg.model {
+        ModelKind::Gaussian => add_count(
+            &mut rep,
+            gmm_value_count(1, d, CovarianceType::Diag),
+            models,
+            8,
+        ),
+        ModelKind::Gmm => {
+            rep.add(&[m.max(data.rows), cfg.k], 8);
+            add_count(
+                &mut rep,
+                gmm_value_count(cfg.k, d, cfg.covariance_type),
+                models,
+                8,
+            )
+        }
+        ModelKind::Vae => add_count(&mut rep, vae_param_count(&cfg.vae.network(d)), models, 8),
+        ModelKind::Lm => add_count(&mut rep, lm_param_count(&cfg.lm.network()), models, 8),
+    }
+    match cfg.model {
+        ModelKind::Lm => hint += ", or --lm-width, --lm-layers, --lm-context or --lm-batch",
+        ModelKind::Vae => hint += ", or --vae-hidden or --vae-batch",
+        ModelKind::Gmm => hint += ", or --k",
+        ModelKind::Gaussian => {}
+    }
+    if matches!(&cfg.truth, Truth::Builtin(n) if n.starts_with("normal:")) {
+        hint += ", or the D of --truth normal:D";
+    }
+    let mut t = Tally::new(
+        format!(
+            "the run ({} replicates × {} generations, {m} samples of D = {d}, --policy {})",
+            cfg.replicates, models, cfg.policy
+        ),
+        hint,
+    );
+    t.add_tally(&rep).times(cfg.replicates);
+    t.add(&[data.shared_rows, d], 8);
+    match cfg.model {
+        ModelKind::Vae => {
+            crate::models::size::vae_step_tally(&mut t, &cfg.vae.network(d), cfg.vae.batch)
+        }
+        ModelKind::Lm => {
+            crate::models::size::lm_step_tally(&mut t, &cfg.lm.network(), cfg.lm.batch)
+        }
+        _ => {}
+    }
+    Ok(Some(t))
 }
 
 /// The network and its training in every generation of a VAE run.
@@ -346,5 +517,134 @@ impl LmRunConfig {
             temperature: self.temperature,
             top_k: self.top_k,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_print_short_and_parse_back() {
+        for (text, short) in [
+            ("verify:gen0:1e-300", "verify:gen0:1e-300"),
+            ("verify:heldout:0.5", "verify:heldout:0.5"),
+            ("mix:0.1", "mix:0.1"),
+            ("fresh:1", "fresh:1"),
+            ("mix:0.000001", "mix:1e-6"),
+            ("verify:gen0:5e-324", "verify:gen0:5e-324"),
+            ("replace", "replace"),
+            ("accumulate", "accumulate"),
+        ] {
+            let p: Policy = text.parse().unwrap();
+            assert_eq!(p.to_string(), short, "{text}");
+            assert_eq!(short.parse::<Policy>().unwrap(), p, "{text} round-trips");
+        }
+    }
+
+    #[test]
+    fn verify_candidates_are_bounded() {
+        let p = |s: &str| s.parse::<Policy>().unwrap();
+        assert_eq!(p("verify:gen0:0.5").verify_candidates(100).unwrap(), 200);
+        assert_eq!(p("verify:gen0:0.3").verify_candidates(100).unwrap(), 334);
+        assert_eq!(p("replace").verify_candidates(100).unwrap(), 100);
+        assert_eq!(
+            p("verify:gen0:1e-9").verify_candidates(100).unwrap(),
+            100_000_000_000
+        );
+        let e = p("verify:gen0:1e-300")
+            .verify_candidates(100)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--policy verify:gen0:1e-300") && e.contains("raise F"),
+            "{e}"
+        );
+        assert!(!e.contains("00000000000"), "short form: {e}");
+    }
+
+    fn gaussian(policy: &str, samples: usize, generations: usize) -> RunConfig {
+        RunConfig {
+            model: ModelKind::Gaussian,
+            truth: Truth::Builtin("normal:3".into()),
+            generations,
+            samples,
+            replicates: 2,
+            policy: policy.parse().unwrap(),
+            seed: 0,
+            k: 1,
+            covariance_type: CovarianceType::Diag,
+            tol: 1e-3,
+            max_iter: 100,
+            reg_covar: 1e-6,
+            backend: "cpu64".into(),
+            real_rows: None,
+            vae: VaeRunConfig::default(),
+            lm: LmRunConfig::default(),
+        }
+    }
+
+    #[test]
+    fn the_run_tally_counts_pools_models_and_replicates() {
+        let bytes = |c: &RunConfig| run_tally(c, None).unwrap().unwrap().bytes();
+        // Per replicate: real 100×3, pool 100×3, 11 models of 1 + 3 + 3 values; ×2, plus the
+        // 10 000 held-out points; f64.
+        let per = 100 * 3 + 100 * 3 + 11 * 7;
+        let held = 10_000 * 3;
+        assert_eq!(
+            bytes(&gaussian("replace", 100, 10)),
+            Some(8 * (2 * per + held))
+        );
+        // accumulate: every generation's samples, in the pool and in the cache.
+        let acc = 100 * 3 + 2 * 10 * 100 * 3 + 11 * 7;
+        assert_eq!(
+            bytes(&gaussian("accumulate", 100, 10)),
+            Some(8 * (2 * acc + held))
+        );
+        // verify:F: ⌈M/F⌉ candidates with a score and an index each, and the kept pool.
+        let ver = 100 * 3 + 400 * 3 + 400 * 2 + 100 * 3 + 11 * 7;
+        assert_eq!(
+            bytes(&gaussian("verify:gen0:0.25", 100, 10)),
+            Some(8 * (2 * ver + held))
+        );
+        // Sizes whose products wrap are overflows, not small numbers.
+        assert_eq!(bytes(&gaussian("accumulate", usize::MAX / 2, 10)), None);
+        let e = check_memory(&gaussian("replace", usize::MAX / 2, 10), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("overflows 64 bits") && e.contains("--samples"),
+            "{e}"
+        );
+        // A data file is checked once read.
+        let mut f = gaussian("replace", 100, 10);
+        f.truth = Truth::File("x.csv".into());
+        assert!(run_tally(&f, None).unwrap().is_none());
+        let shape = DataShape {
+            rows: 80,
+            shared_rows: 100,
+            d: 3,
+        };
+        let want = 8 * (2 * (80 * 3 + 100 * 3 + 11 * 7) + 100 * 3);
+        assert_eq!(
+            run_tally(&f, Some(shape)).unwrap().unwrap().bytes(),
+            Some(want)
+        );
+    }
+
+    #[test]
+    fn builtin_shapes_are_read_without_building() {
+        assert_eq!(builtin_shape("normal").unwrap(), (1, 1));
+        assert_eq!(builtin_shape("normal:100000000").unwrap(), (1, 100_000_000));
+        assert_eq!(builtin_shape("shumailov-gmm").unwrap(), (2, 2));
+        assert!(builtin_shape("normal:0").is_err() && builtin_shape("nope").is_err());
+        let t = builtin_truth("shumailov-gmm").unwrap();
+        assert_eq!((t.k, t.d, t.means.len()), (2, 2, 4));
+        assert_eq!(t.covariances, vec![0.5; 4]);
+        let t = builtin_truth("normal:3").unwrap();
+        assert_eq!(
+            (t.weights.clone(), t.means.clone()),
+            (vec![1.0], vec![0.0; 3])
+        );
     }
 }

@@ -76,6 +76,12 @@ pub fn load_rows(
         Truth::File(path) => {
             let m = crate::io::read_table(path)?;
             validate(path, &m)?;
+            let shape = super::config::DataShape {
+                rows: cfg.real_rows.unwrap_or(m.rows - m.rows / 5),
+                shared_rows: m.rows,
+                d: m.cols,
+            };
+            super::config::check_memory(cfg, Some(shape))?;
             // Deterministic 80/20 split by a Philox uniform per row.
             let key = StreamKey::new(cfg.seed, stream_id(purpose::HELD_OUT, 0, 0));
             let (mut tr, mut ho) = (Vec::new(), Vec::new());

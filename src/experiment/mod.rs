@@ -86,6 +86,7 @@ pub fn check_config(cfg: &RunConfig) -> Result<()> {
         }
     }
     with_model(cfg.model, Check(cfg))?;
+    config::check_memory(cfg, None)?;
     if cfg.real_rows.is_some() && !matches!(cfg.truth, Truth::File(_)) {
         return bad(
             "--real-rows applies to --data files of the gaussian, gmm and vae models (the LM's \

@@ -164,8 +164,8 @@ pub(super) fn pool<G: Generator>(
                 composition: vec![("real".into(), nr), (g(n), m - nr)],
             })
         }
-        Policy::Verify(verifier, f) => {
-            let candidates = synth(n, ((m as f64) / f).ceil() as usize)?;
+        Policy::Verify(verifier, _) => {
+            let candidates = synth(n, cfg.policy.verify_candidates(m)?)?;
             let judge = match verifier {
                 Verifier::Gen0 => &history[0],
                 Verifier::HeldOut => held_out_judge.ok_or_else(|| {

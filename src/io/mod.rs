@@ -2,6 +2,7 @@
 //! output, and atomic
 //! file writes.
 
+pub mod budget;
 pub mod idx;
 pub mod output;
 pub mod table;

@@ -40,7 +40,10 @@ impl std::str::FromStr for GmmShape {
             _ => return Err(bad()),
         };
         match v[..] {
-            [n, d, k] if n >= 1 && d >= 1 && k >= 1 && k <= n => Ok(Self {
+            [n, _, k] if n >= 1 && k > n => Err(crate::Error::InvalidArgument(format!(
+                "shape {s:?}: K = {k} components exceed the N = {n} points (K ≤ N)"
+            ))),
+            [n, d, k] if n >= 1 && d >= 1 && k >= 1 => Ok(Self {
                 n,
                 d,
                 k,
@@ -48,6 +51,39 @@ impl std::str::FromStr for GmmShape {
             }),
             _ => Err(bad()),
         }
+    }
+}
+
+impl GmmShape {
+    /// What [`gmm_data`] and one timed backend hold at once for this shape, at least: the f64
+    /// points and component indices, the backend's f32 copy, the responsibilities (f64 and a
+    /// backend copy), and the start, the statistics and the updated model (`K·D` means and
+    /// `K·D` or `K·D²` covariances, three times).
+    pub fn tally(&self) -> crate::io::budget::Tally {
+        let GmmShape { n, d, k, .. } = *self;
+        let per = match self.covariance_type {
+            CovarianceType::Full => d.saturating_mul(d),
+            CovarianceType::Diag => d,
+        };
+        let mut t = crate::io::budget::Tally::new(
+            format!(
+                "bench gmm --shape {n}x{d}x{k}:{}",
+                format!("{:?}", self.covariance_type).to_lowercase()
+            ),
+            "lower N, D or K of --shape",
+        );
+        t.add(&[n, d], 12)
+            .add(&[n], 4)
+            .add(&[n, k], 16)
+            .add(&[k, d, 3], 8)
+            .add(&[k, per, 3], 8);
+        t
+    }
+
+    /// Refuse this shape (one line naming `--shape`, with the bytes) when the machine cannot
+    /// hold [`GmmShape::tally`]; before anything is allocated.
+    pub fn check_memory(&self) -> Result<()> {
+        self.tally().check().map(|_| ())
     }
 }
 

@@ -38,19 +38,62 @@ pub fn parse_shape(s: &str) -> Result<Matmul> {
     }
 }
 
+/// Refuse, before anything is allocated, the product `m×n×k` (given as `flag`, e.g.
+/// `--sizes 100000`) when the host cannot hold what its bench row holds at once: the f64
+/// reference C, the f64 inputs, the backend's f32 copies and its f64 result, i.e. at least
+/// `12·(MK + KN) + 20·MN` bytes (every product checked: a size whose square wraps is refused,
+/// not timed as an empty product).
+pub fn check_host_memory(flag: &str, m: usize, n: usize, k: usize) -> Result<u64> {
+    host_tally(flag, m, n, k).check()
+}
+
+/// The bytes [`check_host_memory`] counts.
+fn host_tally(flag: &str, m: usize, n: usize, k: usize) -> crate::io::budget::Tally {
+    let mut t = crate::io::budget::Tally::new(
+        format!("bench matmul {flag} ({m}x{n}x{k})"),
+        format!("lower {}", flag.split(' ').next().unwrap_or(flag)),
+    );
+    t.add(&[m, k], 12).add(&[k, n], 12).add(&[m, n], 20);
+    t
+}
+
+/// Refuse a product of `cases` whose A, B or C (f32) exceeds what one kernel binding may hold
+/// here ([`GpuContext::max_binding_elements`]: wgpu's `max_storage_buffer_binding_size`, at
+/// most `max_buffer_size` and 2²⁸ bytes, the limit the GPU matmuls check), naming the flags
+/// that set the shapes; before anything is allocated.
+pub fn check_device_sizes(cases: &[(String, Matmul)], gpu: &GpuContext) -> Result<()> {
+    let limit = gpu.max_binding_elements(1);
+    for (label, p) in cases {
+        for (name, rows, cols) in [("A", p.m, p.k), ("B", p.k, p.n), ("C", p.m, p.n)] {
+            crate::io::budget::check_device(
+                &format!("bench matmul {label}'s {name}"),
+                crate::io::budget::product(&[rows, cols], 4),
+                limit,
+                "storage binding limit",
+                "lower --sizes or --shape, or time it on cpu32 (--backends cpu32)",
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// The labelled products of a bench run, in table order: the squares `N×N·N×N` of `sizes`
 /// (label `NxNxN`), then every `MxNxK` of `shapes` (labelled as given), then, with `models`,
-/// [`MATMUL_MODEL_SHAPES`]. Errors on a size of 0 or a malformed shape.
+/// [`MATMUL_MODEL_SHAPES`]. Errors on a size of 0, a malformed shape, or a product the host
+/// cannot hold ([`check_host_memory`]).
 pub fn cases(sizes: &[usize], shapes: &[String], models: bool) -> Result<Vec<(String, Matmul)>> {
     let mut out = Vec::new();
     for &n in sizes {
         if n == 0 {
             return Err(Error::InvalidArgument("--sizes must be at least 1".into()));
         }
+        check_host_memory(&format!("--sizes {n}"), n, n, n)?;
         out.push((format!("{n}x{n}x{n}"), Matmul::new(n, n, n)));
     }
     for s in shapes {
-        out.push((s.clone(), parse_shape(s)?));
+        let p = parse_shape(s)?;
+        check_host_memory(&format!("--shape {s}"), p.m, p.n, p.k)?;
+        out.push((s.clone(), p));
     }
     if models {
         for (label, m, n, k) in MATMUL_MODEL_SHAPES {
@@ -195,6 +238,26 @@ mod tests {
         assert_eq!(labels, ["2x2x2", "3x3x3", "5x6x7", "lm_mlp_up", "vae_enc1"]);
         assert_eq!((c[2].1.m, c[2].1.n, c[2].1.k), (5, 6, 7));
         assert!(cases(&[0], &[], false).is_err());
+    }
+
+    #[test]
+    fn products_that_wrap_or_cannot_fit_are_refused_before_allocating() {
+        // 2³² squared wraps to 0 in 64 bits: refused as an overflow, not timed as empty.
+        let e = cases(&[1 << 32], &[], false).unwrap_err().to_string();
+        assert!(
+            e.contains("--sizes 4294967296") && e.contains("overflows"),
+            "{e}"
+        );
+        assert!(e.ends_with("lower --sizes"), "{e}");
+        // 10⁵: 440 GB, refused against a 1 GB budget with the bytes and the flag.
+        let t = host_tally("--shape 100000x100000x100000", 100_000, 100_000, 100_000);
+        let e = t.check_against(Some(1_000_000_000.into())).unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("440.0 GB") && e.ends_with("lower --shape"),
+            "{e}"
+        );
+        assert_eq!(check_host_memory("--sizes 2", 2, 2, 2).unwrap(), 176);
     }
 
     #[test]

@@ -4,8 +4,87 @@
 use std::time::Instant;
 
 use crate::error::Result;
+use crate::io::budget::{self, Tally};
+use crate::models::lm::{LmConfig, VOCAB};
+use crate::models::size;
+use crate::models::vae::VaeConfig;
 use crate::ops::Backend;
 use crate::rng::{StreamKey, streams};
+
+/// The flags that size `bench lm`, for its refusals.
+const LM_FLAGS: &str = "lower --width, --layers, --context or --batch";
+
+/// Refuse, before anything is allocated, a `bench lm` of `cfg` at `batch` sequences that the
+/// machine's memory cannot hold (the training step of [`size::lm_step_tally`], the tokens and
+/// the sampler's KV cache), and on a GPU (`gpu`) one whose largest device buffer (the MLP's
+/// `batch·T × 4C` activations, the attention scores `batch·H·T²`, the logits `batch·T × 256` or
+/// the MLP weights `C × 4C`, f32) exceeds the adapter's storage binding limit (see
+/// `binding_limit`). The message says
+/// the bytes and the flags to lower.
+pub fn check_lm(cfg: &LmConfig, batch: usize, gpu: Option<&crate::gpu::GpuContext>) -> Result<()> {
+    let mut t = Tally::new(
+        format!(
+            "bench lm (width {}, {} layers, context {}, batch {batch})",
+            cfg.width, cfg.layers, cfg.context
+        ),
+        LM_FLAGS,
+    );
+    size::lm_step_tally(&mut t, cfg, batch);
+    t.add(&[batch, cfg.context.saturating_add(1), 4], 1);
+    t.add(&[batch, cfg.layers, cfg.context, 2, cfg.width], 8);
+    t.check()?;
+    if let Some(g) = gpu {
+        let n = batch.checked_mul(cfg.context);
+        let largest = [
+            n.and_then(|n| budget::product(&[n, 4, cfg.width], 4)),
+            budget::product(&[batch, cfg.heads, cfg.context, cfg.context], 4),
+            n.and_then(|n| budget::product(&[n, VOCAB], 4)),
+            budget::product(&[cfg.width, 4, cfg.width], 4),
+        ]
+        .into_iter()
+        .try_fold(0u64, |m, b| b.map(|b| m.max(b)));
+        budget::check_device(
+            "bench lm",
+            largest,
+            binding_limit(g),
+            "storage binding limit",
+            LM_FLAGS,
+        )?;
+    }
+    Ok(())
+}
+
+/// Refuse, before anything is allocated, a `bench vae` of `cfg` at `batch` images that the
+/// machine's memory cannot hold ([`size::vae_step_tally`]), and on a GPU (`gpu`) one whose
+/// images (`batch × D`, f32) exceed the adapter's storage binding limit.
+pub fn check_vae(
+    cfg: &VaeConfig,
+    batch: usize,
+    gpu: Option<&crate::gpu::GpuContext>,
+) -> Result<()> {
+    let hint = "lower --batches";
+    let mut t = Tally::new(format!("bench vae at batch {batch}"), hint);
+    size::vae_step_tally(&mut t, cfg, batch);
+    t.check()?;
+    if let Some(g) = gpu {
+        let largest = budget::product(&[batch, cfg.d.max(cfg.h)], 4);
+        budget::check_device(
+            &format!("bench vae at batch {batch}"),
+            largest,
+            binding_limit(g),
+            "storage binding limit",
+            hint,
+        )?;
+    }
+    Ok(())
+}
+
+/// The adapter's largest storage binding of f32 values, in bytes (wgpu's
+/// `max_storage_buffer_binding_size`, at most `max_buffer_size` and 2²⁸ values: see
+/// [`crate::gpu::GpuContext::max_binding_elements`]).
+fn binding_limit(g: &crate::gpu::GpuContext) -> u64 {
+    g.max_binding_elements(4) * 4
+}
 
 /// Training-step throughput of the VAE on one backend.
 #[derive(Clone, Debug, serde::Serialize)]

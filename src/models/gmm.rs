@@ -122,12 +122,17 @@ fn check(x: &Matrix, cfg: &GmmConfig) -> Result<()> {
     if x.cols == 0 {
         return bad("data has no columns".into());
     }
-    if !(cfg.tol >= 0.0 && cfg.tol.is_finite()) {
-        return bad(format!("tol must be ≥ 0, got {}", cfg.tol));
-    }
-    if !(cfg.reg_covar >= 0.0 && cfg.reg_covar.is_finite()) {
-        return bad(format!("reg_covar must be ≥ 0, got {}", cfg.reg_covar));
-    }
+    let finite = |name: &str, v: f64| {
+        if !v.is_finite() {
+            bad(format!("{name} must be a finite number ≥ 0, got {v}"))
+        } else if v < 0.0 {
+            bad(format!("{name} must be ≥ 0, got {v}"))
+        } else {
+            Ok(())
+        }
+    };
+    finite("tol (--tol)", cfg.tol)?;
+    finite("reg_covar (--reg-covar)", cfg.reg_covar)?;
     if cfg.max_iter == 0 || cfg.n_init == 0 {
         return bad("max_iter and n_init must be at least 1".into());
     }

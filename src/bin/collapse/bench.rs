@@ -378,6 +378,11 @@ fn gmm(options: &GpuOptions, a: &GmmArgs) -> Result<()> {
             .map(|s| s.parse::<GmmShape>())
             .collect::<Result<_>>()?
     };
+    // Every shape is checked before the first one is timed: nothing is written for a run that
+    // cannot finish.
+    for s in &shapes {
+        s.check_memory()?;
+    }
     let cpu = Engine::create(BackendKind::Cpu64, None)?;
     let header = format!(
         "{:<8} {:>9} {:>3} {:>3} {:<5} {:>12} {:>12} {:>14}",
@@ -417,6 +422,7 @@ fn lm(options: &GpuOptions, a: &LmArgs) -> Result<()> {
     }
     let cfg = a.shape.config();
     cfg.validate()?;
+    training::check_lm(&cfg, a.batch, None)?;
     let header = format!(
         "{:<8} {:>14} {:>6} {:>10} {:>14} {:>15} {:>8}",
         "backend", "C-L-H-T", "batch", "ms/step", "train tok/s", "sample tok/s", "matmul"
@@ -433,7 +439,12 @@ fn lm(options: &GpuOptions, a: &LmArgs) -> Result<()> {
             records: &a.records,
         },
         &mut |&batch| Ok(batch),
-        &|b, g, &batch| training::time_lm(b, g, &cfg, batch, a.steps),
+        &|b, g, &batch| {
+            if g.is_some() {
+                training::check_lm(&cfg, batch, g)?;
+            }
+            training::time_lm(b, g, &cfg, batch, a.steps)
+        },
     )
 }
 
@@ -445,6 +456,9 @@ fn vae(options: &GpuOptions, a: &VaeArgs) -> Result<()> {
         ));
     }
     let cfg = VaeConfig::default();
+    for &b in &a.batches {
+        training::check_vae(&cfg, b, None)?;
+    }
     let header = format!(
         "{:<8} {:>6} {:>12} {:>10} {:>12}",
         "backend", "batch", "ms/step", "steps/s", "images/s"
@@ -461,7 +475,12 @@ fn vae(options: &GpuOptions, a: &VaeArgs) -> Result<()> {
             records: &a.records,
         },
         &mut |&batch| Ok(batch),
-        &|b, _, &batch| training::time_vae(b, &cfg, batch, a.steps),
+        &|b, g, &batch| {
+            if g.is_some() {
+                training::check_vae(&cfg, batch, g)?;
+            }
+            training::time_vae(b, &cfg, batch, a.steps)
+        },
     )
 }
 
@@ -476,6 +495,7 @@ fn matmul(options: &GpuOptions, a: &MatmulArgs) -> Result<()> {
     let cases = matmul_bench::cases(&a.sizes, &a.shapes, a.models)?;
     let gpu = gpu_for(options, &a.backends)?;
     if let Some(g) = &gpu {
+        matmul_bench::check_device_sizes(&cases, g)?;
         println!(
             "adapter: {} ({:?}, {:?})",
             g.info.name, g.info.backend, g.info.device_type
@@ -572,6 +592,13 @@ fn sample(options: &GpuOptions, a: &SampleArgs) -> Result<()> {
             "--samples must be at least 1024".into(),
         ));
     }
+    // The host's f64 samples (D = 8) and component indices.
+    collapse_kernels::io::budget::check(
+        &format!("bench sample --samples {}", a.samples),
+        &[a.samples],
+        8 * 8 + 4,
+        "lower --samples",
+    )?;
     let gpu = GpuContext::new(options)?;
     println!("adapter: {} ({:?})", gpu.info.name, gpu.info.backend);
     let copy = copy_bandwidth(&gpu, a.reps)?;

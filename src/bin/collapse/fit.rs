@@ -72,7 +72,6 @@ fn fit_gmm(options: &GpuOptions, a: &FitGmmArgs) -> Result<()> {
             .map_err(|e| Error::Io(format!("{}: {e}", parent.display())))?;
     }
     let x = read_table(&a.data)?;
-    let b = Engine::open(a.backend, options)?;
     let cfg = GmmConfig {
         k: a.k,
         covariance_type: a.em.covariance,
@@ -83,6 +82,8 @@ fn fit_gmm(options: &GpuOptions, a: &FitGmmArgs) -> Result<()> {
         init: a.init,
         seed: a.seed,
     };
+    let cost = check_cost(&cfg, x.rows, x.cols)?;
+    let b = Engine::open(a.backend, options)?;
     eprintln!(
         "fitting a {}-component {:?} GMM to {} points in {} dimensions on {} ({})",
         a.k,
@@ -93,12 +94,17 @@ fn fit_gmm(options: &GpuOptions, a: &FitGmmArgs) -> Result<()> {
         b.device()
     );
     let bar = progress_bar(
-        (cfg.max_iter * cfg.n_init) as u64,
+        cfg.max_iter.saturating_mul(cfg.n_init) as u64,
         "{bar:30} {pos}/{len} EM iterations, {elapsed} {msg}",
     );
+    // Redrawn on its own, so the elapsed time moves even while one iteration takes long.
+    bar.enable_steady_tick(std::time::Duration::from_millis(500));
+    if cost >= SLOW_ITERATION_FLOP {
+        bar.set_message(format!("≈ {cost:.1e} flop per iteration"));
+    }
     let t = Instant::now();
     let result = em_fit(&b, &x, &cfg, &mut |init, it, ll| {
-        bar.set_position((init * cfg.max_iter + it) as u64);
+        bar.set_position(init.saturating_mul(cfg.max_iter).saturating_add(it) as u64);
         bar.set_message(format!("init {init}: mean log-likelihood {ll:.6}"));
     });
     bar.finish_and_clear();
@@ -133,4 +139,64 @@ fn fit_gmm(options: &GpuOptions, a: &FitGmmArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Floating-point operations per EM iteration from which `fit gmm` warns (about a second or
+/// more on a CPU backend), and refuses a degenerate full fit.
+const SLOW_ITERATION_FLOP: f64 = 1e10;
+
+/// Check what fitting a `cfg.k`-component mixture to `n` points in `d` dimensions costs before
+/// anything is fitted: refuse (one line naming the flags) when the covariances, statistics and
+/// responsibilities cannot fit in memory, or when full covariances are degenerate (`d ≥ n`: each
+/// is mostly `--reg-covar`) and an iteration costs ≥ [`SLOW_ITERATION_FLOP`]; warn (one line on
+/// stderr) when an iteration costs that much otherwise. Returns the flops per iteration:
+/// `2·N·K·D²` for the E- and M-step passes plus `K·D³/3` for the factorisations (full), or
+/// `4·N·K·D` (diag).
+fn check_cost(cfg: &GmmConfig, n: usize, d: usize) -> Result<f64> {
+    use collapse_kernels::io::budget::Tally;
+    use collapse_kernels::ops::gmm::CovarianceType;
+    let k = cfg.k;
+    let full = cfg.covariance_type == CovarianceType::Full;
+    let per = if full { d.saturating_mul(d) } else { d };
+    let hint = if full {
+        "use --covariance diag or lower --k"
+    } else {
+        "lower --k"
+    };
+    let mut t = Tally::new(
+        format!(
+            "fit gmm (K = {k}, {n} points in {d} dimensions, {:?})",
+            cfg.covariance_type
+        ),
+        hint,
+    );
+    // Parameters, statistics, factors and the update (4 × K·D² or K·D), the responsibilities
+    // (f64 and the backend's), and the backend's f32 copy of the points.
+    t.add(&[k, per, 4], 8).add(&[n, k, 2], 8).add(&[n, d], 4);
+    t.check()?;
+    let (nf, kf, df) = (n as f64, k as f64, d as f64);
+    let cost = if full {
+        2.0 * nf * kf * df * df + kf * df * df * df / 3.0
+    } else {
+        4.0 * nf * kf * df
+    };
+    if full && cost >= SLOW_ITERATION_FLOP {
+        if d >= n {
+            return Err(Error::InvalidArgument(format!(
+                "fit gmm: full covariances in D = {d} dimensions from N = {n} points are \
+                 degenerate (D ≥ N: each is mostly --reg-covar) and cost ≈ {cost:.1e} flop per EM \
+                 iteration (K·D³/3 to factorise, 2·N·K·D² per pass); use --covariance diag, or \
+                 more points than dimensions"
+            )));
+        }
+        eprintln!(
+            "warning: full covariances in D = {d} dimensions cost ≈ {cost:.1e} flop per EM \
+             iteration (up to --max-iter {} × --n-init {} iterations); --covariance diag costs \
+             ≈ {:.1e}",
+            cfg.max_iter,
+            cfg.n_init,
+            4.0 * nf * kf * df
+        );
+    }
+    Ok(cost)
 }

@@ -6,6 +6,7 @@ use clap::ValueEnum;
 
 use collapse_kernels::backend::BackendKind;
 use collapse_kernels::gpu::GpuOptions;
+use collapse_kernels::io::budget;
 use collapse_kernels::ops::Backend;
 use collapse_kernels::rng::StreamKey;
 use collapse_kernels::trainers::Engine;
@@ -58,6 +59,21 @@ pub fn rng(options: &GpuOptions, a: &RngArgs) -> Result<()> {
     if count == 0 {
         return Err(Error::InvalidArgument("--count must be at least 1".into()));
     }
+    // Draws start .. start + count must lie in the stream's 2⁶⁴ counter range (no wrap).
+    start.checked_add(count as u64 - 1).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "--start {start} + --count {count} runs past the stream's last draw (2^64 − 1); \
+             lower --start or --count"
+        ))
+    })?;
+    // The backend's values and cpu64's, side by side.
+    let elem = if matches!(kind, Kind::U32) { 4 } else { 8 };
+    budget::check(
+        &format!("collapse rng --count {count}"),
+        &[count, 2],
+        elem,
+        "lower --count",
+    )?;
     let gpu = gpu_for(options, &[a.backend])?;
     let b = Engine::create(a.backend, gpu.as_ref())?;
     let reference = Engine::create(BackendKind::Cpu64, None)?;
@@ -68,13 +84,15 @@ pub fn rng(options: &GpuOptions, a: &RngArgs) -> Result<()> {
         key.seed,
         key.stream,
         start,
-        start + count as u64
+        u128::from(start) + count as u128
     );
-    // Warm-up on a small range so pipeline compilation is not in the timing.
+    // Warm-up on a small range so pipeline compilation is not in the timing (inside the
+    // counter range even when `start` is at its end).
     let (mut warm, mut warm_u32) = ([0f64; 4], [0u32; 4]);
-    b.uniform_u32(key, start, &mut warm_u32)?;
-    b.uniform(key, start, &mut warm)?;
-    b.normal(key, start, &mut warm)?;
+    let warm_start = start.min(u64::MAX - 3);
+    b.uniform_u32(key, warm_start, &mut warm_u32)?;
+    b.uniform(key, warm_start, &mut warm)?;
+    b.normal(key, warm_start, &mut warm)?;
     if let Some(g) = &gpu {
         g.take_timings();
     }
