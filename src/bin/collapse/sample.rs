@@ -116,9 +116,10 @@ fn sample_len(prompt: &[u8], len: Option<usize>, context: usize) -> Result<usize
         None => Ok(DEFAULT_LEN.min(fits)),
         Some(0) => Err(Error::InvalidArgument("--len must be ≥ 1".into())),
         Some(n) if n > fits => Err(Error::InvalidArgument(format!(
-            "--len {n} does not fit the model's context of {context} after the {}-byte prompt: \
-             use --len ≤ {fits} (or omit it)",
-            prompt.len()
+            "--len {n}: the {}-byte prompt and {} more bytes exceed the context of the model \
+             ({context} positions); use --len ≤ {fits}, or omit --len",
+            prompt.len(),
+            n - 1
         ))),
         Some(n) => Ok(n),
     }
