@@ -50,8 +50,8 @@ fn malformed_csv_names_the_line() {
     let cases: [(&str, &[u8], &str); 5] = [
         ("text.csv", b"x,y\n1,2\n3,abc\n", "line 3, column 2"),
         ("ragged.csv", b"1,2\n3,4,5\n", "line 2 has 3 fields"),
-        ("nan.csv", b"1,2\n3,NaN\n", "row 2, column 2"),
-        ("inf.csv", b"1,2\ninf,4\n", "row 2, column 1"),
+        ("nan.csv", b"1,2\n3,NaN\n", "line 2, column 2"),
+        ("inf.csv", b"1,2\ninf,4\n", "line 2, column 1"),
         ("empty.csv", b"", "no data"),
     ];
     for (name, bytes, needle) in cases {
@@ -109,7 +109,7 @@ fn bad_npy_files_are_clear_errors() {
         (
             "short.npy",
             npy("<f8", false, "(2, 2)", &f64_bytes(&[1., 2., 3.])),
-            // A data error (npyz's reason: "failed to fill whole buffer").
+            // A data error: the file is truncated.
             "bad data",
         ),
         (

@@ -39,26 +39,79 @@ impl IdxImages {
     }
 }
 
-/// Read an IDX image file (raw or gzip).
+/// Read an IDX image file (raw or gzip). A gzip file is inflated only as far as its header
+/// promises (plus one byte, to tell trailing data), so a stream that inflates past that is
+/// refused without inflating it whole.
 pub fn read_idx_images(path: &Path) -> Result<IdxImages> {
     let raw = std::fs::read(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| Error::Data(format!("{}: bad gzip stream: {e}", path.display())))?;
-        out
-    } else {
-        raw
-    };
-    parse_idx_images(&bytes).map_err(|e| match e {
+    decode_idx_images(&raw).map_err(|e| match e {
         Error::Data(m) => Error::Data(format!("{}: {m}", path.display())),
         e => e,
     })
 }
 
-/// Parse the bytes of an (uncompressed) IDX image file.
-pub fn parse_idx_images(b: &[u8]) -> Result<IdxImages> {
+/// Decode the bytes of an IDX image file, raw or gzip-compressed (recognised by the magic
+/// bytes `1f 8b`), as [`read_idx_images`] does (errors without the file's name). Any byte
+/// string gives `Ok` or `Err`, never a panic.
+pub fn decode_idx_images(raw: &[u8]) -> Result<IdxImages> {
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return parse_idx_images(raw);
+    }
+    let gz = |e: std::io::Error| Error::Data(format!("bad gzip stream: {e}"));
+    let mut dec = flate2::read::GzDecoder::new(raw);
+    let mut out = Vec::new();
+    (&mut dec).take(16).read_to_end(&mut out).map_err(gz)?;
+    if out.len() == 16 {
+        // The header is whole: inflate no more than it promises, plus one byte.
+        let want = header_dims(&out)?.3;
+        let limit = u64::try_from(want).unwrap_or(u64::MAX).saturating_add(1);
+        dec.take(limit).read_to_end(&mut out).map_err(gz)?;
+    }
+    parse_idx_images(&out)
+}
+
+/// Training images inside `dir`, for a data set installed as a directory (Debian's
+/// `dataset-fashion-mnist` installs `/usr/share/datasets/fashion-mnist` holding
+/// `train-images-idx3-ubyte.gz`, `train-labels-idx1-ubyte.gz` and their `t10k-` test
+/// counterparts): the IDX file (by name, see [`is_idx_name`]) whose name starts with
+/// `train-images`, the uncompressed one first when both are there. Its test images are then
+/// found beside it as `t10k-images…`. Errors name the directory and what was looked for.
+pub fn training_images_in(dir: &Path) -> Result<std::path::PathBuf> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+    let mut found: Vec<std::path::PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.starts_with("train-images") && is_idx_name(p) && p.is_file()
+        })
+        .collect();
+    // Uncompressed before gzip, then by name: the same choice on every machine.
+    found.sort_by_key(|p| (p.extension().is_some_and(|e| e == "gz"), p.clone()));
+    found.into_iter().next().ok_or_else(|| {
+        Error::Data(format!(
+            "{} is a directory without IDX training images (looked for \
+             train-images-idx3-ubyte[.gz] or another train-images*-ubyte[.gz] / *.idx[.gz] file); \
+             give the image file itself",
+            dir.display()
+        ))
+    })
+}
+
+/// IDX files are recognised by name: `*-ubyte`, `*-ubyte.gz`, `*.idx`, `*.idx.gz` (MNIST's
+/// and Fashion-MNIST's naming), case-insensitive.
+pub fn is_idx_name(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let stem = name.strip_suffix(".gz").unwrap_or(&name);
+    stem.ends_with("-ubyte") || stem.ends_with(".idx")
+}
+
+/// `(count, rows, cols, count·rows·cols)` of a whole 16-byte image-file header, checked: magic,
+/// element type, 3 dimensions, none 0, a product that fits `usize`.
+fn header_dims(b: &[u8]) -> Result<(usize, usize, usize, usize)> {
     let bad = |m: String| Err(Error::Data(m));
     if b.len() < 4 {
         return bad(format!("{} bytes: too short for an IDX header", b.len()));
@@ -101,6 +154,13 @@ pub fn parse_idx_images(b: &[u8]) -> Result<IdxImages> {
         .checked_mul(rows)
         .and_then(|v| v.checked_mul(cols))
         .ok_or_else(|| Error::Data(format!("IDX dimensions {count} × {rows} × {cols} overflow")))?;
+    Ok((count, rows, cols, want))
+}
+
+/// Parse the bytes of an (uncompressed) IDX image file.
+pub fn parse_idx_images(b: &[u8]) -> Result<IdxImages> {
+    let bad = |m: String| Err(Error::Data(m));
+    let (count, rows, cols, want) = header_dims(b)?;
     let have = b.len() - 16;
     if have != want {
         return bad(format!(

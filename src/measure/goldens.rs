@@ -9,6 +9,12 @@
 //! compares its output with the reference by the kernel's measure (catches a kernel
 //! regression). No raw bit patterns of f32 outputs are stored, so another GPU that rounds
 //! differently passes while a real regression fails.
+//!
+//! The file is not trusted: [`load`] refuses another format version, a kernel named twice
+//! and a tolerance that is not finite and ≥ 0. The promise that counts is the code's (the
+//! kernel table here): a backend passes when its error is within the **smaller** of the
+//! code's tolerance and the file's, so a file can tighten a check but never loosen it, and a
+//! file stating another measure than the code's fails that kernel until it is re-blessed.
 
 use std::path::Path;
 
@@ -34,6 +40,17 @@ pub enum Measure {
     MismatchFraction,
 }
 
+impl std::fmt::Display for Measure {
+    /// The name the golden file uses (`exact`, `rel_err`, `mismatch_fraction`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Measure::Exact => "exact",
+            Measure::RelErr => "rel_err",
+            Measure::MismatchFraction => "mismatch_fraction",
+        })
+    }
+}
+
 /// Summary of a reference output.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
@@ -49,6 +66,22 @@ pub struct Summary {
     pub max: f64,
     /// FNV-1a 64 of the values as little-endian f64 (for exact kernels).
     pub hash: Option<String>,
+}
+
+impl std::fmt::Display for Summary {
+    /// One line: `n 65536, mean 0.00477, sd 1.007, min -4.313, max 5.44` (full precision),
+    /// then `, hash 438a…` for exact kernels.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "n {}, mean {}, sd {}, min {}, max {}",
+            self.n, self.mean, self.sd, self.min, self.max
+        )?;
+        if let Some(h) = &self.hash {
+            write!(f, ", hash {h}")?;
+        }
+        Ok(())
+    }
 }
 
 /// One kernel's fingerprint.
@@ -425,16 +458,55 @@ pub fn bless(reference: &Engine) -> Result<Golden> {
         })
         .collect::<Result<_>>()?;
     Ok(Golden {
-        version: 1,
+        version: VERSION,
         kernels,
     })
 }
 
-/// Read a golden file.
+/// The golden file format this code reads and writes.
+pub const VERSION: u32 = 1;
+
+/// Check a parsed golden file: the format [`VERSION`], every kernel named once, every
+/// tolerance finite and ≥ 0 (errors say which kernel; the caller adds the file's name).
+pub fn validate(g: &Golden) -> Result<()> {
+    let bad = |m: String| Err(Error::Data(m));
+    if g.version != VERSION {
+        return bad(format!(
+            "golden format version {}; this collapse reads version {VERSION} (rewrite the file \
+             with `collapse check --bless`)",
+            g.version
+        ));
+    }
+    for (i, f) in g.kernels.iter().enumerate() {
+        if g.kernels[..i].iter().any(|o| o.kernel == f.kernel) {
+            return bad(format!("kernel {} appears more than once", f.kernel));
+        }
+        if !(f.tolerance.is_finite() && f.tolerance >= 0.0) {
+            return bad(format!(
+                "kernel {}: tolerance {} must be finite and ≥ 0",
+                f.kernel, f.tolerance
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Parse the text of a golden file and [`validate`] it (errors without the file's name). Any
+/// text gives `Ok` or `Err`, never a panic.
+pub fn parse(text: &str) -> Result<Golden> {
+    let g: Golden = serde_json::from_str(text).map_err(|e| Error::Data(e.to_string()))?;
+    validate(&g)?;
+    Ok(g)
+}
+
+/// Read and [`validate`] a golden file; errors name it.
 pub fn load(path: &Path) -> Result<Golden> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Io(format!("{}: {e} (create it with --bless)", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| Error::Data(format!("{}: {e}", path.display())))
+    parse(&text).map_err(|e| match e {
+        Error::Data(m) => Error::Data(format!("{}: {m}", path.display())),
+        e => e,
+    })
 }
 
 /// Write a golden file (atomically).
@@ -449,6 +521,19 @@ pub fn save(path: &Path, g: &Golden) -> Result<()> {
 /// Run every case: the reference against `golden`, then each backend against the reference.
 pub fn check(golden: &Golden, reference: &Engine, backends: &[&Engine]) -> Result<Vec<Outcome>> {
     let mut out = Vec::new();
+    for f in &golden.kernels {
+        if !CASES.iter().any(|c| c.name == f.kernel) {
+            out.push(Outcome {
+                kernel: f.kernel.clone(),
+                backend: "cpu64".into(),
+                adapter: reference.device(),
+                expected: "a kernel of this collapse".into(),
+                got: "unknown kernel in the golden file (re-bless it)".into(),
+                tolerance: f.tolerance,
+                pass: false,
+            });
+        }
+    }
     for case in CASES {
         let Some(fp) = golden.kernels.iter().find(|f| f.kernel == case.name) else {
             out.push(Outcome {
@@ -462,22 +547,36 @@ pub fn check(golden: &Golden, reference: &Engine, backends: &[&Engine]) -> Resul
             });
             continue;
         };
+        if fp.measure != case.measure {
+            out.push(Outcome {
+                kernel: case.name.into(),
+                backend: "cpu64".into(),
+                adapter: reference.device(),
+                expected: format!("measure {}", case.measure),
+                got: format!("the golden file states {} (re-bless it)", fp.measure),
+                tolerance: case.tolerance,
+                pass: false,
+            });
+            continue;
+        }
+        // The code's promise, or the file's when tighter: never a looser one from the file.
+        let tolerance = case.tolerance.min(fp.tolerance);
         let ref_vals = (case.run)(reference)?;
-        let now = summarise(&ref_vals, fp.measure == Measure::Exact);
+        let now = summarise(&ref_vals, case.measure == Measure::Exact);
         out.push(Outcome {
             kernel: case.name.into(),
             backend: "cpu64".into(),
             adapter: reference.device(),
-            expected: format!("{:?}", fp.reference),
-            got: format!("{now:?}"),
+            expected: fp.reference.to_string(),
+            got: now.to_string(),
             tolerance: SUMMARY_RTOL,
             pass: summary_matches(&fp.reference, &now),
         });
         for b in backends {
             let (got, pass) = match (case.run)(b) {
                 Ok(v) => {
-                    let e = measure(fp.measure, &ref_vals, &v);
-                    (format!("{e:.3e}"), e <= fp.tolerance)
+                    let e = measure(case.measure, &ref_vals, &v);
+                    (format!("{e:.3e}"), e <= tolerance)
                 }
                 // A feature the adapter lacks (f16 storage) is not a drift.
                 Err(Error::Unsupported(why)) => (format!("skipped: {why}"), true),
@@ -487,9 +586,9 @@ pub fn check(golden: &Golden, reference: &Engine, backends: &[&Engine]) -> Resul
                 kernel: case.name.into(),
                 backend: b.name().into(),
                 adapter: b.device(),
-                expected: format!("{:?} ≤ {:e}", fp.measure, fp.tolerance),
+                expected: format!("{} ≤ {tolerance:e}", case.measure),
                 got,
-                tolerance: fp.tolerance,
+                tolerance,
                 pass,
             });
         }

@@ -14,12 +14,45 @@ struct Curve {
     points: Vec<(f64, f64, f64)>, // generation, mean, std
 }
 
+/// The label and the parsed `summary.json` of the run directory `dir`. Errors name the
+/// directory and what is missing when it is not a run (no `summary.json`, or one without
+/// per-generation metrics).
 fn load(dir: &Path) -> Result<(String, serde_json::Value)> {
+    if !dir.is_dir() {
+        return Err(Error::InvalidArgument(format!(
+            "{}: not a run directory ({})",
+            dir.display(),
+            if dir.exists() {
+                "a file, not a directory"
+            } else {
+                "it does not exist"
+            }
+        )));
+    }
     let path = dir.join("summary.json");
+    if !path.exists() {
+        let missing: Vec<&str> = ["summary.json", "metrics.csv"]
+            .into_iter()
+            .filter(|f| !dir.join(f).exists())
+            .collect();
+        return Err(Error::InvalidArgument(format!(
+            "{}: not a run directory: {} missing (`collapse run --out DIR` writes summary.json \
+             and metrics.csv; plot reads summary.json)",
+            dir.display(),
+            missing.join(" and ")
+        )));
+    }
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+    if metric_names(&v).is_empty() {
+        return Err(Error::Data(format!(
+            "{}: no per-generation metrics (\"generations\"[…].\"metrics\"): not the summary of \
+             a run written by `collapse run`",
+            path.display()
+        )));
+    }
     let policy = serde_json::from_value::<crate::experiment::Policy>(v["config"]["policy"].clone())
         .map(|p| p.to_string())
         .unwrap_or_else(|_| v["config"]["policy"].to_string());
@@ -63,6 +96,15 @@ pub fn plot_runs(dirs: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>> {
     names.retain(|n| {
         !matches!(n.as_str(), "pool_size") && runs.iter().all(|(_, v)| metric_names(v).contains(n))
     });
+    if names.is_empty() {
+        return Err(Error::Data(format!(
+            "the runs {} share no metric to plot",
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
     std::fs::create_dir_all(out).map_err(|e| Error::Io(format!("{}: {e}", out.display())))?;
     let mut files = Vec::new();
     for name in names {

@@ -14,9 +14,14 @@ use crate::common::{adapter_summaries, gpu_for};
 /// `collapse check`'s flags.
 #[derive(clap::Args, Debug)]
 pub struct CheckArgs {
-    /// Rewrite the golden file from the current cpu64 reference and say what changed.
+    /// Rewrite the golden file from the current cpu64 reference and say what changed. An
+    /// existing golden file that cannot be read (truncated, invalid) is not overwritten unless
+    /// --force is given too.
     #[arg(long)]
     pub bless: bool,
+    /// With --bless: overwrite a golden file even when it cannot be read.
+    #[arg(long, requires = "bless")]
+    pub force: bool,
     /// The golden file.
     #[arg(long, default_value = "results/golden/fingerprints.json")]
     pub golden: PathBuf,
@@ -31,7 +36,7 @@ pub struct CheckArgs {
 pub fn check(options: &GpuOptions, a: &CheckArgs) -> Result<()> {
     let reference = Engine::create(BackendKind::Cpu64, None)?;
     if a.bless {
-        return bless(&reference, &a.golden);
+        return bless(&reference, &a.golden, a.force);
     }
     let path = a.golden.as_path();
     let golden = goldens::load(path)?;
@@ -100,29 +105,49 @@ pub fn check(options: &GpuOptions, a: &CheckArgs) -> Result<()> {
 }
 
 /// Rewrite the golden file `path` from `reference` (cpu64), printing per kernel whether its
-/// fingerprint is unchanged, changed (old → new) or new.
-fn bless(reference: &Engine, path: &Path) -> Result<()> {
+/// fingerprint is unchanged, changed (old → new) or new. A file that exists but cannot be
+/// read or validated is kept (an error saying why) unless `force`.
+fn bless(reference: &Engine, path: &Path, force: bool) -> Result<()> {
     let new = goldens::bless(reference)?;
-    match goldens::load(path) {
-        Ok(old) => {
-            for f in &new.kernels {
-                match old.kernels.iter().find(|o| o.kernel == f.kernel) {
-                    Some(o) if o == f => println!("unchanged  {}", f.kernel),
-                    Some(o) => println!(
-                        "CHANGED    {}: {:?} ≤ {:e}, {:?}  →  {:?} ≤ {:e}, {:?}",
-                        f.kernel,
-                        o.measure,
-                        o.tolerance,
-                        o.reference,
-                        f.measure,
-                        f.tolerance,
-                        f.reference
-                    ),
-                    None => println!("new        {}", f.kernel),
+    if !path.exists() {
+        println!("no previous golden file; writing {}", path.display());
+    } else {
+        match goldens::load(path) {
+            Ok(old) => {
+                for f in &new.kernels {
+                    match old.kernels.iter().find(|o| o.kernel == f.kernel) {
+                        Some(o) if o == f => println!("unchanged  {}", f.kernel),
+                        Some(o) => println!(
+                            "CHANGED    {}: {} ≤ {:e}, {}  →  {} ≤ {:e}, {}",
+                            f.kernel,
+                            o.measure,
+                            o.tolerance,
+                            o.reference,
+                            f.measure,
+                            f.tolerance,
+                            f.reference
+                        ),
+                        None => println!("new        {}", f.kernel),
+                    }
+                }
+                for o in &old.kernels {
+                    if !new.kernels.iter().any(|f| f.kernel == o.kernel) {
+                        println!("removed    {}", o.kernel);
+                    }
                 }
             }
+            Err(e) if force => println!("replacing an unreadable golden file ({e})"),
+            Err(e) => {
+                let why = match e {
+                    Error::Data(m) | Error::Io(m) => m,
+                    e => e.to_string(),
+                };
+                return Err(Error::Data(format!(
+                    "{why}; the existing golden file is unreadable or truncated, so it was not \
+                     overwritten: pass --bless --force to replace it"
+                )));
+            }
         }
-        Err(_) => println!("no previous golden file; writing {}", path.display()),
     }
     goldens::save(path, &new)?;
     println!("wrote {}", path.display());

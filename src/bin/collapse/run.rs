@@ -86,7 +86,8 @@ pub struct ExperimentArgs {
     /// fortunes for lm.
     #[arg(long, conflicts_with = "data")]
     pub truth: Option<String>,
-    /// Real data from a file (CSV, NPY, or IDX images named *-ubyte[.gz]) instead of a
+    /// Real data from a file (CSV, NPY, or IDX images named *-ubyte[.gz]; a directory such
+    /// as /usr/share/datasets/fashion-mnist stands for the train-images file in it) instead of a
     /// built-in truth; 20% of the rows (a Philox choice) is held out. Default for vae:
     /// /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz.
     #[arg(long)]

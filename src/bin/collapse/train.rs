@@ -38,7 +38,9 @@ pub enum TrainCommand {
 /// `collapse train vae`'s flags; the network's and Adam's defaults are `VaeConfig::default()`.
 #[derive(clap::Args, Debug)]
 pub struct TrainVaeArgs {
-    /// Training images: an IDX image file, raw or gzip (MNIST, Fashion-MNIST, …).
+    /// Training images: an IDX image file, raw or gzip (MNIST, Fashion-MNIST, …), or a
+    /// directory holding one (e.g. /usr/share/datasets/fashion-mnist: its train-images file is
+    /// read, and the t10k-images file beside it is the default test set).
     #[arg(long, default_value = vae_train::DEFAULT_TRAIN_IMAGES)]
     pub data: PathBuf,
     /// Test images (IDX). Default: the `t10k-` file beside a `train-` --data file; otherwise

@@ -412,18 +412,134 @@ pub fn save_model(
     )
 }
 
-/// Read a model directory written by [`save_model`].
+/// Parameters of `c` as [`param_count`] counts them, with checked arithmetic and without
+/// building the layout (`None` when the count overflows `usize`): `256·C + T·C + L·(12C² +
+/// 13C) + 2C + C·256`.
+fn checked_param_count(c: &LmConfig) -> Option<usize> {
+    let w = c.width;
+    let block = w
+        .checked_mul(w)?
+        .checked_mul(12)?
+        .checked_add(w.checked_mul(13)?)?;
+    w.checked_mul(2 * VOCAB + 2)?
+        .checked_add(c.context.checked_mul(w)?)?
+        .checked_add(c.layers.checked_mul(block)?)
+}
+
+/// The configuration under `"config"` of a parsed `model.json`, every field read by name so a
+/// missing or mistyped one is named (`config.layers`, `config.adam.lr`, …).
+fn config_from_json(v: &serde_json::Value) -> std::result::Result<LmConfig, String> {
+    let cfg = v
+        .get("config")
+        .filter(|c| c.is_object())
+        .ok_or("no \"config\" object")?;
+    let size = |k: &str| -> std::result::Result<usize, String> {
+        match cfg.get(k) {
+            None => Err(format!("config.{k} is missing")),
+            Some(x) => x
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| format!("config.{k} is {x}, not a size (a whole number ≥ 0)")),
+        }
+    };
+    let adam = cfg
+        .get("adam")
+        .filter(|a| a.is_object())
+        .ok_or("config.adam is missing or not an object")?;
+    let num = |k: &str| -> std::result::Result<f64, String> {
+        match adam.get(k) {
+            None => Err(format!("config.adam.{k} is missing")),
+            Some(x) => x
+                .as_f64()
+                .ok_or_else(|| format!("config.adam.{k} is {x}, not a number")),
+        }
+    };
+    let clip = match adam.get("clip") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(x) => Some(
+            x.as_f64()
+                .ok_or_else(|| format!("config.adam.clip is {x}, not a number or null"))?,
+        ),
+    };
+    Ok(LmConfig {
+        width: size("width")?,
+        layers: size("layers")?,
+        heads: size("heads")?,
+        context: size("context")?,
+        adam: AdamW {
+            lr: num("lr")?,
+            beta1: num("beta1")?,
+            beta2: num("beta2")?,
+            eps: num("eps")?,
+            weight_decay: num("weight_decay")?,
+            clip,
+        },
+    })
+}
+
+/// Read a model directory written by [`save_model`]. `model.json` is read and checked first
+/// (every setting by name, then the parameter count its shape needs, with checked arithmetic
+/// and before anything of that size is built), then `weights.npy`, whose length must be that
+/// count. Errors blame the file at fault: a bad setting names `model.json` and the field, a
+/// weights file of another length names both files, the counts, and the `layers` or `context`
+/// that would match when one would.
 pub fn load_model(dir: &std::path::Path) -> Result<(LmConfig, Vec<f64>)> {
     let path = dir.join("model.json");
+    let bad = |m: String| Error::Data(format!("{}: {m}", path.display()));
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
-    let cfg: LmConfig = serde_json::from_value(v["config"].clone())
-        .map_err(|e| Error::Data(format!("{}: config: {e}", path.display())))?;
-    let w = crate::io::read_table(&dir.join("weights.npy"))?;
-    check_params(&cfg, &w.data)
-        .map_err(|e| Error::Data(format!("{}: {e}", dir.join("weights.npy").display())))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let cfg = config_from_json(&v).map_err(bad)?;
+    cfg.validate().map_err(|e| match e {
+        Error::InvalidArgument(m) => bad(format!("config: {m}")),
+        e => e,
+    })?;
+    let want = checked_param_count(&cfg).ok_or_else(|| {
+        bad(format!(
+            "config.width {}, config.layers {}, config.context {} give more parameters than \
+             this machine can address",
+            cfg.width, cfg.layers, cfg.context
+        ))
+    })?;
+    let wpath = dir.join("weights.npy");
+    let w = crate::io::read_table(&wpath)?;
+    let have = w.data.len();
+    if have != want {
+        // Which single setting would make the shape fit the weights (both are linear in P).
+        let w0 = cfg.width;
+        let fixed = |layers: usize, context: usize| {
+            checked_param_count(&LmConfig {
+                layers,
+                context,
+                ..cfg
+            })
+        };
+        let per_layer = fixed(1, cfg.context).zip(fixed(0, cfg.context));
+        let hint = match per_layer {
+            Some((one, zero)) if have > zero && (have - zero) % (one - zero) == 0 => {
+                format!(
+                    " (config.layers = {} would match)",
+                    (have - zero) / (one - zero)
+                )
+            }
+            _ => match fixed(cfg.layers, 0) {
+                Some(zero) if have > zero && (have - zero) % w0 == 0 => {
+                    format!(" (config.context = {} would match)", (have - zero) / w0)
+                }
+                _ => String::new(),
+            },
+        };
+        return Err(bad(format!(
+            "config (width {}, layers {}, heads {}, context {}) needs {want} parameters, but {} \
+             holds {have}{hint}",
+            cfg.width,
+            cfg.layers,
+            cfg.heads,
+            cfg.context,
+            wpath.display()
+        )));
+    }
+    check_params(&cfg, &w.data).map_err(|e| Error::Data(format!("{}: {e}", wpath.display())))?;
     Ok((cfg, w.data))
 }
 

@@ -120,10 +120,18 @@ fn split_at(lines: &[&str], separator: impl Fn(&str) -> bool) -> Vec<String> {
     out
 }
 
-/// Read `files` (UTF-8 text) and split them (see the module documentation).
+/// Read `files` (UTF-8 text) and split them (see the module documentation). Errors name the
+/// file: one that cannot be read, is not UTF-8, or holds no record (empty, or only
+/// whitespace and `%` lines).
 pub fn load_corpus(files: &[PathBuf]) -> Result<Corpus> {
     let mut recs = Vec::new();
     for f in files {
+        if f.is_dir() {
+            return Err(Error::Io(format!(
+                "{}: is a directory; give the text files (--data FILE …)",
+                f.display()
+            )));
+        }
         let bytes = std::fs::read(f).map_err(|e| Error::Io(format!("{}: {e}", f.display())))?;
         let text = String::from_utf8(bytes).map_err(|e| {
             Error::Data(format!(
@@ -132,9 +140,27 @@ pub fn load_corpus(files: &[PathBuf]) -> Result<Corpus> {
                 e.utf8_error().valid_up_to()
             ))
         })?;
+        let before = recs.len();
         recs.extend(records(&text));
+        if recs.len() == before {
+            return Err(Error::Data(format!(
+                "{}: no text to learn ({} bytes: empty, or only whitespace and % lines)",
+                f.display(),
+                text.len()
+            )));
+        }
     }
     split(recs, files.to_vec())
+}
+
+/// `files` for a message: all of them up to three, else the first two and how many more.
+pub fn describe_files(files: &[PathBuf]) -> String {
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    match names.len() {
+        0 => "no files".into(),
+        1..=3 => names.join(", "),
+        n => format!("{}, {} and {} more", names[0], names[1], n - 2),
+    }
 }
 
 /// Split records into training and validation text.
@@ -155,7 +181,9 @@ pub fn split(recs: Vec<String>, files: Vec<PathBuf>) -> Result<Corpus> {
     }
     if nt == 0 || nv == 0 {
         return Err(Error::Data(format!(
-            "{} records are too few to hold out a validation part",
+            "{}: {} records are too few to hold out a validation part (records are split at % \
+             lines, else blank lines, else lines; give more text)",
+            describe_files(&files),
             recs.len()
         )));
     }
@@ -303,7 +331,17 @@ pub fn continue_training<'a>(
         ));
     }
     let len = cfg.lm.context;
-    let val = eval_windows(&corpus.val, len, cfg.eval_windows)?;
+    let short = |e: Error| match e {
+        Error::Data(m) => Error::Data(format!(
+            "{}: {m}; give more text or a smaller --context",
+            describe_files(&corpus.files)
+        )),
+        e => e,
+    };
+    let val = eval_windows(&corpus.val, len, cfg.eval_windows).map_err(short)?;
+    if cfg.steps > 0 {
+        batch(&corpus.train, 1, len, StreamKey::new(cfg.seed, LM_BATCH)).map_err(short)?;
+    }
     let val_loss = lm.loss(&val, len)?;
     let mut rows = vec![EvalRow {
         step: 0,

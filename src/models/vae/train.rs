@@ -211,7 +211,9 @@ pub fn hold_out_last(data: &mut IdxImages, path: &Path) -> Result<IdxImages> {
     Ok(test)
 }
 
-/// The training and test images of `collapse train vae`: the IDX file `data`, and as test set
+/// The training and test images of `collapse train vae`: the IDX file `data` (or, when `data`
+/// is a directory such as `/usr/share/datasets/fashion-mnist`, the training images inside it:
+/// [`crate::io::idx::training_images_in`]; `note` is told which file), and as test set
 /// `test_data`, else [`t10k_sibling`] of `data`, else [`hold_out_last`] of `data` (then
 /// `note` is told how many images were held out). `limit` keeps only the first `limit`
 /// training images (applied after the hold-out; `Some(0)` is an error). Errors when the test
@@ -222,7 +224,15 @@ pub fn load_images(
     limit: Option<usize>,
     note: &mut dyn FnMut(&str),
 ) -> Result<(IdxImages, IdxImages)> {
-    use crate::io::idx::read_idx_images;
+    use crate::io::idx::{read_idx_images, training_images_in};
+    let found;
+    let data = if data.is_dir() {
+        found = training_images_in(data)?;
+        note(&format!("{}: reading {}", data.display(), found.display()));
+        found.as_path()
+    } else {
+        data
+    };
     let mut train = read_idx_images(data)?;
     let test = match test_data
         .map(Path::to_path_buf)
