@@ -370,3 +370,52 @@ fn bench_matmul_gpu_binding_limit_names_the_flag() {
     );
     assert!(t.elapsed().as_secs() < 60, "refused before the reference");
 }
+
+/// `train lm` and `train vae` check their shape flags before anything is allocated (issue 18:
+/// the size flags of every command), and write nothing.
+#[test]
+fn train_sizes_are_checked() {
+    let d = tmpdir("sizes-train");
+    let out = d.join("lm");
+    one_line(
+        &limited(&[
+            "train",
+            "lm",
+            "--width",
+            "1000000",
+            "--layers",
+            "100",
+            "--out",
+            s(&out),
+        ]),
+        &["train lm", "width 1000000", "lower --width"],
+        "train lm",
+    );
+    assert!(
+        !out.join("model.json").exists() && !out.join("log.csv").exists(),
+        "train lm wrote a model"
+    );
+    let images = d.join("tiny-images-idx3-ubyte");
+    let bars = common::bars(32, 8, 1);
+    std::fs::write(
+        &images,
+        collapse_kernels::io::idx::encode_idx_images(&bars, false),
+    )
+    .unwrap();
+    let out = d.join("vae");
+    one_line(
+        &limited(&[
+            "train",
+            "vae",
+            "--data",
+            s(&images),
+            "--hidden",
+            "100000000000",
+            "--out",
+            s(&out),
+        ]),
+        &["train vae", "lower --hidden"],
+        "train vae",
+    );
+    assert!(!out.join("weights.npy").exists(), "train vae wrote a model");
+}

@@ -22,9 +22,20 @@ const LM_FLAGS: &str = "lower --width, --layers, --context or --batch";
 /// `binding_limit`). The message says
 /// the bytes and the flags to lower.
 pub fn check_lm(cfg: &LmConfig, batch: usize, gpu: Option<&crate::gpu::GpuContext>) -> Result<()> {
+    check_lm_as("bench lm", cfg, batch, gpu)
+}
+
+/// [`check_lm`] for `command` (`bench lm`, `train lm`: the same shape flags), named in the
+/// message.
+pub fn check_lm_as(
+    command: &str,
+    cfg: &LmConfig,
+    batch: usize,
+    gpu: Option<&crate::gpu::GpuContext>,
+) -> Result<()> {
     let mut t = Tally::new(
         format!(
-            "bench lm (width {}, {} layers, context {}, batch {batch})",
+            "{command} (width {}, {} layers, context {}, batch {batch})",
             cfg.width, cfg.layers, cfg.context
         ),
         LM_FLAGS,
@@ -44,7 +55,7 @@ pub fn check_lm(cfg: &LmConfig, batch: usize, gpu: Option<&crate::gpu::GpuContex
         .into_iter()
         .try_fold(0u64, |m, b| b.map(|b| m.max(b)));
         budget::check_device(
-            "bench lm",
+            command,
             largest,
             binding_limit(g),
             "storage binding limit",
@@ -62,14 +73,24 @@ pub fn check_vae(
     batch: usize,
     gpu: Option<&crate::gpu::GpuContext>,
 ) -> Result<()> {
-    let hint = "lower --batches";
-    let mut t = Tally::new(format!("bench vae at batch {batch}"), hint);
+    check_vae_as("bench vae", "lower --batches", cfg, batch, gpu)
+}
+
+/// [`check_vae`] for `command` with `hint` (the flags to lower) in the message.
+pub fn check_vae_as(
+    command: &str,
+    hint: &str,
+    cfg: &VaeConfig,
+    batch: usize,
+    gpu: Option<&crate::gpu::GpuContext>,
+) -> Result<()> {
+    let mut t = Tally::new(format!("{command} at batch {batch}"), hint);
     size::vae_step_tally(&mut t, cfg, batch);
     t.check()?;
     if let Some(g) = gpu {
         let largest = budget::product(&[batch, cfg.d.max(cfg.h)], 4);
         budget::check_device(
-            &format!("bench vae at batch {batch}"),
+            &format!("{command} at batch {batch}"),
             largest,
             binding_limit(g),
             "storage binding limit",

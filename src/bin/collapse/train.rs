@@ -182,6 +182,13 @@ fn train_vae(options: &GpuOptions, a: &TrainVaeArgs) -> Result<()> {
         seed: a.seed,
         loss_every: a.loss_every,
     };
+    collapse_kernels::measure::training::check_vae_as(
+        "train vae",
+        "lower --hidden, --latent or --batch",
+        &cfg.vae,
+        cfg.batch,
+        None,
+    )?;
     let b = Engine::open(a.backend, &queued(options))?;
     eprintln!(
         "VAE {}→{}→{}: {} training and {} test images of {}×{}, {} epochs of batch {}, on {} ({})",
@@ -283,6 +290,7 @@ fn train_lm(options: &GpuOptions, a: &TrainLmArgs) -> Result<()> {
         eval_windows: a.eval_windows,
     };
     cfg.lm.validate()?;
+    collapse_kernels::measure::training::check_lm_as("train lm", &cfg.lm, cfg.batch, None)?;
     let b = Engine::open(a.backend, &queued(options))?;
     let unigram = lm_train::unigram_cross_entropy(&corpus.train, &corpus.val);
     eprintln!(
