@@ -118,7 +118,8 @@ impl TailRegion {
             let mu = &p.means[k * d..(k + 1) * d];
             let mut inside = 0usize;
             for i in 0..per {
-                let z = &self.z[((k * per + i) % rows) * d..][..d];
+                let row = (k * per + i).min(rows - 1);
+                let z = &self.z[row * d..(row + 1) * d];
                 for (r, xr) in x.iter_mut().enumerate() {
                     let row = &l[r * d..r * d + r + 1];
                     *xr = mu[r] + row.iter().zip(z).map(|(a, b)| a * b).sum::<f64>();

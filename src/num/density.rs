@@ -59,7 +59,15 @@ pub fn log_gauss(x: &[f64], mu: &[f64], u: PrecisionFactor<'_, f64>, log_det: f6
 /// `m + ln Σ_i exp(l_i − m)` with the sum in index order.
 pub fn logsumexp<T: HostFloat>(l: &[T]) -> T {
     let m = l.iter().cloned().fold(T::neg_infinity(), T::max);
-    let s = l.iter().fold(T::zero(), |a, v| a + (*v - m).exp());
+    // exp(0) = 1 exactly: the largest term's exp is skipped (same bits, one exp fewer).
+    let finite = m.is_finite();
+    let s = l.iter().fold(T::zero(), |a, v| {
+        a + if finite && *v == m {
+            T::one()
+        } else {
+            (*v - m).exp()
+        }
+    });
     m + s.ln()
 }
 
