@@ -25,9 +25,10 @@ use crate::error::{Error, Result};
 use crate::io::write_atomic;
 use crate::models::gmm::sample as sample_model;
 use crate::num::density::gauss_density;
+use crate::num::density::logsumexp;
 use crate::num::linalg::cholesky_lower;
 use crate::num::summation::pairwise_sum;
-use crate::ops::gmm::{CovarianceType, EStepParams, GmmParams};
+use crate::ops::gmm::{CovarianceType, EStepParams, GmmParams, TERMS_BLOCK};
 use crate::rng::streams::RUN_WIDE_REPLICATE;
 use crate::rng::streams::{purpose, stream_id};
 use crate::rng::{StreamKey, host_normals_f64};
@@ -94,6 +95,35 @@ impl TailRegion {
         }
     }
 
+    /// How many of the points `rows` (`[B][D]`, at most [`TERMS_BLOCK`]) lie in the region,
+    /// decided as [`Self::contains`] decides each (the same bits), the truth's terms computed a
+    /// block at a time.
+    fn count_inside(&self, rows: &[f64], terms: &mut [f64]) -> usize {
+        let t = &self.truth;
+        let b = rows.len() / t.d.max(1);
+        t.terms_block(rows, terms);
+        let mut l = [0.0f64; 16];
+        (0..b)
+            .filter(|&r| {
+                let m = (0..t.k)
+                    .map(|c| terms[c * b + r])
+                    .fold(f64::NEG_INFINITY, f64::max);
+                if m >= self.threshold {
+                    false
+                } else if m + self.ln_k < self.threshold {
+                    true
+                } else if t.k <= l.len() {
+                    for (c, v) in l[..t.k].iter_mut().enumerate() {
+                        *v = terms[c * b + r];
+                    }
+                    logsumexp(&l[..t.k]) < self.threshold
+                } else {
+                    self.contains(&rows[r * t.d..(r + 1) * t.d])
+                }
+            })
+            .count()
+    }
+
     /// The probability model `p` gives the region, `Σ_k w_k · (share of component k's draws
     /// inside)`: component k's draws are `μ_k + L_k z` (`L_k L_kᵀ = Σ_k`) over its own block of
     /// the run's normals. NaN when a covariance has no Cholesky factor.
@@ -101,7 +131,8 @@ impl TailRegion {
         let d = p.d;
         let rows = self.z.len() / d.max(1);
         let per = (rows / p.k.max(1)).max(1);
-        let mut x = vec![0.0; d];
+        let mut x = vec![0.0; TERMS_BLOCK * d];
+        let mut terms = vec![0.0; self.truth.k * TERMS_BLOCK];
         let mut total = 0.0;
         for k in 0..p.k {
             let factor = match full_cov(p, k) {
@@ -117,14 +148,17 @@ impl TailRegion {
             };
             let mu = &p.means[k * d..(k + 1) * d];
             let mut inside = 0usize;
-            for i in 0..per {
-                let row = (k * per + i).min(rows - 1);
-                let z = &self.z[row * d..(row + 1) * d];
-                for (r, xr) in x.iter_mut().enumerate() {
-                    let row = &l[r * d..r * d + r + 1];
-                    *xr = mu[r] + row.iter().zip(z).map(|(a, b)| a * b).sum::<f64>();
+            for start in (0..per).step_by(TERMS_BLOCK) {
+                let b = TERMS_BLOCK.min(per - start);
+                for (j, xj) in x.chunks_exact_mut(d).take(b).enumerate() {
+                    let row = (k * per + start + j).min(rows - 1);
+                    let z = &self.z[row * d..(row + 1) * d];
+                    for (r, xr) in xj.iter_mut().enumerate() {
+                        let lr = &l[r * d..r * d + r + 1];
+                        *xr = mu[r] + lr.iter().zip(z).map(|(a, b)| a * b).sum::<f64>();
+                    }
                 }
-                inside += usize::from(self.contains(&x));
+                inside += self.count_inside(&x[..b * d], &mut terms);
             }
             total += p.weights[k] * inside as f64 / per as f64;
         }
@@ -232,7 +266,8 @@ pub fn values(
                 // the same bits) without its responsibilities.
                 Ok(e) => {
                     let ho = &ctx.real.held_out;
-                    let l: Vec<f64> = (0..ho.rows).map(|i| e.log_density(ho.row(i))).collect();
+                    let mut l = vec![0.0; ho.rows];
+                    e.log_density_rows(&ho.data, &mut l);
                     pairwise_sum(&l) / ho.rows as f64
                 }
                 Err(_) => f64::NAN,
