@@ -185,11 +185,11 @@ impl EStepParams {
                         for i in 0..=j {
                             let (m, w) = (mu[i], u[i * d + j]);
                             for (yv, x) in y[..b].iter_mut().zip(rows.chunks_exact(d)) {
-                                *yv = *yv + (x[i] - m) * w;
+                                *yv += (x[i] - m) * w;
                             }
                         }
                         for (qv, yv) in q[..b].iter_mut().zip(&y[..b]) {
-                            *qv = *qv + yv * yv;
+                            *qv += yv * yv;
                         }
                     }
                 }
@@ -199,7 +199,7 @@ impl EStepParams {
                         let (m, w) = (mu[i], s[i]);
                         for (qv, x) in q[..b].iter_mut().zip(rows.chunks_exact(d)) {
                             let yv = (x[i] - m) * w;
-                            *qv = *qv + yv * yv;
+                            *qv += yv * yv;
                         }
                     }
                 }
