@@ -136,7 +136,7 @@ impl Stamp {
 }
 
 /// Write `records` as a JSON array to `dir/DATE-SOURCE-REV.json` (atomically; the folder is
-/// created). Returns the path.
+/// created; `DATE-SOURCE-REV-N.json` when that name is taken). Returns the path.
 pub fn write(dir: &Path, stamp: &Stamp, records: &[Record]) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
     let clean = |s: &str| -> String {
@@ -150,13 +150,21 @@ pub fn write(dir: &Path, stamp: &Stamp, records: &[Record]) -> Result<PathBuf> {
             })
             .collect()
     };
-    let name = format!(
-        "{}-{}-{}.json",
+    let stem = format!(
+        "{}-{}-{}",
         stamp.date.replace(':', ""),
         clean(&stamp.source),
         clean(&stamp.git_rev)
     );
-    let path = dir.join(name);
+    // Two benches stamped in the same second keep both files (`…-2.json`, `…-3.json`): an
+    // earlier record is never overwritten.
+    let path = (1..)
+        .map(|n| match n {
+            1 => dir.join(format!("{stem}.json")),
+            n => dir.join(format!("{stem}-{n}.json")),
+        })
+        .find(|p| !p.exists())
+        .expect("an unused name");
     let bytes = serde_json::to_vec_pretty(records).map_err(|e| Error::Io(e.to_string()))?;
     crate::io::write_atomic(&path, &bytes)?;
     Ok(path)
@@ -370,6 +378,16 @@ mod tests {
         let a = vec![r("wgsl", 2.0), r("cpu32", 1.0)];
         let pa = write(&dir.join("a"), &s, &a).unwrap();
         assert_eq!(load(&pa).unwrap(), a);
+        // The same stamp again (two benches in one second) keeps the first file.
+        let again = write(&dir.join("x"), &s, &a).unwrap();
+        let second = write(&dir.join("x"), &s, &a[..1]).unwrap();
+        assert_ne!(again, second);
+        assert!(
+            second.to_string_lossy().ends_with("-2.json"),
+            "{}",
+            second.display()
+        );
+        assert_eq!(load(&again).unwrap(), a);
         let b = vec![r("wgsl", 0.5), r("cube", 1.0)];
         write(&dir.join("b"), &s, &b).unwrap();
         let c = compare(
