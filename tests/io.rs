@@ -5,29 +5,13 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use collapse_kernels::io::{read_table, write_atomic};
+use common::npy_bytes;
 
 /// The file `name` holding `bytes` in the test's own directory `dir`.
 fn tmp(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
     p
-}
-
-/// A version-1.0 NPY file with `descr`, `fortran` order, `shape` and raw little-endian data.
-fn npy(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
-    let mut header = format!(
-        "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}",
-        if fortran { "True" } else { "False" }
-    );
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((header.len() as u16).to_le_bytes());
-    out.extend(header.as_bytes());
-    out.extend(data);
-    out
 }
 
 fn f64_bytes(v: &[f64]) -> Vec<u8> {
@@ -66,7 +50,7 @@ fn npy_f64_f32_and_fortran_order() {
     let m = read_table(&tmp(
         &dir,
         "c.npy",
-        &npy(
+        &npy_bytes(
             "<f8",
             false,
             "(2, 3)",
@@ -80,13 +64,18 @@ fn npy_f64_f32_and_fortran_order() {
         .iter()
         .flat_map(|x| x.to_le_bytes())
         .collect();
-    let m = read_table(&tmp(&dir, "d.npy", &npy("<f4", false, "(2, 2)", &f32s))).unwrap();
+    let m = read_table(&tmp(
+        &dir,
+        "d.npy",
+        &npy_bytes("<f4", false, "(2, 2)", &f32s),
+    ))
+    .unwrap();
     assert_eq!(m.data, vec![1.5, -2.0, 0.25, 8.0]);
     // Fortran order: column-major on disk, row-major in memory.
     let m = read_table(&tmp(
         &dir,
         "e.npy",
-        &npy("<f8", true, "(2, 3)", &f64_bytes(&[1., 4., 2., 5., 3., 6.])),
+        &npy_bytes("<f8", true, "(2, 3)", &f64_bytes(&[1., 4., 2., 5., 3., 6.])),
     ))
     .unwrap();
     assert_eq!(m.data, vec![1., 2., 3., 4., 5., 6.]);
@@ -98,23 +87,23 @@ fn bad_npy_files_are_clear_errors() {
     let cases = [
         (
             "1d.npy",
-            npy("<f8", false, "(3,)", &f64_bytes(&[1., 2., 3.])),
+            npy_bytes("<f8", false, "(3,)", &f64_bytes(&[1., 2., 3.])),
             "2-D",
         ),
         (
             "int.npy",
-            npy("<i4", false, "(1, 2)", &[0u8; 8]),
+            npy_bytes("<i4", false, "(1, 2)", &[0u8; 8]),
             "not supported",
         ),
         (
             "short.npy",
-            npy("<f8", false, "(2, 2)", &f64_bytes(&[1., 2., 3.])),
+            npy_bytes("<f8", false, "(2, 2)", &f64_bytes(&[1., 2., 3.])),
             // A data error: the file is truncated.
             "bad data",
         ),
         (
             "nan.npy",
-            npy("<f8", false, "(2, 1)", &f64_bytes(&[1., f64::NAN])),
+            npy_bytes("<f8", false, "(2, 1)", &f64_bytes(&[1., f64::NAN])),
             "row 2, column 1",
         ),
         ("junk.npy", b"not an npy file at all".to_vec(), "NPY"),

@@ -16,16 +16,7 @@ use collapse_kernels::models::vae::train::load_images;
 
 /// A version-1.0 NPY file of float64 with header `shape` and `data` bytes.
 fn npy(shape: &str, data: &[u8]) -> Vec<u8> {
-    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((header.len() as u16).to_le_bytes());
-    out.extend(header.as_bytes());
-    out.extend(data);
-    out
+    common::npy_bytes("<f8", false, shape, data)
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {

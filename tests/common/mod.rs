@@ -174,3 +174,20 @@ pub fn bars(n: usize, w: usize, seed: u64) -> collapse_kernels::io::idx::IdxImag
         pixels,
     }
 }
+
+/// A version-1.0 NPY file with `descr`, `fortran` order, `shape` and raw little-endian data.
+pub fn npy_bytes(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = format!(
+        "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}",
+        if fortran { "True" } else { "False" }
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(data);
+    out
+}
