@@ -121,13 +121,15 @@ struct Appended {
     len: u64,
     /// CRC-32 of those bytes.
     crc: u32,
+    /// Lines of the checkpointed prefix, counted when the file was verified.
+    committed_lines: usize,
 }
 
 impl Appended {
     /// Open `path`, verified against the checkpointed `bytes` and `crc` (`None`: a state from
-    /// before CRCs were recorded), and cut any torn tail past `bytes`. `rows`: the number of
-    /// lines the checkpointed prefix must hold, when known.
-    fn open(path: PathBuf, bytes: u64, crc: Option<u32>) -> Result<Self> {
+    /// before CRCs were recorded), and cut any torn tail past `bytes`; also returns the
+    /// verified prefix (the bytes it read for the CRC).
+    fn open(path: PathBuf, bytes: u64, crc: Option<u32>) -> Result<(Self, Vec<u8>)> {
         let io = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
         let exists = path.exists();
         if bytes > 0 && !exists {
@@ -181,28 +183,17 @@ impl Appended {
             file.set_len(bytes).map_err(io)?;
         }
         file.seek(std::io::SeekFrom::Start(bytes)).map_err(io)?;
-        Ok(Self {
-            path,
-            file,
-            len: bytes,
-            crc: got,
-        })
-    }
-
-    /// Lines of the committed prefix (a cheap count over the file).
-    fn lines(&self) -> Result<usize> {
-        let io = |e: std::io::Error| Error::Io(format!("{}: {e}", self.path.display()));
-        let mut f = std::fs::File::open(&self.path).map_err(io)?;
-        let mut left = self.len;
-        let mut buf = vec![0u8; 1 << 16];
-        let mut lines = 0;
-        while left > 0 {
-            let want = buf.len().min(left as usize);
-            f.read_exact(&mut buf[..want]).map_err(io)?;
-            lines += buf[..want].iter().filter(|&&b| b == b'\n').count();
-            left -= want as u64;
-        }
-        Ok(lines)
+        let committed_lines = prefix.iter().filter(|&&b| b == b'\n').count();
+        Ok((
+            Self {
+                path,
+                file,
+                len: bytes,
+                crc: got,
+                committed_lines,
+            },
+            prefix,
+        ))
     }
 
     /// Append `bytes` and sync.
@@ -227,6 +218,8 @@ pub struct Checkpoint {
     _lock: RunLock,
     metrics: Appended,
     params: Option<Appended>,
+    /// The verified prefix of `params.jsonl`, until [`Checkpoint::load_params`] parses it.
+    params_committed: Vec<u8>,
     /// Rows (with their newlines) not yet written.
     pending_rows: String,
     /// `params.jsonl` lines (with their newlines) not yet written.
@@ -268,26 +261,24 @@ impl Checkpoint {
     ) -> Result<Self> {
         remove_stale_temporaries(dir)?;
         remove_stale_temporaries(&dir.join("weights"))?;
-        let metrics = Appended::open(
+        let (metrics, _) = Appended::open(
             dir.join(METRICS_FILE),
             state.metrics_bytes,
             state.metrics_crc32,
         )?;
         let params_path = dir.join(PARAMS_FILE);
-        let params = if state.params_bytes > 0 || params_path.exists() {
-            Some(Appended::open(
-                params_path,
-                state.params_bytes,
-                state.params_crc32,
-            )?)
+        let (params, params_committed) = if state.params_bytes > 0 || params_path.exists() {
+            let (p, prefix) = Appended::open(params_path, state.params_bytes, state.params_crc32)?;
+            (Some(p), prefix)
         } else {
-            None
+            (None, Vec::new())
         };
         Ok(Self {
             dir: dir.to_path_buf(),
             _lock: lock,
             metrics,
             params,
+            params_committed,
             pending_rows: String::new(),
             pending_params: String::new(),
             dirty: false,
@@ -306,7 +297,7 @@ impl Checkpoint {
     /// Check that `metrics.csv`'s committed rows are those of `done` generations of
     /// `replicates` replicates (plus the header), before any generation is computed.
     pub(super) fn verify_rows(&self, done: usize, replicates: usize) -> Result<()> {
-        let lines = self.metrics.lines()?;
+        let lines = self.metrics.committed_lines;
         let want = if done == 0 { 0 } else { 1 + done * replicates };
         if lines != want {
             return Err(Error::Data(format!(
@@ -325,7 +316,6 @@ impl Checkpoint {
     /// its history (the format before `params.jsonl`) writes the file from it instead.
     pub(super) fn load_params(&mut self, state: &mut RunState) -> Result<()> {
         let path = self.dir.join(PARAMS_FILE);
-        let io = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
         let replicates = state.config.replicates;
         if state.history.len() != replicates {
             if state.history.iter().any(|h| !h.is_empty()) {
@@ -351,7 +341,7 @@ impl Checkpoint {
                     let generation: Vec<&GmmParams> = state.history.iter().map(|h| &h[i]).collect();
                     text.push_str(&json_line(&generation)?);
                 }
-                let mut p = Appended::open(path, 0, None)?;
+                let (mut p, _) = Appended::open(path, 0, None)?;
                 p.append(text.as_bytes())?;
                 state.params_bytes = p.len;
                 state.params_crc32 = Some(p.crc);
@@ -362,13 +352,8 @@ impl Checkpoint {
         if state.params_bytes == 0 {
             return Ok(());
         }
-        let len = state.params_bytes as usize;
-        let mut bytes = Vec::with_capacity(len);
-        std::fs::File::open(&path)
-            .map_err(io)?
-            .take(len as u64)
-            .read_to_end(&mut bytes)
-            .map_err(io)?;
+        // Verified against the checkpoint's length and CRC when the directory was opened.
+        let bytes = std::mem::take(&mut self.params_committed);
         let text = std::str::from_utf8(&bytes)
             .map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
         for (i, line) in text.lines().enumerate() {
@@ -433,7 +418,7 @@ impl Checkpoint {
         }
         if !self.pending_params.is_empty() {
             if self.params.is_none() {
-                self.params = Some(Appended::open(self.dir.join(PARAMS_FILE), 0, None)?);
+                self.params = Some(Appended::open(self.dir.join(PARAMS_FILE), 0, None)?.0);
             }
             let p = self.params.as_mut().expect("opened above");
             p.append(std::mem::take(&mut self.pending_params).as_bytes())?;
