@@ -80,46 +80,43 @@ impl TailRegion {
         })
     }
 
-    /// Whether `x` lies in the truth's outer region: its log-density is below the threshold.
-    fn contains(&self, x: &[f64]) -> bool {
-        let t = &self.truth;
-        let m = (0..t.k)
-            .map(|c| t.log_gauss(x, c) + t.log_weights[c])
-            .fold(f64::NEG_INFINITY, f64::max);
+    /// Whether a point whose truth terms `ln w_c + ln N(x | μ_c, Σ_c)` are `l` (`[K]`) lies in
+    /// the region (its log-density, the log-sum-exp of `l`, below the threshold): the largest
+    /// term decides most points without the log-sum-exp.
+    fn inside(&self, l: &[f64]) -> bool {
+        let m = l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         if m >= self.threshold {
             false
         } else if m + self.ln_k < self.threshold {
             true
         } else {
-            t.log_density(x) < self.threshold
+            logsumexp(l) < self.threshold
         }
     }
 
-    /// How many of the points `rows` (`[B][D]`, at most [`TERMS_BLOCK`]) lie in the region,
-    /// decided as [`Self::contains`] decides each (the same bits), the truth's terms computed a
-    /// block at a time.
+    /// Whether `x` lies in the truth's outer region: its log-density is below the threshold.
+    #[cfg(test)]
+    fn contains(&self, x: &[f64]) -> bool {
+        let t = &self.truth;
+        let l: Vec<f64> = (0..t.k)
+            .map(|c| t.log_gauss(x, c) + t.log_weights[c])
+            .collect();
+        self.inside(&l)
+    }
+
+    /// How many of the points `rows` (`[B][D]`, at most [`TERMS_BLOCK`]) lie in the region
+    /// ([`Self::inside`]), the truth's terms computed a block at a time.
     fn count_inside(&self, rows: &[f64], terms: &mut [f64]) -> usize {
         let t = &self.truth;
         let b = rows.len() / t.d.max(1);
         t.terms_block(rows, terms);
-        let mut l = [0.0f64; 16];
+        let mut l = vec![0.0; t.k];
         (0..b)
             .filter(|&r| {
-                let m = (0..t.k)
-                    .map(|c| terms[c * b + r])
-                    .fold(f64::NEG_INFINITY, f64::max);
-                if m >= self.threshold {
-                    false
-                } else if m + self.ln_k < self.threshold {
-                    true
-                } else if t.k <= l.len() {
-                    for (c, v) in l[..t.k].iter_mut().enumerate() {
-                        *v = terms[c * b + r];
-                    }
-                    logsumexp(&l[..t.k]) < self.threshold
-                } else {
-                    self.contains(&rows[r * t.d..(r + 1) * t.d])
+                for (c, v) in l.iter_mut().enumerate() {
+                    *v = terms[c * b + r];
                 }
+                self.inside(&l)
             })
             .count()
     }
