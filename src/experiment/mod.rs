@@ -173,9 +173,9 @@ impl Default for RunOptions {
 
 /// The files of `dir` (top level) that are not the lock's, sorted; empty for a missing
 /// directory.
-fn other_files(dir: &Path) -> Result<Vec<String>> {
+fn other_files(dir: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(Vec::new());
+        return Vec::new();
     };
     let mut names: Vec<String> = entries
         .flatten()
@@ -183,7 +183,7 @@ fn other_files(dir: &Path) -> Result<Vec<String>> {
         .filter(|n| n != lock::LOCK_FILE)
         .collect();
     names.sort();
-    Ok(names)
+    names
 }
 
 /// Run (or, with `config = None`, resume) the experiment into `dir`: `metrics.csv`,
@@ -223,7 +223,7 @@ pub fn run(
         } else {
             None
         };
-        let others = other_files(dir)?;
+        let others = other_files(dir);
         if !others.is_empty() && !options.force {
             let shown: Vec<&str> = others.iter().take(4).map(|s| s.as_str()).collect();
             let more = if others.len() > 4 { ", …" } else { "" };
