@@ -17,6 +17,8 @@
 //! experiment, drift, measure, report   the generational loop; cross-backend study; benches,
 //!                                      records, goldens; plots
 //!      ↓
+//! sweep         grids of runs: plan, job states, Slurm scripts, tidy collection
+//!      ↓
 //! the `collapse` binary (src/bin/collapse/)
 //! ```
 
@@ -34,6 +36,7 @@ pub mod num;
 pub mod ops;
 pub mod report;
 pub mod rng;
+pub mod sweep;
 pub mod trainers;
 
 pub use error::{Error, Result};

@@ -30,6 +30,7 @@ fn config(generations: usize, samples: usize, replicates: usize) -> RunConfig {
         reg_covar: 1e-6,
         backend: "test".into(),
         real_rows: None,
+        replicate_offset: 0,
         vae: Default::default(),
         lm: Default::default(),
     }

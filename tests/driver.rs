@@ -35,6 +35,7 @@ fn config(
         reg_covar: 1e-6,
         backend: "cpu64".into(),
         real_rows: None,
+        replicate_offset: 0,
         vae: Default::default(),
         lm: Default::default(),
     }

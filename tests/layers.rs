@@ -25,6 +25,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("drift", 7),
     ("measure", 7),
     ("report", 7),
+    ("sweep", 8),
 ];
 
 /// Pairs `(a, b)` where `a` must not name `b` although `b`'s layer is lower: a model never names

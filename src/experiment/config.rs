@@ -192,6 +192,27 @@ pub struct RunConfig {
     /// LM: the network, its training and sampling each generation (ignored by the others).
     #[serde(default)]
     pub lm: LmRunConfig,
+    /// The index of the first replicate: the run's replicates are `replicate_offset ..
+    /// replicate_offset + replicates`, and replicate `i` draws from the Philox streams of index
+    /// `i` (and is written as replicate `i` in `metrics.csv`). So replicate `i` of an
+    /// experiment draws the same numbers whether it runs among all of them in one process or
+    /// alone (`--replicates 1 --replicate-offset i`) in an array task.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replicate_offset: usize,
+}
+
+/// Whether `n` is 0 (serde: fields at their default are left out, so older files stay
+/// byte-identical).
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl RunConfig {
+    /// The experiment-wide index of local replicate `r` (`0 ≤ r < replicates`):
+    /// `replicate_offset + r`, the replicate field of every stream it draws from.
+    pub fn replicate_index(&self, r: usize) -> usize {
+        self.replicate_offset + r
+    }
 }
 
 /// Built-in ground truths:
@@ -579,6 +600,7 @@ mod tests {
             reg_covar: 1e-6,
             backend: "cpu64".into(),
             real_rows: None,
+            replicate_offset: 0,
             vae: VaeRunConfig::default(),
             lm: LmRunConfig::default(),
         }

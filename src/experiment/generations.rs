@@ -74,7 +74,7 @@ pub(super) fn generations<M: Model>(
         let fits: Vec<(Pool, M)> = replicates::for_each(cfg.replicates, jobs, |r| {
             let h = &history[r];
             let pool = pool(backend, cfg, real, h, judge.as_ref(), &cache, r, n)?;
-            let seed = cfg.seed ^ stream_id(purpose::EM_INIT, r, n);
+            let seed = cfg.seed ^ stream_id(purpose::EM_INIT, cfg.replicate_index(r), n);
             let m = M::fit(backend, cfg, &pool.x, seed, h.first())?;
             Ok((pool, m))
         })?;
@@ -103,7 +103,7 @@ pub(super) fn generations<M: Model>(
                 };
                 let mut v = vec![
                     n.to_string(),
-                    r.to_string(),
+                    cfg.replicate_index(r).to_string(),
                     pool.x.rows.to_string(),
                     pool.real_fraction().to_string(),
                     pool.composition_field(),

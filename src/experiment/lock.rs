@@ -26,7 +26,13 @@ impl RunLock {
     /// Take the lock of run directory `dir` (which must exist), or fail at once, naming the
     /// holder, when another process holds it.
     pub fn acquire(dir: &Path) -> Result<Self> {
-        let path = dir.join(LOCK_FILE);
+        Self::acquire_file(dir, LOCK_FILE)
+    }
+
+    /// [`Self::acquire`] on the lock file `name` of `dir` (a sweep's directory holds
+    /// `sweep.lock`, not a run's `run.lock`).
+    pub fn acquire_file(dir: &Path, name: &str) -> Result<Self> {
+        let path = dir.join(name);
         let io = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
         // Never truncate on open: the holder's line must survive a refused second writer.
         let mut file = OpenOptions::new()
@@ -66,6 +72,23 @@ impl RunLock {
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Who holds the lock of run directory `dir` right now (the holder's line, with its age), or
+/// `None` when nobody does (no lock file, or a lock file no process holds). Probes without
+/// writing: the holder's line is left as it is.
+pub fn holder(dir: &Path) -> Option<String> {
+    let path = dir.join(LOCK_FILE);
+    let mut file = OpenOptions::new().read(true).write(true).open(&path).ok()?;
+    match file.try_lock() {
+        Ok(()) => None,
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut line = String::new();
+            let _ = file.read_to_string(&mut line);
+            Some(describe(line.trim()))
+        }
+        Err(std::fs::TryLockError::Error(_)) => None,
     }
 }
 
@@ -111,7 +134,9 @@ mod tests {
         assert!(e.contains("another process"), "{e}");
         assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
         assert!(e.contains("s ago"), "{e}");
+        assert!(holder(&dir).is_some_and(|h| h.contains("pid")));
         drop(held);
+        assert_eq!(holder(&dir), None);
         RunLock::acquire(&dir).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -78,6 +78,22 @@ pub fn check_config(cfg: &RunConfig) -> Result<()> {
     if cfg.replicates == 0 {
         return bad("--replicates must be at least 1".into());
     }
+    // Replicate indices are a 24-bit field of every stream id, the largest one reserved for
+    // run-wide streams; the VAE and the LM also draw chunked sub-streams, distinct only for
+    // indices below CHUNKED_REPLICATES.
+    let limit = match cfg.model {
+        ModelKind::Vae | ModelKind::Lm => crate::rng::streams::CHUNKED_REPLICATES,
+        _ => crate::rng::streams::RUN_WIDE_REPLICATE,
+    };
+    if cfg.replicate_offset.checked_add(cfg.replicates).is_none_or(|end| end > limit) {
+        return bad(format!(
+            "--replicate-offset {} + --replicates {} exceeds the {limit} replicate indices a {} \
+             run's random streams keep distinct",
+            cfg.replicate_offset,
+            cfg.replicates,
+            format!("{:?}", cfg.model).to_lowercase()
+        ));
+    }
     struct Check<'a>(&'a RunConfig);
     impl WithModel for Check<'_> {
         type Output = ();

@@ -131,7 +131,7 @@ pub(super) fn pool<G: Generator>(
         history[j - 1].generate(
             backend,
             count,
-            StreamKey::new(cfg.seed, stream_id(purpose::SYNTHETIC, r, j)),
+            StreamKey::new(cfg.seed, stream_id(purpose::SYNTHETIC, cfg.replicate_index(r), j)),
         )
     };
     let concat = |parts: Vec<Matrix>| -> Result<Matrix> {
@@ -157,7 +157,7 @@ pub(super) fn pool<G: Generator>(
         }
         Policy::Mix(f) => {
             let nr = (f * m as f64).round() as usize;
-            let key = StreamKey::new(cfg.seed, stream_id(purpose::MIX, r, n));
+            let key = StreamKey::new(cfg.seed, stream_id(purpose::MIX, cfg.replicate_index(r), n));
             let x = concat(vec![draw_rows(train, nr, key)?, synth(n, m - nr)?])?;
             Ok(Pool {
                 x,
@@ -193,13 +193,13 @@ pub(super) fn pool<G: Generator>(
                     backend,
                     t,
                     nr,
-                    StreamKey::new(cfg.seed, stream_id(purpose::REAL, r, n)),
+                    StreamKey::new(cfg.seed, stream_id(purpose::REAL, cfg.replicate_index(r), n)),
                 )?,
                 // A file has no generator: draw rows (with replacement) as new real data.
                 _ => draw_rows(
                     real.all_train.as_ref().unwrap_or(train),
                     nr,
-                    StreamKey::new(cfg.seed, stream_id(purpose::REAL, r, n)),
+                    StreamKey::new(cfg.seed, stream_id(purpose::REAL, cfg.replicate_index(r), n)),
                 )?,
             };
             let x = concat(vec![fresh, synth(n, m - nr)?])?;

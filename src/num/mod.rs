@@ -10,6 +10,7 @@ pub mod density;
 pub mod float;
 pub mod gemm;
 pub mod linalg;
+pub mod stats;
 pub mod summation;
 
 use crate::error::{Error, Result};

@@ -15,6 +15,7 @@ mod info;
 mod rng;
 mod run;
 mod sample;
+mod sweep;
 mod train;
 
 use std::process::ExitCode;
@@ -70,6 +71,12 @@ enum Command {
     /// (`drift kernels`).
     #[command(subcommand)]
     Drift(drift::DriftCommand),
+    /// Sweeps: a grid of `collapse run`s (seeds × policies × sizes × backends …) from a TOML
+    /// spec, planned into one directory, run here (`sweep run`) or as a Slurm job array
+    /// (`sweep slurm`), followed (`sweep status`) and gathered into tidy tables with 95%
+    /// confidence intervals (`sweep collect`); `collapse plot DIR` draws them grouped.
+    #[command(subcommand)]
+    Sweep(sweep::SweepCommand),
 }
 
 fn main() -> ExitCode {
@@ -116,5 +123,6 @@ fn dispatch(cli: Cli, given: &[String]) -> Result<()> {
         Command::Check(a) => check::check(&options, &a),
         Command::Bench(a) => bench::bench(&options, &a),
         Command::Drift(c) => drift::drift(&options, &c),
+        Command::Sweep(c) => sweep::sweep(&options, &c),
     }
 }

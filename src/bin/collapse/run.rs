@@ -12,6 +12,8 @@ use collapse_kernels::experiment::{LmInit, LmRunConfig};
 use collapse_kernels::gpu::{self, GpuOptions};
 use collapse_kernels::models::vae::train::DEFAULT_TRAIN_IMAGES;
 use collapse_kernels::ops::Backend;
+use collapse_kernels::report::{Band, PlotOptions};
+use collapse_kernels::sweep;
 use collapse_kernels::trainers::Engine;
 use collapse_kernels::{Error, Result};
 
@@ -35,6 +37,7 @@ pub struct RunArgs {
     /// the earlier ones stay byte-identical), --replicate-jobs and --checkpoint-secs may be
     /// given with it; any other experiment flag is an error. The files are checked against the
     /// checkpoint first: a missing, shortened or edited metrics.csv or params.jsonl is refused.
+    /// (--no-plots may be given too.)
     #[arg(long, conflicts_with = "out")]
     pub resume: Option<PathBuf>,
     /// Write the run into --out even when that directory holds other files (not a run); the
@@ -53,12 +56,18 @@ pub struct RunArgs {
     /// do not depend on it, only the time; 1 runs the replicates one after another.
     #[arg(long, default_value_t = 0)]
     pub replicate_jobs: usize,
+    /// Do not draw DIR/plots/ at the end (sweeps of many small runs plot their groups
+    /// instead: `collapse plot SWEEP_DIR`); `collapse plot DIR --out …` draws them later.
+    #[arg(long)]
+    pub no_plots: bool,
 }
 
 /// `collapse plot`'s flags.
 #[derive(clap::Args, Debug)]
 pub struct PlotArgs {
-    /// Run directories (each with a summary.json).
+    /// Run directories (each with a summary.json), or one sweep directory (with a sweep.json:
+    /// its finished jobs, grouped by --group-by), or a `drift run` directory (its backends'
+    /// runs overlaid).
     #[arg(required = true)]
     pub runs: Vec<PathBuf>,
     /// Directory for the SVG files (one per metric). A directory that already holds SVG files
@@ -68,6 +77,17 @@ pub struct PlotArgs {
     /// Replace SVG files already in --out.
     #[arg(long)]
     pub force: bool,
+    /// The band around each curve: ci95 (95% Student-t confidence interval of the mean over
+    /// the replicates, and over the seeds of a sweep group), sd (± 1 sample sd), none.
+    #[arg(long, value_enum, default_value_t = Band::Ci95)]
+    pub band: Band,
+    /// Logarithmic y axis (points ≤ 0 are left out).
+    #[arg(long)]
+    pub log_y: bool,
+    /// A sweep: one line per group of these axes, comma-separated (default: every axis but
+    /// seed that takes more than one value); labels are the group's axis values.
+    #[arg(long, value_delimiter = ',')]
+    pub group_by: Option<Vec<String>>,
 }
 
 /// The experiment flags shared by `collapse run` and `collapse drift run`. The VAE's and the
@@ -106,6 +126,13 @@ pub struct ExperimentArgs {
     /// Independent replicate chains (seeds derived from --seed).
     #[arg(long, default_value_t = 8)]
     pub replicates: usize,
+    /// Index of the first replicate: the run holds replicates OFFSET .. OFFSET + --replicates
+    /// (so numbered in metrics.csv), each drawing the random numbers replicate i of the same
+    /// experiment (same --seed and settings) draws in any run: `--replicates 1
+    /// --replicate-offset 3` is replicate 3 of `--replicates 5`, bit for bit. (--seed names
+    /// the experiment; a different seed is a different experiment, not another replicate.)
+    #[arg(long, default_value_t = 0)]
+    pub replicate_offset: usize,
     /// Training pool: replace (last generation's samples), accumulate (all real and synthetic
     /// data so far), mix:F (fraction F real, drawn from the real set), fresh:F (fraction F new
     /// real data each generation).
@@ -193,6 +220,7 @@ impl ExperimentArgs {
             generations: a.generations,
             samples: a.samples,
             replicates: a.replicates,
+            replicate_offset: a.replicate_offset,
             policy: a.policy.parse()?,
             seed: a.seed,
             k: a.k,
@@ -231,7 +259,13 @@ impl ExperimentArgs {
 pub fn run(options: &GpuOptions, a: &RunArgs, given: &[String]) -> Result<()> {
     let (config, dir) = match &a.resume {
         Some(dir) => {
-            let allowed = ["generations", "replicate_jobs", "checkpoint_secs", "resume"];
+            let allowed = [
+                "generations",
+                "replicate_jobs",
+                "checkpoint_secs",
+                "resume",
+                "no_plots",
+            ];
             let ignored: Vec<String> = given
                 .iter()
                 .filter(|g| !allowed.contains(&g.as_str()) && g.as_str() != "adapter")
@@ -271,7 +305,14 @@ pub fn run(options: &GpuOptions, a: &RunArgs, given: &[String]) -> Result<()> {
         force: a.force,
         generations: extend,
     };
-    run_with(options, config, dir, a.resume.is_some(), &run_options)
+    run_with(
+        options,
+        config,
+        dir,
+        a.resume.is_some(),
+        &run_options,
+        !a.no_plots,
+    )
 }
 
 /// A number of seconds: finite and ≥ 0.
@@ -282,17 +323,66 @@ fn parse_seconds(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
-/// `collapse plot`: one SVG per metric over every run of `a.runs`.
+/// `collapse plot`: one SVG per metric over every run of `a.runs` (or the groups of a sweep).
 pub fn plot(a: &PlotArgs) -> Result<()> {
     collapse_kernels::io::output::refuse_overwrite(
         &collapse_kernels::io::output::svg_files(&a.out),
         a.force,
         &format!("--out {}", a.out.display()),
     )?;
-    for f in collapse_kernels::report::plot_runs(&a.runs, &a.out)? {
+    let o = PlotOptions {
+        band: a.band,
+        log_y: a.log_y,
+    };
+    let sweep_dir = (a.runs.len() == 1 && a.runs[0].join(sweep::manifest::MANIFEST_FILE).exists())
+        .then(|| a.runs[0].clone());
+    let files = if let Some(root) = sweep_dir {
+        let m = sweep::Manifest::read(&root)?;
+        let group_by = a
+            .group_by
+            .clone()
+            .unwrap_or_else(|| sweep::plot::default_group_by(&m));
+        sweep::plot::plot_sweep(&root, &m, &group_by, &a.out, &o)?
+    } else {
+        if a.group_by.is_some() {
+            return Err(Error::InvalidArgument(
+                "--group-by applies to a sweep directory (one holding sweep.json)".into(),
+            ));
+        }
+        collapse_kernels::report::plot_runs_with(&expand_drift(&a.runs), &a.out, &o)?
+    };
+    for f in files {
         println!("wrote {}", f.display());
     }
     Ok(())
+}
+
+/// A `drift run` directory (no summary.json, one run directory per backend inside) stands
+/// for its backends' runs.
+fn expand_drift(dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for d in dirs {
+        let subs: Vec<PathBuf> = if d.join("summary.json").exists() || !d.join("pairs.csv").exists()
+        {
+            Vec::new()
+        } else {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(d)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.join("summary.json").exists())
+                .collect();
+            v.sort();
+            v
+        };
+        if subs.is_empty() {
+            out.push(d.clone());
+        } else {
+            out.extend(subs);
+        }
+    }
+    out
 }
 
 /// Run (or resume) the generational experiment `config` into `dir`, with a progress bar; then
@@ -303,6 +393,7 @@ fn run_with(
     dir: PathBuf,
     resume: bool,
     run_options: &experiment::RunOptions,
+    plot: bool,
 ) -> Result<()> {
     let replicate_jobs = run_options.jobs;
     let kind: BackendKind = config.backend.parse()?;
@@ -339,8 +430,11 @@ fn run_with(
     bar.finish_and_clear();
     let report = r?;
     let t_plots = Instant::now();
-    let plots =
-        collapse_kernels::report::plot_runs(std::slice::from_ref(&dir), &dir.join("plots"))?;
+    let plots = if plot {
+        collapse_kernels::report::plot_runs(std::slice::from_ref(&dir), &dir.join("plots"))?
+    } else {
+        Vec::new()
+    };
     let plot_seconds = t_plots.elapsed().as_secs_f64();
     print_first_and_last(&dir)?;
     let s = report.seconds;
