@@ -186,8 +186,8 @@ start() {
   stop_daemons # a half-started or dead cluster: start afresh
   choose_ports
   write_conf
-  slurmctld -c -f "$CONF" || { log_tail; die "slurmctld failed to start (logs above)"; }
-  slurmd -f "$CONF" || { log_tail; stop_daemons; die "slurmd failed to start (logs above)"; }
+  slurmctld -c -f "$CONF" || { log_tail; die "slurmctld failed to start (logs in $DIR/log)"; }
+  slurmd -f "$CONF" || { log_tail; stop_daemons; die "slurmd failed to start (logs in $DIR/log)"; }
   local t
   for ((t = 0; t < TIMEOUT * 5; t++)); do
     if running && node_idle; then
@@ -198,7 +198,7 @@ start() {
   done
   log_tail
   stop_daemons
-  die "the node did not become idle within $TIMEOUT s (state folder $DIR; logs above; COLLAPSE_SLURM_TIMEOUT raises the limit)"
+  die "the node did not become idle within $TIMEOUT s (logs in $DIR/log; COLLAPSE_SLURM_TIMEOUT raises the limit)"
 }
 
 # Whether the running cluster answers: its node idle, or busy with jobs (mix/alloc).
