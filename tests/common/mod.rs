@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod files;
+pub mod slurm;
 pub mod table;
 
 use std::path::{Path, PathBuf};
