@@ -440,14 +440,18 @@ fn run_with(
     let s = report.seconds;
     println!(
         "done in {:.1} s (fits {:.2} s, metrics {:.2} s, checkpoints {:.2} s in {} commits, \
-         plots {plot_seconds:.2} s): {}/metrics.csv, summary.json, state.json, plots/ ({} SVG)",
+         plots {plot_seconds:.2} s): {}/metrics.csv, summary.json, state.json{}",
         t.elapsed().as_secs_f64(),
         s.fit,
         s.metrics,
         s.checkpoint,
         s.commits,
         dir.display(),
-        plots.len()
+        if plot {
+            format!(", plots/ ({} SVG)", plots.len())
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }
