@@ -459,13 +459,20 @@ fn drift_run_writes_per_backend_runs_and_the_headline() {
         ]
         .concat(),
     ));
-    assert!(stdout.contains("how much of the collapse is arithmetic"), "{stdout}");
+    assert!(
+        stdout.contains("how much of the collapse is arithmetic"),
+        "{stdout}"
+    );
     let tables: Vec<Table> = backends
         .iter()
         .map(|b| Table::metrics(&out.join(b)))
         .collect();
     for (b, t) in backends.iter().zip(&tables) {
-        assert_eq!(t.len(), (g + 1) * r, "{b}: one row per generation and replicate");
+        assert_eq!(
+            t.len(),
+            (g + 1) * r,
+            "{b}: one row per generation and replicate"
+        );
         assert_eq!(t.header(), tables[0].header(), "{b}");
         assert_eq!(
             t.header(),

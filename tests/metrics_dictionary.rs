@@ -111,12 +111,20 @@ fn metrics_command_filters_by_model_and_rejects_unknown_ones() {
         .collect::<Vec<_>>();
     let want: Vec<String> = POOL_COLUMNS
         .iter()
-        .chain(&["heldout_ll", "l2_to_truth", "weight_entropy", "tail_coverage"])
+        .chain(&[
+            "heldout_ll",
+            "l2_to_truth",
+            "weight_entropy",
+            "tail_coverage",
+        ])
         .map(|s| s.to_string())
         .collect();
     assert_eq!(names, want);
     let table = ok(&collapse(["metrics", "--model", "lm"]));
-    assert!(table.contains("val_ppl") && !table.contains("tail_coverage"), "{table}");
+    assert!(
+        table.contains("val_ppl") && !table.contains("tail_coverage"),
+        "{table}"
+    );
     assert!(table.contains("with --data:"), "{table}");
     fails(
         &collapse(["metrics", "--model", "gpt"]),
@@ -139,7 +147,9 @@ fn run_help_lists_every_metric_and_points_to_the_dictionary() {
 fn readme_metrics_section_names_every_metric() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
         .expect("README.md");
-    let start = readme.find("\n## Metrics").expect("README has a ## Metrics section");
+    let start = readme
+        .find("\n## Metrics")
+        .expect("README has a ## Metrics section");
     let section = &readme[start + 1..];
     let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
     for d in definitions() {

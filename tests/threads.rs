@@ -53,7 +53,13 @@ fn threads_is_global_and_checked() {
     // After the subcommand too (a global flag), and on rng.
     // The cpu32 backend names its pool's size: the flag sized it.
     let out = ok(&collapse([
-        "rng", "--backend", "cpu32", "--count", "1000", "--threads", "1",
+        "rng",
+        "--backend",
+        "cpu32",
+        "--count",
+        "1000",
+        "--threads",
+        "1",
     ]));
     assert!(out.contains("host CPU, 1 threads"), "{out}");
     let out = ok(&collapse_env(
@@ -77,5 +83,8 @@ fn threads_is_global_and_checked() {
         "--threads many",
     );
     let help = ok(&collapse(["run", "--help"]));
-    assert!(help.contains("--threads") && help.contains("COLLAPSE_THREADS"), "{help}");
+    assert!(
+        help.contains("--threads") && help.contains("COLLAPSE_THREADS"),
+        "{help}"
+    );
 }

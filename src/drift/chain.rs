@@ -38,8 +38,8 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::experiment::{
-    ModelKind, Policy, RunConfig, RunOptions, Simulation, Truth, builtin_truth, metrics::l2_distance,
-    simulate,
+    ModelKind, Policy, RunConfig, RunOptions, Simulation, Truth, builtin_truth,
+    metrics::l2_distance, simulate,
 };
 use crate::ops::Backend;
 use crate::ops::gmm::{CovarianceType, GmmParams};
@@ -121,7 +121,15 @@ fn run_each(
         let mut report = |d, tot| progress(name, d, tot);
         let sim = match dir {
             None => simulate(&s.backend, &cpu, cfg, jobs, &mut report),
-            Some(dir) => run_into(&s.backend, &cpu, cfg, name, jobs, &dir.join(name), &mut report),
+            Some(dir) => run_into(
+                &s.backend,
+                &cpu,
+                cfg,
+                name,
+                jobs,
+                &dir.join(name),
+                &mut report,
+            ),
         }
         .map_err(|e| Error::Numerical(format!("{name}: {e}")))?;
         out.push(Trajectory {
@@ -161,8 +169,8 @@ fn run_into(
     };
     crate::experiment::run(backend, cpu, Some(cfg.clone()), dir, &options, progress)?;
     let path = dir.join(crate::experiment::PARAMS_FILE);
-    let text =
-        std::fs::read_to_string(&path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
     let mut history: Vec<Vec<GmmParams>> = vec![Vec::new(); cfg.replicates];
     for (i, line) in text.lines().enumerate() {
         let generation: Vec<GmmParams> = serde_json::from_str(line)

@@ -60,22 +60,34 @@ fn read(path: &Path) -> Result<Metrics> {
         .map(String::from)
         .collect();
     if header.len() < POOL_COLUMNS.len() || header[..POOL_COLUMNS.len()] != POOL_COLUMNS {
-        return Err(err(&"not a collapse run's metrics.csv (its first columns are not \
+        return Err(err(
+            &"not a collapse run's metrics.csv (its first columns are not \
                           generation, replicate, pool_size, pool_real_fraction, \
-                          pool_composition)"));
+                          pool_composition)",
+        ));
     }
     let mut rows = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
         let rec = rec.map_err(|e| err(&e))?;
         let int = |c: usize| {
             rec[c].parse::<usize>().map_err(|_| {
-                err(&format!("line {}: {} {:?} is not an integer", i + 2, header[c], &rec[c]))
+                err(&format!(
+                    "line {}: {} {:?} is not an integer",
+                    i + 2,
+                    header[c],
+                    &rec[c]
+                ))
             })
         };
         let values = (POOL_COLUMNS.len()..header.len())
             .map(|c| {
                 rec[c].parse::<f64>().map_err(|_| {
-                    err(&format!("line {}: {} {:?} is not a number", i + 2, header[c], &rec[c]))
+                    err(&format!(
+                        "line {}: {} {:?} is not a number",
+                        i + 2,
+                        header[c],
+                        &rec[c]
+                    ))
                 })
             })
             .collect::<Result<Vec<f64>>>()?;

@@ -346,7 +346,11 @@ mod tests {
                 d.name
             );
             assert!(!d.models.is_empty() && !d.units.is_empty(), "{}", d.name);
-            assert!(d.definition.len() > 20 && !d.with_data.is_empty(), "{}", d.name);
+            assert!(
+                d.definition.len() > 20 && !d.with_data.is_empty(),
+                "{}",
+                d.name
+            );
         }
     }
 

@@ -114,8 +114,6 @@ pub fn run_help() -> String {
     for m in MODELS {
         s.push_str(&format!("  {m}: {}\n", names(Some(m)).join(", ")));
     }
-    s.push_str(
-        "  (gaussian: mu, sigma for 1-D data; mu_0.., sigma_0.. per dimension for D > 1)\n",
-    );
+    s.push_str("  (gaussian: mu, sigma for 1-D data; mu_0.., sigma_0.. per dimension for D > 1)\n");
     s
 }

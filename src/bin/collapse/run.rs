@@ -234,7 +234,9 @@ pub fn run(options: &GpuOptions, a: &RunArgs, given: &[String]) -> Result<()> {
             let allowed = ["generations", "replicate_jobs", "checkpoint_secs", "resume"];
             let ignored: Vec<String> = given
                 .iter()
-                .filter(|g| !allowed.contains(&g.as_str()) && !["adapter", "threads"].contains(&g.as_str()))
+                .filter(|g| {
+                    !allowed.contains(&g.as_str()) && !["adapter", "threads"].contains(&g.as_str())
+                })
                 .map(|g| format!("--{}", g.replace('_', "-")))
                 .collect();
             if !ignored.is_empty() {
