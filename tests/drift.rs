@@ -424,3 +424,160 @@ fn kernel_drift_cli_writes_table_and_plots() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `collapse drift run` writes each backend's run as a `collapse run` directory (issue 19):
+/// `OUT/<backend>/metrics.csv` in `collapse run`'s format (byte-identical to `collapse run
+/// --backend cpu32` of the same flags), `summary.json` that `collapse plot` overlays, and the
+/// headline (headline.csv and summary.json), recomputed here from those files.
+#[test]
+fn drift_run_writes_per_backend_runs_and_the_headline() {
+    let dir = tmpdir("per-backend");
+    let out = dir.join("drift");
+    let (g, r) = (12usize, 4usize);
+    let flags = [
+        "--generations",
+        "12",
+        "--samples",
+        "10",
+        "--replicates",
+        "4",
+        "--policy",
+        "mix:0.1",
+        "--seed",
+        "5",
+    ];
+    let backends = ["cpu64", "cpu32", "cpu32-f16"];
+    let stdout = ok(&collapse(
+        [
+            &["drift", "run"][..],
+            &flags,
+            &[
+                "--backends",
+                &backends.join(","),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    ));
+    assert!(
+        stdout.contains("how much of the collapse is arithmetic"),
+        "{stdout}"
+    );
+    let tables: Vec<Table> = backends
+        .iter()
+        .map(|b| Table::metrics(&out.join(b)))
+        .collect();
+    for (b, t) in backends.iter().zip(&tables) {
+        assert_eq!(
+            t.len(),
+            (g + 1) * r,
+            "{b}: one row per generation and replicate"
+        );
+        assert_eq!(t.header(), tables[0].header(), "{b}");
+        assert_eq!(
+            t.header(),
+            [
+                "generation",
+                "replicate",
+                "pool_size",
+                "pool_real_fraction",
+                "pool_composition",
+                "mu",
+                "sigma",
+                "w2_to_truth"
+            ]
+        );
+        let s: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join(b).join("summary.json")).unwrap())
+                .unwrap();
+        assert_eq!(s["config"]["backend"], *b);
+        assert_eq!(s["policy_spec"], "mix:0.1");
+        assert_eq!(s["generations"].as_array().unwrap().len(), g + 1);
+    }
+    // The same metrics as `collapse run` on that backend, to the byte.
+    let single = dir.join("single");
+    ok(&collapse(
+        [
+            &["run"][..],
+            &flags,
+            &["--backend", "cpu32", "--out", single.to_str().unwrap()],
+        ]
+        .concat(),
+    ));
+    assert!(
+        std::fs::read(single.join("metrics.csv")).unwrap()
+            == std::fs::read(out.join("cpu32/metrics.csv")).unwrap(),
+        "drift's cpu32 metrics.csv differs from collapse run --backend cpu32's"
+    );
+    // The headline: per metric and backend after the first, recomputed from the files.
+    let h = Table::read(out.join("headline.csv"));
+    let metrics = ["mu", "sigma", "w2_to_truth"];
+    assert_eq!(h.len(), metrics.len() * (backends.len() - 1));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["headline"].as_array().unwrap().len(), h.len());
+    assert_eq!(summary["policy_spec"], "mix:0.1");
+    let at = |t: &Table, m: &str, gi: usize| t.at(m, gi);
+    for (i, row) in h.rows().enumerate() {
+        let (m, b) = (metrics[i / 2], backends[1 + i % 2]);
+        assert_eq!((row.str("metric"), row.str("backend")), (m, b));
+        assert_eq!(row.str("reference"), "cpu64");
+        let (a, t) = (&tables[0], &tables[1 + i % 2]);
+        let collapse: f64 = at(a, m, g)
+            .iter()
+            .zip(at(a, m, 0))
+            .map(|(x, y)| (x - y).abs())
+            .sum::<f64>()
+            / r as f64;
+        let per_gen: Vec<Vec<f64>> = (0..=g)
+            .map(|gi| {
+                at(a, m, gi)
+                    .iter()
+                    .zip(at(t, m, gi))
+                    .map(|(x, y)| (x - y).abs())
+                    .collect()
+            })
+            .collect();
+        let mean_max = per_gen
+            .iter()
+            .map(|d| d.iter().sum::<f64>() / r as f64)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let max = per_gen.iter().flatten().copied().fold(0.0, f64::max);
+        let close = |x: f64, y: f64| (x - y).abs() <= 1e-12 * y.abs().max(1e-300);
+        assert!(close(row.f64("collapse"), collapse), "{m} {b} collapse");
+        assert!(close(row.f64("diff_mean_max"), mean_max), "{m} {b} mean");
+        assert!(close(row.f64("diff_max"), max), "{m} {b} max");
+        assert!(
+            close(row.f64("ratio"), mean_max / collapse),
+            "{m} {b}: ratio {} vs {}",
+            row.f64("ratio"),
+            mean_max / collapse
+        );
+        assert!(collapse > 0.0 && max >= mean_max, "{m} {b}");
+    }
+    // `collapse plot` overlays the backends' runs, one legend entry each.
+    let plots = dir.join("plots");
+    ok(&collapse([
+        "plot",
+        out.join("cpu64").to_str().unwrap(),
+        out.join("cpu32").to_str().unwrap(),
+        "--out",
+        plots.to_str().unwrap(),
+    ]));
+    check_legend(
+        &plots.join("sigma.svg"),
+        &["cpu64 (mix:0.1, cpu64)", "cpu32 (mix:0.1, cpu32)"],
+    );
+    // A second drift run into the same --out replaces the backends' runs.
+    ok(&collapse(
+        [
+            &["drift", "run"][..],
+            &flags,
+            &["--backends", "cpu64,cpu32", "--out", out.to_str().unwrap()],
+        ]
+        .concat(),
+    ));
+    assert_eq!(Table::metrics(&out.join("cpu32")).len(), (g + 1) * r);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -33,10 +33,14 @@
 //! Gaussian chain under `replace` the rounding-free prediction of the `floor` generation
 //! ([`floor_theory`]).
 
+use std::path::Path;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::experiment::{ModelKind, Policy, RunConfig, Simulation, metrics::l2_distance, simulate};
+use crate::experiment::{
+    ModelKind, Policy, RunConfig, RunOptions, Simulation, Truth, builtin_truth,
+    metrics::l2_distance, simulate,
+};
 use crate::ops::Backend;
 use crate::ops::gmm::{CovarianceType, GmmParams};
 use crate::trainers::Engine;
@@ -63,13 +67,48 @@ pub struct Trajectory {
 }
 
 /// Run `cfg` on every backend of `names` (the first is the reference of the plots), each with
-/// `jobs` replicates at once (see [`crate::experiment::replicates`]).
+/// `jobs` replicates at once (see [`crate::experiment::replicates`]), in memory.
 /// `progress(backend, generations_done, total)` reports each generation.
 pub fn run_all(
     cfg: &RunConfig,
     names: &[String],
     options: &crate::gpu::GpuOptions,
     jobs: usize,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<Vec<Trajectory>> {
+    run_each(cfg, names, options, jobs, None, progress)
+}
+
+/// [`run_all`], each backend's run written as a `collapse run` directory `dir/<backend>`
+/// ([`crate::experiment::run`]: `metrics.csv`, `summary.json`, `state.json`, `params.jsonl`,
+/// the configuration's `backend` the backend's name), so its metrics are exactly `collapse
+/// run`'s and `collapse plot dir/cpu64 dir/cpu32` overlays the backends. A run directory
+/// already there (an earlier drift run) is replaced. The fits are the same as in memory.
+pub fn run_all_into(
+    cfg: &RunConfig,
+    names: &[String],
+    options: &crate::gpu::GpuOptions,
+    jobs: usize,
+    dir: &Path,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<Vec<Trajectory>> {
+    run_each(cfg, names, options, jobs, Some(dir), progress)
+}
+
+/// The files of a run directory [`run_all_into`] replaces.
+const RUN_FILES: [&str; 4] = [
+    crate::experiment::METRICS_FILE,
+    crate::experiment::PARAMS_FILE,
+    crate::experiment::STATE_FILE,
+    "summary.json",
+];
+
+fn run_each(
+    cfg: &RunConfig,
+    names: &[String],
+    options: &crate::gpu::GpuOptions,
+    jobs: usize,
+    dir: Option<&Path>,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<Vec<Trajectory>> {
     crate::experiment::check_config(cfg)?;
@@ -79,9 +118,19 @@ pub fn run_all(
     for name in names {
         let s = super::open_subject(name, &mut gpu, options)?;
         let t = Instant::now();
-        let sim = simulate(&s.backend, &cpu, cfg, jobs, &mut |d, tot| {
-            progress(name, d, tot)
-        })
+        let mut report = |d, tot| progress(name, d, tot);
+        let sim = match dir {
+            None => simulate(&s.backend, &cpu, cfg, jobs, &mut report),
+            Some(dir) => run_into(
+                &s.backend,
+                &cpu,
+                cfg,
+                name,
+                jobs,
+                &dir.join(name),
+                &mut report,
+            ),
+        }
         .map_err(|e| Error::Numerical(format!("{name}: {e}")))?;
         out.push(Trajectory {
             name: name.clone(),
@@ -92,6 +141,66 @@ pub fn run_all(
         });
     }
     Ok(out)
+}
+
+/// One backend's run into the run directory `dir` (see [`run_all_into`]), its fits read back
+/// from `params.jsonl` (exact: f64 round-trips through its JSON).
+fn run_into(
+    backend: &Engine,
+    cpu: &Engine,
+    cfg: &RunConfig,
+    name: &str,
+    jobs: usize,
+    dir: &Path,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Simulation> {
+    for f in RUN_FILES {
+        let p = dir.join(f);
+        if p.exists() {
+            std::fs::remove_file(&p).map_err(|e| Error::Io(format!("{}: {e}", p.display())))?;
+        }
+    }
+    let mut cfg = cfg.clone();
+    cfg.backend = name.to_string();
+    let options = RunOptions {
+        jobs,
+        force: true,
+        ..RunOptions::default()
+    };
+    crate::experiment::run(backend, cpu, Some(cfg.clone()), dir, &options, progress)?;
+    let path = dir.join(crate::experiment::PARAMS_FILE);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    let mut history: Vec<Vec<GmmParams>> = vec![Vec::new(); cfg.replicates];
+    for (i, line) in text.lines().enumerate() {
+        let generation: Vec<GmmParams> = serde_json::from_str(line)
+            .map_err(|e| Error::Data(format!("{} line {}: {e}", path.display(), i + 1)))?;
+        if generation.len() != cfg.replicates {
+            return Err(Error::Data(format!(
+                "{} line {}: {} replicates, the run has {}",
+                path.display(),
+                i + 1,
+                generation.len(),
+                cfg.replicates
+            )));
+        }
+        for (h, p) in history.iter_mut().zip(generation) {
+            h.push(p);
+        }
+    }
+    if history[0].len() != cfg.generations + 1 {
+        return Err(Error::Data(format!(
+            "{}: {} generations, the run has {}",
+            path.display(),
+            history[0].len(),
+            cfg.generations + 1
+        )));
+    }
+    let truth = match &cfg.truth {
+        Truth::Builtin(t) => builtin_truth(t)?,
+        Truth::File(_) => history[0][0].clone(),
+    };
+    Ok(Simulation { history, truth })
 }
 
 fn theta(p: &GmmParams) -> Vec<f64> {

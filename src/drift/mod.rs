@@ -3,7 +3,9 @@
 //! [`chain`] runs one generational experiment (same configuration, seed and Philox streams) on
 //! several backends and precisions and compares the trajectories generation by generation:
 //! every backend draws the same random numbers, so any difference between two runs is
-//! arithmetic. [`kernels`] measures each kernel family's error against the f64 reference as a
+//! arithmetic; with a directory ([`chain::run_all_into`]) each backend's run is a `collapse run`
+//! directory, and [`headline`] states per metric how much of the collapse is arithmetic.
+//! [`kernels`] measures each kernel family's error against the f64 reference as a
 //! function of problem size and input scale.
 //!
 //! # Backends
@@ -13,6 +15,7 @@
 //! in one summation order) and `cpu32-f16` (samples stored as binary16).
 
 pub mod chain;
+pub mod headline;
 pub mod kernels;
 pub mod output;
 pub mod plot;

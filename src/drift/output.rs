@@ -10,7 +10,9 @@ use crate::error::{Error, Result};
 use crate::experiment::RunConfig;
 
 /// Write the report into `dir`: `pairs.csv`, `crossings.csv`, `absorption.csv`,
-/// `absorption_per_replicate.csv`, `spread.csv`, `summary.json` and `plots/*.svg`
+/// `absorption_per_replicate.csv`, `spread.csv`, `headline.csv` (the rows of `headline`, see
+/// [`super::headline`]; also under `headline` in `summary.json`), `summary.json` and
+/// `plots/*.svg`
 /// (`pairs.csv`, `spread.csv` and the plots hold every generation of runs up to 1000
 /// generations, else every ⌈(G+1)/1000⌉-th and the last; crossings and absorption always use
 /// every generation); with
@@ -21,6 +23,7 @@ pub fn write(
     cfg: &RunConfig,
     runs: &[Trajectory],
     report: &Report,
+    headline: &[super::headline::HeadlineRow],
     params: bool,
 ) -> Result<Vec<PathBuf>> {
     use crate::io::write_csv;
@@ -59,11 +62,13 @@ pub fn write(
         write_csv(p, &report.per_replicate)
     })?;
     put("spread.csv", &|p| write_csv(p, &thin.spread))?;
+    put("headline.csv", &|p| write_csv(p, headline))?;
     if params {
         put("params.csv", &|p| write_params(p, runs))?;
     }
     let summary = serde_json::json!({
         "config": cfg,
+        "policy_spec": cfg.policy.to_string(),
         "backends": runs.iter().map(|t| serde_json::json!({
             "name": t.name,
             "device": t.device,
@@ -73,6 +78,7 @@ pub fn write(
         "thresholds": THRESHOLDS,
         "crossings": report.crossings,
         "absorption": report.absorption,
+        "headline": headline,
     });
     put("summary.json", &|p| {
         let bytes = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Io(e.to_string()))?;

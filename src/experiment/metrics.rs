@@ -283,7 +283,7 @@ pub fn values(
     Ok(v)
 }
 
-/// `summary.json`: the configuration, the real data's `reference` values when the model has any,
+/// `summary.json`: the configuration (and its policy as typed, `policy_spec`), the real data's `reference` values when the model has any,
 /// and, per generation, the mean and standard deviation over replicates of every metric column.
 pub fn write_summary(
     dir: &Path,
@@ -328,7 +328,13 @@ pub fn write_summary(
             serde_json::json!({"generation": g, "replicates": rows.len(), "metrics": m})
         })
         .collect();
-    let mut doc = serde_json::json!({"config": cfg, "generations": gens});
+    // `policy_spec`: the policy as typed on the command line (`replace`, `mix:0.1`), one
+    // spelling for every policy (`config.policy` keeps serde's form, which resume reads).
+    let mut doc = serde_json::json!({
+        "config": cfg,
+        "policy_spec": cfg.policy.to_string(),
+        "generations": gens,
+    });
     if let Some(r) = reference {
         doc["reference"] = r;
     }

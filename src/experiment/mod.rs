@@ -24,6 +24,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod dictionary;
 pub mod generations;
 pub mod lm;
 pub mod lock;
@@ -43,6 +44,7 @@ pub use config::{
     LmInit, LmRunConfig, ModelKind, Policy, RunConfig, Truth, VaeRunConfig, Verifier, builtin_truth,
 };
 pub use data::RealData;
+pub use dictionary::{MetricDefinition, definitions, write_dictionary_csv};
 pub use pool::{Generator, Pool};
 
 use crate::error::{Error, Result};

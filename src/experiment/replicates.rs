@@ -20,9 +20,11 @@ use crate::error::{Error, Result};
 pub const MAX_JOBS: usize = 256;
 
 /// Replicates run at once when the user asks for `requested` (`0` = automatic): automatic is one
-/// per core the machine reports; never more than `replicates` or [`MAX_JOBS`].
+/// per thread of rayon's global pool (every core the machine reports, unless `collapse
+/// --threads N` or `RAYON_NUM_THREADS` sized the pool), so one thread limit bounds both the
+/// replicates and the backends' parallel loops; never more than `replicates` or [`MAX_JOBS`].
 pub fn jobs(requested: usize, replicates: usize) -> usize {
-    let auto = || std::thread::available_parallelism().map_or(1, |n| n.get());
+    let auto = rayon::current_num_threads;
     let j = if requested == 0 { auto() } else { requested };
     j.clamp(1, replicates.clamp(1, MAX_JOBS))
 }

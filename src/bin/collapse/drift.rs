@@ -21,8 +21,23 @@ pub enum DriftCommand {
     /// entry and compare: per generation the distance between each pair's trajectories and the
     /// first generation each pair passes 1e-6, 1e-4, 1e-2; per backend when replicates reach
     /// the absorbing state (σ exactly 0; σ on the rounding floor, ≤ 16·u·|μ|). Writes pairs.csv,
-    /// crossings.csv, absorption.csv, absorption_per_replicate.csv, spread.csv, summary.json and
-    /// plots/ into --out, and prints the crossing and absorption tables.
+    /// crossings.csv, absorption.csv, absorption_per_replicate.csv, spread.csv, headline.csv,
+    /// summary.json and plots/ into --out, and each backend's run as a `collapse run` directory
+    /// OUT/BACKEND/ (metrics.csv, summary.json, state.json, params.jsonl: the same columns and
+    /// metric code as `collapse run --backend BACKEND`, so `collapse plot OUT/cpu64 OUT/cpu32`
+    /// overlays the backends); prints the crossing and absorption tables and the headline.
+    ///
+    /// The headline (headline.csv, and "headline" in summary.json): how much of the collapse
+    /// is arithmetic. One row per metric (the model's metrics.csv columns after the pool's)
+    /// and backend B after the first of --backends (the reference, REF): metric, reference,
+    /// backend; diff_mean_max, the largest over generations of the mean over replicates of
+    /// |metric on B − metric on REF| (diff_mean_generation: the first generation attaining
+    /// it); diff_max, the largest such difference over generations and replicates
+    /// (diff_max_generation); collapse, the size of the collapse itself on REF, the mean over
+    /// replicates of |metric at the last generation − at generation 0|; ratio =
+    /// diff_mean_max / collapse (0: none of the collapse is arithmetic; 1 or more: the
+    /// backends differ by as much as the metric moves). Pairs where a value is NaN are left
+    /// out; a quantity with no finite pair is NaN.
     Run(Box<DriftRunArgs>),
     /// Error of each kernel family vs the f64 reference as a function of problem size and input
     /// scale: sums (naive, pairwise, Kahan), the Gaussian fit, the E-step log-likelihood,
@@ -110,11 +125,12 @@ fn drift_run(options: &GpuOptions, a: &DriftRunArgs) -> Result<()> {
     let t = Instant::now();
     let mut base = 0u64;
     let mut current = String::new();
-    let runs = chain::run_all(
+    let runs = chain::run_all_into(
         &cfg,
         &names,
         options,
         a.replicate_jobs,
+        &a.out,
         &mut |name, done, total| {
             if name != current {
                 if !current.is_empty() {
@@ -129,7 +145,8 @@ fn drift_run(options: &GpuOptions, a: &DriftRunArgs) -> Result<()> {
     bar.finish_and_clear();
     let runs = runs?;
     let report = chain::analyse(&cfg, &runs)?;
-    let files = drift::output::write(&a.out, &cfg, &runs, &report, a.params)?;
+    let headline = drift::headline::headline(&a.out, &names)?;
+    let files = drift::output::write(&a.out, &cfg, &runs, &report, &headline, a.params)?;
     for t in &runs {
         println!("{:<15} {:>8.1} s  {}", t.name, t.seconds, t.device);
     }
@@ -179,6 +196,29 @@ fn drift_run(options: &GpuOptions, a: &DriftRunArgs) -> Result<()> {
             se,
             format!("[{}, {}]", show(r.p10), show(r.p90)),
             r.theory_median.map_or(String::new(), |x| format!("{x:.1}"))
+        );
+    }
+    println!(
+        "\nhow much of the collapse is arithmetic (largest difference from {} at any generation: \
+         mean [max] over replicates; collapse: mean |last − generation 0| on {}; ratio = mean \
+         difference / collapse)",
+        names[0], names[0]
+    );
+    println!(
+        "{:<18} {:<15} {:>11} {:>5} {:>11} {:>11} {:>10}",
+        "metric", "backend", "difference", "gen", "[max]", "collapse", "ratio"
+    );
+    let show_gen = |g: Option<usize>| g.map_or("-".to_string(), |g| g.to_string());
+    for h in &headline {
+        println!(
+            "{:<18} {:<15} {:>11.3e} {:>5} {:>11.3e} {:>11.3e} {:>10.3e}",
+            h.metric,
+            h.backend,
+            h.diff_mean_max,
+            show_gen(h.diff_mean_generation),
+            h.diff_max,
+            h.collapse,
+            h.ratio
         );
     }
     println!(

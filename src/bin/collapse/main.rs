@@ -2,7 +2,7 @@
 //!
 //! One file per command family, each holding its clap arguments and its handler: [`info`],
 //! [`rng`], [`fit`], [`train`], [`sample`], [`run`] (`run`, `plot`), [`check`], [`bench`],
-//! [`drift`]; [`common`] holds what several share (GPU options and context, progress bars,
+//! [`drift`], [`metrics`]; [`common`] holds what several share (GPU options and context, progress bars,
 //! records flags, the EM and LM shape flags). A new command is one new file here plus its
 //! variant in [`Command`] and its arm in [`dispatch`].
 
@@ -12,6 +12,7 @@ mod common;
 mod drift;
 mod fit;
 mod info;
+mod metrics;
 mod rng;
 mod run;
 mod sample;
@@ -32,6 +33,15 @@ struct Cli {
     /// automatic choice (discrete GPU, then integrated, then a CPU adapter such as lavapipe).
     #[arg(long, global = true, env = "COLLAPSE_ADAPTER")]
     adapter: Option<String>,
+
+    /// Worker threads for everything that computes: rayon's global pool (the cpu32 backend, the
+    /// CPU trainers, EM initialisation, cpu64's parallel loops), the replicates run at once
+    /// when --replicate-jobs is 0 (run, drift run), and lavapipe's threads (LP_NUM_THREADS,
+    /// unless already set). At least 1; default: every core (or RAYON_NUM_THREADS when set).
+    /// `--threads 1` runs the computation on one core. The numbers do not depend on it, only
+    /// the time.
+    #[arg(long, global = true, env = "COLLAPSE_THREADS", value_name = "N", value_parser = parse_threads)]
+    threads: Option<usize>,
 
     #[command(subcommand)]
     command: Command,
@@ -56,6 +66,7 @@ enum Command {
     /// Run a generational model-collapse experiment: generation 0 fits real data, generation n
     /// fits samples of generation n−1 (mixed with real data by --policy). Writes metrics.csv,
     /// summary.json and state.json (the checkpoint; see --checkpoint-secs) into --out.
+    #[command(after_long_help = metrics::run_help())]
     Run(run::RunArgs),
     /// Overlay the collapse curves of several runs: one SVG per metric shared by all of them
     /// (mean over replicates, band ± 1 sd), e.g. one run per policy.
@@ -77,6 +88,34 @@ enum Command {
     /// confidence intervals (`sweep collect`); `collapse plot DIR` draws them grouped.
     #[command(subcommand)]
     Sweep(sweep::SweepCommand),
+    /// Define every metrics.csv column: what it measures, its units, its formula, and what it
+    /// means when --data replaces a built-in truth.
+    Metrics(metrics::MetricsArgs),
+}
+
+/// `--threads`: a positive thread count.
+fn parse_threads(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (it is the number of worker threads)".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e} (a positive thread count)")),
+    }
+}
+
+/// Size every thread pool to `threads` (see [`Cli::threads`]) before any computation starts:
+/// rayon's global pool, and lavapipe's threads when `LP_NUM_THREADS` is unset.
+fn set_threads(threads: Option<usize>) -> Result<()> {
+    let Some(n) = threads else {
+        return Ok(());
+    };
+    if std::env::var_os("LP_NUM_THREADS").is_none() {
+        // SAFETY: called from main before any other thread of this process exists.
+        unsafe { std::env::set_var("LP_NUM_THREADS", n.to_string()) };
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .map_err(|e| collapse_kernels::Error::InvalidArgument(format!("--threads {n}: {e}")))
 }
 
 fn main() -> ExitCode {
@@ -90,6 +129,10 @@ fn main() -> ExitCode {
         .subcommand()
         .map(|(_, m)| given_on_command_line(m))
         .unwrap_or_default();
+    if let Err(e) = set_threads(cli.threads) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     match dispatch(cli, &given) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -124,5 +167,6 @@ fn dispatch(cli: Cli, given: &[String]) -> Result<()> {
         Command::Bench(a) => bench::bench(&options, &a),
         Command::Drift(c) => drift::drift(&options, &c),
         Command::Sweep(c) => sweep::sweep(&options, &c),
+        Command::Metrics(a) => metrics::metrics(&a),
     }
 }

@@ -268,7 +268,9 @@ pub fn run(options: &GpuOptions, a: &RunArgs, given: &[String]) -> Result<()> {
             ];
             let ignored: Vec<String> = given
                 .iter()
-                .filter(|g| !allowed.contains(&g.as_str()) && g.as_str() != "adapter")
+                .filter(|g| {
+                    !allowed.contains(&g.as_str()) && !["adapter", "threads"].contains(&g.as_str())
+                })
                 .map(|g| format!("--{}", g.replace('_', "-")))
                 .collect();
             if !ignored.is_empty() {

@@ -240,13 +240,10 @@ fn plan(a: &PlanArgs) -> Result<()> {
     Ok(())
 }
 
-/// Cores this process may use: the global --threads / COLLAPSE_THREADS, else the machine's.
+/// Cores this process may use: the global --threads / COLLAPSE_THREADS (which size rayon's
+/// global pool before any command runs), else the machine's.
 fn cores() -> usize {
-    std::env::var("COLLAPSE_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    rayon::current_num_threads()
 }
 
 fn run_local(a: &RunSweepArgs) -> Result<()> {
@@ -347,6 +344,8 @@ fn run_child(exe: &Path, root: &Path, i: usize, threads: usize) -> Result<bool> 
         .try_clone()
         .map_err(|e| Error::Io(format!("{}: {e}", log_path.display())))?;
     let st = Command::new(exe)
+        .arg("--threads")
+        .arg(threads.to_string())
         .arg("sweep")
         .arg("task")
         .arg(root)
@@ -659,6 +658,5 @@ fn collect_cmd(a: &CollectArgs) -> Result<()> {
 
 /// Every metric's definition, as CSV.
 fn write_dictionary(path: &Path) -> Result<()> {
-    let _ = path; // MERGE: experiment::dictionary::write_dictionary_csv(path) (lane defs)
-    Ok(())
+    collapse_kernels::experiment::write_dictionary_csv(path)
 }
