@@ -28,7 +28,7 @@ use crate::num::density::gauss_density;
 use crate::num::density::logsumexp;
 use crate::num::linalg::cholesky_lower;
 use crate::num::summation::pairwise_sum;
-use crate::ops::gmm::{CovarianceType, EStepParams, GmmParams, TERMS_BLOCK};
+use crate::ops::gmm::{CovarianceType, EStepParams, GmmParams, TERMS_BLOCK, transpose_block};
 use crate::rng::streams::RUN_WIDE_REPLICATE;
 use crate::rng::streams::{purpose, stream_id};
 use crate::rng::{StreamKey, host_normals_f64};
@@ -49,8 +49,20 @@ pub struct TailRegion {
     /// `ln K` of the truth: its log-density lies within `[m, m + ln K]` of its largest
     /// component term `m`, so most points are decided without a log-sum-exp.
     ln_k: f64,
-    /// Standard normals `[TAIL_MODEL_SAMPLES][D]`.
+    /// The standard normals by coordinate, `[D][TAIL_MODEL_SAMPLES]` (draw `j`'s coordinate
+    /// `t` at `t·TAIL_MODEL_SAMPLES + j`), so a block of draws is a contiguous slice per
+    /// coordinate and the transform `μ_k + L_k z` vectorises over draws.
     z: Vec<f64>,
+}
+
+/// Scratch of [`TailRegion::coverage`], allocated once per call: a block of draws by coordinate
+/// (`[D][TERMS_BLOCK]`), the truth's terms (`[K][TERMS_BLOCK]`), their largest term per draw and
+/// one draw's terms (`[K]`).
+struct TailScratch {
+    x: Vec<f64>,
+    terms: Vec<f64>,
+    largest: [f64; TERMS_BLOCK],
+    l: Vec<f64>,
 }
 
 impl TailRegion {
@@ -64,34 +76,49 @@ impl TailRegion {
             TAIL_TRUTH_SAMPLES,
             StreamKey::new(0, stream_id(purpose::TAIL, 0, 0)),
         )?;
-        let mut l: Vec<f64> = (0..x.rows).map(|i| t.log_density(x.row(i))).collect();
+        // `log_density_rows` gives `log_density`'s bits, a block at a time.
+        let mut l = vec![0.0; x.rows];
+        t.log_density_rows(&x.data, &mut l);
         l.sort_by(f64::total_cmp);
-        let mut z = vec![0.0; TAIL_MODEL_SAMPLES * truth.d];
+        let d = truth.d;
+        let mut z = vec![0.0; TAIL_MODEL_SAMPLES * d];
         host_normals_f64(
             StreamKey::new(seed, stream_id(purpose::TAIL, RUN_WIDE_REPLICATE, 0)),
             0,
             &mut z,
         );
+        let mut by_coordinate = vec![0.0; z.len()];
+        transpose_block(&z, d, &mut by_coordinate);
         Ok(Self {
             ln_k: (t.k as f64).ln(),
             truth: t,
             threshold: l[TAIL_TRUTH_SAMPLES / 100],
-            z,
+            z: by_coordinate,
         })
+    }
+
+    /// Whether the largest truth term `m` of a point decides that it lies in the region (its
+    /// log-density, within `[m, m + ln K]`, below the threshold): `Some` when it does, `None`
+    /// when only the log-sum-exp can tell.
+    fn decided_by_largest(&self, m: f64) -> Option<bool> {
+        if m >= self.threshold {
+            Some(false)
+        } else if m + self.ln_k < self.threshold {
+            Some(true)
+        } else {
+            None
+        }
     }
 
     /// Whether a point whose truth terms `ln w_c + ln N(x | μ_c, Σ_c)` are `l` (`[K]`) lies in
     /// the region (its log-density, the log-sum-exp of `l`, below the threshold): the largest
-    /// term decides most points without the log-sum-exp.
+    /// term decides most points without the log-sum-exp. (The blocked path,
+    /// [`Self::count_inside`], makes the same decision from the same terms.)
+    #[cfg(test)]
     fn inside(&self, l: &[f64]) -> bool {
         let m = l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        if m >= self.threshold {
-            false
-        } else if m + self.ln_k < self.threshold {
-            true
-        } else {
-            logsumexp(l) < self.threshold
-        }
+        self.decided_by_largest(m)
+            .unwrap_or_else(|| logsumexp(l) < self.threshold)
     }
 
     /// Whether `x` lies in the truth's outer region: its log-density is below the threshold.
@@ -104,32 +131,47 @@ impl TailRegion {
         self.inside(&l)
     }
 
-    /// How many of the points `rows` (`[B][D]`, at most [`TERMS_BLOCK`]) lie in the region
-    /// ([`Self::inside`]), the truth's terms computed a block at a time.
-    fn count_inside(&self, rows: &[f64], terms: &mut [f64]) -> usize {
+    /// How many of the `b` points of the column block `s.x` (`[D][b]`, `b` at most
+    /// [`TERMS_BLOCK`]) lie in the region: [`Self::inside`]'s decision, with the truth's terms
+    /// and their largest one computed over the block (vectorised), and the log-sum-exp only for
+    /// the points the largest term leaves open.
+    fn count_inside(&self, b: usize, s: &mut TailScratch) -> usize {
         let t = &self.truth;
-        let b = rows.len() / t.d.max(1);
-        t.terms_block(rows, terms);
-        let mut l = vec![0.0; t.k];
-        (0..b)
-            .filter(|&r| {
-                for (c, v) in l.iter_mut().enumerate() {
-                    *v = terms[c * b + r];
+        t.terms_cols(&s.x[..t.d * b], b, &mut s.terms);
+        let largest = &mut s.largest[..b];
+        largest.fill(f64::NEG_INFINITY);
+        for col in s.terms[..t.k * b].chunks_exact(b) {
+            for (m, v) in largest.iter_mut().zip(col) {
+                *m = m.max(*v);
+            }
+        }
+        let mut inside = 0;
+        for (r, m) in largest.iter().enumerate() {
+            let yes = self.decided_by_largest(*m).unwrap_or_else(|| {
+                for (c, v) in s.l.iter_mut().enumerate() {
+                    *v = s.terms[c * b + r];
                 }
-                self.inside(&l)
-            })
-            .count()
+                logsumexp(&s.l) < self.threshold
+            });
+            inside += usize::from(yes);
+        }
+        inside
     }
 
     /// The probability model `p` gives the region, `Σ_k w_k · (share of component k's draws
     /// inside)`: component k's draws are `μ_k + L_k z` (`L_k L_kᵀ = Σ_k`) over its own block of
-    /// the run's normals. NaN when a covariance has no Cholesky factor.
+    /// the run's normals, each coordinate `μ_r + Σ_{t≤r} L_rt z_t` summed in `t` order (from
+    /// −0, as `Iterator::sum` does). NaN when a covariance has no Cholesky factor.
     pub fn coverage(&self, p: &GmmParams) -> f64 {
         let d = p.d;
         let rows = self.z.len() / d.max(1);
         let per = (rows / p.k.max(1)).max(1);
-        let mut x = vec![0.0; TERMS_BLOCK * d];
-        let mut terms = vec![0.0; self.truth.k * TERMS_BLOCK];
+        let mut s = TailScratch {
+            x: vec![0.0; TERMS_BLOCK * d],
+            terms: vec![0.0; self.truth.k * TERMS_BLOCK],
+            largest: [0.0; TERMS_BLOCK],
+            l: vec![0.0; self.truth.k],
+        };
         let mut total = 0.0;
         for k in 0..p.k {
             let factor = match full_cov(p, k) {
@@ -147,15 +189,27 @@ impl TailRegion {
             let mut inside = 0usize;
             for start in (0..per).step_by(TERMS_BLOCK) {
                 let b = TERMS_BLOCK.min(per - start);
-                for (j, xj) in x.chunks_exact_mut(d).take(b).enumerate() {
-                    let row = (k * per + start + j).min(rows - 1);
-                    let z = &self.z[row * d..(row + 1) * d];
-                    for (r, xr) in xj.iter_mut().enumerate() {
-                        let lr = &l[r * d..r * d + r + 1];
-                        *xr = mu[r] + lr.iter().zip(z).map(|(a, b)| a * b).sum::<f64>();
+                let first = k * per + start;
+                for (r, xr) in s.x.chunks_exact_mut(b).take(d).enumerate() {
+                    xr.fill(-0.0);
+                    for (t, a) in l[r * d..r * d + r + 1].iter().enumerate() {
+                        let zt = &self.z[t * rows..(t + 1) * rows];
+                        if first + b <= rows {
+                            for (xv, zv) in xr.iter_mut().zip(&zt[first..first + b]) {
+                                *xv += a * zv;
+                            }
+                        } else {
+                            // More components than draws: the last draws repeat.
+                            for (j, xv) in xr.iter_mut().enumerate() {
+                                *xv += a * zt[(first + j).min(rows - 1)];
+                            }
+                        }
+                    }
+                    for xv in xr.iter_mut() {
+                        *xv = mu[r] + *xv;
                     }
                 }
-                inside += self.count_inside(&x[..b * d], &mut terms);
+                inside += self.count_inside(b, &mut s);
             }
             total += p.weights[k] * inside as f64 / per as f64;
         }
@@ -396,5 +450,122 @@ mod tests {
         let mut bad = full.clone();
         bad.covariances[0] = -1.0;
         assert!(tr.coverage(&bad).is_nan());
+    }
+
+    /// A random mixture of `k` components in `d` dimensions (seeded): means N(0, 2²), weights
+    /// from squared normals, covariances `A Aᵀ/d + 0.3 I` (full) or `0.3 + v²` (diagonal).
+    fn random_mixture(k: usize, d: usize, cov: CovarianceType, seed: u64) -> GmmParams {
+        let mut v = vec![0.0; k * (1 + d + d * d)];
+        host_normals_f64(StreamKey::new(seed, 5), 0, &mut v);
+        let (w, rest) = v.split_at(k);
+        let (means, a) = rest.split_at(k * d);
+        let w: Vec<f64> = w.iter().map(|x| 0.1 + x * x).collect();
+        let total: f64 = w.iter().sum();
+        let covariances = match cov {
+            CovarianceType::Full => (0..k)
+                .flat_map(|c| {
+                    let a = &a[c * d * d..(c + 1) * d * d];
+                    (0..d * d).map(move |ij| {
+                        let (i, j) = (ij / d, ij % d);
+                        let s: f64 = (0..d).map(|t| a[i * d + t] * a[j * d + t]).sum();
+                        s / d as f64 + if i == j { 0.3 } else { 0.0 }
+                    })
+                })
+                .collect(),
+            CovarianceType::Diag => a[..k * d].iter().map(|x| 0.3 + x * x).collect(),
+        };
+        GmmParams {
+            k,
+            d,
+            covariance_type: cov,
+            weights: w.iter().map(|x| x / total).collect(),
+            means: means.iter().map(|x| 2.0 * x).collect(),
+            covariances,
+        }
+    }
+
+    /// The coverage point by point, as the estimator is defined: draw `j` of component k is
+    /// `μ_k + L_k z_j` (each coordinate an iterator sum), tested by [`TailRegion::contains`].
+    fn coverage_point_by_point(tr: &TailRegion, p: &GmmParams) -> f64 {
+        let d = p.d;
+        let rows = tr.z.len() / d;
+        let per = (rows / p.k).max(1);
+        let mut total = 0.0;
+        for k in 0..p.k {
+            let c = full_cov(p, k);
+            let l = match p.covariance_type {
+                CovarianceType::Full => cholesky_lower(&c, d).unwrap(),
+                CovarianceType::Diag => (0..d * d)
+                    .map(|i| if i % (d + 1) == 0 { c[i].sqrt() } else { 0.0 })
+                    .collect(),
+            };
+            let inside = (0..per)
+                .filter(|&j| {
+                    let row = (k * per + j).min(rows - 1);
+                    let x: Vec<f64> = (0..d)
+                        .map(|r| {
+                            p.means[k * d + r]
+                                + (0..=r)
+                                    .map(|t| l[r * d + t] * tr.z[t * rows + row])
+                                    .sum::<f64>()
+                        })
+                        .collect();
+                    tr.contains(&x)
+                })
+                .count();
+            total += p.weights[k] * inside as f64 / per as f64;
+        }
+        total
+    }
+
+    /// The blocked metrics (tail coverage over column blocks, the held-out log-likelihood over
+    /// `log_density_rows`) give exactly the bits of the plain per-point computations, on fresh
+    /// random truths and models of several shapes, both covariance types, with a partial last
+    /// block and more than 16 components (the log-density's heap path).
+    #[test]
+    fn blocked_metrics_match_the_per_point_computation_bit_for_bit() {
+        let cpu = Engine::create(BackendKind::Cpu64, None).unwrap();
+        let mut interior = 0;
+        let mut cases = 0;
+        for (i, &(k, d)) in [(1, 1), (2, 2), (3, 2), (2, 3), (5, 4), (17, 2)]
+            .iter()
+            .enumerate()
+        {
+            for cov in [CovarianceType::Full, CovarianceType::Diag] {
+                let seed = 100 + 2 * i as u64;
+                let truth = random_mixture(k, d, cov, seed);
+                let tr = TailRegion::new(seed, &truth, &cpu).unwrap();
+                // Models: a perturbed, widened truth and an unrelated mixture of other K.
+                let mut near = truth.clone();
+                near.means.iter_mut().for_each(|m| *m += 0.4);
+                near.covariances.iter_mut().for_each(|v| *v *= 1.7);
+                let far = random_mixture(k % 3 + 1, d, cov, seed + 1);
+                for p in [&truth, &near, &far] {
+                    let got = tr.coverage(p);
+                    let want = coverage_point_by_point(&tr, p);
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "K={k} D={d} {cov:?}: {got} vs {want}"
+                    );
+                    interior += usize::from(got > 0.0 && got < 1.0);
+                    cases += 1;
+                }
+                // Held-out log-likelihood: 1000 points (a partial last block) from the model.
+                let x = sample_model(&cpu, &near, 1000, StreamKey::new(seed, 7)).unwrap();
+                let e = near.estep_params().unwrap();
+                let mut blocked = vec![0.0; x.rows];
+                e.log_density_rows(&x.data, &mut blocked);
+                for (r, got) in blocked.iter().enumerate() {
+                    let want = e.log_density(x.row(r));
+                    assert_eq!(got.to_bits(), want.to_bits(), "K={k} D={d} {cov:?} row {r}");
+                }
+            }
+        }
+        // The estimates are informative (not all 0 or 1), so the comparison can fail.
+        assert!(
+            interior * 2 > cases,
+            "{interior} of {cases} coverages strictly inside (0, 1)"
+        );
     }
 }

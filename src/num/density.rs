@@ -71,6 +71,33 @@ pub fn logsumexp<T: HostFloat>(l: &[T]) -> T {
     m + s.ln()
 }
 
+/// [`logsumexp`] of every column of `l` (`[K][B]`, `l[c·B + r]`, `B = out.len()`) into `out`
+/// (`[B]`), bit for bit: the largest term of each column first (a pass over the rows per
+/// component, which vectorises), then the sum in component order with the largest term's
+/// `exp(0)` skipped, as [`logsumexp`] does.
+pub fn logsumexp_columns(l: &[f64], out: &mut [f64]) {
+    let b = out.len();
+    out.fill(f64::NEG_INFINITY);
+    for col in l.chunks_exact(b.max(1)) {
+        for (m, v) in out.iter_mut().zip(col) {
+            *m = m.max(*v);
+        }
+    }
+    for (r, o) in out.iter_mut().enumerate() {
+        let m = *o;
+        let finite = m.is_finite();
+        let mut s = 0.0;
+        for v in l.iter().skip(r).step_by(b) {
+            s += if finite && *v == m {
+                1.0
+            } else {
+                (v - m).exp()
+            };
+        }
+        *o = m + s.ln();
+    }
+}
+
 /// [`logsumexp`] of `l`, and `l` replaced by the normalised `exp(l_i − lse)` (responsibilities
 /// from per-component log-densities).
 pub fn lse_normalise<T: HostFloat>(l: &mut [T]) -> T {

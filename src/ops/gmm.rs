@@ -8,7 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::num::density::{
-    HALF_LN_2PI, PrecisionFactor, log_gauss, log_mixture_density, logsumexp,
+    HALF_LN_2PI, PrecisionFactor, log_gauss, log_mixture_density, logsumexp_columns,
 };
 use crate::num::linalg::cholesky_lower;
 
@@ -140,8 +140,19 @@ impl GmmParams {
     }
 }
 
-/// Rows per block of [`EStepParams::terms_block`].
+/// Rows per block of [`EStepParams::terms_block`] and [`EStepParams::terms_cols`].
 pub const TERMS_BLOCK: usize = 64;
+
+/// The block `rows` (`[B][D]`, row-major) as columns: `cols[i·B + r] = rows[r·D + i]`
+/// (`cols` `[D][B]`), the layout [`EStepParams::terms_cols`] reads.
+pub fn transpose_block(rows: &[f64], d: usize, cols: &mut [f64]) {
+    let b = rows.len() / d.max(1);
+    for (r, row) in rows.chunks_exact(d.max(1)).enumerate() {
+        for (i, v) in row.iter().enumerate() {
+            cols[i * b + r] = *v;
+        }
+    }
+}
 
 impl EStepParams {
     /// `ln N(x | μ_c, Σ_c)` of component `c` at `x` (`[D]`), f64
@@ -165,30 +176,41 @@ impl EStepParams {
 
     /// `ln w_c + ln N(x_b | μ_c, Σ_c)` for every row `b` of `rows` (`[B][D]`, row-major, at most
     /// [`TERMS_BLOCK`] rows) and component `c`, into `terms` (`[K][B]`): the same bits as
-    /// [`Self::log_gauss`]` + ln w_c` row by row (the same operations in the same order), computed
-    /// a component at a time over the block so the compiler can vectorise across rows.
+    /// [`Self::log_gauss`]` + ln w_c` row by row. The rows are transposed and evaluated by
+    /// [`Self::terms_cols`]; a caller with its own column block calls that directly.
     pub fn terms_block(&self, rows: &[f64], terms: &mut [f64]) {
+        let b = rows.len() / self.d.max(1);
+        let mut cols = vec![0.0; self.d * b];
+        transpose_block(rows, self.d, &mut cols);
+        self.terms_cols(&cols, b, terms);
+    }
+
+    /// [`Self::terms_block`] for a block given by columns: `cols` is `[D][B]` (`cols[i·B + r]` is
+    /// coordinate `i` of row `r`, `B = b` at most [`TERMS_BLOCK`]), `terms` `[K][B]`. The same
+    /// operations in the same order as [`Self::log_gauss`]` + ln w_c` for each row (so the same
+    /// bits), a component at a time over contiguous coordinates, so the loops over rows vectorise.
+    pub fn terms_cols(&self, cols: &[f64], b: usize, terms: &mut [f64]) {
         let d = self.d;
-        let b = rows.len() / d.max(1);
-        debug_assert!(b <= TERMS_BLOCK && terms.len() >= self.k * b);
+        debug_assert!(b <= TERMS_BLOCK && cols.len() >= d * b && terms.len() >= self.k * b);
         let mut q = [0.0f64; TERMS_BLOCK];
         let mut y = [0.0f64; TERMS_BLOCK];
+        let (q, y) = (&mut q[..b], &mut y[..b]);
         let half = d as f64 * HALF_LN_2PI;
         for c in 0..self.k {
             let mu = &self.means[c * d..(c + 1) * d];
-            q[..b].fill(0.0);
+            q.fill(0.0);
             match self.covariance_type {
                 CovarianceType::Full => {
                     let u = &self.prec_chol[c * d * d..(c + 1) * d * d];
                     for j in 0..d {
-                        y[..b].fill(0.0);
+                        y.fill(0.0);
                         for i in 0..=j {
                             let (m, w) = (mu[i], u[i * d + j]);
-                            for (yv, x) in y[..b].iter_mut().zip(rows.chunks_exact(d)) {
-                                *yv += (x[i] - m) * w;
+                            for (yv, x) in y.iter_mut().zip(&cols[i * b..(i + 1) * b]) {
+                                *yv += (x - m) * w;
                             }
                         }
-                        for (qv, yv) in q[..b].iter_mut().zip(&y[..b]) {
+                        for (qv, yv) in q.iter_mut().zip(y.iter()) {
                             *qv += yv * yv;
                         }
                     }
@@ -197,36 +219,33 @@ impl EStepParams {
                     let s = &self.prec_chol[c * d..(c + 1) * d];
                     for i in 0..d {
                         let (m, w) = (mu[i], s[i]);
-                        for (qv, x) in q[..b].iter_mut().zip(rows.chunks_exact(d)) {
-                            let yv = (x[i] - m) * w;
+                        for (qv, x) in q.iter_mut().zip(&cols[i * b..(i + 1) * b]) {
+                            let yv = (x - m) * w;
                             *qv += yv * yv;
                         }
                     }
                 }
             }
             let (log_det, log_w) = (self.log_det[c], self.log_weights[c]);
-            for (t, qv) in terms[c * b..(c + 1) * b].iter_mut().zip(&q[..b]) {
+            for (t, qv) in terms[c * b..(c + 1) * b].iter_mut().zip(q.iter()) {
                 *t = -0.5 * qv - half + log_det + log_w;
             }
         }
     }
 
     /// [`Self::log_density`] of every row of `x` (`[N][D]`, row-major) into `out` (`[N]`), bit
-    /// for bit, through [`Self::terms_block`]: the metrics' held-out log-likelihood evaluates
-    /// 10 000 rows per replicate and generation.
+    /// for bit, a block of [`TERMS_BLOCK`] rows at a time through [`Self::terms_cols`] and
+    /// [`logsumexp_columns`]: the metrics' held-out log-likelihood evaluates 10 000 rows per
+    /// replicate and generation. Allocates its scratch once per call.
     pub fn log_density_rows(&self, x: &[f64], out: &mut [f64]) {
         let d = self.d.max(1);
+        let mut cols = vec![0.0; self.d * TERMS_BLOCK];
         let mut terms = vec![0.0; self.k * TERMS_BLOCK];
-        let mut l = vec![0.0; self.k];
         for (block, o) in x.chunks(TERMS_BLOCK * d).zip(out.chunks_mut(TERMS_BLOCK)) {
-            let b = block.len() / d;
-            self.terms_block(block, &mut terms);
-            for (r, v) in o.iter_mut().enumerate().take(b) {
-                for (c, lc) in l.iter_mut().enumerate() {
-                    *lc = terms[c * b + r];
-                }
-                *v = logsumexp(&l);
-            }
+            let b = (block.len() / d).min(o.len());
+            transpose_block(&block[..b * self.d], self.d, &mut cols[..self.d * b]);
+            self.terms_cols(&cols[..self.d * b], b, &mut terms);
+            logsumexp_columns(&terms[..self.k * b], &mut o[..b]);
         }
     }
 
