@@ -567,7 +567,7 @@ fn drift_run_writes_per_backend_runs_and_the_headline() {
     ]));
     check_legend(
         &plots.join("sigma.svg"),
-        &["cpu64 (mix:0.1, cpu64)", "cpu32 (mix:0.1, cpu32)"],
+        &["backend=cpu64", "backend=cpu32"],
     );
     // A second drift run into the same --out replaces the backends' runs.
     ok(&collapse(

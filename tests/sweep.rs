@@ -90,20 +90,39 @@ fn a_sweep_plans_runs_collects_and_plots() {
     let long = Table::read(dir.join("collected.csv"));
     assert_eq!(
         &long.header()[..6],
-        ["job", "policy", "samples", "seed", "generation", "replicate"]
+        [
+            "job",
+            "policy",
+            "samples",
+            "seed",
+            "generation",
+            "replicate"
+        ]
     );
     assert!(long.header().contains(&"sigma"));
     assert_eq!(long.len(), 12 * 7 * 3);
     let summary = Table::read(dir.join("collected_summary.csv"));
     assert_eq!(
         summary.header(),
-        ["policy", "samples", "generation", "metric", "n", "mean", "sd", "ci95_low", "ci95_high"]
+        [
+            "policy",
+            "samples",
+            "generation",
+            "metric",
+            "n",
+            "mean",
+            "sd",
+            "ci95_low",
+            "ci95_high"
+        ]
     );
     // Recompute one cell: accumulate, 40 samples, generation 6, sigma over 3 seeds × 3 replicates.
     let xs: Vec<f64> = long
         .rows()
         .filter(|r| {
-            r.str("policy") == "accumulate" && r.str("samples") == "40" && r.usize("generation") == 6
+            r.str("policy") == "accumulate"
+                && r.str("samples") == "40"
+                && r.usize("generation") == 6
         })
         .map(|r| r.f64("sigma"))
         .collect();
@@ -134,16 +153,37 @@ fn a_sweep_plans_runs_collects_and_plots() {
     let plots = t.join("plots");
     ok(&collapse(["plot", s(&dir), "--out", s(&plots)]));
     let svg = std::fs::read_to_string(plots.join("sigma.svg")).unwrap();
-    assert!(svg.contains("policy=accumulate, samples=40"), "legend from the axes");
+    assert!(
+        svg.contains("policy=accumulate, samples=40"),
+        "legend from the axes"
+    );
     assert!(svg.contains("95% CI"), "the band is named");
     let logp = t.join("plots-log");
     ok(&collapse([
-        "plot", s(&dir), "--out", s(&logp), "--group-by", "policy", "--band", "sd", "--log-y",
+        "plot",
+        s(&dir),
+        "--out",
+        s(&logp),
+        "--group-by",
+        "policy",
+        "--band",
+        "sd",
+        "--log-y",
     ]));
     let svg = std::fs::read_to_string(logp.join("sigma.svg")).unwrap();
-    assert!(svg.contains("policy=replace") && !svg.contains("samples=10"), "grouped by policy");
+    assert!(
+        svg.contains("policy=replace") && !svg.contains("samples=10"),
+        "grouped by policy"
+    );
     fails(
-        &collapse(["plot", s(&dir), "--out", s(&t.join("p3")), "--group-by", "nope"]),
+        &collapse([
+            "plot",
+            s(&dir),
+            "--out",
+            s(&t.join("p3")),
+            "--group-by",
+            "nope",
+        ]),
         "--group-by nope: not an axis",
         "unknown axis",
     );
@@ -158,7 +198,10 @@ fn replanning_adds_new_jobs_and_refuses_changed_ones() {
     let before = std::fs::read_to_string(dir.join("sweep.json")).unwrap();
     let same = ok(&collapse(["sweep", "plan", s(&spec), "--out", s(&dir)]));
     assert!(same.contains("12 jobs (12 kept, 0 new)"), "{same}");
-    assert_eq!(before, std::fs::read_to_string(dir.join("sweep.json")).unwrap());
+    assert_eq!(
+        before,
+        std::fs::read_to_string(dir.join("sweep.json")).unwrap()
+    );
     // Two more seeds: 4 new jobs at indices 12..16; the old ones keep their indices.
     let more = write_spec(&t, "b.toml", &SPEC.replace("count = 3", "count = 4"));
     let out = ok(&collapse(["sweep", "plan", s(&more), "--out", s(&dir)]));
@@ -168,14 +211,21 @@ fn replanning_adds_new_jobs_and_refuses_changed_ones() {
     assert_eq!(jobs.row(12).str("seed"), "3");
     assert_eq!(jobs.row(12).str("policy"), "replace");
     // A changed base (every job's flags change) is refused, naming a job; nothing is written.
-    let changed = write_spec(&t, "c.toml", &SPEC.replace("generations = 6", "generations = 7"));
+    let changed = write_spec(
+        &t,
+        "c.toml",
+        &SPEC.replace("generations = 6", "generations = 7"),
+    );
     let before = std::fs::read_to_string(dir.join("sweep.json")).unwrap();
     fails(
         &collapse(["sweep", "plan", s(&changed), "--out", s(&dir)]),
         "drops or changes job 0 (policy=replace, samples=10, seed=0)",
         "changed spec",
     );
-    assert_eq!(before, std::fs::read_to_string(dir.join("sweep.json")).unwrap());
+    assert_eq!(
+        before,
+        std::fs::read_to_string(dir.join("sweep.json")).unwrap()
+    );
     // A job whose flags `collapse run` refuses is refused at plan time, naming it.
     let bad = write_spec(&t, "d.toml", &SPEC.replace("\"accumulate\"", "\"hoard\""));
     fails(
@@ -183,7 +233,11 @@ fn replanning_adds_new_jobs_and_refuses_changed_ones() {
         "job (policy=hoard, samples=10, seed=0)",
         "bad policy",
     );
-    let typo = write_spec(&t, "e.toml", &SPEC.replace("replicates = 3", "replicats = 3"));
+    let typo = write_spec(
+        &t,
+        "e.toml",
+        &SPEC.replace("replicates = 3", "replicats = 3"),
+    );
     fails(
         &collapse(["sweep", "plan", s(&typo), "--out", s(&t.join("other2"))]),
         "--replicats",
@@ -205,7 +259,9 @@ fn a_sweep_goes_on_past_a_failed_job_and_tasks_are_idempotent() {
     let t = tmpdir("sweep-fail");
     let good = t.join("good.csv");
     let bad = t.join("bad.csv");
-    let rows: String = (0..40).map(|i| format!("{}\n", (i as f64 * 0.37).sin())).collect();
+    let rows: String = (0..40)
+        .map(|i| format!("{}\n", (i as f64 * 0.37).sin()))
+        .collect();
     std::fs::write(&good, format!("x\n{rows}")).unwrap();
     std::fs::write(&bad, format!("x\n{rows}")).unwrap();
     let spec = write_spec(
@@ -225,16 +281,28 @@ fn a_sweep_goes_on_past_a_failed_job_and_tasks_are_idempotent() {
     let err = fails(&out, "2 of 4 jobs failed", "failing jobs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("2 done, 2 failed"), "{stdout}\n{err}");
-    assert!(stdout.contains("job 2 (") && stdout.contains("bad.csv"), "{stdout}");
+    assert!(
+        stdout.contains("job 2 (") && stdout.contains("bad.csv"),
+        "{stdout}"
+    );
     let st = ok(&collapse(["sweep", "status", s(&dir)]));
     assert!(st.contains("2 done") && st.contains("2 failed"), "{st}");
-    assert!(st.contains("job 3 (data=") && st.contains("bad.csv"), "{st}");
+    assert!(
+        st.contains("job 3 (data=") && st.contains("bad.csv"),
+        "{st}"
+    );
     // The failure is repaired: a new run does only the failed jobs.
     std::fs::write(&bad, format!("x\n{rows}")).unwrap();
     let done0 = std::fs::read(dir.join("jobs/00000/metrics.csv")).unwrap();
     let out = ok(&collapse(["sweep", "run", s(&dir)]));
-    assert!(out.contains("ran 2 jobs") && out.contains("2 done, 0 failed"), "{out}");
-    assert_eq!(done0, std::fs::read(dir.join("jobs/00000/metrics.csv")).unwrap());
+    assert!(
+        out.contains("ran 2 jobs") && out.contains("2 done, 0 failed"),
+        "{out}"
+    );
+    assert_eq!(
+        done0,
+        std::fs::read(dir.join("jobs/00000/metrics.csv")).unwrap()
+    );
     // A finished job's task does nothing; a task without an index outside Slurm is refused.
     let again = ok(&collapse(["sweep", "task", s(&dir), "--index", "1"]));
     assert!(again.contains("is done: nothing to do"), "{again}");
@@ -296,16 +364,34 @@ fn a_replicate_offset_reproduces_that_replicate_of_the_whole_run() {
         let o = Table::metrics(&one);
         assert_eq!(a.header(), o.header());
         let line = |r: common::table::Row<'_>| {
-            a.header().iter().map(|h| r.str(h)).collect::<Vec<_>>().join(",")
+            a.header()
+                .iter()
+                .map(|h| r.str(h))
+                .collect::<Vec<_>>()
+                .join(",")
         };
-        let want: Vec<String> = a.rows().filter(|r| r.usize("replicate") == 3).map(line).collect();
+        let want: Vec<String> = a
+            .rows()
+            .filter(|r| r.usize("replicate") == 3)
+            .map(line)
+            .collect();
         let got: Vec<String> = o.rows().map(line).collect();
         assert_eq!(got.len(), 5);
-        assert_eq!(got, want, "{model}: replicate 3 alone differs from replicate 3 of 5");
+        assert_eq!(
+            got, want,
+            "{model}: replicate 3 alone differs from replicate 3 of 5"
+        );
     }
     fails(
         &collapse([
-            "run", "--model", "lm", "--replicates", "2", "--replicate-offset", "255", "--out",
+            "run",
+            "--model",
+            "lm",
+            "--replicates",
+            "2",
+            "--replicate-offset",
+            "255",
+            "--out",
             s(&t.join("lm")),
         ]),
         "--replicate-offset 255 + --replicates 2 exceeds",

@@ -56,7 +56,10 @@ pub fn load_rows(
                         cpu,
                         &t,
                         cfg.samples,
-                        StreamKey::new(cfg.seed, stream_id(purpose::REAL, cfg.replicate_index(r), 0)),
+                        StreamKey::new(
+                            cfg.seed,
+                            stream_id(purpose::REAL, cfg.replicate_index(r), 0),
+                        ),
                     )
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -112,7 +115,10 @@ pub fn load_rows(
                 }
                 Some(k) => (0..cfg.replicates)
                     .map(|r| {
-                        let key = StreamKey::new(cfg.seed, stream_id(purpose::REAL, cfg.replicate_index(r), 0));
+                        let key = StreamKey::new(
+                            cfg.seed,
+                            stream_id(purpose::REAL, cfg.replicate_index(r), 0),
+                        );
                         let mut idx = crate::models::vae::train::permutation(all.rows, key);
                         idx.truncate(k);
                         idx.sort_unstable();

@@ -82,7 +82,10 @@ fn load_text(cfg: &RunConfig) -> Result<RealData> {
     let w = len + 1;
     let train = (0..cfg.replicates)
         .map(|r| {
-            let key = StreamKey::new(cfg.seed, stream_id(purpose::REAL, cfg.replicate_index(r), 0));
+            let key = StreamKey::new(
+                cfg.seed,
+                stream_id(purpose::REAL, cfg.replicate_index(r), 0),
+            );
             rows_matrix(
                 &crate::models::lm::train::batch(&corpus.train, cfg.samples, len, key)?,
                 w,
@@ -294,7 +297,10 @@ impl LmModel {
         let val_loss = self
             .on(ctx.backend)?
             .loss(&row_bytes(&ho.data), ho.cols - 1)?;
-        let key = StreamKey::new(ctx.cfg.seed, stream_id(purpose::TAIL, ctx.cfg.replicate_index(ctx.replicate), 0));
+        let key = StreamKey::new(
+            ctx.cfg.seed,
+            stream_id(purpose::TAIL, ctx.cfg.replicate_index(ctx.replicate), 0),
+        );
         let samples = self.generate(ctx.backend, DIVERSITY_SAMPLES, key)?;
         let texts: Vec<Vec<u8>> = (0..samples.rows)
             .map(|i| row_bytes(samples.row(i)))

@@ -87,7 +87,11 @@ pub fn check_config(cfg: &RunConfig) -> Result<()> {
         ModelKind::Vae | ModelKind::Lm => crate::rng::streams::CHUNKED_REPLICATES,
         _ => crate::rng::streams::RUN_WIDE_REPLICATE,
     };
-    if cfg.replicate_offset.checked_add(cfg.replicates).is_none_or(|end| end > limit) {
+    if cfg
+        .replicate_offset
+        .checked_add(cfg.replicates)
+        .is_none_or(|end| end > limit)
+    {
         return bad(format!(
             "--replicate-offset {} + --replicates {} exceeds the {limit} replicate indices a {} \
              run's random streams keep distinct",

@@ -131,7 +131,10 @@ pub(super) fn pool<G: Generator>(
         history[j - 1].generate(
             backend,
             count,
-            StreamKey::new(cfg.seed, stream_id(purpose::SYNTHETIC, cfg.replicate_index(r), j)),
+            StreamKey::new(
+                cfg.seed,
+                stream_id(purpose::SYNTHETIC, cfg.replicate_index(r), j),
+            ),
         )
     };
     let concat = |parts: Vec<Matrix>| -> Result<Matrix> {
@@ -193,13 +196,19 @@ pub(super) fn pool<G: Generator>(
                     backend,
                     t,
                     nr,
-                    StreamKey::new(cfg.seed, stream_id(purpose::REAL, cfg.replicate_index(r), n)),
+                    StreamKey::new(
+                        cfg.seed,
+                        stream_id(purpose::REAL, cfg.replicate_index(r), n),
+                    ),
                 )?,
                 // A file has no generator: draw rows (with replacement) as new real data.
                 _ => draw_rows(
                     real.all_train.as_ref().unwrap_or(train),
                     nr,
-                    StreamKey::new(cfg.seed, stream_id(purpose::REAL, cfg.replicate_index(r), n)),
+                    StreamKey::new(
+                        cfg.seed,
+                        stream_id(purpose::REAL, cfg.replicate_index(r), n),
+                    ),
                 )?,
             };
             let x = concat(vec![fresh, synth(n, m - nr)?])?;

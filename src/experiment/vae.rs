@@ -290,7 +290,10 @@ impl VaeModel {
         let z = latents(
             DIVERSITY_SAMPLES,
             self.cfg.z,
-            StreamKey::new(ctx.cfg.seed, stream_id(purpose::TAIL, ctx.cfg.replicate_index(ctx.replicate), 0)),
+            StreamKey::new(
+                ctx.cfg.seed,
+                stream_id(purpose::TAIL, ctx.cfg.replicate_index(ctx.replicate), 0),
+            ),
         )?;
         let samples = self.decode(ctx.cpu, &z)?;
         let (div, sd) = diversity(&samples);

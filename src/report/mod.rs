@@ -102,8 +102,8 @@ fn metric_names(v: &serde_json::Value) -> Vec<String> {
 }
 
 /// The legend labels of several runs: the configuration fields whose values differ between
-/// them (`seed=3, samples=100`), the folder names when none differ; a single run is
-/// `FOLDER (policy, backend)`.
+/// them (`seed=3, samples=100`); a single run, or runs whose settings are all equal, are
+/// `FOLDER (policy, backend)`, with the parent folder in front when that still collides.
 fn labels(dirs: &[PathBuf], runs: &[serde_json::Value]) -> Vec<String> {
     let folder = |d: &Path| {
         d.file_name()
@@ -115,13 +115,16 @@ fn labels(dirs: &[PathBuf], runs: &[serde_json::Value]) -> Vec<String> {
             .map(|p| p.to_string())
             .unwrap_or_else(|_| v["config"]["policy"].to_string())
     };
-    if runs.len() == 1 {
-        return vec![format!(
+    let plain = |i: usize| {
+        format!(
             "{} ({}, {})",
-            folder(&dirs[0]),
-            policy(&runs[0]),
-            runs[0]["config"]["backend"].as_str().unwrap_or("?")
-        )];
+            folder(&dirs[i]),
+            policy(&runs[i]),
+            runs[i]["config"]["backend"].as_str().unwrap_or("?")
+        )
+    };
+    if runs.len() == 1 {
+        return vec![plain(0)];
     }
     // Flatten each configuration to `key=value` (nested tables as `vae.lr`), the policy in its
     // command-line spelling.
@@ -168,14 +171,17 @@ fn labels(dirs: &[PathBuf], runs: &[serde_json::Value]) -> Vec<String> {
         .collect();
     for (i, l) in out.iter_mut().enumerate() {
         if l.is_empty() {
-            *l = folder(&dirs[i]);
+            *l = plain(i);
         }
     }
-    // Runs that still collide (identical settings) are told apart by their folders.
+    // Runs that still collide (identical settings, e.g. two experiments' `replace`) are told
+    // apart by their parent folders.
     let copy = out.clone();
     for (i, l) in out.iter_mut().enumerate() {
-        if copy.iter().filter(|x| **x == copy[i]).count() > 1 {
-            *l = format!("{} [{}]", l, dirs[i].display());
+        if copy.iter().filter(|x| **x == copy[i]).count() > 1
+            && let Some(parent) = dirs[i].parent().and_then(|p| p.file_name())
+        {
+            *l = format!("{}/{l}", parent.to_string_lossy());
         }
     }
     out
@@ -230,7 +236,8 @@ pub fn plot_runs_with(dirs: &[PathBuf], out: &Path, o: &PlotOptions) -> Result<V
                         let half = match o.band {
                             Band::Sd => sd,
                             Band::Ci95 if n > 1 => {
-                                crate::num::stats::t_quantile(0.975, (n - 1) as f64) * sd / (n as f64).sqrt()
+                                crate::num::stats::t_quantile(0.975, (n - 1) as f64) * sd
+                                    / (n as f64).sqrt()
                             }
                             _ => 0.0,
                         };
@@ -272,7 +279,11 @@ fn draw(
         .collect();
     let (mut x1, mut y0, mut y1) = (1.0f64, f64::INFINITY, f64::NEG_INFINITY);
     for &(g, m, lo, hi) in curves.iter().flat_map(|c| c.points.iter()) {
-        let (a, b) = if o.band == Band::None { (m, m) } else { (lo, hi) };
+        let (a, b) = if o.band == Band::None {
+            (m, m)
+        } else {
+            (lo, hi)
+        };
         x1 = x1.max(g);
         y0 = y0.min(a.min(m));
         y1 = y1.max(b.max(m));
@@ -280,7 +291,10 @@ fn draw(
     if !y0.is_finite() {
         (y0, y1) = if o.log_y { (0.1, 1.0) } else { (0.0, 1.0) };
     }
-    let caption = format!("{metric} vs generation ({} over replicates)", o.band.caption());
+    let caption = format!(
+        "{metric} vs generation ({} over replicates)",
+        o.band.caption()
+    );
     let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut builder = ChartBuilder::on(&root);
@@ -319,7 +333,11 @@ fn draw(
 
 /// The curves, their bands and the legend on `chart`.
 fn series<'a, Y>(
-    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
+    chart: &mut ChartContext<
+        'a,
+        SVGBackend<'a>,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, Y>,
+    >,
     curves: &[Curve],
     o: &PlotOptions,
 ) -> std::result::Result<(), Box<dyn std::error::Error>>

@@ -16,9 +16,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::manifest::Manifest;
-use crate::num::stats::Summary;
 use super::status::{JobState, job_state};
 use crate::error::{Error, Result};
+use crate::num::stats::Summary;
 
 /// Columns of `metrics.csv` that are not metrics, or not numbers.
 const NOT_METRICS: &[&str] = &["generation", "replicate", "pool_composition"];
@@ -163,7 +163,10 @@ pub fn collect(
                 generations.push(generation);
             }
             for (mi, p) in mpos.iter().enumerate() {
-                if let Some(v) = p.and_then(|p| rec.get(p)).and_then(|v| v.parse::<f64>().ok()) {
+                if let Some(v) = p
+                    .and_then(|p| rec.get(p))
+                    .and_then(|v| v.parse::<f64>().ok())
+                {
                     values.entry((gi, generation, mi)).or_default().push(v);
                 }
             }
@@ -205,9 +208,17 @@ pub fn summary_csv(c: &Collected) -> Result<String> {
     let io = |e: csv::Error| Error::Io(e.to_string());
     let mut header = c.group_by.clone();
     header.extend(
-        ["generation", "metric", "n", "mean", "sd", "ci95_low", "ci95_high"]
-            .iter()
-            .map(|s| s.to_string()),
+        [
+            "generation",
+            "metric",
+            "n",
+            "mean",
+            "sd",
+            "ci95_low",
+            "ci95_high",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
     );
     w.write_record(&header).map_err(io)?;
     let num = |x: f64| {

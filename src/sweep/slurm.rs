@@ -81,7 +81,9 @@ pub fn script(
 ) -> String {
     let d = dir.display().to_string();
     let mut s = String::from("#!/bin/bash\n");
-    s.push_str("# Written by `collapse sweep slurm`: one array task per pending job of the sweep.\n");
+    s.push_str(
+        "# Written by `collapse sweep slurm`: one array task per pending job of the sweep.\n",
+    );
     s.push_str("#SBATCH --job-name=collapse-sweep\n");
     s.push_str(&format!(
         "#SBATCH --array={}\n",
@@ -143,7 +145,9 @@ mod tests {
         assert!(s.contains("#SBATCH --array=3-4%4\n"), "{s}");
         assert!(s.contains("#SBATCH --partition=debug\n"), "{s}");
         assert!(
-            s.contains("exec '/opt/c ollapse' --threads \"${SLURM_CPUS_PER_TASK:-2}\" sweep task '/s'"),
+            s.contains(
+                "exec '/opt/c ollapse' --threads \"${SLURM_CPUS_PER_TASK:-2}\" sweep task '/s'"
+            ),
             "{s}"
         );
     }

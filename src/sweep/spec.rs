@@ -98,7 +98,10 @@ impl Spec {
         let mut base = Vec::new();
         for (k, v) in table("base")? {
             let flag = claim(&k, "[base]")?;
-            base.push((flag, scalar(&v).map_err(|m| bad(format!("[base] {k}: {m}")))?));
+            base.push((
+                flag,
+                scalar(&v).map_err(|m| bad(format!("[base] {k}: {m}")))?,
+            ));
         }
         let mut axes = Vec::new();
         for (k, v) in table("axes")? {
@@ -119,9 +122,7 @@ impl Spec {
             let mut columns: Vec<Vec<FlagValue>> = Vec::new();
             for (k, v) in t {
                 names.push(claim(&k, &format!("[zip.{group}]"))?);
-                columns.push(
-                    axis_values(&v).map_err(|m| bad(format!("[zip.{group}] {k}: {m}")))?,
-                );
+                columns.push(axis_values(&v).map_err(|m| bad(format!("[zip.{group}] {k}: {m}")))?);
             }
             let Some(len) = columns.first().map(Vec::len) else {
                 return Err(bad(format!("[zip.{group}] is empty")));
@@ -284,7 +285,10 @@ seed = { count = 40 }
         assert_eq!(s.axis_names(), ["policy", "seed"]);
         assert_eq!(
             jobs[1].axes,
-            [("policy".into(), "replace".into()), ("seed".into(), "1".into())]
+            [
+                ("policy".into(), "replace".into()),
+                ("seed".into(), "1".into())
+            ]
         );
         assert_eq!(jobs[40].axes[0].1, "accumulate");
         assert_eq!(jobs[40].axes[1].1, "0");
@@ -343,7 +347,10 @@ seed = { count = 40 }
             ("[base]\nseed = 1\n[axes]\nseed = [1, 2]\n", "appears twice"),
             ("[axes]\nseed = []\n", "at least one value"),
             ("[axes]\nseed = { count = 0 }\n", "N ≥ 1"),
-            ("[axes]\nseed = { count = 2, step = 3 }\n", "unknown key `step`"),
+            (
+                "[axes]\nseed = { count = 2, step = 3 }\n",
+                "unknown key `step`",
+            ),
             ("[zip.a]\nsamples = [1, 2]\nseed = [1]\n", "equal lengths"),
             ("[grid]\nx = 1\n", "unknown table [grid]"),
             ("[base]\nx = [1]\n", "expected a string"),
@@ -353,8 +360,11 @@ seed = { count = 40 }
             assert!(e.contains("s.toml") && e.contains(needle), "{text:?}: {e}");
             assert!(!e.contains('\n'), "one line: {e}");
         }
-        let big = Spec::parse("[axes]\na = { count = 1000 }\nb = { count = 1000 }\n", "b.toml")
-            .unwrap();
+        let big = Spec::parse(
+            "[axes]\na = { count = 1000 }\nb = { count = 1000 }\n",
+            "b.toml",
+        )
+        .unwrap();
         let e = big.jobs(100_000).unwrap_err().to_string();
         assert!(e.contains("1000000 jobs"), "{e}");
     }

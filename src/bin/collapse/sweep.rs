@@ -173,7 +173,9 @@ struct RunOnly {
 /// A job's `collapse run` flags parsed as `collapse run` parses them, with the flags typed.
 fn parse_run(args: &[String]) -> Result<(RunArgs, Vec<String>)> {
     let matches = RunOnly::command()
-        .try_get_matches_from(std::iter::once("collapse run".to_string()).chain(args.iter().cloned()))
+        .try_get_matches_from(
+            std::iter::once("collapse run".to_string()).chain(args.iter().cloned()),
+        )
         .map_err(|e| {
             Error::InvalidArgument(
                 e.to_string()
@@ -205,8 +207,9 @@ fn plan(a: &PlanArgs) -> Result<()> {
         };
         let mut args = j.args.clone();
         args.extend(["--out".into(), "/nonexistent".into()]);
-        let (r, _) = parse_run(&args)
-            .map_err(|e| Error::InvalidArgument(format!("{spec_name}: job ({}): {e}", describe())))?;
+        let (r, _) = parse_run(&args).map_err(|e| {
+            Error::InvalidArgument(format!("{spec_name}: job ({}): {e}", describe()))
+        })?;
         let backend = if r.backend == "auto" {
             "cpu32".to_string()
         } else {
@@ -215,9 +218,8 @@ fn plan(a: &PlanArgs) -> Result<()> {
         let cfg = r.exp.config(backend).map_err(|e| {
             Error::InvalidArgument(format!("{spec_name}: job ({}): {e}", describe()))
         })?;
-        collapse_kernels::experiment::check_config(&cfg).map_err(|e| {
-            Error::InvalidArgument(format!("{spec_name}: job ({}): {e}", describe()))
-        })
+        collapse_kernels::experiment::check_config(&cfg)
+            .map_err(|e| Error::InvalidArgument(format!("{spec_name}: job ({}): {e}", describe())))
     };
     let report = sw::plan(&text, &spec_name, &a.out, &check)?;
     let m = &report.manifest;
@@ -274,7 +276,10 @@ fn run_local(a: &RunSweepArgs) -> Result<()> {
     std::fs::create_dir_all(root.join("logs"))
         .map_err(|e| Error::Io(format!("{}: {e}", root.join("logs").display())))?;
     let exe = std::env::current_exe().map_err(|e| Error::Io(format!("current_exe: {e}")))?;
-    let bar = progress_bar(todo.len() as u64, "{bar:30} {pos}/{len} jobs, {elapsed} (eta {eta}) {msg}");
+    let bar = progress_bar(
+        todo.len() as u64,
+        "{bar:30} {pos}/{len} jobs, {elapsed} (eta {eta}) {msg}",
+    );
     let next = AtomicUsize::new(0);
     let failed: Mutex<Vec<usize>> = Mutex::new(Vec::new());
     let spawn_error: Mutex<Option<Error>> = Mutex::new(None);
@@ -405,7 +410,10 @@ fn task(options: &GpuOptions, a: &TaskArgs) -> Result<()> {
     let dir = m.job_dir(root, index);
     match status::job_state(root, &m, index) {
         JobState::Done => {
-            println!("job {index} ({}) is done: nothing to do", axes_text(&job.axes));
+            println!(
+                "job {index} ({}) is done: nothing to do",
+                axes_text(&job.axes)
+            );
             return Ok(());
         }
         JobState::Running(h) => {
@@ -487,7 +495,8 @@ fn slurm_cmd(a: &SlurmArgs) -> Result<()> {
         return Ok(());
     }
     let collapse = match &a.collapse {
-        Some(p) => std::fs::canonicalize(p).map_err(|e| Error::Io(format!("--collapse {}: {e}", p.display())))?,
+        Some(p) => std::fs::canonicalize(p)
+            .map_err(|e| Error::Io(format!("--collapse {}: {e}", p.display())))?,
         None => std::env::current_exe().map_err(|e| Error::Io(format!("current_exe: {e}")))?,
     };
     let o = SlurmOptions {
