@@ -150,11 +150,11 @@ pub fn headline(dir: &Path, backends: &[String]) -> Result<Vec<HeadlineRow>> {
                     .filter_map(|r| pair(reference[g][r][c], t[g][r][c]))
                     .collect();
                 let m = mean(&diffs);
-                if m.is_finite() && !(m <= mean_max) {
+                if m.is_finite() && (mean_max.is_nan() || m > mean_max) {
                     (mean_max, mean_gen) = (m, Some(g));
                 }
                 if let Some(x) = diffs.iter().copied().reduce(f64::max)
-                    && !(x <= max)
+                    && (max.is_nan() || x > max)
                 {
                     (max, max_gen) = (x, Some(g));
                 }

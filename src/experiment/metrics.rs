@@ -206,7 +206,7 @@ impl TailRegion {
                         }
                     }
                     for xv in xr.iter_mut() {
-                        *xv = mu[r] + *xv;
+                        *xv += mu[r]; // IEEE addition commutes: the same bits as mu[r] + xv
                     }
                 }
                 inside += self.count_inside(b, &mut s);

@@ -67,7 +67,7 @@ enum Command {
     /// fits samples of generation n−1 (mixed with real data by --policy). Writes metrics.csv,
     /// summary.json and state.json (the checkpoint; see --checkpoint-secs) into --out.
     #[command(after_long_help = metrics::run_help())]
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Overlay the collapse curves of several runs: one SVG per metric shared by all of them
     /// (mean over replicates, band ± 1 sd), e.g. one run per policy.
     Plot(run::PlotArgs),
