@@ -10,7 +10,7 @@ cargo build --release --bin collapse
 c="$PWD/target/release/collapse"
 R=results/sweep-gaussian
 W="${SWEEP_WORK:-runs/sweep-gaussian}"   # the run directories (not committed: ~900 of them)
-rm -rf "$W" "$R/plots" "$R/collected.csv.gz" "$R/collected_summary.csv" "$R/metrics_dictionary.csv"
+rm -rf "$W" "$R/plots" "$R/plots-log" "$R/collected.csv.gz" "$R/collected_summary.csv" "$R/metrics_dictionary.csv"
 mkdir -p "$W"
 now() { date +%s.%N; }
 
@@ -20,7 +20,7 @@ $c sweep run "$W/local"
 t1=$(now)
 $c sweep collect "$W/local"
 $c plot "$W/local" --out "$R/plots"
-$c plot "$W/local" --out "$R/plots-log" --force --log-y >/dev/null
+$c plot "$W/local" --out "$R/plots-log" --log-y >/dev/null
 
 # The same sweep through Slurm: an array of 900 tasks, 2 at a time (one per core).
 eval "$(bash scripts/slurm-local.sh start | grep '^export')"
