@@ -569,6 +569,18 @@ fn drift_run_writes_per_backend_runs_and_the_headline() {
         &plots.join("sigma.svg"),
         &["backend=cpu64", "backend=cpu32"],
     );
+    // The drift directory itself stands for its backends' runs.
+    let whole = dir.join("plots-whole");
+    ok(&collapse([
+        "plot",
+        out.to_str().unwrap(),
+        "--out",
+        whole.to_str().unwrap(),
+    ]));
+    check_legend(
+        &whole.join("sigma.svg"),
+        &["backend=cpu32", "backend=cpu32-f16", "backend=cpu64"],
+    );
     // A second drift run into the same --out replaces the backends' runs.
     ok(&collapse(
         [

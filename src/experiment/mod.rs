@@ -80,6 +80,15 @@ pub fn check_config(cfg: &RunConfig) -> Result<()> {
     if cfg.replicates == 0 {
         return bad("--replicates must be at least 1".into());
     }
+    struct Check<'a>(&'a RunConfig);
+    impl WithModel for Check<'_> {
+        type Output = ();
+        fn call<M: Model>(self) -> Result<()> {
+            M::check(self.0)
+        }
+    }
+    with_model(cfg.model, Check(cfg))?;
+    config::check_memory(cfg, None)?;
     // Replicate indices are a 24-bit field of every stream id, the largest one reserved for
     // run-wide streams; the VAE and the LM also draw chunked sub-streams, distinct only for
     // indices below CHUNKED_REPLICATES.
@@ -100,15 +109,6 @@ pub fn check_config(cfg: &RunConfig) -> Result<()> {
             format!("{:?}", cfg.model).to_lowercase()
         ));
     }
-    struct Check<'a>(&'a RunConfig);
-    impl WithModel for Check<'_> {
-        type Output = ();
-        fn call<M: Model>(self) -> Result<()> {
-            M::check(self.0)
-        }
-    }
-    with_model(cfg.model, Check(cfg))?;
-    config::check_memory(cfg, None)?;
     if cfg.real_rows.is_some() && !matches!(cfg.truth, Truth::File(_)) {
         return bad(
             "--real-rows applies to --data files of the gaussian, gmm and vae models (the LM's \

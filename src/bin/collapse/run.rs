@@ -359,13 +359,13 @@ pub fn plot(a: &PlotArgs) -> Result<()> {
     Ok(())
 }
 
-/// A `drift run` directory (no summary.json, one run directory per backend inside) stands
-/// for its backends' runs.
+/// A `drift run` directory (pairs.csv, and one run directory per backend inside) stands for
+/// its backends' runs.
 fn expand_drift(dirs: &[PathBuf]) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for d in dirs {
-        let subs: Vec<PathBuf> = if d.join("summary.json").exists() || !d.join("pairs.csv").exists()
-        {
+        // A drift run's directory holds pairs.csv (and its own summary.json, not a run's).
+        let subs: Vec<PathBuf> = if !d.join("pairs.csv").exists() {
             Vec::new()
         } else {
             let mut v: Vec<PathBuf> = std::fs::read_dir(d)
