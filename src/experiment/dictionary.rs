@@ -291,14 +291,15 @@ pub fn lookup(column: &str) -> Option<&'static MetricDefinition> {
     definitions().iter().find(|d| d.name == name)
 }
 
-/// Write the dictionary as CSV (columns `metric,models,units,definition,with_data`; `models`
-/// space-separated), read by pandas as it is.
-pub fn write_dictionary_csv(path: &Path) -> Result<()> {
-    let io = |e: &dyn std::fmt::Display| Error::Io(format!("{}: {e}", path.display()));
+/// The definitions of `model`'s columns (every column for `None`) as CSV (columns
+/// `metric,models,units,definition,with_data`; `models` space-separated), read by pandas as it
+/// is: what `collapse metrics --csv` prints and [`write_dictionary_csv`] writes.
+pub fn csv_text(model: Option<&str>) -> Result<String> {
+    let io = |e: &dyn std::fmt::Display| Error::Io(format!("metric dictionary CSV: {e}"));
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["metric", "models", "units", "definition", "with_data"])
         .map_err(|e| io(&e))?;
-    for d in definitions() {
+    for d in for_model(model) {
         w.write_record([
             d.name,
             &d.models.join(" "),
@@ -309,7 +310,12 @@ pub fn write_dictionary_csv(path: &Path) -> Result<()> {
         .map_err(|e| io(&e))?;
     }
     let bytes = w.into_inner().map_err(|e| io(&e))?;
-    crate::io::write_atomic(path, &bytes)
+    String::from_utf8(bytes).map_err(|e| io(&e))
+}
+
+/// Write the whole dictionary as CSV ([`csv_text`]) to `path`.
+pub fn write_dictionary_csv(path: &Path) -> Result<()> {
+    crate::io::write_atomic(path, csv_text(None)?.as_bytes())
 }
 
 /// The dictionary as a Markdown table (what the README's "Metrics" section holds), one row

@@ -45,13 +45,11 @@ impl RunLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
                 return Err(Error::InvalidArgument(format!(
                     "{} is being written by another process ({}): wait for it to end, or use \
                      another directory",
                     dir.display(),
-                    describe(holder.trim())
+                    read_holder(&mut file)
                 )));
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
@@ -83,13 +81,16 @@ pub fn holder(dir: &Path) -> Option<String> {
     let mut file = OpenOptions::new().read(true).write(true).open(&path).ok()?;
     match file.try_lock() {
         Ok(()) => None,
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut line = String::new();
-            let _ = file.read_to_string(&mut line);
-            Some(describe(line.trim()))
-        }
+        Err(std::fs::TryLockError::WouldBlock) => Some(read_holder(&mut file)),
         Err(std::fs::TryLockError::Error(_)) => None,
     }
+}
+
+/// The holder's line of a lock file another process holds, described ([`describe`]).
+fn read_holder(file: &mut File) -> String {
+    let mut line = String::new();
+    let _ = file.read_to_string(&mut line);
+    describe(line.trim())
 }
 
 /// The holder's line, with its age, for an error message.

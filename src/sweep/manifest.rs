@@ -209,7 +209,8 @@ pub fn plan(
         && m.axes != axes
         && added > 0
     {
-        // Unreachable in practice (new axes change every job's flags), kept as a guard.
+        // New axes almost always change every job's flags (refused above); an axis of `false`
+        // switches, which add no flag, can leave old jobs' flags as they were.
         return Err(Error::InvalidArgument(format!(
             "{}: the new spec's axes ({}) differ from the sweep's ({})",
             dir.display(),

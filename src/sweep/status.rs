@@ -100,6 +100,17 @@ pub fn mark_failed(root: &Path, index: usize, error: &str) -> Result<()> {
     write_atomic(&failed_marker(root, index), format!("{line}\n").as_bytes())
 }
 
+/// The jobs a run or a submission should take: every one neither done nor running elsewhere
+/// (failed jobs are retried, partial ones resumed), by index.
+pub fn runnable(states: &[JobState]) -> Vec<usize> {
+    states
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !matches!(s, JobState::Done | JobState::Running(_)))
+        .map(|(i, _)| i)
+        .collect()
+}
+
 /// Counts of each state: `(done, running, failed, partial, pending)`.
 pub fn counts(states: &[JobState]) -> (usize, usize, usize, usize, usize) {
     let c = |w: &str| states.iter().filter(|s| s.word() == w).count();

@@ -37,22 +37,7 @@ pub fn metrics(a: &MetricsArgs) -> Result<()> {
         )));
     }
     let out = if a.csv {
-        let mut w = csv::Writer::from_writer(Vec::new());
-        let io = |e: csv::Error| Error::Io(e.to_string());
-        w.write_record(["metric", "models", "units", "definition", "with_data"])
-            .map_err(io)?;
-        for d in for_model(model) {
-            w.write_record([
-                d.name,
-                &d.models.join(" "),
-                d.units,
-                d.definition,
-                d.with_data,
-            ])
-            .map_err(io)?;
-        }
-        String::from_utf8(w.into_inner().map_err(|e| Error::Io(e.to_string()))?)
-            .map_err(|e| Error::Io(e.to_string()))?
+        dictionary::csv_text(model)?
     } else if a.markdown {
         dictionary::markdown(model)
     } else {

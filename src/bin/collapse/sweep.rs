@@ -252,12 +252,7 @@ fn run_local(a: &RunSweepArgs) -> Result<()> {
     let root = &a.dir;
     let m = Manifest::read(root)?;
     let states = status::states(root, &m);
-    let todo: Vec<usize> = states
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| !matches!(s, JobState::Done | JobState::Running(_)))
-        .map(|(i, _)| i)
-        .collect();
+    let todo = status::runnable(&states);
     let running = states
         .iter()
         .filter(|s| matches!(s, JobState::Running(_)))
@@ -481,12 +476,7 @@ fn slurm_cmd(a: &SlurmArgs) -> Result<()> {
         .map_err(|e| Error::Io(format!("{}: {e}", a.dir.display())))?;
     let m = Manifest::read(&root)?;
     let states = status::states(&root, &m);
-    let pending: Vec<usize> = states
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| !matches!(s, JobState::Done | JobState::Running(_)))
-        .map(|(i, _)| i)
-        .collect();
+    let pending = status::runnable(&states);
     if pending.is_empty() {
         println!(
             "{}: every job is done or running: nothing to submit",
@@ -518,7 +508,7 @@ fn slurm_cmd(a: &SlurmArgs) -> Result<()> {
                 .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".sbatch"))
         })
         .count();
-    let max = if a.submit { max_array_size() } else { 1001 };
+    let max = max_array_size();
     for (k, (offset, indices)) in slurm::blocks(&pending, max).into_iter().enumerate() {
         let path = sdir.join(format!("array-{:03}.sbatch", first + k));
         let text = slurm::script(&collapse, &root, &indices, offset, &o);
