@@ -29,20 +29,26 @@ pub fn jobs(requested: usize, replicates: usize) -> usize {
     j.clamp(1, replicates.clamp(1, MAX_JOBS))
 }
 
-/// `f(r)` for every replicate `r < count`, on up to `jobs` threads at once (the calling thread
-/// and `jobs − 1` others), each taking the next replicate when it finishes one; the results in
-/// replicate order. With `jobs == 1` everything runs in order on the calling thread; a thread
-/// the system refuses to start only means fewer at once. After a replicate fails no new one
-/// starts, and the first failure (in replicate order) is returned.
+/// `f(r)` for every replicate `r < count`, on up to `jobs` threads at once, each taking the next
+/// replicate when it finishes one; the results in replicate order. After a replicate fails no
+/// new one starts, and the first failure (in replicate order) is returned.
+///
+/// When `jobs` fits in rayon's global pool (the usual case: automatic jobs are one per pool
+/// thread) the replicates run *on* the pool's workers. The backends' parallel loops (cpu32's
+/// kernels, cpu64's loops, EM initialisation) then start from a worker, which runs them itself
+/// and lets idle workers steal parts; called from any other thread, every such loop is a
+/// hand-off to the pool and a futex wake-up and wait, which on a small fit (Shumailov's GMM:
+/// 1000 points) cost more than the arithmetic. With more jobs than pool threads (GPU backends,
+/// whose replicates mostly wait on the device) each job is its own thread, the calling thread
+/// and `jobs − 1` others; a thread the system refuses to start only means fewer at once.
+/// Either way the numbers are the same: each replicate's arithmetic does not depend on the
+/// thread it runs on.
 pub fn for_each<T: Send>(
     count: usize,
     jobs: usize,
     f: impl Fn(usize) -> Result<T> + Sync,
 ) -> Result<Vec<T>> {
     let jobs = jobs.clamp(1, count.max(1));
-    if jobs == 1 {
-        return (0..count).map(f).collect();
-    }
     let next = AtomicUsize::new(0);
     let slots: Vec<Mutex<Option<Result<T>>>> = (0..count).map(|_| Mutex::new(None)).collect();
     let work = || {
@@ -58,18 +64,29 @@ pub fn for_each<T: Send>(
             *slots[r].lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
         }
     };
-    std::thread::scope(|s| {
-        for _ in 1..jobs {
-            if std::thread::Builder::new()
-                .name("replicate".into())
-                .spawn_scoped(s, work)
-                .is_err()
-            {
-                break;
+    if jobs <= rayon::current_num_threads() {
+        // The scope's body runs on a worker (moved there when called from outside the pool);
+        // the spawned loops are taken by idle workers.
+        rayon::scope(|s| {
+            for _ in 1..jobs {
+                s.spawn(|_| work());
             }
-        }
-        work();
-    });
+            work();
+        });
+    } else {
+        std::thread::scope(|s| {
+            for _ in 1..jobs {
+                if std::thread::Builder::new()
+                    .name("replicate".into())
+                    .spawn_scoped(s, work)
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            work();
+        });
+    }
     // Replicates start in order, so every slot before the first failure was filled.
     slots
         .into_iter()

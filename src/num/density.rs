@@ -71,10 +71,23 @@ pub fn logsumexp<T: HostFloat>(l: &[T]) -> T {
     m + s.ln()
 }
 
+/// How far below the largest term every other term must lie for [`logsumexp_columns`] to skip
+/// the exps and the log of a column: `exp(−40) < 4.3·10⁻¹⁸`, so with at most
+/// [`SEPARATED_MAX_TERMS`] terms the sum `1 + Σ exp(l_c − m)` rounds to exactly 1 (every partial
+/// sum of the small terms stays below 2⁻⁵³, half an ulp of 1) and `m + ln 1 = m + 0`.
+pub const SEPARATED_GAP: f64 = 40.0;
+
+/// The most terms a column may have for the [`SEPARATED_GAP`] shortcut: `25 · exp(−40)` is
+/// still below 2⁻⁵³.
+pub const SEPARATED_MAX_TERMS: usize = 26;
+
 /// [`logsumexp`] of every column of `l` (`[K][B]`, `l[c·B + r]`, `B = out.len()`) into `out`
 /// (`[B]`), bit for bit: the largest term of each column first (a pass over the rows per
 /// component, which vectorises), then the sum in component order with the largest term's
-/// `exp(0)` skipped, as [`logsumexp`] does.
+/// `exp(0)` skipped, as [`logsumexp`] does. A column whose other terms all lie more than
+/// [`SEPARATED_GAP`] below its largest (well-separated components, and every point of a
+/// collapsed mixture) is `m + 0.0` without an exp or a log: the same bits, since the sum it
+/// skips rounds to exactly 1.
 pub fn logsumexp_columns(l: &[f64], out: &mut [f64]) {
     let b = out.len();
     out.fill(f64::NEG_INFINITY);
@@ -83,9 +96,26 @@ pub fn logsumexp_columns(l: &[f64], out: &mut [f64]) {
             *m = m.max(*v);
         }
     }
+    let few = l.len() <= SEPARATED_MAX_TERMS * b.max(1);
     for (r, o) in out.iter_mut().enumerate() {
         let m = *o;
         let finite = m.is_finite();
+        if finite && few {
+            let floor = m - SEPARATED_GAP;
+            let mut seen_max = false;
+            let separated = l.iter().skip(r).step_by(b).all(|v| {
+                if *v == m && !seen_max {
+                    seen_max = true;
+                    true
+                } else {
+                    *v < floor
+                }
+            });
+            if separated {
+                *o = m + 0.0;
+                continue;
+            }
+        }
         let mut s = 0.0;
         for v in l.iter().skip(r).step_by(b) {
             s += if finite && *v == m {
@@ -166,6 +196,53 @@ mod tests {
         let mut cov = [0.0; 9];
         (0..3).for_each(|i| cov[i * 3 + i] = 1.0 / (s[i] * s[i]));
         assert!((gauss_density(&x, &mu, &cov).ln() - a).abs() < 1e-12);
+    }
+
+    /// The separated-terms shortcut gives the full formula's bits: gaps straddling
+    /// [`SEPARATED_GAP`], ties, −0, −∞ terms, NaN and up to [`SEPARATED_MAX_TERMS`] + 2 terms.
+    #[test]
+    fn logsumexp_columns_shortcut_is_bit_identical() {
+        let full = |col: &[f64]| -> f64 {
+            let m = col.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let s: f64 = col
+                .iter()
+                .map(|v| if m.is_finite() && *v == m { 1.0 } else { (v - m).exp() })
+                .fold(0.0, |a, e| a + e);
+            m + s.ln()
+        };
+        let mut z = vec![0.0; 4096];
+        crate::rng::host_normals_f64(crate::rng::StreamKey::new(8, 3), 0, &mut z);
+        let mut shortcuts = 0;
+        for k in [1, 2, 3, 5, SEPARATED_MAX_TERMS, SEPARATED_MAX_TERMS + 2] {
+            let b = 37;
+            let mut l = vec![0.0; k * b];
+            for (i, v) in l.iter_mut().enumerate() {
+                let (c, r) = (i / b, i % b);
+                let base = [0.0, -0.0, 3.5, -1e6, 1e300][r % 5];
+                // Gaps from 0 to ~80 nats, the first component the largest.
+                *v = if c == 0 { base } else { base - 40.0 + 8.0 * z[i] * (r % 3) as f64 };
+                if r == 7 && c == k - 1 {
+                    *v = f64::NEG_INFINITY;
+                }
+                if r == 11 && c == k - 1 && k > 1 {
+                    *v = base; // a tie with the largest
+                }
+                if r == 13 && c == k - 1 {
+                    *v = f64::NAN;
+                }
+            }
+            let mut out = vec![f64::NAN; b];
+            logsumexp_columns(&l, &mut out);
+            for r in 0..b {
+                let col: Vec<f64> = (0..k).map(|c| l[c * b + r]).collect();
+                let want = full(&col);
+                assert_eq!(out[r].to_bits(), want.to_bits(), "k {k} row {r}: {col:?}");
+                let m = col.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let gap = col.iter().filter(|v| **v != m).all(|v| *v < m - SEPARATED_GAP);
+                shortcuts += usize::from(gap && k <= SEPARATED_MAX_TERMS);
+            }
+        }
+        assert!(shortcuts > 20, "the shortcut was taken only {shortcuts} times");
     }
 
     #[test]

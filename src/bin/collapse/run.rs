@@ -441,7 +441,7 @@ fn run_with(
     print_first_and_last(&dir)?;
     let s = report.seconds;
     println!(
-        "done in {:.1} s (fits {:.2} s, metrics {:.2} s, checkpoints {:.2} s in {} commits, \
+        "done in {:.2} s (fits {:.2} s, metrics {:.2} s, checkpoints {:.2} s in {} commits, \
          plots {plot_seconds:.2} s): {}/metrics.csv, summary.json, state.json{}",
         t.elapsed().as_secs_f64(),
         s.fit,
