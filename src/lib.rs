@@ -6,7 +6,8 @@
 //! ```text
 //! foundations   error, rng, num, io
 //!      ↓
-//! ops           kernel contracts: the Backend trait, matmul, sampling, gmm, memory, vae, lm
+//! ops, tasks    kernel contracts: the Backend trait, matmul, sampling, gmm, memory, vae, lm;
+//!      ↓        checkable tasks (add:N, eigen:N: problems, encodings, the oracle)
 //!      ↓                ↑ implemented by
 //! gpu  →  backend       cpu64, cpu32, wgsl, cube (+ the drift variants); know no model
 //!      ↓
@@ -37,6 +38,7 @@ pub mod ops;
 pub mod report;
 pub mod rng;
 pub mod sweep;
+pub mod tasks;
 pub mod trainers;
 
 pub use error::{Error, Result};

@@ -16,6 +16,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("rng", 0),
     ("num", 0),
     ("io", 0),
+    ("tasks", 1),
     ("ops", 1),
     ("gpu", 2),
     ("backend", 3),

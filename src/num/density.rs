@@ -206,7 +206,13 @@ mod tests {
             let m = col.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let s: f64 = col
                 .iter()
-                .map(|v| if m.is_finite() && *v == m { 1.0 } else { (v - m).exp() })
+                .map(|v| {
+                    if m.is_finite() && *v == m {
+                        1.0
+                    } else {
+                        (v - m).exp()
+                    }
+                })
                 .fold(0.0, |a, e| a + e);
             m + s.ln()
         };
@@ -220,7 +226,11 @@ mod tests {
                 let (c, r) = (i / b, i % b);
                 let base = [0.0, -0.0, 3.5, -1e6, 1e300][r % 5];
                 // Gaps from 0 to ~80 nats, the first component the largest.
-                *v = if c == 0 { base } else { base - 40.0 + 8.0 * z[i] * (r % 3) as f64 };
+                *v = if c == 0 {
+                    base
+                } else {
+                    base - 40.0 + 8.0 * z[i] * (r % 3) as f64
+                };
                 if r == 7 && c == k - 1 {
                     *v = f64::NEG_INFINITY;
                 }
@@ -238,11 +248,17 @@ mod tests {
                 let want = full(&col);
                 assert_eq!(out[r].to_bits(), want.to_bits(), "k {k} row {r}: {col:?}");
                 let m = col.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let gap = col.iter().filter(|v| **v != m).all(|v| *v < m - SEPARATED_GAP);
+                let gap = col
+                    .iter()
+                    .filter(|v| **v != m)
+                    .all(|v| *v < m - SEPARATED_GAP);
                 shortcuts += usize::from(gap && k <= SEPARATED_MAX_TERMS);
             }
         }
-        assert!(shortcuts > 20, "the shortcut was taken only {shortcuts} times");
+        assert!(
+            shortcuts > 20,
+            "the shortcut was taken only {shortcuts} times"
+        );
     }
 
     #[test]

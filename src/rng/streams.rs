@@ -33,8 +33,18 @@ pub mod purpose {
     pub const HELD_OUT: u64 = 5;
     /// Metrics' own draws (tail coverage, diversity samples).
     pub const TAIL: u64 = 6;
+    /// Task problems (`--model task`): the problems generation `n` of a replicate trains on
+    /// (generation 0: the real labelled pairs; later: fresh problems the previous generation
+    /// answers; `mix:F`'s real pairs at `generation | 2³¹`), one problem per
+    /// [`crate::tasks::Task::words`] counters.
+    pub const TASK: u64 = 7;
+    /// The verifiers' own draws: the `noisy:P` verifier's flip per candidate, the task
+    /// model's answer sampling (sub-streams by attempt, see `experiment::task`).
+    pub const VERIFIER: u64 = 8;
     /// Every purpose, in value order.
-    pub const ALL: [u64; 6] = [REAL, SYNTHETIC, MIX, EM_INIT, HELD_OUT, TAIL];
+    pub const ALL: [u64; 8] = [
+        REAL, SYNTHETIC, MIX, EM_INIT, HELD_OUT, TAIL, TASK, VERIFIER,
+    ];
 }
 
 /// Bit position of the purpose field of [`stream_id`] (bits 56..64).
@@ -241,7 +251,7 @@ const fn family(name: &'static str, base: u64, span: u64, chunked: bool) -> Fami
 /// `< 2¹⁶`, GMM initialisations `< 2¹⁶ − 1`, epochs and LM steps `< 2³²`, VAE steps `< 2⁴⁰`,
 /// each generational purpose its whole packed range. (The drift sweep, `collapse check` and
 /// the benches draw under seeds of their own; their keys are checked apart.)
-pub const FAMILIES: [Family; 18] = [
+pub const FAMILIES: [Family; 20] = [
     family(
         "REAL",
         purpose::REAL << PURPOSE_SHIFT,
@@ -275,6 +285,18 @@ pub const FAMILIES: [Family; 18] = [
     family(
         "TAIL",
         purpose::TAIL << PURPOSE_SHIFT,
+        1 << PURPOSE_SHIFT,
+        true,
+    ),
+    family(
+        "TASK",
+        purpose::TASK << PURPOSE_SHIFT,
+        1 << PURPOSE_SHIFT,
+        true,
+    ),
+    family(
+        "VERIFIER",
+        purpose::VERIFIER << PURPOSE_SHIFT,
         1 << PURPOSE_SHIFT,
         true,
     ),
