@@ -13,7 +13,7 @@
 //   3: sum_p      SumParams     { rows, c, len, ctx }             col_sum (rows, c), pos_grad
 //   4: head_p     HeadParams    { count, len, heads, d, stride, offset }  gather_heads, scatter_heads
 //   5: softmax_p  SoftmaxParams { rows, len, scale }              causal_softmax, softmax_back
-//   6: loss_p     LossParams    { rows, grad, inv_n }             cross_entropy, mean, onehot
+//   6: loss_p     LossParams    { rows, grad, count }             cross_entropy, mean, onehot
 //   7: sumsq_p    SumsqParams   { count, slot }                   sumsq
 //   8: adam_p     AdamParams    { count, tensors, lr, beta1, beta2, eps, decay, inv_c1, inv_c2,
 //                                 clip }                          adamw
@@ -42,6 +42,8 @@
 //  33: logits   rw   [N][256]                cross_entropy (the gradient in place when grad)
 //  34: row_loss rw   [N]                     cross_entropy (writes), mean (reads)
 //  35: loss     rw   [1]                     mean
+//  45: loss_w   read [N]                     cross_entropy (gradient weights: 1/N, or mask/Σ mask),
+//                                            mean (rows of weight 0 skipped)
 //  36: grad     read [count]                 sumsq, adamw
 //  37: norms    rw   [tensors]               sumsq (writes slot), adamw (reads all)
 //  38: param    rw   39: adam_m  rw   40: adam_v  rw   [count]                (adamw)
@@ -68,8 +70,8 @@
 //   gelu            post = GELU(pre) (tanh form), i < count
 //   gelu_back       post ← post·GELU′(pre), i < count
 //   cross_entropy   row kernel over rows of 256 logits: row_loss[row] = lse − l[targets[row]];
-//                   with grad & 1, logits ← (softmax − onehot)·inv_n
-//   mean            one lane: loss[0] = Σ_{i<rows} row_loss[i] / rows in order
+//                   with grad & 1, logits ← (softmax − onehot)·loss_w[row]
+//   mean            one lane: loss[0] = Σ_{i<rows, loss_w[i] ≠ 0} row_loss[i] / count in order
 //   onehot          i < rows·256: out[i] = f32(tokens[i / 256] == i % 256)
 //   pos_grad        i < ctx·c: sums[t][j] = Σ_{r<rows} rows[(r·len + t)·c + j] for t < len, else 0
 //   sumsq           one workgroup: norms[slot] = Σ_{i<count} grad[i]²
@@ -130,7 +132,7 @@ struct SoftmaxParams {
 struct LossParams {
     rows: u32,
     grad: u32,
-    inv_n: f32,
+    count: u32,
     pad: u32,
 }
 
@@ -212,6 +214,7 @@ struct DecodeParams {
 @group(0) @binding(42) var<storage, read_write> k_cache: array<f32>;
 @group(0) @binding(43) var<storage, read_write> v_cache: array<f32>;
 @group(0) @binding(44) var<storage, read_write> attn_out: array<f32>;
+@group(0) @binding(45) var<storage, read> loss_w: array<f32>;
 
 var<workgroup> red: array<f32, 256>;
 var<workgroup> att_w: array<f32, 1024>;
@@ -474,7 +477,7 @@ fn cross_entropy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         if (lid == target_class) {
             hot = 1.0;
         }
-        logits[i] = (e / z - hot) * loss_p.inv_n;
+        logits[i] = (e / z - hot) * loss_w[row];
     }
 }
 
@@ -482,9 +485,11 @@ fn cross_entropy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 fn mean() {
     var s = 0.0;
     for (var i = 0u; i < loss_p.rows; i = i + 1u) {
-        s = s + row_loss[i];
+        if (loss_w[i] != 0.0) {
+            s = s + row_loss[i];
+        }
     }
-    loss[0] = s / f32(loss_p.rows);
+    loss[0] = s / f32(loss_p.count);
 }
 
 @compute @workgroup_size(256)

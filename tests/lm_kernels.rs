@@ -239,7 +239,9 @@ fn all_kernels<O: LmOps>(o: &O) {
     let logits = normals(n * 256, 17);
     let lb = up(&logits);
     let lrows = o.alloc("rows", n).unwrap();
-    o.cross_entropy(&lb, &tb, &lrows, n, true, 0.25).unwrap();
+    let quarter = up(&vec![0.25; n]);
+    o.cross_entropy(&lb, &tb, &quarter, &lrows, n, true)
+        .unwrap();
     let (mut wl, mut wg) = (vec![], vec![]);
     for i in 0..n {
         let row = &logits[i * 256..(i + 1) * 256];
@@ -255,8 +257,37 @@ fn all_kernels<O: LmOps>(o: &O) {
     check("cross_entropy rows", &rd(&lrows, n), &wl);
     check("cross_entropy grad", &rd(&lb, n * 256), &wg);
     let mb = o.alloc("mean", 1).unwrap();
-    o.mean(&lrows, &mb, n).unwrap();
+    o.mean(&lrows, &quarter, &mb, n, n).unwrap();
     check("mean", &rd(&mb, 1), &[wl.iter().sum::<f64>() / n as f64]);
+
+    // Weighted: per-row gradient weights mask/Σ mask (rows 1, 4 and 6 not counted), and the
+    // mean over the counted rows only.
+    let mask: Vec<f32> = (0..n)
+        .map(|i| if [1, 4, 6].contains(&i) { 0.0 } else { 1.0 })
+        .collect();
+    let count = mask.iter().filter(|&&m| m == 1.0).count();
+    let weights: Vec<f32> = mask.iter().map(|&m| m / count as f32).collect();
+    let wb = up(&weights);
+    let lb = up(&logits);
+    o.cross_entropy(&lb, &tb, &wb, &lrows, n, true).unwrap();
+    let wg_w: Vec<f64> = wg
+        .iter()
+        .enumerate()
+        .map(|(k, &g)| g / 0.25 * weights[k / 256] as f64)
+        .collect();
+    check("cross_entropy rows (weighted)", &rd(&lrows, n), &wl);
+    let got = rd(&lb, n * 256);
+    check("cross_entropy grad (weighted)", &got, &wg_w);
+    for i in [1, 4, 6] {
+        assert!(
+            got[i * 256..(i + 1) * 256].iter().all(|&g| g == 0.0),
+            "row {i} of weight 0 has a nonzero gradient"
+        );
+    }
+    let mb = o.alloc("mean", 1).unwrap();
+    o.mean(&lrows, &wb, &mb, n, count).unwrap();
+    let counted: f64 = (0..n).filter(|&i| mask[i] == 1.0).map(|i| wl[i]).sum();
+    check("mean (weighted)", &rd(&mb, 1), &[counted / count as f64]);
 
     // onehot (exact), pos_grad.
     let ob = o.alloc("onehot", n * 256).unwrap();

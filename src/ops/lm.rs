@@ -108,18 +108,28 @@ pub trait LmOps: DeviceMemory {
     /// `dg ← dg ⊙ GELU′(f)`.
     fn gelu_back(&self, f: &Self::Buf, dg: &Self::Buf, count: usize) -> Result<()>;
     /// Per row of `logits` (`[n][256]`): `rows[i] = logsumexp − logit[target]`; with `grad`,
-    /// `logits ← (softmax − onehot)·inv_n` in place.
+    /// `logits ← (softmax − onehot)·weights[i]` in place. `weights` (`[n]`) are the rows'
+    /// shares of the mean loss: `1/n` each, or `mask/Σ mask` for a masked loss.
     fn cross_entropy(
         &self,
         logits: &Self::Buf,
         targets: &Self::Buf,
+        weights: &Self::Buf,
         rows: &Self::Buf,
         n: usize,
         grad: bool,
-        inv_n: f32,
     ) -> Result<()>;
-    /// `out[0] = Σ rows[i] / n` (in order).
-    fn mean(&self, rows: &Self::Buf, out: &Self::Buf, n: usize) -> Result<()>;
+    /// `out[0] = Σ_{i < n, weights[i] ≠ 0} rows[i] / count` (in order; a row of weight 0 is
+    /// skipped, not multiplied, so it adds nothing even when not finite). With every weight
+    /// nonzero and `count = n` it is the plain mean.
+    fn mean(
+        &self,
+        rows: &Self::Buf,
+        weights: &Self::Buf,
+        out: &Self::Buf,
+        n: usize,
+        count: usize,
+    ) -> Result<()>;
     /// `out[i][v] = [tokens[i] == v]`, `[n][256]`.
     fn onehot(&self, tokens: &Self::Buf, out: &Self::Buf, n: usize) -> Result<()>;
     /// `out[t][j] = Σ_r dh[r·len + t][j]` for `t < len`, 0 for `len ≤ t < ctx`.

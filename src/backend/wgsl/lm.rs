@@ -59,6 +59,7 @@ mod bind {
     pub const K_CACHE: u32 = 42;
     pub const V_CACHE: u32 = 43;
     pub const ATTN_OUT: u32 = 44;
+    pub const LOSS_W: u32 = 45;
 }
 
 /// `ElemParams` of `lm.wgsl` (fill, gelu, gelu_back; 16 bytes).
@@ -129,7 +130,7 @@ struct SoftmaxParams {
 struct LossParams {
     rows: u32,
     grad: u32,
-    inv_n: f32,
+    count: u32,
     pad: u32,
 }
 
@@ -434,15 +435,14 @@ impl LmOps for WgslKernels {
         &self,
         logits: &wgpu::Buffer,
         targets: &wgpu::Buffer,
+        weights: &wgpu::Buffer,
         rows: &wgpu::Buffer,
         n: usize,
         grad: bool,
-        inv_n: f32,
     ) -> Result<()> {
         let p = LossParams {
             rows: n as u32,
             grad: grad as u32,
-            inv_n,
             ..Default::default()
         };
         self.run_lm(
@@ -452,20 +452,33 @@ impl LmOps for WgslKernels {
                 (bind::LOGITS, logits),
                 (bind::ROW_LOSS, rows),
                 (bind::TARGETS, targets),
+                (bind::LOSS_W, weights),
             ],
             n,
         )
     }
 
-    fn mean(&self, rows: &wgpu::Buffer, out: &wgpu::Buffer, n: usize) -> Result<()> {
+    fn mean(
+        &self,
+        rows: &wgpu::Buffer,
+        weights: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        n: usize,
+        count: usize,
+    ) -> Result<()> {
         let p = LossParams {
             rows: n as u32,
+            count: count as u32,
             ..Default::default()
         };
         self.run_lm(
             "mean",
             (bind::LOSS_P, p),
-            &[(bind::ROW_LOSS, rows), (bind::LOSS, out)],
+            &[
+                (bind::ROW_LOSS, rows),
+                (bind::LOSS_W, weights),
+                (bind::LOSS, out),
+            ],
             1,
         )
     }

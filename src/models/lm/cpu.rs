@@ -4,7 +4,7 @@
 //! # Backward pass (N = rows·len positions, gradients of the mean loss)
 //!
 //! ```text
-//! dlogits = (softmax(logits) − onehot(target)) / N
+//! dlogits = (softmax(logits) − onehot(target))·w,   w = 1/N   (masked: mask_i/Σ mask)
 //! dW_head = afᵀ·dlogits;  daf = dlogits·W_headᵀ;  dh = LN_f⁻(daf)
 //! block (reversed):  dW_out = gᵀ·dh, df = (dh·W_outᵀ) ⊙ GELU′(f), dW_fc = a₂ᵀ·df,
 //!                    dh += LN₂⁻(df·W_fcᵀ)
@@ -32,8 +32,8 @@ use rayon::prelude::*;
 
 use super::idx::*;
 use super::{
-    Decoder, Kind, LmConfig, LmLoss, LmTrainer, Tensor, VOCAB, check_params, check_sequences,
-    layout,
+    Decoder, Kind, LmConfig, LmLoss, LmTrainer, Tensor, VOCAB, check_mask, check_params,
+    check_sequences, layout,
 };
 use crate::error::{Error, Result};
 use crate::num::adam::{AdamState, adamw_step, clip_global_norm};
@@ -214,16 +214,26 @@ impl<T: HostFloat> CpuLm<T> {
         })
     }
 
-    /// Mean cross-entropy and (when `grad`) `dlogits`.
-    fn cross_entropy(&self, fw: &Forward<T>, grad: bool) -> (f64, Vec<T>) {
+    /// Mean cross-entropy and (when `grad`) `dlogits`, over every position or (with `mask`,
+    /// checked by [`check_mask`]) over the counted ones: the loss is the pairwise sum of the
+    /// counted positions' terms (0 in place of the others) over their count, and position i's
+    /// `dlogits` are `(softmax − onehot)·w_i` with `w_i = 1/count` when counted, else 0. With
+    /// no mask or an all-ones one, `count = n`: the same arithmetic either way.
+    fn cross_entropy(&self, fw: &Forward<T>, grad: bool, mask: Option<&[u8]>) -> (f64, Vec<T>) {
         let n = fw.rows * fw.len;
         let mut dl = if grad {
             vec![T::zero(); n * VOCAB]
         } else {
             vec![]
         };
-        let inv_n = T::of(1.0 / n as f64);
+        let counted = |i: usize| mask.is_none_or(|m| m[i] == 1);
+        let count = mask.map_or(n, |m| m.iter().filter(|&&v| v == 1).count());
+        let inv_n = T::of(1.0 / count as f64);
         let row_loss = |i: usize, dlr: Option<&mut [T]>| {
+            if !counted(i) {
+                // Not counted: no loss term, and dlogits stay 0.
+                return T::zero();
+            }
             let row = &fw.logits[i * VOCAB..(i + 1) * VOCAB];
             let m = row.iter().cloned().fold(T::neg_infinity(), |a, b| a.max(b));
             let e: Vec<T> = row.iter().map(|v| (*v - m).exp()).collect();
@@ -246,7 +256,33 @@ impl<T: HostFloat> CpuLm<T> {
         } else {
             (0..n).into_par_iter().map(|i| row_loss(i, None)).collect()
         };
-        (T::psum(&terms).wide() / n as f64, dl)
+        (T::psum(&terms).wide() / count as f64, dl)
+    }
+
+    /// [`LmTrainer::step`] or (with `mask`) [`LmTrainer::step_masked`].
+    fn step_with(&mut self, tokens: &[u8], mask: Option<&[u8]>, len: usize) -> Result<()> {
+        let (loss, g) = self.gradient(tokens, len, mask)?;
+        let checked = LmLoss::checked(loss)?;
+        self.adamw(g);
+        self.last = Some(checked);
+        Ok(())
+    }
+
+    /// [`LmTrainer::loss`] or (with `mask`) [`LmTrainer::loss_masked`].
+    fn loss_with(&self, tokens: &[u8], mask: Option<&[u8]>, len: usize) -> Result<f64> {
+        self.check_mask_for(tokens, mask, len)?;
+        let fw = self.forward(tokens, len)?;
+        Ok(self.cross_entropy(&fw, false, mask).0)
+    }
+
+    /// Check `tokens` and, when given, `mask` for them ([`check_sequences`], [`check_mask`])
+    /// before any work.
+    fn check_mask_for(&self, tokens: &[u8], mask: Option<&[u8]>, len: usize) -> Result<()> {
+        let (rows, len) = check_sequences(&self.cfg, tokens, len)?;
+        if let Some(m) = mask {
+            check_mask(m, rows, len)?;
+        }
+        Ok(())
     }
 
     /// AdamW on gradient `g`, clipped to the configured global norm first
@@ -268,11 +304,11 @@ impl<T: HostFloat> LmTrainer for CpuLm<T> {
     }
 
     fn step(&mut self, tokens: &[u8], len: usize) -> Result<()> {
-        let (loss, g) = self.gradient(tokens, len)?;
-        let checked = LmLoss::checked(loss)?;
-        self.adamw(g);
-        self.last = Some(checked);
-        Ok(())
+        self.step_with(tokens, None, len)
+    }
+
+    fn step_masked(&mut self, tokens: &[u8], mask: &[u8], len: usize) -> Result<()> {
+        self.step_with(tokens, Some(mask), len)
     }
 
     fn last_loss(&mut self) -> Result<LmLoss> {
@@ -281,13 +317,26 @@ impl<T: HostFloat> LmTrainer for CpuLm<T> {
     }
 
     fn loss_and_gradient(&mut self, tokens: &[u8], len: usize) -> Result<(LmLoss, Vec<f64>)> {
-        let (loss, g) = self.gradient(tokens, len)?;
+        let (loss, g) = self.gradient(tokens, len, None)?;
         Ok((LmLoss { loss }, g.iter().map(|v| v.wide()).collect()))
     }
 
     fn loss(&mut self, tokens: &[u8], len: usize) -> Result<f64> {
-        let fw = self.forward(tokens, len)?;
-        Ok(self.cross_entropy(&fw, false).0)
+        self.loss_with(tokens, None, len)
+    }
+
+    fn loss_and_gradient_masked(
+        &mut self,
+        tokens: &[u8],
+        mask: &[u8],
+        len: usize,
+    ) -> Result<(LmLoss, Vec<f64>)> {
+        let (loss, g) = self.gradient(tokens, len, Some(mask))?;
+        Ok((LmLoss { loss }, g.iter().map(|v| v.wide()).collect()))
+    }
+
+    fn loss_masked(&mut self, tokens: &[u8], mask: &[u8], len: usize) -> Result<f64> {
+        self.loss_with(tokens, Some(mask), len)
     }
 
     fn logits(&mut self, tokens: &[u8], rows: usize, len: usize) -> Result<Vec<f64>> {

@@ -9,8 +9,8 @@
 
 use super::idx::*;
 use super::{
-    Decoder, Kind, LmConfig, LmLoss, LmTrainer, Tensor, VOCAB, check_params, check_sequences,
-    layout,
+    Decoder, Kind, LmConfig, LmLoss, LmTrainer, Tensor, VOCAB, check_mask, check_params,
+    check_sequences, layout,
 };
 use crate::error::{Error, Result};
 use crate::ops::lm::{AdamStep, LmOps};
@@ -56,6 +56,8 @@ struct Acts<B> {
     lnf: [B; 3],
     logits: B,
     loss_rows: B,
+    /// Per-position loss weights `[N]`: `1/N`, or `mask/Σ mask` for a masked loss.
+    loss_w: B,
     // Backward scratch.
     dh: B,
     da: B,
@@ -287,6 +289,7 @@ impl<O: LmOps> DeviceLm<O> {
             lnf: ln("lnf")?,
             logits: o.alloc("logits", n * VOCAB)?,
             loss_rows: o.alloc("loss rows", n)?,
+            loss_w: o.alloc("loss weights", n)?,
             dh: o.alloc("dh", n * c)?,
             da: o.alloc("da", n * c)?,
             dff: o.alloc("dff", n * 4 * c)?,
@@ -303,10 +306,30 @@ impl<O: LmOps> DeviceLm<O> {
         Ok(())
     }
 
-    /// Upload `tokens` and run the forward pass and the loss (into `self.loss`); with `grad`
-    /// the logits become dlogits.
-    fn forward(&mut self, tokens: &[u8], len: usize, grad: bool) -> Result<()> {
+    /// Upload `tokens` (and the loss weights: `1/N` each, or with `mask` `1/Σ mask` where it
+    /// is 1 and 0 elsewhere) and run the forward pass and the loss (into `self.loss`: the mean
+    /// over the counted positions); with `grad` the logits become dlogits. An all-ones mask
+    /// uploads the same weights and count as none.
+    fn forward(
+        &mut self,
+        tokens: &[u8],
+        mask: Option<&[u8]>,
+        len: usize,
+        grad: bool,
+    ) -> Result<()> {
         let (rows, len) = check_sequences(&self.cfg, tokens, len)?;
+        let n = rows * len;
+        let (weights, count) = match mask {
+            None => (vec![1.0 / n as f32; n], n),
+            Some(m) => {
+                let count = check_mask(m, rows, len)?;
+                let w = 1.0 / count as f32;
+                (
+                    m.iter().map(|&v| if v == 1 { w } else { 0.0 }).collect(),
+                    count,
+                )
+            }
+        };
         let mut inputs = Vec::with_capacity(rows * len);
         let mut targets = Vec::with_capacity(rows * len);
         for s in tokens.chunks(len + 1) {
@@ -317,11 +340,11 @@ impl<O: LmOps> DeviceLm<O> {
         let a = self.acts.as_mut().expect("allocated above");
         a.tokens = self.ops.upload_u32("tokens", &inputs)?;
         a.targets = self.ops.upload_u32("targets", &targets)?;
+        a.loss_w = self.ops.upload("loss weights", &weights)?;
         let a = self.acts.as_ref().expect("allocated above");
         let (o, p) = (&self.ops, &self.p);
         let c = self.cfg.width;
         let (hn, d) = (self.cfg.heads, self.cfg.head_dim());
-        let n = rows * len;
         let scale = 1.0 / (d as f32).sqrt();
         let shape = (rows, hn, len, d);
         o.embed(&a.tokens, &p[0], &p[1], &a.h, n, len, 0, c)?;
@@ -351,8 +374,8 @@ impl<O: LmOps> DeviceLm<O> {
             self.mlp(l, &a.h, &b.ln2, [&b.f, &b.g], n)?;
         }
         self.head(&a.h, &a.lnf, &a.logits, n)?;
-        o.cross_entropy(&a.logits, &a.targets, &a.loss_rows, n, grad, 1.0 / n as f32)?;
-        o.mean(&a.loss_rows, &self.loss, n)
+        o.cross_entropy(&a.logits, &a.targets, &a.loss_w, &a.loss_rows, n, grad)?;
+        o.mean(&a.loss_rows, &a.loss_w, &self.loss, n, count)
     }
 
     /// Gradients into `g` after `forward(…, grad = true)`.
@@ -479,6 +502,45 @@ impl<O: LmOps> DeviceLm<O> {
         Ok(())
     }
 
+    /// [`LmTrainer::step`] or (with `mask`) [`LmTrainer::step_masked`].
+    fn step_with(&mut self, tokens: &[u8], mask: Option<&[u8]>, len: usize) -> Result<()> {
+        self.forward(tokens, mask, len, true)?;
+        self.backward()?;
+        self.adamw()?;
+        self.stepped = true;
+        Ok(())
+    }
+
+    /// [`LmTrainer::loss_and_gradient`] or (with `mask`) its masked form.
+    fn gradient_with(
+        &mut self,
+        tokens: &[u8],
+        mask: Option<&[u8]>,
+        len: usize,
+    ) -> Result<(LmLoss, Vec<f64>)> {
+        self.forward(tokens, mask, len, true)?;
+        self.backward()?;
+        self.stepped = false;
+        Ok((
+            LmLoss {
+                loss: self.read_loss()?,
+            },
+            self.read_all(&self.g)?,
+        ))
+    }
+
+    /// [`LmTrainer::loss`] or (with `mask`) [`LmTrainer::loss_masked`].
+    fn loss_with(&mut self, tokens: &[u8], mask: Option<&[u8]>, len: usize) -> Result<f64> {
+        // Bad input changes nothing: the last step's loss stays readable.
+        let (rows, len) = check_sequences(&self.cfg, tokens, len)?;
+        if let Some(m) = mask {
+            check_mask(m, rows, len)?;
+        }
+        self.stepped = false;
+        self.forward(tokens, mask, len, false)?;
+        self.read_loss()
+    }
+
     fn read_loss(&self) -> Result<f64> {
         Ok(self.ops.read(&self.loss, 1)?[0] as f64)
     }
@@ -498,11 +560,11 @@ impl<O: LmOps> LmTrainer for DeviceLm<O> {
     }
 
     fn step(&mut self, tokens: &[u8], len: usize) -> Result<()> {
-        self.forward(tokens, len, true)?;
-        self.backward()?;
-        self.adamw()?;
-        self.stepped = true;
-        Ok(())
+        self.step_with(tokens, None, len)
+    }
+
+    fn step_masked(&mut self, tokens: &[u8], mask: &[u8], len: usize) -> Result<()> {
+        self.step_with(tokens, Some(mask), len)
     }
 
     fn last_loss(&mut self) -> Result<LmLoss> {
@@ -513,21 +575,24 @@ impl<O: LmOps> LmTrainer for DeviceLm<O> {
     }
 
     fn loss_and_gradient(&mut self, tokens: &[u8], len: usize) -> Result<(LmLoss, Vec<f64>)> {
-        self.forward(tokens, len, true)?;
-        self.backward()?;
-        self.stepped = false;
-        Ok((
-            LmLoss {
-                loss: self.read_loss()?,
-            },
-            self.read_all(&self.g)?,
-        ))
+        self.gradient_with(tokens, None, len)
     }
 
     fn loss(&mut self, tokens: &[u8], len: usize) -> Result<f64> {
-        self.stepped = false;
-        self.forward(tokens, len, false)?;
-        self.read_loss()
+        self.loss_with(tokens, None, len)
+    }
+
+    fn loss_and_gradient_masked(
+        &mut self,
+        tokens: &[u8],
+        mask: &[u8],
+        len: usize,
+    ) -> Result<(LmLoss, Vec<f64>)> {
+        self.gradient_with(tokens, Some(mask), len)
+    }
+
+    fn loss_masked(&mut self, tokens: &[u8], mask: &[u8], len: usize) -> Result<f64> {
+        self.loss_with(tokens, Some(mask), len)
     }
 
     fn logits(&mut self, tokens: &[u8], rows: usize, len: usize) -> Result<Vec<f64>> {
@@ -543,7 +608,7 @@ impl<O: LmOps> LmTrainer for DeviceLm<O> {
             seq.push(0);
         }
         self.stepped = false;
-        self.forward(&seq, len, false)?;
+        self.forward(&seq, None, len, false)?;
         let a = self.acts.as_ref().expect("forward ran");
         Ok(self
             .ops

@@ -12,6 +12,10 @@
 //! loss = mean over positions of −log softmax(logits)[next byte]      (nats per byte)
 //! ```
 //!
+//! The masked loss ([`LmTrainer::loss_masked`]) is the mean over the positions a 0/1 mask
+//! counts, `Σ mask·xent / Σ mask` (loss on the answer bytes of a (problem, answer) sequence
+//! only); its gradient weights position i's `softmax − onehot` by `mask_i / Σ mask`.
+//!
 //! LayerNorm `LN(x) = (x − mean)/√(var + 1e-5)·γ + β` (biased variance); GELU is the tanh
 //! approximation of GPT-2, `½x(1 + tanh(√(2/π)(x + 0.044715x³)))`. Weights are stored
 //! `[in][out]` row-major; the head is not tied to the token embedding.
@@ -327,6 +331,34 @@ pub fn check_sequences(cfg: &LmConfig, tokens: &[u8], len: usize) -> Result<(usi
     Ok((tokens.len() / (len + 1), len))
 }
 
+/// Check a loss mask for `rows` sequences of `len` target positions (as [`check_sequences`]
+/// returns them): `rows·len` entries, entry `r·len + t` saying whether target position `t` of
+/// row `r` (the byte `tokens[r·(len + 1) + t + 1]`) counts, each 0 or 1, at least one 1.
+/// Returns the number of counted positions (the divisor of the masked mean).
+pub fn check_mask(mask: &[u8], rows: usize, len: usize) -> Result<usize> {
+    let n = rows * len;
+    if mask.len() != n {
+        return Err(Error::InvalidArgument(format!(
+            "loss mask has {} entries, but {rows} sequences of {len} target bytes need {n}",
+            mask.len()
+        )));
+    }
+    if let Some(i) = mask.iter().position(|&m| m > 1) {
+        return Err(Error::InvalidArgument(format!(
+            "loss mask entry {i} (row {}, target position {}) is {}: entries must be 0 or 1",
+            i / len,
+            i % len,
+            mask[i]
+        )));
+    }
+    match mask.iter().filter(|&&m| m == 1).count() {
+        0 => Err(Error::InvalidArgument(format!(
+            "loss mask counts no position (all {n} entries are 0): at least one must be 1"
+        ))),
+        count => Ok(count),
+    }
+}
+
 /// Loss of one batch: mean cross-entropy per predicted byte, nats.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct LmLoss {
@@ -371,6 +403,29 @@ pub trait LmTrainer {
 
     /// Mean cross-entropy of `tokens` (as for [`LmTrainer::step`]), nats per byte.
     fn loss(&mut self, tokens: &[u8], len: usize) -> Result<f64>;
+
+    /// [`LmTrainer::step`] on the masked loss ([`LmTrainer::loss_masked`]): one AdamW step on
+    /// the gradient of the mean cross-entropy over the counted positions only. `mask` has
+    /// `rows·len` entries, 0 or 1 (see [`check_mask`]). An all-ones mask gives exactly the bits
+    /// of [`LmTrainer::step`]; [`LmTrainer::last_loss`] then reports the masked loss.
+    fn step_masked(&mut self, tokens: &[u8], mask: &[u8], len: usize) -> Result<()>;
+
+    /// Masked loss and its gradient (flat, [`layout`] order) at the current weights, without a
+    /// step: as [`LmTrainer::loss_and_gradient`] with the loss of [`LmTrainer::loss_masked`].
+    fn loss_and_gradient_masked(
+        &mut self,
+        tokens: &[u8],
+        mask: &[u8],
+        len: usize,
+    ) -> Result<(LmLoss, Vec<f64>)>;
+
+    /// Mean cross-entropy over the counted target positions, `Σ mask·xent / Σ mask`, nats per
+    /// counted byte: `tokens` as for [`LmTrainer::step`] (`rows` sequences of `len + 1` bytes),
+    /// `mask` `[rows][len]` (entry `r·len + t` counts the byte `tokens[r·(len + 1) + t + 1]`),
+    /// 0 or 1 with at least one 1 ([`check_mask`]; anything else is an error). An all-ones
+    /// mask gives exactly the bits of [`LmTrainer::loss`]. For loss on the answer only, mark
+    /// the answer's bytes (and its end marker) 1 and the prompt's 0.
+    fn loss_masked(&mut self, tokens: &[u8], mask: &[u8], len: usize) -> Result<f64>;
 
     /// Logits `[rows][len][V]` of every position (widened to f64).
     fn logits(&mut self, tokens: &[u8], rows: usize, len: usize) -> Result<Vec<f64>>;

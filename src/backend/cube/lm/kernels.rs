@@ -275,15 +275,15 @@ pub(super) fn gelu_back_kernel(f: &[f32], dg: &mut [f32], n: u32) {
 }
 
 /// Row `row < n` of `logits` (`[n][256]`), one unit per row: `rows[row] = lse − logit[target]`;
-/// with `grad == 1`, `logits ← (softmax − onehot)·inv_n`.
+/// with `grad == 1`, `logits ← (softmax − onehot)·weights[row]`.
 #[cube(launch)]
 pub(super) fn cross_entropy_kernel(
     logits: &mut [f32],
     targets: &[u32],
+    weights: &[f32],
     rows: &mut [f32],
     n: u32,
     grad: u32,
-    inv_n: f32,
 ) {
     let row = ABSOLUTE_POS as u32;
     if row < n {
@@ -302,27 +302,30 @@ pub(super) fn cross_entropy_kernel(
         let y = targets[row as usize];
         rows[row as usize] = f32::ln(z) + m - logits[(base + y) as usize];
         if grad == 1 {
+            let w = weights[row as usize];
             for j in 0..256u32 {
                 let k = (base + j) as usize;
                 let mut onehot = f32::new(0.0);
                 if j == y {
                     onehot = f32::new(1.0);
                 }
-                logits[k] = (f32::exp(logits[k] - m) / z - onehot) * inv_n;
+                logits[k] = (f32::exp(logits[k] - m) / z - onehot) * w;
             }
         }
     }
 }
 
-/// `out[0] = Σ rows[i] / n` in order, by unit 0.
+/// `out[0] = Σ_{i < n, weights[i] ≠ 0} rows[i] / count` in order, by unit 0.
 #[cube(launch)]
-pub(super) fn mean_kernel(rows: &[f32], out: &mut [f32], n: u32) {
+pub(super) fn mean_kernel(rows: &[f32], weights: &[f32], out: &mut [f32], n: u32, count: u32) {
     if ABSOLUTE_POS == 0 {
         let mut s = f32::new(0.0);
         for i in 0..n {
-            s += rows[i as usize];
+            if weights[i as usize] != f32::new(0.0) {
+                s += rows[i as usize];
+            }
         }
-        out[0] = s / f32::cast_from(n);
+        out[0] = s / f32::cast_from(count);
     }
 }
 

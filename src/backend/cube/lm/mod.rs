@@ -236,10 +236,10 @@ impl LmOps for CubeKernels<'_> {
         &self,
         logits: &Handle,
         targets: &Handle,
+        weights: &Handle,
         rows: &Handle,
         n: usize,
         grad: bool,
-        inv_n: f32,
     ) -> Result<()> {
         cross_entropy_kernel::launch(
             self.client,
@@ -247,22 +247,31 @@ impl LmOps for CubeKernels<'_> {
             dim(),
             arg(logits, n * 256),
             arg(targets, n),
+            arg(weights, n),
             arg(rows, n),
             n as u32,
             grad as u32,
-            inv_n,
         );
         Ok(())
     }
 
-    fn mean(&self, rows: &Handle, out: &Handle, n: usize) -> Result<()> {
+    fn mean(
+        &self,
+        rows: &Handle,
+        weights: &Handle,
+        out: &Handle,
+        n: usize,
+        count: usize,
+    ) -> Result<()> {
         mean_kernel::launch(
             self.client,
             CubeCount::Static(1, 1, 1),
             CubeDim::new_1d(1),
             arg(rows, n),
+            arg(weights, n),
             arg(out, 1),
             n as u32,
+            count as u32,
         );
         Ok(())
     }

@@ -48,10 +48,17 @@ impl<T: HostFloat> CpuLm<T> {
         linear_back(x, dy, self.w(t), nkm, grad, self.range(t), b)
     }
 
-    /// Loss and gradient (in `T`) of `tokens`.
-    pub(super) fn gradient(&self, tokens: &[u8], len: usize) -> Result<(f64, Vec<T>)> {
+    /// Loss and gradient (in `T`) of `tokens`, over every target position or (with `mask`,
+    /// `[rows][len]` of 0/1, checked here) over the counted ones.
+    pub(super) fn gradient(
+        &self,
+        tokens: &[u8],
+        len: usize,
+        mask: Option<&[u8]>,
+    ) -> Result<(f64, Vec<T>)> {
+        self.check_mask_for(tokens, mask, len)?;
         let fw = self.forward(tokens, len)?;
-        let (loss, dlogits) = self.cross_entropy(&fw, true);
+        let (loss, dlogits) = self.cross_entropy(&fw, true, mask);
         let mut grad = vec![T::zero(); self.p.len()];
         let mut dh = self.head_back(&fw, &dlogits, &mut grad);
         for l in (0..self.cfg.layers).rev() {
