@@ -31,6 +31,7 @@ fn config(generations: usize, samples: usize, replicates: usize) -> RunConfig {
         backend: "test".into(),
         real_rows: None,
         replicate_offset: 0,
+        task: None,
         vae: Default::default(),
         lm: Default::default(),
     }

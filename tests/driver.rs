@@ -36,6 +36,7 @@ fn config(
         backend: "cpu64".into(),
         real_rows: None,
         replicate_offset: 0,
+        task: None,
         vae: Default::default(),
         lm: Default::default(),
     }

@@ -6,7 +6,7 @@ mod common;
 
 use collapse_kernels::experiment::dictionary::{self, definitions, lookup};
 use collapse_kernels::experiment::generations::POOL_COLUMNS;
-use collapse_kernels::experiment::{lm, vae};
+use collapse_kernels::experiment::{lm, task, vae};
 
 use common::cli::{collapse, fails, ok};
 use common::table::Table;
@@ -63,12 +63,14 @@ fn every_column_of_every_model_is_defined() {
     let with_pool = |own: &[&'static str]| [&POOL_COLUMNS[..], own].concat();
     all_defined(&with_pool(&vae::METRIC_COLUMNS), "vae");
     all_defined(&with_pool(&lm::METRIC_COLUMNS), "lm");
+    all_defined(&with_pool(&task::METRIC_COLUMNS), "task");
     // And nothing is defined for a model that does not write it.
     for d in definitions() {
         for m in d.models {
             let ok = match *m {
                 "vae" => POOL_COLUMNS.contains(&d.name) || vae::METRIC_COLUMNS.contains(&d.name),
                 "lm" => POOL_COLUMNS.contains(&d.name) || lm::METRIC_COLUMNS.contains(&d.name),
+                "task" => POOL_COLUMNS.contains(&d.name) || task::METRIC_COLUMNS.contains(&d.name),
                 "gaussian" | "gmm" => true,
                 other => panic!("{}: unknown model {other}", d.name),
             };

@@ -237,7 +237,7 @@ fn metric(model: ModelKind, p: &GmmParams, truth: &GmmParams) -> f64 {
             s.sqrt()
         }
         // Drift runs are gaussian or gmm (driver::simulate rejects the VAE).
-        ModelKind::Gmm | ModelKind::Vae | ModelKind::Lm => l2_distance(p, truth),
+        ModelKind::Gmm | ModelKind::Vae | ModelKind::Lm | ModelKind::Task => l2_distance(p, truth),
     }
 }
 
@@ -265,7 +265,7 @@ pub fn absorbed(model: ModelKind, p: &GmmParams, reg_covar: f64, u: f64) -> (boo
     let d = p.d;
     let zero = match model {
         ModelKind::Gaussian => v.iter().all(|&x| x == 0.0),
-        ModelKind::Gmm | ModelKind::Vae | ModelKind::Lm => {
+        ModelKind::Gmm | ModelKind::Vae | ModelKind::Lm | ModelKind::Task => {
             p.weights.contains(&0.0)
                 || v.chunks(d)
                     .any(|c| c.iter().all(|&x| x <= reg_covar * (1.0 + 1e-3)))

@@ -24,6 +24,10 @@ pub enum ModelKind {
     Vae,
     /// A byte-level transformer language model on text (see [`lm`]).
     Lm,
+    /// The byte-level transformer on a checkable task (`--task add:N`, `eigen:N`): each
+    /// generation answers fresh problems and its successor trains on the answers the verifier
+    /// keeps (see [`task`]).
+    Task,
 }
 
 /// How each generation's training pool is formed.
@@ -199,6 +203,88 @@ pub struct RunConfig {
     /// alone (`--replicates 1 --replicate-offset i`) in an array task.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub replicate_offset: usize,
+    /// `--model task`: the task, its verifier and the answering settings (absent for the other
+    /// models, so their files are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskRunConfig>,
+}
+
+/// A task verifier (see [`super::verifier`], which parses `--verifier`).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskVerifier {
+    /// Keep every answer.
+    #[default]
+    None,
+    /// The exact check.
+    Oracle,
+    /// The exact check flipped with probability P.
+    Noisy(f64),
+    /// Keep the fraction F most likely under the generating model.
+    Confidence(f64),
+}
+
+impl std::fmt::Display for TaskVerifier {
+    /// The form `--verifier` reads back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TaskVerifier::None => write!(f, "none"),
+            TaskVerifier::Oracle => write!(f, "oracle"),
+            TaskVerifier::Noisy(p) => write!(f, "noisy:{p}"),
+            TaskVerifier::Confidence(x) => write!(f, "confidence:{x}"),
+        }
+    }
+}
+
+impl TaskVerifier {
+    /// Whether it judges answers one at a time (so `--retries` applies).
+    pub fn rejects_single_answers(&self) -> bool {
+        matches!(self, TaskVerifier::Oracle | TaskVerifier::Noisy(_))
+    }
+}
+
+/// The task, the verifier and the answering of a `--model task` run.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TaskRunConfig {
+    /// The task as typed (`add:3`, `eigen:2`; see [`crate::tasks::parse`]).
+    pub task: String,
+    /// `eigen`'s relative L1 tolerance.
+    pub tol: f64,
+    /// Who keeps answers (see [`super::verifier`]).
+    pub verifier: TaskVerifier,
+    /// Candidates per problem and round.
+    pub best_of: usize,
+    /// Extra rounds for a problem whose candidates were all rejected.
+    pub retries: usize,
+    /// Held-out problems (a fixed set, the same every generation) of the accuracy and the
+    /// validation loss.
+    pub eval: usize,
+}
+
+impl Default for TaskRunConfig {
+    fn default() -> Self {
+        Self {
+            task: "add:3".into(),
+            tol: 0.05,
+            verifier: TaskVerifier::None,
+            best_of: 1,
+            retries: 0,
+            eval: 500,
+        }
+    }
+}
+
+/// Columns of a `--model task` pool row of `task` (see [`super::task`]): the sequence bytes,
+/// the answer length, the oracle's verdict, the rounds, the problem's values.
+pub fn task_row_width(task: &dyn crate::tasks::Task) -> usize {
+    task.sequence_len() + 3 + task.values()
+}
+
+impl TaskRunConfig {
+    /// The task.
+    pub fn parsed(&self) -> Result<Box<dyn crate::tasks::Task>> {
+        crate::tasks::parse(&self.task, self.tol)
+    }
 }
 
 /// Whether `n` is 0 (serde: fields at their default are left out, so older files stay
@@ -301,6 +387,14 @@ pub fn run_tally(
             shared_rows: 0,
             d: cfg.lm.context.saturating_add(1),
         },
+        (None, _, ModelKind::Task) => {
+            let t = cfg.task.clone().unwrap_or_default();
+            DataShape {
+                rows: cfg.samples.saturating_mul(t.best_of.max(1)),
+                shared_rows: t.eval,
+                d: task_row_width(t.parsed()?.as_ref()),
+            }
+        }
         (None, Truth::Builtin(name), ModelKind::Gaussian | ModelKind::Gmm) => DataShape {
             rows: cfg.samples,
             shared_rows: BUILTIN_HELD_OUT,
@@ -351,10 +445,14 @@ pub fn run_tally(
             )
         }
         ModelKind::Vae => add_count(&mut rep, vae_param_count(&cfg.vae.network(d)), models, 8),
-        ModelKind::Lm => add_count(&mut rep, lm_param_count(&cfg.lm.network()), models, 8),
+        ModelKind::Lm | ModelKind::Task => {
+            add_count(&mut rep, lm_param_count(&cfg.lm.network()), models, 8)
+        }
     }
     match cfg.model {
-        ModelKind::Lm => hint += ", or --lm-width, --lm-layers, --lm-context or --lm-batch",
+        ModelKind::Lm | ModelKind::Task => {
+            hint += ", or --lm-width, --lm-layers, --lm-context or --lm-batch"
+        }
         ModelKind::Vae => hint += ", or --vae-hidden or --vae-batch",
         ModelKind::Gmm => hint += ", or --k",
         ModelKind::Gaussian => {}
@@ -375,7 +473,7 @@ pub fn run_tally(
         ModelKind::Vae => {
             crate::models::size::vae_step_tally(&mut t, &cfg.vae.network(d), cfg.vae.batch)
         }
-        ModelKind::Lm => {
+        ModelKind::Lm | ModelKind::Task => {
             crate::models::size::lm_step_tally(&mut t, &cfg.lm.network(), cfg.lm.batch)
         }
         _ => {}
@@ -601,6 +699,7 @@ mod tests {
             backend: "cpu64".into(),
             real_rows: None,
             replicate_offset: 0,
+            task: None,
             vae: VaeRunConfig::default(),
             lm: LmRunConfig::default(),
         }

@@ -29,13 +29,14 @@ pub struct MetricDefinition {
     pub with_data: &'static str,
 }
 
-const ALL: &[&str] = &["gaussian", "gmm", "vae", "lm"];
+const ALL: &[&str] = &["gaussian", "gmm", "vae", "lm", "task"];
 const GAUSSIAN: &[&str] = &["gaussian"];
 const GMM: &[&str] = &["gmm"];
 const VAE: &[&str] = &["vae"];
 const LM: &[&str] = &["lm"];
+const TASK: &[&str] = &["task"];
 
-static DEFINITIONS: [MetricDefinition; 21] = [
+static DEFINITIONS: [MetricDefinition; 28] = [
     MetricDefinition {
         name: "generation",
         models: ALL,
@@ -256,6 +257,70 @@ static DEFINITIONS: [MetricDefinition; 21] = [
         definition: "Distinct-2 of the same 32 samples: unique word bigrams / all word bigrams \
                      (bigrams do not cross samples); NaN when there are none.",
         with_data: "Same; reference for 32 held-out windows of the file.",
+    },
+    MetricDefinition {
+        name: "heldout_accuracy",
+        models: TASK,
+        units: "1",
+        definition: "Fraction of --task-eval held-out problems (a fixed Philox set, the same every \
+                     generation and replicate) the model answers correctly by the task's oracle, \
+                     decoding greedily (the likeliest byte each step) until the end byte; \
+                     eval/gNNNN-rR.tsv lists every prediction.",
+        with_data: "Not applicable: task runs draw their own problems.",
+    },
+    MetricDefinition {
+        name: "answer_loss",
+        models: TASK,
+        units: "nats per byte",
+        definition: "Mean cross-entropy of the true answers of the held-out problems, over the \
+                     answer bytes and the end byte only (the prompt is not scored), on the run's \
+                     backend.",
+        with_data: "Not applicable: task runs draw their own problems.",
+    },
+    MetricDefinition {
+        name: "pool_label_error",
+        models: TASK,
+        units: "1",
+        definition: "Fraction of the training pool's rows whose answer the oracle calls wrong \
+                     (real pairs are right), measured whatever --verifier kept them; NaN for an \
+                     empty pool. pools/gNNNN-rR.tsv lists every row.",
+        with_data: "Not applicable: task runs draw their own problems.",
+    },
+    MetricDefinition {
+        name: "kept_fraction",
+        models: TASK,
+        units: "1",
+        definition: "Of the --samples problems posed to generation n-1 (the newest synthetic set), \
+                     the fraction whose answer the verifier kept; NaN at generation 0.",
+        with_data: "Not applicable: task runs draw their own problems.",
+    },
+    MetricDefinition {
+        name: "verifier_precision",
+        models: TASK,
+        units: "1",
+        definition: "Of the judged candidates of the newest set the verifier kept, the fraction \
+                     the oracle calls correct (TP / (TP + FP)); NaN when nothing was kept or at \
+                     generation 0. A judged candidate is one the verifier gave a verdict on \
+                     (none: each problem's first; confidence:F: each problem's likeliest).",
+        with_data: "Not applicable: task runs draw their own problems.",
+    },
+    MetricDefinition {
+        name: "verifier_recall",
+        models: TASK,
+        units: "1",
+        definition: "Of the judged candidates of the newest set the oracle calls correct, the \
+                     fraction the verifier kept (TP / (TP + FN)); NaN when none was correct or at \
+                     generation 0.",
+        with_data: "Not applicable: task runs draw their own problems.",
+    },
+    MetricDefinition {
+        name: "mean_attempts",
+        models: TASK,
+        units: "count",
+        definition: "Sampling rounds per posed problem of the newest set: 1, plus the --retries \
+                     rounds a problem used after all its candidates were rejected (each round \
+                     draws --best-of candidates); NaN at generation 0.",
+        with_data: "Not applicable: task runs draw their own problems.",
     },
 ];
 

@@ -100,6 +100,7 @@ pub(super) fn generations<M: Model>(
                     dir: &dir,
                     replicate: r,
                     generation: n,
+                    pool,
                 };
                 let mut v = vec![
                     n.to_string(),

@@ -114,7 +114,7 @@ pub struct LmModel {
 }
 
 impl LmModel {
-    fn on<'a>(&self, backend: &'a Engine) -> Result<Box<dyn LmTrainer + 'a>> {
+    pub(super) fn on<'a>(&self, backend: &'a Engine) -> Result<Box<dyn LmTrainer + 'a>> {
         backend.lm(&self.cfg, &self.params)
     }
 }

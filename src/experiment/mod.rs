@@ -4,7 +4,8 @@
 //! backend changes only the arithmetic.
 //!
 //! One loop ([`generations`]) runs every model through the one [`model::Model`] trait: the
-//! mixtures ([`mixture`]: gaussian, gmm), the VAE ([`vae`]) and the language model ([`lm`]).
+//! mixtures ([`mixture`]: gaussian, gmm), the VAE ([`vae`]), the language model ([`lm`]) and the language model on a checkable task
+//! ([`task`], with its verifiers in [`verifier`]).
 //! [`with_model`] is the one place a [`ModelKind`] becomes a model type; see
 //! [`model`] for how to add one.
 //!
@@ -33,7 +34,9 @@ pub mod mixture;
 pub mod model;
 pub mod pool;
 pub mod replicates;
+pub mod task;
 pub mod vae;
+pub mod verifier;
 pub mod weights;
 
 use std::path::Path;
@@ -67,6 +70,7 @@ pub fn with_model<W: WithModel>(kind: ModelKind, w: W) -> Result<W::Output> {
         ModelKind::Gaussian | ModelKind::Gmm => w.call::<GmmParams>(),
         ModelKind::Vae => w.call::<vae::VaeModel>(),
         ModelKind::Lm => w.call::<lm::LmModel>(),
+        ModelKind::Task => w.call::<task::TaskModel>(),
     }
 }
 
@@ -93,7 +97,7 @@ pub fn check_config(cfg: &RunConfig) -> Result<()> {
     // run-wide streams; the VAE and the LM also draw chunked sub-streams, distinct only for
     // indices below CHUNKED_REPLICATES.
     let limit = match cfg.model {
-        ModelKind::Vae | ModelKind::Lm => crate::rng::streams::CHUNKED_REPLICATES,
+        ModelKind::Vae | ModelKind::Lm | ModelKind::Task => crate::rng::streams::CHUNKED_REPLICATES,
         _ => crate::rng::streams::RUN_WIDE_REPLICATE,
     };
     if cfg

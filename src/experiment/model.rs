@@ -33,6 +33,8 @@ pub struct MetricContext<'a> {
     pub replicate: usize,
     /// Generation.
     pub generation: usize,
+    /// The pool this generation's model was trained on.
+    pub pool: &'a super::pool::Pool,
 }
 
 /// A model in the generational loop: generation 0 fits real data, generation `n` fits a pool of

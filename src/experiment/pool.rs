@@ -3,6 +3,7 @@
 
 use super::config::{Policy, RunConfig, Truth, Verifier};
 use super::data::{RealData, draw_rows};
+use super::verifier::VerifyStats;
 use crate::error::{Error, Result};
 use crate::io::Matrix;
 use crate::rng::StreamKey;
@@ -16,6 +17,25 @@ pub trait Generator {
     fn generate(&self, backend: &Engine, count: usize, key: StreamKey) -> Result<Matrix>;
     /// A score per row of `x`, higher = more plausible (a log-likelihood or a bound on it).
     fn score(&self, backend: &Engine, x: &Matrix) -> Result<Vec<f64>>;
+
+    /// [`Generator::generate`] with the verification counts of a model whose sets are judged
+    /// as they are drawn (the task model: its verifier keeps some answers; it may return fewer
+    /// than `count` rows). Default: `generate`, no counts.
+    fn generate_verified(
+        &self,
+        backend: &Engine,
+        count: usize,
+        key: StreamKey,
+    ) -> Result<(Matrix, Option<VerifyStats>)> {
+        Ok((self.generate(backend, count, key)?, None))
+    }
+
+    /// `count` rows of new real data from Philox stream `key`, for a model that can make its
+    /// own (the task model poses fresh problems with their true answers); `None`: `fresh:F`
+    /// draws from the real data instead.
+    fn fresh_real(&self, _count: usize, _key: StreamKey) -> Option<Result<Matrix>> {
+        None
+    }
 }
 
 /// A training pool and its provenance.
@@ -25,6 +45,9 @@ pub struct Pool {
     /// `(origin, count)` in pool order: `real` (the real training data), `fresh` (new real
     /// data), `gJ` (sampled from generation J's model).
     pub composition: Vec<(String, usize)>,
+    /// How the verifier judged the newest synthetic set (generation `n − 1`'s answers), for a
+    /// model that verifies as it generates ([`Generator::generate_verified`]).
+    pub verify: Option<VerifyStats>,
 }
 
 impl Pool {
@@ -123,48 +146,68 @@ pub(super) fn pool<G: Generator>(
         return Ok(Pool {
             x: train.clone(),
             composition: vec![("real".into(), train.rows)],
+            verify: None,
         });
     }
     let g = |j: usize| format!("g{}", j - 1);
     let m = cfg.samples;
-    let synth = |j: usize, count: usize| {
-        history[j - 1].generate(
-            backend,
-            count,
-            StreamKey::new(
-                cfg.seed,
-                stream_id(purpose::SYNTHETIC, cfg.replicate_index(r), j),
-            ),
+    let key = |j: usize| {
+        StreamKey::new(
+            cfg.seed,
+            stream_id(purpose::SYNTHETIC, cfg.replicate_index(r), j),
         )
     };
+    let synth = |j: usize, count: usize| history[j - 1].generate(backend, count, key(j));
+    // The newest set, with its verification counts.
+    let newest = |count: usize| history[n - 1].generate_verified(backend, count, key(n));
     let concat = |parts: Vec<Matrix>| -> Result<Matrix> {
         let rows = parts.iter().map(|p| p.rows).sum();
         Matrix::new(rows, d, parts.into_iter().flat_map(|p| p.data).collect())
     };
     match cfg.policy {
-        Policy::Replace => Ok(Pool {
-            x: synth(n, m)?,
-            composition: vec![(g(n), m)],
-        }),
+        Policy::Replace => {
+            let (x, verify) = newest(m)?;
+            Ok(Pool {
+                composition: vec![(g(n), x.rows)],
+                x,
+                verify,
+            })
+        }
         Policy::Accumulate => {
             let mut parts = vec![train.clone()];
             let mut composition = vec![("real".to_string(), train.rows)];
+            let mut verify = None;
             for j in 1..=n {
-                parts.push(cache.get(r, j, || synth(j, m))?);
-                composition.push((g(j), m));
+                let set = if j == n {
+                    // The newest set is drawn now (with its counts); the earlier ones come
+                    // from the cache, or are drawn again identically after a resume.
+                    cache.get(r, j, || {
+                        let (x, v) = newest(m)?;
+                        verify = v;
+                        Ok(x)
+                    })?
+                } else {
+                    cache.get(r, j, || synth(j, m))?
+                };
+                composition.push((g(j), set.rows));
+                parts.push(set);
             }
             Ok(Pool {
                 x: concat(parts)?,
                 composition,
+                verify,
             })
         }
         Policy::Mix(f) => {
             let nr = (f * m as f64).round() as usize;
             let key = StreamKey::new(cfg.seed, stream_id(purpose::MIX, cfg.replicate_index(r), n));
-            let x = concat(vec![draw_rows(train, nr, key)?, synth(n, m - nr)?])?;
+            let (s, verify) = newest(m - nr)?;
+            let ns = s.rows;
+            let x = concat(vec![draw_rows(train, nr, key)?, s])?;
             Ok(Pool {
                 x,
-                composition: vec![("real".into(), nr), (g(n), m - nr)],
+                composition: vec![("real".into(), nr), (g(n), ns)],
+                verify,
             })
         }
         Policy::Verify(verifier, _) => {
@@ -187,11 +230,18 @@ pub(super) fn pool<G: Generator>(
             Ok(Pool {
                 x: Matrix::new(m, d, data)?,
                 composition: vec![(g(n), m)],
+                verify: None,
             })
         }
         Policy::Fresh(f) => {
             let nr = (f * m as f64).round() as usize;
+            let fresh_key = StreamKey::new(
+                cfg.seed,
+                stream_id(purpose::REAL, cfg.replicate_index(r), n),
+            );
+            let own = history[n - 1].fresh_real(nr, fresh_key);
             let fresh = match (&cfg.truth, &real.truth) {
+                _ if own.is_some() => own.expect("checked")?,
                 (Truth::Builtin(_), Some(t)) => crate::models::gmm::sample(
                     backend,
                     t,
@@ -211,10 +261,13 @@ pub(super) fn pool<G: Generator>(
                     ),
                 )?,
             };
-            let x = concat(vec![fresh, synth(n, m - nr)?])?;
+            let (s, verify) = newest(m - nr)?;
+            let ns = s.rows;
+            let x = concat(vec![fresh, s])?;
             Ok(Pool {
                 x,
-                composition: vec![("fresh".into(), nr), (g(n), m - nr)],
+                composition: vec![("fresh".into(), nr), (g(n), ns)],
+                verify,
             })
         }
     }

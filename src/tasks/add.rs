@@ -1,11 +1,13 @@
 //! `add:N`: two uniform integers of up to N digits (each in `0 ..= 10ᴺ − 1`) and their sum.
 //!
-//! Prompt `123+456=` (operands in the usual order, no leading zeros); answer the sum's digits
-//! **least-significant first** (`975` for 579), then [`super::END`]. Reversing the answer is the
+//! Prompt `123+456=`, the operands in the usual order and zero-padded to N digits (`007+456=`),
+//! so every prompt has one length; answer the sum's N + 1 digits, zero-padded, **least-significant
+//! first** (`9750` for 579), then [`super::END`]. Reversing the answer is the
 //! known trick (Lee et al. 2023, "Teaching arithmetic to small transformers") that lets a small
 //! causal model produce each digit from the operands' digits and the carry of the digit it has
 //! just written, instead of having to foresee every carry; it is decided here, not a flag. The
-//! audit files show the sum in the usual order (`579`). Correct means the exact digits.
+//! audit files show the sum in the usual order without padding (`579`). Correct means the exact
+//! N + 1 digits.
 
 use super::{Problem, Task, escape};
 
@@ -33,9 +35,9 @@ impl Add {
     }
 }
 
-/// The decimal digits of `v ≥ 0`, least-significant first.
-fn reversed_digits(v: i64) -> Vec<u8> {
-    let mut d: Vec<u8> = v.to_string().into_bytes();
+/// The decimal digits of `v ≥ 0` zero-padded to `width`, least-significant first.
+fn reversed_digits(v: i64, width: usize) -> Vec<u8> {
+    let mut d: Vec<u8> = format!("{v:0width$}").into_bytes();
     d.reverse();
     d
 }
@@ -48,6 +50,10 @@ impl Task for Add {
     /// Two words per operand (one 64-bit uniform value each).
     fn words(&self) -> u64 {
         4
+    }
+
+    fn values(&self) -> usize {
+        2
     }
 
     fn problem(&self, w: &[u32]) -> Problem {
@@ -64,11 +70,12 @@ impl Task for Add {
     }
 
     fn prompt(&self, p: &Problem) -> Vec<u8> {
-        format!("{}+{}=", p.values[0], p.values[1]).into_bytes()
+        let n = self.digits;
+        format!("{:0n$}+{:0n$}=", p.values[0], p.values[1]).into_bytes()
     }
 
     fn answer(&self, p: &Problem) -> Vec<u8> {
-        reversed_digits(Self::sum(p))
+        reversed_digits(Self::sum(p), self.digits + 1)
     }
 
     fn is_correct(&self, p: &Problem, answer: &[u8]) -> bool {
@@ -79,12 +86,15 @@ impl Task for Add {
         format!("{}+{}", p.values[0], p.values[1])
     }
 
-    /// The digits back in the usual order when the answer is all digits, else its bytes.
+    /// The digits back in the usual order without leading zeros when the answer is all digits,
+    /// else its bytes.
     fn answer_text(&self, _p: &Problem, answer: &[u8]) -> String {
         if !answer.is_empty() && answer.iter().all(u8::is_ascii_digit) {
             let mut a = answer.to_vec();
             a.reverse();
-            String::from_utf8(a).expect("ASCII digits")
+            let s = String::from_utf8(a).expect("ASCII digits");
+            let t = s.trim_start_matches('0');
+            if t.is_empty() { "0".into() } else { t.into() }
         } else {
             escape(answer)
         }
@@ -110,11 +120,11 @@ mod tests {
             values: vec![123, 456],
         };
         assert_eq!(t.prompt(&p), b"123+456=");
-        assert_eq!(t.answer(&p), b"975");
-        assert_eq!(t.answer_text(&p, b"975"), "579");
+        assert_eq!(t.answer(&p), b"9750");
+        assert_eq!(t.answer_text(&p, b"9750"), "579");
         assert_eq!(t.problem_text(&p), "123+456");
-        assert!(t.is_correct(&p, b"975"));
-        for wrong in [&b"579"[..], b"9750", b"97", b"976", b"97a"] {
+        assert!(t.is_correct(&p, b"9750"));
+        for wrong in [&b"579"[..], b"975", b"0579", b"97500", b"9760", b"97a0"] {
             assert!(!t.is_correct(&p, wrong), "{wrong:?}");
         }
         let p = Problem {
@@ -122,8 +132,12 @@ mod tests {
         };
         assert_eq!(t.answer(&p), b"0001");
         assert_eq!(t.answer_text(&p, b"0001"), "1000");
-        let z = Problem { values: vec![0, 0] };
-        assert_eq!(t.answer(&z), b"0");
+        let z = Problem { values: vec![0, 7] };
+        assert_eq!(t.prompt(&z), b"000+007=");
+        assert_eq!(t.answer(&z), b"7000");
+        assert_eq!(t.answer_text(&z, b"7000"), "7");
+        assert_eq!(t.answer_text(&z, b"0000"), "0");
+        assert_eq!(t.problem_text(&z), "0+7");
     }
 
     /// Operands cover their range: over 20 000 draws of add:2 every value 0..=99 appears, and

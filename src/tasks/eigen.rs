@@ -132,6 +132,10 @@ impl Task for Eigen {
         self.entries() as u64
     }
 
+    fn values(&self) -> usize {
+        self.entries()
+    }
+
     fn problem(&self, w: &[u32]) -> Problem {
         Problem {
             values: w.iter().map(|&x| uniform_int(x, -100, 100)).collect(),

@@ -35,9 +35,12 @@ pub trait Task: Send + Sync + std::fmt::Debug {
     fn spec(&self) -> String;
     /// Philox words (u32) one problem draws.
     fn words(&self) -> u64;
+    /// Values of a [`Problem`] of this task.
+    fn values(&self) -> usize;
     /// The problem made of `w` (`words()` uniform u32 values).
     fn problem(&self, w: &[u32]) -> Problem;
-    /// The bytes the model reads before answering (ends with `=`).
+    /// The bytes the model reads before answering (ends with `=`), always [`Task::max_prompt`]
+    /// of them, so a batch of prompts decodes position by position.
     fn prompt(&self, p: &Problem) -> Vec<u8>;
     /// The true answer in the model's encoding, without [`END`].
     fn answer(&self, p: &Problem) -> Vec<u8>;
@@ -175,7 +178,8 @@ mod tests {
             for p in &ps {
                 let a = t.answer(p);
                 assert!(t.is_correct(p, &a), "{spec}: {p:?} {}", escape(&a));
-                assert!(a.len() <= t.max_answer() && t.prompt(p).len() <= t.max_prompt());
+                assert!(a.len() <= t.max_answer() && t.prompt(p).len() == t.max_prompt());
+                assert_eq!(p.values.len(), t.values());
                 let s = t.sequence(p, &a);
                 assert_eq!(s.len(), t.sequence_len(), "{spec}");
                 let m = t.answer_mask(p, a.len());

@@ -7,7 +7,7 @@ use collapse_kernels::experiment::dictionary::{self, for_model};
 use collapse_kernels::{Error, Result};
 
 /// The `--model` values the dictionary knows.
-const MODELS: [&str; 4] = ["gaussian", "gmm", "vae", "lm"];
+const MODELS: [&str; 5] = ["gaussian", "gmm", "vae", "lm", "task"];
 
 /// `collapse metrics`'s flags.
 #[derive(clap::Args, Debug)]

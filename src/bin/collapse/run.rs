@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use collapse_kernels::backend::BackendKind;
 use collapse_kernels::experiment::VaeRunConfig;
+use collapse_kernels::experiment::config::{Policy, TaskRunConfig};
+use collapse_kernels::experiment::verifier::{TaskVerifier, VerifierSpec};
 use collapse_kernels::experiment::{self, ModelKind, RunConfig, Truth};
 use collapse_kernels::experiment::{LmInit, LmRunConfig};
 use collapse_kernels::gpu::{self, GpuOptions};
@@ -97,8 +99,10 @@ pub struct PlotArgs {
 pub struct ExperimentArgs {
     /// Model each generation fits: gaussian (MLE mean and per-dimension variance, no
     /// regularisation), gmm (EM), vae (a VAE trained from scratch each generation on images;
-    /// its samples are decoder means; real data defaults to Fashion-MNIST) or lm (a byte-level
-    /// transformer on text; real data defaults to Debian's fortunes; --data takes a text file).
+    /// its samples are decoder means; real data defaults to Fashion-MNIST), lm (a byte-level
+    /// transformer on text; real data defaults to Debian's fortunes; --data takes a text file)
+    /// or task (the byte-level transformer on a checkable task, --task: each generation answers
+    /// fresh problems, its successor trains on the answers --verifier keeps).
     #[arg(long, value_enum, default_value_t = ModelKind::Gaussian)]
     pub model: ModelKind,
     /// Built-in ground truth: normal, normal:D (N(0, I) in D dims), shumailov-gmm (two 2-D
@@ -135,9 +139,40 @@ pub struct ExperimentArgs {
     pub replicate_offset: usize,
     /// Training pool: replace (last generation's samples), accumulate (all real and synthetic
     /// data so far), mix:F (fraction F real, drawn from the real set), fresh:F (fraction F new
-    /// real data each generation).
+    /// real data each generation), verify:gen0:F / verify:heldout:F (draw ⌈samples/F⌉
+    /// synthetic candidates, keep the `samples` the verifier finds likeliest: the replicate's
+    /// generation-0 model, or a model fitted once to held-out real data; not for --model task,
+    /// which verifies with --verifier).
     #[arg(long, default_value = "replace")]
     pub policy: String,
+    /// Who keeps synthetic data. For --model task: none (every answer), oracle (the task's exact
+    /// check), noisy:P (the oracle's verdict flipped with probability P, an independent draw
+    /// per candidate), confidence:F (the fraction F of answers the generating model finds
+    /// likeliest; no ground truth). For the other models: gen0:F or heldout:F, another spelling
+    /// of --policy verify:MODE:F (with --policy replace only). Default: none.
+    #[arg(long)]
+    pub verifier: Option<String>,
+    /// --model task: the task, add:N (two integers of up to N digits and their sum; the answer
+    /// is written least-significant digit first) or eigen:N (the eigenvalues of a symmetric N×N
+    /// matrix with entries in [-10, 10], one decimal; 3 significant digits).
+    #[arg(long)]
+    pub task: Option<String>,
+    /// --task eigen:N: an answer is correct when Σ|pred − true| / Σ|true| < this.
+    #[arg(long, default_value_t = TaskRunConfig::default().tol)]
+    pub task_tol: f64,
+    /// --model task: held-out problems (a fixed set) of heldout_accuracy and val_loss.
+    #[arg(long, default_value_t = TaskRunConfig::default().eval)]
+    pub task_eval: usize,
+    /// --model task: candidate answers per problem and round; the verifier keeps the first it
+    /// accepts (confidence:F: the likeliest; none: the first).
+    #[arg(long, default_value_t = 1)]
+    pub best_of: usize,
+    /// --model task with --verifier oracle or noisy:P: a problem whose candidates were all
+    /// rejected is sampled again, up to this many more rounds (execution feedback without the
+    /// feedback: the model sees no checker output, only its prompt again); metrics.csv's
+    /// mean_attempts records the rounds.
+    #[arg(long, default_value_t = 0)]
+    pub retries: usize,
     /// Philox seed of the whole experiment.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -205,6 +240,7 @@ impl ExperimentArgs {
             (Some(p), _) => Truth::File(p.clone()),
             (None, Some(t)) => Truth::Builtin(t.clone()),
             (None, None) if a.model == ModelKind::Lm => Truth::Builtin("fortunes".into()),
+            (None, None) if a.model == ModelKind::Task => Truth::Builtin("task".into()),
             (None, None) if a.model == ModelKind::Vae => Truth::File(DEFAULT_TRAIN_IMAGES.into()),
             (None, None) => Truth::Builtin(
                 match a.model {
@@ -214,6 +250,61 @@ impl ExperimentArgs {
                 .into(),
             ),
         };
+        let mut policy: Policy = a.policy.parse()?;
+        let mut task_verifier = TaskVerifier::None;
+        match a
+            .verifier
+            .as_deref()
+            .map(str::parse::<VerifierSpec>)
+            .transpose()?
+        {
+            None => {}
+            Some(VerifierSpec::Task(v)) if a.model == ModelKind::Task => task_verifier = v,
+            Some(VerifierSpec::Task(v)) => {
+                return Err(Error::InvalidArgument(format!(
+                    "--verifier {v} judges task answers (--model task); the {} model takes                      gen0:F or heldout:F",
+                    format!("{:?}", a.model).to_lowercase()
+                )));
+            }
+            Some(VerifierSpec::Likelihood(..)) if a.model == ModelKind::Task => {
+                return Err(Error::InvalidArgument(
+                    "--model task takes --verifier none, oracle, noisy:P or confidence:F".into(),
+                ));
+            }
+            Some(VerifierSpec::Likelihood(mode, f)) => {
+                if policy != Policy::Replace {
+                    return Err(Error::InvalidArgument(format!(
+                        "--verifier {} is --policy verify:…:F, which replaces the pool: use it                          with --policy replace (not {policy})",
+                        a.verifier.as_deref().unwrap_or_default()
+                    )));
+                }
+                policy = Policy::Verify(mode, f);
+            }
+        }
+        let task_flags = a.task.is_some()
+            || a.best_of != 1
+            || a.retries != 0
+            || a.task_eval != TaskRunConfig::default().eval
+            || a.task_tol != TaskRunConfig::default().tol;
+        let task = if a.model == ModelKind::Task {
+            Some(TaskRunConfig {
+                task: a.task.clone().ok_or_else(|| {
+                    Error::InvalidArgument("--model task needs --task (add:N or eigen:N)".into())
+                })?,
+                tol: a.task_tol,
+                verifier: task_verifier,
+                best_of: a.best_of,
+                retries: a.retries,
+                eval: a.task_eval,
+            })
+        } else if task_flags {
+            return Err(Error::InvalidArgument(
+                "--task, --task-tol, --task-eval, --best-of and --retries apply to --model task"
+                    .into(),
+            ));
+        } else {
+            None
+        };
         Ok(RunConfig {
             model: a.model,
             truth,
@@ -221,7 +312,8 @@ impl ExperimentArgs {
             samples: a.samples,
             replicates: a.replicates,
             replicate_offset: a.replicate_offset,
-            policy: a.policy.parse()?,
+            task,
+            policy,
             seed: a.seed,
             k: a.k,
             covariance_type: a.em.covariance,
@@ -401,8 +493,15 @@ fn run_with(
     let kind: BackendKind = config.backend.parse()?;
     let b = Engine::open(kind, &queued(options))?;
     let cpu = Engine::create(BackendKind::Cpu64, None)?;
+    experiment::check_config(&config)?;
+    let task = config.task.as_ref().map_or(String::new(), |t| {
+        format!(
+            " (task {}, verifier {}, best of {}, {} retries)",
+            t.task, t.verifier, t.best_of, t.retries
+        )
+    });
     eprintln!(
-        "{:?} model, {} generations × {} replicates ({} at once), {} samples each, policy {}, on {} ({}) → {}",
+        "{:?} model{task}, {} generations × {} replicates ({} at once), {} samples each, policy {}, on {} ({}) → {}",
         config.model,
         config.generations,
         config.replicates,

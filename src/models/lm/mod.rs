@@ -35,6 +35,7 @@
 //! KV cache, classes drawn by the backend's categorical sampler) is in [`sample`]; data and
 //! the training loop in [`train`].
 
+pub mod complete;
 pub mod cpu;
 pub mod device;
 pub mod sample;
