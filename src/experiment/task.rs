@@ -317,7 +317,10 @@ impl Generator for TaskModel {
         let mut rows = 0;
         for (p, (c, ok, rounds)) in problems.iter().zip(&answers) {
             if let Some(c) = c {
-                data.extend(make_row(task.as_ref(), p, &c.bytes, *ok, *rounds));
+                // An answer that never reached the end byte is wrong (the oracle saw it
+                // unended); its row keeps the first max_answer bytes, so rows stay one width.
+                let bytes = &c.bytes[..c.bytes.len().min(task.max_answer())];
+                data.extend(make_row(task.as_ref(), p, bytes, *ok, *rounds));
                 rows += 1;
             }
         }
@@ -705,6 +708,23 @@ mod tests {
                 assert!(*okx);
             }
         }
+    }
+
+    /// An untrained model's answers mostly never reach the end byte: with `none` every
+    /// problem still gives one row of the pool's width, marked wrong when unended.
+    #[test]
+    fn unended_answers_keep_the_row_width() {
+        let cpu = Engine::create(BackendKind::Cpu32, None).unwrap();
+        let m = untrained("add:2", TaskVerifier::None, 1);
+        let t = m.task();
+        let key = StreamKey::new(2, stream_id(purpose::SYNTHETIC, 0, 1));
+        let (x, s) = m.generate_verified(&cpu, 300, key).unwrap();
+        let s = s.unwrap();
+        assert_eq!((x.rows, x.cols), (300, row_width(t.as_ref())));
+        assert_eq!(s.kept, 300);
+        let wrong = (0..x.rows).filter(|&i| !split_row(t.as_ref(), x.row(i)).correct);
+        assert_eq!(wrong.count(), s.kept_wrong);
+        assert!(s.kept_wrong > 250, "{s:?}");
     }
 
     /// `confidence:F` keeps the fraction F of the problems, those with the likeliest answers.
