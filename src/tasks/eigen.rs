@@ -114,7 +114,13 @@ pub fn decode(b: &[u8]) -> Option<f64> {
         _ => return None,
     };
     let e = es * digit(b[6])? as i32;
-    Some(sign * m * 10f64.powi(e))
+    // Dividing by an exact power of ten rounds once, so 102e-1 is the f64 nearest 10.2 (and
+    // prints as 10.2), not 102 · 0.1.
+    Some(if e < 0 {
+        sign * m / 10f64.powi(-e)
+    } else {
+        sign * m * 10f64.powi(e)
+    })
 }
 
 /// A JSON array of numbers, shortest round-trip form.
@@ -242,6 +248,7 @@ mod tests {
         assert_eq!(t.answer(&p), b"+300e-2+100e-2");
         assert_eq!(t.problem_text(&p), "[[2,1],[1,2]]");
         assert_eq!(t.answer_text(&p, b"+300e-2+100e-2"), "[3,1]");
+        assert_eq!(t.answer_text(&p, b"+102e-1-837e-2"), "[10.2,-8.37]");
         // Σ|err| / Σ|true| = 0.19 / 4 < 0.05; 0.21 / 4 > 0.05.
         assert!(t.is_correct(&p, b"+319e-2+100e-2"));
         assert!(!t.is_correct(&p, b"+321e-2+100e-2"));

@@ -493,7 +493,6 @@ fn run_with(
     let kind: BackendKind = config.backend.parse()?;
     let b = Engine::open(kind, &queued(options))?;
     let cpu = Engine::create(BackendKind::Cpu64, None)?;
-    experiment::check_config(&config)?;
     let task = config.task.as_ref().map_or(String::new(), |t| {
         format!(
             " (task {}, verifier {}, best of {}, {} retries)",
