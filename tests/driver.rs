@@ -235,25 +235,11 @@ fn resume_after_sigkill_is_byte_identical() {
     ok(&collapse(
         [&common[..], &["--out", a.to_str().unwrap()]].concat(),
     ));
-    let mut child = common::cli::command()
-        .args([&common[..], &["--out", b.to_str().unwrap()]].concat())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    while !b.join("state.json").exists() {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(
-                status.success(),
-                "the run ended before a checkpoint: {status}"
-            );
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(30));
-    let _ = child.kill(); // SIGKILL on Unix
-    let _ = child.wait();
+    common::cli::kill_after_checkpoint(
+        [&common[..], &["--out", b.to_str().unwrap()]].concat(),
+        &b.join("state.json"),
+        std::time::Duration::from_millis(30),
+    );
     ok(&collapse(["run", "--resume", b.to_str().unwrap()]));
     assert_eq!(
         std::fs::read(a.join("metrics.csv")).unwrap(),

@@ -286,25 +286,9 @@ fn resume_after_sigkill_is_byte_identical() {
     let (a, b) = (tmpdir("full"), tmpdir("killed"));
     let (fa, fb) = (a.join("run"), b.join("run"));
     ok(&collapse(args(&fa, "oracle", "4")));
-    let mut child = common::cli::command()
-        .args(args(&fb, "oracle", "4"))
-        .args(["--checkpoint-secs", "0"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    while !fb.join("state.json").exists() {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(
-                status.success(),
-                "the run ended before a checkpoint: {status}"
-            );
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let mut killed = args(&fb, "oracle", "4");
+    killed.extend(["--checkpoint-secs".to_string(), "0".to_string()]);
+    common::cli::kill_after_checkpoint(killed, &fb.join("state.json"), std::time::Duration::ZERO);
     ok(&collapse(["run", "--resume", fb.to_str().unwrap()]));
     assert_eq!(
         std::fs::read(fa.join("metrics.csv")).unwrap(),

@@ -138,12 +138,17 @@ pub fn load_rows(
     }
 }
 
+/// Row `⌊u·rows⌋` of `rows` (at most `rows − 1`) for the uniform `u` of word `i` of stream
+/// `key`: how [`draw_rows`] and the LM trainers' batches pick rows (with replacement).
+pub(super) fn pick_row(key: StreamKey, i: usize, rows: usize) -> usize {
+    ((unit_f64(key.u32_at(i as u64)) * rows as f64) as usize).min(rows - 1)
+}
+
 /// `count` rows of `x` drawn uniformly with replacement by Philox stream `key`.
 pub(super) fn draw_rows(x: &Matrix, count: usize, key: StreamKey) -> Result<Matrix> {
     let mut pick = Vec::with_capacity(count * x.cols);
     for i in 0..count {
-        let idx = ((unit_f64(key.u32_at(i as u64)) * x.rows as f64) as usize).min(x.rows - 1);
-        pick.extend_from_slice(x.row(idx));
+        pick.extend_from_slice(x.row(pick_row(key, i, x.rows)));
     }
     Matrix::new(count, x.cols, pick)
 }

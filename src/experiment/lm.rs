@@ -29,7 +29,7 @@
 
 use super::checkpoint::{Checkpoint, RunState};
 use super::config::{LmInit, RunConfig, Truth};
-use super::data::RealData;
+use super::data::{RealData, pick_row};
 use super::model::{MetricContext, Model};
 use super::pool::Generator;
 use super::weights::{self, Weights};
@@ -38,8 +38,8 @@ use crate::io::{Matrix, write_atomic};
 use crate::models::lm::sample::{SampleConfig, generate};
 use crate::models::lm::train::{distinct_n, eval_windows, fortune_files, load_corpus};
 use crate::models::lm::{LmConfig, LmTrainer, init_params};
+use crate::rng::StreamKey;
 use crate::rng::streams::{LM_BATCH, chunk_stream, purpose, stream_id};
-use crate::rng::{StreamKey, unit_f64};
 use crate::trainers::Engine;
 
 /// The LM columns of `metrics.csv`.
@@ -213,9 +213,7 @@ impl Model for LmModel {
             let key = StreamKey::new(seed, LM_BATCH + s as u64);
             tokens.clear();
             for b in 0..rc.batch {
-                let i = ((unit_f64(key.u32_at(b as u64)) * pool.rows as f64) as usize)
-                    .min(pool.rows - 1);
-                tokens.extend(row_bytes(pool.row(i)));
+                tokens.extend(row_bytes(pool.row(pick_row(key, b, pool.rows))));
             }
             lm.step(&tokens, len)?;
         }

@@ -239,27 +239,18 @@ pub(super) fn pool<G: Generator>(
                 cfg.seed,
                 stream_id(purpose::REAL, cfg.replicate_index(r), n),
             );
-            let own = history[n - 1].fresh_real(nr, fresh_key);
-            let fresh = match (&cfg.truth, &real.truth) {
-                _ if own.is_some() => own.expect("checked")?,
-                (Truth::Builtin(_), Some(t)) => crate::models::gmm::sample(
-                    backend,
-                    t,
-                    nr,
-                    StreamKey::new(
-                        cfg.seed,
-                        stream_id(purpose::REAL, cfg.replicate_index(r), n),
-                    ),
-                )?,
+            let fresh = match (
+                history[n - 1].fresh_real(nr, fresh_key),
+                &cfg.truth,
+                &real.truth,
+            ) {
+                // A model that makes its own real data (the task model's new real pairs).
+                (Some(own), _, _) => own?,
+                (None, Truth::Builtin(_), Some(t)) => {
+                    crate::models::gmm::sample(backend, t, nr, fresh_key)?
+                }
                 // A file has no generator: draw rows (with replacement) as new real data.
-                _ => draw_rows(
-                    real.all_train.as_ref().unwrap_or(train),
-                    nr,
-                    StreamKey::new(
-                        cfg.seed,
-                        stream_id(purpose::REAL, cfg.replicate_index(r), n),
-                    ),
-                )?,
+                _ => draw_rows(real.all_train.as_ref().unwrap_or(train), nr, fresh_key)?,
             };
             let (s, verify) = newest(m - nr)?;
             let ns = s.rows;

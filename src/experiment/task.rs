@@ -52,7 +52,7 @@
 
 use super::checkpoint::{Checkpoint, RunState};
 use super::config::{LmInit, Policy, RunConfig, TaskRunConfig, Truth};
-use super::data::RealData;
+use super::data::{RealData, pick_row};
 use super::lm::LmModel;
 use super::model::{MetricContext, Model};
 use super::pool::Generator;
@@ -481,14 +481,9 @@ impl Model for TaskModel {
                 tokens.clear();
                 mask.clear();
                 for b in 0..rc.batch {
-                    let i = ((unit_f64(key.u32_at(b as u64)) * pool.rows as f64) as usize)
-                        .min(pool.rows - 1);
-                    let row = split_row(t, pool.row(i));
+                    let row = split_row(t, pool.row(pick_row(key, b, pool.rows)));
                     tokens.extend(row.seq.iter().map(|&v| v as u8));
-                    let p = Problem {
-                        values: row.values.clone(),
-                    };
-                    mask.extend(t.answer_mask(&p, row.answer_len));
+                    mask.extend(t.answer_mask(row.answer_len));
                 }
                 lm.step_masked(&tokens, &mask, len)?;
             }
@@ -530,7 +525,7 @@ impl Model for TaskModel {
             })
             .collect();
         // Greedy answers to the held-out problems.
-        let lm = self.lm.on(ctx.backend)?;
+        let mut lm = self.lm.on(ctx.backend)?;
         let prompts: Vec<Vec<u8>> = problems.iter().map(|p| t.prompt(p)).collect();
         let answers = complete(
             lm.as_ref(),
@@ -559,15 +554,12 @@ impl Model for TaskModel {
         let l = t.sequence_len();
         let mut tokens = Vec::with_capacity(ho.rows * l);
         let mut mask = Vec::with_capacity(ho.rows * (l - 1));
-        for (i, p) in problems.iter().enumerate() {
+        for i in 0..ho.rows {
             let row = split_row(t, ho.row(i));
             tokens.extend(row.seq.iter().map(|&v| v as u8));
-            mask.extend(t.answer_mask(p, row.answer_len));
+            mask.extend(t.answer_mask(row.answer_len));
         }
-        let val_loss = self
-            .lm
-            .on(ctx.backend)?
-            .loss_masked(&tokens, &mask, l - 1)?;
+        let val_loss = lm.loss_masked(&tokens, &mask, l - 1)?;
         // The pool: label error and the audit file.
         let pool = &ctx.pool;
         let mut sources = Vec::with_capacity(pool.x.rows);

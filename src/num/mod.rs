@@ -1,7 +1,7 @@
 //! Host numerics every layer above shares, each written once: the host float trait
 //! ([`float::HostFloat`]), summation orders ([`summation`]), the host matrix products
 //! ([`gemm`]), small dense linear algebra (Cholesky, column sums: [`linalg`]), Gaussian and
-//! mixture log-densities ([`density`]), the run-time instruction-set choice ([`isa`]), activations ([`activation`]) and the Adam updates
+//! mixture log-densities ([`density`]), activations ([`activation`]) and the Adam updates
 //! ([`adam`]).
 
 pub mod activation;
@@ -9,7 +9,6 @@ pub mod adam;
 pub mod density;
 pub mod float;
 pub mod gemm;
-pub mod isa;
 pub mod linalg;
 pub mod stats;
 pub mod summation;

@@ -73,9 +73,9 @@ pub trait Task: Send + Sync + std::fmt::Debug {
 
     /// Which target positions of [`Task::sequence`] count in the loss (`sequence_len − 1`
     /// entries, 0 or 1: target position `t` is byte `t + 1`): the answer's bytes and its
-    /// [`END`], not the prompt, not the padding.
-    fn answer_mask(&self, p: &Problem, answer_len: usize) -> Vec<u8> {
-        let start = self.prompt(p).len();
+    /// [`END`], not the prompt, not the padding (every prompt is [`Task::max_prompt`] bytes).
+    fn answer_mask(&self, answer_len: usize) -> Vec<u8> {
+        let start = self.max_prompt();
         (0..self.sequence_len() - 1)
             .map(|t| u8::from(t + 1 >= start && t < start + answer_len))
             .collect()
@@ -182,7 +182,7 @@ mod tests {
                 assert_eq!(p.values.len(), t.values());
                 let s = t.sequence(p, &a);
                 assert_eq!(s.len(), t.sequence_len(), "{spec}");
-                let m = t.answer_mask(p, a.len());
+                let m = t.answer_mask(a.len());
                 assert_eq!(m.len(), s.len() - 1);
                 let counted: Vec<u8> = (0..m.len())
                     .filter(|&i| m[i] == 1)

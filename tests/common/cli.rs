@@ -63,3 +63,33 @@ pub fn fails(out: &Output, needle: &str, what: &str) -> String {
     assert!(err.contains(needle), "{what}: {needle:?} not in: {err}");
     err
 }
+
+/// Start `collapse ARGS`, wait until `state` (a run's `state.json`) exists, wait `delay` more,
+/// and SIGKILL the process: a kill at an arbitrary moment after the first checkpoint. The wait
+/// has no timeout (a loaded machine cannot make a test fail); if the run ends first it must have
+/// succeeded, and a resume then has nothing left to do.
+pub fn kill_after_checkpoint<I, S>(args: I, state: &std::path::Path, delay: std::time::Duration)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut child = command()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {}: {e}", env!("CARGO_BIN_EXE_collapse")));
+    while !state.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(
+                status.success(),
+                "the run ended before a checkpoint: {status}"
+            );
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    std::thread::sleep(delay);
+    let _ = child.kill(); // SIGKILL on Unix
+    let _ = child.wait();
+}
