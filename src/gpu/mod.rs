@@ -10,6 +10,7 @@ pub mod adapter;
 pub mod shaders;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -70,6 +71,19 @@ pub struct KernelTime {
     pub source: TimingSource,
 }
 
+/// How many kernels a context has dispatched and how many times the host has waited for the
+/// device, since it was created or last [`GpuContext::reset_counts`]: what the structure tests
+/// count (an EM iteration's waits, an LM step's dispatches) and the benches print.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GpuCounts {
+    /// Compute dispatches (WGSL kernels through [`GpuContext::dispatch`]; cubecl's launches are
+    /// not seen here).
+    pub dispatches: u64,
+    /// Host waits for the queue to go idle ([`GpuContext::wait`]: a read-back waits once, a
+    /// timed dispatch twice, for the kernel and for its timestamps; a queued dispatch never).
+    pub waits: u64,
+}
+
 /// The one wgpu device of the process, shared by the WGSL kernels and by cubecl.
 pub struct GpuContext {
     /// The wgpu instance the adapter came from.
@@ -90,6 +104,8 @@ pub struct GpuContext {
     uncaptured: Arc<Mutex<Vec<String>>>,
     pipelines: Mutex<HashMap<(String, String), Arc<wgpu::ComputePipeline>>>,
     timings: Mutex<Vec<KernelTime>>,
+    dispatches: AtomicU64,
+    waits: AtomicU64,
     /// Submit kernels without waiting or timing them ([`GpuOptions::queued`]).
     queued: bool,
     /// A queued context's kernels recorded but not yet submitted (see [`GpuContext::flush`]).
@@ -209,6 +225,8 @@ impl GpuContext {
             uncaptured,
             pipelines: Mutex::new(HashMap::new()),
             timings: Mutex::new(Vec::new()),
+            dispatches: AtomicU64::new(0),
+            waits: AtomicU64::new(0),
             cube: OnceLock::new(),
         }))
     }
@@ -480,6 +498,7 @@ impl GpuContext {
         bind_group: &wgpu::BindGroup,
         groups: (u32, u32, u32),
     ) -> Result<KernelTime> {
+        self.dispatches.fetch_add(1, Ordering::Relaxed);
         if self.queued {
             return self.record(kernel, pipeline, bind_group, groups);
         }
@@ -609,6 +628,7 @@ impl GpuContext {
     /// Block until the queue is idle.
     pub fn wait(&self) -> Result<()> {
         self.flush()?;
+        self.waits.fetch_add(1, Ordering::Relaxed);
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| match self.check_health() {
@@ -670,6 +690,20 @@ impl GpuContext {
         };
         staging.unmap();
         Ok(out)
+    }
+
+    /// Dispatches and waits since creation or the last [`GpuContext::reset_counts`].
+    pub fn counts(&self) -> GpuCounts {
+        GpuCounts {
+            dispatches: self.dispatches.load(Ordering::Relaxed),
+            waits: self.waits.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Set the dispatch and wait counters to zero (before the work a test or bench counts).
+    pub fn reset_counts(&self) {
+        self.dispatches.store(0, Ordering::Relaxed);
+        self.waits.store(0, Ordering::Relaxed);
     }
 
     /// Kernel times recorded since the last call (and clear them).

@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod goldens;
+pub mod kernels;
 pub mod matmul;
 pub mod records;
 pub mod training;
