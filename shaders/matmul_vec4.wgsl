@@ -36,10 +36,10 @@ fn mm_load(tid: u32, k0: u32, row0: u32, col0: u32, bt: u32) {
             if (gi < P.m && gk < P.k) {
                 v = a[(a_base + gi * P.rs_a + gk) / 4u];
             }
-            As[kk * BM + i] = v.x;
-            As[(kk + 1u) * BM + i] = v.y;
-            As[(kk + 2u) * BM + i] = v.z;
-            As[(kk + 3u) * BM + i] = v.w;
+            mm_set_a(kk, i, v.x);
+            mm_set_a(kk + 1u, i, v.y);
+            mm_set_a(kk + 2u, i, v.z);
+            mm_set_a(kk + 3u, i, v.w);
         }
     } else {
         // A transposed (stored [K][M]): vec4 = 4 consecutive m of one k.
@@ -53,11 +53,8 @@ fn mm_load(tid: u32, k0: u32, row0: u32, col0: u32, bt: u32) {
             if (gi < P.m && gk < P.k) {
                 v = a[(a_base + gk * P.cs_a + gi) / 4u];
             }
-            let o = kk * BM + i;
-            As[o] = v.x;
-            As[o + 1u] = v.y;
-            As[o + 2u] = v.z;
-            As[o + 3u] = v.w;
+            // 4 consecutive rows of one k: one aligned vec4 of the padded tile.
+            As[(kk * BMP + i) / 4u] = v;
         }
     }
     let b_base = bt * P.stride_b;
@@ -73,11 +70,8 @@ fn mm_load(tid: u32, k0: u32, row0: u32, col0: u32, bt: u32) {
             if (gj < P.n && gk < P.k) {
                 v = b[(b_base + gk * P.rs_b + gj) / 4u];
             }
-            let o = kk * BN + j;
-            Bs[o] = v.x;
-            Bs[o + 1u] = v.y;
-            Bs[o + 2u] = v.z;
-            Bs[o + 3u] = v.w;
+            // 4 consecutive columns of one k: one aligned vec4 of the padded tile.
+            Bs[(kk * BNP + j) / 4u] = v;
         }
     } else {
         // B transposed (stored [N][K]): vec4 = 4 consecutive k of one column.
@@ -91,10 +85,10 @@ fn mm_load(tid: u32, k0: u32, row0: u32, col0: u32, bt: u32) {
             if (gj < P.n && gk < P.k) {
                 v = b[(b_base + gj * P.cs_b + gk) / 4u];
             }
-            Bs[kk * BN + j] = v.x;
-            Bs[(kk + 1u) * BN + j] = v.y;
-            Bs[(kk + 2u) * BN + j] = v.z;
-            Bs[(kk + 3u) * BN + j] = v.w;
+            mm_set_b(kk, j, v.x);
+            mm_set_b(kk + 1u, j, v.y);
+            mm_set_b(kk + 2u, j, v.z);
+            mm_set_b(kk + 3u, j, v.w);
         }
     }
 }

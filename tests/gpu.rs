@@ -104,6 +104,7 @@ fn queued_kernels_all_run_and_their_errors_surface() {
         poison: true,
         binding_limit: None,
         queued: true,
+        ..Default::default()
     })
     .unwrap();
     let src = "@group(0) @binding(0) var<storage, read_write> v: array<f32>;

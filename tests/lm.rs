@@ -612,6 +612,7 @@ fn queued_wgsl_matches_waited() {
         poison: true,
         binding_limit: None,
         queued: true,
+        ..Default::default()
     })
     .unwrap();
     let cfg = tiny();

@@ -577,3 +577,36 @@ fn roofline_ceilings_are_measured() {
     assert!(c.gflops.is_finite() && c.gflops > 0.0, "{c:?}");
     assert!(c.gb_per_s.is_finite() && c.gb_per_s > 0.0, "{c:?}");
 }
+
+/// The trusted shader modules (the default) and naga's checked ones
+/// (`GpuOptions::checked_shaders`, `COLLAPSE_CHECKED_SHADERS=1`) compute the same bits: the
+/// checks only clamp indices the kernels already guard.
+#[test]
+fn checked_and_trusted_modules_agree_bit_for_bit() {
+    use collapse_kernels::gpu::{GpuContext, GpuOptions};
+    let Some(trusted) = common::gpu() else {
+        return;
+    };
+    assert!(!trusted.checked_shaders());
+    let checked = GpuContext::new(&GpuOptions {
+        adapter: std::env::var("COLLAPSE_ADAPTER").ok(),
+        poison: true,
+        checked_shaders: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let p = Matmul::new(67, 70, 45);
+    let (a, b) = collapse_kernels::measure::bench::matmul_inputs(&p);
+    for tile in TILE_CONFIGS {
+        let mut want = vec![f64::NAN; 67 * 70];
+        let mut got = vec![f64::NAN; 67 * 70];
+        matmul_with(&trusted, &tile, true, &p, &a, &b, None, &mut want).unwrap();
+        matmul_with(&checked, &tile, true, &p, &a, &b, None, &mut got).unwrap();
+        assert!(want.iter().all(|v| v.is_finite()), "{}", tile.name);
+        let same = want
+            .iter()
+            .zip(&got)
+            .all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "{}: checked and trusted modules differ", tile.name);
+    }
+}

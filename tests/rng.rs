@@ -244,3 +244,43 @@ fn backend_names_round_trip_and_unknown_is_an_error() {
     let e = "cuda".parse::<BackendKind>().unwrap_err().to_string();
     assert!(e.contains("cpu64, cpu32, wgsl, cube"), "{e}");
 }
+
+/// The WGSL Philox with the native `u64` multiply (the default where the adapter has
+/// `SHADER_INT64`, as lavapipe does) and with the emulated 16-bit-halves multiply
+/// (`GpuOptions::emulated_int64`) both give the reference's bits, on every case above.
+#[test]
+fn native_and_emulated_philox_multiply_give_the_same_bits() {
+    use collapse_kernels::gpu::{GpuContext, GpuOptions};
+    let Some(native) = common::gpu() else {
+        return;
+    };
+    if common::ci() {
+        assert!(
+            native.native_int64(),
+            "CI=true: lavapipe has SHADER_INT64, the native multiply should be in use"
+        );
+    }
+    let emulated = GpuContext::new(&GpuOptions {
+        adapter: std::env::var("COLLAPSE_ADAPTER").ok(),
+        poison: true,
+        emulated_int64: true,
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(!emulated.native_int64());
+    let reference = create(BackendKind::Cpu64, None).unwrap();
+    for (ctx, what) in [(native, "native"), (emulated, "emulated")] {
+        let b = create(BackendKind::Wgsl, Some(&ctx)).unwrap();
+        for (seed, stream, start) in CASES {
+            let key = StreamKey::new(seed, stream);
+            let mut want = vec![0u32; 1 << 16];
+            reference.uniform_u32(key, start, &mut want).unwrap();
+            let mut got = vec![0u32; 1 << 16];
+            b.uniform_u32(key, start, &mut got).unwrap();
+            assert!(
+                got == want,
+                "{what} multiply: (seed {seed}, stream {stream}) differs"
+            );
+        }
+    }
+}

@@ -8,7 +8,9 @@
 //   u32 -> f32 [0,1):  f32(x >> 8) * 2^-24        u32 -> f32 (0,1]:  f32((x >> 8) + 1) * 2^-24
 //   Box–Muller on draws (2j, 2j+1): r = sqrt(-2 ln u1), theta = 2*pi*(u2 - 0.5) in [-pi, pi),
 //   (r cos theta, r sin theta); WGSL bounds sin/cos error (2^-11 absolute) only on [-pi, pi].
-// WGSL has no u64 and no high-half multiply: mulhi splits both factors into 16-bit halves.
+// WGSL has no high-half multiply. philox_mulhi comes from common/philox_mulhi.wgsl (16-bit
+// halves, portable) or, on adapters with SHADER_INT64, common/philox_mulhi_u64.wgsl (one native
+// u64 product), which the host substitutes at composition (src/gpu/shaders.rs NATIVE_INT64).
 
 const PHILOX_M0: u32 = 0xD2511F53u;
 const PHILOX_M1: u32 = 0xCD9E8D57u;
@@ -17,19 +19,7 @@ const PHILOX_W1: u32 = 0xBB67AE85u;
 const PHILOX_INV_2POW24: f32 = 5.9604644775390625e-8;
 const PHILOX_TAU: f32 = 6.2831853071795864769;
 
-// High 32 bits of the 64-bit product a*b, from 32-bit operations only.
-fn philox_mulhi(a: u32, b: u32) -> u32 {
-    let a_lo = a & 0xFFFFu;
-    let a_hi = a >> 16u;
-    let b_lo = b & 0xFFFFu;
-    let b_hi = b >> 16u;
-    let lo_lo = a_lo * b_lo;
-    let hi_lo = a_hi * b_lo;
-    let lo_hi = a_lo * b_hi;
-    let hi_hi = a_hi * b_hi;
-    let cross = (lo_lo >> 16u) + (hi_lo & 0xFFFFu) + (lo_hi & 0xFFFFu);
-    return hi_hi + (hi_lo >> 16u) + (lo_hi >> 16u) + (cross >> 16u);
-}
+//!include common/philox_mulhi.wgsl
 
 fn philox_round(x: vec4<u32>, k: vec2<u32>) -> vec4<u32> {
     let hi0 = philox_mulhi(PHILOX_M0, x.x);

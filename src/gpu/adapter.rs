@@ -32,6 +32,8 @@ pub struct AdapterSummary {
     pub subgroups: bool,
     /// Timestamp queries (per-kernel GPU timing).
     pub timestamp_queries: bool,
+    /// 64-bit integers in shaders (`SHADER_INT64`): Philox's multiply runs natively.
+    pub int64: bool,
 }
 
 impl AdapterSummary {
@@ -56,6 +58,7 @@ impl AdapterSummary {
             f64: f.contains(wgpu::Features::SHADER_F64),
             subgroups: f.contains(wgpu::Features::SUBGROUP),
             timestamp_queries: f.contains(wgpu::Features::TIMESTAMP_QUERY),
+            int64: f.contains(wgpu::Features::SHADER_INT64),
         }
     }
 
@@ -157,6 +160,7 @@ mod tests {
             f64: false,
             subgroups: false,
             timestamp_queries: false,
+            int64: false,
         }
     }
 

@@ -45,6 +45,18 @@ pub struct GpuOptions {
     /// the queue keeps the order, and errors surface at the next submission). Off for benches
     /// and tests, which time every kernel and check it at once.
     pub queued: bool,
+    /// Compile shader modules with naga's runtime checks (every index clamped, every loop given
+    /// an extra bounding counter) instead of as trusted modules. Off by default: every kernel
+    /// guards its own bounds (an invocation past its range returns; loops run to uniform
+    /// counts), and Vulkan's robust buffer access still keeps a stray access inside its
+    /// binding. The checks can stop a driver from unrolling loops and keeping the matmul's
+    /// accumulators in registers; `COLLAPSE_CHECKED_SHADERS=1` (read by the CLI) turns them
+    /// back on, so a run on a card can A/B the two.
+    pub checked_shaders: bool,
+    /// Use the 16-bit-split emulation of Philox's 32×32→64 multiply even where the adapter has
+    /// `SHADER_INT64` (where it does, the native `u64` product is the default; both give the
+    /// same bits). `COLLAPSE_PHILOX_EMULATED=1` (read by the CLI) sets it.
+    pub emulated_int64: bool,
 }
 
 /// Where a kernel time came from.
@@ -108,6 +120,8 @@ pub struct GpuContext {
     waits: AtomicU64,
     /// Submit kernels without waiting or timing them ([`GpuOptions::queued`]).
     queued: bool,
+    checked_shaders: bool,
+    emulated_int64: bool,
     /// A queued context's kernels recorded but not yet submitted (see [`GpuContext::flush`]).
     pending: Mutex<Pending>,
     cube: OnceLock<std::result::Result<cubecl::wgpu::WgpuDevice, String>>,
@@ -155,10 +169,13 @@ pub fn wanted_features() -> wgpu::Features {
         | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
 }
 
-/// A wgpu instance over every native backend.
+/// A wgpu instance over the primary native backends (Vulkan, Metal, DX12), or those named by
+/// `WGPU_BACKEND` (e.g. `vulkan`, `gl`). The GL/EGL backend is left out by default: probing it
+/// costs start-up time (and EGL warnings) on every command, and no adapter it finds is ever
+/// preferred over the same device's Vulkan one.
 pub fn new_instance() -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-    desc.backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    desc.backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
     wgpu::Instance::new(desc)
 }
 
@@ -220,6 +237,8 @@ impl GpuContext {
             poison: options.poison,
             binding_limit: options.binding_limit,
             queued: options.queued,
+            checked_shaders: options.checked_shaders,
+            emulated_int64: options.emulated_int64,
             pending: Mutex::new(Pending::default()),
             lost,
             uncaptured,
@@ -244,6 +263,28 @@ impl GpuContext {
     /// Whether output buffers are poisoned before kernels.
     pub fn poisoning(&self) -> bool {
         self.poison
+    }
+
+    /// Whether shader modules are compiled with naga's runtime checks
+    /// ([`GpuOptions::checked_shaders`]); `false`: trusted modules.
+    pub fn checked_shaders(&self) -> bool {
+        self.checked_shaders
+    }
+
+    /// Whether Philox's high-half multiply uses the native `u64` product (the adapter has
+    /// `SHADER_INT64` and [`GpuOptions::emulated_int64`] is off) rather than 16-bit halves.
+    pub fn native_int64(&self) -> bool {
+        !self.emulated_int64 && self.features().contains(wgpu::Features::SHADER_INT64)
+    }
+
+    /// The library substitutions [`shaders::compose_with`] applies on this device: the
+    /// native-`u64` Philox multiply in place of the emulated one where [`Self::native_int64`].
+    pub fn shader_substitutions(&self) -> &'static [(&'static str, &'static str)] {
+        if self.native_int64() {
+            shaders::NATIVE_INT64
+        } else {
+            &[]
+        }
     }
 
     /// Whether kernel times come from GPU timestamps.
@@ -338,7 +379,7 @@ impl GpuContext {
         {
             return Ok(p.clone());
         }
-        let src = shaders::compose(shader)?;
+        let src = shaders::compose_with(shader, self.shader_substitutions())?;
         let p = Arc::new(self.pipeline_from_source_with(shader, &src, entry, constants)?);
         self.pipelines
             .lock()
@@ -366,12 +407,25 @@ impl GpuContext {
         constants: &[(&str, f64)],
     ) -> Result<wgpu::ComputePipeline> {
         self.scoped(&format!("compiling {label}:{entry}"), || {
-            let module = self
-                .device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(label),
-                    source: wgpu::ShaderSource::Wgsl(src.into()),
-                });
+            let desc = wgpu::ShaderModuleDescriptor {
+                label: Some(label),
+                source: wgpu::ShaderSource::Wgsl(src.into()),
+            };
+            let module = if self.checked_shaders {
+                self.device.create_shader_module(desc)
+            } else {
+                // SAFETY: wgpu's contract for trusted modules is that the shader neither
+                // indexes outside its bindings nor loops forever. Every kernel of this crate
+                // returns for invocations past its range, indexes only below the uniform
+                // counts it is given (the host checks those against the buffer sizes before
+                // binding), and runs loops to uniform bounds; on Vulkan the driver's robust
+                // buffer access keeps even a stray access inside its binding. Tests run the
+                // trusted modules with poisoned outputs against the f64 references.
+                unsafe {
+                    self.device
+                        .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+                }
+            };
             self.device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(&format!("{label}:{entry}")),

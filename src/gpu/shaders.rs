@@ -21,6 +21,14 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/common/philox.wgsl"),
     ),
     (
+        "common/philox_mulhi.wgsl",
+        include_str!("../../shaders/common/philox_mulhi.wgsl"),
+    ),
+    (
+        "common/philox_mulhi_u64.wgsl",
+        include_str!("../../shaders/common/philox_mulhi_u64.wgsl"),
+    ),
+    (
         "common/matmul_core.wgsl",
         include_str!("../../shaders/common/matmul_core.wgsl"),
     ),
@@ -57,15 +65,32 @@ pub fn source(name: &str) -> Result<&'static str> {
         .ok_or_else(|| Error::Shader(format!("no shader named {name:?} in the registry")))
 }
 
+/// Library substitutions for adapters with `SHADER_INT64`: Philox's high-half multiply as one
+/// native `u64` product instead of four 16-bit ones (same bits; tests/rng.rs checks both).
+pub const NATIVE_INT64: &[(&str, &str)] =
+    &[("common/philox_mulhi.wgsl", "common/philox_mulhi_u64.wgsl")];
+
 /// The composed WGSL of shader `name`: its text with every `//!include` expanded.
 pub fn compose(name: &str) -> Result<String> {
+    compose_with(name, &[])
+}
+
+/// [`compose`] with library substitutions: an include of `from` pulls in `to` instead, for each
+/// `(from, to)` of `subs`. How a device-specific variant of a library (the native-`u64` Philox
+/// multiply) replaces the portable one without any text rewriting inside a file.
+pub fn compose_with(name: &str, subs: &[(&str, &str)]) -> Result<String> {
     let mut seen = Vec::new();
     let mut out = String::new();
-    compose_into(name, &mut seen, &mut out)?;
+    compose_into(name, subs, &mut seen, &mut out)?;
     Ok(out)
 }
 
-fn compose_into(name: &str, seen: &mut Vec<String>, out: &mut String) -> Result<()> {
+fn compose_into(
+    name: &str,
+    subs: &[(&str, &str)],
+    seen: &mut Vec<String>,
+    out: &mut String,
+) -> Result<()> {
     if seen.iter().any(|s| s == name) {
         return Ok(());
     }
@@ -74,8 +99,12 @@ fn compose_into(name: &str, seen: &mut Vec<String>, out: &mut String) -> Result<
         match line.trim_start().strip_prefix(INCLUDE_DIRECTIVE) {
             Some(inc) => {
                 let inc = inc.trim();
+                let inc = subs
+                    .iter()
+                    .find(|(from, _)| *from == inc)
+                    .map_or(inc, |(_, to)| *to);
                 out.push_str(&format!("// ---- begin {inc} (included by {name})\n"));
-                compose_into(inc, seen, out)?;
+                compose_into(inc, subs, seen, out)?;
                 out.push_str(&format!("// ---- end {inc}\n"));
             }
             None => {
@@ -96,6 +125,16 @@ mod tests {
         let s = compose("rng.wgsl").unwrap();
         assert_eq!(s.matches("fn philox4x32_10(").count(), 1);
         assert!(!s.contains("\n//!include"));
+    }
+
+    #[test]
+    fn substitution_swaps_the_philox_multiply() {
+        let portable = compose("rng.wgsl").unwrap();
+        let native = compose_with("rng.wgsl", NATIVE_INT64).unwrap();
+        assert!(portable.contains("let a_lo = a & 0xFFFFu;"));
+        assert!(!native.contains("let a_lo = a & 0xFFFFu;"));
+        assert!(native.contains("u64(a) * u64(b)"));
+        assert_eq!(native.matches("fn philox_mulhi(").count(), 1);
     }
 
     #[test]

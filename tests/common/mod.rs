@@ -28,6 +28,7 @@ pub fn gpu() -> Option<Arc<GpuContext>> {
             poison: true,
             binding_limit: None,
             queued: false,
+            ..Default::default()
         })
         .map_err(|e| e.to_string())
     });
@@ -123,6 +124,7 @@ pub fn small_binding_gpu(bytes: u64) -> Option<Arc<GpuContext>> {
             poison: true,
             binding_limit: Some(bytes),
             queued: false,
+            ..Default::default()
         })
         .expect("second GPU context"),
     )

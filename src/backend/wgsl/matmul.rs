@@ -34,9 +34,9 @@ pub struct TileConfig {
     pub wg_x: u32,
     /// Workgroup height (invocations along M).
     pub wg_y: u32,
-    /// Rows of C per invocation (≤ 8).
+    /// Rows of C per invocation (4 or 8).
     pub tm: u32,
-    /// Columns of C per invocation (≤ 8).
+    /// Columns of C per invocation (4 or 8).
     pub tn: u32,
     /// K step per workgroup-memory tile (a multiple of 4).
     pub bk: u32,
@@ -61,13 +61,14 @@ impl TileConfig {
             ("BK", self.bk as f64),
         ]
     }
-    /// Bytes of workgroup memory it uses.
+    /// Bytes of workgroup memory it uses (both tiles, each k row padded by 4 floats).
     pub fn workgroup_bytes(&self) -> u32 {
-        4 * self.bk * (self.bm() + self.bn())
+        4 * self.bk * (self.bm() + 4 + self.bn() + 4)
     }
 }
 
-/// The tile shapes the autotune chooses from (every BM, BN, BK a multiple of 4).
+/// The tile shapes the autotune chooses from. TM and TN are 4 or 8 (the kernels' register
+/// block is made of 4 × 4 micro-tiles held in named vec4 registers); BK is a multiple of 4.
 pub const TILE_CONFIGS: [TileConfig; 6] = [
     TileConfig {
         name: "64x64k16_4x4",
@@ -86,6 +87,14 @@ pub const TILE_CONFIGS: [TileConfig; 6] = [
         bk: 8,
     },
     TileConfig {
+        name: "128x128k16_8x8",
+        wg_x: 16,
+        wg_y: 16,
+        tm: 8,
+        tn: 8,
+        bk: 16,
+    },
+    TileConfig {
         name: "128x64k8_8x4",
         wg_x: 16,
         wg_y: 16,
@@ -94,12 +103,12 @@ pub const TILE_CONFIGS: [TileConfig; 6] = [
         bk: 8,
     },
     TileConfig {
-        name: "32x32k16_2x2",
+        name: "64x128k8_4x8",
         wg_x: 16,
         wg_y: 16,
-        tm: 2,
-        tn: 2,
-        bk: 16,
+        tm: 4,
+        tn: 8,
+        bk: 8,
     },
     TileConfig {
         name: "32x32k16_4x4",
@@ -107,14 +116,6 @@ pub const TILE_CONFIGS: [TileConfig; 6] = [
         wg_y: 8,
         tm: 4,
         tn: 4,
-        bk: 16,
-    },
-    TileConfig {
-        name: "16x16k16_1x1",
-        wg_x: 16,
-        wg_y: 16,
-        tm: 1,
-        tn: 1,
         bk: 16,
     },
 ];
@@ -454,4 +455,24 @@ pub fn choose_tile(gpu: &GpuContext, cache_file: Option<&std::path::Path>) -> Re
         tuned,
         tune_size,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernels' register block is 4 × 4 vec4 micro-tiles and the tile loads store whole
+    /// vec4s: every shape must have TM, TN in {4, 8} and BK a multiple of 4.
+    #[test]
+    fn every_tile_fits_the_vec4_register_block() {
+        for t in TILE_CONFIGS {
+            assert!(matches!(t.tm, 4 | 8) && matches!(t.tn, 4 | 8), "{}", t.name);
+            assert_eq!(t.bk % 4, 0, "{}", t.name);
+            assert_eq!(
+                t.name,
+                format!("{}x{}k{}_{}x{}", t.bm(), t.bn(), t.bk, t.tm, t.tn),
+                "tile names say their shape"
+            );
+        }
+    }
 }

@@ -28,14 +28,24 @@ pub fn quiet_mesa() {
     }
 }
 
-/// The GPU options of every command: the `--adapter` choice, and `COLLAPSE_POISON=1` (fill
-/// fresh device buffers with NaN, to catch reads of unwritten memory).
+/// Whether environment variable `name` is set to `1`.
+fn env_on(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v == "1")
+}
+
+/// The GPU options of every command: the `--adapter` choice, `COLLAPSE_POISON=1` (fill fresh
+/// device buffers with NaN, to catch reads of unwritten memory), `COLLAPSE_CHECKED_SHADERS=1`
+/// (compile shaders with naga's runtime bounds and loop checks instead of as trusted modules),
+/// and `COLLAPSE_PHILOX_EMULATED=1` (Philox's multiply in 16-bit halves even where the adapter
+/// has native 64-bit integers).
 pub fn gpu_options(adapter: Option<String>) -> GpuOptions {
     GpuOptions {
         adapter,
-        poison: std::env::var("COLLAPSE_POISON").is_ok_and(|v| v == "1"),
+        poison: env_on("COLLAPSE_POISON"),
         binding_limit: None,
         queued: false,
+        checked_shaders: env_on("COLLAPSE_CHECKED_SHADERS"),
+        emulated_int64: env_on("COLLAPSE_PHILOX_EMULATED"),
     }
 }
 

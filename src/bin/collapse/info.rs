@@ -69,6 +69,26 @@ pub fn info(options: &GpuOptions, a: &InfoArgs) -> Result<()> {
     println!("  f64 (SHADER_F64)       {}", yn(a.f64));
     println!("  subgroups (SUBGROUP)   {}", yn(a.subgroups));
     println!("  timestamp queries      {}", yn(a.timestamp_queries));
+    println!("  int64 (SHADER_INT64)   {}", yn(a.int64));
+    println!("shaders:");
+    println!(
+        "  runtime checks         {}",
+        if options.checked_shaders {
+            "on (COLLAPSE_CHECKED_SHADERS=1: naga clamps every index, bounds every loop)"
+        } else {
+            "off (trusted modules; COLLAPSE_CHECKED_SHADERS=1 turns them on)"
+        }
+    );
+    println!(
+        "  Philox multiply        {}",
+        if !a.int64 {
+            "16-bit halves (no SHADER_INT64)"
+        } else if options.emulated_int64 {
+            "16-bit halves (COLLAPSE_PHILOX_EMULATED=1)"
+        } else {
+            "native u64 (COLLAPSE_PHILOX_EMULATED=1 for 16-bit halves)"
+        }
+    );
     if a.is_cpu() {
         println!(
             "\nnote: this is a software adapter; it is correct but roughly 300x slower than the \
