@@ -375,3 +375,52 @@ fn bad_parameters_are_clear_errors() {
         assert_eq!(short, [0; 3], "{}", b.name());
     }
 }
+
+/// The WGSL sampler (one CDF pass per row, then a binary search per sample) draws exactly the
+/// classes of the per-sample scan it replaced, which the cube kernel still runs line for line
+/// (same f32 summation order, same exp on one device): every class equal, over rows with and
+/// without top-k, ties at the cut, excluded logits, temperatures and a start offset.
+#[test]
+fn row_cdf_and_binary_search_draw_the_classes_of_the_per_sample_scan() {
+    let Some(gpu) = common::gpu() else {
+        return;
+    };
+    let wgsl = create(BackendKind::Wgsl, Some(&gpu)).unwrap();
+    let scan = create(BackendKind::Cube, Some(&gpu)).unwrap();
+    for (case, (rows, classes, scale, temperature, top_k)) in [
+        (64, 256, 2.0, 1.0, None),
+        (37, 300, 3.0, 0.7, Some(40)),
+        (5, 1000, 1.0, 1.3, Some(999)),
+        (3, 65, 4.0, 0.5, Some(1)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut logits = random_logits(rows, classes, scale, 100 + case as u64);
+        // Ties at the top-k cut, excluded classes and -inf in every row.
+        for r in 0..rows {
+            let row = &mut logits[r * classes..(r + 1) * classes];
+            row[1] = row[0];
+            row[2] = row[0];
+            row[3] = -1e31;
+            row[classes - 1] = f64::NEG_INFINITY;
+        }
+        let c = Categorical {
+            rows,
+            classes,
+            logits,
+            temperature,
+            top_k,
+        };
+        let key = StreamKey::new(9, case as u64);
+        let want = draw(scan.as_ref(), &c, 50, key, 7);
+        let got = draw(wgsl.as_ref(), &c, 50, key, 7);
+        let diff = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+        assert_eq!(
+            diff,
+            0,
+            "case {case}: {diff} of {} classes differ",
+            want.len()
+        );
+    }
+}
