@@ -277,3 +277,34 @@ fn cpu32_lane_batched_sampler_equals_the_scalar_f32_path() {
         assert_eq!(x, xs, "K{k} D{d}");
     }
 }
+
+/// The widest dimensions (D = 128 full: the WGSL sampler's workgroup narrows to 32 where 64
+/// columns of normals do not fit lavapipe's 32 KiB; D = 127 diag: a ragged last block of
+/// normals) and sample counts not a multiple of either workgroup: GPU components equal cpu64's,
+/// values within the f32 bounds of cpu32.
+#[test]
+fn widest_dimensions_and_ragged_workgroups() {
+    let cpu32 = create(BackendKind::Cpu32, None).unwrap();
+    let reference = create(BackendKind::Cpu64, None).unwrap();
+    for (r, k, d, full, m) in [(1, 3, 128, true, 301), (2, 2, 127, false, 333)] {
+        let p = random_batch(r, k, d, full, 900 + d as u64)
+            .prepare()
+            .unwrap();
+        let key = StreamKey::new(77, 3);
+        let (want_x, want_c) = draw(reference.as_ref(), &p, m, key, 5);
+        let (x32, _) = draw(cpu32.as_ref(), &p, m, key, 5);
+        for b in common::gpu_backends() {
+            let (x, c) = draw(b.as_ref(), &p, m, key, 5);
+            assert_eq!(c, want_c, "{} D{d}: components", b.name());
+            assert!(x.iter().all(|v| v.is_finite()), "{}: non-finite", b.name());
+            let e = common::rel_err(&x, &want_x);
+            let e32 = common::rel_err(&x, &x32);
+            assert!(e <= F32_VS_F64_SAMPLE_REL, "{} D{d}: {e:.2e}", b.name());
+            assert!(
+                e32 <= F32_SAMPLE_REL,
+                "{} D{d}: vs cpu32 {e32:.2e}",
+                b.name()
+            );
+        }
+    }
+}

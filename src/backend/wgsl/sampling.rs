@@ -1,7 +1,7 @@
 //! Launcher for `shaders/sampling.wgsl`: upload the mixture parameters once, then sample in
 //! chunks small enough that no output binding exceeds the adapter's limit.
 
-use crate::backend::launch::{check_mixture_limits, groups, mixture_chunk};
+use crate::backend::launch::{check_mixture_limits, mixture_chunk};
 use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::ops::sampling::{PreparedMixture, blocks_per_sample};
@@ -24,6 +24,17 @@ struct MixParams {
     pad: [u32; 3],
 }
 
+/// The sampler's workgroup width and normals rows (`WG`, `ZD` of `sampling.wgsl`) for
+/// dimension `d`: `ZD` is `d` rounded up to 4, and `WG` is 64 when the workgroup array of
+/// `ZD × (WG + 1)` f32 fits the adapter's workgroup storage, else 32 (lavapipe's 32 KiB at
+/// D = 128).
+pub fn sampler_shape(gpu: &GpuContext, d: usize) -> (u32, u32) {
+    let zd = (d.max(1) as u32).div_ceil(4) * 4;
+    let limit = gpu.limits().max_compute_workgroup_storage_size;
+    let wg = if 4 * zd * 65 <= limit { 64 } else { 32 };
+    (wg, zd)
+}
+
 /// Sample as [`crate::ops::Backend::sample_mixture`] documents.
 pub fn sample_mixture(
     gpu: &GpuContext,
@@ -37,7 +48,12 @@ pub fn sample_mixture(
     check_mixture_limits(gpu, mix, m)?;
     let d = mix.batch.d;
     let n_total = comps.len();
-    let pipeline = gpu.pipeline("sampling.wgsl", "sample_mixture")?;
+    let (wg, zd) = sampler_shape(gpu, d);
+    let pipeline = gpu.pipeline_with(
+        "sampling.wgsl",
+        "sample_mixture",
+        &[("WG", wg as f64), ("ZD", zd as f64)],
+    )?;
     let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
     let thresholds = gpu.input_buffer("thresholds", bytemuck::cast_slice(&mix.thresholds))?;
     let means = gpu.input_buffer("means", bytemuck::cast_slice(&f32s(&mix.batch.means)))?;
@@ -68,7 +84,8 @@ pub fn sample_mixture(
             &pipeline,
             &[&uniform, &thresholds, &means, &factor, &samples, &comp_buf],
         )?;
-        gpu.dispatch("sampling.wgsl:sample_mixture", &pipeline, &bind, groups(n))?;
+        let grid = GpuContext::grid(n.div_ceil(wg as usize) as u32);
+        gpu.dispatch("sampling.wgsl:sample_mixture", &pipeline, &bind, grid)?;
         let xs: Vec<f32> = gpu.read_buffer(&samples, n * d)?;
         let cs: Vec<u32> = gpu.read_buffer(&comp_buf, n)?;
         for (o, v) in out[done * d..(done + n) * d].iter_mut().zip(xs) {
