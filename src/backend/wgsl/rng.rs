@@ -18,11 +18,16 @@ pub enum Fill {
 }
 
 impl Fill {
-    fn entry(self) -> &'static str {
-        match self {
-            Fill::U32 => "fill_u32",
-            Fill::UniformF32 => "fill_uniform_f32",
-            Fill::NormalF32 => "fill_normal_f32",
+    /// The entry point; `aligned`: the vec4-store variant (range starts on a block and covers
+    /// whole blocks).
+    fn entry(self, aligned: bool) -> &'static str {
+        match (self, aligned) {
+            (Fill::U32, false) => "fill_u32",
+            (Fill::UniformF32, false) => "fill_uniform_f32",
+            (Fill::NormalF32, false) => "fill_normal_f32",
+            (Fill::U32, true) => "fill_u32_x4",
+            (Fill::UniformF32, true) => "fill_uniform_f32_x4",
+            (Fill::NormalF32, true) => "fill_normal_f32_x4",
         }
     }
 }
@@ -39,7 +44,9 @@ struct RngParams {
 }
 
 /// Dispatch `which` to write values `start .. start + count` of `key` into `out` (32-bit words,
-/// device-resident; `count` within one binding), without reading anything back.
+/// device-resident; `count` within one binding), without reading anything back. A range that
+/// starts on a Philox block and covers whole blocks (`start`, `count` multiples of 4) runs the
+/// vec4-store entry points.
 pub fn fill_into(
     gpu: &GpuContext,
     which: Fill,
@@ -48,8 +55,10 @@ pub fn fill_into(
     count: usize,
     out: &wgpu::Buffer,
 ) -> Result<()> {
-    let pipeline = gpu.pipeline("rng.wgsl", which.entry())?;
-    let label = format!("rng.wgsl:{}", which.entry());
+    let aligned = start % 4 == 0 && count % 4 == 0;
+    let entry = which.entry(aligned);
+    let pipeline = gpu.pipeline("rng.wgsl", entry)?;
+    let label = format!("rng.wgsl:{entry}");
     let params = RngParams {
         key: key.key_words(),
         stream: [key.stream as u32, (key.stream >> 32) as u32],
@@ -58,7 +67,10 @@ pub fn fill_into(
         lane0: (start % 4) as u32,
     };
     let uniform = gpu.uniform_buffer("rng params", bytemuck::bytes_of(&params))?;
-    let bind = gpu.bind(&pipeline, &[&uniform, out])?;
+    let bind = gpu.bind_at(
+        &pipeline,
+        &[(0, &uniform), (if aligned { 2 } else { 1 }, out)],
+    )?;
     let blocks = philox_blocks(count, params.lane0);
     gpu.dispatch(&label, &pipeline, &bind, groups(blocks as usize))?;
     Ok(())
