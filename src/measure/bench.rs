@@ -549,7 +549,7 @@ pub fn matmul_runner<'a>(
             MatmulRunner {
                 run: Box::new(move || {
                     let t = Instant::now();
-                    cm::launch(&client, p, &ops);
+                    cm::launch(gpu, &client, p, &ops);
                     cubecl::future::block_on(client.sync())
                         .map_err(|e| crate::Error::Cubecl(format!("{e:?}")))?;
                     gpu.check_health()?;

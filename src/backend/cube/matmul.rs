@@ -53,7 +53,7 @@ fn activate(x: f32, #[comptime] epilogue: u32) -> f32 {
     v
 }
 
-#[cube(launch)]
+#[cube(launch, launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 fn matmul_kernel<F: Float>(
     a: &[F],
@@ -90,6 +90,7 @@ fn matmul_kernel<F: Float>(
     let mut a_tile = Shared::<[f32]>::new_slice(BM * BK);
     let mut b_tile = Shared::<[f32]>::new_slice(BN * BK);
     let mut acc = Array::<f32>::new(TM * TN);
+    #[unroll]
     for q in 0..TM * TN {
         acc[q] = f32::new(0.0);
     }
@@ -98,6 +99,7 @@ fn matmul_kernel<F: Float>(
 
     for t in 0..k_tiles as usize {
         let k0 = t * BK;
+        #[unroll]
         for l in 0..LOADS_A {
             let e = tid + l * THREADS;
             if e < BM * BK {
@@ -116,6 +118,7 @@ fn matmul_kernel<F: Float>(
                 a_tile[kk * BM + i] = v;
             }
         }
+        #[unroll]
         for l in 0..LOADS_B {
             let e = tid + l * THREADS;
             if e < BN * BK {
@@ -135,14 +138,19 @@ fn matmul_kernel<F: Float>(
             }
         }
         sync_cube();
+        #[unroll]
         for kk in 0..BK {
+            #[unroll]
             for r in 0..TM {
                 ar[r] = a_tile[kk * BM + ly + WG * r];
             }
+            #[unroll]
             for s in 0..TN {
                 br[s] = b_tile[kk * BN + lx + WG * s];
             }
+            #[unroll]
             for r in 0..TM {
+                #[unroll]
                 for s in 0..TN {
                     acc[r * TN + s] += ar[r] * br[s];
                 }
@@ -152,8 +160,10 @@ fn matmul_kernel<F: Float>(
     }
 
     let c_base = bt * stride_c as usize;
+    #[unroll]
     for r in 0..TM {
         let i = row0 + ly + WG * r;
+        #[unroll]
         for s in 0..TN {
             let j = col0 + lx + WG * s;
             if i < mu && j < nu {
@@ -286,8 +296,11 @@ pub fn upload(
     })
 }
 
-/// Launch `p` on uploaded operands (asynchronously: cubecl orders it before later reads).
-pub fn launch(client: &Client, p: &Matmul, ops: &CubeOperands) {
+/// Launch `p` on uploaded operands (asynchronously: cubecl orders it before later reads),
+/// without cubecl's runtime bounds checks unless `gpu` compiles checked shaders
+/// ([`GpuContext::checked_shaders`], `COLLAPSE_CHECKED_SHADERS=1`).
+pub fn launch(gpu: &GpuContext, client: &Client, p: &Matmul, ops: &CubeOperands) {
+    let checked = gpu.checked_shaders();
     let (rs_a, cs_a) = p.strides_a();
     let (rs_b, cs_b) = p.strides_b();
     let gx = p.n.div_ceil(BN) as u32;
@@ -296,36 +309,46 @@ pub fn launch(client: &Client, p: &Matmul, ops: &CubeOperands) {
     while batch0 < p.batch {
         let nb = (p.batch - batch0).min(MAX_WORKGROUPS_PER_DIM as usize);
         macro_rules! go {
-            ($t:ty) => {
-                matmul_kernel::launch::<$t>(
-                    client,
-                    CubeCount::Static(gx, gy, nb as u32),
-                    CubeDim::new_2d(WG as u32, WG as u32),
-                    unsafe { BufferArg::from_raw_parts(ops.a.clone(), p.len_a()) },
-                    unsafe { BufferArg::from_raw_parts(ops.b.clone(), p.len_b()) },
-                    unsafe { BufferArg::from_raw_parts(ops.bias.clone(), ops.bias_len) },
-                    unsafe { BufferArg::from_raw_parts(ops.c.clone(), p.len_c()) },
-                    p.m as u32,
-                    p.n as u32,
-                    p.k.div_ceil(BK) as u32,
-                    p.k as u32,
-                    batch0 as u32,
-                    rs_a as u32,
-                    cs_a as u32,
-                    rs_b as u32,
-                    cs_b as u32,
-                    p.stride_a as u32,
-                    p.stride_b as u32,
-                    p.stride_c as u32,
-                    p.alpha as f32,
-                    p.beta as f32,
-                    p.epilogue.code(),
-                )
-            };
+            // SAFETY: the raw buffer lengths are the operands' lengths checked by `upload`
+            // and `check_device`; see below for the unchecked launch.
+            ($t:ty, $launch:ident) => {{
+                unsafe {
+                    matmul_kernel::$launch::<$t>(
+                        client,
+                        CubeCount::Static(gx, gy, nb as u32),
+                        CubeDim::new_2d(WG as u32, WG as u32),
+                        BufferArg::from_raw_parts(ops.a.clone(), p.len_a()),
+                        BufferArg::from_raw_parts(ops.b.clone(), p.len_b()),
+                        BufferArg::from_raw_parts(ops.bias.clone(), ops.bias_len),
+                        BufferArg::from_raw_parts(ops.c.clone(), p.len_c()),
+                        p.m as u32,
+                        p.n as u32,
+                        p.k.div_ceil(BK) as u32,
+                        p.k as u32,
+                        batch0 as u32,
+                        rs_a as u32,
+                        cs_a as u32,
+                        rs_b as u32,
+                        cs_b as u32,
+                        p.stride_a as u32,
+                        p.stride_b as u32,
+                        p.stride_c as u32,
+                        p.alpha as f32,
+                        p.beta as f32,
+                        p.epilogue.code(),
+                    )
+                }
+            }};
         }
-        match p.storage {
-            Storage::F32 => go!(f32),
-            Storage::F16 => go!(half::f16),
+        // SAFETY (unchecked): every load is guarded by `gi < m && gk < k` / `gj < n && gk < k`
+        // and every store by `i < m && j < n`, the tile indices stay below BM·BK / BN·BK, and
+        // the host checked each operand's length against `p` (`upload`, `check_device`); the
+        // loops run to uniform bounds.
+        match (p.storage, checked) {
+            (Storage::F32, true) => go!(f32, launch),
+            (Storage::F16, true) => go!(half::f16, launch),
+            (Storage::F32, false) => go!(f32, launch_unchecked),
+            (Storage::F16, false) => go!(half::f16, launch_unchecked),
         }
         batch0 += nb;
     }
@@ -357,7 +380,7 @@ pub fn matmul(
     };
     split_launches(p, a, b, bias, c, &lim, &mut |q, a, b, bias, c| {
         let ops = upload(gpu, client, q, a, b, bias, c)?;
-        launch(client, q, &ops);
+        launch(gpu, client, q, &ops);
         let got = read_c(client, q, &ops)?;
         gpu.check_health()?;
         for (o, v) in c.iter_mut().zip(got) {

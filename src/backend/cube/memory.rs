@@ -99,7 +99,7 @@ impl DeviceMemory for CubeKernels<'_> {
             None => (self.dummy.clone(), 1),
         };
         let ops = CubeOperands::from_handles(a.clone(), b.clone(), bias_h, bias_len, c.clone());
-        launch(self.client, p, &ops);
+        launch(self.gpu, self.client, p, &ops);
         Ok(())
     }
 }
