@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build, on this (CPU) machine, everything scripts/gpu-check.sh needs on a GPU machine that has
-# no Rust toolchain and no network: the release `collapse` binary and the sampling/gmm criterion
-# bench executables (stripped, gzipped) and the Vulkan/GL loader .debs, all in gpu-bundle/
+# no Rust toolchain and no network: the release `collapse` binary (stripped, gzipped) and the
+# Vulkan/GL loader .debs, all in gpu-bundle/
 # (git-ignored; carry it to the GPU machine together with the checkout). About 30 MiB (the whole carry, checkout included, must stay under 64 MiB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,16 +9,6 @@ out=gpu-bundle
 rm -rf "$out" && mkdir -p "$out/debs"
 cargo build --release --bin collapse
 strip -o "$out/collapse" target/release/collapse && gzip -9 "$out/collapse"
-for b in $(cargo bench --no-run --message-format=json --bench sampling 2>/dev/null |
-    python3 -c 'import sys, json
-for l in sys.stdin:
-    try: m = json.loads(l)
-    except ValueError: continue
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and "bench" in m["target"]["kind"]:
-        print(m["target"]["name"] + "=" + m["executable"])'); do
-  name=${b%%=*}; path=${b#*=}
-  strip -o "$out/bench-$name" "$path" && gzip -9 "$out/bench-$name"
-done
 # The GPU machine has the NVIDIA driver but may lack the Vulkan loader: bring it (amd64 .debs).
 o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
 mkdir -p /tmp/amd64/partial
