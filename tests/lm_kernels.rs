@@ -319,10 +319,12 @@ fn all_kernels<O: LmOps>(o: &O) {
     // sumsq and AdamW with clipping (global norm over two tensors).
     let (g1, g2) = (normals(300, 19), normals(50, 20));
     let norms = o.alloc("norms", 2).unwrap();
-    o.sumsq(&up(&g1), 300, &norms, 0).unwrap();
-    o.sumsq(&up(&g2), 50, &norms, 1).unwrap();
+    let (gb1, gb2) = (up(&g1), up(&g2));
+    o.sumsq(&[(&gb1, 300, 0), (&gb2, 50, 1)], &norms).unwrap();
     let sq = |v: &[f32]| v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>();
     check("sumsq", &rd(&norms, 2), &[sq(&g1), sq(&g2)]);
+    let scale = o.alloc("clip factor", 2).unwrap();
+    o.clip_scale(&norms, 2, 1.0, &scale).unwrap();
     let (p0, m0, v0) = (normals(300, 21), normals(300, 22), normals(300, 23));
     let v0: Vec<f32> = v0.iter().map(|x| x.abs()).collect();
     let (pb, mb2, vb) = (up(&p0), up(&m0), up(&v0));
@@ -332,10 +334,8 @@ fn all_kernels<O: LmOps>(o: &O) {
         eps: 1e-8,
         decay: 0.999,
         inv_corr: (1.0 / 0.1, 1.0 / 0.05),
-        clip: 1.0,
-        tensors: 2,
     };
-    o.adamw(&pb, &up(&g1), &mb2, &vb, &norms, 300, &step)
+    o.adamw(&pb, &up(&g1), &mb2, &vb, &scale, 300, &step)
         .unwrap();
     let scale = 1.0f64.min(1.0 / (sq(&g1) + sq(&g2)).sqrt());
     let (mut wp, mut wm, mut wv) = (vec![], vec![], vec![]);

@@ -13,7 +13,7 @@ use super::{
     check_sequences, layout,
 };
 use crate::error::{Error, Result};
-use crate::ops::lm::{AdamStep, LmOps};
+use crate::ops::lm::{AdamStep, LmOps, sumsq_parts};
 use crate::ops::matmul::{Epilogue, Matmul};
 
 /// Short forms of the [`Matmul`] settings the trainer uses.
@@ -96,7 +96,13 @@ pub struct DeviceLm<O: LmOps> {
     g: Vec<O::Buf>,
     m: Vec<O::Buf>,
     v: Vec<O::Buf>,
-    norms: O::Buf,
+    /// Partial sums of squares of every gradient tensor (tensor `i`'s region at
+    /// `part_offsets[i]`), reduced once per step into `clip`.
+    grad_parts: O::Buf,
+    /// Start of each tensor's region of `grad_parts`; the last entry is the total.
+    part_offsets: Vec<usize>,
+    /// `[clip factor, Σ g²]` of the step.
+    clip: O::Buf,
     loss: O::Buf,
     t: u32,
     stepped: bool,
@@ -123,8 +129,15 @@ impl<O: LmOps> DeviceLm<O> {
             m.push(ops.upload("adamw m", &vec![0.0; n])?);
             v.push(ops.upload("adamw v", &vec![0.0; n])?);
         }
+        let mut part_offsets = vec![0];
+        for t in &tensors {
+            part_offsets
+                .push(part_offsets.last().copied().unwrap_or(0) + sumsq_parts(t.rows * t.cols));
+        }
         Ok(Self {
-            norms: ops.alloc("lm grad norms", tensors.len())?,
+            grad_parts: ops.alloc("lm grad norm partials", *part_offsets.last().unwrap_or(&1))?,
+            part_offsets,
+            clip: ops.alloc("lm clip factor", 2)?,
             loss: ops.alloc("lm loss", 1)?,
             ops,
             cfg: *cfg,
@@ -351,9 +364,7 @@ impl<O: LmOps> DeviceLm<O> {
         for (l, b) in a.blocks.iter().enumerate() {
             self.norm(&a.h, self.bi(l, LN1_G), &b.ln1, n)?;
             self.linear(&b.ln1[0], self.bi(l, QKV_W), &b.qkv, (n, c, 3 * c), false)?;
-            o.gather_heads(&b.qkv, &b.q, shape, 3 * c, 0)?;
-            o.gather_heads(&b.qkv, &b.k, shape, 3 * c, c)?;
-            o.gather_heads(&b.qkv, &b.v, shape, 3 * c, 2 * c)?;
+            o.gather_qkv(&b.qkv, [&b.q, &b.k, &b.v], shape)?;
             o.gemm(
                 &Matmul::new(len, len, d).tb().batched(rows * hn),
                 &b.q,
@@ -447,9 +458,7 @@ impl<O: LmOps> DeviceLm<O> {
                 &a.dk,
                 None,
             )?;
-            o.scatter_heads(&a.dq, &a.dqkv, shape, 3 * c, 0)?;
-            o.scatter_heads(&a.dk, &a.dqkv, shape, 3 * c, c)?;
-            o.scatter_heads(&a.dv, &a.dqkv, shape, 3 * c, 2 * c)?;
+            o.scatter_qkv([&a.dq, &a.dk, &a.dv], &a.dqkv, shape)?;
             self.linear_back(&b.ln1[0], &a.dqkv, ti(QKV_W), &a.da, (n, c, 3 * c))?;
             self.norm_back(&a.da, &b.ln1, ti(LN1_G), &a.dh, &a.prod, n)?;
         }
@@ -470,10 +479,14 @@ impl<O: LmOps> DeviceLm<O> {
         let a = self.cfg.adam;
         let c1 = 1.0 - a.beta1.powi(self.t as i32);
         let c2 = 1.0 - a.beta2.powi(self.t as i32);
-        for (i, t) in self.tensors.iter().enumerate() {
-            self.ops
-                .sumsq(&self.g[i], t.rows * t.cols, &self.norms, i)?;
-        }
+        let grads: Vec<(&O::Buf, usize, usize)> = (self.tensors.iter().enumerate())
+            .map(|(i, t)| (&self.g[i], t.rows * t.cols, self.part_offsets[i]))
+            .collect();
+        self.ops.sumsq(&grads, &self.grad_parts)?;
+        let total = self.part_offsets[self.tensors.len()];
+        let clip = a.clip.unwrap_or(0.0) as f32;
+        self.ops
+            .clip_scale(&self.grad_parts, total, clip, &self.clip)?;
         for (i, t) in self.tensors.iter().enumerate() {
             let decayed = matches!(t.kind, Kind::Weight | Kind::Residual);
             let s = AdamStep {
@@ -486,15 +499,13 @@ impl<O: LmOps> DeviceLm<O> {
                     1.0
                 },
                 inv_corr: ((1.0 / c1) as f32, (1.0 / c2) as f32),
-                clip: a.clip.unwrap_or(0.0) as f32,
-                tensors: self.tensors.len(),
             };
             self.ops.adamw(
                 &self.p[i],
                 &self.g[i],
                 &self.m[i],
                 &self.v[i],
-                &self.norms,
+                &self.clip,
                 t.rows * t.cols,
                 &s,
             )?;
