@@ -18,7 +18,8 @@
 //                                                                 loss_final, onehot
 //   7: sumsq_p    SumsqParams   { count[4], offset[4], blocks[4], clip }  sumsq_partial (up to
 //                                 four tensors, 0..4 of count 0 unused), clip_scale (count[0])
-//   8: adam_p     AdamParams    { count, lr, beta1, beta2, eps, decay, inv_c1, inv_c2 }  adamw
+//   8: adam_p     AdamParams    { count[2], offset[2], decay[2], lr, beta1, beta2, eps, inv_c1,
+//                                 inv_c2 }                        adamw (two tensors; count 0: none)
 //   9: decode_p   DecodeParams  { rows, c, ctx, heads, d, pos, scale }  kv_store, decode_attention
 // Storage (read: read-only; rw: read_write):
 //  10: tokens   u32 read  [N]                embed, onehot
@@ -48,17 +49,20 @@
 //                                            scaled in place to the input gradient
 //  33: logits   rw   [N][256]                cross_entropy (the gradient in place when grad)
 //  34: row_loss rw   [N]                     cross_entropy (writes), loss_partial (reads)
-//  35: loss     rw   [1]                     loss_final
+//  35: loss     rw   [1]                     loss_final (loss_partial when one block)
 //  45: loss_w   read [N]                     cross_entropy (gradient weights: 1/N, or mask/Σ mask),
 //                                            loss_partial (rows of weight 0 skipped)
-//  36: grad     read [count]                 sumsq_partial (tensor 0), adamw
-//  48: grad1    49: grad2    50: grad3   read   sumsq_partial (tensors 1..3)
+//  36: grad     read [count]                 sumsq_partial (tensor 0), adamw (tensor 0)
+//  48: grad1    49: grad2    50: grad3   read   sumsq_partial (tensors 1..3); adamw (grad1:
+//                                            tensor 1)
 //  37: norms    rw   sumsq_partial writes [offset + workgroup] (partial sums of squares of
 //                    all tensors, one region each); clip_scale reads [count] of them and
 //                    writes scale[0..2]
 //  47: scale    rw   [2]                     clip_scale (writes [clip factor, Σ g²]), adamw
 //                                            (reads the factor)
-//  38: param    rw   39: adam_m  rw   40: adam_v  rw   [count]                (adamw)
+//  38: param    rw   55: param1  rw   [count]  adamw (tensors 0, 1)
+//  39: adam_m   rw   40: adam_v  rw          adamw: the flat moments of all tensors, tensor t's
+//                                            at offset[t]
 //  41: qkv      read [rows][3C]              kv_store, decode_attention
 //  42: k_cache  rw   43: v_cache  rw   [rows][ctx][C]   kv_store (writes), decode_attention (reads)
 //  44: attn_out rw   [rows][C]               decode_attention
@@ -93,6 +97,8 @@
 //   cross_entropy   row kernel over rows of 256 logits: row_loss[row] = lse − l[targets[row]];
 //                   with grad & 1, logits ← (softmax − onehot)·loss_w[row]
 //   loss_partial    workgroup w: parts[w] = Σ_{1024w ≤ i < min(1024(w+1), rows), loss_w[i] ≠ 0} row_loss[i]
+//                   (grad ≠ 0 marks a single block, rows ≤ 1024: loss[0] = parts[0] / count
+//                   directly, and loss_final is not run)
 //   loss_final      one workgroup: loss[0] = Σ_{w < rows} parts[w] / count (rows = partials)
 //   onehot          i < rows·256: out[i] = f32(tokens[i / 256] == i % 256)
 //   sumsq_partial   up to four tensors t (grad, grad1..3), blocks[t] = ceil(count[t]/4096)
@@ -100,8 +106,10 @@
 //                   norms[offset[t] + b] = Σ_{4096b ≤ i < min(4096(b+1), count[t])} grad_t[i]²
 //   clip_scale      one workgroup: q = Σ_{k < count} norms[k]; scale = [clip/√q if clip > 0 and
 //                   √q > clip else 1, q]
-//   adamw           i < count: AdamW on param with grad·scale[0] (the global clip factor), decay
-//                   factor decay, bias corrections 1/c₁, 1/c₂
+//   adamw           two tensors (param, grad; param1, grad1), ceil(count[t]/256) workgroups
+//                   each in order; element i of tensor t: AdamW with grad·scale[0] (the global
+//                   clip factor), decay factor decay[t], bias corrections 1/c₁, 1/c₂, moments
+//                   adam_m/adam_v[offset[t] + i]
 //   kv_store        i < rows·c: k_cache[(r·ctx + pos)·c + j] = qkv[r·3c + c + j],
 //                   v_cache[…] = qkv[r·3c + 2c + j]
 //   decode_attention row kernel per (row r, head h) = (row / heads, row % heads): the query in
@@ -172,18 +180,15 @@ struct SumsqParams {
 }
 
 struct AdamParams {
-    count: u32,
-    pad2: u32,
+    count: vec2<u32>,
+    offset: vec2<u32>,
+    decay: vec2<f32>,
     lr: f32,
     beta1: f32,
     beta2: f32,
     eps: f32,
-    decay: f32,
     inv_c1: f32,
     inv_c2: f32,
-    pad3: f32,
-    pad0: u32,
-    pad1: u32,
 }
 
 struct DecodeParams {
@@ -252,6 +257,7 @@ struct DecodeParams {
 @group(0) @binding(52) var<storage, read_write> dst2: array<f32>;
 @group(0) @binding(53) var<storage, read> src1: array<f32>;
 @group(0) @binding(54) var<storage, read> src2: array<f32>;
+@group(0) @binding(55) var<storage, read_write> param1: array<f32>;
 
 var<workgroup> red: array<f32, 256>;
 var<workgroup> att_w: array<f32, 1024>;
@@ -583,7 +589,12 @@ fn loss_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     red[lid] = s;
     let tot = tree_sum(lid);
     if (lid == 0u) {
-        parts[w] = tot;
+        if (loss_p.grad != 0u) {
+            // One block (rows ≤ 1024): the total is final.
+            loss[0] = tot / f32(loss_p.count);
+        } else {
+            parts[w] = tot;
+        }
     }
 }
 
@@ -672,19 +683,43 @@ fn clip_scale(@builtin(local_invocation_index) lid: u32) {
 }
 
 @compute @workgroup_size(256)
-fn adamw(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat(gid, nwg);
+fn adamw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
     let a = adam_p;
-    if (i >= a.count) {
+    let w = row_of(wid, nwg);
+    let blocks0 = (a.count.x + 255u) / 256u;
+    var t = 0u;
+    var i = w * 256u + lid;
+    if (w >= blocks0) {
+        t = 1u;
+        i = (w - blocks0) * 256u + lid;
+    }
+    if (i >= a.count[t]) {
         return;
     }
-    let g = grad[i] * scale[0];
-    adam_m[i] = a.beta1 * adam_m[i] + (1.0 - a.beta1) * g;
-    adam_v[i] = a.beta2 * adam_v[i] + (1.0 - a.beta2) * g * g;
-    let p = param[i] * a.decay;
-    let mh = adam_m[i] * a.inv_c1;
-    let vh = adam_v[i] * a.inv_c2;
-    param[i] = p - a.lr * mh / (sqrt(vh) + a.eps);
+    var g = 0.0;
+    var p = 0.0;
+    if (t == 0u) {
+        g = grad[i];
+        p = param[i];
+    } else {
+        g = grad1[i];
+        p = param1[i];
+    }
+    g = g * scale[0];
+    let k = a.offset[t] + i;
+    let m = a.beta1 * adam_m[k] + (1.0 - a.beta1) * g;
+    let v = a.beta2 * adam_v[k] + (1.0 - a.beta2) * g * g;
+    adam_m[k] = m;
+    adam_v[k] = v;
+    let mh = m * a.inv_c1;
+    let vh = v * a.inv_c2;
+    let np = p * a.decay[t] - a.lr * mh / (sqrt(vh) + a.eps);
+    if (t == 0u) {
+        param[i] = np;
+    } else {
+        param1[i] = np;
+    }
 }
 
 @compute @workgroup_size(256)

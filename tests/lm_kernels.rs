@@ -7,7 +7,7 @@ mod common;
 
 use collapse_kernels::backend::cpu64::Cpu64;
 use collapse_kernels::ops::Backend;
-use collapse_kernels::ops::lm::{AdamStep, LmOps};
+use collapse_kernels::ops::lm::{AdamStep, AdamTensor, LmOps};
 use collapse_kernels::ops::matmul::{Epilogue, Matmul};
 use collapse_kernels::rng::StreamKey;
 use common::rel_err;
@@ -332,11 +332,16 @@ fn all_kernels<O: LmOps>(o: &O) {
         lr: 0.01,
         betas: (0.9, 0.95),
         eps: 1e-8,
-        decay: 0.999,
         inv_corr: (1.0 / 0.1, 1.0 / 0.05),
     };
-    o.adamw(&pb, &up(&g1), &mb2, &vb, &scale, 300, &step)
-        .unwrap();
+    let one = AdamTensor {
+        p: &pb,
+        g: &gb1,
+        count: 300,
+        offset: 0,
+        decay: 0.999,
+    };
+    o.adamw(&[one], &mb2, &vb, &scale, &step).unwrap();
     let scale = 1.0f64.min(1.0 / (sq(&g1) + sq(&g2)).sqrt());
     let (mut wp, mut wm, mut wv) = (vec![], vec![], vec![]);
     for i in 0..300 {

@@ -217,9 +217,120 @@ fn qkv_moves<O: LmOps>(o: &O) {
     );
 }
 
+/// AdamW over three tensors (two launches on WGSL) whose moments sit at offsets of two flat
+/// buffers, each with its own decay, against f64.
+fn adamw_flat<O: LmOps>(o: &O) {
+    use collapse_kernels::ops::lm::{AdamStep, AdamTensor};
+    let sizes = [700usize, 5, 300];
+    let offsets = [0usize, 700, 705];
+    let decays = [0.999f32, 1.0, 0.99];
+    let total = 1005;
+    let (m0, v0) = (normals(total, 80), normals(total, 81));
+    let v0: Vec<f32> = v0.iter().map(|x| x.abs()).collect();
+    let (mb, vb) = (o.upload("m", &m0).unwrap(), o.upload("v", &v0).unwrap());
+    let ps: Vec<Vec<f32>> = (0..3).map(|i| normals(sizes[i], 82 + i as u64)).collect();
+    let gs: Vec<Vec<f32>> = (0..3).map(|i| normals(sizes[i], 85 + i as u64)).collect();
+    let pb: Vec<O::Buf> = ps.iter().map(|p| o.upload("p", p).unwrap()).collect();
+    let gb: Vec<O::Buf> = gs.iter().map(|g| o.upload("g", g).unwrap()).collect();
+    let scale = o.upload("scale", &[0.5, 0.0]).unwrap();
+    let step = AdamStep {
+        lr: 0.01,
+        betas: (0.9, 0.95),
+        eps: 1e-8,
+        inv_corr: (1.0 / 0.1, 1.0 / 0.05),
+    };
+    let tensors: Vec<AdamTensor<'_, O::Buf>> = (0..3)
+        .map(|i| AdamTensor {
+            p: &pb[i],
+            g: &gb[i],
+            count: sizes[i],
+            offset: offsets[i],
+            decay: decays[i],
+        })
+        .collect();
+    o.adamw(&tensors, &mb, &vb, &scale, &step).unwrap();
+    let (mut wm, mut wv) = (vec![0.0; total], vec![0.0; total]);
+    for t in 0..3 {
+        let mut wp = vec![];
+        for i in 0..sizes[t] {
+            let k = offsets[t] + i;
+            let g = gs[t][i] as f64 * 0.5;
+            let m = 0.9 * m0[k] as f64 + 0.1 * g;
+            let v = 0.95 * v0[k] as f64 + 0.05 * g * g;
+            wm[k] = m;
+            wv[k] = v;
+            wp.push(
+                ps[t][i] as f64 * decays[t] as f64 - 0.01 * (m / 0.1) / ((v / 0.05).sqrt() + 1e-8),
+            );
+        }
+        check(
+            &format!("adamw p {t}"),
+            &o.read(&pb[t], sizes[t]).unwrap(),
+            &wp,
+        );
+    }
+    check("adamw m", &o.read(&mb, total).unwrap(), &wm);
+    check("adamw v", &o.read(&vb, total).unwrap(), &wv);
+}
+
+/// The VAE's Adam (L2 decay) over three tensors whose moments sit at offsets of two flat
+/// buffers, against f64.
+fn vae_adam_flat<O: VaeOps>(o: &O) {
+    use collapse_kernels::ops::vae::{AdamStep, AdamTensor};
+    let sizes = [300usize, 7, 513];
+    let offsets = [0usize, 300, 307];
+    let total = 820;
+    let (m0, v0) = (normals(total, 90), normals(total, 91));
+    let v0: Vec<f32> = v0.iter().map(|x| x.abs()).collect();
+    let (mb, vb) = (o.upload("m", &m0).unwrap(), o.upload("v", &v0).unwrap());
+    let ps: Vec<Vec<f32>> = (0..3).map(|i| normals(sizes[i], 92 + i as u64)).collect();
+    let gs: Vec<Vec<f32>> = (0..3).map(|i| normals(sizes[i], 95 + i as u64)).collect();
+    let pb: Vec<O::Buf> = ps.iter().map(|p| o.upload("p", p).unwrap()).collect();
+    let gb: Vec<O::Buf> = gs.iter().map(|g| o.upload("g", g).unwrap()).collect();
+    let s = AdamStep {
+        lr: 0.01,
+        betas: (0.9, 0.95),
+        eps: 1e-8,
+        weight_decay: 0.01,
+        corr: (0.1, 0.05),
+    };
+    let tensors: Vec<AdamTensor<'_, O::Buf>> = (0..3)
+        .map(|i| AdamTensor {
+            p: &pb[i],
+            g: &gb[i],
+            count: sizes[i],
+            offset: offsets[i],
+        })
+        .collect();
+    o.adam(&tensors, &mb, &vb, &s).unwrap();
+    let (mut wm, mut wv) = (vec![0.0; total], vec![0.0; total]);
+    for t in 0..3 {
+        let mut wp = vec![];
+        for i in 0..sizes[t] {
+            let k = offsets[t] + i;
+            let p = ps[t][i] as f64;
+            let g = gs[t][i] as f64 + 0.01 * p;
+            let m = 0.9 * m0[k] as f64 + 0.1 * g;
+            let v = 0.95 * v0[k] as f64 + 0.05 * g * g;
+            wm[k] = m;
+            wv[k] = v;
+            wp.push(p - 0.01 * (m / 0.1) / ((v / 0.05).sqrt() + 1e-8));
+        }
+        check(
+            &format!("vae adam p {t}"),
+            &o.read(&pb[t], sizes[t]).unwrap(),
+            &wp,
+        );
+    }
+    check("vae adam m", &o.read(&mb, total).unwrap(), &wm);
+    check("vae adam v", &o.read(&vb, total).unwrap(), &wv);
+}
+
 /// Two runs give the same bits.
 fn deterministic<O: LmOps + VaeOps>(o: &O) {
     qkv_moves(o);
+    adamw_flat(o);
+    vae_adam_flat(o);
     let a = reductions(o);
     let b = reductions(o);
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
@@ -245,14 +356,14 @@ fn cube_reductions_match_f64_and_repeat_bit_for_bit() {
     ));
 }
 
-/// Most WGSL dispatches one training step of the LM below (2 blocks: 29 tensors) may take: 148
-/// at this revision (160 with one sumsq per tensor and three gathers/scatters per block, before
-/// the two-level reductions added their second passes).
-const LM_STEP_DISPATCHES: u64 = 148;
+/// Most WGSL dispatches one training step of the LM below (2 blocks: 29 tensors) may take: 133
+/// at this revision (160 with one sumsq and one AdamW dispatch per tensor and three
+/// gathers/scatters per block, before the two-level reductions added their second passes).
+const LM_STEP_DISPATCHES: u64 = 133;
 
-/// Most WGSL dispatches one VAE training step (10 tensors) may take: 42 at this revision (36
-/// with the one-pass column sums and batch loss; the two-level sums add a pass each).
-const VAE_STEP_DISPATCHES: u64 = 42;
+/// Most WGSL dispatches one VAE training step (10 tensors) may take: 36 at this revision (36
+/// before too, with one-pass column sums and one Adam dispatch per tensor).
+const VAE_STEP_DISPATCHES: u64 = 36;
 
 /// A context of its own, so no other test's dispatches are counted.
 fn counting_gpu() -> Option<Arc<GpuContext>> {

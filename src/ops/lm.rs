@@ -15,7 +15,7 @@ pub fn sumsq_parts(count: usize) -> usize {
     count.div_ceil(SUMSQ_BLOCK).max(1)
 }
 
-/// AdamW settings of one tensor's update.
+/// AdamW settings of one step (every tensor's).
 #[derive(Clone, Copy, Debug)]
 pub struct AdamStep {
     /// Learning rate.
@@ -24,10 +24,24 @@ pub struct AdamStep {
     pub betas: (f32, f32),
     /// ε.
     pub eps: f32,
-    /// Factor applied to the weights before the step (`1 − lr·wd`, or 1 when not decayed).
-    pub decay: f32,
     /// `1/(1 − β₁ᵗ)`, `1/(1 − β₂ᵗ)`.
     pub inv_corr: (f32, f32),
+}
+
+/// One tensor of an AdamW step ([`LmOps::adamw`]): its weights and gradient (`count` f32
+/// each), where its moments start in the flat moment buffers, and its decay factor.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamTensor<'a, B> {
+    /// Weights, updated in place.
+    pub p: &'a B,
+    /// Gradient.
+    pub g: &'a B,
+    /// Elements.
+    pub count: usize,
+    /// First element of the tensor's moments in the flat `m` and `v` buffers.
+    pub offset: usize,
+    /// Factor applied to the weights before the step (`1 − lr·wd`, or 1 when not decayed).
+    pub decay: f32,
 }
 
 /// The kernels a GPU backend provides to the language model, besides its buffers and matrix
@@ -185,16 +199,16 @@ pub trait LmOps: DeviceMemory {
     /// The global gradient-norm clip factor, once per step: `q = Σ_{k < n} parts[k]` (fixed
     /// order), `scale[0] = clip/√q` when `clip > 0` and `√q > clip`, else 1; `scale[1] = q`.
     fn clip_scale(&self, parts: &Self::Buf, n: usize, clip: f32, scale: &Self::Buf) -> Result<()>;
-    /// AdamW on one tensor, the gradient multiplied by the clip factor `scale[0]` (from
-    /// [`LmOps::clip_scale`]).
+    /// AdamW on every tensor of `tensors`, each gradient multiplied by the clip factor
+    /// `scale[0]` (from [`LmOps::clip_scale`]); the moments of all tensors live in the flat
+    /// buffers `m` and `v`, tensor `t`'s at `t.offset ..`. Backends may update several tensors
+    /// per launch (WGSL: two).
     fn adamw(
         &self,
-        p: &Self::Buf,
-        g: &Self::Buf,
+        tensors: &[AdamTensor<'_, Self::Buf>],
         m: &Self::Buf,
         v: &Self::Buf,
         scale: &Self::Buf,
-        count: usize,
         s: &AdamStep,
     ) -> Result<()>;
     /// Store the keys and values of `qkv` (`[rows][3C]`) at position `pos` of the caches

@@ -11,7 +11,7 @@ use cubecl::prelude::*;
 use super::memory::{CubeKernels, arg, dim, grid};
 use super::reduce::Terms;
 use crate::error::Result;
-use crate::ops::vae::{AdamStep, VaeOps};
+use crate::ops::vae::{AdamStep, AdamTensor, VaeOps};
 use crate::rng::StreamKey;
 
 type Handle = cubecl::server::Handle;
@@ -121,6 +121,7 @@ fn adam_kernel(
     m: &mut [f32],
     v: &mut [f32],
     n: u32,
+    off: u32,
     lr: f32,
     beta1: f32,
     beta2: f32,
@@ -132,11 +133,12 @@ fn adam_kernel(
     let i = ABSOLUTE_POS as u32;
     if i < n {
         let k = i as usize;
+        let j = (off + i) as usize;
         let gi = g[k] + wd * p[k];
-        m[k] = beta1 * m[k] + (1.0f32 - beta1) * gi;
-        v[k] = beta2 * v[k] + (1.0f32 - beta2) * gi * gi;
-        let mh = m[k] / c1;
-        let vh = v[k] / c2;
+        m[j] = beta1 * m[j] + (1.0f32 - beta1) * gi;
+        v[j] = beta2 * v[j] + (1.0f32 - beta2) * gi * gi;
+        let mh = m[j] / c1;
+        let vh = v[j] / c2;
         p[k] -= lr * mh / (f32::sqrt(vh) + eps);
     }
 }
@@ -255,30 +257,37 @@ impl VaeOps for CubeKernels<'_> {
 
     fn adam(
         &self,
-        p: &Handle,
-        g: &Handle,
+        tensors: &[AdamTensor<'_, Handle>],
         m: &Handle,
         v: &Handle,
-        n: usize,
         s: &AdamStep,
     ) -> Result<()> {
-        adam_kernel::launch(
-            self.client,
-            grid(n),
-            dim(),
-            arg(p, n),
-            arg(g, n),
-            arg(m, n),
-            arg(v, n),
-            n as u32,
-            s.lr,
-            s.betas.0,
-            s.betas.1,
-            s.eps,
-            s.weight_decay,
-            s.corr.0,
-            s.corr.1,
-        );
+        let moments = tensors
+            .iter()
+            .map(|t| t.offset + t.count)
+            .max()
+            .unwrap_or(0);
+        for t in tensors {
+            let n = t.count;
+            adam_kernel::launch(
+                self.client,
+                grid(n),
+                dim(),
+                arg(t.p, n),
+                arg(t.g, n),
+                arg(m, moments),
+                arg(v, moments),
+                n as u32,
+                t.offset as u32,
+                s.lr,
+                s.betas.0,
+                s.betas.1,
+                s.eps,
+                s.weight_decay,
+                s.corr.0,
+                s.corr.1,
+            );
+        }
         Ok(())
     }
 }

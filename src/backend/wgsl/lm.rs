@@ -10,7 +10,7 @@ use super::memory::WgslKernels;
 use crate::backend::launch::{COL_BLOCK, LOSS_BLOCK, WIDE_WORKGROUP, col_chunks};
 use crate::error::Result;
 use crate::gpu::GpuContext;
-use crate::ops::lm::{AdamStep, LmOps, sumsq_parts};
+use crate::ops::lm::{AdamStep, AdamTensor, LmOps, sumsq_parts};
 
 /// Binding numbers of `lm.wgsl` (group 0), named as there.
 mod bind {
@@ -69,6 +69,7 @@ mod bind {
     pub const DST2: u32 = 52;
     pub const SRC1: u32 = 53;
     pub const SRC2: u32 = 54;
+    pub const PARAM1: u32 = 55;
 }
 
 /// `ElemParams` of `lm.wgsl` (fill, gelu, gelu_back; 16 bytes).
@@ -154,21 +155,19 @@ struct SumsqParams {
     pad: [u32; 3],
 }
 
-/// `AdamParams` of `lm.wgsl` (adamw; 48 bytes).
+/// `AdamParams` of `lm.wgsl` (adamw, two tensors; 48 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct AdamParams {
-    count: u32,
-    pad2: u32,
+    count: [u32; 2],
+    offset: [u32; 2],
+    decay: [f32; 2],
     lr: f32,
     beta1: f32,
     beta2: f32,
     eps: f32,
-    decay: f32,
     inv_c1: f32,
     inv_c2: f32,
-    pad3: f32,
-    pad: [u32; 2],
 }
 
 /// `DecodeParams` of `lm.wgsl` (kv_store, decode_attention; 32 bytes).
@@ -571,9 +570,11 @@ impl LmOps for WgslKernels {
     ) -> Result<()> {
         let blocks = n.div_ceil(LOSS_BLOCK).max(1);
         let parts = self.scratch(blocks)?;
+        // `grad` marks a single block, whose total loss_partial finishes itself.
         let p = LossParams {
             rows: n as u32,
             count: count as u32,
+            grad: (blocks == 1) as u32,
             ..Default::default()
         };
         self.run_lm(
@@ -583,9 +584,13 @@ impl LmOps for WgslKernels {
                 (bind::ROW_LOSS, rows),
                 (bind::LOSS_W, weights),
                 (bind::PARTS, &parts),
+                (bind::LOSS, out),
             ],
             blocks,
         )?;
+        if blocks == 1 {
+            return Ok(());
+        }
         let p = LossParams {
             rows: blocks as u32,
             ..p
@@ -673,37 +678,52 @@ impl LmOps for WgslKernels {
 
     fn adamw(
         &self,
-        pb: &wgpu::Buffer,
-        g: &wgpu::Buffer,
+        tensors: &[AdamTensor<'_, wgpu::Buffer>],
         m: &wgpu::Buffer,
         v: &wgpu::Buffer,
         scale: &wgpu::Buffer,
-        count: usize,
         s: &AdamStep,
     ) -> Result<()> {
-        let p = AdamParams {
-            count: count as u32,
-            lr: s.lr,
-            beta1: s.betas.0,
-            beta2: s.betas.1,
-            eps: s.eps,
-            decay: s.decay,
-            inv_c1: s.inv_corr.0,
-            inv_c2: s.inv_corr.1,
-            ..Default::default()
-        };
-        self.run_lm(
-            "adamw",
-            (bind::ADAM_P, p),
-            &[
-                (bind::PARAM, pb),
-                (bind::GRAD, g),
-                (bind::ADAM_M, m),
-                (bind::ADAM_V, v),
-                (bind::SCALE, scale),
-            ],
-            elems(count),
-        )
+        for two in tensors.chunks(2) {
+            let mut p = AdamParams {
+                lr: s.lr,
+                beta1: s.betas.0,
+                beta2: s.betas.1,
+                eps: s.eps,
+                inv_c1: s.inv_corr.0,
+                inv_c2: s.inv_corr.1,
+                ..Default::default()
+            };
+            let (mut params, mut grads) = ([two[0].p; 2], [two[0].g; 2]);
+            for (k, t) in two.iter().enumerate() {
+                p.count[k] = t.count as u32;
+                p.offset[k] = t.offset as u32;
+                p.decay[k] = t.decay;
+                params[k] = t.p;
+                grads[k] = t.g;
+            }
+            let groups: usize = two.iter().map(|t| elems(t.count)).sum();
+            if two.len() == 1 {
+                // The second slot is unused (count 0) but must be bound: bind tensor 0's
+                // gradient there (read-only), and a scratch buffer as its weights.
+                params[1] = &self.dummy_rw;
+            }
+            self.run_lm(
+                "adamw",
+                (bind::ADAM_P, p),
+                &[
+                    (bind::PARAM, params[0]),
+                    (bind::GRAD, grads[0]),
+                    (bind::PARAM1, params[1]),
+                    (bind::GRAD1, grads[1]),
+                    (bind::ADAM_M, m),
+                    (bind::ADAM_V, v),
+                    (bind::SCALE, scale),
+                ],
+                groups,
+            )?;
+        }
+        Ok(())
     }
 
     fn kv_store(

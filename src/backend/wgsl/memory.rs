@@ -17,6 +17,9 @@ pub struct WgslKernels {
     pub(super) gpu: Arc<GpuContext>,
     tile: TileConfig,
     dummy: wgpu::Buffer,
+    /// A writable one-element buffer bound where a kernel's writable slot is unused (the
+    /// second tensor of an `lm.wgsl` adamw launch over one tensor).
+    pub(super) dummy_rw: wgpu::Buffer,
     /// Partial sums of the two-level reductions (`col_sum`, `pos_grad`, `mean`,
     /// `batch_loss`), grown on demand and reused: each reduction's two passes run in queue
     /// order, so one buffer serves them all.
@@ -28,6 +31,7 @@ impl WgslKernels {
     pub fn new(gpu: Arc<GpuContext>, tile: TileConfig) -> Result<Self> {
         Ok(Self {
             dummy: gpu.input_buffer("no bias", &[0u8; 4])?,
+            dummy_rw: gpu.output_buffer("unused slot", 4)?,
             gpu,
             tile,
             scratch: Mutex::new(None),

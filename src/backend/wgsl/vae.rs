@@ -11,7 +11,7 @@ use super::memory::WgslKernels;
 use crate::backend::launch::{COL_BLOCK, LOSS_BLOCK, col_chunks};
 use crate::error::Result;
 use crate::gpu::GpuContext;
-use crate::ops::vae::{AdamStep, VaeOps};
+use crate::ops::vae::{AdamStep, AdamTensor, VaeOps};
 use crate::rng::StreamKey;
 
 /// `VaeParams` of `vae.wgsl` (uniform, 32 bytes).
@@ -28,7 +28,7 @@ struct Params {
     pad: u32,
 }
 
-/// `AdamParams` of `vae.wgsl` (uniform, 32 bytes).
+/// `AdamParams` of `vae.wgsl` (uniform, two tensors, 48 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct AdamParams {
@@ -40,6 +40,10 @@ struct AdamParams {
     c1: f32,
     c2: f32,
     count: u32,
+    count1: u32,
+    off0: u32,
+    off1: u32,
+    pad: u32,
 }
 
 impl WgslKernels {
@@ -210,42 +214,67 @@ impl VaeOps for WgslKernels {
             beta,
             ..Default::default()
         };
+        let single = blocks == 1;
+        let p = Params {
+            flags: if single { 2 } else { 0 },
+            ..p
+        };
         self.run_vae(
             "loss_partial",
             Some(p),
-            &[(3, bce_row), (10, kl_row), (22, &parts)],
+            &[(3, bce_row), (10, kl_row), (22, &parts), (16, loss)],
             blocks,
         )?;
+        if single {
+            return Ok(());
+        }
         self.run_vae("loss_final", Some(p), &[(22, &parts), (16, loss)], 1)
     }
 
     fn adam(
         &self,
-        p: &wgpu::Buffer,
-        g: &wgpu::Buffer,
+        tensors: &[AdamTensor<'_, wgpu::Buffer>],
         m: &wgpu::Buffer,
         v: &wgpu::Buffer,
-        count: usize,
         s: &AdamStep,
     ) -> Result<()> {
-        let ap = AdamParams {
-            lr: s.lr,
-            beta1: s.betas.0,
-            beta2: s.betas.1,
-            eps: s.eps,
-            wd: s.weight_decay,
-            c1: s.corr.0,
-            c2: s.corr.1,
-            count: count as u32,
-        };
-        let u = self
-            .gpu
-            .uniform_buffer("adam params", bytemuck::bytes_of(&ap))?;
-        self.run_vae(
-            "adam",
-            None,
-            &[(17, &u), (18, p), (19, g), (20, m), (21, v)],
-            count.div_ceil(256),
-        )
+        for two in tensors.chunks(2) {
+            let (t0, t1) = (&two[0], two.get(1));
+            let ap = AdamParams {
+                lr: s.lr,
+                beta1: s.betas.0,
+                beta2: s.betas.1,
+                eps: s.eps,
+                wd: s.weight_decay,
+                c1: s.corr.0,
+                c2: s.corr.1,
+                count: t0.count as u32,
+                count1: t1.map_or(0, |t| t.count as u32),
+                off0: t0.offset as u32,
+                off1: t1.map_or(0, |t| t.offset as u32),
+                pad: 0,
+            };
+            let u = self
+                .gpu
+                .uniform_buffer("adam params", bytemuck::bytes_of(&ap))?;
+            // A lone last tensor binds an unused writable slot and its own gradient again.
+            let (p1, g1) = t1.map_or((&self.dummy_rw, t0.g), |t| (t.p, t.g));
+            let groups = t0.count.div_ceil(256) + t1.map_or(0, |t| t.count.div_ceil(256));
+            self.run_vae(
+                "adam",
+                None,
+                &[
+                    (17, &u),
+                    (18, t0.p),
+                    (19, t0.g),
+                    (23, p1),
+                    (24, g1),
+                    (20, m),
+                    (21, v),
+                ],
+                groups,
+            )?;
+        }
+        Ok(())
     }
 }

@@ -13,7 +13,7 @@ use super::{
     check_sequences, layout,
 };
 use crate::error::{Error, Result};
-use crate::ops::lm::{AdamStep, LmOps, sumsq_parts};
+use crate::ops::lm::{AdamStep, AdamTensor, LmOps, sumsq_parts};
 use crate::ops::matmul::{Epilogue, Matmul};
 
 /// Short forms of the [`Matmul`] settings the trainer uses.
@@ -94,8 +94,11 @@ pub struct DeviceLm<O: LmOps> {
     tensors: Vec<Tensor>,
     p: Vec<O::Buf>,
     g: Vec<O::Buf>,
-    m: Vec<O::Buf>,
-    v: Vec<O::Buf>,
+    /// AdamW's first and second moments of every tensor, flat in [`layout`] order (tensor `i`
+    /// at `moment_offsets[i]`).
+    m: O::Buf,
+    v: O::Buf,
+    moment_offsets: Vec<usize>,
     /// Partial sums of squares of every gradient tensor (tensor `i`'s region at
     /// `part_offsets[i]`), reduced once per step into `clip`.
     grad_parts: O::Buf,
@@ -120,15 +123,18 @@ impl<O: LmOps> DeviceLm<O> {
             )));
         }
         let tensors = layout(cfg);
-        let (mut p, mut g, mut m, mut v) = (vec![], vec![], vec![], vec![]);
+        let (mut p, mut g, mut moment_offsets) = (vec![], vec![], vec![]);
+        let mut moments = 0;
         for t in &tensors {
             let vals: Vec<f32> = params[t.range()].iter().map(|&x| x as f32).collect();
             let n = vals.len();
             p.push(ops.upload(&t.name, &vals)?);
             g.push(ops.alloc("lm grad", n)?);
-            m.push(ops.upload("adamw m", &vec![0.0; n])?);
-            v.push(ops.upload("adamw v", &vec![0.0; n])?);
+            moment_offsets.push(moments);
+            moments += n;
         }
+        let m = ops.upload("adamw m", &vec![0.0; moments])?;
+        let v = ops.upload("adamw v", &vec![0.0; moments])?;
         let mut part_offsets = vec![0];
         for t in &tensors {
             part_offsets
@@ -146,6 +152,7 @@ impl<O: LmOps> DeviceLm<O> {
             g,
             m,
             v,
+            moment_offsets,
             t: 0,
             stepped: false,
             acts: None,
@@ -487,30 +494,27 @@ impl<O: LmOps> DeviceLm<O> {
         let clip = a.clip.unwrap_or(0.0) as f32;
         self.ops
             .clip_scale(&self.grad_parts, total, clip, &self.clip)?;
-        for (i, t) in self.tensors.iter().enumerate() {
-            let decayed = matches!(t.kind, Kind::Weight | Kind::Residual);
-            let s = AdamStep {
-                lr: a.lr as f32,
-                betas: (a.beta1 as f32, a.beta2 as f32),
-                eps: a.eps as f32,
-                decay: if decayed {
-                    (1.0 - a.lr * a.weight_decay) as f32
+        let s = AdamStep {
+            lr: a.lr as f32,
+            betas: (a.beta1 as f32, a.beta2 as f32),
+            eps: a.eps as f32,
+            inv_corr: ((1.0 / c1) as f32, (1.0 / c2) as f32),
+        };
+        let decayed = (1.0 - a.lr * a.weight_decay) as f32;
+        let tensors: Vec<AdamTensor<'_, O::Buf>> = (self.tensors.iter().enumerate())
+            .map(|(i, t)| AdamTensor {
+                p: &self.p[i],
+                g: &self.g[i],
+                count: t.rows * t.cols,
+                offset: self.moment_offsets[i],
+                decay: if matches!(t.kind, Kind::Weight | Kind::Residual) {
+                    decayed
                 } else {
                     1.0
                 },
-                inv_corr: ((1.0 / c1) as f32, (1.0 / c2) as f32),
-            };
-            self.ops.adamw(
-                &self.p[i],
-                &self.g[i],
-                &self.m[i],
-                &self.v[i],
-                &self.clip,
-                t.rows * t.cols,
-                &s,
-            )?;
-        }
-        Ok(())
+            })
+            .collect();
+        self.ops.adamw(&tensors, &self.m, &self.v, &self.clip, &s)
     }
 
     /// [`LmTrainer::step`] or (with `mask`) [`LmTrainer::step_masked`].

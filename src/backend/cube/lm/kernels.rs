@@ -317,7 +317,8 @@ pub(super) fn onehot_kernel(tokens: &[u32], out: &mut [f32], n: u32) {
 }
 
 /// AdamW on one tensor, one unit per parameter; the gradient is multiplied by the global clip
-/// factor `scale[0]` (computed once per step by `reduce::clip_kernel`).
+/// factor `scale[0]` (computed once per step by `reduce::clip_kernel`); the tensor's moments
+/// are `m[off..off + n]`, `v[off..off + n]` of the flat moment buffers.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn adamw_kernel(
@@ -327,6 +328,7 @@ pub(super) fn adamw_kernel(
     v: &mut [f32],
     scale: &[f32],
     n: u32,
+    off: u32,
     lr: f32,
     beta1: f32,
     beta2: f32,
@@ -338,11 +340,12 @@ pub(super) fn adamw_kernel(
     let i = ABSOLUTE_POS as u32;
     if i < n {
         let k = i as usize;
+        let j = (off + i) as usize;
         let gi = g[k] * scale[0];
-        m[k] = beta1 * m[k] + (1.0f32 - beta1) * gi;
-        v[k] = beta2 * v[k] + (1.0f32 - beta2) * gi * gi;
+        m[j] = beta1 * m[j] + (1.0f32 - beta1) * gi;
+        v[j] = beta2 * v[j] + (1.0f32 - beta2) * gi * gi;
         let pd = p[k] * decay;
-        p[k] = pd - lr * (m[k] * ic1) / (f32::sqrt(v[k] * ic2) + eps);
+        p[k] = pd - lr * (m[j] * ic1) / (f32::sqrt(v[j] * ic2) + eps);
     }
 }
 

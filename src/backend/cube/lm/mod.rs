@@ -10,7 +10,7 @@ use self::kernels::*;
 use super::memory::{CubeKernels, arg, dim, grid};
 use super::reduce::Terms;
 use crate::error::Result;
-use crate::ops::lm::{AdamStep, LmOps, sumsq_parts};
+use crate::ops::lm::{AdamStep, AdamTensor, LmOps, sumsq_parts};
 
 type Handle = cubecl::server::Handle;
 
@@ -296,32 +296,38 @@ impl LmOps for CubeKernels<'_> {
 
     fn adamw(
         &self,
-        p: &Handle,
-        g: &Handle,
+        tensors: &[AdamTensor<'_, Handle>],
         m: &Handle,
         v: &Handle,
         scale: &Handle,
-        count: usize,
         s: &AdamStep,
     ) -> Result<()> {
-        adamw_kernel::launch(
-            self.client,
-            grid(count),
-            dim(),
-            arg(p, count),
-            arg(g, count),
-            arg(m, count),
-            arg(v, count),
-            arg(scale, 1),
-            count as u32,
-            s.lr,
-            s.betas.0,
-            s.betas.1,
-            s.eps,
-            s.decay,
-            s.inv_corr.0,
-            s.inv_corr.1,
-        );
+        let moments = tensors
+            .iter()
+            .map(|t| t.offset + t.count)
+            .max()
+            .unwrap_or(0);
+        for t in tensors {
+            adamw_kernel::launch(
+                self.client,
+                grid(t.count),
+                dim(),
+                arg(t.p, t.count),
+                arg(t.g, t.count),
+                arg(m, moments),
+                arg(v, moments),
+                arg(scale, 1),
+                t.count as u32,
+                t.offset as u32,
+                s.lr,
+                s.betas.0,
+                s.betas.1,
+                s.eps,
+                t.decay,
+                s.inv_corr.0,
+                s.inv_corr.1,
+            );
+        }
         Ok(())
     }
 
