@@ -10,13 +10,16 @@
 //   0: elem_p     ElemParams    { count, value }                  fill, gelu, gelu_back
 //   1: embed_p    EmbedParams   { n, c, len, pos0 }               embed
 //   2: norm_p     NormParams    { rows, c, eps }                  layer_norm, ln_back
-//   3: sum_p      SumParams     { rows, c, len, ctx }             col_sum (rows, c), pos_grad
-//   4: head_p     HeadParams    { count, len, heads, d, stride, offset }  gather_heads, scatter_heads
+//   3: red_p      RedParams     { rows, cols, chunk, out }        col_partial, col_final
+//   4: head_p     HeadParams    { count, len, heads, d, stride, offset }  gather_heads,
+//                                 scatter_heads, gather_qkv, scatter_qkv
 //   5: softmax_p  SoftmaxParams { rows, len, scale }              causal_softmax, softmax_back
-//   6: loss_p     LossParams    { rows, grad, count }             cross_entropy, mean, onehot
-//   7: sumsq_p    SumsqParams   { count, slot }                   sumsq
-//   8: adam_p     AdamParams    { count, tensors, lr, beta1, beta2, eps, decay, inv_c1, inv_c2,
-//                                 clip }                          adamw
+//   6: loss_p     LossParams    { rows, grad, count }             cross_entropy, loss_partial,
+//                                                                 loss_final, onehot
+//   7: sumsq_p    SumsqParams   { count[4], offset[4], blocks[4], clip }  sumsq_partial (up to
+//                                 four tensors, 0..4 of count 0 unused), clip_scale (count[0])
+//   8: adam_p     AdamParams    { count[2], offset[2], decay[2], lr, beta1, beta2, eps, inv_c1,
+//                                 inv_c2 }                        adamw (two tensors; count 0: none)
 //   9: decode_p   DecodeParams  { rows, c, ctx, heads, d, pos, scale }  kv_store, decode_attention
 // Storage (read: read-only; rw: read_write):
 //  10: tokens   u32 read  [N]                embed, onehot
@@ -31,52 +34,82 @@
 //  20: rstd     rw   [N]                     layer_norm (writes), ln_back (reads)
 //  21: dy       read [N][C]                  22: dx  rw [N][C] (added into)   23: prod  rw [N][C]
 //                                            (ln_back)
-//  24: rows     read [rows][C] (col_sum), [rows·len][C] (pos_grad)
-//  25: sums     rw   [C] (col_sum), [ctx][C] (pos_grad)
-//  26: src      read                         27: dst  rw        (gather_heads, scatter_heads)
+//  24: rows     read [rows][cols]            col_partial
+//  25: sums     rw   [out]                   col_final (the column sums, then zeros up to out)
+//  46: parts    rw   partial sums: col_partial writes [chunks][cols], col_final reads them;
+//                    loss_partial writes [workgroups], loss_final reads them
+//  26: src      read                         27: dst  rw        (gather_heads, scatter_heads,
+//                                            gather_qkv (src, dst), scatter_qkv (src, dst))
+//  51: dst1     52: dst2   rw                gather_qkv (K, V; dst is Q)
+//  53: src1     54: src2   read              scatter_qkv (dK, dV; src is dQ)
 //  28: scores   rw   [R][len]                causal_softmax (in place)
 //  29: prob     read [R][len]                30: dprob  rw [R][len] (softmax_back, in place)
 //  31: pre      read [count]                 gelu, gelu_back (the pre-activation)
 //  32: post     rw   [count]                 gelu: GELU(pre); gelu_back: the output gradient,
 //                                            scaled in place to the input gradient
 //  33: logits   rw   [N][256]                cross_entropy (the gradient in place when grad)
-//  34: row_loss rw   [N]                     cross_entropy (writes), mean (reads)
-//  35: loss     rw   [1]                     mean
+//  34: row_loss rw   [N]                     cross_entropy (writes), loss_partial (reads)
+//  35: loss     rw   [1]                     loss_final (loss_partial when one block)
 //  45: loss_w   read [N]                     cross_entropy (gradient weights: 1/N, or mask/Σ mask),
-//                                            mean (rows of weight 0 skipped)
-//  36: grad     read [count]                 sumsq, adamw
-//  37: norms    rw   [tensors]               sumsq (writes slot), adamw (reads all)
-//  38: param    rw   39: adam_m  rw   40: adam_v  rw   [count]                (adamw)
+//                                            loss_partial (rows of weight 0 skipped)
+//  36: grad     read [count]                 sumsq_partial (tensor 0), adamw (tensor 0)
+//  48: grad1    49: grad2    50: grad3   read   sumsq_partial (tensors 1..3); adamw (grad1:
+//                                            tensor 1)
+//  37: norms    rw   sumsq_partial writes [offset + workgroup] (partial sums of squares of
+//                    all tensors, one region each); clip_scale reads [count] of them and
+//                    writes scale[0..2]
+//  47: scale    rw   [2]                     clip_scale (writes [clip factor, Σ g²]), adamw
+//                                            (reads the factor)
+//  38: param    rw   55: param1  rw   [count]  adamw (tensors 0, 1)
+//  39: adam_m   rw   40: adam_v  rw          adamw: the flat moments of all tensors, tensor t's
+//                                            at offset[t]
 //  41: qkv      read [rows][3C]              kv_store, decode_attention
 //  42: k_cache  rw   43: v_cache  rw   [rows][ctx][C]   kv_store (writes), decode_attention (reads)
 //  44: attn_out rw   [rows][C]               decode_attention
 //
-// Workgroups and grids: every entry point has workgroups of 256 except mean (1). Element-wise
-// kernels run one invocation per element over a 2-D grid, element i = gid.x + gid.y · 256 ·
-// nwg.x; row kernels (layer_norm, ln_back, causal_softmax, softmax_back, cross_entropy,
-// decode_attention) one workgroup of 256 per row, row = wid.x + wid.y · nwg.x, their
-// reductions trees over the 256 lanes in workgroup memory; sumsq is one workgroup.
+// Workgroups and grids: every entry point has workgroups of 256 except col_partial (64).
+// Element-wise kernels run one invocation per element over a 2-D grid, element i = gid.x +
+// gid.y · 256 · nwg.x; row kernels (layer_norm, ln_back, causal_softmax, softmax_back,
+// cross_entropy, decode_attention) one workgroup of 256 per row, row = wid.x + wid.y · nwg.x,
+// their reductions trees over the 256 lanes in workgroup memory.
+// Reductions are two-level and deterministic (fixed order, no atomics): col_partial runs a
+// (ceil(cols/64), chunks) grid, lane j of block x summing rows [y·chunk, min((y+1)·chunk, rows))
+// of column x·64 + j in order (lanes adjacent by column: coalesced), col_final one invocation per
+// output summing the chunks' partials in order; loss_partial and sumsq_partial have each
+// workgroup sum a block (1024 rows; 4096 elements) lane-strided in fixed order and tree-reduce
+// it, loss_final and clip_scale are one workgroup summing the partials likewise.
 //
 // Entry points:
 //   fill            out[i] = value, i < count
 //   embed           out[i][j] = tok_emb[tokens[i]][j] + pos_emb[pos0 + i % len][j]  (i < n, j < c)
 //   layer_norm      row kernel: y = x̂·gamma + beta, xhat = x̂, rstd[row]; eps
 //   ln_back         row kernel: dx += rstd(dx̂ − m1 − x̂·m2) with dx̂ = dy⊙gamma, prod = dy⊙x̂
-//   col_sum         one lane per column j < c: sums[j] = Σ_{r<rows} rows[r][j] in order
+//   col_partial     parts[y][j] = Σ_{y·chunk ≤ r < min((y+1)·chunk, rows)} rows[r][j], j < cols
+//   col_final       i < out: sums[i] = Σ_{y < rows} parts[y][i] for i < cols, else 0 (rows = chunks)
 //   gather_heads    i < count = rows·H·len·d: dst[r][h][t][e] = src[(r·len+t)·stride + offset + h·d + e]
 //   scatter_heads   the inverse: dst[(r·len+t)·stride + offset + h·d + e] = src[r][h][t][e]
+//   gather_qkv      gather_heads into dst, dst1, dst2 at offsets 0, C, 2C (C = heads·d, stride 3C)
+//   scatter_qkv     scatter_heads of src, src1, src2 to offsets 0, C, 2C of dst
 //   causal_softmax  row kernel over rows of len: ×scale, mask j > row % len, softmax
 //   softmax_back    row kernel: dprob ← prob(dprob − Σ prob·dprob)·scale
-//   gelu            post = GELU(pre) (tanh form), i < count
+//   gelu            post = GELU(pre) (tanh form; tanh from exp, not the builtin), i < count
 //   gelu_back       post ← post·GELU′(pre), i < count
 //   cross_entropy   row kernel over rows of 256 logits: row_loss[row] = lse − l[targets[row]];
 //                   with grad & 1, logits ← (softmax − onehot)·loss_w[row]
-//   mean            one lane: loss[0] = Σ_{i<rows, loss_w[i] ≠ 0} row_loss[i] / count in order
+//   loss_partial    workgroup w: parts[w] = Σ_{1024w ≤ i < min(1024(w+1), rows), loss_w[i] ≠ 0} row_loss[i]
+//                   (grad ≠ 0 marks a single block, rows ≤ 1024: loss[0] = parts[0] / count
+//                   directly, and loss_final is not run)
+//   loss_final      one workgroup: loss[0] = Σ_{w < rows} parts[w] / count (rows = partials)
 //   onehot          i < rows·256: out[i] = f32(tokens[i / 256] == i % 256)
-//   pos_grad        i < ctx·c: sums[t][j] = Σ_{r<rows} rows[(r·len + t)·c + j] for t < len, else 0
-//   sumsq           one workgroup: norms[slot] = Σ_{i<count} grad[i]²
-//   adamw           i < count: AdamW on param with grad scaled by the global clip factor of the
-//                   tensors norms (clip 0: none), decay factor decay, bias corrections 1/c₁, 1/c₂
+//   sumsq_partial   up to four tensors t (grad, grad1..3), blocks[t] = ceil(count[t]/4096)
+//                   workgroups each in order: workgroup b of tensor t writes
+//                   norms[offset[t] + b] = Σ_{4096b ≤ i < min(4096(b+1), count[t])} grad_t[i]²
+//   clip_scale      one workgroup: q = Σ_{k < count} norms[k]; scale = [clip/√q if clip > 0 and
+//                   √q > clip else 1, q]
+//   adamw           two tensors (param, grad; param1, grad1), ceil(count[t]/256) workgroups
+//                   each in order; element i of tensor t: AdamW with grad·scale[0] (the global
+//                   clip factor), decay factor decay[t], bias corrections 1/c₁, 1/c₂, moments
+//                   adam_m/adam_v[offset[t] + i]
 //   kv_store        i < rows·c: k_cache[(r·ctx + pos)·c + j] = qkv[r·3c + c + j],
 //                   v_cache[…] = qkv[r·3c + 2c + j]
 //   decode_attention row kernel per (row r, head h) = (row / heads, row % heads): the query in
@@ -104,11 +137,11 @@ struct NormParams {
     pad: u32,
 }
 
-struct SumParams {
+struct RedParams {
     rows: u32,
-    c: u32,
-    len: u32,
-    ctx: u32,
+    cols: u32,
+    chunk: u32,
+    out: u32,
 }
 
 struct HeadParams {
@@ -137,25 +170,25 @@ struct LossParams {
 }
 
 struct SumsqParams {
-    count: u32,
-    slot: u32,
+    count: vec4<u32>,
+    offset: vec4<u32>,
+    blocks: vec4<u32>,
+    clip: f32,
     pad0: u32,
     pad1: u32,
+    pad2: u32,
 }
 
 struct AdamParams {
-    count: u32,
-    tensors: u32,
+    count: vec2<u32>,
+    offset: vec2<u32>,
+    decay: vec2<f32>,
     lr: f32,
     beta1: f32,
     beta2: f32,
     eps: f32,
-    decay: f32,
     inv_c1: f32,
     inv_c2: f32,
-    clip: f32,
-    pad0: u32,
-    pad1: u32,
 }
 
 struct DecodeParams {
@@ -172,7 +205,7 @@ struct DecodeParams {
 @group(0) @binding(0) var<uniform> elem_p: ElemParams;
 @group(0) @binding(1) var<uniform> embed_p: EmbedParams;
 @group(0) @binding(2) var<uniform> norm_p: NormParams;
-@group(0) @binding(3) var<uniform> sum_p: SumParams;
+@group(0) @binding(3) var<uniform> red_p: RedParams;
 @group(0) @binding(4) var<uniform> head_p: HeadParams;
 @group(0) @binding(5) var<uniform> softmax_p: SoftmaxParams;
 @group(0) @binding(6) var<uniform> loss_p: LossParams;
@@ -215,6 +248,16 @@ struct DecodeParams {
 @group(0) @binding(43) var<storage, read_write> v_cache: array<f32>;
 @group(0) @binding(44) var<storage, read_write> attn_out: array<f32>;
 @group(0) @binding(45) var<storage, read> loss_w: array<f32>;
+@group(0) @binding(46) var<storage, read_write> parts: array<f32>;
+@group(0) @binding(47) var<storage, read_write> scale: array<f32>;
+@group(0) @binding(48) var<storage, read> grad1: array<f32>;
+@group(0) @binding(49) var<storage, read> grad2: array<f32>;
+@group(0) @binding(50) var<storage, read> grad3: array<f32>;
+@group(0) @binding(51) var<storage, read_write> dst1: array<f32>;
+@group(0) @binding(52) var<storage, read_write> dst2: array<f32>;
+@group(0) @binding(53) var<storage, read> src1: array<f32>;
+@group(0) @binding(54) var<storage, read> src2: array<f32>;
+@group(0) @binding(55) var<storage, read_write> param1: array<f32>;
 
 var<workgroup> red: array<f32, 256>;
 var<workgroup> att_w: array<f32, 1024>;
@@ -336,17 +379,35 @@ fn ln_back(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     }
 }
 
+@compute @workgroup_size(64)
+fn col_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let j = wid.x * 64u + lid;
+    let cols = red_p.cols;
+    if (j >= cols) {
+        return;
+    }
+    let r0 = wid.y * red_p.chunk;
+    let r1 = min(r0 + red_p.chunk, red_p.rows);
+    var s = 0.0;
+    for (var r = r0; r < r1; r = r + 1u) {
+        s = s + rows[r * cols + j];
+    }
+    parts[wid.y * cols + j] = s;
+}
+
 @compute @workgroup_size(256)
-fn col_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let j = flat(gid, nwg);
-    if (j >= sum_p.c) {
+fn col_final(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= red_p.out) {
         return;
     }
     var s = 0.0;
-    for (var r = 0u; r < sum_p.rows; r = r + 1u) {
-        s = s + rows[r * sum_p.c + j];
+    if (i < red_p.cols) {
+        for (var k = 0u; k < red_p.rows; k = k + 1u) {
+            s = s + parts[k * red_p.cols + i];
+        }
     }
-    sums[j] = s;
+    sums[i] = s;
 }
 
 // (r, h, t, e) of element i of a [rows][H][len][d] array, as the source/destination index in the
@@ -373,6 +434,30 @@ fn scatter_heads(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let i = flat(gid, nwg);
     if (i < head_p.count) {
         dst[head_index(i)] = src[i];
+    }
+}
+
+@compute @workgroup_size(256)
+fn gather_qkv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i < head_p.count) {
+        let at = head_index(i);
+        let c = head_p.heads * head_p.d;
+        dst[i] = src[at];
+        dst1[i] = src[at + c];
+        dst2[i] = src[at + 2u * c];
+    }
+}
+
+@compute @workgroup_size(256)
+fn scatter_qkv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i < head_p.count) {
+        let at = head_index(i);
+        let c = head_p.heads * head_p.d;
+        dst[at] = src[i];
+        dst[at + c] = src1[i];
+        dst[at + 2u * c] = src2[i];
     }
 }
 
@@ -429,6 +514,14 @@ fn softmax_back(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
 }
 
+// tanh from one exponential, sign-symmetric: e^{−2|x|} ∈ (0, 1] never overflows (the builtin
+// tanh may be lowered to a fast approximation on some drivers).
+fn tanh_exp(x: f32) -> f32 {
+    let e = exp(-2.0 * abs(x));
+    let t = (1.0 - e) / (1.0 + e);
+    return select(t, -t, x < 0.0);
+}
+
 const GELU_A: f32 = 0.044715;
 const GELU_S: f32 = 0.7978845608028654;
 
@@ -439,7 +532,7 @@ fn gelu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         return;
     }
     let v = pre[i];
-    post[i] = 0.5 * v * (1.0 + tanh(GELU_S * (v + GELU_A * v * v * v)));
+    post[i] = 0.5 * v * (1.0 + tanh_exp(GELU_S * (v + GELU_A * v * v * v)));
 }
 
 @compute @workgroup_size(256)
@@ -449,7 +542,7 @@ fn gelu_back(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         return;
     }
     let v = pre[i];
-    let t = tanh(GELU_S * (v + GELU_A * v * v * v));
+    let t = tanh_exp(GELU_S * (v + GELU_A * v * v * v));
     let dg = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * GELU_S * (1.0 + 3.0 * GELU_A * v * v);
     post[i] = post[i] * dg;
 }
@@ -481,15 +574,41 @@ fn cross_entropy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     }
 }
 
-@compute @workgroup_size(1)
-fn mean() {
+@compute @workgroup_size(256)
+fn loss_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let w = row_of(wid, nwg);
+    let base = w * 1024u;
     var s = 0.0;
-    for (var i = 0u; i < loss_p.rows; i = i + 1u) {
-        if (loss_w[i] != 0.0) {
+    for (var q = 0u; q < 4u; q = q + 1u) {
+        let i = base + q * 256u + lid;
+        if (i < loss_p.rows && loss_w[i] != 0.0) {
             s = s + row_loss[i];
         }
     }
-    loss[0] = s / f32(loss_p.count);
+    red[lid] = s;
+    let tot = tree_sum(lid);
+    if (lid == 0u) {
+        if (loss_p.grad != 0u) {
+            // One block (rows ≤ 1024): the total is final.
+            loss[0] = tot / f32(loss_p.count);
+        } else {
+            parts[w] = tot;
+        }
+    }
+}
+
+@compute @workgroup_size(256)
+fn loss_final(@builtin(local_invocation_index) lid: u32) {
+    var s = 0.0;
+    for (var k = lid; k < loss_p.rows; k = k + 256u) {
+        s = s + parts[k];
+    }
+    red[lid] = s;
+    let tot = tree_sum(lid);
+    if (lid == 0u) {
+        loss[0] = tot / f32(loss_p.count);
+    }
 }
 
 @compute @workgroup_size(256)
@@ -502,60 +621,105 @@ fn onehot(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
 }
 
 @compute @workgroup_size(256)
-fn pos_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat(gid, nwg);
-    if (i >= sum_p.ctx * sum_p.c) {
-        return;
-    }
-    let t = i / sum_p.c;
-    let j = i % sum_p.c;
-    var s = 0.0;
-    if (t < sum_p.len) {
-        for (var r = 0u; r < sum_p.rows; r = r + 1u) {
-            s = s + rows[(r * sum_p.len + t) * sum_p.c + j];
+fn sumsq_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let w = row_of(wid, nwg);
+    let b = sumsq_p.blocks;
+    // Which tensor this workgroup reduces (uniform across the workgroup), and its block.
+    var t = 0u;
+    var blk = w;
+    if (blk >= b.x) {
+        t = 1u;
+        blk = blk - b.x;
+        if (blk >= b.y) {
+            t = 2u;
+            blk = blk - b.y;
+            if (blk >= b.z) {
+                t = 3u;
+                blk = blk - b.z;
+            }
         }
     }
-    sums[i] = s;
+    let count = sumsq_p.count[t];
+    let base = blk * 4096u;
+    var s = 0.0;
+    for (var q = 0u; q < 16u; q = q + 1u) {
+        let i = base + q * 256u + lid;
+        if (i < count) {
+            var v = 0.0;
+            switch t {
+                case 0u: { v = grad[i]; }
+                case 1u: { v = grad1[i]; }
+                case 2u: { v = grad2[i]; }
+                default: { v = grad3[i]; }
+            }
+            s = s + v * v;
+        }
+    }
+    red[lid] = s;
+    let tot = tree_sum(lid);
+    if (lid == 0u && blk < b[t]) {
+        norms[sumsq_p.offset[t] + blk] = tot;
+    }
 }
 
 @compute @workgroup_size(256)
-fn sumsq(@builtin(local_invocation_index) lid: u32) {
+fn clip_scale(@builtin(local_invocation_index) lid: u32) {
     var s = 0.0;
-    for (var i = lid; i < sumsq_p.count; i = i + 256u) {
-        s = s + grad[i] * grad[i];
+    for (var k = lid; k < sumsq_p.count.x; k = k + 256u) {
+        s = s + norms[k];
     }
     red[lid] = s;
     let tot = tree_sum(lid);
     if (lid == 0u) {
-        norms[sumsq_p.slot] = tot;
+        var f = 1.0;
+        let norm = sqrt(tot);
+        if (sumsq_p.clip > 0.0 && norm > sumsq_p.clip) {
+            f = sumsq_p.clip / norm;
+        }
+        scale[0] = f;
+        scale[1] = tot;
     }
 }
 
 @compute @workgroup_size(256)
-fn adamw(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat(gid, nwg);
+fn adamw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
     let a = adam_p;
-    if (i >= a.count) {
+    let w = row_of(wid, nwg);
+    let blocks0 = (a.count.x + 255u) / 256u;
+    var t = 0u;
+    var i = w * 256u + lid;
+    if (w >= blocks0) {
+        t = 1u;
+        i = (w - blocks0) * 256u + lid;
+    }
+    if (i >= a.count[t]) {
         return;
     }
-    var scale = 1.0;
-    if (a.clip > 0.0) {
-        var tot = 0.0;
-        for (var k = 0u; k < a.tensors; k = k + 1u) {
-            tot = tot + norms[k];
-        }
-        let norm = sqrt(tot);
-        if (norm > a.clip) {
-            scale = a.clip / norm;
-        }
+    var g = 0.0;
+    var p = 0.0;
+    if (t == 0u) {
+        g = grad[i];
+        p = param[i];
+    } else {
+        g = grad1[i];
+        p = param1[i];
     }
-    let g = grad[i] * scale;
-    adam_m[i] = a.beta1 * adam_m[i] + (1.0 - a.beta1) * g;
-    adam_v[i] = a.beta2 * adam_v[i] + (1.0 - a.beta2) * g * g;
-    let p = param[i] * a.decay;
-    let mh = adam_m[i] * a.inv_c1;
-    let vh = adam_v[i] * a.inv_c2;
-    param[i] = p - a.lr * mh / (sqrt(vh) + a.eps);
+    g = g * scale[0];
+    let k = a.offset[t] + i;
+    let m = a.beta1 * adam_m[k] + (1.0 - a.beta1) * g;
+    let v = a.beta2 * adam_v[k] + (1.0 - a.beta2) * g * g;
+    adam_m[k] = m;
+    adam_v[k] = v;
+    let mh = m * a.inv_c1;
+    let vh = v * a.inv_c2;
+    let np = p * a.decay[t] - a.lr * mh / (sqrt(vh) + a.eps);
+    if (t == 0u) {
+        param[i] = np;
+    } else {
+        param1[i] = np;
+    }
 }
 
 @compute @workgroup_size(256)

@@ -19,12 +19,17 @@
 //  11: storage, read_write  z: array<f32> [B][Z]
 //  12: storage, read        act: array<f32> (relu_grad: the layer's ReLU output)
 //  13: storage, read_write  grad: array<f32> (relu_grad: zeroed where act <= 0)
-//  14: storage, read        rows: array<f32> [B][count] (col_sum input)
-//  15: storage, read_write  sums: array<f32> [count]
+//  14: storage, read        rows: array<f32> [B][count] (col_partial input)
+//  15: storage, read_write  sums: array<f32> [count] (col_final output)
 //  16: storage, read_write  loss: array<f32> [3] (loss, bce, kl: means over the batch)
-//  17: uniform  AdamParams { lr, beta1, beta2, eps, wd, c1, c2, count }
-//  18: storage, read_write  p: array<f32>     19: storage, read g: array<f32>
+//  22: storage, read_write  parts: array<f32> partial sums: col_partial writes [chunks][count],
+//                           col_final reads them; loss_partial writes [blocks][2] (bce, kl),
+//                           loss_final reads them
+//  17: uniform  AdamParams { lr, beta1, beta2, eps, wd, c1, c2, count, count1, off0, off1 }
+//  18: storage, read_write  p: array<f32>     19: storage, read g: array<f32>     (tensor 0)
+//  23: storage, read_write  p1: array<f32>    24: storage, read g1: array<f32>    (tensor 1)
 //  20: storage, read_write  m: array<f32>     21: storage, read_write v: array<f32>
+//                           (flat moments of every tensor; tensor t's at off_t)
 //
 // Entry points and shapes (1-D grids of x <= 65535 workgroups; (x, y) grids index
 // i = gid.x + gid.y * 256 * nwg.x for the element-wise ones):
@@ -34,10 +39,22 @@
 //   latent    workgroup 64, one invocation per image: kl_row[b]; with flags & 1 the gradients
 //             dmu = dz + β·mu/B and dlv = dz·eps·exp(lv/2)/2 + β·(exp(lv) − 1)/(2B).
 //   relu_grad workgroup 256, one invocation per element: grad = 0 where act <= 0.
-//   col_sum   workgroup 64, one invocation per column: sums[j] = Σ_b rows[b][j] in order.
-//   batch_loss workgroup 1: loss[1] = Σ bce_row / B, loss[2] = Σ kl_row / B (in order),
-//             loss[0] = loss[1] + β·loss[2].
-//   adam      workgroup 256, one invocation per parameter: PyTorch's Adam with L2 decay.
+//   col_partial workgroup 64, grid (ceil(count/64), chunks) with chunk = d rows per chunk
+//             (src/backend/launch.rs col_chunks): lane j of block x sums rows
+//             [y·d, min((y+1)·d, B)) of column x·64 + j in order into parts[y][x·64 + j]
+//             (lanes adjacent by column: coalesced).
+//   col_final workgroup 256, one invocation per column j < count: sums[j] = Σ_{y < z} parts[y][j]
+//             in order (z = chunks).
+//   loss_partial workgroup 256, one workgroup per block of 1024 images: lane-strided sums of
+//             bce_row and kl_row in fixed order, tree-reduced into parts[2w], parts[2w + 1];
+//             with flags & 2 (a single block, B ≤ 1024) it writes loss[] as loss_final does,
+//             and loss_final is not run.
+//   loss_final workgroup 256, one workgroup: the z blocks' partials summed lane-strided and
+//             tree-reduced; loss[1] = Σ bce / B, loss[2] = Σ kl / B, loss[0] = loss[1] + β·loss[2].
+// Every reduction has a fixed order (no atomics): the same bits every run.
+//   adam      workgroup 256, two tensors (count, count1; count1 0: none), ceil(count/256) then
+//             ceil(count1/256) workgroups, one invocation per parameter: PyTorch's Adam with
+//             L2 decay, moments at m/v[off_t + i].
 
 struct VaeParams {
     b: u32,
@@ -59,6 +76,10 @@ struct AdamParams {
     c1: f32,
     c2: f32,
     count: u32,
+    count1: u32,
+    off0: u32,
+    off1: u32,
+    pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: VaeParams;
@@ -83,8 +104,12 @@ struct AdamParams {
 @group(0) @binding(19) var<storage, read> g: array<f32>;
 @group(0) @binding(20) var<storage, read_write> m: array<f32>;
 @group(0) @binding(21) var<storage, read_write> v: array<f32>;
+@group(0) @binding(22) var<storage, read_write> parts: array<f32>;
+@group(0) @binding(23) var<storage, read_write> p1: array<f32>;
+@group(0) @binding(24) var<storage, read> g1: array<f32>;
 
 var<workgroup> partial: array<f32, 256>;
+var<workgroup> partial2: array<f32, 256>;
 
 fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * (nwg.x * 256u);
@@ -165,43 +190,133 @@ fn relu_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 }
 
 @compute @workgroup_size(64)
-fn col_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let j = gid.x;
+fn col_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let j = wid.x * 64u + lid;
+    let cols = params.count;
+    if (j >= cols) {
+        return;
+    }
+    let r0 = wid.y * params.d;
+    let r1 = min(r0 + params.d, params.b);
+    var s = 0.0;
+    for (var r = r0; r < r1; r = r + 1u) {
+        s = s + rows[r * cols + j];
+    }
+    parts[wid.y * cols + j] = s;
+}
+
+@compute @workgroup_size(256)
+fn col_final(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let j = flat(gid, nwg);
     let cols = params.count;
     if (j >= cols) {
         return;
     }
     var s = 0.0;
-    for (var r = 0u; r < params.b; r = r + 1u) {
-        s = s + rows[r * cols + j];
+    for (var k = 0u; k < params.z; k = k + 1u) {
+        s = s + parts[k * cols + j];
     }
     sums[j] = s;
 }
 
-@compute @workgroup_size(1)
-fn batch_loss() {
-    var b = 0.0;
-    var k = 0.0;
-    for (var r = 0u; r < params.b; r = r + 1u) {
-        b = b + bce_row[r];
-        k = k + kl_row[r];
+// Tree sums of partial[0..256] and partial2[0..256] (every lane calls it); the totals in
+// partial[0], partial2[0].
+fn tree_sum2(lid: u32) {
+    workgroupBarrier();
+    for (var w = 128u; w > 0u; w = w / 2u) {
+        if (lid < w) {
+            partial[lid] = partial[lid] + partial[lid + w];
+            partial2[lid] = partial2[lid] + partial2[lid + w];
+        }
+        workgroupBarrier();
     }
-    loss[1] = b * params.inv_b;
-    loss[2] = k * params.inv_b;
-    loss[0] = loss[1] + params.beta * loss[2];
 }
 
 @compute @workgroup_size(256)
-fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat(gid, nwg);
+fn loss_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let base = wid.x * 1024u;
+    var b = 0.0;
+    var k = 0.0;
+    for (var q = 0u; q < 4u; q = q + 1u) {
+        let r = base + q * 256u + lid;
+        if (r < params.b) {
+            b = b + bce_row[r];
+            k = k + kl_row[r];
+        }
+    }
+    partial[lid] = b;
+    partial2[lid] = k;
+    tree_sum2(lid);
+    if (lid == 0u) {
+        if ((params.flags & 2u) != 0u) {
+            // One block (B ≤ 1024): the totals are final.
+            loss[1] = partial[0] * params.inv_b;
+            loss[2] = partial2[0] * params.inv_b;
+            loss[0] = loss[1] + params.beta * loss[2];
+        } else {
+            parts[2u * wid.x] = partial[0];
+            parts[2u * wid.x + 1u] = partial2[0];
+        }
+    }
+}
+
+@compute @workgroup_size(256)
+fn loss_final(@builtin(local_invocation_index) lid: u32) {
+    var b = 0.0;
+    var k = 0.0;
+    for (var w = lid; w < params.z; w = w + 256u) {
+        b = b + parts[2u * w];
+        k = k + parts[2u * w + 1u];
+    }
+    partial[lid] = b;
+    partial2[lid] = k;
+    tree_sum2(lid);
+    if (lid == 0u) {
+        loss[1] = partial[0] * params.inv_b;
+        loss[2] = partial2[0] * params.inv_b;
+        loss[0] = loss[1] + params.beta * loss[2];
+    }
+}
+
+@compute @workgroup_size(256)
+fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
     let a = adam_params;
-    if (i >= a.count) {
+    let w = wid.x + wid.y * nwg.x;
+    let blocks0 = (a.count + 255u) / 256u;
+    var t = 0u;
+    var i = w * 256u + lid;
+    var n = a.count;
+    var k = a.off0 + i;
+    if (w >= blocks0) {
+        t = 1u;
+        i = (w - blocks0) * 256u + lid;
+        n = a.count1;
+        k = a.off1 + i;
+    }
+    if (i >= n) {
         return;
     }
-    let gi = g[i] + a.wd * p[i];
-    m[i] = a.beta1 * m[i] + (1.0 - a.beta1) * gi;
-    v[i] = a.beta2 * v[i] + (1.0 - a.beta2) * gi * gi;
-    let mh = m[i] / a.c1;
-    let vh = v[i] / a.c2;
-    p[i] = p[i] - a.lr * mh / (sqrt(vh) + a.eps);
+    var pv = 0.0;
+    var gv = 0.0;
+    if (t == 0u) {
+        pv = p[i];
+        gv = g[i];
+    } else {
+        pv = p1[i];
+        gv = g1[i];
+    }
+    let gi = gv + a.wd * pv;
+    let mk = a.beta1 * m[k] + (1.0 - a.beta1) * gi;
+    let vk = a.beta2 * v[k] + (1.0 - a.beta2) * gi * gi;
+    m[k] = mk;
+    v[k] = vk;
+    let mh = mk / a.c1;
+    let vh = vk / a.c2;
+    let np = pv - a.lr * mh / (sqrt(vh) + a.eps);
+    if (t == 0u) {
+        p[i] = np;
+    } else {
+        p1[i] = np;
+    }
 }

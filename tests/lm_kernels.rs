@@ -7,7 +7,7 @@ mod common;
 
 use collapse_kernels::backend::cpu64::Cpu64;
 use collapse_kernels::ops::Backend;
-use collapse_kernels::ops::lm::{AdamStep, LmOps};
+use collapse_kernels::ops::lm::{AdamStep, AdamTensor, LmOps};
 use collapse_kernels::ops::matmul::{Epilogue, Matmul};
 use collapse_kernels::rng::StreamKey;
 use common::rel_err;
@@ -319,10 +319,12 @@ fn all_kernels<O: LmOps>(o: &O) {
     // sumsq and AdamW with clipping (global norm over two tensors).
     let (g1, g2) = (normals(300, 19), normals(50, 20));
     let norms = o.alloc("norms", 2).unwrap();
-    o.sumsq(&up(&g1), 300, &norms, 0).unwrap();
-    o.sumsq(&up(&g2), 50, &norms, 1).unwrap();
+    let (gb1, gb2) = (up(&g1), up(&g2));
+    o.sumsq(&[(&gb1, 300, 0), (&gb2, 50, 1)], &norms).unwrap();
     let sq = |v: &[f32]| v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>();
     check("sumsq", &rd(&norms, 2), &[sq(&g1), sq(&g2)]);
+    let scale = o.alloc("clip factor", 2).unwrap();
+    o.clip_scale(&norms, 2, 1.0, &scale).unwrap();
     let (p0, m0, v0) = (normals(300, 21), normals(300, 22), normals(300, 23));
     let v0: Vec<f32> = v0.iter().map(|x| x.abs()).collect();
     let (pb, mb2, vb) = (up(&p0), up(&m0), up(&v0));
@@ -330,13 +332,16 @@ fn all_kernels<O: LmOps>(o: &O) {
         lr: 0.01,
         betas: (0.9, 0.95),
         eps: 1e-8,
-        decay: 0.999,
         inv_corr: (1.0 / 0.1, 1.0 / 0.05),
-        clip: 1.0,
-        tensors: 2,
     };
-    o.adamw(&pb, &up(&g1), &mb2, &vb, &norms, 300, &step)
-        .unwrap();
+    let one = AdamTensor {
+        p: &pb,
+        g: &gb1,
+        count: 300,
+        offset: 0,
+        decay: 0.999,
+    };
+    o.adamw(&[one], &mb2, &vb, &scale, &step).unwrap();
     let scale = 1.0f64.min(1.0 / (sq(&g1) + sq(&g2)).sqrt());
     let (mut wp, mut wm, mut wv) = (vec![], vec![], vec![]);
     for i in 0..300 {

@@ -36,6 +36,31 @@ pub fn philox_blocks(count: usize, lane0: u32) -> u32 {
     (count as u32 + lane0).div_ceil(4)
 }
 
+/// Least rows one chunk of a two-level column sum (`col_sum`, `pos_grad` of both models) sums
+/// per column in its first pass.
+pub const COL_CHUNK_ROWS: usize = 32;
+
+/// Most chunks (rows of partial sums) of a two-level column sum: the second pass sums at most
+/// this many partials per column.
+pub const COL_MAX_CHUNKS: usize = 256;
+
+/// `(rows per chunk, chunks)` of a two-level column sum over `rows` rows: at least
+/// [`COL_CHUNK_ROWS`] rows per chunk and at most [`COL_MAX_CHUNKS`] chunks (2048 rows: 64 chunks
+/// of 32; 128 rows: 4 of 32). A function of `rows` only, so the summation order (rows in order
+/// within a chunk, then the chunks in order) is fixed: same bits every run.
+pub fn col_chunks(rows: usize) -> (usize, usize) {
+    let chunk = COL_CHUNK_ROWS.max(rows.div_ceil(COL_MAX_CHUNKS));
+    (chunk, rows.div_ceil(chunk).max(1))
+}
+
+/// Columns per workgroup of the first pass of a WGSL two-level column sum (`col_partial` of
+/// `lm.wgsl` and `vae.wgsl`: `@workgroup_size(64)`, one lane per column).
+pub const COL_BLOCK: usize = 64;
+
+/// Rows per workgroup of the first pass of the two-level row-loss totals (`loss_partial` of
+/// `lm.wgsl` and `vae.wgsl`: 256 lanes, 4 rows each).
+pub const LOSS_BLOCK: usize = 1024;
+
 /// Largest dimension `D` of the GPU GMM E-step (its per-unit buffer of centred coordinates:
 /// `array<f32, 128>` in `gmm.wgsl`, a comptime-sized array in the cubecl kernel).
 pub const GMM_MAX_DIM: usize = 128;

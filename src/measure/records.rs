@@ -40,6 +40,10 @@ pub struct Record {
     pub git_rev: String,
     /// UTC time of the run, RFC 3339.
     pub date: String,
+    /// WGSL dispatches per run, where the bench counts them (`bench lm`, `bench vae` on
+    /// `wgsl`); absent elsewhere and in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatches_per_step: Option<u64>,
 }
 
 /// `git describe --always --dirty` in the current directory, or `unknown`.
@@ -131,6 +135,7 @@ impl Stamp {
             source: self.source.clone(),
             git_rev: self.git_rev.clone(),
             date: self.date.clone(),
+            dispatches_per_step: None,
         }
     }
 }

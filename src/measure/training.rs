@@ -126,12 +126,21 @@ pub struct VaeTiming {
     pub steps_per_s: f64,
     /// `batch / seconds`.
     pub images_per_s: f64,
+    /// WGSL dispatches per timed training step ([`crate::gpu::GpuContext::counts`]; `None`
+    /// off the GPU, and for cubecl, whose launches the counter does not see).
+    pub dispatches_per_step: Option<u64>,
+    /// The recorded per-dispatch times of the timed steps (WGSL; empty elsewhere), for the
+    /// per-kernel table ([`crate::measure::kernels::KernelTable`]). Not a CSV column.
+    #[serde(skip)]
+    pub kernels: Vec<crate::gpu::KernelTime>,
 }
 
 /// Time `steps` VAE training steps (after one untimed step) on `backend` at `batch`, on Philox
-/// uniform pixels (the arithmetic does not depend on the pixel values).
+/// uniform pixels (the arithmetic does not depend on the pixel values). `gpu` (when the
+/// backend runs there) gives the dispatch count and the per-kernel times of the timed steps.
 pub fn time_vae(
     backend: &crate::trainers::Engine,
+    gpu: Option<&crate::gpu::GpuContext>,
     cfg: &crate::models::vae::VaeConfig,
     batch: usize,
     steps: usize,
@@ -141,6 +150,7 @@ pub fn time_vae(
     let mut vae = backend.vae(cfg, &crate::models::vae::init_params(cfg, 0))?;
     vae.step(&x, StreamKey::new(streams::bench::VAE_NOISE_SEED, 0))?;
     vae.last_loss()?;
+    let before = start_counting(gpu);
     let mut times = Vec::with_capacity(steps);
     for s in 0..steps.max(1) {
         let t = std::time::Instant::now();
@@ -151,6 +161,7 @@ pub fn time_vae(
         vae.last_loss()?;
         times.push(t.elapsed().as_secs_f64());
     }
+    let (dispatches_per_step, kernels) = stop_counting(gpu, before, times.len());
     times.sort_by(f64::total_cmp);
     let med = times[times.len() / 2];
     Ok(VaeTiming {
@@ -162,6 +173,8 @@ pub fn time_vae(
         min_seconds: times[0],
         steps_per_s: 1.0 / med,
         images_per_s: batch as f64 / med,
+        dispatches_per_step,
+        kernels,
     })
 }
 
@@ -188,6 +201,38 @@ pub struct LmTiming {
     /// Share of the device time of the timed training steps spent in matmul kernels (WGSL
     /// backends, which record per-dispatch times; empty elsewhere).
     pub matmul_share: Option<f64>,
+    /// WGSL dispatches per timed training step ([`crate::gpu::GpuContext::counts`]; `None`
+    /// off the GPU, and for cubecl, whose launches the counter does not see).
+    pub dispatches_per_step: Option<u64>,
+    /// The recorded per-dispatch times of the timed training steps (WGSL; empty elsewhere),
+    /// for the per-kernel table ([`crate::measure::kernels::KernelTable`]). Not a CSV column.
+    #[serde(skip)]
+    pub kernels: Vec<crate::gpu::KernelTime>,
+}
+
+/// The dispatch count before the timed steps (and the recorded times cleared), on `gpu`.
+fn start_counting(gpu: Option<&crate::gpu::GpuContext>) -> u64 {
+    gpu.map_or(0, |g| {
+        g.take_timings();
+        g.counts().dispatches
+    })
+}
+
+/// Dispatches per step over the `steps` timed steps since [`start_counting`] returned
+/// `before` (`None` without a GPU or when nothing was dispatched through the counter, as on
+/// cubecl), and the recorded kernel times of those steps.
+fn stop_counting(
+    gpu: Option<&crate::gpu::GpuContext>,
+    before: u64,
+    steps: usize,
+) -> (Option<u64>, Vec<crate::gpu::KernelTime>) {
+    match gpu {
+        None => (None, Vec::new()),
+        Some(g) => {
+            let d = g.counts().dispatches - before;
+            ((d > 0).then(|| d / steps.max(1) as u64), g.take_timings())
+        }
+    }
 }
 
 /// Time `steps` training steps of `cfg` (after one untimed step) at `batch` sequences of Philox
@@ -207,9 +252,7 @@ pub fn time_lm(
     let mut lm = backend.lm(cfg, &crate::models::lm::init_params(cfg, 0))?;
     lm.step(&tokens, len)?;
     lm.last_loss()?;
-    if let Some(g) = gpu {
-        g.take_timings();
-    }
+    let before = start_counting(gpu);
     let mut times = Vec::with_capacity(steps);
     for _ in 0..steps.max(1) {
         let t = Instant::now();
@@ -217,16 +260,16 @@ pub fn time_lm(
         lm.last_loss()?;
         times.push(t.elapsed().as_secs_f64());
     }
-    let matmul_share = gpu.and_then(|g| {
-        let k = g.take_timings();
-        let total: f64 = k.iter().map(|t| t.seconds).sum();
-        let mm: f64 = k
+    let (dispatches_per_step, kernels) = stop_counting(gpu, before, times.len());
+    let matmul_share = {
+        let total: f64 = kernels.iter().map(|t| t.seconds).sum();
+        let mm: f64 = kernels
             .iter()
             .filter(|t| t.kernel.starts_with("matmul"))
             .map(|t| t.seconds)
             .sum();
         (total > 0.0).then_some(mm / total)
-    });
+    };
     times.sort_by(f64::total_cmp);
     let med = times[times.len() / 2];
     let sample_len = len.saturating_sub(1).max(1);
@@ -251,5 +294,7 @@ pub fn time_lm(
         train_tokens_per_s: (batch * len) as f64 / med,
         sample_tokens_per_s: (batch * sample_len) as f64 / sample_s,
         matmul_share,
+        dispatches_per_step,
+        kernels,
     })
 }

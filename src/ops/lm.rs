@@ -6,7 +6,16 @@
 use super::memory::DeviceMemory;
 use crate::error::Result;
 
-/// AdamW settings of one tensor's update.
+/// Gradient elements per partial sum of squares of [`LmOps::sumsq`]: a tensor of `count`
+/// elements writes [`sumsq_parts`]`(count)` partials.
+pub const SUMSQ_BLOCK: usize = 4096;
+
+/// Partial sums of squares [`LmOps::sumsq`] writes for a tensor of `count` elements (at least 1).
+pub fn sumsq_parts(count: usize) -> usize {
+    count.div_ceil(SUMSQ_BLOCK).max(1)
+}
+
+/// AdamW settings of one step (every tensor's).
 #[derive(Clone, Copy, Debug)]
 pub struct AdamStep {
     /// Learning rate.
@@ -15,14 +24,24 @@ pub struct AdamStep {
     pub betas: (f32, f32),
     /// ε.
     pub eps: f32,
-    /// Factor applied to the weights before the step (`1 − lr·wd`, or 1 when not decayed).
-    pub decay: f32,
     /// `1/(1 − β₁ᵗ)`, `1/(1 − β₂ᵗ)`.
     pub inv_corr: (f32, f32),
-    /// Clip to this global norm (0: none); the squared norms of all tensors are in `norms`.
-    pub clip: f32,
-    /// Number of tensors whose squared norms `norms` holds.
-    pub tensors: usize,
+}
+
+/// One tensor of an AdamW step ([`LmOps::adamw`]): its weights and gradient (`count` f32
+/// each), where its moments start in the flat moment buffers, and its decay factor.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamTensor<'a, B> {
+    /// Weights, updated in place.
+    pub p: &'a B,
+    /// Gradient.
+    pub g: &'a B,
+    /// Elements.
+    pub count: usize,
+    /// First element of the tensor's moments in the flat `m` and `v` buffers.
+    pub offset: usize,
+    /// Factor applied to the weights before the step (`1 − lr·wd`, or 1 when not decayed).
+    pub decay: f32,
 }
 
 /// The kernels a GPU backend provides to the language model, besides its buffers and matrix
@@ -69,7 +88,9 @@ pub trait LmOps: DeviceMemory {
         n: usize,
         c: usize,
     ) -> Result<()>;
-    /// `out[j] = Σ_i rows[i][j]` over `n` rows of `c`.
+    /// `out[j] = Σ_i rows[i][j]` over `n` rows of `c`: two-level (chunks of rows summed in
+    /// order, then the chunks in order; [`crate::backend::launch::col_chunks`]), the same bits
+    /// every run.
     fn col_sum(&self, rows: &Self::Buf, out: &Self::Buf, n: usize, c: usize) -> Result<()>;
     /// Copy columns `offset .. offset + H·d` of `src` (`[rows·len][stride]`) into `dst`
     /// (`[rows][H][len][d]`).
@@ -91,6 +112,32 @@ pub trait LmOps: DeviceMemory {
         stride: usize,
         offset: usize,
     ) -> Result<()>;
+    /// Q, K and V out of `qkv` (`[rows·len][3C]`, C = H·d) into `[rows][H][len][d]` each:
+    /// [`LmOps::gather_heads`] at offsets 0, C and 2C (one launch where the backend fuses them).
+    fn gather_qkv(
+        &self,
+        qkv: &Self::Buf,
+        [q, k, v]: [&Self::Buf; 3],
+        shape: (usize, usize, usize, usize),
+    ) -> Result<()> {
+        let c = shape.1 * shape.3;
+        self.gather_heads(qkv, q, shape, 3 * c, 0)?;
+        self.gather_heads(qkv, k, shape, 3 * c, c)?;
+        self.gather_heads(qkv, v, shape, 3 * c, 2 * c)
+    }
+    /// The inverse of [`LmOps::gather_qkv`]: `dq`, `dk`, `dv` into the three column blocks of
+    /// `dqkv` ([`LmOps::scatter_heads`] thrice, or one fused launch).
+    fn scatter_qkv(
+        &self,
+        [q, k, v]: [&Self::Buf; 3],
+        qkv: &Self::Buf,
+        shape: (usize, usize, usize, usize),
+    ) -> Result<()> {
+        let c = shape.1 * shape.3;
+        self.scatter_heads(q, qkv, shape, 3 * c, 0)?;
+        self.scatter_heads(k, qkv, shape, 3 * c, c)?;
+        self.scatter_heads(v, qkv, shape, 3 * c, 2 * c)
+    }
     /// In place on `s` (`[r][len]` rows, row `i` a query at position `i % len`): scale, causal
     /// mask, softmax (0 above the diagonal).
     fn causal_softmax(&self, s: &Self::Buf, r: usize, len: usize, scale: f32) -> Result<()>;
@@ -119,9 +166,9 @@ pub trait LmOps: DeviceMemory {
         n: usize,
         grad: bool,
     ) -> Result<()>;
-    /// `out[0] = Σ_{i < n, weights[i] ≠ 0} rows[i] / count` (in order; a row of weight 0 is
-    /// skipped, not multiplied, so it adds nothing even when not finite). With every weight
-    /// nonzero and `count = n` it is the plain mean.
+    /// `out[0] = Σ_{i < n, weights[i] ≠ 0} rows[i] / count` (a row of weight 0 is skipped, not
+    /// multiplied, so it adds nothing even when not finite; a fixed two-level order: blocks of
+    /// rows, then the blocks). With every weight nonzero and `count = n` it is the plain mean.
     fn mean(
         &self,
         rows: &Self::Buf,
@@ -132,7 +179,8 @@ pub trait LmOps: DeviceMemory {
     ) -> Result<()>;
     /// `out[i][v] = [tokens[i] == v]`, `[n][256]`.
     fn onehot(&self, tokens: &Self::Buf, out: &Self::Buf, n: usize) -> Result<()>;
-    /// `out[t][j] = Σ_r dh[r·len + t][j]` for `t < len`, 0 for `len ≤ t < ctx`.
+    /// `out[t][j] = Σ_r dh[r·len + t][j]` for `t < len`, 0 for `len ≤ t < ctx` (two-level,
+    /// fixed order, as [`LmOps::col_sum`]).
     fn pos_grad(
         &self,
         dh: &Self::Buf,
@@ -142,17 +190,25 @@ pub trait LmOps: DeviceMemory {
         ctx: usize,
         c: usize,
     ) -> Result<()>;
-    /// `norms[slot] = Σ g²`.
-    fn sumsq(&self, g: &Self::Buf, count: usize, norms: &Self::Buf, slot: usize) -> Result<()>;
-    /// AdamW on one tensor (gradient scaled by the global clip factor from `norms`).
+    /// Partial sums of squares of gradient tensors, each `(g, count, offset)`:
+    /// `parts[offset + k] = Σ g[i]²` over block `k` of [`SUMSQ_BLOCK`] elements of `g`,
+    /// `k <` [`sumsq_parts`]`(count)` (each block in a fixed order). Every tensor writes its own
+    /// region of one `parts` buffer, which [`LmOps::clip_scale`] then reduces once. Backends
+    /// may cover several tensors per launch (WGSL: four).
+    fn sumsq(&self, tensors: &[(&Self::Buf, usize, usize)], parts: &Self::Buf) -> Result<()>;
+    /// The global gradient-norm clip factor, once per step: `q = Σ_{k < n} parts[k]` (fixed
+    /// order), `scale[0] = clip/√q` when `clip > 0` and `√q > clip`, else 1; `scale[1] = q`.
+    fn clip_scale(&self, parts: &Self::Buf, n: usize, clip: f32, scale: &Self::Buf) -> Result<()>;
+    /// AdamW on every tensor of `tensors`, each gradient multiplied by the clip factor
+    /// `scale[0]` (from [`LmOps::clip_scale`]); the moments of all tensors live in the flat
+    /// buffers `m` and `v`, tensor `t`'s at `t.offset ..`. Backends may update several tensors
+    /// per launch (WGSL: two).
     fn adamw(
         &self,
-        p: &Self::Buf,
-        g: &Self::Buf,
+        tensors: &[AdamTensor<'_, Self::Buf>],
         m: &Self::Buf,
         v: &Self::Buf,
-        norms: &Self::Buf,
-        count: usize,
+        scale: &Self::Buf,
         s: &AdamStep,
     ) -> Result<()>;
     /// Store the keys and values of `qkv` (`[rows][3C]`) at position `pos` of the caches

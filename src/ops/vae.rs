@@ -22,6 +22,20 @@ pub struct AdamStep {
     pub corr: (f32, f32),
 }
 
+/// One tensor of an Adam step ([`VaeOps::adam`]): its weights and gradient (`count` f32 each)
+/// and where its moments start in the flat moment buffers.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamTensor<'a, B> {
+    /// Weights, updated in place.
+    pub p: &'a B,
+    /// Gradient.
+    pub g: &'a B,
+    /// Elements.
+    pub count: usize,
+    /// First element of the tensor's moments in the flat `m` and `v` buffers.
+    pub offset: usize,
+}
+
 /// The kernels a GPU backend provides to the VAE, besides its buffers and matrix products
 /// ([`DeviceMemory`]). Buffers hold f32; counts are elements.
 #[allow(clippy::too_many_arguments)]
@@ -76,14 +90,14 @@ pub trait VaeOps: DeviceMemory {
         beta: f32,
         inv_b: f32,
     ) -> Result<()>;
-    /// Adam on one tensor.
+    /// Adam on every tensor of `tensors`; the moments of all tensors live in the flat buffers
+    /// `m` and `v`, tensor `t`'s at `t.offset ..`. Backends may update several tensors per
+    /// launch (WGSL: two).
     fn adam(
         &self,
-        p: &Self::Buf,
-        g: &Self::Buf,
+        tensors: &[AdamTensor<'_, Self::Buf>],
         m: &Self::Buf,
         v: &Self::Buf,
-        count: usize,
         s: &AdamStep,
     ) -> Result<()>;
 }

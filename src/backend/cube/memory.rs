@@ -35,7 +35,8 @@ pub(super) fn arg(h: &Handle, len: usize) -> cubecl::prelude::BufferArg {
 pub struct CubeKernels<'a> {
     pub(super) client: &'a cubecl::prelude::Client,
     gpu: &'a GpuContext,
-    dummy: Handle,
+    /// A one-element buffer bound where a kernel's argument is unused.
+    pub(super) dummy: Handle,
 }
 
 impl<'a> CubeKernels<'a> {

@@ -6,6 +6,7 @@ mod gmm;
 pub mod lm;
 pub mod matmul;
 pub mod memory;
+mod reduce;
 mod rng;
 mod sampling;
 pub mod vae;

@@ -3,14 +3,15 @@
 //! shared with the WGSL backend. The layers' products use the cubecl matmul kernel with its bias
 //! and ReLU epilogues; the noise comes from the cubecl Philox fill. One unit per image (BCE
 //! rows: the row's pixels summed in order; KL and latent gradients), per element
-//! (reparameterisation, ReLU masks, Adam) or per column (bias gradients); cubes of 64 units on
-//! `(x, y)` grids.
+//! (reparameterisation, ReLU masks, Adam); the bias gradients and the batch loss are the shared
+//! deterministic two-level reductions of `reduce.rs`; cubes of 64 units on `(x, y)` grids.
 
 use cubecl::prelude::*;
 
 use super::memory::{CubeKernels, arg, dim, grid};
+use super::reduce::Terms;
 use crate::error::Result;
-use crate::ops::vae::{AdamStep, VaeOps};
+use crate::ops::vae::{AdamStep, AdamTensor, VaeOps};
 use crate::rng::StreamKey;
 
 type Handle = cubecl::server::Handle;
@@ -104,37 +105,11 @@ fn relu_grad_kernel(act: &[f32], g: &mut [f32], n: u32) {
     }
 }
 
+/// `loss[0] = loss[1] + β·loss[2]` (the batch means of BCE and KL, already in place), by unit 0.
 #[cube(launch)]
-fn col_sum_kernel(rows: &[f32], sums: &mut [f32], b: u32, cols: u32) {
-    let j = ABSOLUTE_POS as u32;
-    if j < cols {
-        let mut s = f32::new(0.0);
-        for r in 0..b {
-            s += rows[(r * cols + j) as usize];
-        }
-        sums[j as usize] = s;
-    }
-}
-
-#[cube(launch)]
-fn batch_loss_kernel(
-    bce_row: &[f32],
-    kl_row: &[f32],
-    loss: &mut [f32],
-    b: u32,
-    beta: f32,
-    inv_b: f32,
-) {
+fn loss_combine_kernel(loss: &mut [f32], beta: f32) {
     if ABSOLUTE_POS == 0 {
-        let mut sb = f32::new(0.0);
-        let mut sk = f32::new(0.0);
-        for r in 0..b {
-            sb += bce_row[r as usize];
-            sk += kl_row[r as usize];
-        }
-        loss[1] = sb * inv_b;
-        loss[2] = sk * inv_b;
-        loss[0] = sb * inv_b + beta * (sk * inv_b);
+        loss[0] = loss[1] + beta * loss[2];
     }
 }
 
@@ -146,6 +121,7 @@ fn adam_kernel(
     m: &mut [f32],
     v: &mut [f32],
     n: u32,
+    off: u32,
     lr: f32,
     beta1: f32,
     beta2: f32,
@@ -157,11 +133,12 @@ fn adam_kernel(
     let i = ABSOLUTE_POS as u32;
     if i < n {
         let k = i as usize;
+        let j = (off + i) as usize;
         let gi = g[k] + wd * p[k];
-        m[k] = beta1 * m[k] + (1.0f32 - beta1) * gi;
-        v[k] = beta2 * v[k] + (1.0f32 - beta2) * gi * gi;
-        let mh = m[k] / c1;
-        let vh = v[k] / c2;
+        m[j] = beta1 * m[j] + (1.0f32 - beta1) * gi;
+        v[j] = beta2 * v[j] + (1.0f32 - beta2) * gi * gi;
+        let mh = m[j] / c1;
+        let vh = v[j] / c2;
         p[k] -= lr * mh / (f32::sqrt(vh) + eps);
     }
 }
@@ -254,16 +231,7 @@ impl VaeOps for CubeKernels<'_> {
     }
 
     fn col_sum(&self, rows: &Handle, out: &Handle, n: usize, c: usize) -> Result<()> {
-        col_sum_kernel::launch(
-            self.client,
-            grid(c),
-            dim(),
-            arg(rows, n * c),
-            arg(out, c),
-            n as u32,
-            c as u32,
-        );
-        Ok(())
+        self.col_sums(rows, out, n, c, c)
     }
 
     fn batch_loss(
@@ -275,46 +243,51 @@ impl VaeOps for CubeKernels<'_> {
         beta: f32,
         inv_b: f32,
     ) -> Result<()> {
-        batch_loss_kernel::launch(
+        self.total(bce_row, None, b, Terms::Plain, (loss, 1, 1), inv_b)?;
+        self.total(kl_row, None, b, Terms::Plain, (loss, 2, 1), inv_b)?;
+        loss_combine_kernel::launch(
             self.client,
             CubeCount::Static(1, 1, 1),
             CubeDim::new_1d(1),
-            arg(bce_row, b),
-            arg(kl_row, b),
             arg(loss, 3),
-            b as u32,
             beta,
-            inv_b,
         );
         Ok(())
     }
 
     fn adam(
         &self,
-        p: &Handle,
-        g: &Handle,
+        tensors: &[AdamTensor<'_, Handle>],
         m: &Handle,
         v: &Handle,
-        n: usize,
         s: &AdamStep,
     ) -> Result<()> {
-        adam_kernel::launch(
-            self.client,
-            grid(n),
-            dim(),
-            arg(p, n),
-            arg(g, n),
-            arg(m, n),
-            arg(v, n),
-            n as u32,
-            s.lr,
-            s.betas.0,
-            s.betas.1,
-            s.eps,
-            s.weight_decay,
-            s.corr.0,
-            s.corr.1,
-        );
+        let moments = tensors
+            .iter()
+            .map(|t| t.offset + t.count)
+            .max()
+            .unwrap_or(0);
+        for t in tensors {
+            let n = t.count;
+            adam_kernel::launch(
+                self.client,
+                grid(n),
+                dim(),
+                arg(t.p, n),
+                arg(t.g, n),
+                arg(m, moments),
+                arg(v, moments),
+                n as u32,
+                t.offset as u32,
+                s.lr,
+                s.betas.0,
+                s.betas.1,
+                s.eps,
+                s.weight_decay,
+                s.corr.0,
+                s.corr.1,
+            );
+        }
         Ok(())
     }
 }

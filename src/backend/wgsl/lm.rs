@@ -7,17 +7,17 @@
 //! dispatches ([`crate::gpu::GpuOptions::queued`]); benches and tests wait for and time each one.
 
 use super::memory::WgslKernels;
-use crate::backend::launch::WIDE_WORKGROUP;
+use crate::backend::launch::{COL_BLOCK, LOSS_BLOCK, WIDE_WORKGROUP, col_chunks};
 use crate::error::Result;
 use crate::gpu::GpuContext;
-use crate::ops::lm::{AdamStep, LmOps};
+use crate::ops::lm::{AdamStep, AdamTensor, LmOps, sumsq_parts};
 
 /// Binding numbers of `lm.wgsl` (group 0), named as there.
 mod bind {
     pub const ELEM_P: u32 = 0;
     pub const EMBED_P: u32 = 1;
     pub const NORM_P: u32 = 2;
-    pub const SUM_P: u32 = 3;
+    pub const RED_P: u32 = 3;
     pub const HEAD_P: u32 = 4;
     pub const SOFTMAX_P: u32 = 5;
     pub const LOSS_P: u32 = 6;
@@ -60,6 +60,16 @@ mod bind {
     pub const V_CACHE: u32 = 43;
     pub const ATTN_OUT: u32 = 44;
     pub const LOSS_W: u32 = 45;
+    pub const PARTS: u32 = 46;
+    pub const SCALE: u32 = 47;
+    pub const GRAD1: u32 = 48;
+    pub const GRAD2: u32 = 49;
+    pub const GRAD3: u32 = 50;
+    pub const DST1: u32 = 51;
+    pub const DST2: u32 = 52;
+    pub const SRC1: u32 = 53;
+    pub const SRC2: u32 = 54;
+    pub const PARAM1: u32 = 55;
 }
 
 /// `ElemParams` of `lm.wgsl` (fill, gelu, gelu_back; 16 bytes).
@@ -91,14 +101,14 @@ struct NormParams {
     pad: u32,
 }
 
-/// `SumParams` of `lm.wgsl` (col_sum, pos_grad; 16 bytes).
+/// `RedParams` of `lm.wgsl` (col_partial, col_final; 16 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct SumParams {
+struct RedParams {
     rows: u32,
-    c: u32,
-    len: u32,
-    ctx: u32,
+    cols: u32,
+    chunk: u32,
+    out: u32,
 }
 
 /// `HeadParams` of `lm.wgsl` (gather_heads, scatter_heads; 32 bytes).
@@ -134,30 +144,30 @@ struct LossParams {
     pad: u32,
 }
 
-/// `SumsqParams` of `lm.wgsl` (sumsq; 16 bytes).
+/// `SumsqParams` of `lm.wgsl` (sumsq_partial, clip_scale; 64 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct SumsqParams {
-    count: u32,
-    slot: u32,
-    pad: [u32; 2],
+    count: [u32; 4],
+    offset: [u32; 4],
+    blocks: [u32; 4],
+    clip: f32,
+    pad: [u32; 3],
 }
 
-/// `AdamParams` of `lm.wgsl` (adamw; 48 bytes).
+/// `AdamParams` of `lm.wgsl` (adamw, two tensors; 48 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct AdamParams {
-    count: u32,
-    tensors: u32,
+    count: [u32; 2],
+    offset: [u32; 2],
+    decay: [f32; 2],
     lr: f32,
     beta1: f32,
     beta2: f32,
     eps: f32,
-    decay: f32,
     inv_c1: f32,
     inv_c2: f32,
-    clip: f32,
-    pad: [u32; 2],
 }
 
 /// `DecodeParams` of `lm.wgsl` (kv_store, decode_attention; 32 bytes).
@@ -174,12 +184,74 @@ struct DecodeParams {
     pad: u32,
 }
 
+/// `HeadParams` of `gather_qkv` / `scatter_qkv` for `(rows, H, len, d)`: stride 3C, offset 0
+/// (the kernels add C and 2C for K and V).
+fn qkv_params((rows, heads, len, d): (usize, usize, usize, usize)) -> HeadParams {
+    HeadParams {
+        count: (rows * heads * len * d) as u32,
+        len: len as u32,
+        heads: heads as u32,
+        d: d as u32,
+        stride: (3 * heads * d) as u32,
+        offset: 0,
+        ..Default::default()
+    }
+}
+
 /// Workgroups of [`WIDE_WORKGROUP`] invocations covering `count` elements.
 fn elems(count: usize) -> usize {
     count.div_ceil(WIDE_WORKGROUP as usize)
 }
 
 impl WgslKernels {
+    /// Two-level column sums of `lm.wgsl` (`col_partial`, then `col_final`): `out[i] = Σ_r
+    /// rows[r][i]` over `n` rows of `cols` for `i < cols`, 0 for `cols ≤ i < out_len`.
+    fn col_sums(
+        &self,
+        rows: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        n: usize,
+        cols: usize,
+        out_len: usize,
+    ) -> Result<()> {
+        let (chunk, chunks) = col_chunks(n);
+        let parts = self.scratch(chunks * cols)?;
+        let p = RedParams {
+            rows: n as u32,
+            cols: cols as u32,
+            chunk: chunk as u32,
+            out: out_len as u32,
+        };
+        let pipe = self.gpu.pipeline("lm.wgsl", "col_partial")?;
+        let uniform = self
+            .gpu
+            .uniform_buffer("lm params", bytemuck::bytes_of(&p))?;
+        let bind = self.gpu.bind_at(
+            &pipe,
+            &[
+                (bind::RED_P, &uniform),
+                (bind::ROWS, rows),
+                (bind::PARTS, &parts),
+            ],
+        )?;
+        self.gpu.dispatch(
+            "lm.wgsl:col_partial",
+            &pipe,
+            &bind,
+            (cols.div_ceil(COL_BLOCK) as u32, chunks as u32),
+        )?;
+        let p = RedParams {
+            rows: chunks as u32,
+            ..p
+        };
+        self.run_lm(
+            "col_final",
+            (bind::RED_P, p),
+            &[(bind::PARTS, &parts), (bind::SUMS, out)],
+            elems(out_len),
+        )
+    }
+
     /// Dispatch `entry` of `lm.wgsl` with the uniform `params` at binding `at` and `buffers`
     /// at theirs, over `groups` workgroups (2-D when over 65535).
     fn run_lm<P: bytemuck::Pod>(
@@ -351,17 +423,7 @@ impl LmOps for WgslKernels {
     }
 
     fn col_sum(&self, rows: &wgpu::Buffer, out: &wgpu::Buffer, n: usize, c: usize) -> Result<()> {
-        let p = SumParams {
-            rows: n as u32,
-            c: c as u32,
-            ..Default::default()
-        };
-        self.run_lm(
-            "col_sum",
-            (bind::SUM_P, p),
-            &[(bind::ROWS, rows), (bind::SUMS, out)],
-            elems(c),
-        )
+        self.col_sums(rows, out, n, c, c)
     }
 
     fn gather_heads(
@@ -384,6 +446,46 @@ impl LmOps for WgslKernels {
         offset: usize,
     ) -> Result<()> {
         self.move_heads("scatter_heads", src, dst, shape, stride, offset)
+    }
+
+    fn gather_qkv(
+        &self,
+        qkv: &wgpu::Buffer,
+        [q, k, v]: [&wgpu::Buffer; 3],
+        shape: (usize, usize, usize, usize),
+    ) -> Result<()> {
+        let p = qkv_params(shape);
+        self.run_lm(
+            "gather_qkv",
+            (bind::HEAD_P, p),
+            &[
+                (bind::SRC, qkv),
+                (bind::DST, q),
+                (bind::DST1, k),
+                (bind::DST2, v),
+            ],
+            elems(p.count as usize),
+        )
+    }
+
+    fn scatter_qkv(
+        &self,
+        [q, k, v]: [&wgpu::Buffer; 3],
+        qkv: &wgpu::Buffer,
+        shape: (usize, usize, usize, usize),
+    ) -> Result<()> {
+        let p = qkv_params(shape);
+        self.run_lm(
+            "scatter_qkv",
+            (bind::HEAD_P, p),
+            &[
+                (bind::SRC, q),
+                (bind::SRC1, k),
+                (bind::SRC2, v),
+                (bind::DST, qkv),
+            ],
+            elems(p.count as usize),
+        )
     }
 
     fn causal_softmax(&self, s: &wgpu::Buffer, r: usize, len: usize, scale: f32) -> Result<()> {
@@ -466,19 +568,37 @@ impl LmOps for WgslKernels {
         n: usize,
         count: usize,
     ) -> Result<()> {
+        let blocks = n.div_ceil(LOSS_BLOCK).max(1);
+        let parts = self.scratch(blocks)?;
+        // `grad` marks a single block, whose total loss_partial finishes itself.
         let p = LossParams {
             rows: n as u32,
             count: count as u32,
+            grad: (blocks == 1) as u32,
             ..Default::default()
         };
         self.run_lm(
-            "mean",
+            "loss_partial",
             (bind::LOSS_P, p),
             &[
                 (bind::ROW_LOSS, rows),
                 (bind::LOSS_W, weights),
+                (bind::PARTS, &parts),
                 (bind::LOSS, out),
             ],
+            blocks,
+        )?;
+        if blocks == 1 {
+            return Ok(());
+        }
+        let p = LossParams {
+            rows: blocks as u32,
+            ..p
+        };
+        self.run_lm(
+            "loss_final",
+            (bind::LOSS_P, p),
+            &[(bind::PARTS, &parts), (bind::LOSS, out)],
             1,
         )
     }
@@ -505,75 +625,105 @@ impl LmOps for WgslKernels {
         ctx: usize,
         c: usize,
     ) -> Result<()> {
-        let p = SumParams {
-            rows: rows as u32,
-            c: c as u32,
-            len: len as u32,
-            ctx: ctx as u32,
-        };
-        self.run_lm(
-            "pos_grad",
-            (bind::SUM_P, p),
-            &[(bind::ROWS, dh), (bind::SUMS, out)],
-            elems(ctx * c),
-        )
+        // dh is [rows][len·c]: its column sums are out[t][j] for t < len; the rest are zeros.
+        self.col_sums(dh, out, rows, len * c, ctx * c)
     }
 
-    fn sumsq(
+    fn sumsq(&self, tensors: &[(&wgpu::Buffer, usize, usize)], parts: &wgpu::Buffer) -> Result<()> {
+        for four in tensors.chunks(4) {
+            let mut p = SumsqParams::default();
+            let mut grads = [four[0].0; 4];
+            for (t, &(g, count, offset)) in four.iter().enumerate() {
+                p.count[t] = count as u32;
+                p.offset[t] = offset as u32;
+                p.blocks[t] = sumsq_parts(count) as u32;
+                grads[t] = g;
+            }
+            let groups: u32 = p.blocks.iter().sum();
+            self.run_lm(
+                "sumsq_partial",
+                (bind::SUMSQ_P, p),
+                &[
+                    (bind::GRAD, grads[0]),
+                    (bind::GRAD1, grads[1]),
+                    (bind::GRAD2, grads[2]),
+                    (bind::GRAD3, grads[3]),
+                    (bind::NORMS, parts),
+                ],
+                groups as usize,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn clip_scale(
         &self,
-        g: &wgpu::Buffer,
-        count: usize,
-        norms: &wgpu::Buffer,
-        slot: usize,
+        parts: &wgpu::Buffer,
+        n: usize,
+        clip: f32,
+        scale: &wgpu::Buffer,
     ) -> Result<()> {
         let p = SumsqParams {
-            count: count as u32,
-            slot: slot as u32,
+            count: [n as u32, 0, 0, 0],
+            clip,
             ..Default::default()
         };
         self.run_lm(
-            "sumsq",
+            "clip_scale",
             (bind::SUMSQ_P, p),
-            &[(bind::GRAD, g), (bind::NORMS, norms)],
+            &[(bind::NORMS, parts), (bind::SCALE, scale)],
             1,
         )
     }
 
     fn adamw(
         &self,
-        pb: &wgpu::Buffer,
-        g: &wgpu::Buffer,
+        tensors: &[AdamTensor<'_, wgpu::Buffer>],
         m: &wgpu::Buffer,
         v: &wgpu::Buffer,
-        norms: &wgpu::Buffer,
-        count: usize,
+        scale: &wgpu::Buffer,
         s: &AdamStep,
     ) -> Result<()> {
-        let p = AdamParams {
-            count: count as u32,
-            tensors: s.tensors as u32,
-            lr: s.lr,
-            beta1: s.betas.0,
-            beta2: s.betas.1,
-            eps: s.eps,
-            decay: s.decay,
-            inv_c1: s.inv_corr.0,
-            inv_c2: s.inv_corr.1,
-            clip: s.clip,
-            ..Default::default()
-        };
-        self.run_lm(
-            "adamw",
-            (bind::ADAM_P, p),
-            &[
-                (bind::PARAM, pb),
-                (bind::GRAD, g),
-                (bind::ADAM_M, m),
-                (bind::ADAM_V, v),
-                (bind::NORMS, norms),
-            ],
-            elems(count),
-        )
+        for two in tensors.chunks(2) {
+            let mut p = AdamParams {
+                lr: s.lr,
+                beta1: s.betas.0,
+                beta2: s.betas.1,
+                eps: s.eps,
+                inv_c1: s.inv_corr.0,
+                inv_c2: s.inv_corr.1,
+                ..Default::default()
+            };
+            let (mut params, mut grads) = ([two[0].p; 2], [two[0].g; 2]);
+            for (k, t) in two.iter().enumerate() {
+                p.count[k] = t.count as u32;
+                p.offset[k] = t.offset as u32;
+                p.decay[k] = t.decay;
+                params[k] = t.p;
+                grads[k] = t.g;
+            }
+            let groups: usize = two.iter().map(|t| elems(t.count)).sum();
+            if two.len() == 1 {
+                // The second slot is unused (count 0) but must be bound: bind tensor 0's
+                // gradient there (read-only), and a scratch buffer as its weights.
+                params[1] = &self.dummy_rw;
+            }
+            self.run_lm(
+                "adamw",
+                (bind::ADAM_P, p),
+                &[
+                    (bind::PARAM, params[0]),
+                    (bind::GRAD, grads[0]),
+                    (bind::PARAM1, params[1]),
+                    (bind::GRAD1, grads[1]),
+                    (bind::ADAM_M, m),
+                    (bind::ADAM_V, v),
+                    (bind::SCALE, scale),
+                ],
+                groups,
+            )?;
+        }
+        Ok(())
     }
 
     fn kv_store(

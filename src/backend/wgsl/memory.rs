@@ -4,7 +4,7 @@
 //! same handle in `vae.rs` and `lm.rs` (`VaeOps`, `LmOps`); the GMM's passes use their own
 //! buffers (`gmm.rs`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::matmul::{DeviceOperands, TileConfig, launch};
 use crate::error::Result;
@@ -17,6 +17,13 @@ pub struct WgslKernels {
     pub(super) gpu: Arc<GpuContext>,
     tile: TileConfig,
     dummy: wgpu::Buffer,
+    /// A writable one-element buffer bound where a kernel's writable slot is unused (the
+    /// second tensor of an `lm.wgsl` adamw launch over one tensor).
+    pub(super) dummy_rw: wgpu::Buffer,
+    /// Partial sums of the two-level reductions (`col_sum`, `pos_grad`, `mean`,
+    /// `batch_loss`), grown on demand and reused: each reduction's two passes run in queue
+    /// order, so one buffer serves them all.
+    scratch: Mutex<Option<(wgpu::Buffer, usize)>>,
 }
 
 impl WgslKernels {
@@ -24,9 +31,27 @@ impl WgslKernels {
     pub fn new(gpu: Arc<GpuContext>, tile: TileConfig) -> Result<Self> {
         Ok(Self {
             dummy: gpu.input_buffer("no bias", &[0u8; 4])?,
+            dummy_rw: gpu.output_buffer("unused slot", 4)?,
             gpu,
             tile,
+            scratch: Mutex::new(None),
         })
+    }
+
+    /// A buffer of at least `len` f32 for a reduction's partial sums (see `scratch`).
+    pub(super) fn scratch(&self, len: usize) -> Result<wgpu::Buffer> {
+        let mut s = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((b, n)) = s.as_ref()
+            && *n >= len
+        {
+            return Ok(b.clone());
+        }
+        let n = len.max(1024).next_power_of_two();
+        let b = self
+            .gpu
+            .output_buffer("reduction partials", (n * 4) as u64)?;
+        *s = Some((b.clone(), n));
+        Ok(b)
     }
 }
 

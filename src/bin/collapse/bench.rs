@@ -9,6 +9,7 @@ use collapse_kernels::backend::BackendKind;
 use collapse_kernels::gpu::{GpuContext, GpuOptions};
 use collapse_kernels::io::write_csv;
 use collapse_kernels::measure::bench::{self as measure, GMM_SHAPES, GmmShape, GmmTiming};
+use collapse_kernels::measure::kernels::KernelTable;
 use collapse_kernels::measure::matmul::{self as matmul_bench, MatmulRow};
 use collapse_kernels::measure::records::{Stamp, adapter_of, gpu_names};
 use collapse_kernels::measure::training::{self, LmTiming, VaeTiming};
@@ -145,9 +146,14 @@ pub struct VaeArgs {
     /// Write the timings as CSV here.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Replace the --out file when it exists (without it an existing file is refused before
-    /// anything is timed).
-    #[arg(long, requires = "out")]
+    /// Write the per-kernel device times of the timed steps as CSV here (WGSL backends:
+    /// `backend,shape,kernel,calls,seconds,share`, one row per kernel and case; the same
+    /// tables, top 12 kernels, are printed after each WGSL row with the dispatches per step).
+    #[arg(long, value_name = "FILE")]
+    pub kernels: Option<PathBuf>,
+    /// Replace the --out or --kernels file when it exists (without it an existing file is
+    /// refused before anything is timed).
+    #[arg(long)]
     pub force: bool,
     #[command(flatten)]
     pub records: RecordArgs,
@@ -170,9 +176,14 @@ pub struct LmArgs {
     /// Write the timings as CSV here.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Replace the --out file when it exists (without it an existing file is refused before
-    /// anything is timed).
-    #[arg(long, requires = "out")]
+    /// Write the per-kernel device times of the timed steps as CSV here (WGSL backends:
+    /// `backend,shape,kernel,calls,seconds,share`, one row per kernel and case; the same
+    /// tables, top 12 kernels, are printed after each WGSL row with the dispatches per step).
+    #[arg(long, value_name = "FILE")]
+    pub kernels: Option<PathBuf>,
+    /// Replace the --out or --kernels file when it exists (without it an existing file is
+    /// refused before anything is timed).
+    #[arg(long)]
     pub force: bool,
     #[command(flatten)]
     pub records: RecordArgs,
@@ -200,8 +211,12 @@ pub fn bench(options: &GpuOptions, a: &BenchArgs) -> Result<()> {
             BenchCommand::Gmm(a) => out_free(&a.out, a.force).and_then(|()| gmm(options, a)),
             BenchCommand::Matmul(a) => out_free(&a.out, a.force).and_then(|()| matmul(options, a)),
             BenchCommand::Sample(a) => sample(options, a),
-            BenchCommand::Vae(a) => out_free(&a.out, a.force).and_then(|()| vae(options, a)),
-            BenchCommand::Lm(a) => out_free(&a.out, a.force).and_then(|()| lm(options, a)),
+            BenchCommand::Vae(a) => out_free(&a.out, a.force)
+                .and_then(|()| out_free(&a.kernels, a.force))
+                .and_then(|()| vae(options, a)),
+            BenchCommand::Lm(a) => out_free(&a.out, a.force)
+                .and_then(|()| out_free(&a.kernels, a.force))
+                .and_then(|()| lm(options, a)),
             BenchCommand::Compare(a) => compare(&a.a, &a.b),
         },
     }
@@ -225,6 +240,15 @@ trait TableRow: serde::Serialize {
     fn row(&self) -> String;
     /// Backend, shape, median and fastest seconds, and the throughput with its unit.
     fn record(&self) -> (&str, String, f64, f64, (f64, &'static str));
+    /// WGSL dispatches per step, where the bench counts them.
+    fn dispatches(&self) -> Option<u64> {
+        None
+    }
+    /// The per-kernel device-time table of the timed steps, where the bench records kernel
+    /// times.
+    fn kernel_table(&self) -> Option<KernelTable> {
+        None
+    }
 }
 
 impl TableRow for GmmTiming {
@@ -258,7 +282,7 @@ impl TableRow for GmmTiming {
 impl TableRow for LmTiming {
     fn row(&self) -> String {
         format!(
-            "{:<8} {:>14} {:>6} {:>10.2} {:>14.0} {:>15.0} {:>8}",
+            "{:<8} {:>14} {:>6} {:>10.2} {:>14.0} {:>15.0} {:>8} {:>10}",
             self.backend,
             self.shape,
             self.batch,
@@ -266,7 +290,9 @@ impl TableRow for LmTiming {
             self.train_tokens_per_s,
             self.sample_tokens_per_s,
             self.matmul_share
-                .map_or("-".into(), |s| format!("{:.0}%", 100.0 * s))
+                .map_or("-".into(), |s| format!("{:.0}%", 100.0 * s)),
+            self.dispatches_per_step
+                .map_or("-".into(), |d| d.to_string())
         )
     }
     fn record(&self) -> (&str, String, f64, f64, (f64, &'static str)) {
@@ -278,17 +304,25 @@ impl TableRow for LmTiming {
             (self.train_tokens_per_s, "tokens/s"),
         )
     }
+    fn dispatches(&self) -> Option<u64> {
+        self.dispatches_per_step
+    }
+    fn kernel_table(&self) -> Option<KernelTable> {
+        (!self.kernels.is_empty()).then(|| KernelTable::from_times(&self.kernels))
+    }
 }
 
 impl TableRow for VaeTiming {
     fn row(&self) -> String {
         format!(
-            "{:<8} {:>6} {:>12.3} {:>10.2} {:>12.0}",
+            "{:<8} {:>6} {:>12.3} {:>10.2} {:>12.0} {:>10}",
             self.backend,
             self.batch,
             self.seconds * 1e3,
             self.steps_per_s,
-            self.images_per_s
+            self.images_per_s,
+            self.dispatches_per_step
+                .map_or("-".into(), |d| d.to_string())
         )
     }
     fn record(&self) -> (&str, String, f64, f64, (f64, &'static str)) {
@@ -299,6 +333,12 @@ impl TableRow for VaeTiming {
             self.min_seconds,
             (self.images_per_s, "images/s"),
         )
+    }
+    fn dispatches(&self) -> Option<u64> {
+        self.dispatches_per_step
+    }
+    fn kernel_table(&self) -> Option<KernelTable> {
+        (!self.kernels.is_empty()).then(|| KernelTable::from_times(&self.kernels))
     }
 }
 
@@ -313,6 +353,8 @@ struct Table<'a> {
     kernel: &'a str,
     header: &'a str,
     out: Option<&'a Path>,
+    /// Where the per-kernel device times go (CSV), for the benches that record them.
+    kernels: Option<&'a Path>,
     records: &'a RecordArgs,
 }
 
@@ -330,7 +372,7 @@ fn table<C, P, T: TableRow>(
 ) -> Result<()> {
     let gpu = gpu_for(options, kinds)?;
     let stamp = Stamp::new(t.program);
-    let (mut recs, mut rows) = (Vec::new(), Vec::new());
+    let (mut recs, mut rows, mut kernel_rows) = (Vec::new(), Vec::new(), Vec::new());
     println!("{}", t.header);
     for case in cases {
         let prepared = prepare(case)?;
@@ -342,7 +384,7 @@ fn table<C, P, T: TableRow>(
                     println!("{}", timing.row());
                     let (adapter, driver) = adapter_of(&b, gpu.as_ref());
                     let (name, shape, med, min, throughput) = timing.record();
-                    recs.push(stamp.record(
+                    let mut rec = stamp.record(
                         t.kernel,
                         name,
                         (&adapter, &driver),
@@ -350,7 +392,23 @@ fn table<C, P, T: TableRow>(
                         med,
                         med - min,
                         throughput,
-                    ));
+                    );
+                    rec.dispatches_per_step = timing.dispatches();
+                    if let Some(k) = timing.kernel_table() {
+                        let title = format!("{} step kernels ({name}, {shape})", t.program);
+                        println!("{}", k.render(&title, 12));
+                        for r in &k.rows {
+                            kernel_rows.push(KernelCsvRow {
+                                backend: name.to_string(),
+                                shape: shape.clone(),
+                                kernel: r.kernel.clone(),
+                                calls: r.calls,
+                                seconds: r.seconds,
+                                share: r.share,
+                            });
+                        }
+                    }
+                    recs.push(rec);
                     rows.push(timing);
                 }
                 Err(Error::Unsupported(why)) => println!("{:<8} skipped: {why}", kind.name()),
@@ -362,7 +420,23 @@ fn table<C, P, T: TableRow>(
         write_csv(path, &rows)?;
         println!("wrote {}", path.display());
     }
+    if let Some(path) = t.kernels {
+        write_csv(path, &kernel_rows)?;
+        println!("wrote {}", path.display());
+    }
     t.records.write(&stamp, &recs)
+}
+
+/// One row of a `--kernels` CSV: one kernel's device time over the timed steps of one
+/// backend and shape.
+#[derive(serde::Serialize)]
+struct KernelCsvRow {
+    backend: String,
+    shape: String,
+    kernel: String,
+    calls: usize,
+    seconds: f64,
+    share: f64,
 }
 
 /// `collapse bench gmm`.
@@ -397,6 +471,7 @@ fn gmm(options: &GpuOptions, a: &GmmArgs) -> Result<()> {
             kernel: "gmm_em_iteration",
             header: &header,
             out: a.out.as_deref(),
+            kernels: None,
             records: &a.records,
         },
         &mut |&shape| {
@@ -424,8 +499,15 @@ fn lm(options: &GpuOptions, a: &LmArgs) -> Result<()> {
     cfg.validate()?;
     training::check_lm(&cfg, a.batch, None)?;
     let header = format!(
-        "{:<8} {:>14} {:>6} {:>10} {:>14} {:>15} {:>8}",
-        "backend", "C-L-H-T", "batch", "ms/step", "train tok/s", "sample tok/s", "matmul"
+        "{:<8} {:>14} {:>6} {:>10} {:>14} {:>15} {:>8} {:>10}",
+        "backend",
+        "C-L-H-T",
+        "batch",
+        "ms/step",
+        "train tok/s",
+        "sample tok/s",
+        "matmul",
+        "disp/step"
     );
     table(
         options,
@@ -436,6 +518,7 @@ fn lm(options: &GpuOptions, a: &LmArgs) -> Result<()> {
             kernel: "lm_train_step",
             header: &header,
             out: a.out.as_deref(),
+            kernels: a.kernels.as_deref(),
             records: &a.records,
         },
         &mut |&batch| Ok(batch),
@@ -460,8 +543,8 @@ fn vae(options: &GpuOptions, a: &VaeArgs) -> Result<()> {
         training::check_vae(&cfg, b, None)?;
     }
     let header = format!(
-        "{:<8} {:>6} {:>12} {:>10} {:>12}",
-        "backend", "batch", "ms/step", "steps/s", "images/s"
+        "{:<8} {:>6} {:>12} {:>10} {:>12} {:>10}",
+        "backend", "batch", "ms/step", "steps/s", "images/s", "disp/step"
     );
     table(
         options,
@@ -472,6 +555,7 @@ fn vae(options: &GpuOptions, a: &VaeArgs) -> Result<()> {
             kernel: "vae_train_step",
             header: &header,
             out: a.out.as_deref(),
+            kernels: a.kernels.as_deref(),
             records: &a.records,
         },
         &mut |&batch| Ok(batch),
@@ -479,7 +563,7 @@ fn vae(options: &GpuOptions, a: &VaeArgs) -> Result<()> {
             if g.is_some() {
                 training::check_vae(&cfg, batch, g)?;
             }
-            training::time_vae(b, &cfg, batch, a.steps)
+            training::time_vae(b, g, &cfg, batch, a.steps)
         },
     )
 }

@@ -13,7 +13,7 @@ use super::{
     check_sequences, layout,
 };
 use crate::error::{Error, Result};
-use crate::ops::lm::{AdamStep, LmOps};
+use crate::ops::lm::{AdamStep, AdamTensor, LmOps, sumsq_parts};
 use crate::ops::matmul::{Epilogue, Matmul};
 
 /// Short forms of the [`Matmul`] settings the trainer uses.
@@ -94,9 +94,18 @@ pub struct DeviceLm<O: LmOps> {
     tensors: Vec<Tensor>,
     p: Vec<O::Buf>,
     g: Vec<O::Buf>,
-    m: Vec<O::Buf>,
-    v: Vec<O::Buf>,
-    norms: O::Buf,
+    /// AdamW's first and second moments of every tensor, flat in [`layout`] order (tensor `i`
+    /// at `moment_offsets[i]`).
+    m: O::Buf,
+    v: O::Buf,
+    moment_offsets: Vec<usize>,
+    /// Partial sums of squares of every gradient tensor (tensor `i`'s region at
+    /// `part_offsets[i]`), reduced once per step into `clip`.
+    grad_parts: O::Buf,
+    /// Start of each tensor's region of `grad_parts`; the last entry is the total.
+    part_offsets: Vec<usize>,
+    /// `[clip factor, Σ g²]` of the step.
+    clip: O::Buf,
     loss: O::Buf,
     t: u32,
     stepped: bool,
@@ -114,17 +123,27 @@ impl<O: LmOps> DeviceLm<O> {
             )));
         }
         let tensors = layout(cfg);
-        let (mut p, mut g, mut m, mut v) = (vec![], vec![], vec![], vec![]);
+        let (mut p, mut g, mut moment_offsets) = (vec![], vec![], vec![]);
+        let mut moments = 0;
         for t in &tensors {
             let vals: Vec<f32> = params[t.range()].iter().map(|&x| x as f32).collect();
             let n = vals.len();
             p.push(ops.upload(&t.name, &vals)?);
             g.push(ops.alloc("lm grad", n)?);
-            m.push(ops.upload("adamw m", &vec![0.0; n])?);
-            v.push(ops.upload("adamw v", &vec![0.0; n])?);
+            moment_offsets.push(moments);
+            moments += n;
+        }
+        let m = ops.upload("adamw m", &vec![0.0; moments])?;
+        let v = ops.upload("adamw v", &vec![0.0; moments])?;
+        let mut part_offsets = vec![0];
+        for t in &tensors {
+            part_offsets
+                .push(part_offsets.last().copied().unwrap_or(0) + sumsq_parts(t.rows * t.cols));
         }
         Ok(Self {
-            norms: ops.alloc("lm grad norms", tensors.len())?,
+            grad_parts: ops.alloc("lm grad norm partials", *part_offsets.last().unwrap_or(&1))?,
+            part_offsets,
+            clip: ops.alloc("lm clip factor", 2)?,
             loss: ops.alloc("lm loss", 1)?,
             ops,
             cfg: *cfg,
@@ -133,6 +152,7 @@ impl<O: LmOps> DeviceLm<O> {
             g,
             m,
             v,
+            moment_offsets,
             t: 0,
             stepped: false,
             acts: None,
@@ -351,9 +371,7 @@ impl<O: LmOps> DeviceLm<O> {
         for (l, b) in a.blocks.iter().enumerate() {
             self.norm(&a.h, self.bi(l, LN1_G), &b.ln1, n)?;
             self.linear(&b.ln1[0], self.bi(l, QKV_W), &b.qkv, (n, c, 3 * c), false)?;
-            o.gather_heads(&b.qkv, &b.q, shape, 3 * c, 0)?;
-            o.gather_heads(&b.qkv, &b.k, shape, 3 * c, c)?;
-            o.gather_heads(&b.qkv, &b.v, shape, 3 * c, 2 * c)?;
+            o.gather_qkv(&b.qkv, [&b.q, &b.k, &b.v], shape)?;
             o.gemm(
                 &Matmul::new(len, len, d).tb().batched(rows * hn),
                 &b.q,
@@ -447,9 +465,7 @@ impl<O: LmOps> DeviceLm<O> {
                 &a.dk,
                 None,
             )?;
-            o.scatter_heads(&a.dq, &a.dqkv, shape, 3 * c, 0)?;
-            o.scatter_heads(&a.dk, &a.dqkv, shape, 3 * c, c)?;
-            o.scatter_heads(&a.dv, &a.dqkv, shape, 3 * c, 2 * c)?;
+            o.scatter_qkv([&a.dq, &a.dk, &a.dv], &a.dqkv, shape)?;
             self.linear_back(&b.ln1[0], &a.dqkv, ti(QKV_W), &a.da, (n, c, 3 * c))?;
             self.norm_back(&a.da, &b.ln1, ti(LN1_G), &a.dh, &a.prod, n)?;
         }
@@ -470,36 +486,35 @@ impl<O: LmOps> DeviceLm<O> {
         let a = self.cfg.adam;
         let c1 = 1.0 - a.beta1.powi(self.t as i32);
         let c2 = 1.0 - a.beta2.powi(self.t as i32);
-        for (i, t) in self.tensors.iter().enumerate() {
-            self.ops
-                .sumsq(&self.g[i], t.rows * t.cols, &self.norms, i)?;
-        }
-        for (i, t) in self.tensors.iter().enumerate() {
-            let decayed = matches!(t.kind, Kind::Weight | Kind::Residual);
-            let s = AdamStep {
-                lr: a.lr as f32,
-                betas: (a.beta1 as f32, a.beta2 as f32),
-                eps: a.eps as f32,
-                decay: if decayed {
-                    (1.0 - a.lr * a.weight_decay) as f32
+        let grads: Vec<(&O::Buf, usize, usize)> = (self.tensors.iter().enumerate())
+            .map(|(i, t)| (&self.g[i], t.rows * t.cols, self.part_offsets[i]))
+            .collect();
+        self.ops.sumsq(&grads, &self.grad_parts)?;
+        let total = self.part_offsets[self.tensors.len()];
+        let clip = a.clip.unwrap_or(0.0) as f32;
+        self.ops
+            .clip_scale(&self.grad_parts, total, clip, &self.clip)?;
+        let s = AdamStep {
+            lr: a.lr as f32,
+            betas: (a.beta1 as f32, a.beta2 as f32),
+            eps: a.eps as f32,
+            inv_corr: ((1.0 / c1) as f32, (1.0 / c2) as f32),
+        };
+        let decayed = (1.0 - a.lr * a.weight_decay) as f32;
+        let tensors: Vec<AdamTensor<'_, O::Buf>> = (self.tensors.iter().enumerate())
+            .map(|(i, t)| AdamTensor {
+                p: &self.p[i],
+                g: &self.g[i],
+                count: t.rows * t.cols,
+                offset: self.moment_offsets[i],
+                decay: if matches!(t.kind, Kind::Weight | Kind::Residual) {
+                    decayed
                 } else {
                     1.0
                 },
-                inv_corr: ((1.0 / c1) as f32, (1.0 / c2) as f32),
-                clip: a.clip.unwrap_or(0.0) as f32,
-                tensors: self.tensors.len(),
-            };
-            self.ops.adamw(
-                &self.p[i],
-                &self.g[i],
-                &self.m[i],
-                &self.v[i],
-                &self.norms,
-                t.rows * t.cols,
-                &s,
-            )?;
-        }
-        Ok(())
+            })
+            .collect();
+        self.ops.adamw(&tensors, &self.m, &self.v, &self.clip, &s)
     }
 
     /// [`LmTrainer::step`] or (with `mask`) [`LmTrainer::step_masked`].

@@ -11,7 +11,7 @@
 use super::{VaeConfig, VaeLoss, VaeTrainer, check_batch, layout};
 use crate::error::{Error, Result};
 use crate::ops::matmul::{Epilogue, Matmul};
-use crate::ops::vae::{AdamStep, VaeOps};
+use crate::ops::vae::{AdamStep, AdamTensor, VaeOps};
 use crate::rng::StreamKey;
 
 /// Activations and their gradients for one batch size.
@@ -40,8 +40,10 @@ pub struct DeviceVae<O: VaeOps> {
     cfg: VaeConfig,
     p: Vec<O::Buf>,
     g: Vec<O::Buf>,
-    m: Vec<O::Buf>,
-    v: Vec<O::Buf>,
+    /// Adam's moments of every tensor, flat in [`layout`] order (a tensor's at the start of
+    /// its parameter range).
+    m: O::Buf,
+    v: O::Buf,
     loss: O::Buf,
     t: u32,
     stepped: bool,
@@ -61,13 +63,13 @@ impl<O: VaeOps> DeviceVae<O> {
     /// Upload `params` (flat, [`layout`] order) and zero Adam state.
     pub fn new(ops: O, cfg: &VaeConfig, params: &[f64]) -> Result<Self> {
         super::check_params(cfg, params)?;
-        let (mut p, mut g, mut m, mut v) = (vec![], vec![], vec![], vec![]);
+        let (mut p, mut g) = (vec![], vec![]);
         for t in layout(cfg) {
             p.push(ops.upload(t.name, &f32s(&params[t.range()]))?);
             g.push(ops.alloc("vae grad", t.len())?);
-            m.push(ops.upload("adam m", &vec![0.0; t.len()])?);
-            v.push(ops.upload("adam v", &vec![0.0; t.len()])?);
         }
+        let m = ops.upload("adam m", &vec![0.0; params.len()])?;
+        let v = ops.upload("adam v", &vec![0.0; params.len()])?;
         Ok(Self {
             loss: ops.alloc("vae loss", 3)?,
             ops,
@@ -235,11 +237,15 @@ impl<O: VaeOps> DeviceVae<O> {
             weight_decay: a.weight_decay as f32,
             corr: (c1 as f32, c2 as f32),
         };
-        for (i, t) in layout(&self.cfg).iter().enumerate() {
-            self.ops
-                .adam(&self.p[i], &self.g[i], &self.m[i], &self.v[i], t.len(), &s)?;
-        }
-        Ok(())
+        let tensors: Vec<AdamTensor<'_, O::Buf>> = (layout(&self.cfg).iter().enumerate())
+            .map(|(i, t)| AdamTensor {
+                p: &self.p[i],
+                g: &self.g[i],
+                count: t.len(),
+                offset: t.range().start,
+            })
+            .collect();
+        self.ops.adam(&tensors, &self.m, &self.v, &s)
     }
 
     fn read_loss(&self) -> Result<VaeLoss> {

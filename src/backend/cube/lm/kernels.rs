@@ -4,8 +4,9 @@
 //! Launch layout (what [`super`] passes): one unit per element for the element-wise kernels
 //! (`i = ABSOLUTE_POS`), one unit per row for the row kernels (LayerNorm, softmax,
 //! cross-entropy: the row's values summed in index order), one unit per output element for
-//! incremental attention (it recomputes the row's scores: fine at sampling sizes), and a single
-//! unit for the in-order totals (`mean`, `sumsq`); cubes of
+//! incremental attention (it recomputes the row's scores: fine at sampling sizes); the
+//! reductions (`col_sum`, `pos_grad`, `mean`, `sumsq`, `clip_scale`) are
+//! [`crate::backend::cube`]'s shared two-level ones (`reduce.rs`); cubes of
 //! [`crate::backend::launch::WORKGROUP`] units on `(x, y)` grids. Buffers are row-major f32
 //! (tokens and targets u32); the shapes are those of the matching [`crate::ops::lm::LmOps`]
 //! method.
@@ -117,19 +118,6 @@ pub(super) fn ln_back_kernel(
             dx[k] += r * (dxh - m1 - xhat[k] * m2);
             prod[k] = dy[k] * xhat[k];
         }
-    }
-}
-
-/// `out[j] = Σ_r rows[r][j]` in row order, one unit per column `j < c`.
-#[cube(launch)]
-pub(super) fn col_sum_kernel(rows: &[f32], out: &mut [f32], n: u32, c: u32) {
-    let j = ABSOLUTE_POS as u32;
-    if j < c {
-        let mut s = f32::new(0.0);
-        for r in 0..n {
-            s += rows[(r * c + j) as usize];
-        }
-        out[j as usize] = s;
     }
 }
 
@@ -315,20 +303,6 @@ pub(super) fn cross_entropy_kernel(
     }
 }
 
-/// `out[0] = Σ_{i < n, weights[i] ≠ 0} rows[i] / count` in order, by unit 0.
-#[cube(launch)]
-pub(super) fn mean_kernel(rows: &[f32], weights: &[f32], out: &mut [f32], n: u32, count: u32) {
-    if ABSOLUTE_POS == 0 {
-        let mut s = f32::new(0.0);
-        for i in 0..n {
-            if weights[i as usize] != f32::new(0.0) {
-                s += rows[i as usize];
-            }
-        }
-        out[0] = s / f32::cast_from(count);
-    }
-}
-
 /// `out[i][v] = [tokens[i] == v]` (`[n][256]`), one unit per element.
 #[cube(launch)]
 pub(super) fn onehot_kernel(tokens: &[u32], out: &mut [f32], n: u32) {
@@ -342,39 +316,9 @@ pub(super) fn onehot_kernel(tokens: &[u32], out: &mut [f32], n: u32) {
     }
 }
 
-/// `out[t][j] = Σ_r dh[(r·len + t)·c + j]` for `t < len`, 0 for `len ≤ t < ctx`, one unit per
-/// element of `out` (`[ctx][c]`).
-#[cube(launch)]
-pub(super) fn pos_grad_kernel(dh: &[f32], out: &mut [f32], rows: u32, len: u32, ctx: u32, c: u32) {
-    let i = ABSOLUTE_POS as u32;
-    if i < ctx * c {
-        let t = i / c;
-        let j = i % c;
-        let mut s = f32::new(0.0);
-        if t < len {
-            for r in 0..rows {
-                s += dh[((r * len + t) * c + j) as usize];
-            }
-        }
-        out[i as usize] = s;
-    }
-}
-
-/// `norms[slot] = Σ g²` in order, by unit 0.
-#[cube(launch)]
-pub(super) fn sumsq_kernel(g: &[f32], norms: &mut [f32], count: u32, slot: u32) {
-    if ABSOLUTE_POS == 0 {
-        let mut s = f32::new(0.0);
-        for i in 0..count {
-            let v = g[i as usize];
-            s += v * v;
-        }
-        norms[slot as usize] = s;
-    }
-}
-
-/// AdamW on one tensor, one unit per parameter; the gradient is scaled by the global clip
-/// factor from the `tensors` squared norms in `norms` (`clip` 0: none).
+/// AdamW on one tensor, one unit per parameter; the gradient is multiplied by the global clip
+/// factor `scale[0]` (computed once per step by `reduce::clip_kernel`); the tensor's moments
+/// are `m[off..off + n]`, `v[off..off + n]` of the flat moment buffers.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn adamw_kernel(
@@ -382,9 +326,9 @@ pub(super) fn adamw_kernel(
     g: &[f32],
     m: &mut [f32],
     v: &mut [f32],
-    norms: &[f32],
+    scale: &[f32],
     n: u32,
-    tensors: u32,
+    off: u32,
     lr: f32,
     beta1: f32,
     beta2: f32,
@@ -392,27 +336,16 @@ pub(super) fn adamw_kernel(
     decay: f32,
     ic1: f32,
     ic2: f32,
-    clip: f32,
 ) {
     let i = ABSOLUTE_POS as u32;
     if i < n {
-        let mut scale = f32::new(1.0);
-        if clip > 0.0f32 {
-            let mut tot = f32::new(0.0);
-            for k in 0..tensors {
-                tot += norms[k as usize];
-            }
-            let norm = f32::sqrt(tot);
-            if norm > clip {
-                scale = clip / norm;
-            }
-        }
         let k = i as usize;
-        let gi = g[k] * scale;
-        m[k] = beta1 * m[k] + (1.0f32 - beta1) * gi;
-        v[k] = beta2 * v[k] + (1.0f32 - beta2) * gi * gi;
+        let j = (off + i) as usize;
+        let gi = g[k] * scale[0];
+        m[j] = beta1 * m[j] + (1.0f32 - beta1) * gi;
+        v[j] = beta2 * v[j] + (1.0f32 - beta2) * gi * gi;
         let pd = p[k] * decay;
-        p[k] = pd - lr * (m[k] * ic1) / (f32::sqrt(v[k] * ic2) + eps);
+        p[k] = pd - lr * (m[j] * ic1) / (f32::sqrt(v[j] * ic2) + eps);
     }
 }
 

@@ -6,12 +6,11 @@
 
 mod kernels;
 
-use cubecl::prelude::*;
-
 use self::kernels::*;
 use super::memory::{CubeKernels, arg, dim, grid};
+use super::reduce::Terms;
 use crate::error::Result;
-use crate::ops::lm::{AdamStep, LmOps};
+use crate::ops::lm::{AdamStep, AdamTensor, LmOps, sumsq_parts};
 
 type Handle = cubecl::server::Handle;
 
@@ -112,16 +111,7 @@ impl LmOps for CubeKernels<'_> {
     }
 
     fn col_sum(&self, rows: &Handle, out: &Handle, n: usize, c: usize) -> Result<()> {
-        col_sum_kernel::launch(
-            self.client,
-            grid(c),
-            dim(),
-            arg(rows, n * c),
-            arg(out, c),
-            n as u32,
-            c as u32,
-        );
-        Ok(())
+        self.col_sums(rows, out, n, c, c)
     }
 
     fn gather_heads(
@@ -263,17 +253,8 @@ impl LmOps for CubeKernels<'_> {
         n: usize,
         count: usize,
     ) -> Result<()> {
-        mean_kernel::launch(
-            self.client,
-            CubeCount::Static(1, 1, 1),
-            CubeDim::new_1d(1),
-            arg(rows, n),
-            arg(weights, n),
-            arg(out, 1),
-            n as u32,
-            count as u32,
-        );
-        Ok(())
+        let inv = 1.0 / count as f32;
+        self.total(rows, Some(weights), n, Terms::Weighted, (out, 0, 1), inv)
     }
 
     fn onehot(&self, tokens: &Handle, out: &Handle, n: usize) -> Result<()> {
@@ -297,63 +278,56 @@ impl LmOps for CubeKernels<'_> {
         ctx: usize,
         c: usize,
     ) -> Result<()> {
-        pos_grad_kernel::launch(
-            self.client,
-            grid(ctx * c),
-            dim(),
-            arg(dh, rows * len * c),
-            arg(out, ctx * c),
-            rows as u32,
-            len as u32,
-            ctx as u32,
-            c as u32,
-        );
+        // dh is [rows][len·c]: its column sums are out[t][j] for t < len; the rest are zeros.
+        self.col_sums(dh, out, rows, len * c, ctx * c)
+    }
+
+    fn sumsq(&self, tensors: &[(&Handle, usize, usize)], parts: &Handle) -> Result<()> {
+        for &(g, count, offset) in tensors {
+            let target = (parts, offset, sumsq_parts(count));
+            self.total(g, None, count, Terms::Squares, target, 1.0)?;
+        }
         Ok(())
     }
 
-    fn sumsq(&self, g: &Handle, count: usize, norms: &Handle, slot: usize) -> Result<()> {
-        sumsq_kernel::launch(
-            self.client,
-            CubeCount::Static(1, 1, 1),
-            CubeDim::new_1d(1),
-            arg(g, count),
-            arg(norms, slot + 1),
-            count as u32,
-            slot as u32,
-        );
-        Ok(())
+    fn clip_scale(&self, parts: &Handle, n: usize, clip: f32, scale: &Handle) -> Result<()> {
+        self.clip_factor(parts, n, clip, scale)
     }
 
     fn adamw(
         &self,
-        p: &Handle,
-        g: &Handle,
+        tensors: &[AdamTensor<'_, Handle>],
         m: &Handle,
         v: &Handle,
-        norms: &Handle,
-        count: usize,
+        scale: &Handle,
         s: &AdamStep,
     ) -> Result<()> {
-        adamw_kernel::launch(
-            self.client,
-            grid(count),
-            dim(),
-            arg(p, count),
-            arg(g, count),
-            arg(m, count),
-            arg(v, count),
-            arg(norms, s.tensors),
-            count as u32,
-            s.tensors as u32,
-            s.lr,
-            s.betas.0,
-            s.betas.1,
-            s.eps,
-            s.decay,
-            s.inv_corr.0,
-            s.inv_corr.1,
-            s.clip,
-        );
+        let moments = tensors
+            .iter()
+            .map(|t| t.offset + t.count)
+            .max()
+            .unwrap_or(0);
+        for t in tensors {
+            adamw_kernel::launch(
+                self.client,
+                grid(t.count),
+                dim(),
+                arg(t.p, t.count),
+                arg(t.g, t.count),
+                arg(m, moments),
+                arg(v, moments),
+                arg(scale, 1),
+                t.count as u32,
+                t.offset as u32,
+                s.lr,
+                s.betas.0,
+                s.betas.1,
+                s.eps,
+                t.decay,
+                s.inv_corr.0,
+                s.inv_corr.1,
+            );
+        }
         Ok(())
     }
 
