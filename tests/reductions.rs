@@ -374,6 +374,7 @@ fn counting_gpu() -> Option<Arc<GpuContext>> {
             poison: true,
             binding_limit: None,
             queued: true,
+            ..Default::default()
         })
         .unwrap(),
     )
