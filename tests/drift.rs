@@ -48,7 +48,8 @@ fn gpu_options() -> collapse_kernels::gpu::GpuOptions {
         poison: true,
         binding_limit: None,
         queued: false,
-    }..Default::default()
+        ..Default::default()
+    }
 }
 
 /// The 1-D Gaussian chain with M = 10 samples per generation, MLE. Without rounding, ln σₙ²

@@ -55,7 +55,7 @@ pub fn fill_into(
     count: usize,
     out: &wgpu::Buffer,
 ) -> Result<()> {
-    let aligned = start % 4 == 0 && count % 4 == 0;
+    let aligned = start.is_multiple_of(4) && count.is_multiple_of(4);
     let entry = which.entry(aligned);
     let pipeline = gpu.pipeline("rng.wgsl", entry)?;
     let label = format!("rng.wgsl:{entry}");
