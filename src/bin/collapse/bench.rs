@@ -9,6 +9,7 @@ use collapse_kernels::backend::BackendKind;
 use collapse_kernels::gpu::{GpuContext, GpuOptions};
 use collapse_kernels::io::write_csv;
 use collapse_kernels::measure::bench::{self as measure, GMM_SHAPES, GmmShape, GmmTiming};
+use collapse_kernels::measure::kernels::KernelTable;
 use collapse_kernels::measure::matmul::{self as matmul_bench, MatmulRow};
 use collapse_kernels::measure::records::{Stamp, adapter_of, gpu_names};
 use collapse_kernels::measure::training::{self, LmTiming, VaeTiming};
@@ -72,9 +73,17 @@ pub struct GmmArgs {
     /// Also write the data sets as NPY files here (gmm-N-D-K.npy), for peer scripts.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Write the records as CSV here.
+    /// Write the records as CSV here, one row as soon as each backend and shape is timed (a run
+    /// cut short keeps the rows it finished). Columns include `waits_per_iter` and
+    /// `dispatches_per_iter`: host waits and WGSL dispatches of one EM iteration.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Write the per-kernel device-time tables of the GPU backends (WGSL kernels, summed over
+    /// the timed iterations: backend, shape, kernel, calls, seconds, share) as CSV here;
+    /// defaults to the --out file with the extension `.kernels.csv`. The tables are printed
+    /// either way.
+    #[arg(long)]
+    pub kernels: Option<PathBuf>,
     /// Replace the --out file when it exists (without it an existing file is refused before
     /// anything is timed).
     #[arg(long, requires = "out")]
@@ -225,12 +234,16 @@ trait TableRow: serde::Serialize {
     fn row(&self) -> String;
     /// Backend, shape, median and fastest seconds, and the throughput with its unit.
     fn record(&self) -> (&str, String, f64, f64, (f64, &'static str));
+    /// The per-kernel device-time table of the timing, where it has one.
+    fn kernels(&self) -> Option<&KernelTable> {
+        None
+    }
 }
 
 impl TableRow for GmmTiming {
     fn row(&self) -> String {
         format!(
-            "{:<8} {:>9} {:>3} {:>3} {:<5} {:>12.2} {:>12.2} {:>14.3e}",
+            "{:<8} {:>9} {:>3} {:>3} {:<5} {:>12.2} {:>12.2} {:>14.3e} {:>6} {:>6}",
             self.backend,
             self.n,
             self.d,
@@ -238,7 +251,10 @@ impl TableRow for GmmTiming {
             self.covariance_type,
             self.seconds_per_iter * 1e3,
             self.min_seconds * 1e3,
-            self.point_components_per_s
+            self.point_components_per_s,
+            self.waits_per_iter.map_or("-".into(), |w| w.to_string()),
+            self.dispatches_per_iter
+                .map_or("-".into(), |w| w.to_string()),
         )
     }
     fn record(&self) -> (&str, String, f64, f64, (f64, &'static str)) {
@@ -252,6 +268,9 @@ impl TableRow for GmmTiming {
             self.min_seconds,
             (self.point_components_per_s, "points·components/s"),
         )
+    }
+    fn kernels(&self) -> Option<&KernelTable> {
+        self.kernels.as_ref()
     }
 }
 
@@ -313,6 +332,9 @@ struct Table<'a> {
     kernel: &'a str,
     header: &'a str,
     out: Option<&'a Path>,
+    /// Where the per-kernel device-time tables go (CSV: backend, shape, then
+    /// [`collapse_kernels::measure::kernels::KernelTable::csv`]'s columns), when the rows have them.
+    kernels: Option<&'a Path>,
     records: &'a RecordArgs,
 }
 
@@ -331,6 +353,10 @@ fn table<C, P, T: TableRow>(
     let gpu = gpu_for(options, kinds)?;
     let stamp = Stamp::new(t.program);
     let (mut recs, mut rows) = (Vec::new(), Vec::new());
+    let mut kernel_csv = String::new();
+    if t.kernels.is_some() {
+        kernel_csv += "backend,shape,kernel,calls,seconds,share\n";
+    }
     println!("{}", t.header);
     for case in cases {
         let prepared = prepare(case)?;
@@ -340,6 +366,19 @@ fn table<C, P, T: TableRow>(
             match time(&b, g, &prepared) {
                 Ok(timing) => {
                     println!("{}", timing.row());
+                    if let Some(kt) = timing.kernels() {
+                        let title = format!("{} {}", kind.name(), timing.record().1);
+                        print!("{}", kt.render(&title, 12));
+                        if let Some(path) = t.kernels {
+                            kernel_csv += &kt
+                                .csv()
+                                .lines()
+                                .skip(1)
+                                .map(|l| format!("{},{},{l}\n", kind.name(), title_shape(&title)))
+                                .collect::<String>();
+                            write_text(path, &kernel_csv)?;
+                        }
+                    }
                     let (adapter, driver) = adapter_of(&b, gpu.as_ref());
                     let (name, shape, med, min, throughput) = timing.record();
                     recs.push(stamp.record(
@@ -352,6 +391,10 @@ fn table<C, P, T: TableRow>(
                         throughput,
                     ));
                     rows.push(timing);
+                    // Each row is written as soon as it is timed: a run cut short keeps them.
+                    if let Some(path) = t.out {
+                        write_csv(path, &rows)?;
+                    }
                 }
                 Err(Error::Unsupported(why)) => println!("{:<8} skipped: {why}", kind.name()),
                 Err(e) => return Err(e),
@@ -362,7 +405,23 @@ fn table<C, P, T: TableRow>(
         write_csv(path, &rows)?;
         println!("wrote {}", path.display());
     }
+    if let Some(path) = t.kernels.filter(|_| !kernel_csv.is_empty()) {
+        println!("wrote {}", path.display());
+    }
     t.records.write(&stamp, &recs)
+}
+
+/// The shape part of a kernel table's title (`"<backend> <shape>"`), quoted for CSV.
+fn title_shape(title: &str) -> String {
+    format!("\"{}\"", title.split_once(' ').map_or(title, |(_, s)| s))
+}
+
+/// Write `text` to `path` (creating its folder), replacing it atomically.
+fn write_text(path: &Path, text: &str) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+    }
+    collapse_kernels::io::write_atomic(path, text.as_bytes())
 }
 
 /// `collapse bench gmm`.
@@ -385,9 +444,13 @@ fn gmm(options: &GpuOptions, a: &GmmArgs) -> Result<()> {
     }
     let cpu = Engine::create(BackendKind::Cpu64, None)?;
     let header = format!(
-        "{:<8} {:>9} {:>3} {:>3} {:<5} {:>12} {:>12} {:>14}",
-        "backend", "N", "D", "K", "cov", "ms/iter", "min ms", "pts·comp/s"
+        "{:<8} {:>9} {:>3} {:>3} {:<5} {:>12} {:>12} {:>14} {:>6} {:>6}",
+        "backend", "N", "D", "K", "cov", "ms/iter", "min ms", "pts·comp/s", "waits", "disp"
     );
+    let kernels = a
+        .kernels
+        .clone()
+        .or_else(|| a.out.as_ref().map(|o| o.with_extension("kernels.csv")));
     table(
         options,
         &a.backends,
@@ -397,6 +460,7 @@ fn gmm(options: &GpuOptions, a: &GmmArgs) -> Result<()> {
             kernel: "gmm_em_iteration",
             header: &header,
             out: a.out.as_deref(),
+            kernels: kernels.as_deref(),
             records: &a.records,
         },
         &mut |&shape| {
@@ -409,7 +473,7 @@ fn gmm(options: &GpuOptions, a: &GmmArgs) -> Result<()> {
             }
             Ok((x, start))
         },
-        &|b, _, (x, start)| measure::time_gmm(b, x, start, a.iters),
+        &|b, g, (x, start)| measure::time_gmm(b, g, x, start, a.iters),
     )
 }
 
@@ -436,6 +500,7 @@ fn lm(options: &GpuOptions, a: &LmArgs) -> Result<()> {
             kernel: "lm_train_step",
             header: &header,
             out: a.out.as_deref(),
+            kernels: None,
             records: &a.records,
         },
         &mut |&batch| Ok(batch),
@@ -472,6 +537,7 @@ fn vae(options: &GpuOptions, a: &VaeArgs) -> Result<()> {
             kernel: "vae_train_step",
             header: &header,
             out: a.out.as_deref(),
+            kernels: None,
             records: &a.records,
         },
         &mut |&batch| Ok(batch),
