@@ -135,7 +135,13 @@ impl GmmOps for WgslGmmOps<'_> {
         Ok(())
     }
 
-    fn reduce(&self, src: &wgpu::Buffer, dst: &wgpu::Buffer, cols: usize, rows: usize) -> Result<()> {
+    fn reduce(
+        &self,
+        src: &wgpu::Buffer,
+        dst: &wgpu::Buffer,
+        cols: usize,
+        rows: usize,
+    ) -> Result<()> {
         let pipe = self.gpu.pipeline("gmm.wgsl", "reduce")?;
         let lanes = reduce_lanes(rows);
         let u = self.uniform(Params {
