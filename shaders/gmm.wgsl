@@ -20,16 +20,17 @@
 //   Workgroup 64 x 1 x 1 = 64 points, one per invocation (workgroup w = wid.x + wid.y * nwg.x
 //   owns points 64w ..): the workgroup stages its points' coordinates DC = 32 at a time in
 //   workgroup memory (xs, [64][DC + 1], padded: conflict-free), and per component the matching
-//   rows of U (a [DC][JB = 8] block, broadcast reads) and of mu. Full: each invocation keeps
+//   rows of U (a [DC][JB = 8] block as vec4, broadcast reads) and of mu. Full: each invocation keeps
 //   y = (x - mu)^T U for JB columns in registers (two vec4), q = sum |y|^2; diagonal: q = sum
 //   ((x - mu) / sigma)^2. l_k = -q/2 + cst_k is stored in resp, then lse = max + ln sum exp(l -
 //   max) and resp[p][k] = exp(l_k - lse). lse_part[row0 + w] = the 64 points' lse summed by a
 //   fixed tree in workgroup memory.
 // msum    bindings 1 x, 2 means, 5 resp, 7 partial (rw).
 //   Workgroup 64 = 8 x 8 invocations, each a 4 x 4 register block of a 32 x 32 output block
-//   (rows u = tu + 8i, columns v = tv + 8j); grid x = output blocks, y = tiles of `tile` points.
-//   Points go through workgroup memory 16 at a time (ls [16][32] left operand, rs [16][32]
-//   right operand) and each invocation sums its block over the tile's points in order:
+//   (rows u = 4 tu + i, columns v = 4 tv + j); grid x = output blocks, y = tiles of `tile`
+//   points. Points go through workgroup memory 16 at a time (ls [16][32] left operand, rs
+//   [16][32] right operand, as vec4: two 16-byte loads per point feed 16 FMAs) and each
+//   invocation sums its block over the tile's points in order:
 //   mode 0: u = component, v = coordinate (v = d: the constant 1): sum r_u x_v,
 //           column u (d + 1) + v (N_k and the unnormalised means, R^T [X | 1]);
 //   mode 1: u = component, v = coordinate: sum r_u (x_v - mu_uv)^2, column u d + v;
@@ -74,11 +75,11 @@ struct GmmParams {
 @group(0) @binding(9) var<storage, read_write> dst: array<f32>;
 
 var<workgroup> xs: array<f32, 2112>; // [WG][XS_STRIDE]
-var<workgroup> us: array<f32, 256>; // [DC][JB]
+var<workgroup> us: array<vec4<f32>, 64>; // [DC][JB / 4]: U block (full) or 1/sigma in .x (diag)
 var<workgroup> ms: array<f32, 32>; // [DC]
 var<workgroup> red: array<f32, 64>;
-var<workgroup> ls: array<f32, 512>; // [PC][OB]
-var<workgroup> rs: array<f32, 512>; // [PC][OB]
+var<workgroup> ls: array<vec4<f32>, 128>; // [PC][OB / 4]
+var<workgroup> rs: array<vec4<f32>, 128>; // [PC][OB / 4]
 
 @compute @workgroup_size(64)
 fn estep(
@@ -131,10 +132,10 @@ fn estep(
                         if (gi < d && gj < d) {
                             v = prec[(c * d + gi) * d + gj];
                         }
-                        us[e] = v;
+                        us[e / 4u][e % 4u] = v;
                     }
                 } else if (lane < dc) {
-                    us[lane] = prec[c * d + i0 + lane];
+                    us[lane].x = prec[c * d + i0 + lane];
                 }
                 if (lane < dc) {
                     ms[lane] = means[c * d + i0 + lane];
@@ -144,13 +145,12 @@ fn estep(
                 if (full) {
                     for (var ii = 0u; ii < ni; ii = ii + 1u) {
                         let v = vec4<f32>(xs[lane * XS_STRIDE + ii] - ms[ii]);
-                        let b = ii * JB;
-                        y0 = fma(v, vec4<f32>(us[b], us[b + 1u], us[b + 2u], us[b + 3u]), y0);
-                        y1 = fma(v, vec4<f32>(us[b + 4u], us[b + 5u], us[b + 6u], us[b + 7u]), y1);
+                        y0 = fma(v, us[2u * ii], y0);
+                        y1 = fma(v, us[2u * ii + 1u], y1);
                     }
                 } else {
                     for (var ii = 0u; ii < ni; ii = ii + 1u) {
-                        let y = (xs[lane * XS_STRIDE + ii] - ms[ii]) * us[ii];
+                        let y = (xs[lane * XS_STRIDE + ii] - ms[ii]) * us[ii].x;
                         q = fma(y, y, q);
                     }
                 }
@@ -220,10 +220,10 @@ fn msum(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     var mu = array<vec4<f32>, 4>();
     if (mode == 1u) {
         for (var i = 0u; i < 4u; i = i + 1u) {
-            let u = u0 + tu + 8u * i;
+            let u = u0 + 4u * tu + i;
             var mv = vec4<f32>(0.0);
             for (var j = 0u; j < 4u; j = j + 1u) {
-                let v = v0 + tv + 8u * j;
+                let v = v0 + 4u * tv + j;
                 if (u < nu && v < nv) {
                     mv[j] = means[u * d + v];
                 }
@@ -265,18 +265,18 @@ fn msum(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
                     }
                 }
             }
-            ls[e] = lv;
-            rs[e] = rv;
+            ls[e / 4u][e % 4u] = lv;
+            rs[e / 4u][e % 4u] = rv;
         }
         workgroupBarrier();
         let np = min(PC, p1 - pc);
         for (var pp = 0u; pp < np; pp = pp + 1u) {
-            let b = pp * OB;
-            let rv = vec4<f32>(rs[b + tv], rs[b + tv + 8u], rs[b + tv + 16u], rs[b + tv + 24u]);
-            let l0 = ls[b + tu];
-            let l1 = ls[b + tu + 8u];
-            let l2 = ls[b + tu + 16u];
-            let l3 = ls[b + tu + 24u];
+            let rv = rs[pp * 8u + tv];
+            let lq = ls[pp * 8u + tu];
+            let l0 = lq.x;
+            let l1 = lq.y;
+            let l2 = lq.z;
+            let l3 = lq.w;
             if (mode == 1u) {
                 let c0 = rv - mu[0];
                 let c1 = rv - mu[1];
@@ -297,9 +297,9 @@ fn msum(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
     let row = (params.row0 + t) * params.cols;
     for (var i = 0u; i < 4u; i = i + 1u) {
-        let u = u0 + tu + 8u * i;
+        let u = u0 + 4u * tu + i;
         for (var j = 0u; j < 4u; j = j + 1u) {
-            let v = v0 + tv + 8u * j;
+            let v = v0 + 4u * tv + j;
             if (u < nu && v < nv) {
                 partial[row + (kk * nu + u) * nv + v] = acc[i][j];
             }

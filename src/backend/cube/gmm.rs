@@ -33,7 +33,7 @@ fn tree64(red: &mut Shared<[f32]>, lane: usize) {
     for s in 0..6u32 {
         let h = (32u32 >> s) as usize;
         if lane < h {
-            red[lane] = red[lane] + red[lane + h];
+            red[lane] += red[lane + h];
         }
         sync_cube();
     }
@@ -45,6 +45,7 @@ fn tree64(red: &mut Shared<[f32]>, lane: usize) {
 /// of `μ`; `lse_part[row0 + cube]` is the cube's `Σ ln p(x)` by a fixed tree.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::manual_div_ceil, clippy::collapsible_if)] // runtime `div_ceil` does not expand in #[cube]; nested ifs keep comptime and runtime conditions apart
 fn estep_kernel(
     x: &[f32],
     means: &[f32],
@@ -214,6 +215,7 @@ fn estep_kernel(
 /// μ_uv)²`, 2: `Σ (r_kk (x_u − μ_u))(x_v − μ_v)` for the cube's component `kk`.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::manual_div_ceil, clippy::collapsible_if)] // runtime `div_ceil` does not expand in #[cube]; nested ifs keep comptime and runtime conditions apart
 fn msum_kernel(
     x: &[f32],
     means: &[f32],
@@ -254,8 +256,8 @@ fn msum_kernel(
     for i in 0..4usize {
         #[unroll]
         for j in 0..4usize {
-            let u = u0 + tu + 8 * i;
-            let v = v0 + tv + 8 * j;
+            let u = u0 + 4 * tu + i;
+            let v = v0 + 4 * tv + j;
             let mut mv = f32::new(0.0);
             if comptime![mode == 1] {
                 if u < nu && v < nv {
@@ -322,8 +324,8 @@ fn msum_kernel(
             let base = pp * OB;
             #[unroll]
             for i in 0..4usize {
-                lv[i] = ls[base + tu + 8 * i];
-                rv[i] = rs[base + tv + 8 * i];
+                lv[i] = ls[base + 4 * tu + i];
+                rv[i] = rs[base + 4 * tv + i];
             }
             #[unroll]
             for i in 0..4usize {
@@ -344,8 +346,8 @@ fn msum_kernel(
     for i in 0..4usize {
         #[unroll]
         for j in 0..4usize {
-            let u = u0 + tu + 8 * i;
-            let v = v0 + tv + 8 * j;
+            let u = u0 + 4 * tu + i;
+            let v = v0 + 4 * tv + j;
             if u < nu && v < nv {
                 partial[row + (kk * nu + u) * nv + v] = acc[i * 4 + j];
             }
@@ -356,6 +358,7 @@ fn msum_kernel(
 /// `dst[c] = Σ_t src[t][c]` over `rows` rows (`gmm.wgsl`'s `reduce`): a cube of `64 / lanes`
 /// columns × `lanes` lanes, lane `l` summing rows `l, l + lanes, …` in order, then a fixed tree.
 #[cube(launch)]
+#[allow(clippy::manual_div_ceil, clippy::collapsible_if)] // runtime `div_ceil` does not expand in #[cube]; nested ifs keep comptime and runtime conditions apart
 fn reduce_kernel(src: &[f32], dst: &mut [f32], cols: u32, rows: u32, lanes: u32) {
     let lane = UNIT_POS_X as usize;
     let ln = lanes as usize;
@@ -380,7 +383,7 @@ fn reduce_kernel(src: &[f32], dst: &mut [f32], cols: u32, rows: u32, lanes: u32)
     for s in 0..6u32 {
         let h = (lanes >> (s + 1)) as usize;
         if lt < h {
-            red[lane] = red[lane] + red[lane + h * cw];
+            red[lane] += red[lane + h * cw];
         }
         sync_cube();
     }
