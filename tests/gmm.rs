@@ -448,3 +448,140 @@ fn chunked_gpu_passes_match_unchunked() {
         }
     }
 }
+
+/// The tiled GPU kernels on shapes that are ragged for every tile and block: N not a multiple
+/// of the 64-point E-step workgroup or of the M-step's 16-point staging and 256-point tiles,
+/// D below and above the 32-coordinate staging chunk and not a multiple of the 8-column
+/// register block, K > 1 and (K = 35) above the 32-row output block, diag and full; each
+/// against cpu64 on fresh random data within `estep_and_mstep_match_cpu64`'s bounds.
+#[test]
+fn tiled_kernels_match_cpu64_on_ragged_shapes() {
+    let reference = create(BackendKind::Cpu64, None).unwrap();
+    let gpus: Vec<Box<dyn Backend>> = em_backends()
+        .into_iter()
+        .filter(|b| !b.name().starts_with("cpu"))
+        .collect();
+    if common::ci() {
+        assert_eq!(gpus.len(), 2, "CI=true: both GPU backends must run EM");
+    }
+    for (n, d, k, seed) in [(1037, 13, 3, 30), (777, 37, 2, 31), (2113, 5, 35, 32)] {
+        let x = random_data(n, d, seed);
+        for cov in [CovarianceType::Full, CovarianceType::Diag] {
+            let p = random_params(k, d, cov, seed + 100).estep_params().unwrap();
+            let mut rp = reference.gmm_pass(&x).unwrap();
+            let ll_ref = rp.estep(&p).unwrap();
+            let r_ref = rp.responsibilities().unwrap();
+            let s_ref = rp.mstep(cov).unwrap();
+            for b in &gpus {
+                let what = format!("{} N={n} D={d} K={k} {cov:?}", b.name());
+                let mut bp = b.gmm_pass(&x).unwrap();
+                let ll = bp.estep(&p).unwrap();
+                let r = bp.responsibilities().unwrap();
+                assert!(
+                    r.iter().all(|v| v.is_finite()),
+                    "{what}: NaN responsibility"
+                );
+                assert!(
+                    ((ll - ll_ref) / ll_ref).abs() < 1e-5,
+                    "{what}: log-lik {ll} vs {ll_ref}"
+                );
+                assert!(rel_err(&r, &r_ref) < 1e-4, "{what}: responsibilities");
+                bp.set_responsibilities(&r_ref).unwrap();
+                let s = bp.mstep(cov).unwrap();
+                eprintln!(
+                    "{what}: ll {:.1e} r {:.1e} nk {:.1e} means {:.1e} scatter {:.1e}",
+                    ((ll - ll_ref) / ll_ref).abs(),
+                    rel_err(&r, &r_ref),
+                    rel_err(&s.nk, &s_ref.nk),
+                    rel_err(&s.means, &s_ref.means),
+                    rel_err(&s.scatter, &s_ref.scatter)
+                );
+                assert!(rel_err(&s.nk, &s_ref.nk) < 1e-5, "{what}: nk");
+                assert!(rel_err(&s.means, &s_ref.means) < 1e-5, "{what}: means");
+                assert!(
+                    rel_err(&s.scatter, &s_ref.scatter) < 1e-4,
+                    "{what}: scatter"
+                );
+            }
+        }
+    }
+}
+
+/// Two EM iterations (E-step, M-step, parameter update, E-step, M-step) from the same start
+/// give identical bits on two fresh passes of every GPU backend: every sum has a fixed order.
+#[test]
+fn gpu_em_iterations_are_bit_deterministic() {
+    let (n, d, k) = (3001, 6, 4);
+    let x = random_data(n, d, 40);
+    for b in em_backends()
+        .iter()
+        .filter(|b| !b.name().starts_with("cpu"))
+    {
+        for cov in [CovarianceType::Full, CovarianceType::Diag] {
+            let run = || {
+                let mut pass = b.gmm_pass(&x).unwrap();
+                let mut params = random_params(k, d, cov, 41);
+                let mut bits = Vec::new();
+                for _ in 0..2 {
+                    let ll = pass.estep(&params.estep_params().unwrap()).unwrap();
+                    let s = pass.mstep(cov).unwrap();
+                    bits.push(ll.to_bits());
+                    bits.extend(
+                        s.nk.iter()
+                            .chain(&s.means)
+                            .chain(&s.scatter)
+                            .map(|v| v.to_bits()),
+                    );
+                    let mut cfg = GmmConfig::new(k);
+                    cfg.covariance_type = cov;
+                    params = params_from_stats(&s, &x, &cfg, &mut 0, &mut None).0;
+                }
+                bits
+            };
+            assert_eq!(run(), run(), "{} {cov:?}: two runs differ", b.name());
+        }
+    }
+}
+
+/// One E-step + M-step makes the same small number of dispatches and host waits at N = 2 000
+/// and N = 40 000 (one chunk each): WGSL through the context's counters (6 dispatches; 15
+/// waits: two per timed dispatch, one per read-back of the log-likelihood, the first-pass sums
+/// and the scatter), cubecl through its kernels' own counters (6 launches, 3 read-backs).
+#[test]
+fn an_em_iteration_waits_a_fixed_small_number_of_times() {
+    use collapse_kernels::backend::cube::gmm::CubeGmmOps;
+    use collapse_kernels::backend::device_gmm::DeviceGmm;
+    use collapse_kernels::ops::gmm::GmmPass;
+    let Some(gpu) = common::gpu() else {
+        return;
+    };
+    let client = gpu.cube_client().unwrap();
+    let (d, k) = (5, 3);
+    for cov in [CovarianceType::Full, CovarianceType::Diag] {
+        let p = random_params(k, d, cov, 51).estep_params().unwrap();
+        let mut seen = Vec::new();
+        for n in [2_000, 40_000] {
+            let x = random_data(n, d, 50);
+            let wgsl = create(BackendKind::Wgsl, Some(&gpu)).unwrap();
+            let mut pass = wgsl.gmm_pass(&x).unwrap();
+            gpu.reset_counts();
+            pass.estep(&p).unwrap();
+            pass.mstep(cov).unwrap();
+            let c = gpu.counts();
+            let mut cube = DeviceGmm::new(CubeGmmOps::new(&client, &gpu), &x).unwrap();
+            let before = cube.ops().counts();
+            cube.estep(&p).unwrap();
+            cube.mstep(cov).unwrap();
+            let after = cube.ops().counts();
+            let cube_counts = (after.0 - before.0, after.1 - before.1);
+            eprintln!(
+                "{cov:?} N={n}: wgsl {} dispatches, {} waits; cube {} launches, {} reads",
+                c.dispatches, c.waits, cube_counts.0, cube_counts.1
+            );
+            assert!(c.dispatches <= 6 && c.waits <= 15, "{cov:?} N={n}: {c:?}");
+            assert!(cube_counts.0 <= 6 && cube_counts.1 <= 3, "{cov:?} N={n}");
+            seen.push((c.dispatches, c.waits, cube_counts));
+        }
+        assert_eq!(seen[0], seen[1], "{cov:?}: counts depend on N");
+    }
+}

@@ -3,14 +3,15 @@
 //! ([`gmm_chunk_points`]); each GPU backend provides only the kernels (`wgsl::gmm` over
 //! `shaders/gmm.wgsl`, `cube::gmm` over `#[cube]` kernels).
 //!
-//! Sums over points: in order within a tile of points, then pairwise across tiles on the device
-//! ([`GmmOps::tree_reduce`], one launch per level), then pairwise across chunks on the host
-//! ([`PairwiseAcc`], f32); the E-step's `Σ log p(x_n)` is the same tree over its `[n][1]` table.
+//! Sums over points: in order within a unit, by a fixed tree within a workgroup, into one table
+//! of partial sums for all chunks, then [`GmmOps::reduce`] over the table in one launch, read
+//! back once. An EM iteration is six launches per chunk at most (E-step + reduce, first pass +
+//! reduce, scatter + reduce) and three read-backs, whatever `N`; every order is fixed, so the
+//! same inputs give the same bits.
 
 use crate::backend::launch::{GMM_MAX_DIM, gmm_chunk_points, msum_tiling};
 use crate::error::{Error, Result};
 use crate::io::Matrix;
-use crate::num::summation::PairwiseAcc;
 use crate::ops::gmm::{
     CovarianceType, EStepParams, EStepShape, GmmOps, GmmPass, MStats, MSum, MSumShape,
     components_of, first_pass_stats,
@@ -54,6 +55,11 @@ impl<O: GmmOps> DeviceGmm<O> {
         Ok(s)
     }
 
+    /// The kernels (tests count their launches and reads through it).
+    pub fn ops(&self) -> &O {
+        &self.ops
+    }
+
     /// (Re)build the chunks for `k` components: points per chunk such that `x` and `resp`
     /// each fit one binding.
     fn layout(&mut self, k: usize) -> Result<()> {
@@ -77,42 +83,50 @@ impl<O: GmmOps> DeviceGmm<O> {
         Ok(())
     }
 
-    /// Sum the `t` rows of the `[t][cols]` table in `buf` pairwise on the device; read the sum.
-    fn tree_sum(&self, mut buf: O::Buf, mut t: usize, cols: usize) -> Result<Vec<f32>> {
-        while t > 1 {
-            let half = t.div_ceil(2);
-            let dst = self.ops.alloc("gmm tree", half * cols)?;
-            self.ops.tree_reduce(&buf, &dst, cols, t)?;
-            buf = dst;
-            t = half;
-        }
-        self.ops.read(&buf, cols)
+    /// Reduce the `rows` rows of the `[rows][cols]` table in `table` (one launch); read the sums.
+    fn reduce_read(&self, table: &O::Buf, rows: usize, cols: usize) -> Result<Vec<f32>> {
+        let out = self.ops.alloc("gmm sums", cols)?;
+        self.ops.reduce(table, &out, cols, rows)?;
+        self.ops.read(&out, cols)
     }
 
-    /// One M-step summation (`sum`) into `cols` columns over every chunk, combined pairwise.
-    fn msum(&self, sum: MSum, cols: usize, full: bool, means: &O::Buf) -> Result<Vec<f32>> {
-        let max = self.ops.binding_elements();
-        let mut acc = PairwiseAcc::default();
-        for ch in &self.chunks {
+    /// One M-step summation (`sum`) into `cols` columns over every chunk: every chunk's tiles
+    /// write their rows of one table of partial sums, reduced in one launch.
+    fn msum(
+        &self,
+        sum: MSum,
+        cols: usize,
+        cov: CovarianceType,
+        means: &O::Buf,
+    ) -> Result<Vec<f32>> {
+        let budget = (self.ops.binding_elements() / self.chunks.len().max(1)).max(cols);
+        let tilings: Vec<(usize, usize)> = self
+            .chunks
+            .iter()
+            .map(|ch| msum_tiling(ch.n, cols, budget))
+            .collect();
+        let rows: usize = tilings.iter().map(|t| t.1).sum();
+        let partial = self.ops.alloc("gmm partial", rows * cols)?;
+        let mut row0 = 0;
+        for (ch, &(tile, tiles)) in self.chunks.iter().zip(&tilings) {
             let resp = ch.resp.as_ref().ok_or_else(|| {
                 Error::InvalidArgument("mstep before any responsibilities".into())
             })?;
-            let (tile, tiles) = msum_tiling(ch.n, cols, max);
-            let partial = self.ops.alloc("gmm partial", tiles * cols)?;
             let shape = MSumShape {
                 n: ch.n,
                 d: self.d,
                 k: self.k,
-                full,
+                cov,
                 sum,
                 tile,
                 tiles,
                 cols,
+                row0,
             };
             self.ops.msum(&shape, &ch.x, means, resp, &partial)?;
-            acc.push(self.tree_sum(partial, tiles, cols)?);
+            row0 += tiles;
         }
-        Ok(acc.finish().unwrap_or_else(|| vec![0.0; cols]))
+        self.reduce_read(&partial, rows, cols)
     }
 }
 
@@ -130,20 +144,40 @@ impl<O: GmmOps> GmmPass for DeviceGmm<O> {
         let means = self.ops.upload("gmm means", &f32s(&p.means))?;
         let prec = self.ops.upload("gmm prec", &f32s(&p.prec_chol))?;
         let cst = self.ops.upload("gmm cst", &f32s(&cst))?;
-        let mut total = PairwiseAcc::default();
         let (d, k) = (self.d, self.k);
-        let full = p.covariance_type == CovarianceType::Full;
-        for i in 0..self.chunks.len() {
-            let n = self.chunks[i].n;
-            let resp = self.ops.alloc("gmm resp", n * k)?;
-            let lse = self.ops.alloc("gmm lse", n)?;
-            let shape = EStepShape { n, d, k, full };
-            self.ops
-                .estep(&shape, &self.chunks[i].x, &means, &prec, &cst, &resp, &lse)?;
-            total.push(self.tree_sum(lse, n, 1)?);
+        let shapes: Vec<EStepShape> = {
+            let mut row0 = 0;
+            self.chunks
+                .iter()
+                .map(|ch| {
+                    let s = EStepShape {
+                        n: ch.n,
+                        d,
+                        k,
+                        cov: p.covariance_type,
+                        row0,
+                    };
+                    row0 += s.workgroups();
+                    s
+                })
+                .collect()
+        };
+        let rows: usize = shapes.iter().map(|s| s.workgroups()).sum();
+        let lse_part = self.ops.alloc("gmm lse partial", rows)?;
+        for (i, shape) in shapes.iter().enumerate() {
+            let resp = self.ops.alloc("gmm resp", shape.n * k)?;
+            self.ops.estep(
+                shape,
+                &self.chunks[i].x,
+                &means,
+                &prec,
+                &cst,
+                &resp,
+                &lse_part,
+            )?;
             self.chunks[i].resp = Some(resp);
         }
-        Ok(total.finish().map(|v| v[0] as f64).unwrap_or(0.0))
+        Ok(self.reduce_read(&lse_part, rows, 1)?[0] as f64)
     }
 
     fn set_responsibilities(&mut self, r: &[f64]) -> Result<()> {
@@ -175,13 +209,15 @@ impl<O: GmmOps> GmmPass for DeviceGmm<O> {
 
     fn mstep(&mut self, cov: CovarianceType) -> Result<MStats> {
         let (d, k) = (self.d, self.k);
-        let full = cov == CovarianceType::Full;
         let no_means = self.ops.upload("gmm no means", &[0.0])?;
-        let first = self.msum(MSum::First, k * (d + 1), full, &no_means)?;
+        let first = self.msum(MSum::First, k * (d + 1), cov, &no_means)?;
         let (nk, means) = first_pass_stats(&first, k, d);
         let means_buf = self.ops.upload("gmm new means", &means)?;
-        let per = if full { d * d } else { d };
-        let scatter = self.msum(MSum::Scatter, k * per, full, &means_buf)?;
+        let per = match cov {
+            CovarianceType::Full => d * d,
+            CovarianceType::Diag => d,
+        };
+        let scatter = self.msum(MSum::Scatter, k * per, cov, &means_buf)?;
         Ok(MStats {
             nk: nk.iter().map(|&v| v as f64).collect(),
             means: means.iter().map(|&v| v as f64).collect(),

@@ -61,8 +61,8 @@ pub const COL_BLOCK: usize = 64;
 /// `lm.wgsl` and `vae.wgsl`: 256 lanes, 4 rows each).
 pub const LOSS_BLOCK: usize = 1024;
 
-/// Largest dimension `D` of the GPU GMM E-step (its per-unit buffer of centred coordinates:
-/// `array<f32, 128>` in `gmm.wgsl`, a comptime-sized array in the cubecl kernel).
+/// Largest dimension `D` of the GPU GMM passes (the cubecl kernels are compiled per `D`; the
+/// WGSL kernels stage coordinates 32 at a time and take any `D`, capped here alike).
 pub const GMM_MAX_DIM: usize = 128;
 
 /// Points per chunk of the GPU GMM passes for `d` dimensions and `k` components, where one
@@ -72,14 +72,20 @@ pub fn gmm_chunk_points(binding_elements: usize, d: usize, k: usize) -> usize {
     (binding_elements / d.max(k)).max(1)
 }
 
+/// Values a GMM M-step table of partial sums aims to stay under (64 MiB of f32): the tiles are
+/// made longer when the columns are many, so writing and reducing the partials stays small
+/// beside the sums themselves (`[1M, 64] → 64` full: 64 tiles of 15 625 points).
+pub const MSUM_PARTIAL_TARGET: usize = 1 << 24;
+
 /// `(points per tile, tiles)` of a GMM M-step sum over `n` points into `cols` columns: at least
 /// 256 points per tile, at most 65535 tiles (one grid dimension), and the `[tiles][cols]` table
-/// of partial sums within `max` values (one binding).
+/// of partial sums within `max` values (one binding) and about [`MSUM_PARTIAL_TARGET`].
 pub fn msum_tiling(n: usize, cols: usize, max: usize) -> (usize, usize) {
+    let budget = max.min(MSUM_PARTIAL_TARGET);
     let tile = 256
         .max(n.div_ceil(MAX_WORKGROUPS_PER_DIM as usize))
-        .max(n.div_ceil((max / cols).max(1)));
-    (tile, n.div_ceil(tile))
+        .max(n.div_ceil((budget / cols).max(1)));
+    (tile, n.div_ceil(tile).max(1))
 }
 
 /// Sizes the GPU mixture samplers accept: D ≤ [`crate::ops::sampling::MAX_DIM`], R·M < 2³²,

@@ -183,12 +183,25 @@ pub struct GmmTiming {
     pub iterations: usize,
     /// `N·K / seconds_per_iter`.
     pub point_components_per_s: f64,
+    /// Host waits for the queue in one timed EM iteration (the last), as the shared GPU
+    /// context counts them ([`crate::gpu::GpuContext::counts`]); empty for CPU backends. The
+    /// cubecl backend's launches and reads go through cubecl, not the context: 0 there.
+    pub waits_per_iter: Option<u64>,
+    /// WGSL dispatches in one timed EM iteration (the last); empty for CPU backends.
+    pub dispatches_per_iter: Option<u64>,
+    /// The per-kernel device times of the timed iterations (WGSL dispatches recorded by the
+    /// context; `None` on CPU backends or when nothing was recorded). Not a CSV column.
+    #[serde(skip)]
+    pub kernels: Option<crate::measure::kernels::KernelTable>,
 }
 
 /// Time `iters` EM iterations of `backend` on `x` from `start` (after one untimed warm-up
-/// iteration). Parameters are updated between iterations exactly as in a fit.
+/// iteration). Parameters are updated between iterations exactly as in a fit. With `gpu` (the
+/// context a GPU backend runs on) it also counts the host waits and dispatches of each timed
+/// iteration and sums the recorded kernel times of the timed iterations per kernel.
 pub fn time_gmm(
     backend: &dyn Backend,
+    gpu: Option<&crate::gpu::GpuContext>,
     x: &Matrix,
     start: &GmmParams,
     iters: usize,
@@ -196,12 +209,22 @@ pub fn time_gmm(
     let mut pass = backend.gmm_pass(x)?;
     let mut params = start.clone();
     let mut times = Vec::new();
+    let mut counts = None;
+    let mut kernel_times = Vec::new();
     for it in 0..=iters {
+        if let Some(g) = gpu {
+            g.reset_counts();
+            g.take_timings();
+        }
         let t = Instant::now();
         pass.estep(&params.estep_params()?)?;
         let s = pass.mstep(params.covariance_type)?;
         if it > 0 {
             times.push(t.elapsed().as_secs_f64());
+            if let Some(g) = gpu {
+                counts = Some(g.counts());
+                kernel_times.extend(g.take_timings());
+            }
         }
         // Same update as a fit (weights, scatter/N_k + 1e-6·I).
         let cfg = crate::models::gmm::GmmConfig {
@@ -223,6 +246,10 @@ pub fn time_gmm(
         min_seconds: times[0],
         iterations: iters,
         point_components_per_s: (x.rows * start.k) as f64 / med,
+        waits_per_iter: counts.map(|c| c.waits),
+        dispatches_per_iter: counts.map(|c| c.dispatches),
+        kernels: (!kernel_times.is_empty())
+            .then(|| crate::measure::kernels::KernelTable::from_times(&kernel_times)),
     })
 }
 

@@ -307,7 +307,7 @@ pub trait GmmPass {
     fn mstep(&mut self, covariance_type: CovarianceType) -> Result<MStats>;
 }
 
-/// Which sums one M-step summation launch forms (`mode` 0 and 1 of `gmm.wgsl`'s `msum`).
+/// Which sums one M-step summation launch forms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MSum {
     /// `k·(D + 1)` columns: column `c·(D+1) + j` sums `r_nc·x_nj` for `j < D` and `r_nc` for
@@ -317,18 +317,25 @@ pub enum MSum {
     Scatter,
 }
 
-impl MSum {
-    /// The `mode` number the kernels take (0: [`MSum::First`], 1: [`MSum::Scatter`]).
-    pub fn mode(self) -> u32 {
+impl CovarianceType {
+    /// The number the GPU kernels take for this type (`cov` of `gmm.wgsl`'s uniform, the
+    /// comptime `cov` of the cubecl kernels): 0 diagonal, 1 full. A new type gets a new number
+    /// and a factor layout; the kernels branch on it where the layout differs.
+    pub fn code(self) -> u32 {
         match self {
-            MSum::First => 0,
-            MSum::Scatter => 1,
+            CovarianceType::Diag => 0,
+            CovarianceType::Full => 1,
         }
     }
 }
 
+/// Points per E-step workgroup (cube) of the GPU kernels: the E-step writes one partial sum of
+/// `ln p(x_n)` per this many points.
+pub const ESTEP_POINTS: usize = 64;
+
 /// The shape of one E-step launch: `n` points of one chunk, `d` dimensions, `k` components,
-/// full or diagonal precision factors.
+/// the covariance type, and the first row of the `[⌈N/64⌉]` table of per-workgroup
+/// log-likelihood sums this chunk writes.
 #[derive(Clone, Copy, Debug)]
 pub struct EStepShape {
     /// Points in the chunk.
@@ -337,12 +344,22 @@ pub struct EStepShape {
     pub d: usize,
     /// Components.
     pub k: usize,
-    /// Full (`[K][D][D]`) rather than diagonal (`[K][D]`) precision factors.
-    pub full: bool,
+    /// Covariance type (the layout of the precision factors).
+    pub cov: CovarianceType,
+    /// Row of the partial-sum table of the chunk's first workgroup of [`ESTEP_POINTS`] points.
+    pub row0: usize,
+}
+
+impl EStepShape {
+    /// Workgroups (rows of the partial-sum table) of this launch.
+    pub fn workgroups(&self) -> usize {
+        self.n.div_ceil(ESTEP_POINTS)
+    }
 }
 
 /// The shape of one M-step summation launch over the `n` points of one chunk into `cols`
-/// columns, in `tiles` tiles of `tile` points (the last one shorter).
+/// columns, in `tiles` tiles of `tile` points (the last one shorter), written to rows
+/// `row0 .. row0 + tiles` of the `[rows][cols]` table of partial sums.
 #[derive(Clone, Copy, Debug)]
 pub struct MSumShape {
     /// Points in the chunk.
@@ -351,23 +368,64 @@ pub struct MSumShape {
     pub d: usize,
     /// Components.
     pub k: usize,
-    /// Full rather than diagonal scatter (ignored by [`MSum::First`]).
-    pub full: bool,
+    /// Covariance type (the scatter's layout; ignored by [`MSum::First`]).
+    pub cov: CovarianceType,
     /// Which sums.
     pub sum: MSum,
     /// Points per tile.
     pub tile: usize,
-    /// Tiles: rows of the `[tiles][cols]` table of partial sums.
+    /// Tiles of this chunk.
     pub tiles: usize,
     /// Columns.
     pub cols: usize,
+    /// Row of the table this chunk's first tile writes.
+    pub row0: usize,
+}
+
+/// Output block (rows and columns) of one M-step summation workgroup: 8 × 8 units, each a 4 × 4
+/// register block.
+pub const MSUM_BLOCK: usize = 32;
+
+impl MSumShape {
+    /// The `mode` number the kernels take: 0 [`MSum::First`], 1 the diagonal scatter, 2 the
+    /// full scatter.
+    pub fn mode(&self) -> u32 {
+        match (self.sum, self.cov) {
+            (MSum::First, _) => 0,
+            (MSum::Scatter, CovarianceType::Diag) => 1,
+            (MSum::Scatter, CovarianceType::Full) => 2,
+        }
+    }
+
+    /// `(groups, rows, columns)` of the sum's output: `K` groups of a `D × D` block (full
+    /// scatter), else one `K × (D + 1)` (first pass) or `K × D` (diagonal scatter) block.
+    pub fn output(&self) -> (usize, usize, usize) {
+        match self.mode() {
+            0 => (1, self.k, self.d + 1),
+            1 => (1, self.k, self.d),
+            _ => (self.k, self.d, self.d),
+        }
+    }
+
+    /// Workgroups along x: [`MSUM_BLOCK`]² output blocks over every group.
+    pub fn blocks(&self) -> usize {
+        let (g, u, v) = self.output();
+        g * u.div_ceil(MSUM_BLOCK) * v.div_ceil(MSUM_BLOCK)
+    }
+}
+
+/// Tile lanes per column of the one-pass reduction of a `[rows][cols]` table (a power of two,
+/// 1 to 64; 64 / lanes columns per workgroup of 64): about 16 rows per lane, summed in order,
+/// then a fixed tree over the lanes. A function of `rows` only, so the order is fixed.
+pub fn reduce_lanes(rows: usize) -> usize {
+    rows.div_ceil(16).next_power_of_two().clamp(1, 64)
 }
 
 /// The kernels of the GPU EM passes, which a GPU backend provides and the backend layer's
 /// `DeviceGmm` (`src/backend/device_gmm.rs`) drives: buffers of f32, the E-step, the tiled
-/// M-step sums and the pairwise tree that sums a table's rows. Every sum over points is in
-/// order within a tile, pairwise across tiles (the tree) and pairwise across chunks (on the
-/// host, by the caller), so every backend that implements this sums in one order.
+/// M-step sums and the one-pass reduction of a table of partial sums. Every sum over points is
+/// in order within a unit, by a fixed tree within a workgroup and by [`GmmOps::reduce`] over
+/// the partials, so it takes at most two launches and gives the same bits every run.
 pub trait GmmOps {
     /// A device buffer of f32.
     type Buf;
@@ -380,12 +438,13 @@ pub trait GmmOps {
     fn upload(&self, label: &str, data: &[f32]) -> Result<Self::Buf>;
     /// A buffer of `len` f32 the kernels write (contents undefined; poisoned when poisoning is on).
     fn alloc(&self, label: &str, len: usize) -> Result<Self::Buf>;
-    /// The first `len` values of `buf`.
+    /// The first `len` values of `buf` (one host wait).
     fn read(&self, buf: &Self::Buf, len: usize) -> Result<Vec<f32>>;
     /// E-step over one chunk: for each point `x_n` (`x` `[n][d]`), the component log-densities
     /// `l_nk = −½‖(x_n − μ_k)ᵀU_k‖² + cst_k` (`means` `[k][d]`, `prec` the factors of
-    /// [`EStepParams`], `cst` [`EStepParams::log_constants`]), `lse[n] = logsumexp_k l_nk` and
-    /// `resp[n][k] = exp(l_nk − lse[n])`.
+    /// [`EStepParams`], `cst` [`EStepParams::log_constants`]) and `resp[n][k] = exp(l_nk −
+    /// logsumexp_k l_nk)`; `lse_part[s.row0 + w]` is the sum of `logsumexp_k l_nk` over the
+    /// points `64w .. 64w + 64` of the chunk ([`ESTEP_POINTS`], a fixed tree).
     #[allow(clippy::too_many_arguments)]
     fn estep(
         &self,
@@ -395,11 +454,11 @@ pub trait GmmOps {
         prec: &Self::Buf,
         cst: &Self::Buf,
         resp: &Self::Buf,
-        lse: &Self::Buf,
+        lse_part: &Self::Buf,
     ) -> Result<()>;
     /// M-step sums over one chunk (`x` `[n][d]`, `resp` `[n][k]`, `means` `[k][d]` for
-    /// [`MSum::Scatter`], any one-value buffer for [`MSum::First`]): `partial[t][c]` is column
-    /// `c` summed in order over the points of tile `t`.
+    /// [`MSum::Scatter`], any one-value buffer for [`MSum::First`]): `partial[s.row0 + t][c]`
+    /// is column `c` summed in order over the points of tile `t`.
     fn msum(
         &self,
         s: &MSumShape,
@@ -408,10 +467,9 @@ pub trait GmmOps {
         resp: &Self::Buf,
         partial: &Self::Buf,
     ) -> Result<()>;
-    /// One level of the pairwise tree: `dst[t][c] = src[2t][c] + src[2t + 1][c]` (the second
-    /// term only where `2t + 1 < t_in`) for the `⌈t_in/2⌉` rows of `dst`, `cols` columns.
-    fn tree_reduce(&self, src: &Self::Buf, dst: &Self::Buf, cols: usize, t_in: usize)
-    -> Result<()>;
+    /// `dst[c] = Σ_t src[t][c]` over the `rows` rows of the `[rows][cols]` table `src`, in the
+    /// fixed order of [`reduce_lanes`] (one launch).
+    fn reduce(&self, src: &Self::Buf, dst: &Self::Buf, cols: usize, rows: usize) -> Result<()>;
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! device (registered through [`GpuContext::cube_device`]).
 
 mod categorical;
-mod gmm;
+pub mod gmm;
 pub mod lm;
 pub mod matmul;
 pub mod memory;

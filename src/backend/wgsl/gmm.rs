@@ -1,24 +1,27 @@
-//! [`GmmOps`] over `shaders/gmm.wgsl`: the E-step, the tiled M-step sums and the pairwise tree,
-//! launched on wgpu. The EM passes that drive them (chunks, trees, host-side combination) are
+//! [`GmmOps`] over `shaders/gmm.wgsl`: the E-step, the tiled register-blocked M-step sums and
+//! the one-pass reduction of a table of partial sums, launched on wgpu. The EM passes that drive them (chunks, trees, host-side combination) are
 //! [`crate::backend::device_gmm::DeviceGmm`]'s, shared with the cubecl backend.
 
-use crate::backend::launch::{MAX_WORKGROUPS_PER_DIM, WORKGROUP, groups};
+use crate::backend::launch::{WORKGROUP, groups};
 use crate::error::Result;
 use crate::gpu::GpuContext;
-use crate::ops::gmm::{EStepShape, GmmOps, MSumShape};
+use crate::ops::gmm::{EStepShape, GmmOps, MSumShape, reduce_lanes};
 
-/// `GmmParams` of `gmm.wgsl` (uniform, 32 bytes).
+/// `GmmParams` of `gmm.wgsl` (uniform, 48 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     n: u32,
     d: u32,
     k: u32,
-    full: u32,
+    cov: u32,
     tile: u32,
     cols: u32,
-    t_in: u32,
+    row0: u32,
     mode: u32,
+    rows: u32,
+    lanes: u32,
+    pad: [u32; 2],
 }
 
 /// The `gmm.wgsl` kernels on one GPU context; buffers are wgpu storage buffers.
@@ -69,14 +72,15 @@ impl GmmOps for WgslGmmOps<'_> {
         prec: &wgpu::Buffer,
         cst: &wgpu::Buffer,
         resp: &wgpu::Buffer,
-        lse: &wgpu::Buffer,
+        lse_part: &wgpu::Buffer,
     ) -> Result<()> {
         let pipe = self.gpu.pipeline("gmm.wgsl", "estep")?;
         let u = self.uniform(Params {
             n: s.n as u32,
             d: s.d as u32,
             k: s.k as u32,
-            full: s.full as u32,
+            cov: s.cov.code(),
+            row0: s.row0 as u32,
             ..Default::default()
         })?;
         let bg = self.gpu.bind_at(
@@ -88,9 +92,10 @@ impl GmmOps for WgslGmmOps<'_> {
                 (3, prec),
                 (4, cst),
                 (5, resp),
-                (6, lse),
+                (6, lse_part),
             ],
         )?;
+        // One workgroup per 64 points (ESTEP_POINTS = WORKGROUP).
         self.gpu
             .dispatch("gmm.wgsl:estep", &pipe, &bg, groups(s.n))?;
         Ok(())
@@ -109,50 +114,49 @@ impl GmmOps for WgslGmmOps<'_> {
             n: s.n as u32,
             d: s.d as u32,
             k: s.k as u32,
-            full: s.full as u32,
+            cov: s.cov.code(),
             tile: s.tile as u32,
             cols: s.cols as u32,
-            mode: s.sum.mode(),
+            row0: s.row0 as u32,
+            mode: s.mode(),
             ..Default::default()
         })?;
         let bg = self.gpu.bind_at(
             &pipe,
             &[(0, &u), (1, x), (2, means), (5, resp), (7, partial)],
         )?;
-        // One invocation per (column, tile): columns along x, tiles along y.
+        // Output blocks along x, tiles of points along y.
         self.gpu.dispatch(
             "gmm.wgsl:msum",
             &pipe,
             &bg,
-            ((s.cols as u32).div_ceil(WORKGROUP), s.tiles as u32),
+            (s.blocks() as u32, s.tiles as u32),
         )?;
         Ok(())
     }
 
-    fn tree_reduce(
+    fn reduce(
         &self,
         src: &wgpu::Buffer,
         dst: &wgpu::Buffer,
         cols: usize,
-        t_in: usize,
+        rows: usize,
     ) -> Result<()> {
-        let pipe = self.gpu.pipeline("gmm.wgsl", "tree_reduce")?;
-        let half = t_in.div_ceil(2);
+        let pipe = self.gpu.pipeline("gmm.wgsl", "reduce")?;
+        let lanes = reduce_lanes(rows);
         let u = self.uniform(Params {
             cols: cols as u32,
-            t_in: t_in as u32,
+            rows: rows as u32,
+            lanes: lanes as u32,
             ..Default::default()
         })?;
         let bg = self.gpu.bind_at(&pipe, &[(0, &u), (8, src), (9, dst)])?;
-        // Columns along x; the `half` output rows along y, then z past 65535.
-        let max = MAX_WORKGROUPS_PER_DIM as usize;
-        let gy = half.min(max) as u32;
-        let gz = half.div_ceil(max) as u32;
-        self.gpu.dispatch3(
-            "gmm.wgsl:tree_reduce",
+        let per = WORKGROUP as usize / lanes;
+        self.gpu.dispatch(
+            "gmm.wgsl:reduce",
             &pipe,
             &bg,
-            ((cols as u32).div_ceil(WORKGROUP), gy, gz),
+            GpuContext::grid(cols.div_ceil(per) as u32),
         )?;
         Ok(())
     }

@@ -73,9 +73,17 @@ pub struct GmmArgs {
     /// Also write the data sets as NPY files here (gmm-N-D-K.npy), for peer scripts.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Write the records as CSV here.
+    /// Write the records as CSV here, one row as soon as each backend and shape is timed (a run
+    /// cut short keeps the rows it finished). Columns include `waits_per_iter` and
+    /// `dispatches_per_iter`: host waits and WGSL dispatches of one EM iteration.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Write the per-kernel device-time tables of the GPU backends (WGSL kernels, summed over
+    /// the timed iterations: backend, shape, kernel, calls, seconds, share) as CSV here;
+    /// defaults to the --out file with the extension `.kernels.csv`. The tables are printed
+    /// either way.
+    #[arg(long)]
+    pub kernels: Option<PathBuf>,
     /// Replace the --out file when it exists (without it an existing file is refused before
     /// anything is timed).
     #[arg(long, requires = "out")]
@@ -208,7 +216,9 @@ pub fn bench(options: &GpuOptions, a: &BenchArgs) -> Result<()> {
                 .into(),
         )),
         (None, Some(c)) => match c {
-            BenchCommand::Gmm(a) => out_free(&a.out, a.force).and_then(|()| gmm(options, a)),
+            BenchCommand::Gmm(a) => out_free(&a.out, a.force)
+                .and_then(|()| out_free(&a.kernels, a.force))
+                .and_then(|()| gmm(options, a)),
             BenchCommand::Matmul(a) => out_free(&a.out, a.force).and_then(|()| matmul(options, a)),
             BenchCommand::Sample(a) => sample(options, a),
             BenchCommand::Vae(a) => out_free(&a.out, a.force)
@@ -254,7 +264,7 @@ trait TableRow: serde::Serialize {
 impl TableRow for GmmTiming {
     fn row(&self) -> String {
         format!(
-            "{:<8} {:>9} {:>3} {:>3} {:<5} {:>12.2} {:>12.2} {:>14.3e}",
+            "{:<8} {:>9} {:>3} {:>3} {:<5} {:>12.2} {:>12.2} {:>14.3e} {:>6} {:>6}",
             self.backend,
             self.n,
             self.d,
@@ -262,7 +272,10 @@ impl TableRow for GmmTiming {
             self.covariance_type,
             self.seconds_per_iter * 1e3,
             self.min_seconds * 1e3,
-            self.point_components_per_s
+            self.point_components_per_s,
+            self.waits_per_iter.map_or("-".into(), |w| w.to_string()),
+            self.dispatches_per_iter
+                .map_or("-".into(), |w| w.to_string()),
         )
     }
     fn record(&self) -> (&str, String, f64, f64, (f64, &'static str)) {
@@ -276,6 +289,9 @@ impl TableRow for GmmTiming {
             self.min_seconds,
             (self.point_components_per_s, "points·components/s"),
         )
+    }
+    fn kernel_table(&self) -> Option<KernelTable> {
+        self.kernels.clone()
     }
 }
 
@@ -407,9 +423,16 @@ fn table<C, P, T: TableRow>(
                                 share: r.share,
                             });
                         }
+                        if let Some(path) = t.kernels {
+                            write_csv(path, &kernel_rows)?;
+                        }
                     }
                     recs.push(rec);
                     rows.push(timing);
+                    // Each row is written as soon as it is timed: a run cut short keeps them.
+                    if let Some(path) = t.out {
+                        write_csv(path, &rows)?;
+                    }
                 }
                 Err(Error::Unsupported(why)) => println!("{:<8} skipped: {why}", kind.name()),
                 Err(e) => return Err(e),
@@ -459,9 +482,13 @@ fn gmm(options: &GpuOptions, a: &GmmArgs) -> Result<()> {
     }
     let cpu = Engine::create(BackendKind::Cpu64, None)?;
     let header = format!(
-        "{:<8} {:>9} {:>3} {:>3} {:<5} {:>12} {:>12} {:>14}",
-        "backend", "N", "D", "K", "cov", "ms/iter", "min ms", "pts·comp/s"
+        "{:<8} {:>9} {:>3} {:>3} {:<5} {:>12} {:>12} {:>14} {:>6} {:>6}",
+        "backend", "N", "D", "K", "cov", "ms/iter", "min ms", "pts·comp/s", "waits", "disp"
     );
+    let kernels = a
+        .kernels
+        .clone()
+        .or_else(|| a.out.as_ref().map(|o| o.with_extension("kernels.csv")));
     table(
         options,
         &a.backends,
@@ -471,7 +498,7 @@ fn gmm(options: &GpuOptions, a: &GmmArgs) -> Result<()> {
             kernel: "gmm_em_iteration",
             header: &header,
             out: a.out.as_deref(),
-            kernels: None,
+            kernels: kernels.as_deref(),
             records: &a.records,
         },
         &mut |&shape| {
@@ -484,7 +511,7 @@ fn gmm(options: &GpuOptions, a: &GmmArgs) -> Result<()> {
             }
             Ok((x, start))
         },
-        &|b, _, (x, start)| measure::time_gmm(b, x, start, a.iters),
+        &|b, g, (x, start)| measure::time_gmm(b, g, x, start, a.iters),
     )
 }
 
