@@ -6,12 +6,13 @@
 # Usage: bash scripts/results-gpu-prep.sh   (needs `cargo build --release` first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-C=target/release/collapse
+C=${COLLAPSE_BIN:-target/release/collapse}
 out=results/gpu-prep
 mkdir -p "$out"
 size=${SIZE:-256}
 tiles=$(COLLAPSE_MATMUL_TILE=? "$C" bench matmul --backends wgsl --sizes 64 --no-records \
-  --out /tmp/gp-tile.csv --force 2>&1 | sed -n 's/.*choose one of //p' | tr -d ',')
+  --out /tmp/gp-tile.csv --force 2>&1 | sed -n 's/.*choose one of //p' | tr -d ',' || true)
+[ -n "$tiles" ] || { echo "could not list the matmul tiles (no adapter?)"; exit 1; }
 {
   echo "# lscpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(date -u +%F); $(git rev-parse --short HEAD)"
   echo "# command: bash scripts/results-gpu-prep.sh (SIZE=$size; bench matmul --reps 5, median)"
