@@ -16,10 +16,8 @@
 //   5: softmax_p  SoftmaxParams { rows, len, scale }              causal_softmax, softmax_back
 //   6: loss_p     LossParams    { rows, grad, count }             cross_entropy, loss_partial,
 //                                                                 loss_final, onehot
-//   7: sumsq_p    SumsqParams   { count[4], offset[4], blocks[4], clip }  sumsq_partial (up to
-//                                 four tensors, 0..4 of count 0 unused), clip_scale (count[0])
-//   8: adam_p     AdamParams    { count[2], offset[2], decay[2], lr, beta1, beta2, eps, inv_c1,
-//                                 inv_c2 }                        adamw (two tensors; count 0: none)
+//   7: sumsq_p    SumsqParams   { count, clip }    sumsq_partial (count: blocks), clip_scale
+//   8: adam_p     AdamParams    { decay, lr, beta1, beta2, eps, inv_c1, inv_c2, blocks }  adamw
 //   9: decode_p   DecodeParams  { rows, c, ctx, heads, d, pos, scale }  kv_store, decode_attention
 // Storage (read: read-only; rw: read_write):
 //  10: tokens   u32 read  [N]                embed, onehot
@@ -52,17 +50,15 @@
 //  35: loss     rw   [1]                     loss_final (loss_partial when one block)
 //  45: loss_w   read [N]                     cross_entropy (gradient weights: 1/N, or mask/Σ mask),
 //                                            loss_partial (rows of weight 0 skipped)
-//  36: grad     read [count]                 sumsq_partial (tensor 0), adamw (tensor 0)
-//  48: grad1    49: grad2    50: grad3   read   sumsq_partial (tensors 1..3); adamw (grad1:
-//                                            tensor 1)
-//  37: norms    rw   sumsq_partial writes [offset + workgroup] (partial sums of squares of
-//                    all tensors, one region each); clip_scale reads [count] of them and
-//                    writes scale[0..2]
+//  36: grad     read   the flat gradient of every tensor     sumsq_partial, adamw
+//  48: blocks   vec4<u32> read [blocks]    the flat layout's blocks (start, count ≤ 4096, decayed,
+//                                            0), tensor by tensor (src/ops/memory.rs FlatLayout)
+//  37: norms    rw   sumsq_partial writes [blocks] (block w's sum of squares at w);
+//                    clip_scale reads [count] of them and writes scale[0..2]
 //  47: scale    rw   [2]                     clip_scale (writes [clip factor, Σ g²]), adamw
 //                                            (reads the factor)
-//  38: param    rw   55: param1  rw   [count]  adamw (tensors 0, 1)
-//  39: adam_m   rw   40: adam_v  rw          adamw: the flat moments of all tensors, tensor t's
-//                                            at offset[t]
+//  38: param    rw   39: adam_m   rw   40: adam_v  rw   adamw: the flat parameters and
+//                                            moments, in grad's layout
 //  41: qkv      read [rows][3C]              kv_store, decode_attention
 //  42: k_cache  rw   43: v_cache  rw   [rows][ctx][C]   kv_store (writes), decode_attention (reads)
 //  44: attn_out rw   [rows][C]               decode_attention
@@ -101,15 +97,13 @@
 //                   directly, and loss_final is not run)
 //   loss_final      one workgroup: loss[0] = Σ_{w < rows} parts[w] / count (rows = partials)
 //   onehot          i < rows·256: out[i] = f32(tokens[i / 256] == i % 256)
-//   sumsq_partial   up to four tensors t (grad, grad1..3), blocks[t] = ceil(count[t]/4096)
-//                   workgroups each in order: workgroup b of tensor t writes
-//                   norms[offset[t] + b] = Σ_{4096b ≤ i < min(4096(b+1), count[t])} grad_t[i]²
+//   sumsq_partial   one workgroup per block w = (start, count): norms[w] =
+//                   Σ_{j < count} grad[start + j]² (lane-strided, 16 per lane, tree-reduced)
 //   clip_scale      one workgroup: q = Σ_{k < count} norms[k]; scale = [clip/√q if clip > 0 and
 //                   √q > clip else 1, q]
-//   adamw           two tensors (param, grad; param1, grad1), ceil(count[t]/256) workgroups
-//                   each in order; element i of tensor t: AdamW with grad·scale[0] (the global
-//                   clip factor), decay factor decay[t], bias corrections 1/c₁, 1/c₂, moments
-//                   adam_m/adam_v[offset[t] + i]
+//   adamw           one workgroup per block (start, count, decayed): every element k of it,
+//                   AdamW with grad[k]·scale[0] (the global clip factor), weight factor decay
+//                   where decayed (else 1), bias corrections 1/c₁, 1/c₂, moments adam_m/v[k]
 //   kv_store        i < rows·c: k_cache[(r·ctx + pos)·c + j] = qkv[r·3c + c + j],
 //                   v_cache[…] = qkv[r·3c + 2c + j]
 //   decode_attention row kernel per (row r, head h) = (row / heads, row % heads): the query in
@@ -170,25 +164,21 @@ struct LossParams {
 }
 
 struct SumsqParams {
-    count: vec4<u32>,
-    offset: vec4<u32>,
-    blocks: vec4<u32>,
+    count: u32,
     clip: f32,
     pad0: u32,
     pad1: u32,
-    pad2: u32,
 }
 
 struct AdamParams {
-    count: vec2<u32>,
-    offset: vec2<u32>,
-    decay: vec2<f32>,
+    decay: f32,
     lr: f32,
     beta1: f32,
     beta2: f32,
     eps: f32,
     inv_c1: f32,
     inv_c2: f32,
+    blocks: u32,
 }
 
 struct DecodeParams {
@@ -250,14 +240,11 @@ struct DecodeParams {
 @group(0) @binding(45) var<storage, read> loss_w: array<f32>;
 @group(0) @binding(46) var<storage, read_write> parts: array<f32>;
 @group(0) @binding(47) var<storage, read_write> scale: array<f32>;
-@group(0) @binding(48) var<storage, read> grad1: array<f32>;
-@group(0) @binding(49) var<storage, read> grad2: array<f32>;
-@group(0) @binding(50) var<storage, read> grad3: array<f32>;
+@group(0) @binding(48) var<storage, read> blocks: array<vec4<u32>>;
 @group(0) @binding(51) var<storage, read_write> dst1: array<f32>;
 @group(0) @binding(52) var<storage, read_write> dst2: array<f32>;
 @group(0) @binding(53) var<storage, read> src1: array<f32>;
 @group(0) @binding(54) var<storage, read> src2: array<f32>;
-@group(0) @binding(55) var<storage, read_write> param1: array<f32>;
 
 var<workgroup> red: array<f32, 256>;
 var<workgroup> att_w: array<f32, 1024>;
@@ -624,49 +611,31 @@ fn onehot(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
 fn sumsq_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
     let w = row_of(wid, nwg);
-    let b = sumsq_p.blocks;
-    // Which tensor this workgroup reduces (uniform across the workgroup), and its block.
-    var t = 0u;
-    var blk = w;
-    if (blk >= b.x) {
-        t = 1u;
-        blk = blk - b.x;
-        if (blk >= b.y) {
-            t = 2u;
-            blk = blk - b.y;
-            if (blk >= b.z) {
-                t = 3u;
-                blk = blk - b.z;
-            }
-        }
+    let nb = sumsq_p.count;
+    // Block w of the flat layout (uniform across the workgroup): grad[start .. start + count).
+    var blk = vec4<u32>(0u, 0u, 0u, 0u);
+    if (w < nb) {
+        blk = blocks[w];
     }
-    let count = sumsq_p.count[t];
-    let base = blk * 4096u;
     var s = 0.0;
     for (var q = 0u; q < 16u; q = q + 1u) {
-        let i = base + q * 256u + lid;
-        if (i < count) {
-            var v = 0.0;
-            switch t {
-                case 0u: { v = grad[i]; }
-                case 1u: { v = grad1[i]; }
-                case 2u: { v = grad2[i]; }
-                default: { v = grad3[i]; }
-            }
+        let j = q * 256u + lid;
+        if (j < blk.y) {
+            let v = grad[blk.x + j];
             s = s + v * v;
         }
     }
     red[lid] = s;
     let tot = tree_sum(lid);
-    if (lid == 0u && blk < b[t]) {
-        norms[sumsq_p.offset[t] + blk] = tot;
+    if (lid == 0u && w < nb) {
+        norms[w] = tot;
     }
 }
 
 @compute @workgroup_size(256)
 fn clip_scale(@builtin(local_invocation_index) lid: u32) {
     var s = 0.0;
-    for (var k = lid; k < sumsq_p.count.x; k = k + 256u) {
+    for (var k = lid; k < sumsq_p.count; k = k + 256u) {
         s = s + norms[k];
     }
     red[lid] = s;
@@ -687,38 +656,25 @@ fn adamw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
          @builtin(local_invocation_index) lid: u32) {
     let a = adam_p;
     let w = row_of(wid, nwg);
-    let blocks0 = (a.count.x + 255u) / 256u;
-    var t = 0u;
-    var i = w * 256u + lid;
-    if (w >= blocks0) {
-        t = 1u;
-        i = (w - blocks0) * 256u + lid;
-    }
-    if (i >= a.count[t]) {
+    if (w >= a.blocks) {
         return;
     }
-    var g = 0.0;
-    var p = 0.0;
-    if (t == 0u) {
-        g = grad[i];
-        p = param[i];
-    } else {
-        g = grad1[i];
-        p = param1[i];
-    }
-    g = g * scale[0];
-    let k = a.offset[t] + i;
-    let m = a.beta1 * adam_m[k] + (1.0 - a.beta1) * g;
-    let v = a.beta2 * adam_v[k] + (1.0 - a.beta2) * g * g;
-    adam_m[k] = m;
-    adam_v[k] = v;
-    let mh = m * a.inv_c1;
-    let vh = v * a.inv_c2;
-    let np = p * a.decay[t] - a.lr * mh / (sqrt(vh) + a.eps);
-    if (t == 0u) {
-        param[i] = np;
-    } else {
-        param1[i] = np;
+    let blk = blocks[w];
+    let decay = select(1.0, a.decay, blk.z != 0u);
+    let f = scale[0];
+    for (var q = 0u; q < 16u; q = q + 1u) {
+        let j = q * 256u + lid;
+        if (j < blk.y) {
+            let k = blk.x + j;
+            let g = grad[k] * f;
+            let m = a.beta1 * adam_m[k] + (1.0 - a.beta1) * g;
+            let v = a.beta2 * adam_v[k] + (1.0 - a.beta2) * g * g;
+            adam_m[k] = m;
+            adam_v[k] = v;
+            let mh = m * a.inv_c1;
+            let vh = v * a.inv_c2;
+            param[k] = param[k] * decay - a.lr * mh / (sqrt(vh) + a.eps);
+        }
     }
 }
 

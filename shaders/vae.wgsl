@@ -5,7 +5,7 @@
 // are [in][out]; see src/models/vae/mod.rs).
 //
 // Bindings (group 0); each entry point uses the subset named beside it, bound by number:
-//   0: uniform  VaeParams { b, d, z, flags, count, inv_b, beta, pad }        (all but adam)
+//   0: uniform  VaeParams { b, d, z, flags, count, inv_b, beta, pad }        (all but adam, reparam_noise)
 //   1: storage, read_write  logits: array<f32> [B][D] (bce_rows: becomes dlogits when flags & 1)
 //   2: storage, read        x: array<f32> [B][D]
 //   3: storage, read_write  bce_row: array<f32> [B]
@@ -25,17 +25,25 @@
 //  22: storage, read_write  parts: array<f32> partial sums: col_partial writes [chunks][count],
 //                           col_final reads them; loss_partial writes [blocks][2] (bce, kl),
 //                           loss_final reads them
-//  17: uniform  AdamParams { lr, beta1, beta2, eps, wd, c1, c2, count, count1, off0, off1 }
-//  18: storage, read_write  p: array<f32>     19: storage, read g: array<f32>     (tensor 0)
-//  23: storage, read_write  p1: array<f32>    24: storage, read g1: array<f32>    (tensor 1)
+//  17: uniform  AdamParams { lr, beta1, beta2, eps, wd, c1, c2, blocks }
+//  18: storage, read_write  p: array<f32>     19: storage, read g: array<f32>
 //  20: storage, read_write  m: array<f32>     21: storage, read_write v: array<f32>
-//                           (flat moments of every tensor; tensor t's at off_t)
+//                           (the flat parameters, gradients and moments of every tensor, one
+//                           layout: src/ops/memory.rs FlatLayout)
+//  25: uniform  NoiseParams { key, stream, count }               (reparam_noise)
+//  26: storage, read_write  eps_out: array<f32> [B][Z]  (reparam_noise writes the normals it draws)
+//  23: storage, read        blocks: array<vec4<u32>> the layout's blocks (start, count ≤ 4096,
+//                           flag, 0), tensor by tensor
 //
 // Entry points and shapes (1-D grids of x <= 65535 workgroups; (x, y) grids index
 // i = gid.x + gid.y * 256 * nwg.x for the element-wise ones):
 //   bce_rows  workgroup 256, one workgroup per image (grid (B, 1)): BCE of the row, tree-reduced
 //             in workgroup memory into bce_row[b]; with flags & 1 also dlogits = (σ(l) − x)/B.
 //   reparam   workgroup 256, one invocation per latent: z = mu + exp(lv/2)·eps.
+//   reparam_noise workgroup 64, one invocation per Philox block g of four latents: draws
+//             normals 4g .. 4g + 4 of (key, stream) exactly as rng.wgsl's fill_normal_f32 (from
+//             value 0), writes them to eps_out and z = mu + exp(lv/2)·eps (i < count): the
+//             noise fill and reparam in one dispatch.
 //   latent    workgroup 64, one invocation per image: kl_row[b]; with flags & 1 the gradients
 //             dmu = dz + β·mu/B and dlv = dz·eps·exp(lv/2)/2 + β·(exp(lv) − 1)/(2B).
 //   relu_grad workgroup 256, one invocation per element: grad = 0 where act <= 0.
@@ -52,9 +60,19 @@
 //   loss_final workgroup 256, one workgroup: the z blocks' partials summed lane-strided and
 //             tree-reduced; loss[1] = Σ bce / B, loss[2] = Σ kl / B, loss[0] = loss[1] + β·loss[2].
 // Every reduction has a fixed order (no atomics): the same bits every run.
-//   adam      workgroup 256, two tensors (count, count1; count1 0: none), ceil(count/256) then
-//             ceil(count1/256) workgroups, one invocation per parameter: PyTorch's Adam with
-//             L2 decay, moments at m/v[off_t + i].
+//   adam      workgroup 256, one workgroup per block (start, count) of the flat layout, 16
+//             elements per lane: PyTorch's Adam with L2 decay on p/g/m/v[start + j], j < count.
+
+//!include common/philox.wgsl
+
+struct NoiseParams {
+    key: vec2<u32>,
+    stream: vec2<u32>,
+    count: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
+}
 
 struct VaeParams {
     b: u32,
@@ -75,11 +93,7 @@ struct AdamParams {
     wd: f32,
     c1: f32,
     c2: f32,
-    count: u32,
-    count1: u32,
-    off0: u32,
-    off1: u32,
-    pad: u32,
+    blocks: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: VaeParams;
@@ -105,8 +119,9 @@ struct AdamParams {
 @group(0) @binding(20) var<storage, read_write> m: array<f32>;
 @group(0) @binding(21) var<storage, read_write> v: array<f32>;
 @group(0) @binding(22) var<storage, read_write> parts: array<f32>;
-@group(0) @binding(23) var<storage, read_write> p1: array<f32>;
-@group(0) @binding(24) var<storage, read> g1: array<f32>;
+@group(0) @binding(23) var<storage, read> blocks: array<vec4<u32>>;
+@group(0) @binding(25) var<uniform> noise_p: NoiseParams;
+@group(0) @binding(26) var<storage, read_write> eps_out: array<f32>;
 
 var<workgroup> partial: array<f32, 256>;
 var<workgroup> partial2: array<f32, 256>;
@@ -154,6 +169,22 @@ fn reparam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
         return;
     }
     z[i] = mu[i] + exp(0.5 * lv[i]) * eps[i];
+}
+
+@compute @workgroup_size(64)
+fn reparam_noise(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let g = gid.x + gid.y * (nwg.x * 64u);
+    if (4u * g >= noise_p.count) {
+        return;
+    }
+    let e = philox_normals(philox4x32_10(philox_counter(vec2<u32>(g, 0u), noise_p.stream), noise_p.key));
+    for (var l = 0u; l < 4u; l = l + 1u) {
+        let i = 4u * g + l;
+        if (i < noise_p.count) {
+            eps_out[i] = e[l];
+            z[i] = mu[i] + exp(0.5 * lv[i]) * e[l];
+        }
+    }
 }
 
 @compute @workgroup_size(64)
@@ -283,40 +314,23 @@ fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) lid: u32) {
     let a = adam_params;
     let w = wid.x + wid.y * nwg.x;
-    let blocks0 = (a.count + 255u) / 256u;
-    var t = 0u;
-    var i = w * 256u + lid;
-    var n = a.count;
-    var k = a.off0 + i;
-    if (w >= blocks0) {
-        t = 1u;
-        i = (w - blocks0) * 256u + lid;
-        n = a.count1;
-        k = a.off1 + i;
-    }
-    if (i >= n) {
+    if (w >= a.blocks) {
         return;
     }
-    var pv = 0.0;
-    var gv = 0.0;
-    if (t == 0u) {
-        pv = p[i];
-        gv = g[i];
-    } else {
-        pv = p1[i];
-        gv = g1[i];
-    }
-    let gi = gv + a.wd * pv;
-    let mk = a.beta1 * m[k] + (1.0 - a.beta1) * gi;
-    let vk = a.beta2 * v[k] + (1.0 - a.beta2) * gi * gi;
-    m[k] = mk;
-    v[k] = vk;
-    let mh = mk / a.c1;
-    let vh = vk / a.c2;
-    let np = pv - a.lr * mh / (sqrt(vh) + a.eps);
-    if (t == 0u) {
-        p[i] = np;
-    } else {
-        p1[i] = np;
+    let blk = blocks[w];
+    for (var q = 0u; q < 16u; q = q + 1u) {
+        let j = q * 256u + lid;
+        if (j < blk.y) {
+            let k = blk.x + j;
+            let pv = p[k];
+            let gi = g[k] + a.wd * pv;
+            let mk = a.beta1 * m[k] + (1.0 - a.beta1) * gi;
+            let vk = a.beta2 * v[k] + (1.0 - a.beta2) * gi * gi;
+            m[k] = mk;
+            v[k] = vk;
+            let mh = mk / a.c1;
+            let vh = vk / a.c2;
+            p[k] = pv - a.lr * mh / (sqrt(vh) + a.eps);
+        }
     }
 }

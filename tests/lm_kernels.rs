@@ -7,8 +7,9 @@ mod common;
 
 use collapse_kernels::backend::cpu64::Cpu64;
 use collapse_kernels::ops::Backend;
-use collapse_kernels::ops::lm::{AdamStep, AdamTensor, LmOps};
+use collapse_kernels::ops::lm::{AdamStep, LmOps};
 use collapse_kernels::ops::matmul::{Epilogue, Matmul};
+use collapse_kernels::ops::memory::FlatLayout;
 use collapse_kernels::rng::StreamKey;
 use common::rel_err;
 
@@ -316,45 +317,63 @@ fn all_kernels<O: LmOps>(o: &O) {
         .collect();
     check("pos_grad", &rd(&pg, ctx * c), &want);
 
-    // sumsq and AdamW with clipping (global norm over two tensors).
+    // sumsq and AdamW with clipping (global norm over two tensors of one flat layout, the
+    // first decayed, the second not).
     let (g1, g2) = (normals(300, 19), normals(50, 20));
+    let flat = FlatLayout::new(&[300, 50]);
+    let (o1, o2) = (flat.range(0).0, flat.range(1).0);
     let norms = o.alloc("norms", 2).unwrap();
-    let (gb1, gb2) = (up(&g1), up(&g2));
-    o.sumsq(&[(&gb1, 300, 0), (&gb2, 50, 1)], &norms).unwrap();
+    let gb = up(&flat.pack(&[g1.clone(), g2.clone()].concat()));
+    let blocks = o.upload_u32("blocks", &flat.blocks(|i| i == 0)).unwrap();
+    o.sumsq(&gb, &blocks, flat.n_blocks(), &norms).unwrap();
     let sq = |v: &[f32]| v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>();
     check("sumsq", &rd(&norms, 2), &[sq(&g1), sq(&g2)]);
     let scale = o.alloc("clip factor", 2).unwrap();
     o.clip_scale(&norms, 2, 1.0, &scale).unwrap();
-    let (p0, m0, v0) = (normals(300, 21), normals(300, 22), normals(300, 23));
+    let (p0, m0, v0) = (normals(350, 21), normals(350, 22), normals(350, 23));
     let v0: Vec<f32> = v0.iter().map(|x| x.abs()).collect();
-    let (pb, mb2, vb) = (up(&p0), up(&m0), up(&v0));
+    let (pb, mb2, vb) = (
+        up(&flat.pack(&p0)),
+        up(&flat.pack(&m0)),
+        up(&flat.pack(&v0)),
+    );
     let step = AdamStep {
         lr: 0.01,
         betas: (0.9, 0.95),
         eps: 1e-8,
         inv_corr: (1.0 / 0.1, 1.0 / 0.05),
     };
-    let one = AdamTensor {
-        p: &pb,
-        g: &gb1,
-        count: 300,
-        offset: 0,
-        decay: 0.999,
-    };
-    o.adamw(&[one], &mb2, &vb, &scale, &step).unwrap();
+    o.adamw(
+        [&pb, &gb, &mb2, &vb],
+        &blocks,
+        flat.n_blocks(),
+        &scale,
+        &step,
+        0.999,
+    )
+    .unwrap();
     let scale = 1.0f64.min(1.0 / (sq(&g1) + sq(&g2)).sqrt());
     let (mut wp, mut wm, mut wv) = (vec![], vec![], vec![]);
-    for i in 0..300 {
-        let g = g1[i] as f64 * scale;
+    for i in 0..350 {
+        let (g, decay) = if i < 300 {
+            (g1[i], 0.999)
+        } else {
+            (g2[i - 300], 1.0)
+        };
+        let g = g as f64 * scale;
         let m = 0.9 * m0[i] as f64 + 0.1 * g;
         let v = 0.95 * v0[i] as f64 + 0.05 * g * g;
         wm.push(m);
         wv.push(v);
-        wp.push(p0[i] as f64 * 0.999 - 0.01 * (m / 0.1) / ((v / 0.05).sqrt() + 1e-8));
+        wp.push(p0[i] as f64 * decay - 0.01 * (m / 0.1) / ((v / 0.05).sqrt() + 1e-8));
     }
-    check("adamw m", &rd(&mb2, 300), &wm);
-    check("adamw v", &rd(&vb, 300), &wv);
-    check("adamw p", &rd(&pb, 300), &wp);
+    let both = |b: &_| {
+        let all = rd(b, flat.len());
+        [&all[o1..o1 + 300], &all[o2..o2 + 50]].concat()
+    };
+    check("adamw m", &both(&mb2), &wm);
+    check("adamw v", &both(&vb), &wv);
+    check("adamw p", &both(&pb), &wp);
 
     // KV store and incremental attention at position 2 of a 4-position cache.
     let (cr, cctx, pos) = (2usize, 4usize, 2usize);

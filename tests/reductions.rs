@@ -16,7 +16,8 @@ use collapse_kernels::backend::BackendKind;
 use collapse_kernels::backend::cpu64::Cpu64;
 use collapse_kernels::gpu::{GpuContext, GpuOptions};
 use collapse_kernels::ops::Backend;
-use collapse_kernels::ops::lm::{LmOps, sumsq_parts};
+use collapse_kernels::ops::lm::LmOps;
+use collapse_kernels::ops::memory::{FLAT_BLOCK, FlatLayout};
 use collapse_kernels::ops::vae::VaeOps;
 use collapse_kernels::rng::StreamKey;
 use collapse_kernels::trainers::Engine;
@@ -119,37 +120,43 @@ fn reductions<O: LmOps + VaeOps>(o: &O) -> Vec<Vec<f32>> {
         check(&format!("mean {n}"), &got, &[want]);
         outs.push(got);
     }
-    // Gradient sums of squares of four tensors into one partials buffer, then the clip factor
-    // (clipping, not clipping, and clip 0 = none).
+    // Gradient sums of squares of five tensors of one flat buffer (one dispatch: blocks of
+    // 4096, ragged tails, a one-element tensor), then the clip factor (clipping, not clipping,
+    // and clip 0 = none).
     let sizes = [10_000usize, 4096, 1, 70_001, 5000];
     let tensors: Vec<Vec<f32>> = sizes
         .iter()
         .enumerate()
         .map(|(i, &n)| normals(n, 50 + i as u64))
         .collect();
-    let mut offsets = vec![0];
-    for &n in &sizes {
-        offsets.push(offsets.last().unwrap() + sumsq_parts(n));
+    let flat = FlatLayout::new(&sizes);
+    let total = flat.n_blocks();
+    let mut packed = flat.pack(&tensors.concat());
+    // The gaps between tensors hold NaN: a kernel that read one would say so.
+    let mut covered = vec![false; flat.len()];
+    for i in 0..sizes.len() {
+        let (off, n) = flat.range(i);
+        covered[off..off + n].iter_mut().for_each(|c| *c = true);
     }
-    let total = *offsets.last().unwrap();
+    for (x, c) in packed.iter_mut().zip(&covered) {
+        if !c {
+            *x = f32::NAN;
+        }
+    }
     let parts = o.alloc("parts", total).unwrap();
-    // Five tensors: two launches of four and one on WGSL.
-    let bufs: Vec<O::Buf> = tensors.iter().map(|t| up(t)).collect();
-    let list: Vec<(&O::Buf, usize, usize)> = (0..tensors.len())
-        .map(|i| (&bufs[i], tensors[i].len(), offsets[i]))
-        .collect();
-    o.sumsq(&list, &parts).unwrap();
+    let blocks = o.upload_u32("blocks", &flat.blocks(|_| false)).unwrap();
+    o.sumsq(&up(&packed), &blocks, total, &parts).unwrap();
     let p = rd(&parts, total);
+    let mut first = 0;
     for (i, t) in tensors.iter().enumerate() {
+        let nb = sizes[i].div_ceil(FLAT_BLOCK).max(1);
         let want: f64 = t.iter().map(|&x| (x as f64).powi(2)).sum();
-        let got: f64 = p[offsets[i]..offsets[i + 1]]
-            .iter()
-            .map(|&x| x as f64)
-            .sum();
+        let got: f64 = p[first..first + nb].iter().map(|&x| x as f64).sum();
         assert!(
             ((got - want) / want).abs() < TOL,
             "sumsq of tensor {i}: {got} vs {want}"
         );
+        first += nb;
     }
     outs.push(p);
     let q: f64 = tensors.iter().flatten().map(|&x| (x as f64).powi(2)).sum();
@@ -217,21 +224,61 @@ fn qkv_moves<O: LmOps>(o: &O) {
     );
 }
 
-/// AdamW over three tensors (two launches on WGSL) whose moments sit at offsets of two flat
-/// buffers, each with its own decay, against f64.
+/// Three tensors of a flat layout (a multi-block one, a tiny one, a ragged one), their values
+/// from `stream`, and the gaps between them NaN (a kernel that touched one would show it).
+fn flat_tensors(flat: &FlatLayout, stream: u64) -> (Vec<f32>, Vec<Vec<f32>>) {
+    let ts: Vec<Vec<f32>> = (0..flat.tensors())
+        .map(|i| normals(flat.range(i).1, stream + i as u64))
+        .collect();
+    let mut packed = vec![f32::NAN; flat.len()];
+    for (i, t) in ts.iter().enumerate() {
+        let (off, n) = flat.range(i);
+        packed[off..off + n].copy_from_slice(t);
+    }
+    (packed, ts)
+}
+
+/// `got` (a flat buffer read back) holds `want[i]` for tensor `i` of `flat` (checked as
+/// [`check`] does) and NaN in every gap.
+fn check_flat(name: &str, flat: &FlatLayout, got: &[f32], want: &[Vec<f64>]) {
+    for (i, w) in want.iter().enumerate() {
+        let (off, n) = flat.range(i);
+        check(&format!("{name} tensor {i}"), &got[off..off + n], w);
+    }
+    let mut gaps = 0;
+    for k in 0..flat.len() {
+        if !(0..flat.tensors()).any(|i| {
+            let (off, n) = flat.range(i);
+            (off..off + n).contains(&k)
+        }) {
+            assert!(got[k].is_nan(), "{name}: gap element {k} was written");
+            gaps += 1;
+        }
+    }
+    assert!(gaps > 0, "{name}: the layout has gaps to check");
+}
+
+/// AdamW over three tensors of one flat layout in one dispatch, decayed and undecayed blocks,
+/// against f64; the views of the flat buffers read back the same values.
 fn adamw_flat<O: LmOps>(o: &O) {
-    use collapse_kernels::ops::lm::{AdamStep, AdamTensor};
-    let sizes = [700usize, 5, 300];
-    let offsets = [0usize, 700, 705];
-    let decays = [0.999f32, 1.0, 0.99];
-    let total = 1005;
-    let (m0, v0) = (normals(total, 80), normals(total, 81));
+    use collapse_kernels::ops::lm::AdamStep;
+    let sizes = [4096 + 700usize, 5, 300];
+    let decayed = [true, false, true];
+    let decay = 0.999f32;
+    let flat = FlatLayout::new(&sizes);
+    let (m0, ms) = flat_tensors(&flat, 80);
+    let (v0, vs) = flat_tensors(&flat, 83);
     let v0: Vec<f32> = v0.iter().map(|x| x.abs()).collect();
-    let (mb, vb) = (o.upload("m", &m0).unwrap(), o.upload("v", &v0).unwrap());
-    let ps: Vec<Vec<f32>> = (0..3).map(|i| normals(sizes[i], 82 + i as u64)).collect();
-    let gs: Vec<Vec<f32>> = (0..3).map(|i| normals(sizes[i], 85 + i as u64)).collect();
-    let pb: Vec<O::Buf> = ps.iter().map(|p| o.upload("p", p).unwrap()).collect();
-    let gb: Vec<O::Buf> = gs.iter().map(|g| o.upload("g", g).unwrap()).collect();
+    let vs: Vec<Vec<f32>> = vs
+        .iter()
+        .map(|t| t.iter().map(|x| x.abs()).collect())
+        .collect();
+    let (p0, ps) = flat_tensors(&flat, 86);
+    let (g0, gs) = flat_tensors(&flat, 89);
+    let [mb, vb, pb, gb] = [&m0, &v0, &p0, &g0].map(|x| o.upload("flat", x).unwrap());
+    let blocks = o
+        .upload_u32("blocks", &flat.blocks(|i| decayed[i]))
+        .unwrap();
     let scale = o.upload("scale", &[0.5, 0.0]).unwrap();
     let step = AdamStep {
         lr: 0.01,
@@ -239,54 +286,65 @@ fn adamw_flat<O: LmOps>(o: &O) {
         eps: 1e-8,
         inv_corr: (1.0 / 0.1, 1.0 / 0.05),
     };
-    let tensors: Vec<AdamTensor<'_, O::Buf>> = (0..3)
-        .map(|i| AdamTensor {
-            p: &pb[i],
-            g: &gb[i],
-            count: sizes[i],
-            offset: offsets[i],
-            decay: decays[i],
-        })
-        .collect();
-    o.adamw(&tensors, &mb, &vb, &scale, &step).unwrap();
-    let (mut wm, mut wv) = (vec![0.0; total], vec![0.0; total]);
+    o.adamw(
+        [&pb, &gb, &mb, &vb],
+        &blocks,
+        flat.n_blocks(),
+        &scale,
+        &step,
+        decay,
+    )
+    .unwrap();
+    let (mut wp, mut wm, mut wv) = (vec![], vec![], vec![]);
     for t in 0..3 {
-        let mut wp = vec![];
+        let d = if decayed[t] { decay as f64 } else { 1.0 };
+        let (mut p, mut mm, mut vv) = (vec![], vec![], vec![]);
         for i in 0..sizes[t] {
-            let k = offsets[t] + i;
             let g = gs[t][i] as f64 * 0.5;
-            let m = 0.9 * m0[k] as f64 + 0.1 * g;
-            let v = 0.95 * v0[k] as f64 + 0.05 * g * g;
-            wm[k] = m;
-            wv[k] = v;
-            wp.push(
-                ps[t][i] as f64 * decays[t] as f64 - 0.01 * (m / 0.1) / ((v / 0.05).sqrt() + 1e-8),
-            );
+            let m = 0.9 * ms[t][i] as f64 + 0.1 * g;
+            let v = 0.95 * vs[t][i] as f64 + 0.05 * g * g;
+            mm.push(m);
+            vv.push(v);
+            p.push(ps[t][i] as f64 * d - 0.01 * (m / 0.1) / ((v / 0.05).sqrt() + 1e-8));
         }
+        wp.push(p);
+        wm.push(mm);
+        wv.push(vv);
+    }
+    check_flat("adamw p", &flat, &o.read(&pb, flat.len()).unwrap(), &wp);
+    check_flat("adamw m", &flat, &o.read(&mb, flat.len()).unwrap(), &wm);
+    check_flat("adamw v", &flat, &o.read(&vb, flat.len()).unwrap(), &wv);
+    // Views: each tensor's view reads back its own values.
+    for (t, view) in flat.views(o, &pb).unwrap().iter().enumerate() {
         check(
-            &format!("adamw p {t}"),
-            &o.read(&pb[t], sizes[t]).unwrap(),
-            &wp,
+            &format!("adamw view {t}"),
+            &o.read(view, sizes[t]).unwrap(),
+            &wp[t],
         );
     }
-    check("adamw m", &o.read(&mb, total).unwrap(), &wm);
-    check("adamw v", &o.read(&vb, total).unwrap(), &wv);
+    assert!(
+        o.view(&pb, 1, 4).is_err(),
+        "a view at an unaligned offset is refused"
+    );
 }
 
-/// The VAE's Adam (L2 decay) over three tensors whose moments sit at offsets of two flat
-/// buffers, against f64.
+/// The VAE's Adam (L2 decay) over three tensors of one flat layout in one dispatch, against
+/// f64.
 fn vae_adam_flat<O: VaeOps>(o: &O) {
-    use collapse_kernels::ops::vae::{AdamStep, AdamTensor};
-    let sizes = [300usize, 7, 513];
-    let offsets = [0usize, 300, 307];
-    let total = 820;
-    let (m0, v0) = (normals(total, 90), normals(total, 91));
+    use collapse_kernels::ops::vae::AdamStep;
+    let sizes = [300usize, 7, 4096 + 513];
+    let flat = FlatLayout::new(&sizes);
+    let (m0, ms) = flat_tensors(&flat, 90);
+    let (v0, vs) = flat_tensors(&flat, 93);
     let v0: Vec<f32> = v0.iter().map(|x| x.abs()).collect();
-    let (mb, vb) = (o.upload("m", &m0).unwrap(), o.upload("v", &v0).unwrap());
-    let ps: Vec<Vec<f32>> = (0..3).map(|i| normals(sizes[i], 92 + i as u64)).collect();
-    let gs: Vec<Vec<f32>> = (0..3).map(|i| normals(sizes[i], 95 + i as u64)).collect();
-    let pb: Vec<O::Buf> = ps.iter().map(|p| o.upload("p", p).unwrap()).collect();
-    let gb: Vec<O::Buf> = gs.iter().map(|g| o.upload("g", g).unwrap()).collect();
+    let vs: Vec<Vec<f32>> = vs
+        .iter()
+        .map(|t| t.iter().map(|x| x.abs()).collect())
+        .collect();
+    let (p0, ps) = flat_tensors(&flat, 96);
+    let (g0, gs) = flat_tensors(&flat, 99);
+    let [mb, vb, pb, gb] = [&m0, &v0, &p0, &g0].map(|x| o.upload("flat", x).unwrap());
+    let blocks = o.upload_u32("blocks", &flat.blocks(|_| false)).unwrap();
     let s = AdamStep {
         lr: 0.01,
         betas: (0.9, 0.95),
@@ -294,40 +352,58 @@ fn vae_adam_flat<O: VaeOps>(o: &O) {
         weight_decay: 0.01,
         corr: (0.1, 0.05),
     };
-    let tensors: Vec<AdamTensor<'_, O::Buf>> = (0..3)
-        .map(|i| AdamTensor {
-            p: &pb[i],
-            g: &gb[i],
-            count: sizes[i],
-            offset: offsets[i],
-        })
-        .collect();
-    o.adam(&tensors, &mb, &vb, &s).unwrap();
-    let (mut wm, mut wv) = (vec![0.0; total], vec![0.0; total]);
+    o.adam([&pb, &gb, &mb, &vb], &blocks, flat.n_blocks(), &s)
+        .unwrap();
+    let (mut wp, mut wm, mut wv) = (vec![], vec![], vec![]);
     for t in 0..3 {
-        let mut wp = vec![];
+        let (mut pp, mut mm, mut vv) = (vec![], vec![], vec![]);
         for i in 0..sizes[t] {
-            let k = offsets[t] + i;
             let p = ps[t][i] as f64;
             let g = gs[t][i] as f64 + 0.01 * p;
-            let m = 0.9 * m0[k] as f64 + 0.1 * g;
-            let v = 0.95 * v0[k] as f64 + 0.05 * g * g;
-            wm[k] = m;
-            wv[k] = v;
-            wp.push(p - 0.01 * (m / 0.1) / ((v / 0.05).sqrt() + 1e-8));
+            let m = 0.9 * ms[t][i] as f64 + 0.1 * g;
+            let v = 0.95 * vs[t][i] as f64 + 0.05 * g * g;
+            mm.push(m);
+            vv.push(v);
+            pp.push(p - 0.01 * (m / 0.1) / ((v / 0.05).sqrt() + 1e-8));
         }
-        check(
-            &format!("vae adam p {t}"),
-            &o.read(&pb[t], sizes[t]).unwrap(),
-            &wp,
-        );
+        wp.push(pp);
+        wm.push(mm);
+        wv.push(vv);
     }
-    check("vae adam m", &o.read(&mb, total).unwrap(), &wm);
-    check("vae adam v", &o.read(&vb, total).unwrap(), &wv);
+    check_flat("vae adam p", &flat, &o.read(&pb, flat.len()).unwrap(), &wp);
+    check_flat("vae adam m", &flat, &o.read(&mb, flat.len()).unwrap(), &wm);
+    check_flat("vae adam v", &flat, &o.read(&vb, flat.len()).unwrap(), &wv);
+}
+
+/// The fused noise draw and reparameterisation (`reparam_noise`) give the bits of the noise fill
+/// followed by `reparam`, at a count with a ragged last Philox block; and the noise is the
+/// host's Philox normals (cpu32's f32 Box–Muller within 1e-5).
+fn fused_reparam_noise<O: VaeOps>(o: &O) {
+    let n = 4 * 300 + 3;
+    let key = StreamKey::new(12, 34);
+    let mu = o.upload("mu", &normals(n, 70)).unwrap();
+    let lv = o.upload("lv", &normals(n, 71)).unwrap();
+    let (eps1, z1) = (o.alloc("eps", n).unwrap(), o.alloc("z", n).unwrap());
+    let (eps2, z2) = (o.alloc("eps", n).unwrap(), o.alloc("z", n).unwrap());
+    o.normals(key, n, &eps1).unwrap();
+    o.reparam(&mu, &lv, &eps1, &z1, n).unwrap();
+    o.reparam_noise(key, [&mu, &lv], &eps2, &z2, n).unwrap();
+    let bits =
+        |b: &O::Buf| -> Vec<u32> { o.read(b, n).unwrap().iter().map(|x| x.to_bits()).collect() };
+    assert_eq!(
+        bits(&eps1),
+        bits(&eps2),
+        "fused noise differs from the fill"
+    );
+    assert_eq!(bits(&z1), bits(&z2), "fused z differs from reparam");
+    let mut host = vec![0.0f64; n];
+    Cpu64.normal(key, 0, &mut host).unwrap();
+    check("fused noise vs Philox", &o.read(&eps2, n).unwrap(), &host);
 }
 
 /// Two runs give the same bits.
 fn deterministic<O: LmOps + VaeOps>(o: &O) {
+    fused_reparam_noise(o);
     qkv_moves(o);
     adamw_flat(o);
     vae_adam_flat(o);
@@ -356,14 +432,16 @@ fn cube_reductions_match_f64_and_repeat_bit_for_bit() {
     ));
 }
 
-/// Most WGSL dispatches one training step of the LM below (2 blocks: 29 tensors) may take: 133
-/// at this revision (160 with one sumsq and one AdamW dispatch per tensor and three
+/// Most WGSL dispatches one training step of the LM below (2 blocks: 29 tensors) may take: 112
+/// at this revision, one sumsq and one AdamW dispatch over the flat layout (133 with sumsq four
+/// tensors and AdamW two tensors a dispatch; 160 with one of each per tensor and three
 /// gathers/scatters per block, before the two-level reductions added their second passes).
-const LM_STEP_DISPATCHES: u64 = 133;
+const LM_STEP_DISPATCHES: u64 = 112;
 
-/// Most WGSL dispatches one VAE training step (10 tensors) may take: 36 at this revision (36
-/// before too, with one-pass column sums and one Adam dispatch per tensor).
-const VAE_STEP_DISPATCHES: u64 = 36;
+/// Most WGSL dispatches one VAE training step (10 tensors) may take: 32 at this revision, one
+/// Adam dispatch over the flat layout (36 with two tensors an Adam dispatch; 36 before that
+/// too, with one-pass column sums and one Adam dispatch per tensor).
+const VAE_STEP_DISPATCHES: u64 = 32;
 
 /// A context of its own, so no other test's dispatches are counted.
 fn counting_gpu() -> Option<Arc<GpuContext>> {

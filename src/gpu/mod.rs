@@ -7,6 +7,7 @@
 //! returned as an [`Error`]; nothing here panics on a device problem.
 
 pub mod adapter;
+pub mod binding;
 pub mod shaders;
 
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use std::time::Instant;
 use wgpu::util::DeviceExt;
 
 pub use adapter::{AdapterSummary, Choice, choose_adapter};
+pub use binding::{Bindable, BufferRange, VIEW_ALIGN_BYTES};
 
 use crate::error::{Error, Result};
 
@@ -498,9 +500,9 @@ impl GpuContext {
     pub fn bind(
         &self,
         pipeline: &wgpu::ComputePipeline,
-        buffers: &[&wgpu::Buffer],
+        buffers: &[&dyn Bindable],
     ) -> Result<wgpu::BindGroup> {
-        let numbered: Vec<(u32, &wgpu::Buffer)> = buffers
+        let numbered: Vec<(u32, &dyn Bindable)> = buffers
             .iter()
             .enumerate()
             .map(|(i, b)| (i as u32, *b))
@@ -513,14 +515,14 @@ impl GpuContext {
     pub fn bind_at(
         &self,
         pipeline: &wgpu::ComputePipeline,
-        buffers: &[(u32, &wgpu::Buffer)],
+        buffers: &[(u32, &dyn Bindable)],
     ) -> Result<wgpu::BindGroup> {
         self.scoped("binding buffers", || {
             let entries: Vec<wgpu::BindGroupEntry> = buffers
                 .iter()
                 .map(|(i, b)| wgpu::BindGroupEntry {
                     binding: *i,
-                    resource: b.as_entire_binding(),
+                    resource: b.resource(),
                 })
                 .collect();
             self.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -692,10 +694,11 @@ impl GpuContext {
         self.check_health()
     }
 
-    /// Copy the first `count` elements of `buf` (a `COPY_SRC` buffer) back to the host.
+    /// Copy the first `count` elements of `buf` (a `COPY_SRC` buffer, or a range of one) back
+    /// to the host.
     pub fn read_buffer<T: bytemuck::Pod>(
         &self,
-        buf: &wgpu::Buffer,
+        buf: &dyn Bindable,
         count: usize,
     ) -> Result<Vec<T>> {
         let bytes = (count * std::mem::size_of::<T>()) as u64;
@@ -713,7 +716,7 @@ impl GpuContext {
             let mut enc = self
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-            enc.copy_buffer_to_buffer(buf, 0, &staging, 0, bytes);
+            enc.copy_buffer_to_buffer(buf.buffer(), buf.offset(), &staging, 0, bytes);
             self.queue.submit([enc.finish()]);
             staging
         })?;

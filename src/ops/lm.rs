@@ -6,15 +6,6 @@
 use super::memory::DeviceMemory;
 use crate::error::Result;
 
-/// Gradient elements per partial sum of squares of [`LmOps::sumsq`]: a tensor of `count`
-/// elements writes [`sumsq_parts`]`(count)` partials.
-pub const SUMSQ_BLOCK: usize = 4096;
-
-/// Partial sums of squares [`LmOps::sumsq`] writes for a tensor of `count` elements (at least 1).
-pub fn sumsq_parts(count: usize) -> usize {
-    count.div_ceil(SUMSQ_BLOCK).max(1)
-}
-
 /// AdamW settings of one step (every tensor's).
 #[derive(Clone, Copy, Debug)]
 pub struct AdamStep {
@@ -26,22 +17,6 @@ pub struct AdamStep {
     pub eps: f32,
     /// `1/(1 − β₁ᵗ)`, `1/(1 − β₂ᵗ)`.
     pub inv_corr: (f32, f32),
-}
-
-/// One tensor of an AdamW step ([`LmOps::adamw`]): its weights and gradient (`count` f32
-/// each), where its moments start in the flat moment buffers, and its decay factor.
-#[derive(Clone, Copy, Debug)]
-pub struct AdamTensor<'a, B> {
-    /// Weights, updated in place.
-    pub p: &'a B,
-    /// Gradient.
-    pub g: &'a B,
-    /// Elements.
-    pub count: usize,
-    /// First element of the tensor's moments in the flat `m` and `v` buffers.
-    pub offset: usize,
-    /// Factor applied to the weights before the step (`1 − lr·wd`, or 1 when not decayed).
-    pub decay: f32,
 }
 
 /// The kernels a GPU backend provides to the language model, besides its buffers and matrix
@@ -190,26 +165,32 @@ pub trait LmOps: DeviceMemory {
         ctx: usize,
         c: usize,
     ) -> Result<()>;
-    /// Partial sums of squares of gradient tensors, each `(g, count, offset)`:
-    /// `parts[offset + k] = Σ g[i]²` over block `k` of [`SUMSQ_BLOCK`] elements of `g`,
-    /// `k <` [`sumsq_parts`]`(count)` (each block in a fixed order). Every tensor writes its own
-    /// region of one `parts` buffer, which [`LmOps::clip_scale`] then reduces once. Backends
-    /// may cover several tensors per launch (WGSL: four).
-    fn sumsq(&self, tensors: &[(&Self::Buf, usize, usize)], parts: &Self::Buf) -> Result<()>;
+    /// Partial sums of squares of every gradient tensor, in one dispatch: `grads` holds them
+    /// all in one flat buffer laid out by a [`FlatLayout`], `blocks` is that layout's block
+    /// table ([`FlatLayout::blocks`](super::memory::FlatLayout::blocks), `n_blocks` blocks, uploaded as u32), and `parts[w] =
+    /// Σ g²` over block `w` (in a fixed order), which [`LmOps::clip_scale`] then reduces once.
+    fn sumsq(
+        &self,
+        grads: &Self::Buf,
+        blocks: &Self::Buf,
+        n_blocks: usize,
+        parts: &Self::Buf,
+    ) -> Result<()>;
     /// The global gradient-norm clip factor, once per step: `q = Σ_{k < n} parts[k]` (fixed
     /// order), `scale[0] = clip/√q` when `clip > 0` and `√q > clip`, else 1; `scale[1] = q`.
     fn clip_scale(&self, parts: &Self::Buf, n: usize, clip: f32, scale: &Self::Buf) -> Result<()>;
-    /// AdamW on every tensor of `tensors`, each gradient multiplied by the clip factor
-    /// `scale[0]` (from [`LmOps::clip_scale`]); the moments of all tensors live in the flat
-    /// buffers `m` and `v`, tensor `t`'s at `t.offset ..`. Backends may update several tensors
-    /// per launch (WGSL: two).
+    /// AdamW on every tensor in one dispatch: `pgmv` = `[p, g, m, v]` are flat buffers in one
+    /// [`FlatLayout`](super::memory::FlatLayout) whose block table is `blocks` (`n_blocks` blocks); each gradient is
+    /// multiplied by the clip factor `scale[0]` (from [`LmOps::clip_scale`]), and the weights of
+    /// blocks flagged 1 are multiplied by `decay` (`1 − lr·wd`) before the step.
     fn adamw(
         &self,
-        tensors: &[AdamTensor<'_, Self::Buf>],
-        m: &Self::Buf,
-        v: &Self::Buf,
+        pgmv: [&Self::Buf; 4],
+        blocks: &Self::Buf,
+        n_blocks: usize,
         scale: &Self::Buf,
         s: &AdamStep,
+        decay: f32,
     ) -> Result<()>;
     /// Store the keys and values of `qkv` (`[rows][3C]`) at position `pos` of the caches
     /// (`[rows][ctx][C]`).

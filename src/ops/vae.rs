@@ -22,20 +22,6 @@ pub struct AdamStep {
     pub corr: (f32, f32),
 }
 
-/// One tensor of an Adam step ([`VaeOps::adam`]): its weights and gradient (`count` f32 each)
-/// and where its moments start in the flat moment buffers.
-#[derive(Clone, Copy, Debug)]
-pub struct AdamTensor<'a, B> {
-    /// Weights, updated in place.
-    pub p: &'a B,
-    /// Gradient.
-    pub g: &'a B,
-    /// Elements.
-    pub count: usize,
-    /// First element of the tensor's moments in the flat `m` and `v` buffers.
-    pub offset: usize,
-}
-
 /// The kernels a GPU backend provides to the VAE, besides its buffers and matrix products
 /// ([`DeviceMemory`]). Buffers hold f32; counts are elements.
 #[allow(clippy::too_many_arguments)]
@@ -51,6 +37,20 @@ pub trait VaeOps: DeviceMemory {
         z: &Self::Buf,
         count: usize,
     ) -> Result<()>;
+    /// [`VaeOps::normals`] of `key` into `eps` and then [`VaeOps::reparam`] into `z` (`count`
+    /// latents): the same values, in one launch where the backend fuses them (both GPU
+    /// backends do).
+    fn reparam_noise(
+        &self,
+        key: StreamKey,
+        [mu, lv]: [&Self::Buf; 2],
+        eps: &Self::Buf,
+        z: &Self::Buf,
+        count: usize,
+    ) -> Result<()> {
+        self.normals(key, count, eps)?;
+        self.reparam(mu, lv, eps, z, count)
+    }
     /// Per image: BCE of the logits summed over pixels into `rows`; with `grad`,
     /// `logits ← (σ(l) − x)·inv_b`.
     fn bce_rows(
@@ -90,14 +90,13 @@ pub trait VaeOps: DeviceMemory {
         beta: f32,
         inv_b: f32,
     ) -> Result<()>;
-    /// Adam on every tensor of `tensors`; the moments of all tensors live in the flat buffers
-    /// `m` and `v`, tensor `t`'s at `t.offset ..`. Backends may update several tensors per
-    /// launch (WGSL: two).
+    /// Adam on every tensor in one dispatch: `pgmv` = `[p, g, m, v]` are flat buffers in one
+    /// [`FlatLayout`](super::memory::FlatLayout) whose block table is `blocks` (`n_blocks` blocks).
     fn adam(
         &self,
-        tensors: &[AdamTensor<'_, Self::Buf>],
-        m: &Self::Buf,
-        v: &Self::Buf,
+        pgmv: [&Self::Buf; 4],
+        blocks: &Self::Buf,
+        n_blocks: usize,
         s: &AdamStep,
     ) -> Result<()>;
 }

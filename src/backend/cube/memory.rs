@@ -31,6 +31,11 @@ pub(super) fn arg(h: &Handle, len: usize) -> cubecl::prelude::BufferArg {
     unsafe { cubecl::prelude::BufferArg::from_raw_parts(h.clone(), len.max(1)) }
 }
 
+/// `h` as a kernel argument of all its elements (a view's: [`DeviceMemory::view`]).
+pub(super) fn arg_whole(h: &Handle) -> cubecl::prelude::BufferArg {
+    arg(h, (h.size_in_used() / 4) as usize)
+}
+
 /// The cubecl kernels on the shared device.
 pub struct CubeKernels<'a> {
     pub(super) client: &'a cubecl::prelude::Client,
@@ -52,6 +57,27 @@ impl<'a> CubeKernels<'a> {
 
 impl DeviceMemory for CubeKernels<'_> {
     type Buf = Handle;
+
+    fn view(&self, buf: &Handle, offset: usize, len: usize) -> Result<Handle> {
+        let (start, bytes) = ((offset * 4) as u64, (len * 4) as u64);
+        let total = buf.size_in_used();
+        let base = buf.offset_start.unwrap_or(0);
+        if !(base + start).is_multiple_of(crate::gpu::VIEW_ALIGN_BYTES)
+            || start + bytes > total
+            || len == 0
+        {
+            return Err(Error::InvalidArgument(format!(
+                "a view of {len} elements at element {offset} of a {}-element buffer: views \
+                 start at multiples of {} elements, hold at least one and end inside it",
+                total / 4,
+                crate::ops::memory::VIEW_ALIGN
+            )));
+        }
+        Ok(buf
+            .clone()
+            .offset_start(start)
+            .offset_end(total - start - bytes))
+    }
 
     fn binding_bytes(&self) -> u64 {
         self.gpu.max_binding_elements(1)

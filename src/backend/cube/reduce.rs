@@ -1,7 +1,7 @@
 //! Two-level (or multi-level) deterministic reductions as `#[cube]` kernels, shared by the
 //! VAE's and the language model's cubecl backends: column sums (`col_sum`, `pos_grad`), totals
-//! (the LM's weighted loss mean and gradient sums of squares, the VAE's batch loss) and the
-//! gradient-clip factor. No atomics and no timing-dependent order: every partial sums a fixed
+//! (the LM's weighted loss mean, the VAE's batch loss), the LM's per-block gradient sums of
+//! squares over its flat layout, and the gradient-clip factor. No atomics and no timing-dependent order: every partial sums a fixed
 //! set of elements in index order, so the bits are the same every run.
 //!
 //! Launch layout: one unit per partial sum, cubes of [`crate::backend::launch::WORKGROUP`]
@@ -13,7 +13,7 @@
 
 use cubecl::prelude::*;
 
-use super::memory::{CubeKernels, arg, dim, grid};
+use super::memory::{CubeKernels, arg, arg_whole, dim, grid};
 use crate::backend::launch::col_chunks;
 use crate::error::Result;
 
@@ -22,14 +22,11 @@ type Handle = cubecl::server::Handle;
 /// Elements one unit of a total's level sums (at most).
 const LEVEL_FANIN: usize = 32;
 
-/// What a total's first level sums: the values, their squares, or the values whose weight is
-/// nonzero.
+/// What a total's first level sums: the values, or the values whose weight is nonzero.
 #[derive(Clone, Copy)]
 pub(super) enum Terms {
     /// `x[i]`.
     Plain = 0,
-    /// `x[i]²`.
-    Squares = 1,
     /// `x[i]` where `w[i] ≠ 0` (skipped, not multiplied: a non-finite value of weight 0 adds
     /// nothing).
     Weighted = 2,
@@ -93,9 +90,7 @@ fn level_kernel(
             let i = u + units * q;
             if i < n {
                 let v = x[i as usize];
-                if terms == 1u32 {
-                    s += v * v;
-                } else if terms == 2u32 {
+                if terms == 2u32 {
                     if w[i as usize] != f32::new(0.0) {
                         s += v;
                     }
@@ -105,6 +100,47 @@ fn level_kernel(
             }
         }
         out[(offset + u) as usize] = s * mult;
+    }
+}
+
+/// Units of a cube of the flat-layout kernels ([`crate::ops::memory::FlatLayout`]): one cube
+/// per block of [`FLAT_BLOCK`](crate::ops::memory::FLAT_BLOCK) elements, 4096 / 256 = 16 per unit (`lm.wgsl`'s
+/// `sumsq_partial` and `adamw`, `vae.wgsl`'s `adam`, likewise).
+pub(super) const FLAT_UNITS: u32 = 256;
+
+/// `parts[w] = Σ_{j < count} g[start + j]²` for block `w = (start, count, …)` of `blocks`
+/// (`[w][4]` u32), one cube of [`FLAT_UNITS`] per block: unit `l` sums `j = l + 256·q` in
+/// order, then a fixed tree over the cube (`lm.wgsl`'s `tree_sum`): the same bits every run.
+#[cube(launch)]
+fn block_sumsq_kernel(g: &[f32], blocks: &[u32], parts: &mut [f32], n_blocks: u32) {
+    let lane = UNIT_POS_X as usize;
+    let w = CUBE_POS_X + CUBE_POS_Y * CUBE_COUNT_X;
+    let mut red = Shared::<[f32]>::new_slice(256usize);
+    let mut start = 0u32;
+    let mut count = 0u32;
+    if w < n_blocks {
+        start = blocks[(w * 4) as usize];
+        count = blocks[(w * 4 + 1) as usize];
+    }
+    let mut s = f32::new(0.0);
+    for q in 0..16u32 {
+        let j = q * 256 + lane as u32;
+        if j < count {
+            let v = g[(start + j) as usize];
+            s += v * v;
+        }
+    }
+    red[lane] = s;
+    sync_cube();
+    for t in 0..8u32 {
+        let h = (128u32 >> t) as usize;
+        if lane < h {
+            red[lane] += red[lane + h];
+        }
+        sync_cube();
+    }
+    if lane == 0 && w < n_blocks {
+        parts[w as usize] = red[0];
     }
 }
 
@@ -216,6 +252,28 @@ impl CubeKernels<'_> {
             }
             (src, len, terms) = (out, units, Terms::Plain as u32);
         }
+    }
+
+    /// `parts[w]` = the sum of squares of block `w` of the flat buffer `g` (`blocks`: the
+    /// layout's table, `n_blocks` blocks), in one launch.
+    pub(super) fn block_sumsq(
+        &self,
+        g: &Handle,
+        blocks: &Handle,
+        n_blocks: usize,
+        parts: &Handle,
+    ) -> Result<()> {
+        let (gx, gy) = crate::gpu::GpuContext::grid(n_blocks as u32);
+        block_sumsq_kernel::launch(
+            self.client,
+            CubeCount::Static(gx, gy, 1),
+            CubeDim::new_1d(FLAT_UNITS),
+            arg_whole(g),
+            arg(blocks, n_blocks * 4),
+            arg(parts, n_blocks),
+            n_blocks as u32,
+        );
+        Ok(())
     }
 
     /// `scale = [clip factor, q]` from the `n` partial sums of squares in `parts` (see

@@ -8,10 +8,11 @@
 
 use cubecl::prelude::*;
 
-use super::memory::{CubeKernels, arg, dim, grid};
+use super::memory::{CubeKernels, arg, arg_whole, dim, grid};
 use super::reduce::Terms;
+use super::rng::{normals as box_muller4, philox};
 use crate::error::Result;
-use crate::ops::vae::{AdamStep, AdamTensor, VaeOps};
+use crate::ops::vae::{AdamStep, VaeOps};
 use crate::rng::StreamKey;
 
 type Handle = cubecl::server::Handle;
@@ -59,6 +60,39 @@ fn reparam_kernel(mu: &[f32], lv: &[f32], eps: &[f32], z: &mut [f32], n: u32) {
     if i < n {
         let k = i as usize;
         z[k] = mu[k] + f32::exp(0.5f32 * lv[k]) * eps[k];
+    }
+}
+
+/// Philox normals `4g .. 4g + 4` of `(k0, k1; s0, s1)` (as `rng::philox_fill` draws them from
+/// value 0) into `eps`, and `z = μ + exp(lv/2)·ε`, one unit per block `g`, for `i < n`.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+fn reparam_noise_kernel(
+    mu: &[f32],
+    lv: &[f32],
+    eps: &mut [f32],
+    z: &mut [f32],
+    k0: u32,
+    k1: u32,
+    s0: u32,
+    s1: u32,
+    n: u32,
+) {
+    let g = ABSOLUTE_POS as u32;
+    if 4 * g < n {
+        let mut x = Array::<u32>::new(4usize);
+        philox(&mut x, g, 0u32, s0, s1, k0, k1);
+        let mut e = Array::<f32>::new(4usize);
+        box_muller4(&x, &mut e, 0usize);
+        #[unroll]
+        for l in 0..4u32 {
+            let i = 4 * g + l;
+            if i < n {
+                let k = i as usize;
+                eps[k] = e[l as usize];
+                z[k] = mu[k] + f32::exp(0.5f32 * lv[k]) * e[l as usize];
+            }
+        }
     }
 }
 
@@ -113,6 +147,8 @@ fn loss_combine_kernel(loss: &mut [f32], beta: f32) {
     }
 }
 
+/// PyTorch's Adam with L2 decay over one block per cube of a flat layout (`blocks`: `[w][4]`
+/// u32 `start, count, …`; [`crate::ops::memory::FlatLayout`]), 256 units, 16 elements each.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn adam_kernel(
@@ -120,8 +156,8 @@ fn adam_kernel(
     g: &[f32],
     m: &mut [f32],
     v: &mut [f32],
-    n: u32,
-    off: u32,
+    blocks: &[u32],
+    n_blocks: u32,
     lr: f32,
     beta1: f32,
     beta2: f32,
@@ -130,16 +166,22 @@ fn adam_kernel(
     c1: f32,
     c2: f32,
 ) {
-    let i = ABSOLUTE_POS as u32;
-    if i < n {
-        let k = i as usize;
-        let j = (off + i) as usize;
-        let gi = g[k] + wd * p[k];
-        m[j] = beta1 * m[j] + (1.0f32 - beta1) * gi;
-        v[j] = beta2 * v[j] + (1.0f32 - beta2) * gi * gi;
-        let mh = m[j] / c1;
-        let vh = v[j] / c2;
-        p[k] -= lr * mh / (f32::sqrt(vh) + eps);
+    let w = CUBE_POS_X + CUBE_POS_Y * CUBE_COUNT_X;
+    if w < n_blocks {
+        let start = blocks[(w * 4) as usize];
+        let count = blocks[(w * 4 + 1) as usize];
+        for q in 0..16u32 {
+            let jj = q * 256 + UNIT_POS_X;
+            if jj < count {
+                let j = (start + jj) as usize;
+                let gi = g[j] + wd * p[j];
+                m[j] = beta1 * m[j] + (1.0f32 - beta1) * gi;
+                v[j] = beta2 * v[j] + (1.0f32 - beta2) * gi * gi;
+                let mh = m[j] / c1;
+                let vh = v[j] / c2;
+                p[j] -= lr * mh / (f32::sqrt(vh) + eps);
+            }
+        }
     }
 }
 
@@ -158,6 +200,33 @@ impl VaeOps for CubeKernels<'_> {
             arg(lv, n),
             arg(eps, n),
             arg(z, n),
+            n as u32,
+        );
+        Ok(())
+    }
+
+    fn reparam_noise(
+        &self,
+        key: StreamKey,
+        [mu, lv]: [&Handle; 2],
+        eps: &Handle,
+        z: &Handle,
+        n: usize,
+    ) -> Result<()> {
+        let [k0, k1] = key.key_words();
+        let blocks = crate::backend::launch::philox_blocks(n, 0) as usize;
+        reparam_noise_kernel::launch(
+            self.client,
+            grid(blocks),
+            dim(),
+            arg(mu, n),
+            arg(lv, n),
+            arg(eps, n),
+            arg(z, n),
+            k0,
+            k1,
+            key.stream as u32,
+            (key.stream >> 32) as u32,
             n as u32,
         );
         Ok(())
@@ -257,37 +326,30 @@ impl VaeOps for CubeKernels<'_> {
 
     fn adam(
         &self,
-        tensors: &[AdamTensor<'_, Handle>],
-        m: &Handle,
-        v: &Handle,
+        [p, g, m, v]: [&Handle; 4],
+        blocks: &Handle,
+        n_blocks: usize,
         s: &AdamStep,
     ) -> Result<()> {
-        let moments = tensors
-            .iter()
-            .map(|t| t.offset + t.count)
-            .max()
-            .unwrap_or(0);
-        for t in tensors {
-            let n = t.count;
-            adam_kernel::launch(
-                self.client,
-                grid(n),
-                dim(),
-                arg(t.p, n),
-                arg(t.g, n),
-                arg(m, moments),
-                arg(v, moments),
-                n as u32,
-                t.offset as u32,
-                s.lr,
-                s.betas.0,
-                s.betas.1,
-                s.eps,
-                s.weight_decay,
-                s.corr.0,
-                s.corr.1,
-            );
-        }
+        let (gx, gy) = crate::gpu::GpuContext::grid(n_blocks as u32);
+        adam_kernel::launch(
+            self.client,
+            CubeCount::Static(gx, gy, 1),
+            CubeDim::new_1d(super::reduce::FLAT_UNITS),
+            arg_whole(p),
+            arg_whole(g),
+            arg_whole(m),
+            arg_whole(v),
+            arg(blocks, n_blocks * 4),
+            n_blocks as u32,
+            s.lr,
+            s.betas.0,
+            s.betas.1,
+            s.eps,
+            s.weight_decay,
+            s.corr.0,
+            s.corr.1,
+        );
         Ok(())
     }
 }

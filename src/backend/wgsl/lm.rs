@@ -9,8 +9,8 @@
 use super::memory::WgslKernels;
 use crate::backend::launch::{COL_BLOCK, LOSS_BLOCK, WIDE_WORKGROUP, col_chunks};
 use crate::error::Result;
-use crate::gpu::GpuContext;
-use crate::ops::lm::{AdamStep, AdamTensor, LmOps, sumsq_parts};
+use crate::gpu::{Bindable, BufferRange, GpuContext};
+use crate::ops::lm::{AdamStep, LmOps};
 
 /// Binding numbers of `lm.wgsl` (group 0), named as there.
 mod bind {
@@ -62,14 +62,11 @@ mod bind {
     pub const LOSS_W: u32 = 45;
     pub const PARTS: u32 = 46;
     pub const SCALE: u32 = 47;
-    pub const GRAD1: u32 = 48;
-    pub const GRAD2: u32 = 49;
-    pub const GRAD3: u32 = 50;
+    pub const BLOCKS: u32 = 48;
     pub const DST1: u32 = 51;
     pub const DST2: u32 = 52;
     pub const SRC1: u32 = 53;
     pub const SRC2: u32 = 54;
-    pub const PARAM1: u32 = 55;
 }
 
 /// `ElemParams` of `lm.wgsl` (fill, gelu, gelu_back; 16 bytes).
@@ -144,30 +141,27 @@ struct LossParams {
     pad: u32,
 }
 
-/// `SumsqParams` of `lm.wgsl` (sumsq_partial, clip_scale; 64 bytes).
+/// `SumsqParams` of `lm.wgsl` (sumsq_partial: blocks; clip_scale: partials; 16 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct SumsqParams {
-    count: [u32; 4],
-    offset: [u32; 4],
-    blocks: [u32; 4],
+    count: u32,
     clip: f32,
-    pad: [u32; 3],
+    pad: [u32; 2],
 }
 
-/// `AdamParams` of `lm.wgsl` (adamw, two tensors; 48 bytes).
+/// `AdamParams` of `lm.wgsl` (adamw over a flat layout's blocks; 32 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct AdamParams {
-    count: [u32; 2],
-    offset: [u32; 2],
-    decay: [f32; 2],
+    decay: f32,
     lr: f32,
     beta1: f32,
     beta2: f32,
     eps: f32,
     inv_c1: f32,
     inv_c2: f32,
+    blocks: u32,
 }
 
 /// `DecodeParams` of `lm.wgsl` (kv_store, decode_attention; 32 bytes).
@@ -208,8 +202,8 @@ impl WgslKernels {
     /// rows[r][i]` over `n` rows of `cols` for `i < cols`, 0 for `cols ≤ i < out_len`.
     fn col_sums(
         &self,
-        rows: &wgpu::Buffer,
-        out: &wgpu::Buffer,
+        rows: &BufferRange,
+        out: &BufferRange,
         n: usize,
         cols: usize,
         out_len: usize,
@@ -258,14 +252,14 @@ impl WgslKernels {
         &self,
         entry: &str,
         (at, params): (u32, P),
-        buffers: &[(u32, &wgpu::Buffer)],
+        buffers: &[(u32, &dyn Bindable)],
         groups: usize,
     ) -> Result<()> {
         let pipe = self.gpu.pipeline("lm.wgsl", entry)?;
         let uniform = self
             .gpu
             .uniform_buffer("lm params", bytemuck::bytes_of(&params))?;
-        let mut all: Vec<(u32, &wgpu::Buffer)> = buffers.to_vec();
+        let mut all: Vec<(u32, &dyn Bindable)> = buffers.to_vec();
         all.push((at, &uniform));
         let bind = self.gpu.bind_at(&pipe, &all)?;
         self.gpu.dispatch(
@@ -282,8 +276,8 @@ impl WgslKernels {
     fn move_heads(
         &self,
         entry: &str,
-        src: &wgpu::Buffer,
-        dst: &wgpu::Buffer,
+        src: &BufferRange,
+        dst: &BufferRange,
         (rows, heads, len, d): (usize, usize, usize, usize),
         stride: usize,
         offset: usize,
@@ -312,7 +306,7 @@ impl WgslKernels {
         entry: &str,
         count: usize,
         value: f32,
-        buffers: &[(u32, &wgpu::Buffer)],
+        buffers: &[(u32, &dyn Bindable)],
     ) -> Result<()> {
         let p = ElemParams {
             count: count as u32,
@@ -324,16 +318,16 @@ impl WgslKernels {
 }
 
 impl LmOps for WgslKernels {
-    fn fill(&self, out: &wgpu::Buffer, count: usize, value: f32) -> Result<()> {
+    fn fill(&self, out: &BufferRange, count: usize, value: f32) -> Result<()> {
         self.run_elems("fill", count, value, &[(bind::OUT, out)])
     }
 
     fn embed(
         &self,
-        tokens: &wgpu::Buffer,
-        tok_emb: &wgpu::Buffer,
-        pos_emb: &wgpu::Buffer,
-        out: &wgpu::Buffer,
+        tokens: &BufferRange,
+        tok_emb: &BufferRange,
+        pos_emb: &BufferRange,
+        out: &BufferRange,
         n: usize,
         len: usize,
         pos0: usize,
@@ -360,12 +354,12 @@ impl LmOps for WgslKernels {
 
     fn layer_norm(
         &self,
-        x: &wgpu::Buffer,
-        gamma: &wgpu::Buffer,
-        beta: &wgpu::Buffer,
-        y: &wgpu::Buffer,
-        xhat: &wgpu::Buffer,
-        rstd: &wgpu::Buffer,
+        x: &BufferRange,
+        gamma: &BufferRange,
+        beta: &BufferRange,
+        y: &BufferRange,
+        xhat: &BufferRange,
+        rstd: &BufferRange,
         n: usize,
         c: usize,
         eps: f32,
@@ -393,12 +387,12 @@ impl LmOps for WgslKernels {
 
     fn layer_norm_back(
         &self,
-        dy: &wgpu::Buffer,
-        xhat: &wgpu::Buffer,
-        rstd: &wgpu::Buffer,
-        gamma: &wgpu::Buffer,
-        dx: &wgpu::Buffer,
-        prod: &wgpu::Buffer,
+        dy: &BufferRange,
+        xhat: &BufferRange,
+        rstd: &BufferRange,
+        gamma: &BufferRange,
+        dx: &BufferRange,
+        prod: &BufferRange,
         n: usize,
         c: usize,
     ) -> Result<()> {
@@ -422,14 +416,14 @@ impl LmOps for WgslKernels {
         )
     }
 
-    fn col_sum(&self, rows: &wgpu::Buffer, out: &wgpu::Buffer, n: usize, c: usize) -> Result<()> {
+    fn col_sum(&self, rows: &BufferRange, out: &BufferRange, n: usize, c: usize) -> Result<()> {
         self.col_sums(rows, out, n, c, c)
     }
 
     fn gather_heads(
         &self,
-        src: &wgpu::Buffer,
-        dst: &wgpu::Buffer,
+        src: &BufferRange,
+        dst: &BufferRange,
         shape: (usize, usize, usize, usize),
         stride: usize,
         offset: usize,
@@ -439,8 +433,8 @@ impl LmOps for WgslKernels {
 
     fn scatter_heads(
         &self,
-        src: &wgpu::Buffer,
-        dst: &wgpu::Buffer,
+        src: &BufferRange,
+        dst: &BufferRange,
         shape: (usize, usize, usize, usize),
         stride: usize,
         offset: usize,
@@ -450,8 +444,8 @@ impl LmOps for WgslKernels {
 
     fn gather_qkv(
         &self,
-        qkv: &wgpu::Buffer,
-        [q, k, v]: [&wgpu::Buffer; 3],
+        qkv: &BufferRange,
+        [q, k, v]: [&BufferRange; 3],
         shape: (usize, usize, usize, usize),
     ) -> Result<()> {
         let p = qkv_params(shape);
@@ -470,8 +464,8 @@ impl LmOps for WgslKernels {
 
     fn scatter_qkv(
         &self,
-        [q, k, v]: [&wgpu::Buffer; 3],
-        qkv: &wgpu::Buffer,
+        [q, k, v]: [&BufferRange; 3],
+        qkv: &BufferRange,
         shape: (usize, usize, usize, usize),
     ) -> Result<()> {
         let p = qkv_params(shape);
@@ -488,7 +482,7 @@ impl LmOps for WgslKernels {
         )
     }
 
-    fn causal_softmax(&self, s: &wgpu::Buffer, r: usize, len: usize, scale: f32) -> Result<()> {
+    fn causal_softmax(&self, s: &BufferRange, r: usize, len: usize, scale: f32) -> Result<()> {
         let p = SoftmaxParams {
             rows: r as u32,
             len: len as u32,
@@ -505,8 +499,8 @@ impl LmOps for WgslKernels {
 
     fn softmax_back(
         &self,
-        prob: &wgpu::Buffer,
-        dp: &wgpu::Buffer,
+        prob: &BufferRange,
+        dp: &BufferRange,
         r: usize,
         len: usize,
         scale: f32,
@@ -525,20 +519,20 @@ impl LmOps for WgslKernels {
         )
     }
 
-    fn gelu(&self, f: &wgpu::Buffer, g: &wgpu::Buffer, count: usize) -> Result<()> {
+    fn gelu(&self, f: &BufferRange, g: &BufferRange, count: usize) -> Result<()> {
         self.run_elems("gelu", count, 0.0, &[(bind::PRE, f), (bind::POST, g)])
     }
 
-    fn gelu_back(&self, f: &wgpu::Buffer, dg: &wgpu::Buffer, count: usize) -> Result<()> {
+    fn gelu_back(&self, f: &BufferRange, dg: &BufferRange, count: usize) -> Result<()> {
         self.run_elems("gelu_back", count, 0.0, &[(bind::PRE, f), (bind::POST, dg)])
     }
 
     fn cross_entropy(
         &self,
-        logits: &wgpu::Buffer,
-        targets: &wgpu::Buffer,
-        weights: &wgpu::Buffer,
-        rows: &wgpu::Buffer,
+        logits: &BufferRange,
+        targets: &BufferRange,
+        weights: &BufferRange,
+        rows: &BufferRange,
         n: usize,
         grad: bool,
     ) -> Result<()> {
@@ -562,9 +556,9 @@ impl LmOps for WgslKernels {
 
     fn mean(
         &self,
-        rows: &wgpu::Buffer,
-        weights: &wgpu::Buffer,
-        out: &wgpu::Buffer,
+        rows: &BufferRange,
+        weights: &BufferRange,
+        out: &BufferRange,
         n: usize,
         count: usize,
     ) -> Result<()> {
@@ -603,7 +597,7 @@ impl LmOps for WgslKernels {
         )
     }
 
-    fn onehot(&self, tokens: &wgpu::Buffer, out: &wgpu::Buffer, n: usize) -> Result<()> {
+    fn onehot(&self, tokens: &BufferRange, out: &BufferRange, n: usize) -> Result<()> {
         let p = LossParams {
             rows: n as u32,
             ..Default::default()
@@ -618,8 +612,8 @@ impl LmOps for WgslKernels {
 
     fn pos_grad(
         &self,
-        dh: &wgpu::Buffer,
-        out: &wgpu::Buffer,
+        dh: &BufferRange,
+        out: &BufferRange,
         rows: usize,
         len: usize,
         ctx: usize,
@@ -629,42 +623,38 @@ impl LmOps for WgslKernels {
         self.col_sums(dh, out, rows, len * c, ctx * c)
     }
 
-    fn sumsq(&self, tensors: &[(&wgpu::Buffer, usize, usize)], parts: &wgpu::Buffer) -> Result<()> {
-        for four in tensors.chunks(4) {
-            let mut p = SumsqParams::default();
-            let mut grads = [four[0].0; 4];
-            for (t, &(g, count, offset)) in four.iter().enumerate() {
-                p.count[t] = count as u32;
-                p.offset[t] = offset as u32;
-                p.blocks[t] = sumsq_parts(count) as u32;
-                grads[t] = g;
-            }
-            let groups: u32 = p.blocks.iter().sum();
-            self.run_lm(
-                "sumsq_partial",
-                (bind::SUMSQ_P, p),
-                &[
-                    (bind::GRAD, grads[0]),
-                    (bind::GRAD1, grads[1]),
-                    (bind::GRAD2, grads[2]),
-                    (bind::GRAD3, grads[3]),
-                    (bind::NORMS, parts),
-                ],
-                groups as usize,
-            )?;
-        }
-        Ok(())
+    fn sumsq(
+        &self,
+        grads: &BufferRange,
+        blocks: &BufferRange,
+        n_blocks: usize,
+        parts: &BufferRange,
+    ) -> Result<()> {
+        let p = SumsqParams {
+            count: n_blocks as u32,
+            ..Default::default()
+        };
+        self.run_lm(
+            "sumsq_partial",
+            (bind::SUMSQ_P, p),
+            &[
+                (bind::GRAD, grads),
+                (bind::BLOCKS, blocks),
+                (bind::NORMS, parts),
+            ],
+            n_blocks,
+        )
     }
 
     fn clip_scale(
         &self,
-        parts: &wgpu::Buffer,
+        parts: &BufferRange,
         n: usize,
         clip: f32,
-        scale: &wgpu::Buffer,
+        scale: &BufferRange,
     ) -> Result<()> {
         let p = SumsqParams {
-            count: [n as u32, 0, 0, 0],
+            count: n as u32,
             clip,
             ..Default::default()
         };
@@ -678,59 +668,43 @@ impl LmOps for WgslKernels {
 
     fn adamw(
         &self,
-        tensors: &[AdamTensor<'_, wgpu::Buffer>],
-        m: &wgpu::Buffer,
-        v: &wgpu::Buffer,
-        scale: &wgpu::Buffer,
+        [p, g, m, v]: [&BufferRange; 4],
+        blocks: &BufferRange,
+        n_blocks: usize,
+        scale: &BufferRange,
         s: &AdamStep,
+        decay: f32,
     ) -> Result<()> {
-        for two in tensors.chunks(2) {
-            let mut p = AdamParams {
-                lr: s.lr,
-                beta1: s.betas.0,
-                beta2: s.betas.1,
-                eps: s.eps,
-                inv_c1: s.inv_corr.0,
-                inv_c2: s.inv_corr.1,
-                ..Default::default()
-            };
-            let (mut params, mut grads) = ([two[0].p; 2], [two[0].g; 2]);
-            for (k, t) in two.iter().enumerate() {
-                p.count[k] = t.count as u32;
-                p.offset[k] = t.offset as u32;
-                p.decay[k] = t.decay;
-                params[k] = t.p;
-                grads[k] = t.g;
-            }
-            let groups: usize = two.iter().map(|t| elems(t.count)).sum();
-            if two.len() == 1 {
-                // The second slot is unused (count 0) but must be bound: bind tensor 0's
-                // gradient there (read-only), and a scratch buffer as its weights.
-                params[1] = &self.dummy_rw;
-            }
-            self.run_lm(
-                "adamw",
-                (bind::ADAM_P, p),
-                &[
-                    (bind::PARAM, params[0]),
-                    (bind::GRAD, grads[0]),
-                    (bind::PARAM1, params[1]),
-                    (bind::GRAD1, grads[1]),
-                    (bind::ADAM_M, m),
-                    (bind::ADAM_V, v),
-                    (bind::SCALE, scale),
-                ],
-                groups,
-            )?;
-        }
-        Ok(())
+        let u = AdamParams {
+            decay,
+            lr: s.lr,
+            beta1: s.betas.0,
+            beta2: s.betas.1,
+            eps: s.eps,
+            inv_c1: s.inv_corr.0,
+            inv_c2: s.inv_corr.1,
+            blocks: n_blocks as u32,
+        };
+        self.run_lm(
+            "adamw",
+            (bind::ADAM_P, u),
+            &[
+                (bind::PARAM, p),
+                (bind::GRAD, g),
+                (bind::ADAM_M, m),
+                (bind::ADAM_V, v),
+                (bind::BLOCKS, blocks),
+                (bind::SCALE, scale),
+            ],
+            n_blocks,
+        )
     }
 
     fn kv_store(
         &self,
-        qkv: &wgpu::Buffer,
-        k: &wgpu::Buffer,
-        v: &wgpu::Buffer,
+        qkv: &BufferRange,
+        k: &BufferRange,
+        v: &BufferRange,
         rows: usize,
         ctx: usize,
         c: usize,
@@ -753,10 +727,10 @@ impl LmOps for WgslKernels {
 
     fn decode_attention(
         &self,
-        qkv: &wgpu::Buffer,
-        k: &wgpu::Buffer,
-        v: &wgpu::Buffer,
-        o: &wgpu::Buffer,
+        qkv: &BufferRange,
+        k: &BufferRange,
+        v: &BufferRange,
+        o: &BufferRange,
         (rows, heads, ctx, d): (usize, usize, usize, usize),
         pos: usize,
         scale: f32,

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::gpu::{GpuContext, MAX_WORKGROUPS_PER_DIM};
+use crate::gpu::{BufferRange, GpuContext, MAX_WORKGROUPS_PER_DIM};
 use crate::ops::matmul::{Matmul, Storage};
 
 /// One tile shape of the matmul kernels (values of their `override` constants).
@@ -194,13 +194,13 @@ pub fn shader_for(p: &Matmul, allow_vec4: bool) -> &'static str {
 /// with f16 storage), bias f32 (a one-element dummy when there is none), C f32.
 pub struct DeviceOperands {
     /// A.
-    pub a: wgpu::Buffer,
+    pub a: BufferRange,
     /// B.
-    pub b: wgpu::Buffer,
+    pub b: BufferRange,
     /// Bias.
-    pub bias: wgpu::Buffer,
+    pub bias: BufferRange,
     /// C (read when β ≠ 0, written).
-    pub c: wgpu::Buffer,
+    pub c: BufferRange,
 }
 
 fn storage_bytes(p: &Matmul, x: &[f64]) -> Vec<u8> {
@@ -278,7 +278,12 @@ pub fn upload(
     } else {
         gpu.output_buffer("matmul C", (p.len_c() * 4) as u64)?
     };
-    Ok(DeviceOperands { a, b, bias, c })
+    Ok(DeviceOperands {
+        a: a.into(),
+        b: b.into(),
+        bias: bias.into(),
+        c: c.into(),
+    })
 }
 
 /// Run `p` on device-resident operands with tile `tile`, waiting for it; returns the summed

@@ -53,7 +53,7 @@ pub fn fill_into(
     key: StreamKey,
     start: u64,
     count: usize,
-    out: &wgpu::Buffer,
+    out: &dyn crate::gpu::Bindable,
 ) -> Result<()> {
     let aligned = start.is_multiple_of(4) && count.is_multiple_of(4);
     let entry = which.entry(aligned);

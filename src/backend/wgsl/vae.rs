@@ -10,8 +10,8 @@
 use super::memory::WgslKernels;
 use crate::backend::launch::{COL_BLOCK, LOSS_BLOCK, col_chunks};
 use crate::error::Result;
-use crate::gpu::GpuContext;
-use crate::ops::vae::{AdamStep, AdamTensor, VaeOps};
+use crate::gpu::{Bindable, BufferRange, GpuContext};
+use crate::ops::vae::{AdamStep, VaeOps};
 use crate::rng::StreamKey;
 
 /// `VaeParams` of `vae.wgsl` (uniform, 32 bytes).
@@ -28,7 +28,7 @@ struct Params {
     pad: u32,
 }
 
-/// `AdamParams` of `vae.wgsl` (uniform, two tensors, 48 bytes).
+/// `AdamParams` of `vae.wgsl` (uniform, a flat layout's blocks, 32 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct AdamParams {
@@ -39,11 +39,17 @@ struct AdamParams {
     wd: f32,
     c1: f32,
     c2: f32,
+    blocks: u32,
+}
+
+/// `NoiseParams` of `vae.wgsl` (uniform of reparam_noise, 32 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct NoiseParams {
+    key: [u32; 2],
+    stream: [u32; 2],
     count: u32,
-    count1: u32,
-    off0: u32,
-    off1: u32,
-    pad: u32,
+    pad: [u32; 3],
 }
 
 impl WgslKernels {
@@ -52,7 +58,7 @@ impl WgslKernels {
         &self,
         entry: &str,
         params: Option<Params>,
-        buffers: &[(u32, &wgpu::Buffer)],
+        buffers: &[(u32, &dyn Bindable)],
         groups: usize,
     ) -> Result<()> {
         let grid = GpuContext::grid((groups as u32).max(1));
@@ -64,12 +70,12 @@ impl WgslKernels {
         &self,
         entry: &str,
         params: Option<Params>,
-        buffers: &[(u32, &wgpu::Buffer)],
+        buffers: &[(u32, &dyn Bindable)],
         grid: (u32, u32),
     ) -> Result<()> {
         let pipe = self.gpu.pipeline("vae.wgsl", entry)?;
         let uniform;
-        let mut all: Vec<(u32, &wgpu::Buffer)> = buffers.to_vec();
+        let mut all: Vec<(u32, &dyn Bindable)> = buffers.to_vec();
         if let Some(p) = params {
             uniform = self
                 .gpu
@@ -84,16 +90,16 @@ impl WgslKernels {
 }
 
 impl VaeOps for WgslKernels {
-    fn normals(&self, key: StreamKey, count: usize, out: &wgpu::Buffer) -> Result<()> {
+    fn normals(&self, key: StreamKey, count: usize, out: &BufferRange) -> Result<()> {
         super::rng::fill_into(&self.gpu, super::rng::Fill::NormalF32, key, 0, count, out)
     }
 
     fn reparam(
         &self,
-        mu: &wgpu::Buffer,
-        lv: &wgpu::Buffer,
-        eps: &wgpu::Buffer,
-        z: &wgpu::Buffer,
+        mu: &BufferRange,
+        lv: &BufferRange,
+        eps: &BufferRange,
+        z: &BufferRange,
         count: usize,
     ) -> Result<()> {
         let p = Params {
@@ -109,11 +115,42 @@ impl VaeOps for WgslKernels {
         )
     }
 
+    fn reparam_noise(
+        &self,
+        key: StreamKey,
+        [mu, lv]: [&BufferRange; 2],
+        eps: &BufferRange,
+        z: &BufferRange,
+        count: usize,
+    ) -> Result<()> {
+        let np = NoiseParams {
+            key: key.key_words(),
+            stream: [key.stream as u32, (key.stream >> 32) as u32],
+            count: count as u32,
+            pad: [0; 3],
+        };
+        let u = self
+            .gpu
+            .uniform_buffer("noise params", bytemuck::bytes_of(&np))?;
+        let pipe = self.gpu.pipeline("vae.wgsl", "reparam_noise")?;
+        let bind = self
+            .gpu
+            .bind_at(&pipe, &[(25, &u), (4, mu), (5, lv), (26, eps), (11, z)])?;
+        let blocks = crate::backend::launch::philox_blocks(count, 0);
+        self.gpu.dispatch(
+            "vae.wgsl:reparam_noise",
+            &pipe,
+            &bind,
+            crate::backend::launch::groups(blocks as usize),
+        )?;
+        Ok(())
+    }
+
     fn bce_rows(
         &self,
-        logits: &wgpu::Buffer,
-        x: &wgpu::Buffer,
-        rows: &wgpu::Buffer,
+        logits: &BufferRange,
+        x: &BufferRange,
+        rows: &BufferRange,
         b: usize,
         d: usize,
         grad: bool,
@@ -131,8 +168,8 @@ impl VaeOps for WgslKernels {
 
     fn latent(
         &self,
-        [mu, lv, eps, dz]: [&wgpu::Buffer; 4],
-        [dmu, dlv, kl_row]: [&wgpu::Buffer; 3],
+        [mu, lv, eps, dz]: [&BufferRange; 4],
+        [dmu, dlv, kl_row]: [&BufferRange; 3],
         b: usize,
         z: usize,
         grad: bool,
@@ -163,7 +200,7 @@ impl VaeOps for WgslKernels {
         )
     }
 
-    fn relu_grad(&self, act: &wgpu::Buffer, grad: &wgpu::Buffer, count: usize) -> Result<()> {
+    fn relu_grad(&self, act: &BufferRange, grad: &BufferRange, count: usize) -> Result<()> {
         let p = Params {
             count: count as u32,
             ..Default::default()
@@ -176,7 +213,7 @@ impl VaeOps for WgslKernels {
         )
     }
 
-    fn col_sum(&self, rows: &wgpu::Buffer, out: &wgpu::Buffer, n: usize, c: usize) -> Result<()> {
+    fn col_sum(&self, rows: &BufferRange, out: &BufferRange, n: usize, c: usize) -> Result<()> {
         let (chunk, chunks) = col_chunks(n);
         let parts = self.scratch(chunks * c)?;
         let p = Params {
@@ -198,9 +235,9 @@ impl VaeOps for WgslKernels {
 
     fn batch_loss(
         &self,
-        bce_row: &wgpu::Buffer,
-        kl_row: &wgpu::Buffer,
-        loss: &wgpu::Buffer,
+        bce_row: &BufferRange,
+        kl_row: &BufferRange,
+        loss: &BufferRange,
         b: usize,
         beta: f32,
         inv_b: f32,
@@ -233,48 +270,29 @@ impl VaeOps for WgslKernels {
 
     fn adam(
         &self,
-        tensors: &[AdamTensor<'_, wgpu::Buffer>],
-        m: &wgpu::Buffer,
-        v: &wgpu::Buffer,
+        [p, g, m, v]: [&BufferRange; 4],
+        blocks: &BufferRange,
+        n_blocks: usize,
         s: &AdamStep,
     ) -> Result<()> {
-        for two in tensors.chunks(2) {
-            let (t0, t1) = (&two[0], two.get(1));
-            let ap = AdamParams {
-                lr: s.lr,
-                beta1: s.betas.0,
-                beta2: s.betas.1,
-                eps: s.eps,
-                wd: s.weight_decay,
-                c1: s.corr.0,
-                c2: s.corr.1,
-                count: t0.count as u32,
-                count1: t1.map_or(0, |t| t.count as u32),
-                off0: t0.offset as u32,
-                off1: t1.map_or(0, |t| t.offset as u32),
-                pad: 0,
-            };
-            let u = self
-                .gpu
-                .uniform_buffer("adam params", bytemuck::bytes_of(&ap))?;
-            // A lone last tensor binds an unused writable slot and its own gradient again.
-            let (p1, g1) = t1.map_or((&self.dummy_rw, t0.g), |t| (t.p, t.g));
-            let groups = t0.count.div_ceil(256) + t1.map_or(0, |t| t.count.div_ceil(256));
-            self.run_vae(
-                "adam",
-                None,
-                &[
-                    (17, &u),
-                    (18, t0.p),
-                    (19, t0.g),
-                    (23, p1),
-                    (24, g1),
-                    (20, m),
-                    (21, v),
-                ],
-                groups,
-            )?;
-        }
-        Ok(())
+        let ap = AdamParams {
+            lr: s.lr,
+            beta1: s.betas.0,
+            beta2: s.betas.1,
+            eps: s.eps,
+            wd: s.weight_decay,
+            c1: s.corr.0,
+            c2: s.corr.1,
+            blocks: n_blocks as u32,
+        };
+        let u = self
+            .gpu
+            .uniform_buffer("adam params", bytemuck::bytes_of(&ap))?;
+        self.run_vae(
+            "adam",
+            None,
+            &[(17, &u), (18, p), (19, g), (20, m), (21, v), (23, blocks)],
+            n_blocks,
+        )
     }
 }

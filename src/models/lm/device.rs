@@ -9,12 +9,13 @@
 
 use super::idx::*;
 use super::{
-    Decoder, Kind, LmConfig, LmLoss, LmTrainer, Tensor, VOCAB, check_mask, check_params,
-    check_sequences, layout,
+    Decoder, Kind, LmConfig, LmLoss, LmTrainer, VOCAB, check_mask, check_params, check_sequences,
+    layout,
 };
 use crate::error::{Error, Result};
-use crate::ops::lm::{AdamStep, AdamTensor, LmOps, sumsq_parts};
+use crate::ops::lm::{AdamStep, LmOps};
 use crate::ops::matmul::{Epilogue, Matmul};
+use crate::ops::memory::FlatLayout;
 
 /// Short forms of the [`Matmul`] settings the trainer uses.
 trait Shorthand {
@@ -91,19 +92,23 @@ struct BlockActs<B> {
 pub struct DeviceLm<O: LmOps> {
     ops: O,
     cfg: LmConfig,
-    tensors: Vec<Tensor>,
+    /// Views of every tensor's weights and gradient in `p_flat` and `g_flat`.
     p: Vec<O::Buf>,
     g: Vec<O::Buf>,
-    /// AdamW's first and second moments of every tensor, flat in [`layout`] order (tensor `i`
-    /// at `moment_offsets[i]`).
+    /// Where each tensor lives in the flat buffers (one layout for weights, gradients and
+    /// AdamW's moments, in [`layout`] order).
+    flat: FlatLayout,
+    p_flat: O::Buf,
+    g_flat: O::Buf,
+    /// AdamW's first and second moments, flat in `flat`'s layout.
     m: O::Buf,
     v: O::Buf,
-    moment_offsets: Vec<usize>,
-    /// Partial sums of squares of every gradient tensor (tensor `i`'s region at
-    /// `part_offsets[i]`), reduced once per step into `clip`.
+    /// `flat`'s block table (u32, decayed tensors flagged) and its length.
+    blocks: O::Buf,
+    n_blocks: usize,
+    /// Partial sums of squares of the gradient, one per block, reduced once per step into
+    /// `clip`.
     grad_parts: O::Buf,
-    /// Start of each tensor's region of `grad_parts`; the last entry is the total.
-    part_offsets: Vec<usize>,
     /// `[clip factor, Σ g²]` of the step.
     clip: O::Buf,
     loss: O::Buf,
@@ -123,36 +128,30 @@ impl<O: LmOps> DeviceLm<O> {
             )));
         }
         let tensors = layout(cfg);
-        let (mut p, mut g, mut moment_offsets) = (vec![], vec![], vec![]);
-        let mut moments = 0;
-        for t in &tensors {
-            let vals: Vec<f32> = params[t.range()].iter().map(|&x| x as f32).collect();
-            let n = vals.len();
-            p.push(ops.upload(&t.name, &vals)?);
-            g.push(ops.alloc("lm grad", n)?);
-            moment_offsets.push(moments);
-            moments += n;
-        }
-        let m = ops.upload("adamw m", &vec![0.0; moments])?;
-        let v = ops.upload("adamw v", &vec![0.0; moments])?;
-        let mut part_offsets = vec![0];
-        for t in &tensors {
-            part_offsets
-                .push(part_offsets.last().copied().unwrap_or(0) + sumsq_parts(t.rows * t.cols));
-        }
+        let counts: Vec<usize> = tensors.iter().map(|t| t.rows * t.cols).collect();
+        let flat = FlatLayout::new(&counts);
+        flat.check_fits(&ops, "the language model")?;
+        let vals: Vec<f32> = params.iter().map(|&x| x as f32).collect();
+        let p_flat = ops.upload("lm weights", &flat.pack(&vals))?;
+        let g_flat = ops.alloc("lm gradients", flat.len())?;
+        let zeros = vec![0.0; flat.len()];
+        let decayed = |i: usize| matches!(tensors[i].kind, Kind::Weight | Kind::Residual);
+        let n_blocks = flat.n_blocks();
         Ok(Self {
-            grad_parts: ops.alloc("lm grad norm partials", *part_offsets.last().unwrap_or(&1))?,
-            part_offsets,
+            p: flat.views(&ops, &p_flat)?,
+            g: flat.views(&ops, &g_flat)?,
+            m: ops.upload("adamw m", &zeros)?,
+            v: ops.upload("adamw v", &zeros)?,
+            blocks: ops.upload_u32("lm flat blocks", &flat.blocks(decayed))?,
+            n_blocks,
+            grad_parts: ops.alloc("lm grad norm partials", n_blocks)?,
+            flat,
+            p_flat,
+            g_flat,
             clip: ops.alloc("lm clip factor", 2)?,
             loss: ops.alloc("lm loss", 1)?,
             ops,
             cfg: *cfg,
-            tensors,
-            p,
-            g,
-            m,
-            v,
-            moment_offsets,
             t: 0,
             stepped: false,
             acts: None,
@@ -486,14 +485,11 @@ impl<O: LmOps> DeviceLm<O> {
         let a = self.cfg.adam;
         let c1 = 1.0 - a.beta1.powi(self.t as i32);
         let c2 = 1.0 - a.beta2.powi(self.t as i32);
-        let grads: Vec<(&O::Buf, usize, usize)> = (self.tensors.iter().enumerate())
-            .map(|(i, t)| (&self.g[i], t.rows * t.cols, self.part_offsets[i]))
-            .collect();
-        self.ops.sumsq(&grads, &self.grad_parts)?;
-        let total = self.part_offsets[self.tensors.len()];
+        self.ops
+            .sumsq(&self.g_flat, &self.blocks, self.n_blocks, &self.grad_parts)?;
         let clip = a.clip.unwrap_or(0.0) as f32;
         self.ops
-            .clip_scale(&self.grad_parts, total, clip, &self.clip)?;
+            .clip_scale(&self.grad_parts, self.n_blocks, clip, &self.clip)?;
         let s = AdamStep {
             lr: a.lr as f32,
             betas: (a.beta1 as f32, a.beta2 as f32),
@@ -501,20 +497,14 @@ impl<O: LmOps> DeviceLm<O> {
             inv_corr: ((1.0 / c1) as f32, (1.0 / c2) as f32),
         };
         let decayed = (1.0 - a.lr * a.weight_decay) as f32;
-        let tensors: Vec<AdamTensor<'_, O::Buf>> = (self.tensors.iter().enumerate())
-            .map(|(i, t)| AdamTensor {
-                p: &self.p[i],
-                g: &self.g[i],
-                count: t.rows * t.cols,
-                offset: self.moment_offsets[i],
-                decay: if matches!(t.kind, Kind::Weight | Kind::Residual) {
-                    decayed
-                } else {
-                    1.0
-                },
-            })
-            .collect();
-        self.ops.adamw(&tensors, &self.m, &self.v, &self.clip, &s)
+        self.ops.adamw(
+            [&self.p_flat, &self.g_flat, &self.m, &self.v],
+            &self.blocks,
+            self.n_blocks,
+            &self.clip,
+            &s,
+            decayed,
+        )
     }
 
     /// [`LmTrainer::step`] or (with `mask`) [`LmTrainer::step_masked`].
@@ -540,7 +530,7 @@ impl<O: LmOps> DeviceLm<O> {
             LmLoss {
                 loss: self.read_loss()?,
             },
-            self.read_all(&self.g)?,
+            self.read_all(&self.g_flat)?,
         ))
     }
 
@@ -560,10 +550,14 @@ impl<O: LmOps> DeviceLm<O> {
         Ok(self.ops.read(&self.loss, 1)?[0] as f64)
     }
 
-    fn read_all(&self, bufs: &[O::Buf]) -> Result<Vec<f64>> {
+    /// Every tensor of the flat buffer `flat_buf` (weights or gradients) in [`layout`] order,
+    /// read back in one transfer.
+    fn read_all(&self, flat_buf: &O::Buf) -> Result<Vec<f64>> {
+        let all = self.ops.read(flat_buf, self.flat.len())?;
         let mut out = Vec::new();
-        for (t, b) in self.tensors.iter().zip(bufs) {
-            out.extend(self.ops.read(b, t.rows * t.cols)?.iter().map(|&x| x as f64));
+        for i in 0..self.flat.tensors() {
+            let (off, n) = self.flat.range(i);
+            out.extend(all[off..off + n].iter().map(|&x| x as f64));
         }
         Ok(out)
     }
@@ -664,7 +658,7 @@ impl<O: LmOps> LmTrainer for DeviceLm<O> {
     }
 
     fn params(&self) -> Result<Vec<f64>> {
-        self.read_all(&self.p)
+        self.read_all(&self.p_flat)
     }
 }
 

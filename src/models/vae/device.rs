@@ -11,7 +11,8 @@
 use super::{VaeConfig, VaeLoss, VaeTrainer, check_batch, layout};
 use crate::error::{Error, Result};
 use crate::ops::matmul::{Epilogue, Matmul};
-use crate::ops::vae::{AdamStep, AdamTensor, VaeOps};
+use crate::ops::memory::FlatLayout;
+use crate::ops::vae::{AdamStep, VaeOps};
 use crate::rng::StreamKey;
 
 /// Activations and their gradients for one batch size.
@@ -38,12 +39,19 @@ struct Acts<B> {
 pub struct DeviceVae<O: VaeOps> {
     ops: O,
     cfg: VaeConfig,
+    /// Views of every tensor's weights and gradient in `p_flat` and `g_flat`.
     p: Vec<O::Buf>,
     g: Vec<O::Buf>,
-    /// Adam's moments of every tensor, flat in [`layout`] order (a tensor's at the start of
-    /// its parameter range).
+    /// Where each tensor lives in the flat buffers (weights, gradients and Adam's moments share
+    /// it; [`layout`] order).
+    flat: FlatLayout,
+    p_flat: O::Buf,
+    g_flat: O::Buf,
     m: O::Buf,
     v: O::Buf,
+    /// `flat`'s block table (u32) and its length.
+    blocks: O::Buf,
+    n_blocks: usize,
     loss: O::Buf,
     t: u32,
     stepped: bool,
@@ -63,21 +71,25 @@ impl<O: VaeOps> DeviceVae<O> {
     /// Upload `params` (flat, [`layout`] order) and zero Adam state.
     pub fn new(ops: O, cfg: &VaeConfig, params: &[f64]) -> Result<Self> {
         super::check_params(cfg, params)?;
-        let (mut p, mut g) = (vec![], vec![]);
-        for t in layout(cfg) {
-            p.push(ops.upload(t.name, &f32s(&params[t.range()]))?);
-            g.push(ops.alloc("vae grad", t.len())?);
-        }
-        let m = ops.upload("adam m", &vec![0.0; params.len()])?;
-        let v = ops.upload("adam v", &vec![0.0; params.len()])?;
+        let counts: Vec<usize> = layout(cfg).iter().map(|t| t.len()).collect();
+        let flat = FlatLayout::new(&counts);
+        flat.check_fits(&ops, "the VAE")?;
+        let p_flat = ops.upload("vae weights", &flat.pack(&f32s(params)))?;
+        let g_flat = ops.alloc("vae gradients", flat.len())?;
+        let zeros = vec![0.0; flat.len()];
         Ok(Self {
+            p: flat.views(&ops, &p_flat)?,
+            g: flat.views(&ops, &g_flat)?,
+            m: ops.upload("adam m", &zeros)?,
+            v: ops.upload("adam v", &zeros)?,
+            blocks: ops.upload_u32("vae flat blocks", &flat.blocks(|_| false))?,
+            n_blocks: flat.n_blocks(),
+            flat,
+            p_flat,
+            g_flat,
             loss: ops.alloc("vae loss", 3)?,
             ops,
             cfg: *cfg,
-            p,
-            g,
-            m,
-            v,
             t: 0,
             stepped: false,
             acts: None,
@@ -172,8 +184,8 @@ impl<O: VaeOps> DeviceVae<O> {
         let a = self.acts.as_ref().expect("allocated above");
         let (d, z) = (self.cfg.d, self.cfg.z);
         self.encode(a)?;
-        self.ops.normals(key, b * z, &a.eps)?;
-        self.ops.reparam(&a.mu, &a.lv, &a.eps, &a.z, b * z)?;
+        self.ops
+            .reparam_noise(key, [&a.mu, &a.lv], &a.eps, &a.z, b * z)?;
         self.decode_into(a, &a.z)?;
         let inv_b = (1.0 / b as f64) as f32;
         self.ops
@@ -237,15 +249,12 @@ impl<O: VaeOps> DeviceVae<O> {
             weight_decay: a.weight_decay as f32,
             corr: (c1 as f32, c2 as f32),
         };
-        let tensors: Vec<AdamTensor<'_, O::Buf>> = (layout(&self.cfg).iter().enumerate())
-            .map(|(i, t)| AdamTensor {
-                p: &self.p[i],
-                g: &self.g[i],
-                count: t.len(),
-                offset: t.range().start,
-            })
-            .collect();
-        self.ops.adam(&tensors, &self.m, &self.v, &s)
+        self.ops.adam(
+            [&self.p_flat, &self.g_flat, &self.m, &self.v],
+            &self.blocks,
+            self.n_blocks,
+            &s,
+        )
     }
 
     fn read_loss(&self) -> Result<VaeLoss> {
@@ -253,14 +262,17 @@ impl<O: VaeOps> DeviceVae<O> {
         VaeLoss::checked(l[1] as f64, l[2] as f64, l[0] as f64)
     }
 
-    fn read_all(&self, bufs: &[O::Buf]) -> Result<Vec<f64>> {
+    /// Every tensor of the flat buffer `flat_buf` (weights or gradients) in [`layout`] order,
+    /// read back in one transfer.
+    fn read_all(&self, flat_buf: &O::Buf) -> Result<Vec<f64>> {
+        let all = self.ops.read(flat_buf, self.flat.len())?;
         let mut out = Vec::new();
-        for (t, buf) in layout(&self.cfg).iter().zip(bufs) {
-            out.extend(self.ops.read(buf, t.len())?.iter().map(|&x| x as f64));
+        for i in 0..self.flat.tensors() {
+            let (off, n) = self.flat.range(i);
+            out.extend(all[off..off + n].iter().map(|&x| x as f64));
         }
         Ok(out)
     }
-
     fn logits_to_probs(&self, n: usize) -> Result<Vec<f64>> {
         let a = self.acts.as_ref().expect("decoded");
         let l = self.ops.read(&a.logits, n * self.cfg.d)?;
@@ -294,7 +306,7 @@ impl<O: VaeOps> VaeTrainer for DeviceVae<O> {
         self.forward(x, key, true, self.cfg.beta)?;
         self.backward()?;
         self.stepped = false;
-        Ok((self.read_loss()?, self.read_all(&self.g)?))
+        Ok((self.read_loss()?, self.read_all(&self.g_flat)?))
     }
 
     fn neg_elbo(&mut self, x: &[f64], key: StreamKey) -> Result<f64> {
@@ -325,6 +337,6 @@ impl<O: VaeOps> VaeTrainer for DeviceVae<O> {
     }
 
     fn params(&self) -> Result<Vec<f64>> {
-        self.read_all(&self.p)
+        self.read_all(&self.p_flat)
     }
 }

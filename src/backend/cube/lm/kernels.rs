@@ -316,9 +316,11 @@ pub(super) fn onehot_kernel(tokens: &[u32], out: &mut [f32], n: u32) {
     }
 }
 
-/// AdamW on one tensor, one unit per parameter; the gradient is multiplied by the global clip
-/// factor `scale[0]` (computed once per step by `reduce::clip_kernel`); the tensor's moments
-/// are `m[off..off + n]`, `v[off..off + n]` of the flat moment buffers.
+/// AdamW over one block per cube of a flat layout (`blocks`: `[w][4]` u32 `start, count,
+/// decayed, 0`; [`crate::ops::memory::FlatLayout`]), 256 units, 16 elements each: element `k`
+/// of `p`, `g`, `m`, `v` (one layout) with the gradient multiplied by the clip factor
+/// `scale[0]` (computed once per step by `reduce::clip_kernel`) and the weights by `decay`
+/// where the block is flagged.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn adamw_kernel(
@@ -326,9 +328,9 @@ pub(super) fn adamw_kernel(
     g: &[f32],
     m: &mut [f32],
     v: &mut [f32],
+    blocks: &[u32],
     scale: &[f32],
-    n: u32,
-    off: u32,
+    n_blocks: u32,
     lr: f32,
     beta1: f32,
     beta2: f32,
@@ -337,15 +339,26 @@ pub(super) fn adamw_kernel(
     ic1: f32,
     ic2: f32,
 ) {
-    let i = ABSOLUTE_POS as u32;
-    if i < n {
-        let k = i as usize;
-        let j = (off + i) as usize;
-        let gi = g[k] * scale[0];
-        m[j] = beta1 * m[j] + (1.0f32 - beta1) * gi;
-        v[j] = beta2 * v[j] + (1.0f32 - beta2) * gi * gi;
-        let pd = p[k] * decay;
-        p[k] = pd - lr * (m[j] * ic1) / (f32::sqrt(v[j] * ic2) + eps);
+    let w = CUBE_POS_X + CUBE_POS_Y * CUBE_COUNT_X;
+    if w < n_blocks {
+        let start = blocks[(w * 4) as usize];
+        let count = blocks[(w * 4 + 1) as usize];
+        let mut d = f32::new(1.0);
+        if blocks[(w * 4 + 2) as usize] != 0u32 {
+            d = decay;
+        }
+        let f = scale[0];
+        for q in 0..16u32 {
+            let jj = q * 256 + UNIT_POS_X;
+            if jj < count {
+                let j = (start + jj) as usize;
+                let gi = g[j] * f;
+                m[j] = beta1 * m[j] + (1.0f32 - beta1) * gi;
+                v[j] = beta2 * v[j] + (1.0f32 - beta2) * gi * gi;
+                let pd = p[j] * d;
+                p[j] = pd - lr * (m[j] * ic1) / (f32::sqrt(v[j] * ic2) + eps);
+            }
+        }
     }
 }
 

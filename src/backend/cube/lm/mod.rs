@@ -6,11 +6,13 @@
 
 mod kernels;
 
+use cubecl::prelude::{CubeCount, CubeDim};
+
 use self::kernels::*;
-use super::memory::{CubeKernels, arg, dim, grid};
-use super::reduce::Terms;
+use super::memory::{CubeKernels, arg, arg_whole, dim, grid};
+use super::reduce::{FLAT_UNITS, Terms};
 use crate::error::Result;
-use crate::ops::lm::{AdamStep, AdamTensor, LmOps, sumsq_parts};
+use crate::ops::lm::{AdamStep, LmOps};
 
 type Handle = cubecl::server::Handle;
 
@@ -282,12 +284,14 @@ impl LmOps for CubeKernels<'_> {
         self.col_sums(dh, out, rows, len * c, ctx * c)
     }
 
-    fn sumsq(&self, tensors: &[(&Handle, usize, usize)], parts: &Handle) -> Result<()> {
-        for &(g, count, offset) in tensors {
-            let target = (parts, offset, sumsq_parts(count));
-            self.total(g, None, count, Terms::Squares, target, 1.0)?;
-        }
-        Ok(())
+    fn sumsq(
+        &self,
+        grads: &Handle,
+        blocks: &Handle,
+        n_blocks: usize,
+        parts: &Handle,
+    ) -> Result<()> {
+        self.block_sumsq(grads, blocks, n_blocks, parts)
     }
 
     fn clip_scale(&self, parts: &Handle, n: usize, clip: f32, scale: &Handle) -> Result<()> {
@@ -296,38 +300,33 @@ impl LmOps for CubeKernels<'_> {
 
     fn adamw(
         &self,
-        tensors: &[AdamTensor<'_, Handle>],
-        m: &Handle,
-        v: &Handle,
+        [p, g, m, v]: [&Handle; 4],
+        blocks: &Handle,
+        n_blocks: usize,
         scale: &Handle,
         s: &AdamStep,
+        decay: f32,
     ) -> Result<()> {
-        let moments = tensors
-            .iter()
-            .map(|t| t.offset + t.count)
-            .max()
-            .unwrap_or(0);
-        for t in tensors {
-            adamw_kernel::launch(
-                self.client,
-                grid(t.count),
-                dim(),
-                arg(t.p, t.count),
-                arg(t.g, t.count),
-                arg(m, moments),
-                arg(v, moments),
-                arg(scale, 1),
-                t.count as u32,
-                t.offset as u32,
-                s.lr,
-                s.betas.0,
-                s.betas.1,
-                s.eps,
-                t.decay,
-                s.inv_corr.0,
-                s.inv_corr.1,
-            );
-        }
+        let (gx, gy) = crate::gpu::GpuContext::grid(n_blocks as u32);
+        adamw_kernel::launch(
+            self.client,
+            CubeCount::Static(gx, gy, 1),
+            CubeDim::new_1d(FLAT_UNITS),
+            arg_whole(p),
+            arg_whole(g),
+            arg_whole(m),
+            arg_whole(v),
+            arg(blocks, n_blocks * 4),
+            arg(scale, 1),
+            n_blocks as u32,
+            s.lr,
+            s.betas.0,
+            s.betas.1,
+            s.eps,
+            decay,
+            s.inv_corr.0,
+            s.inv_corr.1,
+        );
         Ok(())
     }
 
