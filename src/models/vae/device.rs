@@ -11,7 +11,7 @@
 use super::{VaeConfig, VaeLoss, VaeTrainer, check_batch, layout};
 use crate::error::{Error, Result};
 use crate::ops::matmul::{Epilogue, Matmul};
-use crate::ops::memory::FlatLayout;
+use crate::ops::memory::{FlatLayout, VIEW_ALIGN};
 use crate::ops::vae::{AdamStep, VaeOps};
 use crate::rng::StreamKey;
 
@@ -28,8 +28,12 @@ struct Acts<B> {
     logits: B,
     dh2: B,
     dz: B,
+    /// `dμ` and `dlv`, views of one buffer `[2][stride]` (`stride` = `B·Z` rounded up to a
+    /// view's alignment), so their weight gradients are one batched product.
     dmu: B,
     dlv: B,
+    dmulv: B,
+    dmulv_stride: usize,
     dh1: B,
     bce_row: B,
     kl_row: B,
@@ -105,6 +109,8 @@ impl<O: VaeOps> DeviceVae<O> {
         let o = &self.ops;
         let what = format!("a batch of {b} images");
         crate::ops::memory::check_batch_fits(o, &what, b, d.max(h), "images")?;
+        let stride = (b * z).next_multiple_of(VIEW_ALIGN);
+        let dmulv = o.alloc("vae dmu dlv", 2 * stride)?;
         self.acts = Some(Acts {
             b,
             x: o.alloc("vae x", b * d)?,
@@ -117,8 +123,10 @@ impl<O: VaeOps> DeviceVae<O> {
             logits: o.alloc("vae logits", b * d)?,
             dh2: o.alloc("vae dh2", b * h)?,
             dz: o.alloc("vae dz", b * z)?,
-            dmu: o.alloc("vae dmu", b * z)?,
-            dlv: o.alloc("vae dlv", b * z)?,
+            dmu: o.view(&dmulv, 0, b * z)?,
+            dlv: o.view(&dmulv, stride, b * z)?,
+            dmulv,
+            dmulv_stride: stride,
             dh1: o.alloc("vae dh1", b * h)?,
             bce_row: o.alloc("vae bce rows", b)?,
             kl_row: o.alloc("vae kl rows", b)?,
@@ -227,9 +235,14 @@ impl<O: VaeOps> DeviceVae<O> {
         o.col_sum(&a.dh2, &g[7], b, h)?;
         o.gemm(&nt(b, z, h), &a.dh2, &p[6], &a.dz, None)?;
         self.latent_and_loss(a, true, self.cfg.beta)?;
-        o.gemm(&tn(h, z, b), &a.h1, &a.dmu, &g[2], None)?;
+        // g[2] = h1ᵀ·dμ and g[4] = h1ᵀ·dlv as one product batched over the two: A shared,
+        // B the two halves of dmulv, C the flat gradient from g[2] (stride: g[4] − g[2]).
+        let (g2, g4) = (self.flat.range(2).0, self.flat.range(4).0);
+        let mut both = tn(h, z, b).batched(2);
+        (both.stride_a, both.stride_b, both.stride_c) = (0, a.dmulv_stride, g4 - g2);
+        let g24 = o.view(&self.g_flat, g2, g4 - g2 + h * z)?;
+        o.gemm(&both, &a.h1, &a.dmulv, &g24, None)?;
         o.col_sum(&a.dmu, &g[3], b, z)?;
-        o.gemm(&tn(h, z, b), &a.h1, &a.dlv, &g[4], None)?;
         o.col_sum(&a.dlv, &g[5], b, z)?;
         o.gemm(&nt(b, h, z), &a.dmu, &p[2], &a.dh1, None)?;
         o.gemm(&nt(b, h, z).scaled(1.0, 1.0), &a.dlv, &p[4], &a.dh1, None)?;
