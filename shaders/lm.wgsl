@@ -1,7 +1,8 @@
 // lm.wgsl — the language model's kernels besides its matrix products (those run through
 // matmul.wgsl / matmul_vec4.wgsl, batched over heads for attention). Each entry point is the f32
 // form of one step of src/models/lm/cpu.rs; src/models/lm/device.rs calls them in cpu.rs's order
-// (through src/backend/wgsl/lm.rs, which binds each entry point's subset below by number).
+// (through src/backend/wgsl/lm.rs, which binds each entry point's subset below by number; column
+// sums run colsum.wgsl).
 // Layout: row-major f32 arrays (tokens and targets u32). Activations [N][C] (N = rows·len
 // positions), per-head arrays [rows][H][len][d], attention rows [R][len], logits [N][256], KV
 // caches [rows][ctx][C].
@@ -10,7 +11,6 @@
 //   0: elem_p     ElemParams    { count, value }                  fill, gelu, gelu_back
 //   1: embed_p    EmbedParams   { n, c, len, pos0 }               embed
 //   2: norm_p     NormParams    { rows, c, eps }                  layer_norm, ln_back
-//   3: red_p      RedParams     { rows, cols, chunk, out }        col_partial, col_final
 //   4: head_p     HeadParams    { count, len, heads, d, stride, offset }  gather_heads,
 //                                 scatter_heads, gather_qkv, scatter_qkv
 //   5: softmax_p  SoftmaxParams { rows, len, scale }              causal_softmax, softmax_back
@@ -32,10 +32,7 @@
 //  20: rstd     rw   [N]                     layer_norm (writes), ln_back (reads)
 //  21: dy       read [N][C]                  22: dx  rw [N][C] (added into)   23: prod  rw [N][C]
 //                                            (ln_back)
-//  24: rows     read [rows][cols]            col_partial
-//  25: sums     rw   [out]                   col_final (the column sums, then zeros up to out)
-//  46: parts    rw   partial sums: col_partial writes [chunks][cols], col_final reads them;
-//                    loss_partial writes [workgroups], loss_final reads them
+//  46: parts    rw   partial sums: loss_partial writes [workgroups], loss_final reads them
 //  26: src      read                         27: dst  rw        (gather_heads, scatter_heads,
 //                                            gather_qkv (src, dst), scatter_qkv (src, dst))
 //  51: dst1     52: dst2   rw                gather_qkv (K, V; dst is Q)
@@ -63,15 +60,13 @@
 //  42: k_cache  rw   43: v_cache  rw   [rows][ctx][C]   kv_store (writes), decode_attention (reads)
 //  44: attn_out rw   [rows][C]               decode_attention
 //
-// Workgroups and grids: every entry point has workgroups of 256 except col_partial (64).
+// Workgroups and grids: every entry point has workgroups of 256.
 // Element-wise kernels run one invocation per element over a 2-D grid, element i = gid.x +
 // gid.y · 256 · nwg.x; row kernels (layer_norm, ln_back, causal_softmax, softmax_back,
 // cross_entropy, decode_attention) one workgroup of 256 per row, row = wid.x + wid.y · nwg.x,
 // their reductions trees over the 256 lanes in workgroup memory.
-// Reductions are two-level and deterministic (fixed order, no atomics): col_partial runs a
-// (ceil(cols/64), chunks) grid, lane j of block x summing rows [y·chunk, min((y+1)·chunk, rows))
-// of column x·64 + j in order (lanes adjacent by column: coalesced), col_final one invocation per
-// output summing the chunks' partials in order; loss_partial and sumsq_partial have each
+// Reductions are two-level and deterministic (fixed order, no atomics): column sums (bias,
+// LayerNorm and position-embedding gradients) run colsum.wgsl; loss_partial and sumsq_partial have each
 // workgroup sum a block (1024 rows; 4096 elements) lane-strided in fixed order and tree-reduce
 // it, loss_final and clip_scale are one workgroup summing the partials likewise.
 //
@@ -80,8 +75,6 @@
 //   embed           out[i][j] = tok_emb[tokens[i]][j] + pos_emb[pos0 + i % len][j]  (i < n, j < c)
 //   layer_norm      row kernel: y = x̂·gamma + beta, xhat = x̂, rstd[row]; eps
 //   ln_back         row kernel: dx += rstd(dx̂ − m1 − x̂·m2) with dx̂ = dy⊙gamma, prod = dy⊙x̂
-//   col_partial     parts[y][j] = Σ_{y·chunk ≤ r < min((y+1)·chunk, rows)} rows[r][j], j < cols
-//   col_final       i < out: sums[i] = Σ_{y < rows} parts[y][i] for i < cols, else 0 (rows = chunks)
 //   gather_heads    i < count = rows·H·len·d: dst[r][h][t][e] = src[(r·len+t)·stride + offset + h·d + e]
 //   scatter_heads   the inverse: dst[(r·len+t)·stride + offset + h·d + e] = src[r][h][t][e]
 //   gather_qkv      gather_heads into dst, dst1, dst2 at offsets 0, C, 2C (C = heads·d, stride 3C)
@@ -129,13 +122,6 @@ struct NormParams {
     c: u32,
     eps: f32,
     pad: u32,
-}
-
-struct RedParams {
-    rows: u32,
-    cols: u32,
-    chunk: u32,
-    out: u32,
 }
 
 struct HeadParams {
@@ -195,7 +181,6 @@ struct DecodeParams {
 @group(0) @binding(0) var<uniform> elem_p: ElemParams;
 @group(0) @binding(1) var<uniform> embed_p: EmbedParams;
 @group(0) @binding(2) var<uniform> norm_p: NormParams;
-@group(0) @binding(3) var<uniform> red_p: RedParams;
 @group(0) @binding(4) var<uniform> head_p: HeadParams;
 @group(0) @binding(5) var<uniform> softmax_p: SoftmaxParams;
 @group(0) @binding(6) var<uniform> loss_p: LossParams;
@@ -216,8 +201,6 @@ struct DecodeParams {
 @group(0) @binding(21) var<storage, read> dy: array<f32>;
 @group(0) @binding(22) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(23) var<storage, read_write> prod: array<f32>;
-@group(0) @binding(24) var<storage, read> rows: array<f32>;
-@group(0) @binding(25) var<storage, read_write> sums: array<f32>;
 @group(0) @binding(26) var<storage, read> src: array<f32>;
 @group(0) @binding(27) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(28) var<storage, read_write> scores: array<f32>;
@@ -364,37 +347,6 @@ fn ln_back(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         dx[base + j] = dx[base + j] + r * (dxh - m1 - xh * m2);
         prod[base + j] = g * xh;
     }
-}
-
-@compute @workgroup_size(64)
-fn col_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let j = wid.x * 64u + lid;
-    let cols = red_p.cols;
-    if (j >= cols) {
-        return;
-    }
-    let r0 = wid.y * red_p.chunk;
-    let r1 = min(r0 + red_p.chunk, red_p.rows);
-    var s = 0.0;
-    for (var r = r0; r < r1; r = r + 1u) {
-        s = s + rows[r * cols + j];
-    }
-    parts[wid.y * cols + j] = s;
-}
-
-@compute @workgroup_size(256)
-fn col_final(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat(gid, nwg);
-    if (i >= red_p.out) {
-        return;
-    }
-    var s = 0.0;
-    if (i < red_p.cols) {
-        for (var k = 0u; k < red_p.rows; k = k + 1u) {
-            s = s + parts[k * red_p.cols + i];
-        }
-    }
-    sums[i] = s;
 }
 
 // (r, h, t, e) of element i of a [rows][H][len][d] array, as the source/destination index in the

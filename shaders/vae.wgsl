@@ -19,11 +19,8 @@
 //  11: storage, read_write  z: array<f32> [B][Z]
 //  12: storage, read        act: array<f32> (relu_grad: the layer's ReLU output)
 //  13: storage, read_write  grad: array<f32> (relu_grad: zeroed where act <= 0)
-//  14: storage, read        rows: array<f32> [B][count] (col_partial input)
-//  15: storage, read_write  sums: array<f32> [count] (col_final output)
 //  16: storage, read_write  loss: array<f32> [3] (loss, bce, kl: means over the batch)
-//  22: storage, read_write  parts: array<f32> partial sums: col_partial writes [chunks][count],
-//                           col_final reads them; loss_partial writes [blocks][2] (bce, kl),
+//  22: storage, read_write  parts: array<f32> partial sums: loss_partial writes [blocks][2] (bce, kl),
 //                           loss_final reads them
 //  17: uniform  AdamParams { lr, beta1, beta2, eps, wd, c1, c2, blocks }
 //  18: storage, read_write  p: array<f32>     19: storage, read g: array<f32>
@@ -47,12 +44,7 @@
 //   latent    workgroup 64, one invocation per image: kl_row[b]; with flags & 1 the gradients
 //             dmu = dz + β·mu/B and dlv = dz·eps·exp(lv/2)/2 + β·(exp(lv) − 1)/(2B).
 //   relu_grad workgroup 256, one invocation per element: grad = 0 where act <= 0.
-//   col_partial workgroup 64, grid (ceil(count/64), chunks) with chunk = d rows per chunk
-//             (src/backend/launch.rs col_chunks): lane j of block x sums rows
-//             [y·d, min((y+1)·d, B)) of column x·64 + j in order into parts[y][x·64 + j]
-//             (lanes adjacent by column: coalesced).
-//   col_final workgroup 256, one invocation per column j < count: sums[j] = Σ_{y < z} parts[y][j]
-//             in order (z = chunks).
+//   (column sums — the bias gradients — run colsum.wgsl.)
 //   loss_partial workgroup 256, one workgroup per block of 1024 images: lane-strided sums of
 //             bce_row and kl_row in fixed order, tree-reduced into parts[2w], parts[2w + 1];
 //             with flags & 2 (a single block, B ≤ 1024) it writes loss[] as loss_final does,
@@ -110,8 +102,6 @@ struct AdamParams {
 @group(0) @binding(11) var<storage, read_write> z: array<f32>;
 @group(0) @binding(12) var<storage, read> act: array<f32>;
 @group(0) @binding(13) var<storage, read_write> grad: array<f32>;
-@group(0) @binding(14) var<storage, read> rows: array<f32>;
-@group(0) @binding(15) var<storage, read_write> sums: array<f32>;
 @group(0) @binding(16) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(17) var<uniform> adam_params: AdamParams;
 @group(0) @binding(18) var<storage, read_write> p: array<f32>;
@@ -218,36 +208,6 @@ fn relu_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     if (act[i] <= 0.0) {
         grad[i] = 0.0;
     }
-}
-
-@compute @workgroup_size(64)
-fn col_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let j = wid.x * 64u + lid;
-    let cols = params.count;
-    if (j >= cols) {
-        return;
-    }
-    let r0 = wid.y * params.d;
-    let r1 = min(r0 + params.d, params.b);
-    var s = 0.0;
-    for (var r = r0; r < r1; r = r + 1u) {
-        s = s + rows[r * cols + j];
-    }
-    parts[wid.y * cols + j] = s;
-}
-
-@compute @workgroup_size(256)
-fn col_final(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let j = flat(gid, nwg);
-    let cols = params.count;
-    if (j >= cols) {
-        return;
-    }
-    var s = 0.0;
-    for (var k = 0u; k < params.z; k = k + 1u) {
-        s = s + parts[k * cols + j];
-    }
-    sums[j] = s;
 }
 
 // Tree sums of partial[0..256] and partial2[0..256] (every lane calls it); the totals in

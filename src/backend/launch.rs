@@ -53,8 +53,8 @@ pub fn col_chunks(rows: usize) -> (usize, usize) {
     (chunk, rows.div_ceil(chunk).max(1))
 }
 
-/// Columns per workgroup of the first pass of a WGSL two-level column sum (`col_partial` of
-/// `lm.wgsl` and `vae.wgsl`: `@workgroup_size(64)`, one lane per column).
+/// Columns per workgroup of the first pass of the WGSL two-level column sum (`col_partial` of
+/// `colsum.wgsl`: `@workgroup_size(64)`, one lane per column).
 pub const COL_BLOCK: usize = 64;
 
 /// Rows per workgroup of the first pass of the two-level row-loss totals (`loss_partial` of

@@ -37,6 +37,7 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/categorical.wgsl"),
     ),
     ("gmm.wgsl", include_str!("../../shaders/gmm.wgsl")),
+    ("colsum.wgsl", include_str!("../../shaders/colsum.wgsl")),
     ("lm.wgsl", include_str!("../../shaders/lm.wgsl")),
     ("matmul.wgsl", include_str!("../../shaders/matmul.wgsl")),
     (

@@ -7,7 +7,7 @@
 //! dispatches ([`crate::gpu::GpuOptions::queued`]); benches and tests wait for and time each one.
 
 use super::memory::WgslKernels;
-use crate::backend::launch::{COL_BLOCK, LOSS_BLOCK, WIDE_WORKGROUP, col_chunks};
+use crate::backend::launch::{LOSS_BLOCK, WIDE_WORKGROUP};
 use crate::error::Result;
 use crate::gpu::{Bindable, BufferRange, GpuContext};
 use crate::ops::lm::{AdamStep, LmOps};
@@ -17,7 +17,6 @@ mod bind {
     pub const ELEM_P: u32 = 0;
     pub const EMBED_P: u32 = 1;
     pub const NORM_P: u32 = 2;
-    pub const RED_P: u32 = 3;
     pub const HEAD_P: u32 = 4;
     pub const SOFTMAX_P: u32 = 5;
     pub const LOSS_P: u32 = 6;
@@ -38,8 +37,6 @@ mod bind {
     pub const DY: u32 = 21;
     pub const DX: u32 = 22;
     pub const PROD: u32 = 23;
-    pub const ROWS: u32 = 24;
-    pub const SUMS: u32 = 25;
     pub const SRC: u32 = 26;
     pub const DST: u32 = 27;
     pub const SCORES: u32 = 28;
@@ -96,16 +93,6 @@ struct NormParams {
     c: u32,
     eps: f32,
     pad: u32,
-}
-
-/// `RedParams` of `lm.wgsl` (col_partial, col_final; 16 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct RedParams {
-    rows: u32,
-    cols: u32,
-    chunk: u32,
-    out: u32,
 }
 
 /// `HeadParams` of `lm.wgsl` (gather_heads, scatter_heads; 32 bytes).
@@ -198,54 +185,6 @@ fn elems(count: usize) -> usize {
 }
 
 impl WgslKernels {
-    /// Two-level column sums of `lm.wgsl` (`col_partial`, then `col_final`): `out[i] = Σ_r
-    /// rows[r][i]` over `n` rows of `cols` for `i < cols`, 0 for `cols ≤ i < out_len`.
-    fn col_sums(
-        &self,
-        rows: &BufferRange,
-        out: &BufferRange,
-        n: usize,
-        cols: usize,
-        out_len: usize,
-    ) -> Result<()> {
-        let (chunk, chunks) = col_chunks(n);
-        let parts = self.scratch(chunks * cols)?;
-        let p = RedParams {
-            rows: n as u32,
-            cols: cols as u32,
-            chunk: chunk as u32,
-            out: out_len as u32,
-        };
-        let pipe = self.gpu.pipeline("lm.wgsl", "col_partial")?;
-        let uniform = self
-            .gpu
-            .uniform_buffer("lm params", bytemuck::bytes_of(&p))?;
-        let bind = self.gpu.bind_at(
-            &pipe,
-            &[
-                (bind::RED_P, &uniform),
-                (bind::ROWS, rows),
-                (bind::PARTS, &parts),
-            ],
-        )?;
-        self.gpu.dispatch(
-            "lm.wgsl:col_partial",
-            &pipe,
-            &bind,
-            (cols.div_ceil(COL_BLOCK) as u32, chunks as u32),
-        )?;
-        let p = RedParams {
-            rows: chunks as u32,
-            ..p
-        };
-        self.run_lm(
-            "col_final",
-            (bind::RED_P, p),
-            &[(bind::PARTS, &parts), (bind::SUMS, out)],
-            elems(out_len),
-        )
-    }
-
     /// Dispatch `entry` of `lm.wgsl` with the uniform `params` at binding `at` and `buffers`
     /// at theirs, over `groups` workgroups (2-D when over 65535).
     fn run_lm<P: bytemuck::Pod>(

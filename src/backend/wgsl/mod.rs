@@ -1,6 +1,7 @@
 //! `wgsl`: the hand-written WGSL kernels of `shaders/`, run through wgpu on the shared context.
 
 pub mod categorical;
+mod colsum;
 pub mod gmm;
 pub mod lm;
 pub mod matmul;

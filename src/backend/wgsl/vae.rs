@@ -8,7 +8,7 @@
 //! and time each one.
 
 use super::memory::WgslKernels;
-use crate::backend::launch::{COL_BLOCK, LOSS_BLOCK, col_chunks};
+use crate::backend::launch::LOSS_BLOCK;
 use crate::error::Result;
 use crate::gpu::{Bindable, BufferRange, GpuContext};
 use crate::ops::vae::{AdamStep, VaeOps};
@@ -214,23 +214,7 @@ impl VaeOps for WgslKernels {
     }
 
     fn col_sum(&self, rows: &BufferRange, out: &BufferRange, n: usize, c: usize) -> Result<()> {
-        let (chunk, chunks) = col_chunks(n);
-        let parts = self.scratch(chunks * c)?;
-        let p = Params {
-            b: n as u32,
-            d: chunk as u32,
-            z: chunks as u32,
-            count: c as u32,
-            ..Default::default()
-        };
-        let grid = (c.div_ceil(COL_BLOCK) as u32, chunks as u32);
-        self.run_vae_grid("col_partial", Some(p), &[(14, rows), (22, &parts)], grid)?;
-        self.run_vae(
-            "col_final",
-            Some(p),
-            &[(22, &parts), (15, out)],
-            c.div_ceil(256),
-        )
+        self.col_sums(rows, out, n, c, c)
     }
 
     fn batch_loss(
