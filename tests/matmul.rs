@@ -203,6 +203,76 @@ fn wgsl_every_tile_shape_and_both_load_paths() {
     assert!(vec4_seen, "no shape exercised matmul_vec4.wgsl");
 }
 
+/// The cube matmul's vector loads: shapes whose operands qualify take 4-wide loads of A and
+/// B (both, or one) and give the same bits as the scalar loads (the tiles hold the same values
+/// and each element of C sums in the same order), partial tiles included; shapes that do not
+/// qualify take scalar loads and match cpu64. Outputs are poisoned (a NaN C with β = 0 here,
+/// the context's poisoned buffer otherwise), so an element never written fails.
+#[test]
+fn cube_vector_loads_match_scalar_loads_bit_for_bit() {
+    use collapse_kernels::backend::cube::matmul::{load_widths, matmul_with};
+    let Some(gpu) = common::gpu() else { return };
+    let client = gpu.cube_client().unwrap();
+    let mut vector_seen = (false, false);
+    // (M, N, K): whole tiles; partial tiles with every contiguous dimension a multiple of 4;
+    // A qualifying and B not (N odd) when B is not transposed; nothing qualifying.
+    let shapes = [(128, 128, 64), (100, 52, 36), (68, 70, 20), (67, 70, 45)];
+    for (s, &(m, n, k)) in shapes.iter().enumerate() {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            for beta in [0.0, 0.5] {
+                let p = Matmul::new(m, n, k)
+                    .batched(2)
+                    .transposed(ta, tb)
+                    .scaled(1.5, beta);
+                let c = case(p, 5000 + 10 * s as u64 + 2 * ta as u64 + tb as u64);
+                let want = reference(&c);
+                let what = c.p.label();
+                let mut vec_out = c.c0.clone();
+                let used = matmul_with(&gpu, &client, true, &c.p, &c.a, &c.b, None, &mut vec_out)
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(used, vec![load_widths(&c.p)], "{what}");
+                let mut scalar_out = c.c0.clone();
+                let used_scalar = matmul_with(
+                    &gpu,
+                    &client,
+                    false,
+                    &c.p,
+                    &c.a,
+                    &c.b,
+                    None,
+                    &mut scalar_out,
+                )
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(used_scalar, vec![(1, 1)], "{what}");
+                check("cube vector", &vec_out, &want, F32_BOUND, &what);
+                check("cube scalar", &scalar_out, &want, F32_BOUND, &what);
+                let (wa, wb) = used[0];
+                vector_seen.0 |= wa == 4;
+                vector_seen.1 |= wb == 4;
+                if s == 0 || s == 1 {
+                    assert_eq!(
+                        (wa, wb),
+                        (4, 4),
+                        "{what}: an aligned shape took scalar loads"
+                    );
+                }
+                if s == 3 {
+                    assert_eq!((wa, wb), (1, 1), "{what}: a ragged shape took vector loads");
+                }
+                let first_diff = vec_out
+                    .iter()
+                    .zip(&scalar_out)
+                    .position(|(x, y)| x.to_bits() != y.to_bits());
+                assert_eq!(
+                    first_diff, None,
+                    "{what}: vector loads ({wa}, {wb}) and scalar loads differ"
+                );
+            }
+        }
+    }
+    assert_eq!(vector_seen, (true, true));
+}
+
 #[test]
 fn f16_storage_matches_cpu64_on_rounded_inputs() {
     let gpu_backends = common::gpu_backends();

@@ -1,5 +1,11 @@
 //! Categorical sampling as a `#[cube]` kernel: the method and summation order of
-//! [`crate::ops::sampling::Categorical`], line for line with `shaders/categorical.wgsl`.
+//! [`crate::ops::sampling::Categorical`], one unit per sample, kept as the straightforward
+//! reference. Each unit scans its row on its own: the row's maximum, the top-k threshold (a
+//! 32-step bisection on the logits' order keys, ties at the threshold kept in index order), the
+//! total of `exp((x − max)/T)` over the kept logits, then its Philox draw times that total and a
+//! second scan that stops at the first kept logit whose running sum exceeds it (the last kept
+//! one if none does). `shaders/categorical.wgsl` no longer does the same: it builds one CDF per
+//! row and binary-searches it per sample.
 
 use cubecl::prelude::*;
 

@@ -3,8 +3,12 @@
 //!
 //! Same algorithm as `shaders/common/matmul_core.wgsl`, with one fixed tile shape: cubes of
 //! `16 × 16` units, each unit a strided `4 × 4` block of C (cube block `64 × 64`), K in steps of
-//! 16 through two shared-memory tiles (`As [16][64]`, `Bs [16][64]`, k-major), scalar tile loads
-//! coalesced along each operand's contiguous dimension, f32 accumulation. Cube `(x, y, z)` owns
+//! 16 through two shared-memory tiles (`As [16][64]`, `Bs [16][64]`, k-major), tile loads
+//! coalesced along each operand's contiguous dimension, f32 accumulation. An operand whose
+//! contiguous dimension, leading dimension, batch stride and handle offset are multiples of 4 is
+//! loaded as 4-wide vectors (`Vector<F, 4>`, the WGSL twin's `vec4` loads; [`load_widths`]),
+//! any other as scalars; either way the tiles hold the same values and each element of C sums
+//! its k-products in the same order, so the two paths give the same bits. Cube `(x, y, z)` owns
 //! C rows `y·64..`, columns `x·64..` of batch `z + batch0`. The storage type of A and B is a
 //! generic (`f32`, or `half::f16` for f16 storage); the epilogue is a compile-time parameter.
 //! Operands over one storage binding run as several launches ([`crate::ops::matmul::split_launches`]).
@@ -22,8 +26,8 @@ const BK: usize = 16;
 const BM: usize = WG * TM;
 const BN: usize = WG * TN;
 const THREADS: usize = WG * WG;
-const LOADS_A: usize = (BM * BK).div_ceil(THREADS);
-const LOADS_B: usize = (BN * BK).div_ceil(THREADS);
+/// The width of the vector loads of A and B where [`load_widths`] allows them.
+pub const VECTOR_WIDTH: usize = 4;
 
 /// The epilogue's activation (comptime-selected; the nested `if`s keep comptime and runtime
 /// conditions apart).
@@ -55,9 +59,9 @@ fn activate(x: f32, #[comptime] epilogue: u32) -> f32 {
 
 #[cube(launch, launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-fn matmul_kernel<F: Float>(
-    a: &[F],
-    b: &[F],
+fn matmul_kernel<F: Float, NA: Size, NB: Size>(
+    a: &[Vector<F, NA>],
+    b: &[Vector<F, NB>],
     bias: &[f32],
     c: &mut [f32],
     m: u32,
@@ -97,44 +101,75 @@ fn matmul_kernel<F: Float>(
     let mut ar = Array::<f32>::new(TM);
     let mut br = Array::<f32>::new(TN);
 
+    // Global loads of `va` (`vb`) elements: 1, or 4 along the operand's contiguous dimension
+    // when the host found it and the operand's offsets aligned (`load_widths`). A vector is
+    // in bounds exactly when its first element is (the contiguous extent is a multiple of 4),
+    // so the guards are those of the scalar loads; the tiles receive the same values.
+    let va = a.vector_size().comptime();
+    let vb = b.vector_size().comptime();
+    let vecs_a = BM * BK / va;
+    let vecs_b = BN * BK / vb;
+    let loads_a = vecs_a.div_ceil(THREADS);
+    let loads_b = vecs_b.div_ceil(THREADS);
+    // Tile step between the lanes of one vector: along k (`BM`) when A's k is contiguous,
+    // along m (1) otherwise; B's along n (1) or along k (`BN`).
+    let step_a = select(csa == 1, BM, 1usize);
+    let step_b = select(csb == 1, 1usize, BN);
+
     for t in 0..k_tiles as usize {
         let k0 = t * BK;
         #[unroll]
-        for l in 0..LOADS_A {
+        for l in 0..loads_a {
             let e = tid + l * THREADS;
-            if e < BM * BK {
-                let mut i = e % BM;
-                let mut kk = e / BM;
+            if e < vecs_a {
+                let mut i = (e % (BM / va)) * va;
+                let mut kk = e / (BM / va);
                 if csa == 1 {
-                    i = e / BK;
-                    kk = e % BK;
+                    i = e / (BK / va);
+                    kk = (e % (BK / va)) * va;
                 }
                 let gi = row0 + i;
                 let gk = k0 + kk;
-                let mut v = f32::new(0.0);
+                let slot = kk * BM + i;
                 if gi < mu && gk < ku {
-                    v = f32::cast_from(a[a_base + gi * rsa + gk * csa]);
+                    let v = a[(a_base + gi * rsa + gk * csa) / va];
+                    #[unroll]
+                    for q in 0..va {
+                        a_tile[slot + q * step_a] = f32::cast_from(v.extract(q));
+                    }
+                } else {
+                    #[unroll]
+                    for q in 0..va {
+                        a_tile[slot + q * step_a] = f32::new(0.0);
+                    }
                 }
-                a_tile[kk * BM + i] = v;
             }
         }
         #[unroll]
-        for l in 0..LOADS_B {
+        for l in 0..loads_b {
             let e = tid + l * THREADS;
-            if e < BN * BK {
-                let mut j = e % BN;
-                let mut kk = e / BN;
+            if e < vecs_b {
+                let mut j = (e % (BN / vb)) * vb;
+                let mut kk = e / (BN / vb);
                 if csb != 1 {
-                    j = e / BK;
-                    kk = e % BK;
+                    j = e / (BK / vb);
+                    kk = (e % (BK / vb)) * vb;
                 }
                 let gj = col0 + j;
                 let gk = k0 + kk;
-                let mut v = f32::new(0.0);
+                let slot = kk * BN + j;
                 if gj < nu && gk < ku {
-                    v = f32::cast_from(b[b_base + gk * rsb + gj * csb]);
+                    let v = b[(b_base + gk * rsb + gj * csb) / vb];
+                    #[unroll]
+                    for q in 0..vb {
+                        b_tile[slot + q * step_b] = f32::cast_from(v.extract(q));
+                    }
+                } else {
+                    #[unroll]
+                    for q in 0..vb {
+                        b_tile[slot + q * step_b] = f32::new(0.0);
+                    }
                 }
-                b_tile[kk * BN + j] = v;
             }
         }
         sync_cube();
@@ -296,13 +331,69 @@ pub fn upload(
     })
 }
 
+/// The widths of the global loads of A and B for `p`: [`VECTOR_WIDTH`] where the operand's
+/// contiguous dimension (as the kernel reads it: A's k when its column stride is 1, else its
+/// m; B's n when its column stride is 1, else its k), its leading dimension and, with more
+/// than one batch, its batch stride are multiples of the width, so every vector lies whole
+/// inside the operand and starts on a multiple of the width; 1 (scalar loads) otherwise.
+/// [`launch`] also needs the operand's handle offset aligned ([`CubeOperands`]).
+pub fn load_widths(p: &Matmul) -> (usize, usize) {
+    let w = VECTOR_WIDTH;
+    let fits = |contig: usize, ld: usize, stride: usize| {
+        contig.is_multiple_of(w)
+            && ld.is_multiple_of(w)
+            && (p.batch == 1 || stride.is_multiple_of(w))
+    };
+    let (rs_a, cs_a) = p.strides_a();
+    let (rs_b, cs_b) = p.strides_b();
+    let a = if cs_a == 1 {
+        fits(p.k, rs_a, p.stride_a)
+    } else {
+        rs_a == 1 && fits(p.m, cs_a, p.stride_a)
+    };
+    let b = if cs_b == 1 {
+        fits(p.n, rs_b, p.stride_b)
+    } else {
+        rs_b == 1 && fits(p.k, cs_b, p.stride_b)
+    };
+    (if a { w } else { 1 }, if b { w } else { 1 })
+}
+
+/// Whether `h`'s byte offset is a multiple of a `w`-wide vector of `p`'s storage.
+fn offset_aligned(p: &Matmul, h: &cubecl::server::Handle, w: usize) -> bool {
+    let bytes = if p.storage == Storage::F16 { 2 } else { 4 };
+    h.offset_start
+        .unwrap_or(0)
+        .is_multiple_of((w * bytes) as u64)
+}
+
 /// Launch `p` on uploaded operands (asynchronously: cubecl orders it before later reads),
 /// without cubecl's runtime bounds checks unless `gpu` compiles checked shaders
-/// ([`GpuContext::checked_shaders`], `COLLAPSE_CHECKED_SHADERS=1`).
+/// ([`GpuContext::checked_shaders`], `COLLAPSE_CHECKED_SHADERS=1`), with vector loads where
+/// [`load_widths`] and the handles' offsets allow them.
 pub fn launch(gpu: &GpuContext, client: &Client, p: &Matmul, ops: &CubeOperands) {
+    launch_with(gpu, client, p, ops, true);
+}
+
+/// [`launch`], with vector loads only if `allow_vector` (else scalar loads throughout); returns
+/// the load widths of A and B it used.
+pub fn launch_with(
+    gpu: &GpuContext,
+    client: &Client,
+    p: &Matmul,
+    ops: &CubeOperands,
+    allow_vector: bool,
+) -> (usize, usize) {
     let checked = gpu.checked_shaders();
     let (rs_a, cs_a) = p.strides_a();
     let (rs_b, cs_b) = p.strides_b();
+    let (mut wa, mut wb) = if allow_vector { load_widths(p) } else { (1, 1) };
+    if !offset_aligned(p, &ops.a, wa) {
+        wa = 1;
+    }
+    if !offset_aligned(p, &ops.b, wb) {
+        wb = 1;
+    }
     let gx = p.n.div_ceil(BN) as u32;
     let gy = p.m.div_ceil(BM) as u32;
     let mut batch0 = 0usize;
@@ -310,15 +401,18 @@ pub fn launch(gpu: &GpuContext, client: &Client, p: &Matmul, ops: &CubeOperands)
         let nb = (p.batch - batch0).min(MAX_WORKGROUPS_PER_DIM as usize);
         macro_rules! go {
             // SAFETY: the raw buffer lengths are the operands' lengths checked by `upload`
-            // and `check_device`; see below for the unchecked launch.
+            // and `check_device`, in vectors of `wa` / `wb` elements (`load_widths`: a length
+            // that is a multiple of the width); see below for the unchecked launch.
             ($t:ty, $launch:ident) => {{
                 unsafe {
                     matmul_kernel::$launch::<$t>(
                         client,
                         CubeCount::Static(gx, gy, nb as u32),
                         CubeDim::new_2d(WG as u32, WG as u32),
-                        BufferArg::from_raw_parts(ops.a.clone(), p.len_a()),
-                        BufferArg::from_raw_parts(ops.b.clone(), p.len_b()),
+                        wa,
+                        wb,
+                        BufferArg::from_raw_parts(ops.a.clone(), p.len_a() / wa),
+                        BufferArg::from_raw_parts(ops.b.clone(), p.len_b() / wb),
                         BufferArg::from_raw_parts(ops.bias.clone(), ops.bias_len),
                         BufferArg::from_raw_parts(ops.c.clone(), p.len_c()),
                         p.m as u32,
@@ -341,9 +435,11 @@ pub fn launch(gpu: &GpuContext, client: &Client, p: &Matmul, ops: &CubeOperands)
             }};
         }
         // SAFETY (unchecked): every load is guarded by `gi < m && gk < k` / `gj < n && gk < k`
-        // and every store by `i < m && j < n`, the tile indices stay below BM·BK / BN·BK, and
-        // the host checked each operand's length against `p` (`upload`, `check_device`); the
-        // loops run to uniform bounds.
+        // on its first element, and a vector's other elements lie in the same row (column) of
+        // the operand, below its contiguous extent, a multiple of the width (`load_widths`);
+        // every store is guarded by `i < m && j < n`, the tile indices stay below BM·BK /
+        // BN·BK, and the host checked each operand's length against `p` (`upload`,
+        // `check_device`); the loops run to uniform bounds.
         match (p.storage, checked) {
             (Storage::F32, true) => go!(f32, launch),
             (Storage::F16, true) => go!(half::f16, launch),
@@ -352,6 +448,7 @@ pub fn launch(gpu: &GpuContext, client: &Client, p: &Matmul, ops: &CubeOperands)
         }
         batch0 += nb;
     }
+    (wa, wb)
 }
 
 /// Read C back (waits for the launches before it).
@@ -372,20 +469,38 @@ pub fn matmul(
     bias: Option<&[f64]>,
     c: &mut [f64],
 ) -> Result<()> {
+    matmul_with(gpu, client, true, p, a, b, bias, c).map(|_| ())
+}
+
+/// [`matmul`], with vector loads only if `allow_vector` ([`launch_with`]); returns the load
+/// widths of A and B of each launch, in order.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_with(
+    gpu: &GpuContext,
+    client: &Client,
+    allow_vector: bool,
+    p: &Matmul,
+    a: &[f64],
+    b: &[f64],
+    bias: Option<&[f64]>,
+    c: &mut [f64],
+) -> Result<Vec<(usize, usize)>> {
     p.validate(a.len(), b.len(), bias.map(<[f64]>::len), c.len())?;
     let lim = LaunchLimits {
         binding_bytes: gpu.max_binding_elements(1),
         max_rows: MAX_WORKGROUPS_PER_DIM as usize * BM,
         max_cols: MAX_WORKGROUPS_PER_DIM as usize * BN,
     };
+    let mut widths = Vec::new();
     split_launches(p, a, b, bias, c, &lim, &mut |q, a, b, bias, c| {
         let ops = upload(gpu, client, q, a, b, bias, c)?;
-        launch(gpu, client, q, &ops);
+        widths.push(launch_with(gpu, client, q, &ops, allow_vector));
         let got = read_c(client, q, &ops)?;
         gpu.check_health()?;
         for (o, v) in c.iter_mut().zip(got) {
             *o = v as f64;
         }
         Ok(())
-    })
+    })?;
+    Ok(widths)
 }
