@@ -162,6 +162,21 @@ impl FlatLayout {
             .collect()
     }
 
+    /// Every tensor of the flat buffer `buf` (weights or gradients) in order, widened to f64,
+    /// read back in one transfer (the gaps left out).
+    pub fn read_tensors<M: DeviceMemory + ?Sized>(
+        &self,
+        mem: &M,
+        buf: &M::Buf,
+    ) -> Result<Vec<f64>> {
+        let all = mem.read(buf, self.len)?;
+        let mut out = Vec::with_capacity(self.counts.iter().sum());
+        for (&off, &c) in self.offsets.iter().zip(&self.counts) {
+            out.extend(all[off..off + c].iter().map(|&x| x as f64));
+        }
+        Ok(out)
+    }
+
     /// Error unless the flat buffer fits one storage binding of `mem` (`what`: the model, in
     /// the user's terms) and its offsets fit the kernels' u32 indices.
     pub fn check_fits<M: DeviceMemory + ?Sized>(&self, mem: &M, what: &str) -> Result<()> {

@@ -108,6 +108,12 @@ fn level_kernel(
 /// `sumsq_partial` and `adamw`, `vae.wgsl`'s `adam`, likewise).
 pub(super) const FLAT_UNITS: u32 = 256;
 
+/// The `(x, y)` grid of one cube per block for `n_blocks` blocks of a flat layout.
+pub(super) fn block_grid(n_blocks: usize) -> CubeCount {
+    let (gx, gy) = crate::gpu::GpuContext::grid(n_blocks as u32);
+    CubeCount::Static(gx, gy, 1)
+}
+
 /// `parts[w] = Σ_{j < count} g[start + j]²` for block `w = (start, count, …)` of `blocks`
 /// (`[w][4]` u32), one cube of [`FLAT_UNITS`] per block: unit `l` sums `j = l + 256·q` in
 /// order, then a fixed tree over the cube (`lm.wgsl`'s `tree_sum`): the same bits every run.
@@ -263,10 +269,9 @@ impl CubeKernels<'_> {
         n_blocks: usize,
         parts: &Handle,
     ) -> Result<()> {
-        let (gx, gy) = crate::gpu::GpuContext::grid(n_blocks as u32);
         block_sumsq_kernel::launch(
             self.client,
-            CubeCount::Static(gx, gy, 1),
+            block_grid(n_blocks),
             CubeDim::new_1d(FLAT_UNITS),
             arg_whole(g),
             arg(blocks, n_blocks * 4),

@@ -331,10 +331,9 @@ impl VaeOps for CubeKernels<'_> {
         n_blocks: usize,
         s: &AdamStep,
     ) -> Result<()> {
-        let (gx, gy) = crate::gpu::GpuContext::grid(n_blocks as u32);
         adam_kernel::launch(
             self.client,
-            CubeCount::Static(gx, gy, 1),
+            super::reduce::block_grid(n_blocks),
             CubeDim::new_1d(super::reduce::FLAT_UNITS),
             arg_whole(p),
             arg_whole(g),

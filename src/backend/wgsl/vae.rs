@@ -132,18 +132,13 @@ impl VaeOps for WgslKernels {
         let u = self
             .gpu
             .uniform_buffer("noise params", bytemuck::bytes_of(&np))?;
-        let pipe = self.gpu.pipeline("vae.wgsl", "reparam_noise")?;
-        let bind = self
-            .gpu
-            .bind_at(&pipe, &[(25, &u), (4, mu), (5, lv), (26, eps), (11, z)])?;
-        let blocks = crate::backend::launch::philox_blocks(count, 0);
-        self.gpu.dispatch(
-            "vae.wgsl:reparam_noise",
-            &pipe,
-            &bind,
-            crate::backend::launch::groups(blocks as usize),
-        )?;
-        Ok(())
+        let blocks = crate::backend::launch::philox_blocks(count, 0) as usize;
+        self.run_vae(
+            "reparam_noise",
+            None,
+            &[(25, &u), (4, mu), (5, lv), (26, eps), (11, z)],
+            blocks.div_ceil(crate::backend::launch::WORKGROUP as usize),
+        )
     }
 
     fn bce_rows(

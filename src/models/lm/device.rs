@@ -530,7 +530,7 @@ impl<O: LmOps> DeviceLm<O> {
             LmLoss {
                 loss: self.read_loss()?,
             },
-            self.read_all(&self.g_flat)?,
+            self.flat.read_tensors(&self.ops, &self.g_flat)?,
         ))
     }
 
@@ -548,18 +548,6 @@ impl<O: LmOps> DeviceLm<O> {
 
     fn read_loss(&self) -> Result<f64> {
         Ok(self.ops.read(&self.loss, 1)?[0] as f64)
-    }
-
-    /// Every tensor of the flat buffer `flat_buf` (weights or gradients) in [`layout`] order,
-    /// read back in one transfer.
-    fn read_all(&self, flat_buf: &O::Buf) -> Result<Vec<f64>> {
-        let all = self.ops.read(flat_buf, self.flat.len())?;
-        let mut out = Vec::new();
-        for i in 0..self.flat.tensors() {
-            let (off, n) = self.flat.range(i);
-            out.extend(all[off..off + n].iter().map(|&x| x as f64));
-        }
-        Ok(out)
     }
 }
 
@@ -658,7 +646,7 @@ impl<O: LmOps> LmTrainer for DeviceLm<O> {
     }
 
     fn params(&self) -> Result<Vec<f64>> {
-        self.read_all(&self.p_flat)
+        self.flat.read_tensors(&self.ops, &self.p_flat)
     }
 }
 

@@ -275,17 +275,6 @@ impl<O: VaeOps> DeviceVae<O> {
         VaeLoss::checked(l[1] as f64, l[2] as f64, l[0] as f64)
     }
 
-    /// Every tensor of the flat buffer `flat_buf` (weights or gradients) in [`layout`] order,
-    /// read back in one transfer.
-    fn read_all(&self, flat_buf: &O::Buf) -> Result<Vec<f64>> {
-        let all = self.ops.read(flat_buf, self.flat.len())?;
-        let mut out = Vec::new();
-        for i in 0..self.flat.tensors() {
-            let (off, n) = self.flat.range(i);
-            out.extend(all[off..off + n].iter().map(|&x| x as f64));
-        }
-        Ok(out)
-    }
     fn logits_to_probs(&self, n: usize) -> Result<Vec<f64>> {
         let a = self.acts.as_ref().expect("decoded");
         let l = self.ops.read(&a.logits, n * self.cfg.d)?;
@@ -319,7 +308,10 @@ impl<O: VaeOps> VaeTrainer for DeviceVae<O> {
         self.forward(x, key, true, self.cfg.beta)?;
         self.backward()?;
         self.stepped = false;
-        Ok((self.read_loss()?, self.read_all(&self.g_flat)?))
+        Ok((
+            self.read_loss()?,
+            self.flat.read_tensors(&self.ops, &self.g_flat)?,
+        ))
     }
 
     fn neg_elbo(&mut self, x: &[f64], key: StreamKey) -> Result<f64> {
@@ -350,6 +342,6 @@ impl<O: VaeOps> VaeTrainer for DeviceVae<O> {
     }
 
     fn params(&self) -> Result<Vec<f64>> {
-        self.read_all(&self.p_flat)
+        self.flat.read_tensors(&self.ops, &self.p_flat)
     }
 }

@@ -6,11 +6,11 @@
 
 mod kernels;
 
-use cubecl::prelude::{CubeCount, CubeDim};
+use cubecl::prelude::CubeDim;
 
 use self::kernels::*;
 use super::memory::{CubeKernels, arg, arg_whole, dim, grid};
-use super::reduce::{FLAT_UNITS, Terms};
+use super::reduce::{FLAT_UNITS, Terms, block_grid};
 use crate::error::Result;
 use crate::ops::lm::{AdamStep, LmOps};
 
@@ -307,10 +307,9 @@ impl LmOps for CubeKernels<'_> {
         s: &AdamStep,
         decay: f32,
     ) -> Result<()> {
-        let (gx, gy) = crate::gpu::GpuContext::grid(n_blocks as u32);
         adamw_kernel::launch(
             self.client,
-            CubeCount::Static(gx, gy, 1),
+            block_grid(n_blocks),
             CubeDim::new_1d(FLAT_UNITS),
             arg_whole(p),
             arg_whole(g),
