@@ -124,7 +124,7 @@ t 60 "$C" bench gmm --backends wgsl,cube --iters 3 $GMM_SHAPES --out "$out/gmm.c
 
 # 4. Matmul: autotuned tile on both GPU backends, every WGSL tile, checked vs trusted, cuBLAS.
 step "4a. bench matmul (autotuned tile)"
-t 45 "$C" bench matmul --backends wgsl,cube --sizes "$MATMUL_SIZES" --models --reps 5 \
+t 60 "$C" bench matmul --backends wgsl,cube --sizes "$MATMUL_SIZES" --models --reps 5 \
   --out "$out/matmul.csv" --force "${R[@]}" 2>&1 | tee "$out/matmul.txt"
 step "4b. every WGSL tile; trusted vs checked shader modules"
 echo "tile,checks,shape,gflops" > "$out/tiles.csv"
@@ -146,7 +146,7 @@ PY
 done
 cat "$out/tiles.csv"
 step "4c. cuBLAS through PyTorch (TF32 off)"
-t 30 python3 scripts/peer-torch-matmul.py --sizes "$MATMUL_SIZES" --models --out "$out/matmul-torch.csv" 2>&1 \
+t 30 python3 scripts/peer-torch-matmul.py --from-csv "$out/matmul.csv" --out "$out/matmul-torch.csv" 2>&1 \
   | tee "$out/matmul-torch.txt"
 
 # 5. Device GB/s: copy-bandwidth probe vs the WGSL GMM sampler's writes (issue: ≥ 60%).

@@ -565,7 +565,7 @@ fn bench_matmul_cli_checks_times_and_writes_csv() {
     let text = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(text.lines().count(), 1 + 4, "{text}");
     assert!(
-        text.starts_with("backend,device,shape,m,n,k,seconds"),
+        text.starts_with("backend,device,shape,m,n,k,trans_a,trans_b,seconds"),
         "{text}"
     );
     // Both backends on both shapes; each row's M, N, K are its shape's, its median no faster

@@ -432,16 +432,59 @@ pub fn sampler_write_rate(
 /// The square sizes of the matmul bench (`N×N·N×N`).
 pub const MATMUL_SQUARES: [usize; 6] = [128, 256, 512, 1024, 2048, 4096];
 
-/// The matmul shapes of the models, `(label, M, N, K)`: the transformer's MLP up-projection
-/// (`[4096, 256]·[256, 1024]`, 32 sequences × 128 tokens) and the VAE's first layer
-/// (`[128, 784]·[784, 400]`).
-pub const MATMUL_MODEL_SHAPES: [(&str, usize, usize, usize); 2] =
-    [("lm_mlp_up", 4096, 1024, 256), ("vae_enc1", 128, 400, 784)];
+/// The matmul shapes of the models, `(label, M, N, K, Aᵀ, Bᵀ)` (A stored `[K][M]` when `Aᵀ`,
+/// B stored `[N][K]` when `Bᵀ`): first the transformer's MLP up-projection at 32 sequences × 128
+/// tokens of width 256 (`lm_mlp_up`) and the VAE's first layer at batch 128 (`vae_enc1`), then
+/// every product of one training step of the default language model (`collapse bench lm`:
+/// width 128, 16 sequences × 128 tokens = 2048 rows; forward `fwd`, weight gradient `dW`,
+/// input gradient `dx`, and one head's attention scores) and of the default VAE (784-400-20) at
+/// batch 128 and 1024. `scripts/bench-cpu-peers.sh` times them against PyTorch.
+pub const MATMUL_MODEL_SHAPES: [(&str, usize, usize, usize, bool, bool); 39] = [
+    ("lm_mlp_up", 4096, 1024, 256, false, false),
+    ("vae_enc1", 128, 400, 784, false, false),
+    ("lm_qkv_fwd", 2048, 384, 128, false, false),
+    ("lm_qkv_dW", 128, 384, 2048, true, false),
+    ("lm_qkv_dx", 2048, 128, 384, false, true),
+    ("lm_proj_fwd", 2048, 128, 128, false, false),
+    ("lm_proj_dW", 128, 128, 2048, true, false),
+    ("lm_proj_dx", 2048, 128, 128, false, true),
+    ("lm_fc_fwd", 2048, 512, 128, false, false),
+    ("lm_fc_dW", 128, 512, 2048, true, false),
+    ("lm_fc_dx", 2048, 128, 512, false, true),
+    ("lm_out_fwd", 2048, 128, 512, false, false),
+    ("lm_out_dW", 512, 128, 2048, true, false),
+    ("lm_out_dx", 2048, 512, 128, false, true),
+    ("lm_head_fwd", 2048, 256, 128, false, false),
+    ("lm_head_dW", 128, 256, 2048, true, false),
+    ("lm_head_dx", 2048, 128, 256, false, true),
+    ("lm_att_scores", 128, 128, 32, false, true),
+    ("vae128_enc_dW", 784, 400, 128, true, false),
+    ("vae128_mu_fwd", 128, 20, 400, false, false),
+    ("vae128_mu_dW", 400, 20, 128, true, false),
+    ("vae128_mu_dx", 128, 400, 20, false, true),
+    ("vae128_dec_fwd", 128, 400, 20, false, false),
+    ("vae128_dec_dW", 20, 400, 128, true, false),
+    ("vae128_dec_dx", 128, 20, 400, false, true),
+    ("vae128_out_fwd", 128, 784, 400, false, false),
+    ("vae128_out_dW", 400, 784, 128, true, false),
+    ("vae128_out_dx", 128, 400, 784, false, true),
+    ("vae1024_enc_fwd", 1024, 400, 784, false, false),
+    ("vae1024_enc_dW", 784, 400, 1024, true, false),
+    ("vae1024_mu_fwd", 1024, 20, 400, false, false),
+    ("vae1024_mu_dW", 400, 20, 1024, true, false),
+    ("vae1024_mu_dx", 1024, 400, 20, false, true),
+    ("vae1024_dec_fwd", 1024, 400, 20, false, false),
+    ("vae1024_dec_dW", 20, 400, 1024, true, false),
+    ("vae1024_dec_dx", 1024, 20, 400, false, true),
+    ("vae1024_out_fwd", 1024, 784, 400, false, false),
+    ("vae1024_out_dW", 400, 784, 1024, true, false),
+    ("vae1024_out_dx", 1024, 400, 784, false, true),
+];
 
 /// One timed matmul.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct MatmulTiming {
-    /// Backend name (`cpu32` is the `matrixmultiply` crate).
+    /// Backend name (`cpu32` is the `gemm` crate through [`crate::num::gemm::sgemm`]).
     pub backend: String,
     /// Adapter or CPU description.
     pub device: String,
@@ -453,6 +496,10 @@ pub struct MatmulTiming {
     pub n: usize,
     /// K.
     pub k: usize,
+    /// A stored `[K][M]` and used transposed.
+    pub trans_a: bool,
+    /// B stored `[N][K]` and used transposed.
+    pub trans_b: bool,
     /// Median seconds per product.
     pub seconds: f64,
     /// Fastest seconds.
@@ -618,7 +665,7 @@ pub fn time_matmul(
         crate::backend::BackendKind::Cpu64 => "host CPU, 1 thread, f64".to_string(),
         crate::backend::BackendKind::Cpu32 => {
             format!(
-                "host CPU, {} threads, matrixmultiply",
+                "host CPU, {} threads, gemm crate",
                 rayon::current_num_threads()
             )
         }
@@ -631,6 +678,8 @@ pub fn time_matmul(
         m: p.m,
         n: p.n,
         k: p.k,
+        trans_a: p.trans_a,
+        trans_b: p.trans_b,
         seconds: med,
         min_seconds: times[0],
         gflops: p.flops() / med * 1e-9,

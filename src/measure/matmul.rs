@@ -96,8 +96,10 @@ pub fn cases(sizes: &[usize], shapes: &[String], models: bool) -> Result<Vec<(St
         out.push((s.clone(), p));
     }
     if models {
-        for (label, m, n, k) in MATMUL_MODEL_SHAPES {
-            out.push((label.to_string(), Matmul::new(m, n, k)));
+        for (label, m, n, k, ta, tb) in MATMUL_MODEL_SHAPES {
+            let mut p = Matmul::new(m, n, k);
+            (p.trans_a, p.trans_b) = (ta, tb);
+            out.push((label.to_string(), p));
         }
     }
     Ok(out)
@@ -235,7 +237,13 @@ mod tests {
         }
         let c = cases(&[2, 3], &["5x6x7".into()], true).unwrap();
         let labels: Vec<&str> = c.iter().map(|(l, _)| l.as_str()).collect();
-        assert_eq!(labels, ["2x2x2", "3x3x3", "5x6x7", "lm_mlp_up", "vae_enc1"]);
+        assert_eq!(
+            labels[..5],
+            ["2x2x2", "3x3x3", "5x6x7", "lm_mlp_up", "vae_enc1"]
+        );
+        assert_eq!(labels.len(), 3 + MATMUL_MODEL_SHAPES.len());
+        let dw = c.iter().find(|(l, _)| l == "lm_qkv_dW").unwrap();
+        assert!(dw.1.trans_a && !dw.1.trans_b && (dw.1.m, dw.1.n, dw.1.k) == (128, 384, 2048));
         assert_eq!((c[2].1.m, c[2].1.n, c[2].1.k), (5, 6, 7));
         assert!(cases(&[0], &[], false).is_err());
     }

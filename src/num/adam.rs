@@ -16,6 +16,8 @@
 
 use std::ops::Range;
 
+use rayon::prelude::*;
+
 use crate::num::float::HostFloat;
 
 /// Adam's settings (PyTorch's names), as the updates take them.
@@ -76,14 +78,25 @@ pub fn adam_l2_step<T: HostFloat>(h: &Hyper, s: &mut AdamState<T>, p: &mut [T], 
     let (c1, c2) = bias_corrections(h.beta1, h.beta2, s.t);
     let (c1, c2) = (T::of(c1), T::of(c2));
     let (lr, eps, wd) = (T::of(h.lr), T::of(h.eps), T::of(h.weight_decay));
-    for (((p, m), v), &g) in p.iter_mut().zip(&mut s.m).zip(&mut s.v).zip(g) {
-        let gi = g + wd * *p;
-        moments(m, v, gi, b1, b2);
-        let mh = *m / c1;
-        let vh = *v / c2;
-        *p = *p - lr * mh / (vh.sqrt() + eps);
-    }
+    // Element-wise, so chunks in parallel give the same bits as one loop.
+    p.par_chunks_mut(PAR_CHUNK)
+        .zip(s.m.par_chunks_mut(PAR_CHUNK))
+        .zip(s.v.par_chunks_mut(PAR_CHUNK))
+        .zip(g.par_chunks(PAR_CHUNK))
+        .for_each(|(((p, m), v), g)| {
+            for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
+                let gi = g + wd * *p;
+                moments(m, v, gi, b1, b2);
+                let mh = *m / c1;
+                let vh = *v / c2;
+                *p = *p - lr * mh / (vh.sqrt() + eps);
+            }
+        });
 }
+
+/// Elements per parallel task of the element-wise updates (large enough that a task outweighs
+/// rayon's hand-off).
+const PAR_CHUNK: usize = 16 * 1024;
 
 /// Scale `g` to global L2 norm `clip` when its norm (summed in f64, in order) exceeds it.
 pub fn clip_global_norm<T: HostFloat>(g: &mut [T], clip: Option<f64>) {
@@ -91,7 +104,8 @@ pub fn clip_global_norm<T: HostFloat>(g: &mut [T], clip: Option<f64>) {
         let norm = g.iter().map(|v| v.wide() * v.wide()).sum::<f64>().sqrt();
         if norm > clip {
             let s = T::of(clip / norm);
-            g.iter_mut().for_each(|v| *v = *v * s);
+            g.par_chunks_mut(PAR_CHUNK)
+                .for_each(|c| c.iter_mut().for_each(|v| *v = *v * s));
         }
     }
 }
@@ -114,14 +128,22 @@ pub fn adamw_step<T: HostFloat>(
     let (ic1, ic2) = (T::of(1.0 / c1), T::of(1.0 / c2));
     let decay = T::of(1.0 - h.lr * h.weight_decay);
     for (range, decayed) in tensors {
-        for i in range {
-            moments(&mut s.m[i], &mut s.v[i], g[i], b1, b2);
-            if decayed {
-                p[i] = p[i] * decay;
-            }
-            let mhat = s.m[i] * ic1;
-            let vhat = s.v[i] * ic2;
-            p[i] = p[i] - lr * mhat / (vhat.sqrt() + eps);
-        }
+        // Element-wise, so chunks in parallel give the same bits as one loop.
+        p[range.clone()]
+            .par_chunks_mut(PAR_CHUNK)
+            .zip(s.m[range.clone()].par_chunks_mut(PAR_CHUNK))
+            .zip(s.v[range.clone()].par_chunks_mut(PAR_CHUNK))
+            .zip(g[range].par_chunks(PAR_CHUNK))
+            .for_each(|(((p, m), v), g)| {
+                for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
+                    moments(m, v, g, b1, b2);
+                    if decayed {
+                        *p = *p * decay;
+                    }
+                    let mhat = *m * ic1;
+                    let vhat = *v * ic2;
+                    *p = *p - lr * mhat / (vhat.sqrt() + eps);
+                }
+            });
     }
 }

@@ -1,5 +1,5 @@
 //! The one host float trait: `f64` (the cpu64 reference: plain loops) and `f32` (what the cpu32
-//! backend runs: `matrixmultiply` through [`crate::num::gemm`]). Everything on the host that is
+//! backend runs: the `gemm` crate through [`crate::num::gemm`]). Everything on the host that is
 //! written once for both precisions is generic over [`HostFloat`]: the CPU trainers (the VAE and
 //! the language model) and the CPU backends' shared kernels (mixture and categorical sampling),
 //! so the two precisions differ only in the rounding of their arithmetic, never in algorithm or
@@ -12,6 +12,7 @@
 
 use num_traits::Float;
 
+use crate::num::fastmath;
 use crate::num::gemm::{GemmShape, dgemm_accumulate, sgemm};
 use crate::num::summation::{pairwise_sum, pairwise_sum_f32};
 use crate::rng::{StreamKey, fill_blocks, normals_f32, normals_f64, unit_f32, unit_f64};
@@ -24,7 +25,7 @@ pub trait HostFloat: Float + Send + Sync + std::fmt::Debug + 'static {
     fn wide(self) -> f64;
     /// `C[m][n] = op(A)·op(B)` (`+ C` when `acc`); `op(A)` is `A` (`[m][k]`) or, with `ta`,
     /// `Aᵀ` of `A` stored `[k][m]`; likewise `B` (`[k][n]`, or `[n][k]` with `tb`). f64: plain
-    /// loops accumulating into C ([`dgemm_accumulate`]); f32: `matrixmultiply` ([`sgemm`]).
+    /// loops accumulating into C ([`dgemm_accumulate`]); f32: the `gemm` crate ([`sgemm`]).
     #[allow(clippy::too_many_arguments)]
     fn gemm(
         m: usize,
@@ -45,6 +46,15 @@ pub trait HostFloat: Float + Send + Sync + std::fmt::Debug + 'static {
     fn unit(x: u32) -> Self;
     /// Pairwise sum ([`pairwise_sum`] / [`pairwise_sum_f32`]).
     fn psum(v: &[Self]) -> Self;
+    /// `tanh` of every element, in place: f64 the standard library's (the reference); f32
+    /// [`crate::num::fastmath::tanh_f32`], vectorised (≤ 5·10⁻⁷ from the true value).
+    fn tanh_slice(v: &mut [Self]);
+    /// `eˣ` of every element, in place: f64 the standard library's; f32
+    /// [`crate::num::fastmath::exp_f32`], vectorised (≤ 3·10⁻⁷ relative).
+    fn exp_slice(v: &mut [Self]);
+    /// `ln(1 + x)` of every element (each in `[0, 1]`), in place: f64 the standard library's;
+    /// f32 [`crate::num::fastmath::ln_1p_f32`], vectorised (≤ 3·10⁻⁷ relative).
+    fn ln_1p_slice(v: &mut [Self]);
 
     /// Standard normals `0..n` of `key` at this precision: the same values the cpu64 / cpu32
     /// backends draw.
@@ -84,6 +94,15 @@ impl HostFloat for f64 {
     fn psum(v: &[f64]) -> f64 {
         pairwise_sum(v)
     }
+    fn tanh_slice(v: &mut [f64]) {
+        v.iter_mut().for_each(|x| *x = x.tanh());
+    }
+    fn exp_slice(v: &mut [f64]) {
+        v.iter_mut().for_each(|x| *x = x.exp());
+    }
+    fn ln_1p_slice(v: &mut [f64]) {
+        v.iter_mut().for_each(|x| *x = x.ln_1p());
+    }
 }
 
 impl HostFloat for f32 {
@@ -115,5 +134,14 @@ impl HostFloat for f32 {
     }
     fn psum(v: &[f32]) -> f32 {
         pairwise_sum_f32(v)
+    }
+    fn tanh_slice(v: &mut [f32]) {
+        fastmath::tanh_slice_f32(v);
+    }
+    fn exp_slice(v: &mut [f32]) {
+        fastmath::exp_slice_f32(v);
+    }
+    fn ln_1p_slice(v: &mut [f32]) {
+        fastmath::ln_1p_slice_f32(v);
     }
 }

@@ -1,8 +1,8 @@
 //! The host matrix products, all in one place. There are three, and they stay three because each
 //! rounds differently and something bit-for-bit depends on each:
 //!
-//! - [`sgemm`]: f32 through `matrixmultiply`'s packed SGEMM, row blocks of C split across
-//!   rayon's threads, then the bias and activation. The cpu32 backend's matmul and the f32 CPU
+//! - [`sgemm`]: f32 through the `gemm` crate's packed SGEMM (kernel chosen at run time for the
+//!   CPU), split over rayon's threads when large, then the bias and activation. The cpu32 backend's matmul and the f32 CPU
 //!   trainers ([`crate::num::float::HostFloat`] for f32) run it.
 //! - [`dgemm_reference`]: the f64 matmul reference of the cpu64 backend, per output element
 //!   `s = Σ_q a·b` in `q` order, then `α·s (+ β·C) (+ bias)` and the activation: the operation
@@ -73,13 +73,24 @@ impl GemmShape {
     }
 }
 
-/// Rows of C per rayon task when one product is split (a multiple of the SGEMM kernel's 8-row
-/// micro-tile, large enough that packing B per task stays cheap).
-const ROW_BLOCK: usize = 128;
+/// Products of fewer multiply–adds than this run on the calling thread alone: below it, handing
+/// the work to rayon's workers costs more than it saves (measured on the models' products, e.g.
+/// the VAE's `128×20×400`, on 2 cores of an AMD EPYC Zen 4; `scripts/bench-cpu-peers.sh`).
+pub const SGEMM_PARALLEL_MACS: usize = 1 << 22;
 
 /// The f32 product on f32 slices (already validated): `C = α·op(A)·op(B) + β·C`, then, when a
-/// `bias` (`[n]`) is given, `C ← act(C + bias)` per element. What the cpu32 matmul and the bench
-/// run.
+/// `bias` (`[n]`) is given, `C ← act(C + bias)` per element. What the cpu32 matmul, the f32 CPU
+/// trainers and the bench run: **the one place that chooses the f32 GEMM engine**.
+///
+/// The engine is the `gemm` crate (0.19, feature `x86-v4`): packed, register-blocked kernels
+/// chosen at run time for the CPU (AVX-512, AVX2+FMA, or SSE), so one binary runs its best
+/// kernel on every x86-64 machine. It beat `matrixmultiply` (0.3, AVX2 only) and MKL through
+/// PyTorch on most of the models' shapes when chosen (see `results/cpu-vs-peers/`). A product of
+/// at least [`SGEMM_PARALLEL_MACS`] multiply–adds is split by the crate over rayon's current
+/// pool (rows *and* columns of C, so a 128-row weight gradient keeps every core busy); smaller
+/// ones run on the calling thread, and a batch of small products runs its products in
+/// parallel instead. Each element's sum order depends only on the shape and the CPU's kernel,
+/// never on the thread count or scheduling.
 pub fn sgemm(
     g: &GemmShape,
     a: &[f32],
@@ -88,55 +99,82 @@ pub fn sgemm(
     act: impl Fn(f32) -> f32 + Sync,
     c: &mut [f32],
 ) {
-    let (ra, ca) = g.strides_a;
-    let (rb, cb) = g.strides_b;
-    let (alpha, beta) = (g.alpha as f32, g.beta as f32);
     let mn = g.m * g.n;
-    // Tasks: (batch, first row, rows) over disjoint row blocks of C.
-    let blocks = g.m.div_ceil(ROW_BLOCK);
-    let mut tasks: Vec<(usize, usize, &mut [f32])> = Vec::with_capacity(g.batch * blocks);
+    if mn == 0 || g.batch == 0 {
+        return;
+    }
+    let macs = g.m * g.n * g.k;
+    let one = |bt: usize, out: &mut [f32], par: ::gemm::Parallelism| {
+        let (ra, ca) = g.strides_a;
+        let (rb, cb) = g.strides_b;
+        let a0 = &a[bt * g.stride_a..];
+        let b0 = &b[bt * g.stride_b..];
+        // SAFETY: the pointers cover `M × K` of op(A) and `K × N` of op(B) at the given strides
+        // (checked by the caller, e.g. `Matmul::validate`), and `out` is exactly `M × N` of C,
+        // row-major. `gemm` computes `dst = α·dst + β·lhs·rhs` (its α and β are our β and α),
+        // reading dst only when asked.
+        unsafe {
+            ::gemm::gemm(
+                g.m,
+                g.n,
+                g.k,
+                out.as_mut_ptr(),
+                1,
+                g.n as isize,
+                g.beta != 0.0,
+                a0.as_ptr(),
+                ca as isize,
+                ra as isize,
+                b0.as_ptr(),
+                cb as isize,
+                rb as isize,
+                g.beta as f32,
+                g.alpha as f32,
+                false,
+                false,
+                false,
+                par,
+            );
+        }
+    };
+    // The batch's C blocks, disjoint (stride_c ≥ M·N).
+    let mut blocks: Vec<&mut [f32]> = Vec::with_capacity(g.batch);
     let mut rest = &mut c[..];
     for bt in 0..g.batch {
         let skip = if bt == 0 { 0 } else { g.stride_c - mn };
         let (_, tail) = rest.split_at_mut(skip);
         let (mine, tail) = tail.split_at_mut(mn);
         rest = tail;
-        for (blk, rows) in mine.chunks_mut(ROW_BLOCK * g.n).enumerate() {
-            tasks.push((bt, blk * ROW_BLOCK, rows));
+        blocks.push(mine);
+    }
+    let threads = rayon::current_num_threads();
+    if macs >= SGEMM_PARALLEL_MACS && threads > 1 {
+        for (bt, out) in blocks.iter_mut().enumerate() {
+            one(bt, out, ::gemm::Parallelism::Rayon(threads));
+        }
+    } else if g.batch > 1 && macs * g.batch >= SGEMM_PARALLEL_MACS {
+        blocks
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(bt, out)| one(bt, out, ::gemm::Parallelism::None));
+    } else {
+        for (bt, out) in blocks.iter_mut().enumerate() {
+            one(bt, out, ::gemm::Parallelism::None);
         }
     }
-    tasks.into_par_iter().for_each(|(bt, i0, out)| {
-        let rows = out.len() / g.n;
-        let a0 = &a[bt * g.stride_a + i0 * ra..];
-        let b0 = &b[bt * g.stride_b..];
-        // SAFETY: the pointers cover `rows × K` of A and `K × N` of B at the given strides
-        // (checked by the caller, e.g. `Matmul::validate`), and `out` is exactly `rows × N` of C.
-        unsafe {
-            matrixmultiply::sgemm(
-                rows,
-                g.k,
-                g.n,
-                alpha,
-                a0.as_ptr(),
-                ra as isize,
-                ca as isize,
-                b0.as_ptr(),
-                rb as isize,
-                cb as isize,
-                beta,
-                out.as_mut_ptr(),
-                g.n as isize,
-                1,
-            );
-        }
-        if let Some(bias) = bias {
-            for row in out.chunks_mut(g.n) {
-                for (v, bv) in row.iter_mut().zip(bias) {
-                    *v = act(*v + bv);
+    if let Some(bias) = bias {
+        for out in blocks {
+            // ~64k elements per task.
+            let rows_per = (65_536 / g.n).max(1);
+            out.par_chunks_mut(rows_per * g.n).for_each(|rows| {
+                for row in rows.chunks_mut(g.n) {
+                    for (v, bv) in row.iter_mut().zip(bias) {
+                        *v = act(*v + bv);
+                    }
                 }
-            }
+            });
         }
-    });
+    }
 }
 
 /// The f64 matmul reference (already validated): per element of C, `s = Σ_q load(a)·load(b)` in
@@ -202,6 +240,87 @@ pub fn dgemm_accumulate(
             for (j, cv) in row.iter_mut().enumerate() {
                 let bv = if tb { b[j * k + p] } else { b[p * n + j] };
                 *cv += av * bv;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic, non-trivial inputs in [−0.5, 0.5).
+    fn fill(n: usize, seed: u64) -> Vec<f32> {
+        let mut v = Vec::with_capacity(n);
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        for _ in 0..n {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            v.push((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5);
+        }
+        v
+    }
+
+    /// The f32 product on every transpose, small and large (split over threads), with β and a
+    /// bias: within 1e-5 norm-wise relative error of the f64 reference, and bit-identical with 1
+    /// and 2 threads (the sum order never depends on the split). C is poisoned with NaN first
+    /// when β = 0 (C must not be read).
+    #[test]
+    fn sgemm_matches_the_reference_and_ignores_the_thread_count() {
+        for &(m, n, k) in &[(7, 5, 3), (128, 20, 400), (300, 257, 129), (128, 384, 2048)] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                for beta in [0.0, 0.5] {
+                    let g = GemmShape::single(m, n, k, ta, tb, beta);
+                    let (a, b) = (fill(m * k, 1), fill(k * n, 2));
+                    let bias = fill(n, 3);
+                    let c0 = if beta == 0.0 {
+                        vec![f32::NAN; m * n]
+                    } else {
+                        fill(m * n, 4)
+                    };
+                    let run = |threads: usize| {
+                        let pool = rayon::ThreadPoolBuilder::new()
+                            .num_threads(threads)
+                            .build()
+                            .unwrap();
+                        let mut c = c0.clone();
+                        pool.install(|| sgemm(&g, &a, &b, Some(&bias), |v| v.max(0.0), &mut c));
+                        c
+                    };
+                    let (one, two) = (run(1), run(2));
+                    assert!(
+                        one.iter()
+                            .zip(&two)
+                            .all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "{m}x{n}x{k} ta {ta} tb {tb}: 1 vs 2 threads"
+                    );
+                    let wide = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+                    let mut want = if beta == 0.0 {
+                        vec![0.0; m * n]
+                    } else {
+                        wide(&c0)
+                    };
+                    let bias64 = wide(&bias);
+                    dgemm_reference(
+                        &g,
+                        &wide(&a),
+                        &wide(&b),
+                        Some(&bias64),
+                        |v| v,
+                        |v: f64| v.max(0.0),
+                        &mut want,
+                    );
+                    let (mut num, mut den) = (0.0f64, 0.0f64);
+                    for (x, y) in two.iter().zip(&want) {
+                        assert!(x.is_finite(), "{m}x{n}x{k}: NaN");
+                        num += (*x as f64 - y).powi(2);
+                        den += y * y;
+                    }
+                    assert!(den > 0.0);
+                    let err = (num / den).sqrt();
+                    assert!(err < 1e-5, "{m}x{n}x{k} ta {ta} tb {tb} β {beta}: {err:e}");
+                }
             }
         }
     }

@@ -2,6 +2,8 @@
 //! checked and an unchecked front), the eigenvalues of a small symmetric matrix (cyclic Jacobi:
 //! the `eigen:N` task's truth) and the column sums of the CPU trainers' bias gradients.
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 use crate::num::float::HostFloat;
 
@@ -153,41 +155,131 @@ pub fn cholesky(a: &[f64], d: usize) -> Result<Vec<f64>> {
     })
 }
 
+/// Columns per parallel task of the column sums.
+const COL_BLOCK: usize = 64;
+
 /// Column sums of `g` (`[rows][cols]`) into `out` (`[cols]`, overwritten), **pairwise over
 /// rows**: the rows are split in halves down to blocks of ≤ 16 rows summed in row order, and
 /// the halves' sums added elementwise. The VAE's CPU trainer forms its bias gradients this way.
+/// Blocks of columns run in parallel; each column's order is the same whatever the split.
 pub fn col_sums_pairwise<T: HostFloat>(g: &[T], cols: usize, out: &mut [T]) {
     let rows = g.len() / cols;
-    if rows <= 16 {
+    out.par_chunks_mut(COL_BLOCK)
+        .enumerate()
+        .with_min_len(par_blocks(rows, cols))
+        .for_each(|(bi, o)| pairwise_block(g, cols, bi * COL_BLOCK, 0..rows, o));
+}
+
+/// Column blocks per task, so a task reads at least ~64k elements.
+fn par_blocks(rows: usize, cols: usize) -> usize {
+    (65_536 / (rows * COL_BLOCK.min(cols)).max(1)).max(1)
+}
+
+/// [`col_sums_pairwise`] of columns `j0..j0 + out.len()` over rows `r`.
+fn pairwise_block<T: HostFloat>(
+    g: &[T],
+    cols: usize,
+    j0: usize,
+    r: std::ops::Range<usize>,
+    out: &mut [T],
+) {
+    let w = out.len();
+    if r.len() <= 16 {
         out.iter_mut().for_each(|v| *v = T::zero());
-        for row in g.chunks(cols) {
-            for (o, v) in out.iter_mut().zip(row) {
+        for i in r {
+            for (o, v) in out.iter_mut().zip(&g[i * cols + j0..i * cols + j0 + w]) {
                 *o = *o + *v;
             }
         }
         return;
     }
-    let (a, b) = g.split_at(rows / 2 * cols);
-    let mut tmp = vec![T::zero(); cols];
-    col_sums_pairwise(a, cols, out);
-    col_sums_pairwise(b, cols, &mut tmp);
+    let mid = r.start + r.len() / 2;
+    let mut tmp = vec![T::zero(); w];
+    pairwise_block(g, cols, j0, r.start..mid, out);
+    pairwise_block(g, cols, j0, mid..r.end, &mut tmp);
     for (o, t) in out.iter_mut().zip(&tmp) {
         *o = *o + *t;
     }
 }
 
-/// Column sums of `x` (`[n][c]`) into `out` (`[c]`, overwritten) **as the matrix product
-/// `onesᵀ·x`** ([`HostFloat::gemm`]): in f64 a sum in row order, in f32 whatever order
-/// `matrixmultiply` takes. The language model's CPU trainer forms its bias and LayerNorm
-/// gradients this way (the same summation as its other products). Not [`col_sums_pairwise`]:
-/// the two orders round differently, and each trainer's results depend on its own.
-pub fn col_sums_gemm<T: HostFloat>(x: &[T], n: usize, c: usize, out: &mut [T]) {
-    let ones = vec![T::one(); n];
-    T::gemm(1, c, n, &ones, false, x, false, out, false);
+/// Column sums of `x` (`[n][c]`) into `out` (`[c]`, overwritten), each column **summed in row
+/// order** from 0: `((0 + x₀ⱼ) + x₁ⱼ) + …`. The language model's CPU trainer forms its bias and
+/// LayerNorm gradients this way. In f64 these are the bits of the ones-vector product `onesᵀ·x`
+/// through [`crate::num::gemm::dgemm_accumulate`] that it used before (`1·x` is exact); blocks
+/// of columns run in parallel. Not [`col_sums_pairwise`]: the two orders round differently, and
+/// each trainer's results depend on its own.
+pub fn col_sums_rows<T: HostFloat>(x: &[T], n: usize, c: usize, out: &mut [T]) {
+    out.par_chunks_mut(COL_BLOCK)
+        .enumerate()
+        .with_min_len(par_blocks(n, c))
+        .for_each(|(bi, o)| {
+            let j0 = bi * COL_BLOCK;
+            o.iter_mut().for_each(|v| *v = T::zero());
+            for row in x.chunks(c).take(n) {
+                for (s, v) in o.iter_mut().zip(&row[j0..]) {
+                    *s = *s + *v;
+                }
+            }
+        });
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// Column sums on a ragged shape (columns not a multiple of the block, rows not a power of
+    /// two): `col_sums_rows` in f64 gives the bits of the ones-vector product it replaced, and
+    /// in f32 is the plain row-order loop; `col_sums_pairwise` equals the one-block recursion
+    /// whatever the column split. Outputs poisoned first.
+    #[test]
+    fn column_sums_keep_their_orders() {
+        let (n, c) = (1037, 150);
+        let x: Vec<f64> = (0..n * c)
+            .map(|i| ((i * 7919 % 1013) as f64 / 1013.0 - 0.5) * (1.0 + (i % 5) as f64))
+            .collect();
+        let mut got = vec![f64::NAN; c];
+        col_sums_rows(&x, n, c, &mut got);
+        let mut want = vec![f64::NAN; c];
+        crate::num::gemm::dgemm_accumulate(
+            1,
+            c,
+            n,
+            &vec![1.0; n],
+            false,
+            &x,
+            false,
+            &mut want,
+            false,
+        );
+        assert!(
+            got.iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let mut got32 = vec![f32::NAN; c];
+        col_sums_rows(&x32, n, c, &mut got32);
+        for j in 0..c {
+            let s = (0..n).fold(0.0f32, |s, i| s + x32[i * c + j]);
+            assert_eq!(got32[j].to_bits(), s.to_bits());
+        }
+        let mut par = vec![f32::NAN; c];
+        col_sums_pairwise(&x32, c, &mut par);
+        let mut one = vec![f32::NAN; c];
+        pairwise_block(&x32, c, 0, 0..n, &mut one);
+        assert!(
+            par.iter()
+                .zip(&one)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
+        let exact: Vec<f64> = (0..c).map(|j| (0..n).map(|i| x[i * c + j]).sum()).collect();
+        assert!(
+            par.iter()
+                .zip(&exact)
+                .all(|(a, b)| (*a as f64 - b).abs() < 1e-3)
+        );
+    }
+
     /// Jacobi's eigenvalues: closed-form 2×2 cases, a diagonal matrix, and on random symmetric
     /// matrices the invariants Σλ = trace, Σλ² = ‖A‖²_F and det(A − λI) ≈ 0 per eigenvalue
     /// (the determinant by Gaussian elimination with partial pivoting).
@@ -265,8 +357,6 @@ mod tests {
         assert!(e.to_string().contains("(0, 1)"), "{e}");
     }
 
-    use super::*;
-
     #[test]
     fn cholesky_factors_and_rejects() {
         let a = [4.0, 2.0, 2.0, 3.0];
@@ -291,7 +381,7 @@ mod tests {
             .collect();
         let (mut a, mut b) = (vec![9.0; cols], vec![9.0; cols]);
         col_sums_pairwise(&g, cols, &mut a);
-        col_sums_gemm(&g, rows, cols, &mut b);
+        col_sums_rows(&g, rows, cols, &mut b);
         assert_eq!(a, want);
         assert_eq!(b, want);
     }

@@ -7,6 +7,7 @@
 pub mod activation;
 pub mod adam;
 pub mod density;
+pub mod fastmath;
 pub mod float;
 pub mod gemm;
 pub mod linalg;

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::io::Matrix;
+use crate::num::fastmath::{exp_f32, multiversion};
 use crate::num::summation::{PairwiseAcc, pairwise_sum_f32};
 use crate::ops::gmm::{CPU_BLOCK, CovarianceType, EStepParams, GmmPass, MStats, components_of};
 
@@ -20,30 +21,6 @@ use crate::ops::gmm::{CPU_BLOCK, CovarianceType, EStepParams, GmmPass, MStats, c
 pub const TASK_BLOCKS: usize = 16;
 /// Interleaved partial sums of the diagonal scatter.
 const LANES: usize = 8;
-
-/// e^x in f32, branch-free (Cephes `expf`: x = n ln 2 + r, degree-6 polynomial, scaled by 2ⁿ
-/// through the exponent bits), ≤ 2 ulp for x in [−87.3, 88.7] (tested); inputs below are
-/// clamped to −87.3 (giving ~1e-38 instead of an underflow to 0).
-#[inline(always)]
-#[allow(clippy::excessive_precision)] // Cephes' coefficients, as published
-pub fn exp_f32(x: f32) -> f32 {
-    let x = x.clamp(-87.3, 88.7);
-    let t = x * std::f32::consts::LOG2_E + 0.5;
-    let mut n = t as i32;
-    if (n as f32) > t {
-        n -= 1; // floor for negative t
-    }
-    let nf = n as f32;
-    let r = x - nf * 0.693_359_375 - nf * -2.121_944_4e-4;
-    let z = r * r;
-    let mut y = 1.987_569_1e-4 * r + 1.398_199_9e-3;
-    y = y * r + 8.333_452e-3;
-    y = y * r + 4.166_579_6e-2;
-    y = y * r + 1.666_666_5e-1;
-    y = y * r + 5.000_000_1e-1;
-    y = y * z + r + 1.0;
-    y * f32::from_bits(((n + 127) as u32) << 23)
-}
 
 /// The cpu32 EM pass state: block-transposed data and responsibilities, in f32.
 pub struct Cpu32Gmm {
@@ -160,6 +137,145 @@ fn gemm(
     }
 }
 
+multiversion! {
+    /// One block of the E-step (points in lanes, vectorised for the CPU): the log-probabilities
+    /// of its `bn` points (`xb`, `[D][B]`) under each component into `rb` (`[K][B]`), then their
+    /// log-sum-exp per point, the responsibilities in place of the log-probabilities, and the
+    /// block's log-likelihood pushed to `acc`. `(μ, U, c)`: means `[K][D]`, precision Cholesky
+    /// factors (`[K][D][D]` full, `[K][D]` diag) and log constants `[K]`.
+    fn estep_block(
+        xb: &[f32],
+        rb: &mut [f32],
+        bn: usize,
+        acc: &mut PairwiseAcc<f32>,
+        mu: &[f32],
+        u: &[f32],
+        cst: &[f32],
+        cov: CovarianceType,
+        d: usize,
+        k: usize,
+    ) {
+        let mut xc = vec![0f32; bn * d];
+        let mut y = vec![0f32; bn * d];
+        // Log-probabilities into rb ([K][B]).
+        for c in 0..k {
+            let m = &mu[c * d..(c + 1) * d];
+            let q = &mut rb[c * bn..(c + 1) * bn];
+            q.fill(0.0);
+            match cov {
+                CovarianceType::Full => {
+                    for j in 0..d {
+                        for (o, v) in xc[j * bn..(j + 1) * bn].iter_mut().zip(&xb[j * bn..]) {
+                            *o = v - m[j];
+                        }
+                    }
+                    // yᵀ = Uᵀ · (x − μ)ᵀ: [D][B].
+                    let uc = &u[c * d * d..(c + 1) * d * d];
+                    gemm((d, d, bn), uc, (1, d), &xc, (bn, 1), &mut y);
+                    for j in 0..d {
+                        for (qi, yv) in q.iter_mut().zip(&y[j * bn..(j + 1) * bn]) {
+                            *qi += yv * yv;
+                        }
+                    }
+                }
+                CovarianceType::Diag => {
+                    let s = &u[c * d..(c + 1) * d];
+                    for j in 0..d {
+                        for (qi, xv) in q.iter_mut().zip(&xb[j * bn..(j + 1) * bn]) {
+                            let v = (xv - m[j]) * s[j];
+                            *qi += v * v;
+                        }
+                    }
+                }
+            }
+            for qi in q.iter_mut() {
+                *qi = -0.5 * *qi + cst[c];
+            }
+        }
+        // Log-sum-exp over components, points in lanes.
+        let mut mx = vec![f32::NEG_INFINITY; bn];
+        for c in 0..k {
+            for (a, v) in mx.iter_mut().zip(&rb[c * bn..(c + 1) * bn]) {
+                *a = a.max(*v);
+            }
+        }
+        let mut sum = vec![0f32; bn];
+        for c in 0..k {
+            for ((a, v), m) in sum.iter_mut().zip(&rb[c * bn..(c + 1) * bn]).zip(&mx) {
+                *a += exp_f32(v - m);
+            }
+        }
+        let lse: Vec<f32> = mx.iter().zip(&sum).map(|(m, s)| m + s.ln()).collect();
+        for c in 0..k {
+            for (v, l) in rb[c * bn..(c + 1) * bn].iter_mut().zip(&lse) {
+                *v = exp_f32(*v - l);
+            }
+        }
+        acc.push(vec![pairwise_sum_f32(&lse)]);
+    }
+}
+
+multiversion! {
+    /// One block of the M-step's second pass (vectorised for the CPU): the centred scatter of
+    /// its `bn` points (`xb`, `[D][B]`) weighted by their responsibilities (`rb`, `[K][B]`)
+    /// about the means `m` (`[K][D]`) — `[K][D][D]` full (`wᵀw` with `w = √r·(x − μ)`) or
+    /// `[K][D]` diag — pushed to `acc`; `per` is `D²` or `D`.
+    fn scatter_block(
+        xb: &[f32],
+        rb: &mut [f32],
+        bn: usize,
+        acc: &mut PairwiseAcc<f32>,
+        m: &[f32],
+        cov: CovarianceType,
+        d: usize,
+        k: usize,
+        per: usize,
+    ) {
+        let mut part = vec![0f32; k * per];
+        let mut w = vec![0f32; bn * d];
+        for c in 0..k {
+            let mc = &m[c * d..(c + 1) * d];
+            let r = &rb[c * bn..(c + 1) * bn];
+            match cov {
+                CovarianceType::Full => {
+                    // wᵀ [D][B] = √r (x − μ); S = wᵀ · w.
+                    for j in 0..d {
+                        let src = &xb[j * bn..(j + 1) * bn];
+                        for ((o, xv), rv) in w[j * bn..(j + 1) * bn].iter_mut().zip(src).zip(r)
+                        {
+                            *o = rv.sqrt() * (xv - mc[j]);
+                        }
+                    }
+                    let s = &mut part[c * d * d..(c + 1) * d * d];
+                    gemm((d, bn, d), &w, (bn, 1), &w, (1, bn), s);
+                }
+                CovarianceType::Diag => {
+                    for j in 0..d {
+                        let src = &xb[j * bn..(j + 1) * bn];
+                        let mut lanes = [0f32; LANES];
+                        let full = bn / LANES * LANES;
+                        for (xs, rs) in
+                            src[..full].chunks_exact(LANES).zip(r.chunks_exact(LANES))
+                        {
+                            for l in 0..LANES {
+                                let v = xs[l] - mc[j];
+                                lanes[l] += rs[l] * v * v;
+                            }
+                        }
+                        let mut tail = 0f32;
+                        for (xv, rv) in src[full..].iter().zip(&r[full..]) {
+                            let v = xv - mc[j];
+                            tail += rv * v * v;
+                        }
+                        part[c * d + j] = pairwise_sum_f32(&lanes) + tail;
+                    }
+                }
+            }
+        }
+        acc.push(part);
+    }
+}
+
 impl GmmPass for Cpu32Gmm {
     fn estep(&mut self, p: &EStepParams) -> Result<f64> {
         let (d, k) = (self.d, p.k);
@@ -176,63 +292,7 @@ impl GmmPass for Cpu32Gmm {
         let cst: Vec<f32> = p.log_constants().iter().map(|&v| v as f32).collect();
         let cov = p.covariance_type;
         let tot = self.reduce_blocks(1, |xb, rb, bn, acc| {
-            let mut xc = vec![0f32; bn * d];
-            let mut y = vec![0f32; bn * d];
-            // Log-probabilities into rb ([K][B]).
-            for c in 0..k {
-                let m = &mu[c * d..(c + 1) * d];
-                let q = &mut rb[c * bn..(c + 1) * bn];
-                q.fill(0.0);
-                match cov {
-                    CovarianceType::Full => {
-                        for j in 0..d {
-                            for (o, v) in xc[j * bn..(j + 1) * bn].iter_mut().zip(&xb[j * bn..]) {
-                                *o = v - m[j];
-                            }
-                        }
-                        // yᵀ = Uᵀ · (x − μ)ᵀ: [D][B].
-                        let uc = &u[c * d * d..(c + 1) * d * d];
-                        gemm((d, d, bn), uc, (1, d), &xc, (bn, 1), &mut y);
-                        for j in 0..d {
-                            for (qi, yv) in q.iter_mut().zip(&y[j * bn..(j + 1) * bn]) {
-                                *qi += yv * yv;
-                            }
-                        }
-                    }
-                    CovarianceType::Diag => {
-                        let s = &u[c * d..(c + 1) * d];
-                        for j in 0..d {
-                            for (qi, xv) in q.iter_mut().zip(&xb[j * bn..(j + 1) * bn]) {
-                                let v = (xv - m[j]) * s[j];
-                                *qi += v * v;
-                            }
-                        }
-                    }
-                }
-                for qi in q.iter_mut() {
-                    *qi = -0.5 * *qi + cst[c];
-                }
-            }
-            // Log-sum-exp over components, points in lanes.
-            let mut mx = vec![f32::NEG_INFINITY; bn];
-            for c in 0..k {
-                for (a, v) in mx.iter_mut().zip(&rb[c * bn..(c + 1) * bn]) {
-                    *a = a.max(*v);
-                }
-            }
-            let mut sum = vec![0f32; bn];
-            for c in 0..k {
-                for ((a, v), m) in sum.iter_mut().zip(&rb[c * bn..(c + 1) * bn]).zip(&mx) {
-                    *a += exp_f32(v - m);
-                }
-            }
-            let lse: Vec<f32> = mx.iter().zip(&sum).map(|(m, s)| m + s.ln()).collect();
-            for c in 0..k {
-                for (v, l) in rb[c * bn..(c + 1) * bn].iter_mut().zip(&lse) {
-                    *v = exp_f32(*v - l);
-                }
-            }
-            acc.push(vec![pairwise_sum_f32(&lse)]);
+            estep_block(xb, rb, bn, acc, &mu, &u, &cst, cov, d, k)
         });
         Ok(tot[0] as f64)
     }
@@ -301,48 +361,7 @@ impl GmmPass for Cpu32Gmm {
         };
         let m = &means32;
         let scatter = self.reduce_blocks(k * per, |xb, rb, bn, acc| {
-            let mut part = vec![0f32; k * per];
-            let mut w = vec![0f32; bn * d];
-            for c in 0..k {
-                let mc = &m[c * d..(c + 1) * d];
-                let r = &rb[c * bn..(c + 1) * bn];
-                match cov {
-                    CovarianceType::Full => {
-                        // wᵀ [D][B] = √r (x − μ); S = wᵀ · w.
-                        for j in 0..d {
-                            let src = &xb[j * bn..(j + 1) * bn];
-                            for ((o, xv), rv) in w[j * bn..(j + 1) * bn].iter_mut().zip(src).zip(r)
-                            {
-                                *o = rv.sqrt() * (xv - mc[j]);
-                            }
-                        }
-                        let s = &mut part[c * d * d..(c + 1) * d * d];
-                        gemm((d, bn, d), &w, (bn, 1), &w, (1, bn), s);
-                    }
-                    CovarianceType::Diag => {
-                        for j in 0..d {
-                            let src = &xb[j * bn..(j + 1) * bn];
-                            let mut lanes = [0f32; LANES];
-                            let full = bn / LANES * LANES;
-                            for (xs, rs) in
-                                src[..full].chunks_exact(LANES).zip(r.chunks_exact(LANES))
-                            {
-                                for l in 0..LANES {
-                                    let v = xs[l] - mc[j];
-                                    lanes[l] += rs[l] * v * v;
-                                }
-                            }
-                            let mut tail = 0f32;
-                            for (xv, rv) in src[full..].iter().zip(&r[full..]) {
-                                let v = xv - mc[j];
-                                tail += rv * v * v;
-                            }
-                            part[c * d + j] = pairwise_sum_f32(&lanes) + tail;
-                        }
-                    }
-                }
-            }
-            acc.push(part);
+            scatter_block(xb, rb, bn, acc, m, cov, d, k, per)
         });
         Ok(MStats {
             nk,

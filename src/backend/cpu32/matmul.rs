@@ -1,4 +1,4 @@
-//! The fast CPU matmul: f32 through the `matrixmultiply` crate's packed, register-blocked SGEMM
+//! The fast CPU matmul: f32 through the `gemm` crate's packed, register-blocked SGEMM
 //! (it takes arbitrary row/column strides, so transposes cost nothing), batches and row blocks
 //! spread over rayon's threads ([`crate::num::gemm::sgemm`]), then the epilogue in f32.
 

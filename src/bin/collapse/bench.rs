@@ -38,7 +38,7 @@ pub enum BenchCommand {
     Gmm(GmmArgs),
     /// GFLOP/s and GB/s of C = A·B (f32, row-major) per backend, each checked against a
     /// reference first (cpu64 up to 512³-sized products, cpu32 above), with the ratio to cpu32
-    /// (the `matrixmultiply` crate) measured in the same run. Prints the WGSL tile shape and
+    /// (the `gemm` crate) measured in the same run. Prints the WGSL tile shape and
     /// how it was chosen (autotune, cache or COLLAPSE_MATMUL_TILE). With a GPU backend it also
     /// measures the adapter's ceilings (probe.wgsl: f32 FMA GFLOP/s, copy GB/s) and prints each
     /// GPU row's fraction of them (the roofline).
@@ -109,7 +109,9 @@ pub struct MatmulArgs {
     /// transformer's and the VAE's shapes.
     #[arg(long = "shape")]
     pub shapes: Vec<String>,
-    /// Add the models' shapes: lm_mlp_up 4096x1024x256 and vae_enc1 128x400x784.
+    /// Add the models' shapes: lm_mlp_up 4096x1024x256, vae_enc1 128x400x784, then every
+    /// product of one training step of the default LM (lm_*: fwd, dW, dx) and VAE (vae128_*,
+    /// vae1024_*), with their transposes.
     #[arg(long)]
     pub models: bool,
     /// Timed repetitions per backend and shape (after one checked warm-up); the median counts.

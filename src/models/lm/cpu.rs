@@ -1,5 +1,5 @@
 //! The language model on the CPU, generic over the float type: `f64` with plain loops (the
-//! cpu64 reference) and `f32` with `matrixmultiply` (cpu32), as [`crate::models::vae::cpu`].
+//! cpu64 reference) and `f32` with the `gemm` crate (cpu32), as [`crate::models::vae::cpu`].
 //!
 //! # Backward pass (N = rows·len positions, gradients of the mean loss)
 //!
@@ -15,8 +15,8 @@
 //! LN⁻(dy) = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂ ⊙ x̂)),  dx̂ = dy ⊙ γ;  dγ = Σ dy ⊙ x̂, dβ = Σ dy
 //! ```
 //!
-//! Bias and LayerNorm sums over positions are matrix products with a ones vector (the gemm's own
-//! summation order, [`crate::num::linalg::col_sums_gemm`]); the loss is a pairwise sum.
+//! Bias and LayerNorm sums over positions are column sums in row order
+//! ([`crate::num::linalg::col_sums_rows`]); the loss is a pairwise sum.
 //!
 //! This file holds the model, its forward pass (embeddings, then per block [`CpuLm`]'s
 //! attention and MLP halves, then the head), the loss and the optimiser step; the pieces
@@ -236,7 +236,8 @@ impl<T: HostFloat> CpuLm<T> {
             }
             let row = &fw.logits[i * VOCAB..(i + 1) * VOCAB];
             let m = row.iter().cloned().fold(T::neg_infinity(), |a, b| a.max(b));
-            let e: Vec<T> = row.iter().map(|v| (*v - m).exp()).collect();
+            let mut e: Vec<T> = row.iter().map(|v| *v - m).collect();
+            T::exp_slice(&mut e);
             let z = T::psum(&e);
             let y = fw.targets[i] as usize;
             if let Some(dlr) = dlr {

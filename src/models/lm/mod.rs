@@ -31,7 +31,7 @@
 //! # Where it runs
 //!
 //! [`crate::trainers::Engine::lm`] gives an [`LmTrainer`]: `cpu64` (plain loops, the reference)
-//! and `cpu32` (f32, `matrixmultiply`) through [`cpu::CpuLm`]. Sampling (a [`Decoder`] with a
+//! and `cpu32` (f32, the `gemm` crate) through [`cpu::CpuLm`]. Sampling (a [`Decoder`] with a
 //! KV cache, classes drawn by the backend's categorical sampler) is in [`sample`]; data and
 //! the training loop in [`train`].
 

@@ -1,5 +1,5 @@
 //! The VAE on the CPU, generic over the float type: `f64` with plain loops (the cpu64
-//! reference) and `f32` with `matrixmultiply` through the cpu32 matmul (cpu32).
+//! reference) and `f32` with the `gemm` crate through the cpu32 matmul (cpu32).
 //!
 //! # Backward pass (B images, gradients of the batch-mean loss)
 //!
@@ -49,16 +49,44 @@ struct Forward<T> {
     bce_img: Vec<T>,
 }
 
-fn add_bias<T: HostFloat>(y: &mut [T], bias: &[T]) {
-    for row in y.chunks_mut(bias.len()) {
-        for (v, b) in row.iter_mut().zip(bias) {
-            *v = *v + *b;
-        }
-    }
+/// Elements per parallel task of the element-wise passes (smaller inputs stay on the calling
+/// thread).
+const ELEMENT_CHUNK: usize = 16 * 1024;
+
+/// `y[i][j] += bias[j]`, then ReLU when `relu`: rows in parallel (element-wise: the same bits
+/// as one loop).
+fn add_bias<T: HostFloat>(y: &mut [T], bias: &[T], relu: bool) {
+    let n = bias.len();
+    y.par_chunks_mut(n)
+        .with_min_len((ELEMENT_CHUNK / n).max(1))
+        .for_each(|row| {
+            for (v, b) in row.iter_mut().zip(bias) {
+                *v = *v + *b;
+                if relu {
+                    *v = v.max(T::zero());
+                }
+            }
+        });
 }
 
-fn relu<T: HostFloat>(y: &mut [T]) {
-    y.iter_mut().for_each(|v| *v = v.max(T::zero()));
+/// ReLU's backward: `dy[i] = 0` where the layer's output `y[i] ≤ 0`, in parallel.
+fn relu_mask<T: HostFloat>(dy: &mut [T], y: &[T]) {
+    dy.par_iter_mut()
+        .zip(y)
+        .with_min_len(ELEMENT_CHUNK)
+        .for_each(|(v, a)| {
+            if *a <= T::zero() {
+                *v = T::zero();
+            }
+        });
+}
+
+/// `v` rounded to `T`, in parallel.
+fn to_host<T: HostFloat>(v: &[f64]) -> Vec<T> {
+    v.par_iter()
+        .with_min_len(ELEMENT_CHUNK)
+        .map(|&x| T::of(x))
+        .collect()
 }
 
 /// `softplus(l) − x·l`, exact for any `l`.
@@ -67,8 +95,33 @@ fn bce<T: HostFloat>(l: T, x: T) -> T {
     bce_sigmoid(l, x).0
 }
 
+/// One image's BCE (pairwise sum over its pixels) of logits `l` and targets `x`, writing the
+/// probabilities into `sig`: per pixel [`bce_sigmoid`]'s arithmetic, with the exponentials and
+/// logarithms over the row at once ([`HostFloat::exp_slice`], [`HostFloat::ln_1p_slice`]: at
+/// f64 the platform's, the same bits; at f32 vectorised).
+fn bce_sigmoid_row<T: HostFloat>(l: &[T], x: &[T], sig: &mut [T]) -> T {
+    let mut e: Vec<T> = l.iter().map(|v| -v.abs()).collect();
+    T::exp_slice(&mut e);
+    let mut lp = e.clone();
+    T::ln_1p_slice(&mut lp);
+    let terms: Vec<T> = (0..l.len())
+        .map(|j| {
+            let (lj, ej) = (l[j], e[j]);
+            sig[j] = if lj >= T::zero() {
+                T::one() / (T::one() + ej)
+            } else {
+                ej / (T::one() + ej)
+            };
+            lj.max(T::zero()) - x[j] * lj + lp[j]
+        })
+        .collect();
+    T::psum(&terms)
+}
+
 /// `(softplus(l) − x·l, sigmoid(l))` from one exponential, exact for any `l` (the probability
 /// is formed here with the loss, not by [`sigmoid`], whose `1/(1 + e^{−l})` rounds differently).
+/// The scalar definition [`bce_sigmoid_row`] follows.
+#[cfg(test)]
 fn bce_sigmoid<T: HostFloat>(l: T, x: T) -> (T, T) {
     let e = (-l.abs()).exp();
     let sig = if l >= T::zero() {
@@ -101,8 +154,7 @@ impl<T: HostFloat> CpuVae<T> {
         let c = &self.cfg;
         let mut h1 = vec![T::zero(); b * c.h];
         T::gemm(b, c.h, c.d, x, false, self.tensor(0), false, &mut h1, false);
-        add_bias(&mut h1, self.tensor(1));
-        relu(&mut h1);
+        add_bias(&mut h1, self.tensor(1), true);
         let mut mu = vec![T::zero(); b * c.z];
         T::gemm(
             b,
@@ -115,7 +167,7 @@ impl<T: HostFloat> CpuVae<T> {
             &mut mu,
             false,
         );
-        add_bias(&mut mu, self.tensor(3));
+        add_bias(&mut mu, self.tensor(3), false);
         let mut lv = vec![T::zero(); b * c.z];
         T::gemm(
             b,
@@ -128,7 +180,7 @@ impl<T: HostFloat> CpuVae<T> {
             &mut lv,
             false,
         );
-        add_bias(&mut lv, self.tensor(5));
+        add_bias(&mut lv, self.tensor(5), false);
         (h1, mu, lv)
     }
 
@@ -137,8 +189,7 @@ impl<T: HostFloat> CpuVae<T> {
         let c = &self.cfg;
         let mut h2 = vec![T::zero(); b * c.h];
         T::gemm(b, c.h, c.z, z, false, self.tensor(6), false, &mut h2, false);
-        add_bias(&mut h2, self.tensor(7));
-        relu(&mut h2);
+        add_bias(&mut h2, self.tensor(7), true);
         let mut logits = vec![T::zero(); b * c.d];
         T::gemm(
             b,
@@ -151,14 +202,14 @@ impl<T: HostFloat> CpuVae<T> {
             &mut logits,
             false,
         );
-        add_bias(&mut logits, self.tensor(9));
+        add_bias(&mut logits, self.tensor(9), false);
         (h2, logits)
     }
 
     fn forward(&self, x: &[f64], key: StreamKey) -> Result<Forward<T>> {
         let c = &self.cfg;
         let b = check_batch(x, c.d)?;
-        let x: Vec<T> = x.iter().map(|&v| T::of(v)).collect();
+        let x: Vec<T> = to_host(x);
         let (h1, mu, lv) = self.encode(&x, b);
         let eps = T::normals(key, b * c.z);
         let half = T::of(0.5);
@@ -172,15 +223,7 @@ impl<T: HostFloat> CpuVae<T> {
             .par_chunks(d)
             .zip(x.par_chunks(d))
             .zip(sig.par_chunks_mut(d))
-            .map(|((l, xr), sr)| {
-                let mut terms = vec![T::zero(); d];
-                for j in 0..d {
-                    let (t, s) = bce_sigmoid(l[j], xr[j]);
-                    terms[j] = t;
-                    sr[j] = s;
-                }
-                T::psum(&terms)
-            })
+            .map(|((l, xr), sr)| bce_sigmoid_row(l, xr, sr))
             .collect();
         Ok(Forward {
             b,
@@ -256,11 +299,7 @@ impl<T: HostFloat> CpuVae<T> {
             &mut dh2,
             false,
         );
-        for (v, a) in dh2.iter_mut().zip(&f.h2) {
-            if *a <= T::zero() {
-                *v = T::zero();
-            }
-        }
+        relu_mask(&mut dh2, &f.h2);
         // Decoder hidden layer.
         T::gemm(
             zd,
@@ -278,9 +317,13 @@ impl<T: HostFloat> CpuVae<T> {
         T::gemm(b, zd, h, &dh2, false, self.tensor(6), true, &mut dz, false);
         // Reparameterisation and KL.
         let dmu: Vec<T> = (0..b * zd)
+            .into_par_iter()
+            .with_min_len(ELEMENT_CHUNK)
             .map(|i| dz[i] + beta * f.mu[i] * inv_b)
             .collect();
         let dlv: Vec<T> = (0..b * zd)
+            .into_par_iter()
+            .with_min_len(ELEMENT_CHUNK)
             .map(|i| {
                 let s = (half * f.lv[i]).exp();
                 dz[i] * f.eps[i] * half * s + beta * half * (f.lv[i].exp() - T::one()) * inv_b
@@ -313,11 +356,7 @@ impl<T: HostFloat> CpuVae<T> {
         let mut dh1 = vec![T::zero(); b * h];
         T::gemm(b, h, zd, &dmu, false, self.tensor(2), true, &mut dh1, false);
         T::gemm(b, h, zd, &dlv, false, self.tensor(4), true, &mut dh1, true);
-        for (v, a) in dh1.iter_mut().zip(&f.h1) {
-            if *a <= T::zero() {
-                *v = T::zero();
-            }
-        }
+        relu_mask(&mut dh1, &f.h1);
         T::gemm(
             d,
             h,
@@ -380,7 +419,7 @@ impl<T: HostFloat> VaeTrainer for CpuVae<T> {
 
     fn reconstruct(&mut self, x: &[f64]) -> Result<Vec<f64>> {
         let b = check_batch(x, self.cfg.d)?;
-        let xt: Vec<T> = x.iter().map(|&v| T::of(v)).collect();
+        let xt: Vec<T> = to_host(x);
         let (_, mu, _) = self.encode(&xt, b);
         let mu: Vec<f64> = mu.iter().map(|v| v.wide()).collect();
         self.decode(&mu)

@@ -25,7 +25,7 @@
 //! # Where it runs
 //!
 //! [`crate::trainers::Engine::vae`] gives a [`VaeTrainer`] holding the weights and Adam state
-//! on that backend: `cpu64` (plain loops, the reference) and `cpu32` (f32, `matrixmultiply`)
+//! on that backend: `cpu64` (plain loops, the reference) and `cpu32` (f32, the `gemm` crate)
 //! through [`cpu::CpuVae`]; `wgsl` and `cube` through [`device::DeviceVae`], one trainer over
 //! each backend's kernels (`backend::wgsl::vae`: the matmul kernels plus `shaders/vae.wgsl`;
 //! `backend::cube::vae`: the cubecl matmul plus `#[cube]` kernels): on the GPU backends weights,

@@ -55,37 +55,67 @@ fn attend_row<T: HostFloat>(
     }
 }
 
+/// The rows of one group's share of a position: their hidden states, and per layer their
+/// slices of the key and value caches (`[rows][ctx][C]` each).
+struct Group<'a, T> {
+    tokens: &'a [u8],
+    k: Vec<&'a mut [T]>,
+    v: Vec<&'a mut [T]>,
+}
+
 impl<T: HostFloat> CpuDecoder<'_, T> {
-    /// The attention half of block `l` at position `t` on the rows of `h` (`[rows][C]`): the
-    /// new keys and values cached, `h += attention·W_proj + b_proj`.
-    fn attention(&mut self, l: usize, t: usize, h: &mut [T]) {
-        let lm = self.lm;
+    /// The attention half of block `l` at position `t` on the rows of `h` (`[rows][C]`, the
+    /// group's), with the group's caches `kc`, `vc`: the new keys and values cached,
+    /// `h += attention·W_proj + b_proj`. Rows one after the other (the arithmetic per row does not
+    /// depend on which group holds it).
+    fn attention(lm: &CpuLm<T>, l: usize, t: usize, h: &mut [T], kc: &mut [T], vc: &mut [T]) {
         let cfg = &lm.cfg;
         let (c, hn, d, ctx) = (cfg.width, cfg.heads, cfg.head_dim(), cfg.context);
-        let n = self.rows;
+        let n = h.len() / c;
         let bw = |j| lm.w(lm.idx.block(l, j));
         let ln1 = layer_norm(h, c, bw(LN1_G), bw(LN1_B));
         let qkv = linear(&ln1.y, n, c, bw(QKV_W), Some(bw(QKV_B)), 3 * c);
-        // Rows are independent sequences: in parallel, each with its own scratch (the
-        // arithmetic per row is the same as one after the other).
         let mut o = vec![T::zero(); n * c];
-        self.k[l]
-            .par_chunks_mut(ctx * c)
-            .zip(self.v[l].par_chunks_mut(ctx * c))
-            .zip(o.par_chunks_mut(c))
+        for (r, ((kc, vc), orow)) in kc
+            .chunks_mut(ctx * c)
+            .zip(vc.chunks_mut(ctx * c))
+            .zip(o.chunks_mut(c))
             .enumerate()
-            .for_each(|(r, ((kc, vc), orow))| {
-                let qkv = &qkv[r * 3 * c..(r + 1) * 3 * c];
-                kc[t * c..(t + 1) * c].copy_from_slice(&qkv[c..2 * c]);
-                vc[t * c..(t + 1) * c].copy_from_slice(&qkv[2 * c..]);
-                attend_row(qkv, kc, vc, orow, (t, hn, d));
-            });
+        {
+            let qkv = &qkv[r * 3 * c..(r + 1) * 3 * c];
+            kc[t * c..(t + 1) * c].copy_from_slice(&qkv[c..2 * c]);
+            vc[t * c..(t + 1) * c].copy_from_slice(&qkv[2 * c..]);
+            attend_row(qkv, kc, vc, orow, (t, hn, d));
+        }
         let proj = linear(&o, n, c, bw(PROJ_W), Some(bw(PROJ_B)), c);
         h.iter_mut().zip(&proj).for_each(|(a, b)| *a = *a + *b);
+    }
+
+    /// Position `t` of one group of rows, every layer and the head, on the calling thread:
+    /// the group's logits `[rows][V]`.
+    fn group_forward(lm: &CpuLm<T>, t: usize, g: Group<'_, T>) -> Vec<T> {
+        let c = lm.cfg.width;
+        let (tok, pos) = (lm.w(Idx::TOK), lm.w(Idx::POS));
+        let mut h = vec![T::zero(); g.tokens.len() * c];
+        for (i, &x) in g.tokens.iter().enumerate() {
+            for j in 0..c {
+                h[i * c + j] = tok[x as usize * c + j] + pos[t * c + j];
+            }
+        }
+        for (l, (kc, vc)) in g.k.into_iter().zip(g.v).enumerate() {
+            Self::attention(lm, l, t, &mut h, kc, vc);
+            lm.mlp(l, &mut h);
+        }
+        lm.head(&h).1
     }
 }
 
 impl<T: HostFloat> Decoder for CpuDecoder<'_, T> {
+    /// One position of every row: the rows split into as many groups as rayon has threads (at
+    /// most one per row), each group decoded start to end by one worker — **one parallel region
+    /// per position**, not one per layer piece. Products of a few rows stay on their worker
+    /// ([`crate::num::gemm::sgemm`] runs them unsplit), so the bits do not depend on the
+    /// grouping (tested with 1 and 2 threads).
     fn feed(&mut self, tokens: &[u8]) -> Result<Vec<f64>> {
         let lm = self.lm;
         let cfg = &lm.cfg;
@@ -103,20 +133,30 @@ impl<T: HostFloat> Decoder for CpuDecoder<'_, T> {
             )));
         }
         let (n, t) = (self.rows, self.pos);
-        let (tok, pos) = (lm.w(Idx::TOK), lm.w(Idx::POS));
-        let mut h = vec![T::zero(); n * c];
-        for (i, &x) in tokens.iter().enumerate() {
-            for j in 0..c {
-                h[i * c + j] = tok[x as usize * c + j] + pos[t * c + j];
+        let per = n.div_ceil(rayon::current_num_threads().clamp(1, n));
+        let mut groups: Vec<Group<'_, T>> = tokens
+            .chunks(per)
+            .map(|tokens| Group {
+                tokens,
+                k: Vec::with_capacity(cfg.layers),
+                v: Vec::with_capacity(cfg.layers),
+            })
+            .collect();
+        for (kl, vl) in self.k.iter_mut().zip(self.v.iter_mut()) {
+            for (g, (kc, vc)) in groups.iter_mut().zip(
+                kl.chunks_mut(per * ctx * c)
+                    .zip(vl.chunks_mut(per * ctx * c)),
+            ) {
+                g.k.push(kc);
+                g.v.push(vc);
             }
         }
-        for l in 0..cfg.layers {
-            self.attention(l, t, &mut h);
-            lm.mlp(l, &mut h);
-        }
-        let (_, logits) = lm.head(&h);
+        let logits: Vec<Vec<T>> = groups
+            .into_par_iter()
+            .map(|g| Self::group_forward(lm, t, g))
+            .collect();
         self.pos += 1;
-        Ok(logits.iter().map(|v| v.wide()).collect())
+        Ok(logits.iter().flatten().map(|v| v.wide()).collect())
     }
 
     fn position(&self) -> usize {

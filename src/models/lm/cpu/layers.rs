@@ -1,15 +1,17 @@
 //! The pieces of the CPU language model, forward and backward, generic over the float type:
 //! LayerNorm, the linear layer, GELU, the causal softmax and the per-head slicing of `[q|k|v]`.
-//! Sums over rows are the host's ([`HostFloat::psum`], [`col_sums_gemm`]); the order of every
+//! Sums over rows are the host's ([`HostFloat::psum`], [`col_sums_rows`]); the order of every
 //! operation is fixed, so results never depend on thread scheduling.
 
 use std::ops::Range;
 
 use rayon::prelude::*;
 
-use crate::num::activation::{gelu_of, gelu_tanh};
+#[cfg(test)]
+use crate::num::activation::gelu_tanh;
+use crate::num::activation::{GELU_A, GELU_S, gelu_of};
 use crate::num::float::HostFloat;
-use crate::num::linalg::col_sums_gemm;
+use crate::num::linalg::col_sums_rows;
 
 /// LayerNorm's ε.
 pub const LN_EPS: f64 = 1e-5;
@@ -39,6 +41,7 @@ pub(super) fn layer_norm<T: HostFloat>(x: &[T], c: usize, g: &[T], b: &[T]) -> N
         .zip(y.par_chunks_mut(c))
         .zip(xhat.par_chunks_mut(c))
         .zip(rstd.par_iter_mut())
+        .with_min_len(min_rows(c))
         .for_each(|(((row, yr), xr), rs)| {
             let mean = T::psum(row) / cf;
             let dev: Vec<T> = row.iter().map(|v| (*v - mean) * (*v - mean)).collect();
@@ -66,19 +69,22 @@ pub(super) fn layer_norm_back<T: HostFloat>(
 ) -> Vec<T> {
     let n = dy.len() / c;
     let prod: Vec<T> = dy.iter().zip(&nm.xhat).map(|(a, b)| *a * *b).collect();
-    col_sums_gemm(&prod, n, c, dg);
-    col_sums_gemm(dy, n, c, db);
+    col_sums_rows(&prod, n, c, dg);
+    col_sums_rows(dy, n, c, db);
     let mut dx = vec![T::zero(); n * c];
     let cf = T::of(c as f64);
-    dx.par_chunks_mut(c).enumerate().for_each(|(i, dxr)| {
-        let dxh: Vec<T> = (0..c).map(|j| dy[i * c + j] * g[j]).collect();
-        let xh = &nm.xhat[i * c..(i + 1) * c];
-        let m1 = T::psum(&dxh) / cf;
-        let m2 = T::psum(&dxh.iter().zip(xh).map(|(a, b)| *a * *b).collect::<Vec<_>>()) / cf;
-        for j in 0..c {
-            dxr[j] = nm.rstd[i] * (dxh[j] - m1 - xh[j] * m2);
-        }
-    });
+    dx.par_chunks_mut(c)
+        .enumerate()
+        .with_min_len(min_rows(c))
+        .for_each(|(i, dxr)| {
+            let dxh: Vec<T> = (0..c).map(|j| dy[i * c + j] * g[j]).collect();
+            let xh = &nm.xhat[i * c..(i + 1) * c];
+            let m1 = T::psum(&dxh) / cf;
+            let m2 = T::psum(&dxh.iter().zip(xh).map(|(a, b)| *a * *b).collect::<Vec<_>>()) / cf;
+            for j in 0..c {
+                dxr[j] = nm.rstd[i] * (dxh[j] - m1 - xh[j] * m2);
+            }
+        });
     dx
 }
 
@@ -117,18 +123,68 @@ pub(super) fn linear_back<T: HostFloat>(
 ) -> Vec<T> {
     T::gemm(k, m, n, x, true, dy, false, &mut grad[w_range], false);
     if let Some(b) = b_range {
-        col_sums_gemm(dy, n, m, &mut grad[b]);
+        col_sums_rows(dy, n, m, &mut grad[b]);
     }
     let mut dx = vec![T::zero(); n * k];
     T::gemm(n, k, m, dy, false, w, true, &mut dx, false);
     dx
 }
 
-/// `(tanh terms, GELU)` of `f`, elements in parallel ([`gelu_tanh`], [`gelu_of`]).
+/// `(tanh terms, GELU)` of `f`, in parallel chunks: `t = tanh(√(2/π)(x + 0.044715x³))` with
+/// [`HostFloat::tanh_slice`] (f64: the platform's `tanh`, the same bits as
+/// [`crate::num::activation::gelu_tanh`]; f32:
+/// the vectorised rational form), then `g = ½x(1 + t)` ([`gelu_of`]).
 pub(super) fn gelu_forward<T: HostFloat>(f: &[T]) -> (Vec<T>, Vec<T>) {
-    let t: Vec<T> = f.par_iter().map(|x| gelu_tanh(*x)).collect();
-    let g = f.par_iter().zip(&t).map(|(x, t)| gelu_of(*x, *t)).collect();
+    let (s, a) = (T::of(GELU_S), T::of(GELU_A));
+    let mut t: Vec<T> = f
+        .par_iter()
+        .with_min_len(ELEMENT_CHUNK)
+        .map(|&x| s * (x + a * x * x * x))
+        .collect();
+    t.par_chunks_mut(ELEMENT_CHUNK).for_each(T::tanh_slice);
+    let g = f
+        .par_iter()
+        .zip(&t)
+        .with_min_len(ELEMENT_CHUNK)
+        .map(|(x, t)| gelu_of(*x, *t))
+        .collect();
     (t, g)
+}
+
+/// Elements per parallel task of the element-wise passes: smaller inputs (a decoded position's
+/// few rows) run on the calling thread, with no fork-join.
+pub(super) const ELEMENT_CHUNK: usize = 16 * 1024;
+
+/// Rows of `c` per parallel task of the row-wise passes ([`ELEMENT_CHUNK`] elements, ≥ 1 row).
+fn min_rows(c: usize) -> usize {
+    (ELEMENT_CHUNK / c).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// At f64 the sliced GELU gives exactly [`gelu_tanh`]'s and [`gelu_of`]'s bits (the
+    /// reference did not move); at f32 it is within 1e-6 of f64.
+    #[test]
+    fn gelu_forward_is_the_reference_at_f64() {
+        let f: Vec<f64> = (0..40_000).map(|i| (i as f64 - 20_000.0) * 4e-4).collect();
+        let (t, g) = gelu_forward(&f);
+        for i in 0..f.len() {
+            assert_eq!(t[i].to_bits(), gelu_tanh(f[i]).to_bits());
+            assert_eq!(g[i].to_bits(), gelu_of(f[i], t[i]).to_bits());
+        }
+        let f32s: Vec<f32> = f.iter().map(|&v| v as f32).collect();
+        let (_, g32) = gelu_forward(&f32s);
+        for i in 0..f.len() {
+            let want = crate::num::activation::gelu(f32s[i] as f64);
+            assert!(
+                (g32[i] as f64 - want).abs() < 1e-6 * (1.0 + want.abs()),
+                "{}",
+                f[i]
+            );
+        }
+    }
 }
 
 /// Softmax over `row[..=last]` in place (the rest set to 0).
@@ -138,8 +194,9 @@ pub(super) fn causal_softmax<T: HostFloat>(row: &mut [T], last: usize) {
         .cloned()
         .fold(T::neg_infinity(), |a, b| a.max(b));
     for v in row[..=last].iter_mut() {
-        *v = (*v - m).exp();
+        *v = *v - m;
     }
+    T::exp_slice(&mut row[..=last]);
     let z = T::psum(&row[..=last]);
     for v in row[..=last].iter_mut() {
         *v = *v / z;
