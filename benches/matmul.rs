@@ -41,8 +41,12 @@ fn bench_matmul(c: &mut Criterion) {
         .iter()
         .map(|&n| (format!("square_{n}"), Matmul::new(n, n, n)))
         .collect();
-    for (label, m, n, k) in MATMUL_MODEL_SHAPES {
-        shapes.push((label.to_string(), Matmul::new(m, n, k)));
+    // The two headline model shapes (lm_mlp_up, vae_enc1); every model product is in
+    // `collapse bench matmul --models` and scripts/bench-cpu-peers.sh (~5 s each here).
+    for (label, m, n, k, ta, tb) in MATMUL_MODEL_SHAPES.into_iter().take(2) {
+        let mut p = Matmul::new(m, n, k);
+        (p.trans_a, p.trans_b) = (ta, tb);
+        shapes.push((label.to_string(), p));
     }
     for (label, p) in &shapes {
         let mut group = c.benchmark_group(format!("matmul/{label}"));

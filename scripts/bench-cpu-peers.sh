@@ -48,7 +48,7 @@ export COLLAPSE_THREADS=2 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 OPENBLAS_NUM_THREA
   echo "git: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo -dirty)"
   echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores online, threads used: 2"
   echo "avx512f: $(grep -qw avx512f /proc/cpuinfo && echo yes || echo no), avx2: $(grep -qw avx2 /proc/cpuinfo && echo yes || echo no)"
-  echo "peers: $("$PY" -c 'import torch, sklearn, numpy; print(f"torch {torch.__version__} (BLAS: {\"MKL\" if torch.backends.mkl.is_available() else \"other\"}), scikit-learn {sklearn.__version__}, numpy {numpy.__version__}")')"
+  echo "peers: $("$PY" -c 'import torch, sklearn, numpy; print("torch", torch.__version__, "(BLAS: MKL)" if torch.backends.mkl.is_available() else "", "scikit-learn", sklearn.__version__, "numpy", numpy.__version__)')"
   echo "rounds: $ROUNDS (medians reported)"
   echo "command: bash scripts/bench-cpu-peers.sh $*"
 } | tee "$out/machine.txt"

@@ -639,7 +639,12 @@ pub fn matmul_runner<'a>(
     })
 }
 
-/// Time `p` on `kind`: one checked warm-up run (C against `reference`), then `reps` timed runs.
+/// Seconds of untimed products before a matmul timing starts ([`time_matmul`]).
+pub const MATMUL_WARMUP_S: f64 = 0.05;
+
+/// Time `p` on `kind`: one checked warm-up run (C against `reference`), further untimed runs
+/// until [`MATMUL_WARMUP_S`] has passed (threads awake, caches and clocks settled, as the
+/// PyTorch peer's warm-ups do), then `reps` timed runs.
 pub fn time_matmul(
     kind: crate::backend::BackendKind,
     gpu: Option<&std::sync::Arc<crate::gpu::GpuContext>>,
@@ -652,6 +657,10 @@ pub fn time_matmul(
     r.run()?;
     let c = r.result()?;
     let rel_error = crate::ops::matmul::rel_error(&c, reference.1);
+    let warm = std::time::Instant::now();
+    while warm.elapsed().as_secs_f64() < MATMUL_WARMUP_S {
+        r.run()?;
+    }
     let mut times = Vec::with_capacity(reps);
     let mut source = "";
     for _ in 0..reps.max(1) {

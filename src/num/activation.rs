@@ -3,8 +3,9 @@
 //!
 //! There are two GELUs because they compute different bits:
 //! - [`gelu`] (with [`gelu_tanh`], [`gelu_of`], [`gelu_grad`]) uses the platform's `tanh`
-//!   (`f64::tanh` / `f32::tanh`): the cpu64 matmul epilogue ([`gelu`] at f64) and the CPU
-//!   language-model trainers (cpu64 at f64, cpu32 at f32).
+//!   (`f64::tanh` / `f32::tanh`): the cpu64 matmul epilogue ([`gelu`] at f64) and the f64 CPU
+//!   language-model trainer. The cpu32 trainer forms the same `½x(1 + t)` with `t` from the
+//!   vectorised [`crate::num::fastmath::tanh_f32`] (`HostFloat::tanh_slice`).
 //! - [`gelu_f32_exp`] writes `tanh(u) = 1 − 2/(e^{2u} + 1)` from one exponential, with `u`
 //!   clamped to ±15, as the GPU matmul kernels compute it (WGSL's `tanh` is not required to
 //!   be accurate, and overflows to NaN on some drivers): the cpu32 matmul epilogue, so cpu32

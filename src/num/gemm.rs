@@ -84,9 +84,11 @@ pub const SGEMM_PARALLEL_MACS: usize = 1 << 22;
 ///
 /// The engine is the `gemm` crate (0.19, feature `x86-v4`): packed, register-blocked kernels
 /// chosen at run time for the CPU (AVX-512, AVX2+FMA, or SSE), so one binary runs its best
-/// kernel on every x86-64 machine. It beat `matrixmultiply` (0.3, AVX2 only) and MKL through
-/// PyTorch on most of the models' shapes when chosen (see `results/cpu-vs-peers/`). A product of
-/// at least [`SGEMM_PARALLEL_MACS`] multiply–adds is split by the crate over rayon's current
+/// kernel on every x86-64 machine. Side by side on the models' shapes (2 cores of an AMD EPYC
+/// Zen 4, when chosen) it was faster than `matrixmultiply` 0.3 on nearly every shape, and than
+/// MKL through PyTorch on most (`scripts/bench-cpu-peers.sh` measures the latter: see
+/// `results/cpu-vs-peers/`). A product of at least [`SGEMM_PARALLEL_MACS`] multiply–adds is
+/// split by the crate over rayon's current
 /// pool (rows *and* columns of C, so a 128-row weight gradient keeps every core busy); smaller
 /// ones run on the calling thread, and a batch of small products runs its products in
 /// parallel instead. Each element's sum order depends only on the shape and the CPU's kernel,

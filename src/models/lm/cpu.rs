@@ -467,6 +467,51 @@ mod tests {
         assert!(dec.feed(&[1, 2]).is_err(), "context full");
     }
 
+    /// The f32 decoder's logits do not depend on how its rows are grouped over threads (1 vs
+    /// 2 threads, an odd row count), and agree with the full forward pass within f32 rounding.
+    #[test]
+    fn f32_decoding_ignores_the_thread_count() {
+        let cfg = tiny();
+        let p = init_params(&cfg, 4);
+        let (rows, len) = (3, 6);
+        let x: Vec<u8> = batch(rows, len - 1);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let lm = CpuLm::<f32>::new(&cfg, &p).unwrap();
+                let mut dec = lm.decoder(rows).unwrap();
+                let mut all = Vec::new();
+                for t in 0..len {
+                    let tok: Vec<u8> = (0..rows).map(|r| x[r * len + t]).collect();
+                    all.extend(dec.feed(&tok).unwrap());
+                }
+                all
+            })
+        };
+        let (one, two) = (run(1), run(2));
+        assert!(
+            one.iter()
+                .zip(&two)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
+        let full = CpuLm::<f32>::new(&cfg, &p)
+            .unwrap()
+            .logits(&x, rows, len)
+            .unwrap();
+        for t in 0..len {
+            for r in 0..rows {
+                for v in 0..VOCAB {
+                    let got = two[(t * rows + r) * VOCAB + v];
+                    let want = full[(r * len + t) * VOCAB + v];
+                    assert!((got - want).abs() < 1e-5, "row {r} position {t}");
+                }
+            }
+        }
+    }
+
     /// Untrained logits are near zero, so the loss is near ln 256; training steps lower it.
     #[test]
     fn steps_lower_the_loss() {

@@ -160,33 +160,6 @@ fn min_rows(c: usize) -> usize {
     (ELEMENT_CHUNK / c).max(1)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// At f64 the sliced GELU gives exactly [`gelu_tanh`]'s and [`gelu_of`]'s bits (the
-    /// reference did not move); at f32 it is within 1e-6 of f64.
-    #[test]
-    fn gelu_forward_is_the_reference_at_f64() {
-        let f: Vec<f64> = (0..40_000).map(|i| (i as f64 - 20_000.0) * 4e-4).collect();
-        let (t, g) = gelu_forward(&f);
-        for i in 0..f.len() {
-            assert_eq!(t[i].to_bits(), gelu_tanh(f[i]).to_bits());
-            assert_eq!(g[i].to_bits(), gelu_of(f[i], t[i]).to_bits());
-        }
-        let f32s: Vec<f32> = f.iter().map(|&v| v as f32).collect();
-        let (_, g32) = gelu_forward(&f32s);
-        for i in 0..f.len() {
-            let want = crate::num::activation::gelu(f32s[i] as f64);
-            assert!(
-                (g32[i] as f64 - want).abs() < 1e-6 * (1.0 + want.abs()),
-                "{}",
-                f[i]
-            );
-        }
-    }
-}
-
 /// Softmax over `row[..=last]` in place (the rest set to 0).
 pub(super) fn causal_softmax<T: HostFloat>(row: &mut [T], last: usize) {
     let m = row[..=last]
@@ -232,4 +205,31 @@ pub(super) fn head_slice<T: HostFloat>(
         out.extend_from_slice(&qkv[base..base + d]);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// At f64 the sliced GELU gives exactly [`gelu_tanh`]'s and [`gelu_of`]'s bits (the
+    /// reference did not move); at f32 it is within 1e-6 of f64.
+    #[test]
+    fn gelu_forward_is_the_reference_at_f64() {
+        let f: Vec<f64> = (0..40_000).map(|i| (i as f64 - 20_000.0) * 4e-4).collect();
+        let (t, g) = gelu_forward(&f);
+        for i in 0..f.len() {
+            assert_eq!(t[i].to_bits(), gelu_tanh(f[i]).to_bits());
+            assert_eq!(g[i].to_bits(), gelu_of(f[i], t[i]).to_bits());
+        }
+        let f32s: Vec<f32> = f.iter().map(|&v| v as f32).collect();
+        let (_, g32) = gelu_forward(&f32s);
+        for i in 0..f.len() {
+            let want = crate::num::activation::gelu(f32s[i] as f64);
+            assert!(
+                (g32[i] as f64 - want).abs() < 1e-6 * (1.0 + want.abs()),
+                "{}",
+                f[i]
+            );
+        }
+    }
 }
