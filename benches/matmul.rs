@@ -1,6 +1,6 @@
 //! GFLOP/s of C = A·B (f32, row-major, β = 0) per backend, square sizes 128–4096 and the models'
 //! shapes (the transformer's `[4096, 256]·[256, 1024]`, the VAE's `[128, 784]·[784, 400]`).
-//! In each group: cpu32 (the `matrixmultiply` crate, all threads), wgsl and cube; cpu64 (plain
+//! In each group: cpu32 (the `gemm` crate, all threads), wgsl and cube; cpu64 (plain
 //! loops) up to 256³ only.
 //!
 //! Each iteration is one product on operands already resident (device buffers for GPU
