@@ -98,7 +98,8 @@ pub fn ln_1p_f32(x: f32) -> f32 {
 /// Defines a function whose body is compiled three times — for AVX-512F, for AVX2 and for the
 /// baseline — and run in the widest form the CPU has (checked at run time). The body must be
 /// plain loops the compiler can vectorise; every copy computes the same bits (Rust contracts no
-/// multiply–add into an FMA unless asked). The cpu32 GMM's block kernels use it.
+/// multiply–add into an FMA unless asked). The slice kernels here and the cpu32 GMM's block
+/// kernels use it.
 macro_rules! multiversion {
     ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$m])*
@@ -134,51 +135,31 @@ macro_rules! multiversion {
 }
 pub(crate) use multiversion;
 
-/// `v[i] ← f(v[i])` for every element, `f` inlined into a loop compiled for AVX-512, for AVX2
-/// or for the baseline, whichever the CPU has (chosen at run time; the same bits on all three).
-#[inline(always)]
-fn map_in_place(v: &mut [f32], f: impl Fn(f32) -> f32 + Copy) {
-    #[inline(always)]
-    fn body(v: &mut [f32], f: impl Fn(f32) -> f32 + Copy) {
+multiversion! {
+    /// [`tanh_f32`] of every element, in place, vectorised.
+    pub fn tanh_slice_f32(v: &mut [f32]) {
         for x in v.iter_mut() {
-            *x = f(*x);
+            *x = tanh_f32(*x);
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        fn avx512(v: &mut [f32], f: impl Fn(f32) -> f32 + Copy) {
-            body(v, f)
-        }
-        #[target_feature(enable = "avx2")]
-        fn avx2(v: &mut [f32], f: impl Fn(f32) -> f32 + Copy) {
-            body(v, f)
-        }
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { avx512(v, f) };
-        }
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
-            return unsafe { avx2(v, f) };
+}
+
+multiversion! {
+    /// [`exp_f32`] of every element, in place, vectorised.
+    pub fn exp_slice_f32(v: &mut [f32]) {
+        for x in v.iter_mut() {
+            *x = exp_f32(*x);
         }
     }
-    body(v, f)
 }
 
-/// [`tanh_f32`] of every element, in place, vectorised.
-pub fn tanh_slice_f32(v: &mut [f32]) {
-    map_in_place(v, tanh_f32)
-}
-
-/// [`exp_f32`] of every element, in place, vectorised.
-pub fn exp_slice_f32(v: &mut [f32]) {
-    map_in_place(v, exp_f32)
-}
-
-/// [`ln_1p_f32`] of every element (each in `[0, 1]`), in place, vectorised.
-pub fn ln_1p_slice_f32(v: &mut [f32]) {
-    map_in_place(v, ln_1p_f32)
+multiversion! {
+    /// [`ln_1p_f32`] of every element (each in `[0, 1]`), in place, vectorised.
+    pub fn ln_1p_slice_f32(v: &mut [f32]) {
+        for x in v.iter_mut() {
+            *x = ln_1p_f32(*x);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -55,8 +55,8 @@ fn attend_row<T: HostFloat>(
     }
 }
 
-/// The rows of one group's share of a position: their hidden states, and per layer their
-/// slices of the key and value caches (`[rows][ctx][C]` each).
+/// One group of rows at a position: their input tokens and, per layer, their slices of the
+/// key and value caches (`[rows][ctx][C]` each).
 struct Group<'a, T> {
     tokens: &'a [u8],
     k: Vec<&'a mut [T]>,
