@@ -18,6 +18,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use crate::num::PAR_ELEMENTS;
 use crate::num::float::HostFloat;
 
 /// Adam's settings (PyTorch's names), as the updates take them.
@@ -79,10 +80,10 @@ pub fn adam_l2_step<T: HostFloat>(h: &Hyper, s: &mut AdamState<T>, p: &mut [T], 
     let (c1, c2) = (T::of(c1), T::of(c2));
     let (lr, eps, wd) = (T::of(h.lr), T::of(h.eps), T::of(h.weight_decay));
     // Element-wise, so chunks in parallel give the same bits as one loop.
-    p.par_chunks_mut(PAR_CHUNK)
-        .zip(s.m.par_chunks_mut(PAR_CHUNK))
-        .zip(s.v.par_chunks_mut(PAR_CHUNK))
-        .zip(g.par_chunks(PAR_CHUNK))
+    p.par_chunks_mut(PAR_ELEMENTS)
+        .zip(s.m.par_chunks_mut(PAR_ELEMENTS))
+        .zip(s.v.par_chunks_mut(PAR_ELEMENTS))
+        .zip(g.par_chunks(PAR_ELEMENTS))
         .for_each(|(((p, m), v), g)| {
             for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
                 let gi = g + wd * *p;
@@ -94,17 +95,13 @@ pub fn adam_l2_step<T: HostFloat>(h: &Hyper, s: &mut AdamState<T>, p: &mut [T], 
         });
 }
 
-/// Elements per parallel task of the element-wise updates (large enough that a task outweighs
-/// rayon's hand-off).
-const PAR_CHUNK: usize = 16 * 1024;
-
 /// Scale `g` to global L2 norm `clip` when its norm (summed in f64, in order) exceeds it.
 pub fn clip_global_norm<T: HostFloat>(g: &mut [T], clip: Option<f64>) {
     if let Some(clip) = clip {
         let norm = g.iter().map(|v| v.wide() * v.wide()).sum::<f64>().sqrt();
         if norm > clip {
             let s = T::of(clip / norm);
-            g.par_chunks_mut(PAR_CHUNK)
+            g.par_chunks_mut(PAR_ELEMENTS)
                 .for_each(|c| c.iter_mut().for_each(|v| *v = *v * s));
         }
     }
@@ -130,10 +127,10 @@ pub fn adamw_step<T: HostFloat>(
     for (range, decayed) in tensors {
         // Element-wise, so chunks in parallel give the same bits as one loop.
         p[range.clone()]
-            .par_chunks_mut(PAR_CHUNK)
-            .zip(s.m[range.clone()].par_chunks_mut(PAR_CHUNK))
-            .zip(s.v[range.clone()].par_chunks_mut(PAR_CHUNK))
-            .zip(g[range].par_chunks(PAR_CHUNK))
+            .par_chunks_mut(PAR_ELEMENTS)
+            .zip(s.m[range.clone()].par_chunks_mut(PAR_ELEMENTS))
+            .zip(s.v[range.clone()].par_chunks_mut(PAR_ELEMENTS))
+            .zip(g[range].par_chunks(PAR_ELEMENTS))
             .for_each(|(((p, m), v), g)| {
                 for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
                     moments(m, v, g, b1, b2);

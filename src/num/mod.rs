@@ -14,6 +14,12 @@ pub mod linalg;
 pub mod stats;
 pub mod summation;
 
+/// Elements per parallel task of the host's element-wise passes (activations, bias and residual
+/// adds, Adam): large enough that a task outweighs rayon's hand-off, so small inputs (a decoded
+/// position's few rows) run on the calling thread. Element-wise work gives the same bits
+/// however it is split.
+pub const PAR_ELEMENTS: usize = 16 * 1024;
+
 use crate::error::{Error, Result};
 
 /// Check a model's flat parameter vector: exactly `expected` values, all finite. `owner` names

@@ -3,8 +3,8 @@
 //! Layout: the data and the responsibilities are stored block by block ([`CPU_BLOCK`] points),
 //! each block *transposed* — `x` as `[D][B]`, `r` as `[K][B]` — so the per-point work runs with
 //! points in SIMD lanes (contiguous, vectorised, no horizontal sums) and the matrix work goes
-//! through the `gemm` crate (one thread per task; `matrixmultiply`'s AVX-512 packing took 64% of
-//! the full-covariance E-step on an AMD EPYC Zen 4). Tasks of [`TASK_BLOCKS`] blocks run in parallel (rayon).
+//! through [`crate::num::gemm::sgemm`] (the `gemm` crate; `matrixmultiply`'s AVX-512 packing
+//! took 64% of the full-covariance E-step on an AMD EPYC Zen 4). Tasks of [`TASK_BLOCKS`] blocks run in parallel (rayon).
 //!
 //! Order: every reduction over points has a fixed shape — within a block in point order (or in
 //! [`LANES`] interleaved partial sums, combined pairwise), across blocks and tasks pairwise
@@ -15,6 +15,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::io::Matrix;
 use crate::num::fastmath::{exp_f32, multiversion};
+use crate::num::gemm::{GemmShape, sgemm};
 use crate::num::summation::{PairwiseAcc, pairwise_sum_f32};
 use crate::ops::gmm::{CPU_BLOCK, CovarianceType, EStepParams, GmmPass, MStats, components_of};
 
@@ -100,9 +101,8 @@ impl Cpu32Gmm {
     }
 }
 
-/// `C = A · B` (m×k times k×n) for slices with explicit strides; `C` row-major with row stride
-/// `rsc`.
-#[allow(clippy::too_many_arguments)]
+/// `C = A · B` (m×k times k×n) for slices with explicit strides; `C` row-major `[m][n]`.
+/// Bounds-checked here, computed by the crate's one f32 product ([`sgemm`]).
 fn gemm(
     (m, k, n): (usize, usize, usize),
     a: &[f32],
@@ -116,31 +116,20 @@ fn gemm(
     };
     assert!(a.len() > last(m, k, rsa, csa) && b.len() > last(k, n, rsb, csb));
     assert!(c.len() >= m * n);
-    // SAFETY: the asserts above keep every index the strides address inside `a`, `b` and `c`;
-    // `c` is a distinct mutable slice, so it aliases neither input.
-    unsafe {
-        ::gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            csa as isize,
-            rsa as isize,
-            b.as_ptr(),
-            csb as isize,
-            rsb as isize,
-            0.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            ::gemm::Parallelism::None,
-        );
-    }
+    let g = GemmShape {
+        m,
+        n,
+        k,
+        batch: 1,
+        strides_a: (rsa, csa),
+        strides_b: (rsb, csb),
+        stride_a: 0,
+        stride_b: 0,
+        stride_c: m * n,
+        alpha: 1.0,
+        beta: 0.0,
+    };
+    sgemm(&g, a, b, None, |v| v, c);
 }
 
 multiversion! {

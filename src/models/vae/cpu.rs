@@ -19,6 +19,7 @@ use rayon::prelude::*;
 
 use super::{VaeConfig, VaeLoss, VaeTrainer, check_batch, layout};
 use crate::error::{Error, Result};
+use crate::num::PAR_ELEMENTS;
 use crate::num::activation::sigmoid;
 use crate::num::adam::{AdamState, adam_l2_step};
 use crate::num::float::HostFloat;
@@ -49,16 +50,12 @@ struct Forward<T> {
     bce_img: Vec<T>,
 }
 
-/// Elements per parallel task of the element-wise passes (smaller inputs stay on the calling
-/// thread).
-const ELEMENT_CHUNK: usize = 16 * 1024;
-
 /// `y[i][j] += bias[j]`, then ReLU when `relu`: rows in parallel (element-wise: the same bits
 /// as one loop).
 fn add_bias<T: HostFloat>(y: &mut [T], bias: &[T], relu: bool) {
     let n = bias.len();
     y.par_chunks_mut(n)
-        .with_min_len((ELEMENT_CHUNK / n).max(1))
+        .with_min_len((PAR_ELEMENTS / n).max(1))
         .for_each(|row| {
             for (v, b) in row.iter_mut().zip(bias) {
                 *v = *v + *b;
@@ -73,7 +70,7 @@ fn add_bias<T: HostFloat>(y: &mut [T], bias: &[T], relu: bool) {
 fn relu_mask<T: HostFloat>(dy: &mut [T], y: &[T]) {
     dy.par_iter_mut()
         .zip(y)
-        .with_min_len(ELEMENT_CHUNK)
+        .with_min_len(PAR_ELEMENTS)
         .for_each(|(v, a)| {
             if *a <= T::zero() {
                 *v = T::zero();
@@ -84,7 +81,7 @@ fn relu_mask<T: HostFloat>(dy: &mut [T], y: &[T]) {
 /// `v` rounded to `T`, in parallel.
 fn to_host<T: HostFloat>(v: &[f64]) -> Vec<T> {
     v.par_iter()
-        .with_min_len(ELEMENT_CHUNK)
+        .with_min_len(PAR_ELEMENTS)
         .map(|&x| T::of(x))
         .collect()
 }
@@ -318,12 +315,12 @@ impl<T: HostFloat> CpuVae<T> {
         // Reparameterisation and KL.
         let dmu: Vec<T> = (0..b * zd)
             .into_par_iter()
-            .with_min_len(ELEMENT_CHUNK)
+            .with_min_len(PAR_ELEMENTS)
             .map(|i| dz[i] + beta * f.mu[i] * inv_b)
             .collect();
         let dlv: Vec<T> = (0..b * zd)
             .into_par_iter()
-            .with_min_len(ELEMENT_CHUNK)
+            .with_min_len(PAR_ELEMENTS)
             .map(|i| {
                 let s = (half * f.lv[i]).exp();
                 dz[i] * f.eps[i] * half * s + beta * half * (f.lv[i].exp() - T::one()) * inv_b

@@ -7,6 +7,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use crate::num::PAR_ELEMENTS;
 #[cfg(test)]
 use crate::num::activation::gelu_tanh;
 use crate::num::activation::{GELU_A, GELU_S, gelu_of};
@@ -138,26 +139,22 @@ pub(super) fn gelu_forward<T: HostFloat>(f: &[T]) -> (Vec<T>, Vec<T>) {
     let (s, a) = (T::of(GELU_S), T::of(GELU_A));
     let mut t: Vec<T> = f
         .par_iter()
-        .with_min_len(ELEMENT_CHUNK)
+        .with_min_len(PAR_ELEMENTS)
         .map(|&x| s * (x + a * x * x * x))
         .collect();
-    t.par_chunks_mut(ELEMENT_CHUNK).for_each(T::tanh_slice);
+    t.par_chunks_mut(PAR_ELEMENTS).for_each(T::tanh_slice);
     let g = f
         .par_iter()
         .zip(&t)
-        .with_min_len(ELEMENT_CHUNK)
+        .with_min_len(PAR_ELEMENTS)
         .map(|(x, t)| gelu_of(*x, *t))
         .collect();
     (t, g)
 }
 
-/// Elements per parallel task of the element-wise passes: smaller inputs (a decoded position's
-/// few rows) run on the calling thread, with no fork-join.
-pub(super) const ELEMENT_CHUNK: usize = 16 * 1024;
-
-/// Rows of `c` per parallel task of the row-wise passes ([`ELEMENT_CHUNK`] elements, ≥ 1 row).
+/// Rows of `c` per parallel task of the row-wise passes ([`PAR_ELEMENTS`] elements, ≥ 1 row).
 fn min_rows(c: usize) -> usize {
-    (ELEMENT_CHUNK / c).max(1)
+    (PAR_ELEMENTS / c).max(1)
 }
 
 /// Softmax over `row[..=last]` in place (the rest set to 0).
