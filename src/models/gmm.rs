@@ -95,6 +95,8 @@ pub struct GmmFit {
     pub mean_log_likelihood: f64,
     /// E-steps run in the winning initialisation.
     pub n_iter: usize,
+    /// Points the mixture was fitted to (N of BIC and AIC).
+    pub n_samples: usize,
     /// Whether the change fell below `tol` before `max_iter`.
     pub converged: bool,
     /// Components re-seeded during the winning initialisation.
@@ -389,6 +391,7 @@ pub fn fit(
             params,
             mean_log_likelihood: ll,
             n_iter,
+            n_samples: x.rows,
             converged,
             reseeded,
             backend: backend.name().to_string(),
@@ -407,7 +410,8 @@ pub fn fit(
 impl GmmFit {
     /// The `FIT.json` document: `weights` `[K]`, `means` `[K][D]`, `covariances` `[K][D][D]`
     /// (full) or `[K][D]` (diag), `mean_log_likelihood`, `n_iter`, `converged`, `backend`,
-    /// `adapter`, plus `covariance_type` and `reseeded`.
+    /// `adapter`, plus `covariance_type`, `reseeded`, `n_samples`, `n_parameters` and the
+    /// training data's `bic` and `aic` ([`bic`], [`aic`]).
     pub fn to_json(&self) -> serde_json::Value {
         let p = &self.params;
         let d = p.d;
@@ -428,6 +432,10 @@ impl GmmFit {
             "covariance_type": p.covariance_type,
             "mean_log_likelihood": self.mean_log_likelihood,
             "n_iter": self.n_iter,
+            "n_samples": self.n_samples,
+            "n_parameters": p.n_parameters(),
+            "bic": bic(p, self.n_samples, self.mean_log_likelihood),
+            "aic": aic(p, self.n_samples, self.mean_log_likelihood),
             "converged": self.converged,
             "reseeded": self.reseeded,
             "backend": self.backend,
@@ -435,6 +443,177 @@ impl GmmFit {
         })
     }
 }
+/// Bayesian information criterion of `p` on `n` points whose mean log-likelihood is `mean_ll`:
+/// `−2·n·mean_ll + P·ln n`, `P` = [`GmmParams::n_parameters`] (scikit-learn's `bic(X)`).
+pub fn bic(p: &GmmParams, n: usize, mean_ll: f64) -> f64 {
+    let n = n as f64;
+    -2.0 * mean_ll * n + p.n_parameters() as f64 * n.ln()
+}
+
+/// Akaike information criterion: `−2·n·mean_ll + 2·P` (scikit-learn's `aic(X)`).
+pub fn aic(p: &GmmParams, n: usize, mean_ll: f64) -> f64 {
+    -2.0 * mean_ll * n as f64 + 2.0 * p.n_parameters() as f64
+}
+
+/// Read the mixture back from a `FIT.json` document ([`GmmFit::to_json`]): `covariance_type`,
+/// `weights` `[K]`, `means` `[K][D]`, `covariances` `[K][D][D]` or `[K][D]`. Errors name the
+/// field that is missing, of the wrong shape or not finite; weights must be ≥ 0 and sum to 1
+/// (within 1e-6), covariances positive definite.
+pub fn params_from_json(v: &serde_json::Value) -> Result<GmmParams> {
+    let bad = |m: String| Error::InvalidArgument(m);
+    let field = |name: &str| v.get(name).ok_or_else(|| bad(format!("no `{name}` field")));
+    let covariance_type: CovarianceType = serde_json::from_value(field("covariance_type")?.clone())
+        .map_err(|e| bad(format!("`covariance_type`: {e}")))?;
+    let nums = |name: &str, x: &serde_json::Value| -> Result<Vec<f64>> {
+        let a = x
+            .as_array()
+            .ok_or_else(|| bad(format!("`{name}` is not an array")))?;
+        a.iter()
+            .enumerate()
+            .map(|(i, e)| {
+                e.as_f64()
+                    .filter(|f| f.is_finite())
+                    .ok_or_else(|| bad(format!("`{name}`[{i}] is not a finite number")))
+            })
+            .collect()
+    };
+    let rows = |name: &str, x: &serde_json::Value, len: usize| -> Result<Vec<f64>> {
+        let a = x
+            .as_array()
+            .ok_or_else(|| bad(format!("`{name}` is not an array")))?;
+        let mut out = Vec::new();
+        for (i, r) in a.iter().enumerate() {
+            let r = nums(&format!("{name}[{i}]"), r)?;
+            if r.len() != len {
+                return Err(bad(format!(
+                    "`{name}`[{i}] has {} entries, expected {len}",
+                    r.len()
+                )));
+            }
+            out.extend(r);
+        }
+        Ok(out)
+    };
+    let weights = nums("weights", field("weights")?)?;
+    let k = weights.len();
+    let means_v = field("means")?;
+    let d = means_v
+        .as_array()
+        .and_then(|a| a.first())
+        .and_then(|r| r.as_array())
+        .map(Vec::len)
+        .ok_or_else(|| bad("`means` is not a non-empty [K][D] array".into()))?;
+    let means = rows("means", means_v, d)?;
+    if k == 0 || d == 0 || means.len() != k * d {
+        return Err(bad(format!(
+            "`means` holds {} rows of {d}, expected K = {k} (the length of `weights`)",
+            means.len() / d.max(1)
+        )));
+    }
+    let cov_v = field("covariances")?;
+    let covariances = match covariance_type {
+        CovarianceType::Diag => rows("covariances", cov_v, d)?,
+        CovarianceType::Full => {
+            let a = cov_v
+                .as_array()
+                .ok_or_else(|| bad("`covariances` is not an array".into()))?;
+            let mut out = Vec::new();
+            for (i, c) in a.iter().enumerate() {
+                let c = rows(&format!("covariances[{i}]"), c, d)?;
+                if c.len() != d * d {
+                    return Err(bad(format!("`covariances`[{i}] is not {d}×{d}")));
+                }
+                out.extend(c);
+            }
+            out
+        }
+    };
+    let per = covariances.len() / k;
+    if per * k != covariances.len() || per != covariance_type_len(covariance_type, d) {
+        return Err(bad(format!(
+            "`covariances` does not hold K = {k} {covariance_type:?} covariances of D = {d}"
+        )));
+    }
+    if weights.iter().any(|&w| w < 0.0) || (weights.iter().sum::<f64>() - 1.0).abs() > 1e-6 {
+        return Err(bad("`weights` must be ≥ 0 and sum to 1".into()));
+    }
+    let p = GmmParams {
+        k,
+        d,
+        covariance_type,
+        weights,
+        means,
+        covariances,
+    };
+    p.estep_params()?;
+    Ok(p)
+}
+
+fn covariance_type_len(c: CovarianceType, d: usize) -> usize {
+    match c {
+        CovarianceType::Full => d * d,
+        CovarianceType::Diag => d,
+    }
+}
+
+/// What a fitted mixture says about data `x`, computed by one E-step on `backend`
+/// (scikit-learn's `score`, `bic`, `aic` and `predict_proba`).
+#[derive(Clone, Debug)]
+pub struct Scores {
+    /// Points scored.
+    pub n_samples: usize,
+    /// Mean log-likelihood per point (natural log): scikit-learn's `score(X)`.
+    pub mean_log_likelihood: f64,
+    /// [`bic`] on `x`.
+    pub bic: f64,
+    /// [`aic`] on `x`.
+    pub aic: f64,
+    /// Posterior component probabilities `[N][K]` (`predict_proba(X)`); rows sum to 1.
+    pub responsibilities: Vec<f64>,
+}
+
+impl Scores {
+    /// The most probable component of every point (`predict(X)`; ties go to the lower index).
+    pub fn labels(&self, k: usize) -> Vec<usize> {
+        self.responsibilities
+            .chunks(k)
+            .map(|r| {
+                let mut best = 0;
+                for (j, &v) in r.iter().enumerate() {
+                    if v > r[best] {
+                        best = j;
+                    }
+                }
+                best
+            })
+            .collect()
+    }
+}
+
+/// Score `x` (`[N][D]`) under `p` on `backend`: one E-step. Errors when `x` has another number
+/// of columns than the mixture has dimensions, or is empty.
+pub fn score(backend: &dyn Backend, p: &GmmParams, x: &Matrix) -> Result<Scores> {
+    if x.cols != p.d {
+        return Err(Error::InvalidArgument(format!(
+            "data has {} columns, the mixture D = {}",
+            x.cols, p.d
+        )));
+    }
+    if x.rows == 0 {
+        return Err(Error::InvalidArgument("data has no rows".into()));
+    }
+    let e = p.estep_params()?;
+    let mut pass = backend.gmm_pass(x)?;
+    let mean_log_likelihood = pass.estep(&e)? / x.rows as f64;
+    Ok(Scores {
+        n_samples: x.rows,
+        mean_log_likelihood,
+        bic: bic(p, x.rows, mean_log_likelihood),
+        aic: aic(p, x.rows, mean_log_likelihood),
+        responsibilities: pass.responsibilities()?,
+    })
+}
+
 /// `m` samples (`[m][D]`) from the mixture `p` on `backend`, sample `i` being sample `i` of
 /// Philox stream `key` (the layout of [`crate::ops::sampling`]).
 pub fn sample(backend: &dyn Backend, p: &GmmParams, m: usize, key: StreamKey) -> Result<Matrix> {

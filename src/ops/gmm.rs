@@ -79,6 +79,18 @@ pub struct MStats {
 }
 
 impl GmmParams {
+    /// Free parameters, counted as scikit-learn's `GaussianMixture._n_parameters()`: `K·D` means,
+    /// `K·D(D+1)/2` (full) or `K·D` (diag) covariance entries, and `K − 1` weights. BIC and AIC
+    /// use it.
+    pub fn n_parameters(&self) -> usize {
+        let (k, d) = (self.k, self.d);
+        let cov = match self.covariance_type {
+            CovarianceType::Full => k * d * (d + 1) / 2,
+            CovarianceType::Diag => k * d,
+        };
+        k * d + cov + k.saturating_sub(1)
+    }
+
     /// The E-step's view of these parameters: precision Cholesky factors and log-determinants.
     /// Errors when a covariance is not positive definite (suggesting a larger `reg_covar`).
     pub fn estep_params(&self) -> Result<EStepParams> {

@@ -11,6 +11,7 @@ mod check;
 mod common;
 mod drift;
 mod fit;
+mod gmm;
 mod info;
 mod metrics;
 mod rng;
@@ -57,6 +58,10 @@ enum Command {
     /// Fit a model to a data file.
     #[command(subcommand)]
     Fit(fit::FitCommand),
+    /// Use a fitted Gaussian mixture (FIT.json of `collapse fit gmm`) on data: score (mean
+    /// log-likelihood, BIC, AIC), predict, predict-proba, as scikit-learn's GaussianMixture.
+    #[command(subcommand)]
+    Gmm(gmm::GmmCommand),
     /// Train a model (the VAE on images, the language model on text).
     #[command(subcommand)]
     Train(train::TrainCommand),
@@ -159,6 +164,7 @@ fn dispatch(cli: Cli, given: &[String]) -> Result<()> {
         Command::Info(a) => info::info(&options, &a),
         Command::Rng(a) => rng::rng(&options, &a),
         Command::Fit(c) => fit::fit(&options, &c),
+        Command::Gmm(c) => gmm::gmm(&options, &c),
         Command::Train(c) => train::train(&options, &c),
         Command::Sample(c) => sample::sample(&options, &c),
         Command::Run(a) => run::run(&options, &a, given),
