@@ -379,3 +379,83 @@ fn bad_fits_and_data_are_one_line_errors_naming_the_file() {
         "a missing fit",
     );
 }
+
+#[test]
+fn sample_gmm_draws_the_fit_reproducibly_on_cpu64_and_cpu32() {
+    let dir = tmpdir("gmm-sample");
+    let train = write_data(&dir, "train.csv", 300, 4);
+    let fit = dir.join("fit.json");
+    ok(&collapse([
+        "fit",
+        "gmm",
+        "--data",
+        s(&train),
+        "--k",
+        "3",
+        "--backend",
+        "cpu64",
+        "--out",
+        s(&fit),
+    ]));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&fit).unwrap()).unwrap();
+    let p = params_from_json(&v).unwrap();
+    let draw = |backend: &str, seed: &str, name: &str| {
+        let out = dir.join(name);
+        ok(&collapse([
+            "sample",
+            "gmm",
+            "--fit",
+            s(&fit),
+            "--n",
+            "20000",
+            "--seed",
+            seed,
+            "--backend",
+            backend,
+            "--out",
+            s(&out),
+        ]));
+        read_table(&out).unwrap()
+    };
+    let a = draw("cpu64", "5", "a.npy");
+    let a2 = draw("cpu64", "5", "a2.npy");
+    let b = draw("cpu32", "5", "b.csv");
+    let c = draw("cpu64", "6", "c.npy");
+    assert_eq!((a.rows, a.cols), (20000, 3));
+    assert_eq!(a.data, a2.data, "same seed, different points");
+    assert_ne!(a.data, c.data, "another seed, the same points");
+    // Same Philox draws on both backends: they differ by f32 arithmetic and by the f32
+    // uniforms' 24 bits (rare samples with a tiny Box–Muller u₁ move most; tests/sampling.rs),
+    // norm-wise within the samplers' stated 1e-4 (one wrong point in 6·10⁴ values fails it).
+    let e = common::rel_err(&b.data, &a.data);
+    assert!(e <= 1e-4, "cpu32 vs cpu64: relative error {e:.2e}");
+    // The points' mean is the mixture's mean Σ w_k μ_k, within 5 standard errors.
+    for j in 0..3 {
+        let want: f64 = (0..p.k).map(|c| p.weights[c] * p.means[c * 3 + j]).sum();
+        let col: Vec<f64> = a.data.iter().skip(j).step_by(3).cloned().collect();
+        let m = col.iter().sum::<f64>() / col.len() as f64;
+        let sd = (col.iter().map(|v| (v - m).powi(2)).sum::<f64>() / col.len() as f64).sqrt();
+        assert!(
+            (m - want).abs() < 5.0 * sd / (col.len() as f64).sqrt(),
+            "dim {j}: {m} vs {want}"
+        );
+    }
+    let out = dir.join("none.csv");
+    for n in ["0", "999999999999"] {
+        fails(
+            &collapse([
+                "sample",
+                "gmm",
+                "--fit",
+                s(&fit),
+                "--n",
+                n,
+                "--out",
+                s(&out),
+            ]),
+            "--n",
+            "an impossible --n",
+        );
+    }
+    assert!(!out.exists());
+}

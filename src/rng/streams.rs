@@ -117,6 +117,8 @@ pub const LM_BATCH: u64 = 0xBA7C_0000_0000;
 pub const LM_SAMPLE: u64 = 0x5A;
 /// GMM initialisations, `+ init index` (`models::gmm`).
 pub const GMM_INIT: u64 = 0x6d6d_0000;
+/// Samples of `collapse sample gmm` from a fitted mixture (the CLI).
+pub const GMM_SAMPLE: u64 = 0x6d5a;
 /// GMM component re-seeding (`models::gmm`; one stream, draws counted across the fit).
 pub const GMM_RESEED: u64 = 0x6d6d_ffff;
 
@@ -251,7 +253,7 @@ const fn family(name: &'static str, base: u64, span: u64, chunked: bool) -> Fami
 /// `< 2¹⁶`, GMM initialisations `< 2¹⁶ − 1`, epochs and LM steps `< 2³²`, VAE steps `< 2⁴⁰`,
 /// each generational purpose its whole packed range. (The drift sweep, `collapse check` and
 /// the benches draw under seeds of their own; their keys are checked apart.)
-pub const FAMILIES: [Family; 20] = [
+pub const FAMILIES: [Family; 21] = [
     family(
         "REAL",
         purpose::REAL << PURPOSE_SHIFT,
@@ -311,6 +313,7 @@ pub const FAMILIES: [Family; 20] = [
     family("LM_SAMPLE", LM_SAMPLE, 1, false),
     family("GMM_INIT", GMM_INIT, 0xffff, false),
     family("GMM_RESEED", GMM_RESEED, 1, false),
+    family("GMM_SAMPLE", GMM_SAMPLE, 1, false),
     family("DRIFT_BOOTSTRAP", DRIFT_BOOTSTRAP, 1, false),
 ];
 
