@@ -10,6 +10,7 @@ use std::path::Path;
 use collapse_kernels::backend::{BackendKind, create};
 use collapse_kernels::io::read_table;
 use collapse_kernels::models::gmm::{aic, bic, params_from_json, score};
+use collapse_kernels::num::density::{gauss_density, logsumexp};
 use collapse_kernels::ops::gmm::{CovarianceType, GmmParams};
 use collapse_kernels::rng::StreamKey;
 use common::cli::{collapse, fails, ok};
@@ -22,19 +23,7 @@ fn s(p: &Path) -> &str {
 /// A time-based seed, printed, so a failure can be replayed with `GMM_USE_SEED`.
 fn seed() -> u64 {
     static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *SEED.get_or_init(|| {
-        let s = std::env::var("GMM_USE_SEED")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(1)
-            });
-        eprintln!("gmm_use tests: GMM_USE_SEED={s}");
-        s
-    })
+    *SEED.get_or_init(|| common::seed_from_env("GMM_USE_SEED"))
 }
 
 /// `n` points in 3 dimensions: standard normals shifted to one of three means by row.
@@ -59,7 +48,29 @@ fn write_data(dir: &Path, name: &str, n: usize, stream: u64) -> std::path::PathB
     p
 }
 
-/// log N(x | μ, Σ) for a diagonal Σ or a full Σ (by its Cholesky factor), in f64.
+/// `collapse fit gmm` on cpu64 (`k` components, covariance `cov`, seed 7) of `data` into
+/// `fit`; returns FIT.json as written.
+fn fit_cli(data: &Path, k: &str, cov: &str, fit: &Path) -> serde_json::Value {
+    ok(&collapse([
+        "fit",
+        "gmm",
+        "--data",
+        s(data),
+        "--k",
+        k,
+        "--covariance",
+        cov,
+        "--seed",
+        "7",
+        "--backend",
+        "cpu64",
+        "--out",
+        s(fit),
+    ]));
+    serde_json::from_slice(&std::fs::read(fit).unwrap()).unwrap()
+}
+
+/// log N(x | μ, Σ) for a diagonal Σ (from the definition) or a full Σ, in f64.
 fn log_component(p: &GmmParams, c: usize, x: &[f64]) -> f64 {
     let d = p.d;
     let mu = &p.means[c * d..(c + 1) * d];
@@ -71,29 +82,9 @@ fn log_component(p: &GmmParams, c: usize, x: &[f64]) -> f64 {
                 .map(|j| ln2pi + v[j].ln() + (x[j] - mu[j]).powi(2) / v[j])
                 .sum::<f64>()
         }
+        // The project's f64 density (Cholesky of Σ, not the E-step's precision factor).
         CovarianceType::Full => {
-            // Σ = L Lᵀ; solve L y = x − μ; log|Σ| = 2 Σ ln L_jj.
-            let s = &p.covariances[c * d * d..(c + 1) * d * d];
-            let mut l = vec![0.0; d * d];
-            for i in 0..d {
-                for j in 0..=i {
-                    let mut v = s[i * d + j];
-                    for t in 0..j {
-                        v -= l[i * d + t] * l[j * d + t];
-                    }
-                    l[i * d + j] = if i == j { v.sqrt() } else { v / l[j * d + j] };
-                }
-            }
-            let mut y = vec![0.0; d];
-            for i in 0..d {
-                let mut v = x[i] - mu[i];
-                for t in 0..i {
-                    v -= l[i * d + t] * y[t];
-                }
-                y[i] = v / l[i * d + i];
-            }
-            let logdet: f64 = (0..d).map(|j| 2.0 * l[j * d + j].ln()).sum();
-            -0.5 * (d as f64 * ln2pi + logdet + y.iter().map(|v| v * v).sum::<f64>())
+            gauss_density(x, mu, &p.covariances[c * d * d..(c + 1) * d * d]).ln()
         }
     }
 }
@@ -106,8 +97,7 @@ fn by_definition(p: &GmmParams, x: &[f64]) -> (f64, Vec<f64>) {
         let l: Vec<f64> = (0..p.k)
             .map(|c| p.weights[c].ln() + log_component(p, c, row))
             .collect();
-        let m = l.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let lse = m + l.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+        let lse = logsumexp(&l);
         total += lse;
         r.extend(l.iter().map(|v| (v - lse).exp()));
     }
@@ -155,23 +145,7 @@ fn fit_json_reads_back_and_scores_new_data_on_cpu64_and_cpu32() {
     let cpu32 = create(BackendKind::Cpu32, None).unwrap();
     for cov in ["full", "diag"] {
         let fit = dir.join(format!("{cov}.json"));
-        ok(&collapse([
-            "fit",
-            "gmm",
-            "--data",
-            s(&train),
-            "--k",
-            "3",
-            "--covariance",
-            cov,
-            "--seed",
-            "7",
-            "--backend",
-            "cpu64",
-            "--out",
-            s(&fit),
-        ]));
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&fit).unwrap()).unwrap();
+        let v = fit_cli(&train, "3", cov, &fit);
         let p = params_from_json(&v).unwrap();
         assert_eq!(v["n_samples"], 600);
         assert_eq!(
@@ -296,21 +270,7 @@ fn bad_fits_and_data_are_one_line_errors_naming_the_file() {
     let dir = tmpdir("gmm-use-bad");
     let train = write_data(&dir, "train.csv", 90, 3);
     let fit = dir.join("fit.json");
-    ok(&collapse([
-        "fit",
-        "gmm",
-        "--data",
-        s(&train),
-        "--k",
-        "2",
-        "--covariance",
-        "diag",
-        "--backend",
-        "cpu64",
-        "--out",
-        s(&fit),
-    ]));
-    let good: serde_json::Value = serde_json::from_slice(&std::fs::read(&fit).unwrap()).unwrap();
+    let good = fit_cli(&train, "2", "diag", &fit);
     let out = dir.join("out.csv");
     let run_with = |v: &serde_json::Value, needle: &str, what: &str| {
         let f = dir.join("bad.json");
@@ -385,19 +345,7 @@ fn sample_gmm_draws_the_fit_reproducibly_on_cpu64_and_cpu32() {
     let dir = tmpdir("gmm-sample");
     let train = write_data(&dir, "train.csv", 300, 4);
     let fit = dir.join("fit.json");
-    ok(&collapse([
-        "fit",
-        "gmm",
-        "--data",
-        s(&train),
-        "--k",
-        "3",
-        "--backend",
-        "cpu64",
-        "--out",
-        s(&fit),
-    ]));
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&fit).unwrap()).unwrap();
+    let v = fit_cli(&train, "3", "full", &fit);
     let p = params_from_json(&v).unwrap();
     let draw = |backend: &str, seed: &str, name: &str| {
         let out = dir.join(name);

@@ -32,19 +32,7 @@ const F16_VS_F32_BOUND: f64 = 3e-3;
 
 fn seed() -> u64 {
     static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *SEED.get_or_init(|| {
-        let s = std::env::var("MATMUL_TEST_SEED")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(1)
-            });
-        eprintln!("matmul tests: MATMUL_TEST_SEED={s}");
-        s
-    })
+    *SEED.get_or_init(|| common::seed_from_env("MATMUL_TEST_SEED"))
 }
 
 /// `n` standard normals rounded to f32 (stream `stream` of the test seed).

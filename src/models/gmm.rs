@@ -511,8 +511,8 @@ pub fn params_from_json(v: &serde_json::Value) -> Result<GmmParams> {
         )));
     }
     let cov_v = field("covariances")?;
-    let covariances = match covariance_type {
-        CovarianceType::Diag => rows("covariances", cov_v, d)?,
+    let (covariances, per) = match covariance_type {
+        CovarianceType::Diag => (rows("covariances", cov_v, d)?, d),
         CovarianceType::Full => {
             let a = cov_v
                 .as_array()
@@ -525,13 +525,13 @@ pub fn params_from_json(v: &serde_json::Value) -> Result<GmmParams> {
                 }
                 out.extend(c);
             }
-            out
+            (out, d * d)
         }
     };
-    let per = covariances.len() / k;
-    if per * k != covariances.len() || per != covariance_type_len(covariance_type, d) {
+    if covariances.len() != k * per {
         return Err(bad(format!(
-            "`covariances` does not hold K = {k} {covariance_type:?} covariances of D = {d}"
+            "`covariances` holds {} {covariance_type:?} covariances of D = {d}, expected K = {k}",
+            covariances.len() / per
         )));
     }
     if weights.iter().any(|&w| w < 0.0) || (weights.iter().sum::<f64>() - 1.0).abs() > 1e-6 {
@@ -547,13 +547,6 @@ pub fn params_from_json(v: &serde_json::Value) -> Result<GmmParams> {
     };
     p.estep_params()?;
     Ok(p)
-}
-
-fn covariance_type_len(c: CovarianceType, d: usize) -> usize {
-    match c {
-        CovarianceType::Full => d * d,
-        CovarianceType::Diag => d,
-    }
 }
 
 /// What a fitted mixture says about data `x`, computed by one E-step on `backend`

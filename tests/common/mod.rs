@@ -130,6 +130,23 @@ pub fn small_binding_gpu(bytes: u64) -> Option<Arc<GpuContext>> {
     )
 }
 
+/// A test file's input seed: the environment variable `var` when set (to replay a failure),
+/// else the clock's nanoseconds (fresh inputs every run); printed as `var=seed` so a failure
+/// can be replayed. Callers keep it in a `OnceLock`, so one run uses one seed.
+pub fn seed_from_env(var: &str) -> u64 {
+    let s = std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+    eprintln!("{var}={s}");
+    s
+}
+
 /// Norm-wise relative error ‖got − want‖₂ / ‖want‖₂ (`want` is the reference; the absolute
 /// ‖got − want‖₂ when `want` is all zeros). Infinite when `got` holds a non-finite value, so a
 /// NaN (an unwritten, poisoned GPU output) fails every bound; panics when the lengths differ.

@@ -175,3 +175,17 @@ impl LmShapeArgs {
         }
     }
 }
+
+/// CSV text of `values` (`[rows][cols]`, row-major; Rust's shortest round-trip decimals) under
+/// the header `{prefix}0,…,{prefix}{cols−1}` (`gmm predict-proba`'s `p…`, `sample gmm`'s `x…`).
+pub fn matrix_csv(prefix: &str, values: &[f64], cols: usize) -> String {
+    let head: Vec<String> = (0..cols).map(|j| format!("{prefix}{j}")).collect();
+    let mut csv = head.join(",");
+    csv.push('\n');
+    for r in values.chunks(cols) {
+        let row: Vec<String> = r.iter().map(|v| v.to_string()).collect();
+        csv.push_str(&row.join(","));
+        csv.push('\n');
+    }
+    csv
+}

@@ -70,35 +70,24 @@ pub fn gmm(options: &GpuOptions, c: &GmmCommand) -> Result<()> {
     let b = Engine::open(a.backend, options)?;
     let s: Scores = score(&b, &p, &x)
         .map_err(|e| Error::InvalidArgument(format!("{}: {e}", a.data.display())))?;
-    let mut csv = String::new();
-    match c {
+    let csv = match c {
         GmmCommand::Score(_) => {
-            csv.push_str("n_samples,mean_log_likelihood,bic,aic\n");
             let row = format!(
                 "{},{},{},{}",
                 s.n_samples, s.mean_log_likelihood, s.bic, s.aic
             );
             println!("{row}");
-            csv.push_str(&row);
-            csv.push('\n');
+            format!("n_samples,mean_log_likelihood,bic,aic\n{row}\n")
         }
         GmmCommand::Predict(_) => {
-            csv.push_str("label\n");
+            let mut csv = String::from("label\n");
             for l in s.labels(p.k) {
                 let _ = writeln!(csv, "{l}");
             }
+            csv
         }
-        GmmCommand::PredictProba(_) => {
-            let head: Vec<String> = (0..p.k).map(|j| format!("p{j}")).collect();
-            csv.push_str(&head.join(","));
-            csv.push('\n');
-            for r in s.responsibilities.chunks(p.k) {
-                let row: Vec<String> = r.iter().map(|v| v.to_string()).collect();
-                csv.push_str(&row.join(","));
-                csv.push('\n');
-            }
-        }
-    }
+        GmmCommand::PredictProba(_) => crate::common::matrix_csv("p", &s.responsibilities, p.k),
+    };
     write_atomic(&a.out, csv.as_bytes())?;
     eprintln!(
         "{} points on {} ({}); wrote {}",

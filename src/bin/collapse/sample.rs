@@ -73,16 +73,7 @@ fn sample_gmm(options: &GpuOptions, a: &SampleGmmArgs) -> Result<()> {
     if a.out.extension().is_some_and(|e| e == "npy") {
         collapse_kernels::io::write_npy(&a.out, &x)?;
     } else {
-        let mut csv = (0..x.cols)
-            .map(|j| format!("x{j}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        csv.push('\n');
-        for r in x.data.chunks(x.cols) {
-            let row: Vec<String> = r.iter().map(|v| v.to_string()).collect();
-            csv.push_str(&row.join(","));
-            csv.push('\n');
-        }
+        let csv = crate::common::matrix_csv("x", &x.data, x.cols);
         collapse_kernels::io::write_atomic(&a.out, csv.as_bytes())?;
     }
     eprintln!(
