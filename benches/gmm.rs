@@ -48,7 +48,7 @@ fn bench_gmm(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new(b.name(), shape.n), |bench| {
                 bench.iter(|| {
                     pass.estep(&p).expect("estep");
-                    pass.mstep(shape.covariance_type).expect("mstep")
+                    pass.mstep(shape.covariance_type.layout()).expect("mstep")
                 })
             });
         }

@@ -28,6 +28,7 @@ fn config(generations: usize, samples: usize, replicates: usize) -> RunConfig {
         tol: 1e-3,
         max_iter: 100,
         reg_covar: 1e-6,
+        init: Default::default(),
         backend: "test".into(),
         real_rows: None,
         replicate_offset: 0,
@@ -230,6 +231,48 @@ fn gpu_backends_run_the_gmm_chain() {
                 .history
         };
         assert_eq!(sim(1), sim(2), "{}", b.name());
+    }
+}
+
+/// The GMM chain with tied and spherical covariances: the driver fits them by EM every
+/// generation and samples from them, the drift analysis reads their variances; every fit is
+/// stored in scikit-learn's layout (`[D][D]` tied, `[K]` spherical) with positive variances,
+/// and every backend's generation-0 fit is within 1e-4 of cpu64's.
+#[test]
+fn gmm_chain_runs_tied_and_spherical_covariances() {
+    let mut names = vec!["cpu64", "cpu32"];
+    if common::gpu().is_some() {
+        names.extend(["wgsl", "cube"]);
+    }
+    for cov in [CovarianceType::Tied, CovarianceType::Spherical] {
+        let mut cfg = config(3, 400, 2);
+        cfg.model = ModelKind::Gmm;
+        cfg.truth = Truth::Builtin("shumailov-gmm".into());
+        cfg.k = 2;
+        cfg.covariance_type = cov;
+        let runs = run(&cfg, &names);
+        let report = chain::analyse(&cfg, &runs).unwrap();
+        for t in &runs {
+            for p in t.sim.history.iter().flatten() {
+                assert_eq!(p.covariance_type, cov, "{}", t.name);
+                assert_eq!(p.covariances.len(), cov.stored_values(2, 2).unwrap());
+                assert!(
+                    p.variances().iter().all(|v| v.is_finite() && *v > 0.0),
+                    "{} {cov:?}: {:?}",
+                    t.name,
+                    p.covariances
+                );
+            }
+        }
+        let g0: Vec<_> = report
+            .pairs
+            .iter()
+            .filter(|p| p.a == "cpu64" && p.generation == 0)
+            .collect();
+        assert!(!g0.is_empty(), "{cov:?}: no generation-0 pairs");
+        for p in g0 {
+            assert!(p.param_rel_max < 1e-4, "{cov:?}: {p:?}");
+        }
     }
 }
 

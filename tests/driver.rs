@@ -33,6 +33,7 @@ fn config(
         tol: 1e-3,
         max_iter: 100,
         reg_covar: 1e-6,
+        init: Default::default(),
         backend: "cpu64".into(),
         real_rows: None,
         replicate_offset: 0,

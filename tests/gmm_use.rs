@@ -70,22 +70,25 @@ fn fit_cli(data: &Path, k: &str, cov: &str, fit: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(fit).unwrap()).unwrap()
 }
 
-/// log N(x | μ, Σ) for a diagonal Σ (from the definition) or a full Σ, in f64.
+/// log N(x | μ, Σ) for a diagonal or spherical Σ (from the definition) or a full or tied Σ,
+/// in f64, from FIT.json's stored layouts (scikit-learn's `covariances_`).
 fn log_component(p: &GmmParams, c: usize, x: &[f64]) -> f64 {
     let d = p.d;
     let mu = &p.means[c * d..(c + 1) * d];
     let ln2pi = (2.0 * std::f64::consts::PI).ln();
+    let diagonal = |v: &dyn Fn(usize) -> f64| {
+        -0.5 * (0..d)
+            .map(|j| ln2pi + v(j).ln() + (x[j] - mu[j]).powi(2) / v(j))
+            .sum::<f64>()
+    };
     match p.covariance_type {
-        CovarianceType::Diag => {
-            let v = &p.covariances[c * d..(c + 1) * d];
-            -0.5 * (0..d)
-                .map(|j| ln2pi + v[j].ln() + (x[j] - mu[j]).powi(2) / v[j])
-                .sum::<f64>()
-        }
+        CovarianceType::Diag => diagonal(&|j| p.covariances[c * d + j]),
+        CovarianceType::Spherical => diagonal(&|_| p.covariances[c]),
         // The project's f64 density (Cholesky of Σ, not the E-step's precision factor).
         CovarianceType::Full => {
             gauss_density(x, mu, &p.covariances[c * d * d..(c + 1) * d * d]).ln()
         }
+        CovarianceType::Tied => gauss_density(x, mu, &p.covariances).ln(),
     }
 }
 
@@ -122,10 +125,13 @@ fn parameter_counts_are_scikit_learns() {
         means: vec![0.0; k * d],
         covariances: vec![],
     };
-    // scikit-learn's _n_parameters(): means K·D, full K·D(D+1)/2, diag K·D, weights K − 1
-    // (iris full 44 and diag 26, wine full 314: checked against scikit-learn 1.9).
+    // scikit-learn's _n_parameters(): means K·D, full K·D(D+1)/2, tied D(D+1)/2, diag K·D,
+    // spherical K, weights K − 1 (iris full 44, tied 24, diag 26, spherical 17, wine full 314:
+    // checked against scikit-learn 1.9).
     assert_eq!(p(CovarianceType::Full, 3, 4).n_parameters(), 44);
+    assert_eq!(p(CovarianceType::Tied, 3, 4).n_parameters(), 24);
     assert_eq!(p(CovarianceType::Diag, 3, 4).n_parameters(), 26);
+    assert_eq!(p(CovarianceType::Spherical, 3, 4).n_parameters(), 17);
     assert_eq!(p(CovarianceType::Full, 3, 13).n_parameters(), 314);
     assert_eq!(p(CovarianceType::Full, 1, 1).n_parameters(), 2);
     let q = p(CovarianceType::Diag, 10, 64);
@@ -143,10 +149,28 @@ fn fit_json_reads_back_and_scores_new_data_on_cpu64_and_cpu32() {
     let x = read_table(&test).unwrap();
     let cpu64 = create(BackendKind::Cpu64, None).unwrap();
     let cpu32 = create(BackendKind::Cpu32, None).unwrap();
-    for cov in ["full", "diag"] {
+    for cov in ["full", "tied", "diag", "spherical"] {
         let fit = dir.join(format!("{cov}.json"));
         let v = fit_cli(&train, "3", cov, &fit);
         let p = params_from_json(&v).unwrap();
+        assert_eq!(p.covariance_type.name(), cov);
+        // scikit-learn's layouts of covariances_: [K][D][D], [D][D], [K][D], [K].
+        let shape = |c: &serde_json::Value| -> Vec<usize> {
+            let mut s = Vec::new();
+            let mut c = c;
+            while let Some(a) = c.as_array() {
+                s.push(a.len());
+                c = &a[0];
+            }
+            s
+        };
+        let want: &[usize] = match cov {
+            "full" => &[3, 3, 3],
+            "tied" => &[3, 3],
+            "diag" => &[3, 3],
+            _ => &[3],
+        };
+        assert_eq!(shape(&v["covariances"]), want, "{cov}");
         assert_eq!(v["n_samples"], 600);
         assert_eq!(
             v["n_parameters"].as_u64().unwrap() as usize,
@@ -306,6 +330,13 @@ fn bad_fits_and_data_are_one_line_errors_naming_the_file() {
     let mut v = good.clone();
     v["covariance_type"] = serde_json::json!("banana");
     run_with(&v, "covariance_type", "an unknown covariance type");
+    // A diag fit relabelled: spherical wants [K] numbers, tied one D×D matrix.
+    let mut v = good.clone();
+    v["covariance_type"] = serde_json::json!("spherical");
+    run_with(&v, "covariances", "spherical covariances of [K][D]");
+    let mut v = good.clone();
+    v["covariance_type"] = serde_json::json!("tied");
+    run_with(&v, "covariances", "tied covariances of the wrong shape");
     // Data of the wrong width.
     let wide = dir.join("wide.csv");
     std::fs::write(&wide, "1,2,3,4\n5,6,7,8\n").unwrap();
@@ -406,4 +437,78 @@ fn sample_gmm_draws_the_fit_reproducibly_on_cpu64_and_cpu32() {
         );
     }
     assert!(!out.exists());
+}
+
+/// `collapse fit gmm --init` takes scikit-learn's four names; `--init-from FIT.json` continues
+/// an earlier fit (a fit stopped by `--max-iter 2` and continued converges to the mean
+/// log-likelihood of an uninterrupted fit within 1e-9 relative, in fewer iterations); an
+/// unconverged fit says so on stderr (ConvergenceWarning) and in FIT.json; a start of another K
+/// or type is refused, naming the file, before any fit.
+#[test]
+fn init_flags_warm_start_and_convergence_warning() {
+    let dir = tmpdir("gmm-init");
+    let train = write_data(&dir, "train.csv", 600, 5);
+    let run = |extra: &[&str], out: &Path| {
+        let mut args = vec![
+            "fit",
+            "gmm",
+            "--data",
+            s(&train),
+            "--k",
+            "3",
+            "--seed",
+            "7",
+            "--tol",
+            "1e-10",
+            "--backend",
+            "cpu64",
+            "--out",
+            s(out),
+        ];
+        args.extend_from_slice(extra);
+        collapse(args)
+    };
+    let read = |p: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    for init in ["kmeans", "k-means++", "random", "random_from_data"] {
+        let out = dir.join(format!("{init}.json"));
+        ok(&run(&["--init", init, "--max-iter", "1000"], &out));
+        let v = read(&out);
+        assert_eq!(v["converged"], true, "{init}");
+        assert!(v["mean_log_likelihood"].as_f64().unwrap().is_finite());
+    }
+    let whole = read(&dir.join("kmeans.json"));
+    let stopped = dir.join("stopped.json");
+    let o = run(&["--max-iter", "2"], &stopped);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    ok(&o);
+    assert!(err.contains("ConvergenceWarning"), "{err}");
+    let v = read(&stopped);
+    assert_eq!(
+        (v["converged"].clone(), v["n_iter"].clone()),
+        (false.into(), 2.into())
+    );
+    let resumed = dir.join("resumed.json");
+    ok(&run(
+        &["--init-from", s(&stopped), "--max-iter", "1000"],
+        &resumed,
+    ));
+    let w = read(&resumed);
+    let (a, b) = (
+        w["mean_log_likelihood"].as_f64().unwrap(),
+        whole["mean_log_likelihood"].as_f64().unwrap(),
+    );
+    assert!((a - b).abs() <= 1e-9 * b.abs(), "{a} vs {b}");
+    assert!(w["n_iter"].as_u64().unwrap() < whole["n_iter"].as_u64().unwrap());
+    let refused = dir.join("refused.json");
+    fails(
+        &run(
+            &["--init-from", s(&stopped), "--covariance", "diag"],
+            &refused,
+        ),
+        "stopped.json",
+        "a start of another covariance type",
+    );
+    assert!(!refused.exists());
 }

@@ -13,8 +13,8 @@ use crate::backend::launch::{GMM_MAX_DIM, gmm_chunk_points, msum_tiling};
 use crate::error::{Error, Result};
 use crate::io::Matrix;
 use crate::ops::gmm::{
-    CovarianceType, EStepParams, EStepShape, GmmOps, GmmPass, MStats, MSum, MSumShape,
-    components_of, first_pass_stats,
+    EStepParams, EStepShape, GmmOps, GmmPass, MStats, MSum, MSumShape, PassLayout, components_of,
+    first_pass_stats,
 };
 
 /// One chunk of points on the device: its `[n][D]` coordinates and, once an E-step or
@@ -92,13 +92,7 @@ impl<O: GmmOps> DeviceGmm<O> {
 
     /// One M-step summation (`sum`) into `cols` columns over every chunk: every chunk's tiles
     /// write their rows of one table of partial sums, reduced in one launch.
-    fn msum(
-        &self,
-        sum: MSum,
-        cols: usize,
-        cov: CovarianceType,
-        means: &O::Buf,
-    ) -> Result<Vec<f32>> {
+    fn msum(&self, sum: MSum, cols: usize, cov: PassLayout, means: &O::Buf) -> Result<Vec<f32>> {
         let budget = (self.ops.binding_elements() / self.chunks.len().max(1)).max(cols);
         let tilings: Vec<(usize, usize)> = self
             .chunks
@@ -154,7 +148,7 @@ impl<O: GmmOps> GmmPass for DeviceGmm<O> {
                         n: ch.n,
                         d,
                         k,
-                        cov: p.covariance_type,
+                        cov: p.layout,
                         row0,
                     };
                     row0 += s.workgroups();
@@ -207,15 +201,15 @@ impl<O: GmmOps> GmmPass for DeviceGmm<O> {
         Ok(out)
     }
 
-    fn mstep(&mut self, cov: CovarianceType) -> Result<MStats> {
+    fn mstep(&mut self, cov: PassLayout) -> Result<MStats> {
         let (d, k) = (self.d, self.k);
         let no_means = self.ops.upload("gmm no means", &[0.0])?;
         let first = self.msum(MSum::First, k * (d + 1), cov, &no_means)?;
         let (nk, means) = first_pass_stats(&first, k, d);
         let means_buf = self.ops.upload("gmm new means", &means)?;
         let per = match cov {
-            CovarianceType::Full => d * d,
-            CovarianceType::Diag => d,
+            PassLayout::Full => d * d,
+            PassLayout::Diag => d,
         };
         let scatter = self.msum(MSum::Scatter, k * per, cov, &means_buf)?;
         Ok(MStats {

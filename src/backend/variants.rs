@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::io::Matrix;
 use crate::num::density::{PrecisionFactor, lse_normalise, mahalanobis_sq};
 use crate::num::summation::Summation;
-use crate::ops::gmm::{CovarianceType, EStepParams, GmmPass, MStats, components_of};
+use crate::ops::gmm::{EStepParams, GmmPass, MStats, PassLayout, components_of};
 use crate::ops::sampling::{Categorical, PreparedMixture};
 use crate::ops::{Backend, Precision};
 use crate::rng::StreamKey;
@@ -187,9 +187,9 @@ impl GmmPass for OrderedPass {
             let r = &mut self.resp[i * k..(i + 1) * k];
             for (c, rv) in r.iter_mut().enumerate() {
                 let m = &mu[c * d..(c + 1) * d];
-                let uc = match p.covariance_type {
-                    CovarianceType::Full => PrecisionFactor::Full(&u[c * d * d..(c + 1) * d * d]),
-                    CovarianceType::Diag => PrecisionFactor::Diag(&u[c * d..(c + 1) * d]),
+                let uc = match p.layout {
+                    PassLayout::Full => PrecisionFactor::Full(&u[c * d * d..(c + 1) * d * d]),
+                    PassLayout::Diag => PrecisionFactor::Diag(&u[c * d..(c + 1) * d]),
                 };
                 *rv = -0.5 * mahalanobis_sq(x, m, uc) + konst[c];
             }
@@ -208,7 +208,7 @@ impl GmmPass for OrderedPass {
         Ok(self.resp.iter().map(|&v| v as f64).collect())
     }
 
-    fn mstep(&mut self, cov: CovarianceType) -> Result<MStats> {
+    fn mstep(&mut self, cov: PassLayout) -> Result<MStats> {
         let (d, k) = (self.d, self.k);
         if self.resp.len() != self.n * k || k == 0 {
             return Err(Error::InvalidArgument(
@@ -219,11 +219,7 @@ impl GmmPass for OrderedPass {
         let (x, r) = (&self.x, &self.resp);
         let mut nk = vec![0.0f64; k];
         let mut means = vec![0.0f64; k * d];
-        let per = if cov == CovarianceType::Full {
-            d * d
-        } else {
-            d
-        };
+        let per = if cov == PassLayout::Full { d * d } else { d };
         let mut scatter = vec![0.0f64; k * per];
         for c in 0..k {
             let n_c = self.sum(&mut buf, |i| r[i * k + c]);
@@ -240,19 +236,19 @@ impl GmmPass for OrderedPass {
             for a in 0..d {
                 means[c * d + a] = m[a] as f64;
                 let bs: Vec<usize> = match cov {
-                    CovarianceType::Full => (0..=a).collect(),
-                    CovarianceType::Diag => vec![a],
+                    PassLayout::Full => (0..=a).collect(),
+                    PassLayout::Diag => vec![a],
                 };
                 for b in bs {
                     let s = self.sum(&mut buf, |i| {
                         r[i * k + c] * (x[i * d + a] - m[a]) * (x[i * d + b] - m[b])
                     }) as f64;
                     match cov {
-                        CovarianceType::Full => {
+                        PassLayout::Full => {
                             scatter[c * per + a * d + b] = s;
                             scatter[c * per + b * d + a] = s;
                         }
-                        CovarianceType::Diag => scatter[c * per + a] = s,
+                        PassLayout::Diag => scatter[c * per + a] = s,
                     }
                 }
             }
@@ -277,7 +273,7 @@ mod tests {
         let fit = |b: &dyn Backend| {
             let mut p = b.gmm_pass(&x).unwrap();
             p.set_responsibilities(&vec![1.0; n]).unwrap();
-            p.mstep(CovarianceType::Full).unwrap()
+            p.mstep(PassLayout::Full).unwrap()
         };
         let want = fit(&Cpu64);
         for v in Cpu32Variant::ALL {

@@ -42,7 +42,7 @@ use crate::experiment::{
     metrics::l2_distance, simulate,
 };
 use crate::ops::Backend;
-use crate::ops::gmm::{CovarianceType, GmmParams};
+use crate::ops::gmm::GmmParams;
 use crate::trainers::Engine;
 
 /// Crossing thresholds of the pair distances.
@@ -212,15 +212,9 @@ fn theta(p: &GmmParams) -> Vec<f64> {
         .collect()
 }
 
-/// Variances `[K][D]` (the diagonal of full covariances).
+/// Variances `[K][D]` (the diagonal of every component's covariance, whatever the type).
 pub(crate) fn variances(p: &GmmParams) -> Vec<f64> {
-    match p.covariance_type {
-        CovarianceType::Diag => p.covariances.clone(),
-        CovarianceType::Full => (0..p.k)
-            .flat_map(|c| (0..p.d).map(move |j| (c, j)))
-            .map(|(c, j)| p.covariances[c * p.d * p.d + j * p.d + j])
-            .collect(),
-    }
+    p.variances()
 }
 
 /// Distance of `p` to the reference density (see the module documentation).

@@ -25,7 +25,7 @@ use crate::error::Result;
 use crate::io::Matrix;
 use crate::num::summation::Summation;
 use crate::ops::Backend;
-use crate::ops::gmm::{CovarianceType, GmmParams};
+use crate::ops::gmm::{CovarianceType, GmmParams, PassLayout};
 use crate::ops::matmul::{Matmul, Storage};
 use crate::rng::StreamKey;
 use crate::rng::streams::drift_sweep;
@@ -92,7 +92,7 @@ pub fn sums(sweep: &KernelSweep, out: &mut Vec<KernelRow>) -> Result<()> {
 fn gauss_fit(b: &dyn Backend, x: &Matrix) -> Result<(f64, f64)> {
     let mut p = b.gmm_pass(x)?;
     p.set_responsibilities(&vec![1.0; x.rows])?;
-    let s = p.mstep(CovarianceType::Diag)?;
+    let s = p.mstep(PassLayout::Diag)?;
     Ok((s.means[0], s.scatter[0] / s.nk[0]))
 }
 

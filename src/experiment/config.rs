@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
+use crate::models::gmm::Init;
 use crate::models::lm::sample::SampleConfig;
 use crate::models::lm::{AdamW, LmConfig};
 use crate::models::vae::{Adam, VaeConfig};
@@ -184,6 +185,10 @@ pub struct RunConfig {
     pub max_iter: usize,
     /// GMM: added to covariance diagonals.
     pub reg_covar: f64,
+    /// GMM: EM's initialisation (configurations written before it existed read as `kmeans`,
+    /// what they ran).
+    #[serde(default)]
+    pub init: Init,
     /// Backend name (recorded; the caller creates the backend).
     pub backend: String,
     /// A data-file truth: real rows per replicate, a Philox choice without replacement from the
@@ -696,6 +701,7 @@ mod tests {
             tol: 1e-3,
             max_iter: 100,
             reg_covar: 1e-6,
+            init: Init::KMeans,
             backend: "cpu64".into(),
             real_rows: None,
             replicate_offset: 0,

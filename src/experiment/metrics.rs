@@ -28,7 +28,7 @@ use crate::num::density::gauss_density;
 use crate::num::density::logsumexp;
 use crate::num::linalg::cholesky_lower;
 use crate::num::summation::pairwise_sum;
-use crate::ops::gmm::{CovarianceType, EStepParams, GmmParams, TERMS_BLOCK, transpose_block};
+use crate::ops::gmm::{EStepParams, GmmParams, PassLayout, TERMS_BLOCK, transpose_block};
 use crate::rng::streams::RUN_WIDE_REPLICATE;
 use crate::rng::streams::{purpose, stream_id};
 use crate::rng::{StreamKey, host_normals_f64};
@@ -174,8 +174,8 @@ impl TailRegion {
         };
         let mut total = 0.0;
         for k in 0..p.k {
-            let factor = match full_cov(p, k) {
-                c if p.covariance_type == CovarianceType::Full => cholesky_lower(&c, d),
+            let factor = match p.component_covariance(k) {
+                c if p.covariance_type.layout() == PassLayout::Full => cholesky_lower(&c, d),
                 c => Some(
                     (0..d * d)
                         .map(|i| if i % (d + 1) == 0 { c[i].sqrt() } else { 0.0 })
@@ -239,30 +239,16 @@ pub fn columns(cfg: &RunConfig, d: usize) -> Vec<String> {
     h
 }
 
-/// Full covariance `[D][D]` of component `c`.
-fn full_cov(p: &GmmParams, c: usize) -> Vec<f64> {
-    let d = p.d;
-    match p.covariance_type {
-        CovarianceType::Full => p.covariances[c * d * d..(c + 1) * d * d].to_vec(),
-        CovarianceType::Diag => {
-            let mut m = vec![0.0; d * d];
-            for j in 0..d {
-                m[j * d + j] = p.covariances[c * d + j];
-            }
-            m
-        }
-    }
-}
-
 /// `∫ p q` for two mixtures, in closed form.
 fn cross(p: &GmmParams, q: &GmmParams) -> f64 {
     let d = p.d;
     let mut s = 0.0;
     for i in 0..p.k {
         for j in 0..q.k {
-            let cov: Vec<f64> = full_cov(p, i)
+            let cov: Vec<f64> = p
+                .component_covariance(i)
                 .iter()
-                .zip(full_cov(q, j))
+                .zip(q.component_covariance(j))
                 .map(|(a, b)| a + b)
                 .collect();
             s += p.weights[i]
@@ -405,6 +391,7 @@ mod tests {
     use super::*;
     use crate::backend::BackendKind;
     use crate::experiment::config::builtin_truth;
+    use crate::ops::gmm::CovarianceType;
 
     /// The plain Monte Carlo estimate the stratified one replaces: the share of `n` model
     /// samples (fresh Box–Muller draws) inside the region.
@@ -453,7 +440,8 @@ mod tests {
     }
 
     /// A random mixture of `k` components in `d` dimensions (seeded): means N(0, 2²), weights
-    /// from squared normals, covariances `A Aᵀ/d + 0.3 I` (full) or `0.3 + v²` (diagonal).
+    /// from squared normals, covariances `A Aᵀ/d + 0.3 I` (full; one for tied) or `0.3 + v²`
+    /// (diagonal; one per component for spherical).
     fn random_mixture(k: usize, d: usize, cov: CovarianceType, seed: u64) -> GmmParams {
         let mut v = vec![0.0; k * (1 + d + d * d)];
         host_normals_f64(StreamKey::new(seed, 5), 0, &mut v);
@@ -461,8 +449,9 @@ mod tests {
         let (means, a) = rest.split_at(k * d);
         let w: Vec<f64> = w.iter().map(|x| 0.1 + x * x).collect();
         let total: f64 = w.iter().sum();
+        let blocks = if cov == CovarianceType::Tied { 1 } else { k };
         let covariances = match cov {
-            CovarianceType::Full => (0..k)
+            CovarianceType::Full | CovarianceType::Tied => (0..blocks)
                 .flat_map(|c| {
                     let a = &a[c * d * d..(c + 1) * d * d];
                     (0..d * d).map(move |ij| {
@@ -473,6 +462,7 @@ mod tests {
                 })
                 .collect(),
             CovarianceType::Diag => a[..k * d].iter().map(|x| 0.3 + x * x).collect(),
+            CovarianceType::Spherical => a[..k].iter().map(|x| 0.3 + x * x).collect(),
         };
         GmmParams {
             k,
@@ -492,10 +482,10 @@ mod tests {
         let per = (rows / p.k).max(1);
         let mut total = 0.0;
         for k in 0..p.k {
-            let c = full_cov(p, k);
-            let l = match p.covariance_type {
-                CovarianceType::Full => cholesky_lower(&c, d).unwrap(),
-                CovarianceType::Diag => (0..d * d)
+            let c = p.component_covariance(k);
+            let l = match p.covariance_type.layout() {
+                PassLayout::Full => cholesky_lower(&c, d).unwrap(),
+                PassLayout::Diag => (0..d * d)
                     .map(|i| if i % (d + 1) == 0 { c[i].sqrt() } else { 0.0 })
                     .collect(),
             };
@@ -520,7 +510,7 @@ mod tests {
 
     /// The blocked metrics (tail coverage over column blocks, the held-out log-likelihood over
     /// `log_density_rows`) give exactly the bits of the plain per-point computations, on fresh
-    /// random truths and models of several shapes, both covariance types, with a partial last
+    /// random truths and models of several shapes, every covariance type, with a partial last
     /// block and more than 16 components (the log-density's heap path).
     #[test]
     fn blocked_metrics_match_the_per_point_computation_bit_for_bit() {
@@ -531,7 +521,7 @@ mod tests {
             .iter()
             .enumerate()
         {
-            for cov in [CovarianceType::Full, CovarianceType::Diag] {
+            for cov in CovarianceType::ALL {
                 let seed = 100 + 2 * i as u64;
                 let truth = random_mixture(k, d, cov, seed);
                 let tr = TailRegion::new(seed, &truth, &cpu).unwrap();

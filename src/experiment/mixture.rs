@@ -13,9 +13,9 @@ use super::model::{MetricContext, Model};
 use super::pool::Generator;
 use crate::error::{Error, Result};
 use crate::io::Matrix;
-use crate::models::gmm::{GmmConfig, Init, fit};
+use crate::models::gmm::{GmmConfig, fit};
 use crate::ops::Backend;
-use crate::ops::gmm::{CovarianceType, GmmParams};
+use crate::ops::gmm::{CovarianceType, GmmParams, PassLayout};
 use crate::rng::StreamKey;
 use crate::trainers::Engine;
 
@@ -51,7 +51,7 @@ pub(super) fn fit_mixture(
                 max_iter: cfg.max_iter,
                 reg_covar: cfg.reg_covar,
                 n_init: 1,
-                init: Init::KMeansPP,
+                init: cfg.init,
                 seed,
             };
             Ok(fit(backend, x, &gc, &mut |_, _, _| {})?.params)
@@ -61,7 +61,7 @@ pub(super) fn fit_mixture(
         _ => {
             let mut pass = backend.gmm_pass(x)?;
             pass.set_responsibilities(&vec![1.0; x.rows])?;
-            let s = pass.mstep(CovarianceType::Diag)?;
+            let s = pass.mstep(PassLayout::Diag)?;
             Ok(GmmParams {
                 k: 1,
                 d: x.cols,

@@ -6,7 +6,7 @@ use std::time::Instant;
 use crate::error::Result;
 use crate::io::Matrix;
 use crate::ops::Backend;
-use crate::ops::gmm::{CovarianceType, GmmParams};
+use crate::ops::gmm::{CovarianceType, GmmParams, PassLayout};
 use crate::ops::sampling::{Factor, MixtureBatch};
 use crate::rng::streams;
 
@@ -25,20 +25,23 @@ pub struct GmmShape {
 
 impl std::str::FromStr for GmmShape {
     type Err = crate::Error;
-    /// `NxDxK:full` or `NxDxK:diag`, e.g. `1000000x64x64:diag`.
+    /// `NxDxK:TYPE`, TYPE one of `full`, `tied`, `diag`, `spherical`, e.g.
+    /// `1000000x64x64:diag`.
     fn from_str(s: &str) -> Result<Self> {
-        let bad =
-            || crate::Error::InvalidArgument(format!("shape {s:?}: use NxDxK:full or NxDxK:diag"));
+        let bad = || {
+            crate::Error::InvalidArgument(format!(
+                "shape {s:?}: use NxDxK:TYPE, TYPE one of full, tied, diag, spherical"
+            ))
+        };
         let (dims, cov) = s.split_once(':').ok_or_else(bad)?;
         let v: Vec<usize> = dims
             .split('x')
             .map(|t| t.parse().map_err(|_| bad()))
             .collect::<Result<_>>()?;
-        let covariance_type = match cov {
-            "full" => CovarianceType::Full,
-            "diag" => CovarianceType::Diag,
-            _ => return Err(bad()),
-        };
+        let covariance_type = CovarianceType::ALL
+            .into_iter()
+            .find(|c| c.name() == cov)
+            .ok_or_else(bad)?;
         match v[..] {
             [n, _, k] if n >= 1 && k > n => Err(crate::Error::InvalidArgument(format!(
                 "shape {s:?}: K = {k} components exceed the N = {n} points (K ≤ N)"
@@ -58,17 +61,17 @@ impl GmmShape {
     /// What [`gmm_data`] and one timed backend hold at once for this shape, at least: the f64
     /// points and component indices, the backend's f32 copy, the responsibilities (f64 and a
     /// backend copy), and the start, the statistics and the updated model (`K·D` means and
-    /// `K·D` or `K·D²` covariances, three times).
+    /// `K·D` or `K·D²` covariances, the passes' layout, three times).
     pub fn tally(&self) -> crate::io::budget::Tally {
         let GmmShape { n, d, k, .. } = *self;
-        let per = match self.covariance_type {
-            CovarianceType::Full => d.saturating_mul(d),
-            CovarianceType::Diag => d,
+        let per = match self.covariance_type.layout() {
+            PassLayout::Full => d.saturating_mul(d),
+            PassLayout::Diag => d,
         };
         let mut t = crate::io::budget::Tally::new(
             format!(
                 "bench gmm --shape {n}x{d}x{k}:{}",
-                format!("{:?}", self.covariance_type).to_lowercase()
+                self.covariance_type.name()
             ),
             "lower N, D or K of --shape",
         );
@@ -87,8 +90,9 @@ impl GmmShape {
     }
 }
 
-/// The shapes of the GMM issue: [100k, 16] → 32 full and diag, [1M, 8] → 16 full.
-pub const GMM_SHAPES: [GmmShape; 3] = [
+/// The shapes of the GMM issues: [100k, 16] → 32 full, diag, tied and spherical, [1M, 8] → 16
+/// full.
+pub const GMM_SHAPES: [GmmShape; 5] = [
     GmmShape {
         n: 100_000,
         d: 16,
@@ -106,6 +110,18 @@ pub const GMM_SHAPES: [GmmShape; 3] = [
         d: 8,
         k: 16,
         covariance_type: CovarianceType::Full,
+    },
+    GmmShape {
+        n: 100_000,
+        d: 16,
+        k: 32,
+        covariance_type: CovarianceType::Tied,
+    },
+    GmmShape {
+        n: 100_000,
+        d: 16,
+        k: 32,
+        covariance_type: CovarianceType::Spherical,
     },
 ];
 
@@ -134,21 +150,16 @@ pub fn gmm_data(shape: GmmShape, cpu: &dyn Backend) -> Result<(Matrix, GmmParams
     let mut x = vec![0.0; n * d];
     let mut c = vec![0u32; n];
     cpu.sample_mixture(&p, n, streams::bench::GMM_DATA, 0, &mut x, &mut c)?;
-    let per = if covariance_type == CovarianceType::Full {
-        d * d
-    } else {
-        d
+    let cov: Vec<f64> = match covariance_type {
+        CovarianceType::Full => (0..k * d * d)
+            .map(|i| if i % (d * d) % (d + 1) == 0 { 1.0 } else { 0.0 })
+            .collect(),
+        CovarianceType::Tied => (0..d * d)
+            .map(|i| if i % (d + 1) == 0 { 1.0 } else { 0.0 })
+            .collect(),
+        CovarianceType::Diag => vec![1.0; k * d],
+        CovarianceType::Spherical => vec![1.0; k],
     };
-    let mut cov = vec![0.0; k * per];
-    for cc in 0..k {
-        for j in 0..d {
-            if covariance_type == CovarianceType::Full {
-                cov[cc * per + j * d + j] = 1.0;
-            } else {
-                cov[cc * per + j] = 1.0;
-            }
-        }
-    }
     let start = GmmParams {
         k,
         d,
@@ -218,7 +229,7 @@ pub fn time_gmm(
         }
         let t = Instant::now();
         pass.estep(&params.estep_params()?)?;
-        let s = pass.mstep(params.covariance_type)?;
+        let s = pass.mstep(params.covariance_type.layout())?;
         if it > 0 {
             times.push(t.elapsed().as_secs_f64());
             if let Some(g) = gpu {
@@ -241,7 +252,7 @@ pub fn time_gmm(
         n: x.rows,
         d: x.cols,
         k: start.k,
-        covariance_type: format!("{:?}", start.covariance_type).to_lowercase(),
+        covariance_type: start.covariance_type.name().to_string(),
         seconds_per_iter: med,
         min_seconds: times[0],
         iterations: iters,

@@ -22,7 +22,7 @@ use crate::backend::BackendKind;
 use crate::error::{Error, Result};
 use crate::io::{Matrix, write_atomic};
 use crate::ops::Backend;
-use crate::ops::gmm::{CovarianceType, GmmParams};
+use crate::ops::gmm::{CovarianceType, GmmParams, PassLayout};
 use crate::ops::sampling::{Categorical, MixtureBatch};
 use crate::rng::StreamKey;
 use crate::rng::streams::golden;
@@ -344,7 +344,7 @@ const CASES: &[Case] = &[
             };
             let mut pass = b.gmm_pass(&x)?;
             pass.set_responsibilities(&r)?;
-            let s = pass.mstep(CovarianceType::Full)?;
+            let s = pass.mstep(PassLayout::Full)?;
             Ok(s.nk.into_iter().chain(s.means).chain(s.scatter).collect())
         },
     },

@@ -2,21 +2,25 @@
 //! Philox-seeded initialisation and the same host-side D×D work on every backend, so two fits
 //! from one seed differ only by the passes' arithmetic.
 //!
-//! Options follow scikit-learn's `GaussianMixture`: `k`, `covariance_type`, `tol`, `max_iter`,
-//! `reg_covar`, `n_init`, `init` (k-means++ seeding or random responsibilities), `seed`.
+//! Options follow scikit-learn's `GaussianMixture`: `k`, `covariance_type` (`full`, `tied`,
+//! `diag`, `spherical`), `tol`, `max_iter`, `reg_covar`, `n_init`, `init` (`kmeans`,
+//! `k-means++`, `random`, `random_from_data`), `seed`, and a warm start ([`fit_from`]).
 //!
-//! - **Initialisation** (host, f64, Philox stream `INIT_STREAM + init`): `kmeans++` picks K
-//!   seeds by greedy k-means++ D² sampling (2 + ⌊ln K⌋ candidates per seed), runs Lloyd's k-means from them (at most
-//!   [`LLOYD_ITERATIONS`], until no point moves) and takes the final assignment as hard
-//!   responsibilities, as scikit-learn does; `random` draws `r_nk ∝ u_nk`. Then one M-step.
-//! - **Iteration**: E-step (mean log-likelihood under the current parameters), convergence
-//!   check `|Δ mean log-likelihood| < tol`, M-step. The reported parameters are the ones the
-//!   reported log-likelihood was computed under.
+//! - **Initialisation** (host, f64, Philox stream `INIT_STREAM + init`, see [`Init`]):
+//!   responsibilities from k-means (Lloyd from greedy k-means++ seeds, the default), from the
+//!   k-means++ seeds alone, uniform random, or K distinct data points; then one M-step.
+//! - **Iteration**: E-step under the start (mean log-likelihood), then up to `max_iter` EM
+//!   updates (M-step, E-step), stopping when an update changes the mean log-likelihood by less
+//!   than `tol`. The reported parameters are the ones the reported log-likelihood was computed
+//!   under; `n_iter` counts the updates behind them (scikit-learn's `n_iter_` for them).
+//! - **Covariance types**: the passes run `tied` as full and `spherical` as diagonal
+//!   ([`crate::ops::gmm::PassLayout`]); [`params_from_stats`] sums or averages on the host.
 //! - **Degenerate components**: a component whose responsibility mass `N_k` falls below
 //!   [`MIN_COMPONENT_MASS`] is re-seeded: mean at a data point drawn by Philox, covariance the
-//!   data's per-dimension variance (diagonal) plus `reg_covar`, weight `1/N` before
-//!   renormalising. The fit counts re-seeds. `reg_covar` is added to every covariance diagonal;
-//!   a covariance still not positive definite is an error that says to raise it.
+//!   data's per-dimension variance (diagonal; its mean for spherical; a tied covariance is
+//!   shared and stays) plus `reg_covar`, weight `1/N` before renormalising. The fit counts
+//!   re-seeds. `reg_covar` is added to every covariance diagonal; a covariance still not
+//!   positive definite is an error that says to raise it.
 //! - **Bad input**: K = 0, K > N, D mismatch, non-finite data (row named), bad options.
 
 use rayon::prelude::*;
@@ -25,28 +29,63 @@ use crate::error::{Error, Result};
 use crate::io::Matrix;
 use crate::num::linalg::cholesky;
 use crate::ops::Backend;
-use crate::ops::gmm::{CovarianceType, GmmParams, MStats};
+use crate::ops::gmm::{CovarianceType, GmmParams, GmmPass, MStats, PassLayout};
 use crate::ops::sampling::{Factor, MixtureBatch};
 use crate::rng::{StreamKey, unit_f64};
 
 // The Philox streams of initialisation (`+ init index`) and of re-seeding, named in the registry.
 pub use crate::rng::streams::{GMM_INIT as INIT_STREAM, GMM_RESEED as RESEED_STREAM};
-/// Most Lloyd (k-means) iterations of the `kmeans++` initialisation.
+/// Most Lloyd (k-means) iterations of the `kmeans` initialisation.
 pub const LLOYD_ITERATIONS: usize = 100;
 /// A component with less responsibility mass than this (in points) is re-seeded.
 pub const MIN_COMPONENT_MASS: f64 = 1e-3;
 
-/// How EM starts.
+/// How EM starts (scikit-learn's `init_params`). Every start is drawn on the host in f64 from
+/// Philox stream `INIT_STREAM + init index`, so it is the same on every backend.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
 )]
 pub enum Init {
-    /// k-means++ seeding, then nearest-centre hard responsibilities.
-    #[value(name = "kmeans++")]
-    #[serde(rename = "kmeans++")]
-    KMeansPP,
-    /// Random responsibilities `r_nk ∝ u_nk`.
+    /// Lloyd's k-means from greedy k-means++ seeds until no point changes centre (at most
+    /// [`LLOYD_ITERATIONS`]); the final assignment as hard responsibilities (the default, as
+    /// scikit-learn's `kmeans`). Earlier versions called it `kmeans++`; stored configurations
+    /// with that name read as this.
+    #[value(name = "kmeans")]
+    #[serde(rename = "kmeans", alias = "kmeans++")]
+    KMeans,
+    /// The K greedy k-means++ seeds alone: responsibility 1 of seed `i` for component `i`, 0
+    /// elsewhere (scikit-learn's `k-means++`).
+    #[value(name = "k-means++")]
+    #[serde(rename = "k-means++")]
+    KMeansPlusPlus,
+    /// Random responsibilities `r_nk ∝ u_nk` (scikit-learn's `random`).
+    #[value(name = "random")]
+    #[serde(rename = "random")]
     Random,
+    /// K distinct data points drawn uniformly: responsibility 1 of point `i` for component `i`
+    /// (scikit-learn's `random_from_data`).
+    #[value(name = "random_from_data")]
+    #[serde(rename = "random_from_data")]
+    RandomFromData,
+}
+
+impl Default for Init {
+    /// [`Init::KMeans`], scikit-learn's default.
+    fn default() -> Self {
+        Init::KMeans
+    }
+}
+
+impl Init {
+    /// The name the CLI and scikit-learn use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Init::KMeans => "kmeans",
+            Init::KMeansPlusPlus => "k-means++",
+            Init::Random => "random",
+            Init::RandomFromData => "random_from_data",
+        }
+    }
 }
 
 /// EM options (scikit-learn's names and defaults).
@@ -54,11 +93,11 @@ pub enum Init {
 pub struct GmmConfig {
     /// Components.
     pub k: usize,
-    /// Full or diagonal covariances.
+    /// Full, tied, diagonal or spherical covariances.
     pub covariance_type: CovarianceType,
     /// Convergence threshold on the change of the mean log-likelihood per sample (nats).
     pub tol: f64,
-    /// Maximum EM iterations per initialisation.
+    /// Maximum EM updates per initialisation.
     pub max_iter: usize,
     /// Added to every covariance diagonal.
     pub reg_covar: f64,
@@ -80,7 +119,7 @@ impl GmmConfig {
             max_iter: 100,
             reg_covar: 1e-6,
             n_init: 1,
-            init: Init::KMeansPP,
+            init: Init::KMeans,
             seed: 0,
         }
     }
@@ -89,15 +128,16 @@ impl GmmConfig {
 /// A fitted mixture, as written to `FIT.json`.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct GmmFit {
-    /// The parameters (covariances flat: `[K][D][D]` full, `[K][D]` diagonal).
+    /// The parameters (covariances flat, in [`GmmParams::covariances`]' layouts).
     pub params: GmmParams,
     /// Mean log-likelihood per sample (natural log) under `params`.
     pub mean_log_likelihood: f64,
-    /// E-steps run in the winning initialisation.
+    /// EM updates (M-steps after the start) behind `params` in the winning initialisation
+    /// (scikit-learn's `n_iter_`), at most `max_iter`.
     pub n_iter: usize,
     /// Points the mixture was fitted to (N of BIC and AIC).
     pub n_samples: usize,
-    /// Whether the change fell below `tol` before `max_iter`.
+    /// Whether the last update changed the mean log-likelihood by less than `tol`.
     pub converged: bool,
     /// Components re-seeded during the winning initialisation.
     pub reseeded: usize,
@@ -141,11 +181,106 @@ fn check(x: &Matrix, cfg: &GmmConfig) -> Result<()> {
     x.check_finite("data")
 }
 
-/// Initial responsibilities `[N][K]` for initialisation `init` (host, f64, Philox).
+/// Greedy k-means++ seeds (as scikit-learn): the first uniformly, then each of the other K − 1
+/// the best of `2 + ⌊ln K⌋` D²-sampled candidates (the one that lowers the total potential
+/// most); uniforms from `next_u`. Returns K row indices.
+fn kmeanspp_seeds(x: &Matrix, k: usize, next_u: &mut dyn FnMut() -> f64) -> Vec<usize> {
+    let n = x.rows;
+    let first = ((next_u() * n as f64) as usize).min(n - 1);
+    let mut centres = vec![first];
+    let mut best: Vec<f64> = (0..n).map(|i| dist2(x.row(i), x.row(first))).collect();
+    let trials = 2 + (k as f64).ln().floor() as usize;
+    while centres.len() < k {
+        let total: f64 = best.iter().sum();
+        let mut chosen: Option<(f64, usize, Vec<f64>)> = None;
+        for _ in 0..trials {
+            let cand = if total > 0.0 {
+                let target = next_u() * total;
+                let mut acc = 0.0;
+                best.iter()
+                    .position(|&b| {
+                        acc += b;
+                        acc > target
+                    })
+                    .unwrap_or(n - 1)
+            } else {
+                // Every point coincides with a chosen centre: take an unused index.
+                (0..n).find(|i| !centres.contains(i)).unwrap_or(0)
+            };
+            let nb: Vec<f64> = (0..n)
+                .into_par_iter()
+                .map(|i| best[i].min(dist2(x.row(i), x.row(cand))))
+                .collect();
+            let pot: f64 = nb.iter().sum();
+            if chosen.as_ref().is_none_or(|(p, _, _)| pot < *p) {
+                chosen = Some((pot, cand, nb));
+            }
+        }
+        let (_, pick, nb) = chosen.expect("at least two trials");
+        centres.push(pick);
+        best = nb;
+    }
+    centres
+}
+
+/// Squared Euclidean distance.
+fn dist2(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(p, q)| (p - q) * (p - q)).sum::<f64>()
+}
+
+/// Lloyd's k-means from the centres at rows `seeds`, until no point changes centre (at most
+/// [`LLOYD_ITERATIONS`]); assignments in parallel, centre sums in point order. Returns each
+/// point's centre.
+pub fn lloyd(x: &Matrix, seeds: &[usize]) -> Vec<usize> {
+    let (n, d, k) = (x.rows, x.cols, seeds.len());
+    let mut c: Vec<f64> = seeds.iter().flat_map(|&i| x.row(i).to_vec()).collect();
+    let mut label = vec![usize::MAX; n];
+    for _ in 0..LLOYD_ITERATIONS {
+        let new: Vec<usize> = (0..n)
+            .into_par_iter()
+            .map(|i| {
+                (0..k)
+                    .min_by(|&a, &b| {
+                        dist2(x.row(i), &c[a * d..(a + 1) * d])
+                            .total_cmp(&dist2(x.row(i), &c[b * d..(b + 1) * d]))
+                    })
+                    .unwrap_or(0)
+            })
+            .collect();
+        if new == label {
+            break;
+        }
+        label = new;
+        let mut sum = vec![0.0; k * d];
+        let mut count = vec![0usize; k];
+        for (i, &l) in label.iter().enumerate() {
+            count[l] += 1;
+            for j in 0..d {
+                sum[l * d + j] += x.row(i)[j];
+            }
+        }
+        for cc in 0..k {
+            if count[cc] > 0 {
+                for j in 0..d {
+                    c[cc * d + j] = sum[cc * d + j] / count[cc] as f64;
+                }
+            }
+        }
+    }
+    label
+}
+
+/// Initial responsibilities `[N][K]` for initialisation `init` (host, f64, Philox stream
+/// `INIT_STREAM + init`; see [`Init`]).
 pub fn initial_responsibilities(x: &Matrix, cfg: &GmmConfig, init: usize) -> Vec<f64> {
-    let (n, d, k) = (x.rows, x.cols, cfg.k);
+    let (n, k) = (x.rows, cfg.k);
     let key = StreamKey::new(cfg.seed, INIT_STREAM + init as u64);
     let mut r = vec![0.0; n * k];
+    let mut draw = 0u64;
+    let mut next_u = || {
+        draw += 1;
+        unit_f64(key.u32_at(draw - 1))
+    };
     match cfg.init {
         Init::Random => {
             for (i, row) in r.chunks_mut(k).enumerate() {
@@ -156,88 +291,24 @@ pub fn initial_responsibilities(x: &Matrix, cfg: &GmmConfig, init: usize) -> Vec
                 row.iter_mut().for_each(|v| *v /= s);
             }
         }
-        Init::KMeansPP => {
-            let dist2 =
-                |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(p, q)| (p - q) * (p - q)).sum::<f64>();
-            let mut draw = 0u64;
-            let mut next_u = || {
-                draw += 1;
-                unit_f64(key.u32_at(draw - 1))
-            };
-            let first = ((next_u() * n as f64) as usize).min(n - 1);
-            let mut centres = vec![first];
-            let mut best: Vec<f64> = (0..n).map(|i| dist2(x.row(i), x.row(first))).collect();
-            // Greedy k-means++ (as scikit-learn): 2 + ⌊ln K⌋ D²-sampled candidates per step,
-            // keep the one that lowers the total potential most.
-            let trials = 2 + (k as f64).ln().floor() as usize;
-            while centres.len() < k {
-                let total: f64 = best.iter().sum();
-                let mut chosen: Option<(f64, usize, Vec<f64>)> = None;
-                for _ in 0..trials {
-                    let cand = if total > 0.0 {
-                        let target = next_u() * total;
-                        let mut acc = 0.0;
-                        best.iter()
-                            .position(|&b| {
-                                acc += b;
-                                acc > target
-                            })
-                            .unwrap_or(n - 1)
-                    } else {
-                        // Every point coincides with a chosen centre: take an unused index.
-                        (0..n).find(|i| !centres.contains(i)).unwrap_or(0)
-                    };
-                    let nb: Vec<f64> = (0..n)
-                        .into_par_iter()
-                        .map(|i| best[i].min(dist2(x.row(i), x.row(cand))))
-                        .collect();
-                    let pot: f64 = nb.iter().sum();
-                    if chosen.as_ref().is_none_or(|(p, _, _)| pot < *p) {
-                        chosen = Some((pot, cand, nb));
-                    }
-                }
-                let (_, pick, nb) = chosen.expect("at least two trials");
-                centres.push(pick);
-                best = nb;
-            }
-            // Lloyd iterations from the seeds, until no point changes centre (at most
-            // LLOYD_ITERATIONS); assignments in parallel, centre sums in point order.
-            let mut c: Vec<f64> = centres.iter().flat_map(|&i| x.row(i).to_vec()).collect();
-            let mut label = vec![usize::MAX; n];
-            for _ in 0..LLOYD_ITERATIONS {
-                let new: Vec<usize> = (0..n)
-                    .into_par_iter()
-                    .map(|i| {
-                        (0..k)
-                            .min_by(|&a, &b| {
-                                dist2(x.row(i), &c[a * d..(a + 1) * d])
-                                    .total_cmp(&dist2(x.row(i), &c[b * d..(b + 1) * d]))
-                            })
-                            .unwrap_or(0)
-                    })
-                    .collect();
-                if new == label {
-                    break;
-                }
-                label = new;
-                let mut sum = vec![0.0; k * d];
-                let mut count = vec![0usize; k];
-                for (i, &l) in label.iter().enumerate() {
-                    count[l] += 1;
-                    for j in 0..d {
-                        sum[l * d + j] += x.row(i)[j];
-                    }
-                }
-                for cc in 0..k {
-                    if count[cc] > 0 {
-                        for j in 0..d {
-                            c[cc * d + j] = sum[cc * d + j] / count[cc] as f64;
-                        }
-                    }
-                }
-            }
-            for (row, &l) in r.chunks_mut(k).zip(&label) {
+        Init::KMeans => {
+            let seeds = kmeanspp_seeds(x, k, &mut next_u);
+            for (row, &l) in r.chunks_mut(k).zip(&lloyd(x, &seeds)) {
                 row[l] = 1.0;
+            }
+        }
+        Init::KMeansPlusPlus => {
+            for (c, &i) in kmeanspp_seeds(x, k, &mut next_u).iter().enumerate() {
+                r[i * k + c] = 1.0;
+            }
+        }
+        Init::RandomFromData => {
+            // A partial Fisher–Yates shuffle: K distinct rows, uniformly.
+            let mut idx: Vec<usize> = (0..n).collect();
+            for c in 0..k {
+                let j = c + ((next_u() * (n - c) as f64) as usize).min(n - c - 1);
+                idx.swap(c, j);
+                r[idx[c] * k + c] = 1.0;
             }
         }
     }
@@ -260,9 +331,12 @@ fn data_variance(x: &Matrix) -> Vec<f64> {
         .collect()
 }
 
-/// Turn M-step statistics into parameters: weights `N_k/N`, covariances `scatter/N_k +
-/// reg_covar·I` (full ones made exactly symmetric from their lower triangle), re-seeding components below [`MIN_COMPONENT_MASS`]. Returns the parameters and
-/// how many components were re-seeded.
+/// Turn M-step statistics (from a pass in the type's [`CovarianceType::layout`]) into
+/// parameters, as scikit-learn's `_estimate_gaussian_parameters`: weights `N_k/N`; covariances
+/// `scatter_k/N_k` (full; made exactly symmetric from the lower triangle), `Σ_k scatter_k / Σ_k
+/// N_k` (tied), the diagonal `scatter_k/N_k` (diag) or its mean over the dimensions
+/// (spherical), each plus `reg_covar` on the diagonal. Components below [`MIN_COMPONENT_MASS`]
+/// are re-seeded (see the module). Returns the parameters and how many were re-seeded.
 pub fn params_from_stats(
     s: &MStats,
     x: &Matrix,
@@ -271,67 +345,138 @@ pub fn params_from_stats(
     variance: &mut Option<Vec<f64>>,
 ) -> (GmmParams, usize) {
     let (n, d, k) = (x.rows, x.cols, cfg.k);
-    let full = cfg.covariance_type == CovarianceType::Full;
-    let per = if full { d * d } else { d };
+    let ct = cfg.covariance_type;
+    let per = match ct.layout() {
+        PassLayout::Full => d * d,
+        PassLayout::Diag => d,
+    };
+    // The lower triangle of a full scatter mirrored: GPU M-steps sum every entry on its own, so
+    // (a, b) and (b, a) can differ in the last bit; cpu64 computes the lower triangle.
+    let symmetric = |c: usize| {
+        let mut m = s.scatter[c * per..(c + 1) * per].to_vec();
+        for a in 0..d {
+            for b in 0..a {
+                m[b * d + a] = m[a * d + b];
+            }
+        }
+        m
+    };
     let mut weights = Vec::with_capacity(k);
     let mut means = s.means.clone();
-    let mut cov = vec![0.0; k * per];
     let mut reseeded = 0;
+    let mut reseed = Vec::new();
     for c in 0..k {
-        let cv = &mut cov[c * per..(c + 1) * per];
         if s.nk[c] < MIN_COMPONENT_MASS {
             reseeded += 1;
             let key = StreamKey::new(cfg.seed, RESEED_STREAM);
             let i = ((unit_f64(key.u32_at(*reseed_draw)) * n as f64) as usize).min(n - 1);
             *reseed_draw += 1;
             means[c * d..(c + 1) * d].copy_from_slice(x.row(i));
-            let var = variance.get_or_insert_with(|| data_variance(x));
-            for j in 0..d {
-                let v = var[j].max(0.0) + cfg.reg_covar;
-                if full {
-                    cv[j * d + j] = v;
-                } else {
-                    cv[j] = v;
-                }
-            }
             weights.push(1.0 / n as f64);
+            reseed.push(true);
         } else {
-            for (o, v) in cv.iter_mut().zip(&s.scatter[c * per..(c + 1) * per]) {
-                *o = v / s.nk[c];
-            }
-            if full {
-                // GPU M-steps sum every entry of the scatter on its own, so (a, b) and (b, a)
-                // can differ in the last bit; the fitted covariance takes the lower triangle
-                // (as cpu64 computes it) and mirrors it, so it is exactly symmetric.
-                for a in 0..d {
-                    for b in 0..a {
-                        cv[b * d + a] = cv[a * d + b];
-                    }
-                }
-            }
-            for j in 0..d {
-                if full {
-                    cv[j * d + j] += cfg.reg_covar;
-                } else {
-                    cv[j] += cfg.reg_covar;
-                }
-            }
             weights.push(s.nk[c] / n as f64);
+            reseed.push(false);
         }
     }
+    let mut data_var = || -> Vec<f64> {
+        variance
+            .get_or_insert_with(|| data_variance(x))
+            .iter()
+            .map(|v| v.max(0.0) + cfg.reg_covar)
+            .collect()
+    };
+    let cov = match ct {
+        CovarianceType::Tied => {
+            // Σ_k scatter_k = XᵀX − Σ_k N_k μ_k μ_kᵀ, over Σ_k N_k = N (scikit-learn's
+            // `_estimate_gaussian_covariances_tied`); a re-seeded component adds nothing.
+            let mut m = vec![0.0; d * d];
+            let mut mass = 0.0;
+            for c in (0..k).filter(|&c| !reseed[c]) {
+                for (o, v) in m.iter_mut().zip(symmetric(c)) {
+                    *o += v;
+                }
+                mass += s.nk[c];
+            }
+            for v in m.iter_mut() {
+                *v /= mass;
+            }
+            for j in 0..d {
+                m[j * d + j] += cfg.reg_covar;
+            }
+            m
+        }
+        _ => {
+            let mut cov = Vec::with_capacity(ct.stored_values(k, d).unwrap_or(0));
+            for (c, &moved) in reseed.iter().enumerate() {
+                match (ct, moved) {
+                    (CovarianceType::Full, true) => {
+                        let v = data_var();
+                        cov.extend((0..d * d).map(
+                            |ij| {
+                                if ij % (d + 1) == 0 { v[ij / d] } else { 0.0 }
+                            },
+                        ));
+                    }
+                    (CovarianceType::Full, false) => {
+                        let mut m = symmetric(c);
+                        for v in m.iter_mut() {
+                            *v /= s.nk[c];
+                        }
+                        for j in 0..d {
+                            m[j * d + j] += cfg.reg_covar;
+                        }
+                        cov.extend(m);
+                    }
+                    (CovarianceType::Diag, true) => cov.extend(data_var()),
+                    (CovarianceType::Diag, false) => cov.extend(
+                        s.scatter[c * d..(c + 1) * d]
+                            .iter()
+                            .map(|v| v / s.nk[c] + cfg.reg_covar),
+                    ),
+                    (_, true) => cov.push(data_var().iter().sum::<f64>() / d as f64),
+                    (_, false) => cov.push(
+                        s.scatter[c * d..(c + 1) * d]
+                            .iter()
+                            .map(|v| v / s.nk[c] + cfg.reg_covar)
+                            .sum::<f64>()
+                            / d as f64,
+                    ),
+                }
+            }
+            cov
+        }
+    };
     let tw: f64 = weights.iter().sum();
     weights.iter_mut().for_each(|w| *w /= tw);
     (
         GmmParams {
             k,
             d,
-            covariance_type: cfg.covariance_type,
+            covariance_type: ct,
             weights,
             means,
             covariances: cov,
         },
         reseeded,
     )
+}
+
+/// One E-step under `params`: the mean log-likelihood over the `n` points, an error when it is
+/// not finite (`it` EM iterations in).
+fn mean_log_likelihood(
+    pass: &mut dyn GmmPass,
+    params: &GmmParams,
+    n: f64,
+    it: usize,
+) -> Result<f64> {
+    let ll = pass.estep(&params.estep_params()?)? / n;
+    if !ll.is_finite() {
+        return Err(Error::Numerical(format!(
+            "mean log-likelihood became {ll} after {it} EM iterations; increase reg_covar"
+        )));
+    }
+    Ok(ll)
 }
 
 /// Fit a mixture to `x` on `backend`, calling `progress` after every E-step.
@@ -341,51 +486,85 @@ pub fn fit(
     cfg: &GmmConfig,
     progress: Progress<'_>,
 ) -> Result<GmmFit> {
+    fit_from(backend, x, cfg, None, progress)
+}
+
+/// [`fit`], or, given `start`, EM from those parameters (a warm start, scikit-learn's
+/// `warm_start`): no initialisation, one run whatever `n_init`; `start` must have `cfg.k`
+/// components, `x`'s dimensions and `cfg`'s covariance type.
+///
+/// Counting as scikit-learn: `n_iter` is the number of EM updates (M-steps after the start)
+/// behind the reported parameters, at most `max_iter`; `converged` says the last of them
+/// changed the mean log-likelihood by less than `tol`. The reported log-likelihood is computed
+/// under the reported parameters (scikit-learn's `lower_bound_` is the one before its last
+/// update, so a fit here with `n_iter = t` is scikit-learn's with `n_iter_ = t + 1` and the same
+/// `lower_bound_`).
+pub fn fit_from(
+    backend: &dyn Backend,
+    x: &Matrix,
+    cfg: &GmmConfig,
+    start: Option<&GmmParams>,
+    progress: Progress<'_>,
+) -> Result<GmmFit> {
     check(x, cfg)?;
+    if let Some(p) = start
+        && (p.k, p.d, p.covariance_type) != (cfg.k, x.cols, cfg.covariance_type)
+    {
+        return Err(Error::InvalidArgument(format!(
+            "the starting fit has K = {}, D = {}, {} covariances; this fit asks K = {}, \
+             D = {}, {}",
+            p.k,
+            p.d,
+            p.covariance_type.name(),
+            cfg.k,
+            x.cols,
+            cfg.covariance_type.name()
+        )));
+    }
     let n = x.rows as f64;
+    let layout = cfg.covariance_type.layout();
     let mut pass = backend.gmm_pass(x)?;
     let mut best: Option<GmmFit> = None;
     let mut variance = None;
-    for init in 0..cfg.n_init {
+    let n_init = if start.is_some() { 1 } else { cfg.n_init };
+    for init in 0..n_init {
         let mut reseed_draw = (init as u64) << 32;
-        pass.set_responsibilities(&initial_responsibilities(x, cfg, init))?;
-        let (mut params, mut reseeded) = params_from_stats(
-            &pass.mstep(cfg.covariance_type)?,
-            x,
-            cfg,
-            &mut reseed_draw,
-            &mut variance,
-        );
-        let mut prev = f64::NEG_INFINITY;
-        let mut ll = f64::NEG_INFINITY;
+        let (mut params, mut reseeded) = match start {
+            Some(p) => (p.clone(), 0),
+            None => {
+                pass.set_responsibilities(&initial_responsibilities(x, cfg, init))?;
+                params_from_stats(
+                    &pass.mstep(layout)?,
+                    x,
+                    cfg,
+                    &mut reseed_draw,
+                    &mut variance,
+                )
+            }
+        };
+        let mut ll = mean_log_likelihood(pass.as_mut(), &params, n, 0)?;
+        progress(init, 0, ll);
         let mut converged = false;
         let mut n_iter = 0;
-        for it in 1..=cfg.max_iter {
-            ll = pass.estep(&params.estep_params()?)? / n;
-            if !ll.is_finite() {
-                return Err(Error::Numerical(format!(
-                    "mean log-likelihood became {ll} at iteration {it}; increase reg_covar"
-                )));
-            }
-            n_iter = it;
-            progress(init, it, ll);
-            if (ll - prev).abs() < cfg.tol {
-                converged = true;
-                break;
-            }
-            prev = ll;
-            if it == cfg.max_iter {
-                break;
-            }
+        while n_iter < cfg.max_iter {
             let (p, r) = params_from_stats(
-                &pass.mstep(cfg.covariance_type)?,
+                &pass.mstep(layout)?,
                 x,
                 cfg,
                 &mut reseed_draw,
                 &mut variance,
             );
+            n_iter += 1;
+            let next = mean_log_likelihood(pass.as_mut(), &p, n, n_iter)?;
+            progress(init, n_iter, next);
             params = p;
             reseeded += r;
+            let change = next - ll;
+            ll = next;
+            if change.abs() < cfg.tol {
+                converged = true;
+                break;
+            }
         }
         let fit = GmmFit {
             params,
@@ -408,8 +587,9 @@ pub fn fit(
 }
 
 impl GmmFit {
-    /// The `FIT.json` document: `weights` `[K]`, `means` `[K][D]`, `covariances` `[K][D][D]`
-    /// (full) or `[K][D]` (diag), `mean_log_likelihood`, `n_iter`, `converged`, `backend`,
+    /// The `FIT.json` document: `weights` `[K]`, `means` `[K][D]`, `covariances` as
+    /// scikit-learn's `covariances_` (`[K][D][D]` full, `[D][D]` tied, `[K][D]` diag, `[K]`
+    /// spherical), `mean_log_likelihood`, `n_iter`, `converged`, `backend`,
     /// `adapter`, plus `covariance_type`, `reseeded`, `n_samples`, `n_parameters` and the
     /// training data's `bic` and `aic` ([`bic`], [`aic`]).
     pub fn to_json(&self) -> serde_json::Value {
@@ -423,7 +603,9 @@ impl GmmFit {
                 .map(|c| c.chunks(d).collect::<Vec<_>>())
                 .collect::<Vec<_>>()
                 .into(),
+            CovarianceType::Tied => p.covariances.chunks(d).collect::<Vec<_>>().into(),
             CovarianceType::Diag => p.covariances.chunks(d).collect::<Vec<_>>().into(),
+            CovarianceType::Spherical => p.covariances.clone().into(),
         };
         serde_json::json!({
             "weights": p.weights,
@@ -457,7 +639,8 @@ pub fn aic(p: &GmmParams, n: usize, mean_ll: f64) -> f64 {
 
 /// Read the mixture back from a `FIT.json` document ([`GmmFit::to_json`]): `covariance_type`,
 /// `weights` `[K]`, `means` `[K][D]`, `covariances` `[K][D][D]` or `[K][D]`. Errors name the
-/// field that is missing, of the wrong shape or not finite; weights must be ≥ 0 and sum to 1
+/// field that is missing, of the wrong shape or not finite (`covariances` `[D][D]` for tied, `[K]`
+/// for spherical); weights must be ≥ 0 and sum to 1
 /// (within 1e-6), covariances positive definite.
 pub fn params_from_json(v: &serde_json::Value) -> Result<GmmParams> {
     let bad = |m: String| Error::InvalidArgument(m);
@@ -511,27 +694,33 @@ pub fn params_from_json(v: &serde_json::Value) -> Result<GmmParams> {
         )));
     }
     let cov_v = field("covariances")?;
-    let (covariances, per) = match covariance_type {
-        CovarianceType::Diag => (rows("covariances", cov_v, d)?, d),
+    let square = |name: &str, c: &serde_json::Value| -> Result<Vec<f64>> {
+        let m = rows(name, c, d)?;
+        if m.len() != d * d {
+            return Err(bad(format!("`{name}` is not {d}×{d}")));
+        }
+        Ok(m)
+    };
+    let (covariances, per, count) = match covariance_type {
+        CovarianceType::Diag => (rows("covariances", cov_v, d)?, d, k),
+        CovarianceType::Spherical => (nums("covariances", cov_v)?, 1, k),
+        CovarianceType::Tied => (square("covariances", cov_v)?, d * d, 1),
         CovarianceType::Full => {
             let a = cov_v
                 .as_array()
                 .ok_or_else(|| bad("`covariances` is not an array".into()))?;
             let mut out = Vec::new();
             for (i, c) in a.iter().enumerate() {
-                let c = rows(&format!("covariances[{i}]"), c, d)?;
-                if c.len() != d * d {
-                    return Err(bad(format!("`covariances`[{i}] is not {d}×{d}")));
-                }
-                out.extend(c);
+                out.extend(square(&format!("covariances[{i}]"), c)?);
             }
-            (out, d * d)
+            (out, d * d, k)
         }
     };
-    if covariances.len() != k * per {
+    if covariances.len() != count * per {
         return Err(bad(format!(
-            "`covariances` holds {} {covariance_type:?} covariances of D = {d}, expected K = {k}",
-            covariances.len() / per
+            "`covariances` holds {} {} covariances of D = {d}, expected {count} (K = {k})",
+            covariances.len() / per,
+            covariance_type.name()
         )));
     }
     if weights.iter().any(|&w| w < 0.0) || (weights.iter().sum::<f64>() - 1.0).abs() > 1e-6 {
@@ -610,14 +799,15 @@ pub fn score(backend: &dyn Backend, p: &GmmParams, x: &Matrix) -> Result<Scores>
 /// `m` samples (`[m][D]`) from the mixture `p` on `backend`, sample `i` being sample `i` of
 /// Philox stream `key` (the layout of [`crate::ops::sampling`]).
 pub fn sample(backend: &dyn Backend, p: &GmmParams, m: usize, key: StreamKey) -> Result<Matrix> {
-    let factor = match p.covariance_type {
-        CovarianceType::Diag => {
-            Factor::Diagonal(p.covariances.iter().map(|v| v.max(0.0).sqrt()).collect())
+    let q = p.per_component();
+    let factor = match q.covariance_type.layout() {
+        PassLayout::Diag => {
+            Factor::Diagonal(q.covariances.iter().map(|v| v.max(0.0).sqrt()).collect())
         }
-        CovarianceType::Full => {
+        PassLayout::Full => {
             let d = p.d;
-            let mut l = Vec::with_capacity(p.covariances.len());
-            for c in p.covariances.chunks(d * d) {
+            let mut l = Vec::with_capacity(q.covariances.len());
+            for c in q.covariances.chunks(d * d) {
                 l.extend(cholesky(c, d)?);
             }
             Factor::Cholesky(l)

@@ -34,15 +34,19 @@ pub fn vae_param_count(c: &VaeConfig) -> Option<u64> {
         .checked_add(d)
 }
 
-/// Values of a `k`-component mixture in `d` dimensions (weights, means, covariances: `d` per
-/// component for diag, `d²` for full); `None` when the count overflows 64 bits.
+/// Values of a `k`-component mixture in `d` dimensions (weights, means, covariances: `d²` per
+/// component for full, `d²` in all for tied, `d` per component for diag, 1 for spherical);
+/// `None` when the count overflows 64 bits.
 pub fn gmm_value_count(k: usize, d: usize, cov: CovarianceType) -> Option<u64> {
     let (k, d) = (k as u64, d as u64);
-    let per = match cov {
-        CovarianceType::Diag => d,
-        CovarianceType::Full => d.checked_mul(d)?,
+    let per_component = k.checked_mul(d.checked_add(1)?)?;
+    let covariances = match cov {
+        CovarianceType::Full => k.checked_mul(d.checked_mul(d)?)?,
+        CovarianceType::Tied => d.checked_mul(d)?,
+        CovarianceType::Diag => k.checked_mul(d)?,
+        CovarianceType::Spherical => k,
     };
-    k.checked_mul(per.checked_add(d)?.checked_add(1)?)
+    per_component.checked_add(covariances)
 }
 
 /// Add `count` (`None`: overflowed) values of `elem` bytes, `copies` times, to `t` (an overflow
@@ -111,6 +115,8 @@ mod tests {
         }
         assert_eq!(gmm_value_count(2, 3, CovarianceType::Diag), Some(14));
         assert_eq!(gmm_value_count(2, 3, CovarianceType::Full), Some(26));
+        assert_eq!(gmm_value_count(2, 3, CovarianceType::Tied), Some(17));
+        assert_eq!(gmm_value_count(2, 3, CovarianceType::Spherical), Some(10));
     }
 
     #[test]

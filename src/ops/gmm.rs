@@ -12,7 +12,7 @@ use crate::num::density::{
 };
 use crate::num::linalg::cholesky_lower;
 
-/// Full or diagonal covariances (scikit-learn's `covariance_type`).
+/// scikit-learn's `covariance_type`: what each component's covariance may be.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
 )]
@@ -20,8 +20,64 @@ use crate::num::linalg::cholesky_lower;
 pub enum CovarianceType {
     /// A full D×D covariance per component.
     Full,
+    /// One full D×D covariance shared by every component.
+    Tied,
     /// A diagonal covariance per component.
     Diag,
+    /// One variance per component, the same in every dimension (`σ_k² I`).
+    Spherical,
+}
+
+/// How the backends' passes see a covariance type: per-component full D×D factors and
+/// scatters, or per-component diagonals. `tied` runs as `Full` (its one factor repeated for
+/// every component; the M-step sums the components' scatters on the host) and `spherical` as
+/// `Diag` (its variance repeated over the dimensions; the M-step averages the diagonal), so the
+/// four types share the E- and M-step kernels of every backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PassLayout {
+    /// `[K][D][D]` precision factors and scatters.
+    Full,
+    /// `[K][D]` precision factors and scatters.
+    Diag,
+}
+
+impl CovarianceType {
+    /// Every type, in scikit-learn's order.
+    pub const ALL: [CovarianceType; 4] = [
+        CovarianceType::Full,
+        CovarianceType::Tied,
+        CovarianceType::Diag,
+        CovarianceType::Spherical,
+    ];
+
+    /// The layout the passes run this type in (see [`PassLayout`]).
+    pub fn layout(self) -> PassLayout {
+        match self {
+            CovarianceType::Full | CovarianceType::Tied => PassLayout::Full,
+            CovarianceType::Diag | CovarianceType::Spherical => PassLayout::Diag,
+        }
+    }
+
+    /// The name scikit-learn and the CLI use (`full`, `tied`, `diag`, `spherical`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CovarianceType::Full => "full",
+            CovarianceType::Tied => "tied",
+            CovarianceType::Diag => "diag",
+            CovarianceType::Spherical => "spherical",
+        }
+    }
+
+    /// Stored covariance values of `k` components in `d` dimensions: `K·D²` (full), `D²`
+    /// (tied), `K·D` (diag), `K` (spherical); `None` on overflow.
+    pub fn stored_values(self, k: usize, d: usize) -> Option<usize> {
+        match self {
+            CovarianceType::Full => k.checked_mul(d.checked_mul(d)?),
+            CovarianceType::Tied => d.checked_mul(d),
+            CovarianceType::Diag => k.checked_mul(d),
+            CovarianceType::Spherical => Some(k),
+        }
+    }
 }
 
 /// Mixture parameters on the host, f64.
@@ -37,23 +93,24 @@ pub struct GmmParams {
     pub weights: Vec<f64>,
     /// Means `[K][D]`.
     pub means: Vec<f64>,
-    /// Covariances `[K][D][D]` (full) or `[K][D]` (diagonal variances).
+    /// Covariances as scikit-learn's `covariances_`: `[K][D][D]` (full), `[D][D]` (tied),
+    /// `[K][D]` (diagonal variances) or `[K]` (spherical variances).
     pub covariances: Vec<f64>,
 }
 
 /// What an E-step needs, computed from [`GmmParams`] on the host.
 ///
 /// `prec_chol` is the upper-triangular `U_k` with `Σ_k⁻¹ = U_k U_kᵀ` (scikit-learn's
-/// `precisions_cholesky_`), `[K][D][D]` row-major, or `[K][D]` = `1/σ` for diagonal
-/// covariances, so `log N(x | μ_k, Σ_k) = −½(D ln 2π + ‖(x − μ_k)ᵀ U_k‖²) + log_det[k]`.
+/// `precisions_cholesky_`), `[K][D][D]` row-major ([`PassLayout::Full`]), or `[K][D]` = `1/σ`
+/// ([`PassLayout::Diag`]), so `log N(x | μ_k, Σ_k) = −½(D ln 2π + ‖(x − μ_k)ᵀ U_k‖²) + log_det[k]`.
 #[derive(Clone, Debug)]
 pub struct EStepParams {
     /// Components.
     pub k: usize,
     /// Dimensions.
     pub d: usize,
-    /// Covariance type.
-    pub covariance_type: CovarianceType,
+    /// Layout of `prec_chol` (a tied or spherical mixture's factors are repeated per component).
+    pub layout: PassLayout,
     /// `ln w_k`, `[K]`.
     pub log_weights: Vec<f64>,
     /// Means `[K][D]`.
@@ -66,7 +123,8 @@ pub struct EStepParams {
 
 /// Sufficient statistics from one M-step over the data under the last responsibilities `r`:
 /// `nk[k] = Σ_n r_nk`, `means[k] = Σ_n r_nk x_n / nk[k]`, and the *centred* scatter
-/// `scatter[k] = Σ_n r_nk (x_n − means[k])(x_n − means[k])ᵀ` (`[K][D][D]` full, `[K][D]` diag),
+/// `scatter[k] = Σ_n r_nk (x_n − means[k])(x_n − means[k])ᵀ` (`[K][D][D]` for
+/// [`PassLayout::Full`], its diagonal `[K][D]` for [`PassLayout::Diag`]),
 /// computed in a second pass after the means (two-pass: no `Σ r x xᵀ − N μ μᵀ` cancellation).
 #[derive(Clone, Debug)]
 pub struct MStats {
@@ -80,31 +138,99 @@ pub struct MStats {
 
 impl GmmParams {
     /// Free parameters, counted as scikit-learn's `GaussianMixture._n_parameters()`: `K·D` means,
-    /// `K·D(D+1)/2` (full) or `K·D` (diag) covariance entries, and `K − 1` weights. BIC and AIC
-    /// use it.
+    /// `K·D(D+1)/2` (full), `D(D+1)/2` (tied), `K·D` (diag) or `K` (spherical) covariance
+    /// entries, and `K − 1` weights. BIC and AIC use it.
     pub fn n_parameters(&self) -> usize {
         let (k, d) = (self.k, self.d);
         let cov = match self.covariance_type {
             CovarianceType::Full => k * d * (d + 1) / 2,
+            CovarianceType::Tied => d * (d + 1) / 2,
             CovarianceType::Diag => k * d,
+            CovarianceType::Spherical => k,
         };
         k * d + cov + k.saturating_sub(1)
     }
 
-    /// The E-step's view of these parameters: precision Cholesky factors and log-determinants.
+    /// The same mixture with one covariance per component in its pass layout: `full` and
+    /// `diag` as they are; `tied` as `full` with the shared matrix repeated K times;
+    /// `spherical` as `diag` with each variance repeated D times. The density, the E-step, the
+    /// samplers and the metrics read this form, so they need only the two layouts.
+    pub fn per_component(&self) -> std::borrow::Cow<'_, GmmParams> {
+        let (k, d) = (self.k, self.d);
+        let expanded = |covariance_type, covariances| GmmParams {
+            covariance_type,
+            covariances,
+            ..self.clone()
+        };
+        match self.covariance_type {
+            CovarianceType::Full | CovarianceType::Diag => std::borrow::Cow::Borrowed(self),
+            CovarianceType::Tied => {
+                std::borrow::Cow::Owned(expanded(CovarianceType::Full, self.covariances.repeat(k)))
+            }
+            CovarianceType::Spherical => std::borrow::Cow::Owned(expanded(
+                CovarianceType::Diag,
+                self.covariances
+                    .iter()
+                    .flat_map(|&v| std::iter::repeat_n(v, d))
+                    .collect(),
+            )),
+        }
+    }
+
+    /// The dense D×D covariance of component `c` (row-major), whatever the type.
+    pub fn component_covariance(&self, c: usize) -> Vec<f64> {
+        let d = self.d;
+        let p = self.per_component();
+        match p.covariance_type {
+            CovarianceType::Full | CovarianceType::Tied => {
+                p.covariances[c * d * d..(c + 1) * d * d].to_vec()
+            }
+            CovarianceType::Diag | CovarianceType::Spherical => {
+                let mut m = vec![0.0; d * d];
+                for j in 0..d {
+                    m[j * d + j] = p.covariances[c * d + j];
+                }
+                m
+            }
+        }
+    }
+
+    /// The variances (diagonal of every component's covariance), `[K][D]`, whatever the type.
+    pub fn variances(&self) -> Vec<f64> {
+        let (k, d) = (self.k, self.d);
+        let p = self.per_component();
+        match p.covariance_type {
+            CovarianceType::Diag | CovarianceType::Spherical => p.covariances.clone(),
+            CovarianceType::Full | CovarianceType::Tied => (0..k * d)
+                .map(|i| p.covariances[(i / d) * d * d + (i % d) * (d + 1)])
+                .collect(),
+        }
+    }
+
+    /// The E-step's view of these parameters: precision Cholesky factors and log-determinants,
+    /// in the type's [`PassLayout`] (a tied factor is computed once and repeated).
     /// Errors when a covariance is not positive definite (suggesting a larger `reg_covar`).
     pub fn estep_params(&self) -> Result<EStepParams> {
         let (k, d) = (self.k, self.d);
-        let mut prec = Vec::with_capacity(self.covariances.len());
+        let layout = self.covariance_type.layout();
+        let blocks = match self.covariance_type {
+            CovarianceType::Tied => 1,
+            _ => k,
+        };
+        let mut prec = Vec::with_capacity(k * if layout == PassLayout::Full { d * d } else { d });
         let mut log_det = Vec::with_capacity(k);
-        for c in 0..k {
+        for c in 0..blocks {
             match self.covariance_type {
-                CovarianceType::Full => {
+                CovarianceType::Full | CovarianceType::Tied => {
                     let cov = &self.covariances[c * d * d..(c + 1) * d * d];
+                    let what = if self.covariance_type == CovarianceType::Tied {
+                        "the tied covariance".to_string()
+                    } else {
+                        format!("covariance of component {c}")
+                    };
                     let l = cholesky_lower(cov, d).ok_or_else(|| {
                         Error::Numerical(format!(
-                            "covariance of component {c} is not positive definite; \
-                             increase reg_covar"
+                            "{what} is not positive definite; increase reg_covar"
                         ))
                     })?;
                     // U = (L⁻¹)ᵀ: solve L V = I for V = L⁻¹ (lower), then transpose.
@@ -127,23 +253,37 @@ impl GmmParams {
                     log_det.push(-(0..d).map(|i| l[i * d + i].ln()).sum::<f64>());
                     prec.extend(u);
                 }
-                CovarianceType::Diag => {
-                    let var = &self.covariances[c * d..(c + 1) * d];
+                CovarianceType::Diag | CovarianceType::Spherical => {
+                    let per = if self.covariance_type == CovarianceType::Diag {
+                        d
+                    } else {
+                        1
+                    };
+                    let var = &self.covariances[c * per..(c + 1) * per];
                     if let Some(i) = var.iter().position(|v| !(*v > 0.0 && v.is_finite())) {
                         return Err(Error::Numerical(format!(
                             "variance {i} of component {c} is {}; increase reg_covar",
                             var[i]
                         )));
                     }
+                    let var: Vec<f64> = if per == d {
+                        var.to_vec()
+                    } else {
+                        vec![var[0]; d]
+                    };
                     prec.extend(var.iter().map(|v| 1.0 / v.sqrt()));
                     log_det.push(-0.5 * var.iter().map(|v| v.ln()).sum::<f64>());
                 }
             }
         }
+        if blocks == 1 && k > 1 {
+            prec = prec.repeat(k);
+            log_det = log_det.repeat(k);
+        }
         Ok(EStepParams {
             k,
             d,
-            covariance_type: self.covariance_type,
+            layout,
             log_weights: self.weights.iter().map(|w| w.ln()).collect(),
             means: self.means.clone(),
             prec_chol: prec,
@@ -171,11 +311,9 @@ impl EStepParams {
     /// ([`crate::num::density::log_gauss`]).
     pub fn log_gauss(&self, x: &[f64], c: usize) -> f64 {
         let d = self.d;
-        let u = match self.covariance_type {
-            CovarianceType::Full => {
-                PrecisionFactor::Full(&self.prec_chol[c * d * d..(c + 1) * d * d])
-            }
-            CovarianceType::Diag => PrecisionFactor::Diag(&self.prec_chol[c * d..(c + 1) * d]),
+        let u = match self.layout {
+            PassLayout::Full => PrecisionFactor::Full(&self.prec_chol[c * d * d..(c + 1) * d * d]),
+            PassLayout::Diag => PrecisionFactor::Diag(&self.prec_chol[c * d..(c + 1) * d]),
         };
         log_gauss(x, &self.means[c * d..(c + 1) * d], u, self.log_det[c])
     }
@@ -211,8 +349,8 @@ impl EStepParams {
         for c in 0..self.k {
             let mu = &self.means[c * d..(c + 1) * d];
             q.fill(0.0);
-            match self.covariance_type {
-                CovarianceType::Full => {
+            match self.layout {
+                PassLayout::Full => {
                     let u = &self.prec_chol[c * d * d..(c + 1) * d * d];
                     for j in 0..d {
                         y.fill(0.0);
@@ -227,7 +365,7 @@ impl EStepParams {
                         }
                     }
                 }
-                CovarianceType::Diag => {
+                PassLayout::Diag => {
                     let s = &self.prec_chol[c * d..(c + 1) * d];
                     for i in 0..d {
                         let (m, w) = (mu[i], s[i]);
@@ -316,7 +454,7 @@ pub trait GmmPass {
     fn responsibilities(&self) -> Result<Vec<f64>>;
 
     /// M-step statistics under the current responsibilities (see [`MStats`]).
-    fn mstep(&mut self, covariance_type: CovarianceType) -> Result<MStats>;
+    fn mstep(&mut self, layout: PassLayout) -> Result<MStats>;
 }
 
 /// Which sums one M-step summation launch forms.
@@ -329,14 +467,14 @@ pub enum MSum {
     Scatter,
 }
 
-impl CovarianceType {
-    /// The number the GPU kernels take for this type (`cov` of `gmm.wgsl`'s uniform, the
-    /// comptime `cov` of the cubecl kernels): 0 diagonal, 1 full. A new type gets a new number
-    /// and a factor layout; the kernels branch on it where the layout differs.
+impl PassLayout {
+    /// The number the GPU kernels take for this layout (`cov` of `gmm.wgsl`'s uniform, the
+    /// comptime `cov` of the cubecl kernels): 0 diagonal, 1 full. The kernels branch on it
+    /// where the layout differs.
     pub fn code(self) -> u32 {
         match self {
-            CovarianceType::Diag => 0,
-            CovarianceType::Full => 1,
+            PassLayout::Diag => 0,
+            PassLayout::Full => 1,
         }
     }
 }
@@ -356,8 +494,8 @@ pub struct EStepShape {
     pub d: usize,
     /// Components.
     pub k: usize,
-    /// Covariance type (the layout of the precision factors).
-    pub cov: CovarianceType,
+    /// The layout of the precision factors.
+    pub cov: PassLayout,
     /// Row of the partial-sum table of the chunk's first workgroup of [`ESTEP_POINTS`] points.
     pub row0: usize,
 }
@@ -380,8 +518,8 @@ pub struct MSumShape {
     pub d: usize,
     /// Components.
     pub k: usize,
-    /// Covariance type (the scatter's layout; ignored by [`MSum::First`]).
-    pub cov: CovarianceType,
+    /// The scatter's layout (ignored by [`MSum::First`]).
+    pub cov: PassLayout,
     /// Which sums.
     pub sum: MSum,
     /// Points per tile.
@@ -404,8 +542,8 @@ impl MSumShape {
     pub fn mode(&self) -> u32 {
         match (self.sum, self.cov) {
             (MSum::First, _) => 0,
-            (MSum::Scatter, CovarianceType::Diag) => 1,
-            (MSum::Scatter, CovarianceType::Full) => 2,
+            (MSum::Scatter, PassLayout::Diag) => 1,
+            (MSum::Scatter, PassLayout::Full) => 2,
         }
     }
 
@@ -489,7 +627,8 @@ mod tests {
     use super::*;
 
     /// The blocked evaluation gives exactly the row-by-row log-densities (the metrics rely on
-    /// it for byte-identical results), for both covariance types and a partial last block.
+    /// it for byte-identical results), for every covariance type and a partial last block; and
+    /// a tied or spherical mixture's factors are those of its per-component form, bit for bit.
     #[test]
     fn log_density_rows_is_bit_identical_to_log_density() {
         let (k, d, n) = (3, 5, 150);
@@ -497,10 +636,11 @@ mod tests {
         crate::rng::host_normals_f64(crate::rng::StreamKey::new(4, 9), 0, &mut v);
         let (x, rest) = v.split_at(n * d);
         let (means, a) = rest.split_at(k * d);
-        for cov in [CovarianceType::Full, CovarianceType::Diag] {
+        for cov in CovarianceType::ALL {
+            let blocks = if cov == CovarianceType::Tied { 1 } else { k };
             let covariances: Vec<f64> = match cov {
                 // A Aᵀ + I per component: symmetric positive definite, not diagonal.
-                CovarianceType::Full => (0..k)
+                CovarianceType::Full | CovarianceType::Tied => (0..blocks)
                     .flat_map(|c| {
                         let a = &a[c * d * d..(c + 1) * d * d];
                         (0..d * d).map(move |ij| {
@@ -511,6 +651,7 @@ mod tests {
                     })
                     .collect(),
                 CovarianceType::Diag => a[..k * d].iter().map(|v| 0.5 + v * v).collect(),
+                CovarianceType::Spherical => a[..k].iter().map(|v| 0.5 + v * v).collect(),
             };
             let p = GmmParams {
                 k,
@@ -521,6 +662,10 @@ mod tests {
                 covariances,
             };
             let e = p.estep_params().unwrap();
+            let expanded = p.per_component().estep_params().unwrap();
+            assert_eq!(e.layout, cov.layout());
+            assert_eq!(e.prec_chol, expanded.prec_chol, "{cov:?}");
+            assert_eq!(e.log_det, expanded.log_det, "{cov:?}");
             let mut out = vec![f64::NAN; n];
             e.log_density_rows(x, &mut out);
             for (i, got) in out.iter().enumerate() {
@@ -529,6 +674,27 @@ mod tests {
                 assert_eq!(got.to_bits(), want.to_bits(), "{cov:?} row {i}");
             }
         }
+    }
+
+    /// scikit-learn's parameter counts (`_n_parameters`) for K = 3, D = 4.
+    #[test]
+    fn parameter_counts_are_scikit_learns() {
+        let count = |cov: CovarianceType| {
+            GmmParams {
+                k: 3,
+                d: 4,
+                covariance_type: cov,
+                weights: vec![1.0 / 3.0; 3],
+                means: vec![0.0; 12],
+                covariances: vec![1.0; cov.stored_values(3, 4).unwrap()],
+            }
+            .n_parameters()
+        };
+        // means 12 + weights 2, plus 30 / 10 / 12 / 3 covariance entries.
+        assert_eq!(count(CovarianceType::Full), 44);
+        assert_eq!(count(CovarianceType::Tied), 24);
+        assert_eq!(count(CovarianceType::Diag), 26);
+        assert_eq!(count(CovarianceType::Spherical), 17);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::io::Matrix;
 use crate::num::fastmath::{exp_f32, multiversion};
 use crate::num::gemm::{GemmShape, sgemm};
 use crate::num::summation::{PairwiseAcc, pairwise_sum_f32};
-use crate::ops::gmm::{CPU_BLOCK, CovarianceType, EStepParams, GmmPass, MStats, components_of};
+use crate::ops::gmm::{CPU_BLOCK, EStepParams, GmmPass, MStats, PassLayout, components_of};
 
 /// Blocks per parallel task.
 pub const TASK_BLOCKS: usize = 16;
@@ -146,7 +146,7 @@ multiversion! {
         mu: &[f32],
         u: &[f32],
         cst: &[f32],
-        cov: CovarianceType,
+        cov: PassLayout,
         d: usize,
         k: usize,
     ) {
@@ -158,7 +158,7 @@ multiversion! {
             let q = &mut rb[c * bn..(c + 1) * bn];
             q.fill(0.0);
             match cov {
-                CovarianceType::Full => {
+                PassLayout::Full => {
                     for j in 0..d {
                         for (o, v) in xc[j * bn..(j + 1) * bn].iter_mut().zip(&xb[j * bn..]) {
                             *o = v - m[j];
@@ -173,7 +173,7 @@ multiversion! {
                         }
                     }
                 }
-                CovarianceType::Diag => {
+                PassLayout::Diag => {
                     let s = &u[c * d..(c + 1) * d];
                     for j in 0..d {
                         for (qi, xv) in q.iter_mut().zip(&xb[j * bn..(j + 1) * bn]) {
@@ -221,7 +221,7 @@ multiversion! {
         bn: usize,
         acc: &mut PairwiseAcc<f32>,
         m: &[f32],
-        cov: CovarianceType,
+        cov: PassLayout,
         d: usize,
         k: usize,
         per: usize,
@@ -232,7 +232,7 @@ multiversion! {
             let mc = &m[c * d..(c + 1) * d];
             let r = &rb[c * bn..(c + 1) * bn];
             match cov {
-                CovarianceType::Full => {
+                PassLayout::Full => {
                     // wᵀ [D][B] = √r (x − μ); S = wᵀ · w.
                     for j in 0..d {
                         let src = &xb[j * bn..(j + 1) * bn];
@@ -244,7 +244,7 @@ multiversion! {
                     let s = &mut part[c * d * d..(c + 1) * d * d];
                     gemm((d, bn, d), &w, (bn, 1), &w, (1, bn), s);
                 }
-                CovarianceType::Diag => {
+                PassLayout::Diag => {
                     for j in 0..d {
                         let src = &xb[j * bn..(j + 1) * bn];
                         let mut lanes = [0f32; LANES];
@@ -285,7 +285,7 @@ impl GmmPass for Cpu32Gmm {
         let mu: Vec<f32> = p.means.iter().map(|&v| v as f32).collect();
         let u: Vec<f32> = p.prec_chol.iter().map(|&v| v as f32).collect();
         let cst: Vec<f32> = p.log_constants().iter().map(|&v| v as f32).collect();
-        let cov = p.covariance_type;
+        let cov = p.layout;
         let tot = self.reduce_blocks(1, |xb, rb, bn, acc| {
             estep_block(xb, rb, bn, acc, &mu, &u, &cst, cov, d, k)
         });
@@ -322,7 +322,7 @@ impl GmmPass for Cpu32Gmm {
         Ok(out)
     }
 
-    fn mstep(&mut self, cov: CovarianceType) -> Result<MStats> {
+    fn mstep(&mut self, cov: PassLayout) -> Result<MStats> {
         let (d, k) = (self.d, self.k);
         if self.rt.len() != self.n * k || k == 0 {
             return Err(Error::InvalidArgument(
@@ -349,11 +349,7 @@ impl GmmPass for Cpu32Gmm {
             })
             .collect();
         // Pass 2: centred scatter.
-        let per = if cov == CovarianceType::Full {
-            d * d
-        } else {
-            d
-        };
+        let per = if cov == PassLayout::Full { d * d } else { d };
         let m = &means32;
         let scatter = self.reduce_blocks(k * per, |xb, rb, bn, acc| {
             scatter_block(xb, rb, bn, acc, m, cov, d, k, per)

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::io::Matrix;
 use crate::num::density::lse_normalise;
 use crate::num::summation::{PairwiseAcc, pairwise_sum};
-use crate::ops::gmm::{CPU_BLOCK, CovarianceType, EStepParams, GmmPass, MStats, components_of};
+use crate::ops::gmm::{CPU_BLOCK, EStepParams, GmmPass, MStats, PassLayout, components_of};
 
 /// The cpu64 EM pass state: the data (borrowed) and the responsibilities.
 pub struct Cpu64Gmm<'a> {
@@ -59,7 +59,7 @@ impl GmmPass for Cpu64Gmm<'_> {
         Ok(self.resp.clone())
     }
 
-    fn mstep(&mut self, cov: CovarianceType) -> Result<MStats> {
+    fn mstep(&mut self, cov: PassLayout) -> Result<MStats> {
         let (n, d, k) = (self.x.rows, self.x.cols, self.k);
         if self.resp.len() != n * k || k == 0 {
             return Err(Error::InvalidArgument(
@@ -92,8 +92,8 @@ impl GmmPass for Cpu64Gmm<'_> {
             .collect();
         // Pass 2: centred scatter.
         let per = match cov {
-            CovarianceType::Full => d * d,
-            CovarianceType::Diag => d,
+            PassLayout::Full => d * d,
+            PassLayout::Diag => d,
         };
         let mut acc = PairwiseAcc::default();
         let mut dx = vec![0.0; d];
@@ -108,14 +108,14 @@ impl GmmPass for Cpu64Gmm<'_> {
                     }
                     let s = &mut part[c * per..(c + 1) * per];
                     match cov {
-                        CovarianceType::Full => {
+                        PassLayout::Full => {
                             for a in 0..d {
                                 for b in 0..=a {
                                     s[a * d + b] += r * dx[a] * dx[b];
                                 }
                             }
                         }
-                        CovarianceType::Diag => {
+                        PassLayout::Diag => {
                             for a in 0..d {
                                 s[a] += r * dx[a] * dx[a];
                             }
@@ -126,7 +126,7 @@ impl GmmPass for Cpu64Gmm<'_> {
             acc.push(part);
         }
         let mut scatter = acc.finish().unwrap_or_default();
-        if cov == CovarianceType::Full {
+        if cov == PassLayout::Full {
             for c in 0..k {
                 let s = &mut scatter[c * d * d..(c + 1) * d * d];
                 for a in 0..d {

@@ -8,7 +8,7 @@ use collapse_kernels::Result;
 use collapse_kernels::backend::BackendKind;
 use collapse_kernels::gpu::{self, AdapterSummary, GpuContext, GpuOptions};
 use collapse_kernels::measure::records::{Record, Stamp};
-use collapse_kernels::models::gmm::GmmConfig;
+use collapse_kernels::models::gmm::{GmmConfig, Init};
 use collapse_kernels::models::lm::{AdamW, LmConfig};
 use collapse_kernels::ops::gmm::CovarianceType;
 
@@ -116,9 +116,17 @@ fn em() -> GmmConfig {
 /// The EM flags shared by `collapse fit gmm` and the GMM of `collapse run` / `drift run`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct EmArgs {
-    /// GMM: covariance type, a full D×D matrix or a diagonal per component.
+    /// GMM: covariance type, as scikit-learn's: `full` (a D×D matrix per component), `tied` (one
+    /// D×D matrix shared by all), `diag` (a diagonal per component) or `spherical` (one variance
+    /// per component).
     #[arg(long, value_enum, default_value_t = em().covariance_type)]
     pub covariance: CovarianceType,
+    /// GMM: EM's start, as scikit-learn's `init_params`: `kmeans` (Lloyd's k-means from
+    /// k-means++ seeds, hard responsibilities), `k-means++` (the K seeds alone), `random`
+    /// (uniform random responsibilities) or `random_from_data` (K distinct data points); drawn
+    /// by Philox from --seed, the same on every backend.
+    #[arg(long, value_enum, default_value_t = em().init)]
+    pub init: Init,
     /// GMM: EM stops when the mean log-likelihood per sample changes by less than this (nats).
     #[arg(long, default_value_t = em().tol)]
     pub tol: f64,

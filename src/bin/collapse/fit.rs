@@ -8,7 +8,7 @@ use clap::Subcommand;
 use collapse_kernels::backend::BackendKind;
 use collapse_kernels::gpu::GpuOptions;
 use collapse_kernels::io::{read_table, write_atomic};
-use collapse_kernels::models::gmm::{GmmConfig, Init, fit as em_fit};
+use collapse_kernels::models::gmm::{GmmConfig, fit_from as em_fit};
 use collapse_kernels::ops::Backend;
 use collapse_kernels::trainers::Engine;
 use collapse_kernels::{Error, Result};
@@ -42,16 +42,21 @@ pub struct FitGmmArgs {
     /// Number of initialisations; the best final log-likelihood is kept.
     #[arg(long, default_value_t = defaults().n_init)]
     pub n_init: usize,
-    /// Initialisation: k-means++ seeding with hard assignment, or random responsibilities.
-    #[arg(long, value_enum, default_value_t = defaults().init)]
-    pub init: Init,
+    /// Warm start: EM from the parameters of an earlier FIT.json (same K, D and --covariance)
+    /// instead of --init; one run, whatever --n-init (scikit-learn's `warm_start`).
+    #[arg(long, value_name = "FIT.json")]
+    pub init_from: Option<PathBuf>,
     /// Philox seed of the initialisation: the same seed gives the same start on every backend.
     #[arg(long, default_value_t = defaults().seed)]
     pub seed: u64,
     /// Backend running the E- and M-step passes.
     #[arg(long, value_enum, default_value_t = BackendKind::Cpu32)]
     pub backend: BackendKind,
-    /// Where to write the fit (JSON, written atomically).
+    /// Where to write the fit (JSON, written atomically): weights [K], means [K][D],
+    /// covariances in scikit-learn's `covariances_` layout ([K][D][D] full, [D][D] tied, [K][D]
+    /// diag, [K] spherical), covariance_type, mean_log_likelihood (nats per point, under these
+    /// parameters), n_iter (EM updates behind them, scikit-learn's n_iter_), converged, n_samples,
+    /// n_parameters, bic, aic (scikit-learn's definitions), reseeded, backend, adapter.
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -72,6 +77,11 @@ fn fit_gmm(options: &GpuOptions, a: &FitGmmArgs) -> Result<()> {
             .map_err(|e| Error::Io(format!("{}: {e}", parent.display())))?;
     }
     let x = read_table(&a.data)?;
+    let start = a
+        .init_from
+        .as_deref()
+        .map(crate::gmm::read_fit)
+        .transpose()?;
     let cfg = GmmConfig {
         k: a.k,
         covariance_type: a.em.covariance,
@@ -79,22 +89,44 @@ fn fit_gmm(options: &GpuOptions, a: &FitGmmArgs) -> Result<()> {
         max_iter: a.em.max_iter,
         reg_covar: a.em.reg_covar,
         n_init: a.n_init,
-        init: a.init,
+        init: a.em.init,
         seed: a.seed,
     };
+    if let Some(p) = &start
+        && (p.k, p.d, p.covariance_type) != (cfg.k, x.cols, cfg.covariance_type)
+    {
+        return Err(Error::InvalidArgument(format!(
+            "--init-from {}: a {}-component {} mixture in D = {}; --k {} --covariance {} on \
+                 {} ({} columns) needs the same K, type and D",
+            a.init_from
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""))
+                .display(),
+            p.k,
+            p.covariance_type.name(),
+            p.d,
+            cfg.k,
+            cfg.covariance_type.name(),
+            a.data.display(),
+            x.cols
+        )));
+    }
     let cost = check_cost(&cfg, x.rows, x.cols)?;
     let b = Engine::open(a.backend, options)?;
     eprintln!(
-        "fitting a {}-component {:?} GMM to {} points in {} dimensions on {} ({})",
+        "fitting a {}-component {} GMM to {} points in {} dimensions on {} ({}), init {}",
         a.k,
-        cfg.covariance_type,
+        cfg.covariance_type.name(),
         x.rows,
         x.cols,
         b.name(),
-        b.device()
+        b.device(),
+        cfg.init.name()
     );
+    let runs = if start.is_some() { 1 } else { cfg.n_init };
+    let per_run = cfg.max_iter.saturating_add(1);
     let bar = progress_bar(
-        cfg.max_iter.saturating_mul(cfg.n_init) as u64,
+        per_run.saturating_mul(runs) as u64,
         "{bar:30} {pos}/{len} EM iterations, {elapsed} {msg}",
     );
     // Redrawn on its own, so the elapsed time moves even while one iteration takes long.
@@ -103,8 +135,8 @@ fn fit_gmm(options: &GpuOptions, a: &FitGmmArgs) -> Result<()> {
         bar.set_message(format!("≈ {cost:.1e} flop per iteration"));
     }
     let t = Instant::now();
-    let result = em_fit(&b, &x, &cfg, &mut |init, it, ll| {
-        bar.set_position(init.saturating_mul(cfg.max_iter).saturating_add(it) as u64);
+    let result = em_fit(&b, &x, &cfg, start.as_ref(), &mut |init, it, ll| {
+        bar.set_position(init.saturating_mul(per_run).saturating_add(it + 1) as u64);
         bar.set_message(format!("init {init}: mean log-likelihood {ll:.6}"));
     });
     bar.finish_and_clear();
@@ -127,8 +159,9 @@ fn fit_gmm(options: &GpuOptions, a: &FitGmmArgs) -> Result<()> {
     );
     if !f.converged {
         eprintln!(
-            "warning: EM did not converge within --max-iter {} (tol {}); raise --max-iter \
-             or --tol",
+            "warning (ConvergenceWarning): the best of {runs} initialisation(s) did not \
+             converge: {} EM iterations (--max-iter) left the mean log-likelihood still \
+             changing by ≥ --tol {}; raise --max-iter or --tol, or check the model",
             cfg.max_iter, cfg.tol
         );
     }
@@ -150,13 +183,14 @@ const SLOW_ITERATION_FLOP: f64 = 1e10;
 /// responsibilities cannot fit in memory, or when full covariances are degenerate (`d ≥ n`: each
 /// is mostly `--reg-covar`) and an iteration costs ≥ [`SLOW_ITERATION_FLOP`]; warn (one line on
 /// stderr) when an iteration costs that much otherwise. Returns the flops per iteration:
-/// `2·N·K·D²` for the E- and M-step passes plus `K·D³/3` for the factorisations (full), or
-/// `4·N·K·D` (diag).
+/// `2·N·K·D²` for the E- and M-step passes plus `K·D³/3` for the factorisations (full and
+/// tied), or `4·N·K·D` (diag and spherical).
 fn check_cost(cfg: &GmmConfig, n: usize, d: usize) -> Result<f64> {
     use collapse_kernels::io::budget::Tally;
-    use collapse_kernels::ops::gmm::CovarianceType;
+    use collapse_kernels::ops::gmm::PassLayout;
     let k = cfg.k;
-    let full = cfg.covariance_type == CovarianceType::Full;
+    // Tied covariances run through the full passes (one factor repeated per component).
+    let full = cfg.covariance_type.layout() == PassLayout::Full;
     let per = if full { d.saturating_mul(d) } else { d };
     let hint = if full {
         "use --covariance diag or lower --k"
@@ -165,8 +199,8 @@ fn check_cost(cfg: &GmmConfig, n: usize, d: usize) -> Result<f64> {
     };
     let mut t = Tally::new(
         format!(
-            "fit gmm (K = {k}, {n} points in {d} dimensions, {:?})",
-            cfg.covariance_type
+            "fit gmm (K = {k}, {n} points in {d} dimensions, {})",
+            cfg.covariance_type.name()
         ),
         hint,
     );

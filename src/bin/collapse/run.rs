@@ -320,6 +320,7 @@ impl ExperimentArgs {
             tol: a.em.tol,
             max_iter: a.em.max_iter,
             reg_covar: a.em.reg_covar,
+            init: a.em.init,
             backend,
             real_rows: a.real_rows,
             vae: VaeRunConfig {
