@@ -158,7 +158,7 @@ fn fit_gmm(options: &GpuOptions, a: &FitGmmArgs) -> Result<()> {
     write_atomic(&a.out, json.as_bytes())?;
     println!(
         "mean log-likelihood {:.6} after {} iterations ({}), {:.3} s: starts {:.3} s ({} × {}, \
-         each with its first E-step), EM {:.1} ms/iteration over {} iterations; wrote {}",
+         each with its first E-step), EM {:.2} ms/iteration over {} iterations; wrote {}",
         f.mean_log_likelihood,
         f.n_iter,
         if f.converged {
