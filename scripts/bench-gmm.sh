@@ -11,7 +11,7 @@ mkdir -p "$out" "$data"
 cargo build --release --bin collapse
 python3 -c "import sklearn" 2>/dev/null || pip install -q scikit-learn threadpoolctl
 ./target/release/collapse bench gmm --backends "$backends" --iters 5 --data-dir "$data" \
-  --out "$out/collapse.csv"
+  --out "$out/collapse.csv" --force
 # numpy's OpenBLAS runs its best kernel only without the OPENBLAS_* overrides some machines set.
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 benches/peers/sklearn_gmm.py "$data" \
   "$out/sklearn.csv" 5
