@@ -88,8 +88,8 @@ pub struct GmmArgs {
     /// anything is timed).
     #[arg(long, requires = "out")]
     pub force: bool,
-    /// Shapes to time instead of the default three, as NxDxK:full or NxDxK:diag
-    /// (repeatable), e.g. --shape 1000000x64x64:diag.
+    /// Shapes to time instead of the default five, as NxDxK:TYPE with TYPE full, tied, diag or
+    /// spherical (repeatable), e.g. --shape 1000000x64x64:diag.
     #[arg(long = "shape")]
     pub shapes: Vec<String>,
     #[command(flatten)]
