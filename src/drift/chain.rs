@@ -3,7 +3,8 @@
 //! # Measures (per pair of backends `a`, `b`, per generation, per replicate)
 //!
 //! - `param_rel`: norm-wise relative distance `‖θa − θb‖₂ / ‖θb‖₂` of the parameter vectors
-//!   `θ = (weights, means, covariances)` (covariances as stored: `[K][D][D]` or `[K][D]`);
+//!   `θ = (weights, means, covariances)` (covariances as stored: `[K][D][D]` full, `[D][D]`
+//!   tied, `[K][D]` diag, `[K]` spherical);
 //! - `scale_rel`: the largest relative difference of any variance, `|va − vb| / max(va, vb)`
 //!   (0 when both are 0; 1 when exactly one is): how far the two runs' spreads disagree, the
 //!   quantity that collapses;
@@ -212,17 +213,12 @@ fn theta(p: &GmmParams) -> Vec<f64> {
         .collect()
 }
 
-/// Variances `[K][D]` (the diagonal of every component's covariance, whatever the type).
-pub(crate) fn variances(p: &GmmParams) -> Vec<f64> {
-    p.variances()
-}
-
 /// Distance of `p` to the reference density (see the module documentation).
 fn metric(model: ModelKind, p: &GmmParams, truth: &GmmParams) -> f64 {
     match model {
         ModelKind::Gaussian => {
-            let tv = variances(truth);
-            let pv = variances(p);
+            let tv = truth.variances();
+            let pv = p.variances();
             let mut s = 0.0;
             for j in 0..p.d {
                 s += (p.means[j] - truth.means[j]).powi(2)
@@ -238,9 +234,10 @@ fn metric(model: ModelKind, p: &GmmParams, truth: &GmmParams) -> f64 {
 /// The three pair measures of two fits.
 fn pair_measures(model: ModelKind, a: &GmmParams, b: &GmmParams, truth: &GmmParams) -> [f64; 3] {
     let param = crate::ops::matmul::rel_error(&theta(a), &theta(b));
-    let scale = variances(a)
+    let scale = a
+        .variances()
         .iter()
-        .zip(variances(b))
+        .zip(b.variances())
         .map(|(&x, y)| {
             let m = x.max(y);
             if x == y { 0.0 } else { (x - y).abs() / m }
@@ -255,7 +252,7 @@ pub const MEASURES: [&str; 3] = ["param_rel", "scale_rel", "metric_diff"];
 
 /// Whether `p` is in the `zero` and `floor` states (see the module documentation).
 pub fn absorbed(model: ModelKind, p: &GmmParams, reg_covar: f64, u: f64) -> (bool, bool) {
-    let v = variances(p);
+    let v = p.variances();
     let d = p.d;
     let zero = match model {
         ModelKind::Gaussian => v.iter().all(|&x| x == 0.0),
@@ -545,7 +542,7 @@ pub fn analyse(cfg: &RunConfig, runs: &[Trajectory]) -> Result<Report> {
                     .history
                     .iter()
                     .map(|h| {
-                        variances(&h[g])
+                        h[g].variances()
                             .iter()
                             .map(|v| v.max(0.0).sqrt())
                             .fold(f64::INFINITY, f64::min)

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::chain::{Report, THRESHOLDS, Trajectory, variances};
+use super::chain::{Report, THRESHOLDS, Trajectory};
 use crate::error::{Error, Result};
 use crate::experiment::RunConfig;
 
@@ -111,7 +111,7 @@ fn write_params(path: &Path, runs: &[Trajectory]) -> Result<()> {
         for (r, h) in t.sim.history.iter().enumerate() {
             for (g, p) in h.iter().enumerate() {
                 write!(s, "{},{g},{r}", t.name).ok();
-                for v in p.weights.iter().chain(&p.means).chain(&variances(p)) {
+                for v in p.weights.iter().chain(&p.means).chain(&p.variances()) {
                     write!(s, ",{v:e}").ok();
                 }
                 s.push('\n');

@@ -361,22 +361,20 @@ pub fn params_from_stats(
         }
         m
     };
+    let moved = |c: usize| s.nk[c] < MIN_COMPONENT_MASS;
     let mut weights = Vec::with_capacity(k);
     let mut means = s.means.clone();
     let mut reseeded = 0;
-    let mut reseed = Vec::new();
     for c in 0..k {
-        if s.nk[c] < MIN_COMPONENT_MASS {
+        if moved(c) {
             reseeded += 1;
             let key = StreamKey::new(cfg.seed, RESEED_STREAM);
             let i = ((unit_f64(key.u32_at(*reseed_draw)) * n as f64) as usize).min(n - 1);
             *reseed_draw += 1;
             means[c * d..(c + 1) * d].copy_from_slice(x.row(i));
             weights.push(1.0 / n as f64);
-            reseed.push(true);
         } else {
             weights.push(s.nk[c] / n as f64);
-            reseed.push(false);
         }
     }
     let mut data_var = || -> Vec<f64> {
@@ -392,7 +390,7 @@ pub fn params_from_stats(
             // `_estimate_gaussian_covariances_tied`); a re-seeded component adds nothing.
             let mut m = vec![0.0; d * d];
             let mut mass = 0.0;
-            for c in (0..k).filter(|&c| !reseed[c]) {
+            for c in (0..k).filter(|&c| !moved(c)) {
                 for (o, v) in m.iter_mut().zip(symmetric(c)) {
                     *o += v;
                 }
@@ -408,8 +406,8 @@ pub fn params_from_stats(
         }
         _ => {
             let mut cov = Vec::with_capacity(ct.stored_values(k, d).unwrap_or(0));
-            for (c, &moved) in reseed.iter().enumerate() {
-                match (ct, moved) {
+            for c in 0..k {
+                match (ct, moved(c)) {
                     (CovarianceType::Full, true) => {
                         let v = data_var();
                         cov.extend((0..d * d).map(
@@ -462,6 +460,22 @@ pub fn params_from_stats(
     )
 }
 
+/// Whether `start` can begin a fit of `cfg` to data of `d` columns ([`fit_from`]): the same K,
+/// D and covariance type; the error says both shapes.
+pub fn check_start(start: &GmmParams, cfg: &GmmConfig, d: usize) -> Result<()> {
+    if (start.k, start.d, start.covariance_type) == (cfg.k, d, cfg.covariance_type) {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument(format!(
+        "the starting fit has K = {}, D = {}, {} covariances; this fit asks K = {}, D = {d}, {}",
+        start.k,
+        start.d,
+        start.covariance_type.name(),
+        cfg.k,
+        cfg.covariance_type.name()
+    )))
+}
+
 /// One E-step under `params`: the mean log-likelihood over the `n` points, an error when it is
 /// not finite (`it` EM iterations in).
 fn mean_log_likelihood(
@@ -507,19 +521,8 @@ pub fn fit_from(
     progress: Progress<'_>,
 ) -> Result<GmmFit> {
     check(x, cfg)?;
-    if let Some(p) = start
-        && (p.k, p.d, p.covariance_type) != (cfg.k, x.cols, cfg.covariance_type)
-    {
-        return Err(Error::InvalidArgument(format!(
-            "the starting fit has K = {}, D = {}, {} covariances; this fit asks K = {}, \
-             D = {}, {}",
-            p.k,
-            p.d,
-            p.covariance_type.name(),
-            cfg.k,
-            x.cols,
-            cfg.covariance_type.name()
-        )));
+    if let Some(p) = start {
+        check_start(p, cfg, x.cols)?;
     }
     let n = x.rows as f64;
     let layout = cfg.covariance_type.layout();
@@ -701,10 +704,10 @@ pub fn params_from_json(v: &serde_json::Value) -> Result<GmmParams> {
         }
         Ok(m)
     };
-    let (covariances, per, count) = match covariance_type {
-        CovarianceType::Diag => (rows("covariances", cov_v, d)?, d, k),
-        CovarianceType::Spherical => (nums("covariances", cov_v)?, 1, k),
-        CovarianceType::Tied => (square("covariances", cov_v)?, d * d, 1),
+    let covariances = match covariance_type {
+        CovarianceType::Diag => rows("covariances", cov_v, d)?,
+        CovarianceType::Spherical => nums("covariances", cov_v)?,
+        CovarianceType::Tied => square("covariances", cov_v)?,
         CovarianceType::Full => {
             let a = cov_v
                 .as_array()
@@ -713,13 +716,14 @@ pub fn params_from_json(v: &serde_json::Value) -> Result<GmmParams> {
             for (i, c) in a.iter().enumerate() {
                 out.extend(square(&format!("covariances[{i}]"), c)?);
             }
-            (out, d * d, k)
+            out
         }
     };
-    if covariances.len() != count * per {
+    let want = covariance_type.stored_values(k, d).unwrap_or(usize::MAX);
+    if covariances.len() != want {
         return Err(bad(format!(
-            "`covariances` holds {} {} covariances of D = {d}, expected {count} (K = {k})",
-            covariances.len() / per,
+            "`covariances` holds {} values; {} covariances of K = {k}, D = {d} are {want}",
+            covariances.len(),
             covariance_type.name()
         )));
     }

@@ -38,15 +38,9 @@ pub fn vae_param_count(c: &VaeConfig) -> Option<u64> {
 /// component for full, `d²` in all for tied, `d` per component for diag, 1 for spherical);
 /// `None` when the count overflows 64 bits.
 pub fn gmm_value_count(k: usize, d: usize, cov: CovarianceType) -> Option<u64> {
+    let covariances = cov.stored_values(k, d)? as u64;
     let (k, d) = (k as u64, d as u64);
-    let per_component = k.checked_mul(d.checked_add(1)?)?;
-    let covariances = match cov {
-        CovarianceType::Full => k.checked_mul(d.checked_mul(d)?)?,
-        CovarianceType::Tied => d.checked_mul(d)?,
-        CovarianceType::Diag => k.checked_mul(d)?,
-        CovarianceType::Spherical => k,
-    };
-    per_component.checked_add(covariances)
+    k.checked_mul(d.checked_add(1)?)?.checked_add(covariances)
 }
 
 /// Add `count` (`None`: overflowed) values of `elem` bytes, `copies` times, to `t` (an overflow

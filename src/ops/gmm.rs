@@ -213,17 +213,18 @@ impl GmmParams {
     pub fn estep_params(&self) -> Result<EStepParams> {
         let (k, d) = (self.k, self.d);
         let layout = self.covariance_type.layout();
-        let blocks = match self.covariance_type {
-            CovarianceType::Tied => 1,
-            _ => k,
+        // Spherical as the diagonal it stands for; tied's one matrix factorised once.
+        let (p, blocks) = match self.covariance_type {
+            CovarianceType::Tied => (std::borrow::Cow::Borrowed(self), 1),
+            _ => (self.per_component(), k),
         };
         let mut prec = Vec::with_capacity(k * if layout == PassLayout::Full { d * d } else { d });
         let mut log_det = Vec::with_capacity(k);
         for c in 0..blocks {
-            match self.covariance_type {
-                CovarianceType::Full | CovarianceType::Tied => {
-                    let cov = &self.covariances[c * d * d..(c + 1) * d * d];
-                    let what = if self.covariance_type == CovarianceType::Tied {
+            match layout {
+                PassLayout::Full => {
+                    let cov = &p.covariances[c * d * d..(c + 1) * d * d];
+                    let what = if blocks == 1 && self.covariance_type == CovarianceType::Tied {
                         "the tied covariance".to_string()
                     } else {
                         format!("covariance of component {c}")
@@ -253,24 +254,14 @@ impl GmmParams {
                     log_det.push(-(0..d).map(|i| l[i * d + i].ln()).sum::<f64>());
                     prec.extend(u);
                 }
-                CovarianceType::Diag | CovarianceType::Spherical => {
-                    let per = if self.covariance_type == CovarianceType::Diag {
-                        d
-                    } else {
-                        1
-                    };
-                    let var = &self.covariances[c * per..(c + 1) * per];
+                PassLayout::Diag => {
+                    let var = &p.covariances[c * d..(c + 1) * d];
                     if let Some(i) = var.iter().position(|v| !(*v > 0.0 && v.is_finite())) {
                         return Err(Error::Numerical(format!(
                             "variance {i} of component {c} is {}; increase reg_covar",
                             var[i]
                         )));
                     }
-                    let var: Vec<f64> = if per == d {
-                        var.to_vec()
-                    } else {
-                        vec![var[0]; d]
-                    };
                     prec.extend(var.iter().map(|v| 1.0 / v.sqrt()));
                     log_det.push(-0.5 * var.iter().map(|v| v.ln()).sum::<f64>());
                 }

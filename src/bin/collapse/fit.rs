@@ -8,7 +8,7 @@ use clap::Subcommand;
 use collapse_kernels::backend::BackendKind;
 use collapse_kernels::gpu::GpuOptions;
 use collapse_kernels::io::{read_table, write_atomic};
-use collapse_kernels::models::gmm::{GmmConfig, fit_from as em_fit};
+use collapse_kernels::models::gmm::{GmmConfig, check_start as em_check_start, fit_from as em_fit};
 use collapse_kernels::ops::Backend;
 use collapse_kernels::trainers::Engine;
 use collapse_kernels::{Error, Result};
@@ -77,11 +77,6 @@ fn fit_gmm(options: &GpuOptions, a: &FitGmmArgs) -> Result<()> {
             .map_err(|e| Error::Io(format!("{}: {e}", parent.display())))?;
     }
     let x = read_table(&a.data)?;
-    let start = a
-        .init_from
-        .as_deref()
-        .map(crate::gmm::read_fit)
-        .transpose()?;
     let cfg = GmmConfig {
         k: a.k,
         covariance_type: a.em.covariance,
@@ -92,25 +87,17 @@ fn fit_gmm(options: &GpuOptions, a: &FitGmmArgs) -> Result<()> {
         init: a.em.init,
         seed: a.seed,
     };
-    if let Some(p) = &start
-        && (p.k, p.d, p.covariance_type) != (cfg.k, x.cols, cfg.covariance_type)
-    {
-        return Err(Error::InvalidArgument(format!(
-            "--init-from {}: a {}-component {} mixture in D = {}; --k {} --covariance {} on \
-                 {} ({} columns) needs the same K, type and D",
-            a.init_from
-                .as_deref()
-                .unwrap_or(std::path::Path::new(""))
-                .display(),
-            p.k,
-            p.covariance_type.name(),
-            p.d,
-            cfg.k,
-            cfg.covariance_type.name(),
-            a.data.display(),
-            x.cols
-        )));
-    }
+    // A warm start is read and checked against the flags before anything is fitted.
+    let start = match &a.init_from {
+        Some(path) => {
+            let p = crate::gmm::read_fit(path)?;
+            em_check_start(&p, &cfg, x.cols).map_err(|e| {
+                Error::InvalidArgument(format!("--init-from {}: {e}", path.display()))
+            })?;
+            Some(p)
+        }
+        None => None,
+    };
     let cost = check_cost(&cfg, x.rows, x.cols)?;
     let b = Engine::open(a.backend, options)?;
     eprintln!(
